@@ -1,0 +1,39 @@
+// The E-step backend interface: given a model, turn rows into sufficient
+// statistics. CPU (EStepCpu) and CUDA (gpu/) backends implement it; the trainer
+// only sees this interface.
+#pragma once
+
+#include <memory>
+
+#include "GmmModel.h"
+#include "GmmParams.h"
+#include "SufficientStats.h"
+#include "VectorSource.h"
+
+namespace faiss_gmm {
+
+class EStep {
+  public:
+    virtual ~EStep() = default;
+
+    /// Installs the model used by the next accumulate() calls. Rows are used as
+    /// x − center (center: d floats, or nullptr for none): the trainer centers the
+    /// data so that ‖x‖² − 2x·μ + ‖μ‖² does not cancel on data with large norms.
+    /// The model is copied; stats come out in the centered frame.
+    virtual void set_model(const GmmModel& model, const float* center) = 0;
+
+    /// Adds the statistics of the rows to stats (which must have the model's shape).
+    virtual void accumulate(const VectorBlock& rows, SufficientStats& stats) = 0;
+
+    /// A short name for logs ("cpu", "cuda:0", ...).
+    virtual const char* name() const = 0;
+};
+
+/// The backend params.device asks for. Device::Auto falls back to the CPU when no
+/// CUDA backend is built or no GPU is present; Device::Cuda throws then.
+std::unique_ptr<EStep> make_estep(const GmmParams& params, int64_t K, int64_t d);
+
+/// True when this build has the CUDA backend and a GPU is visible.
+bool cuda_available();
+
+} // namespace faiss_gmm

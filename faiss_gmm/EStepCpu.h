@@ -1,0 +1,53 @@
+// The CPU E-step: rows are processed in blocks of params.block_size. Per block,
+// one sgemm gives x·μᵀ (or [x, x²]·Wᵀ for diagonal covariances), one fused pass
+// per row turns it into log-densities, the log-sum-exp, the responsibilities and
+// the accumulation of N_k and the second moment, and Σ r·x is accumulated either
+// with a second sgemm (dense responsibilities) or sparsely (in high dimension
+// most rows have one or two non-negligible responsibilities). Memory is
+// O(threads · block_size · K + K·d): nothing proportional to N·K is allocated.
+// Blocks run in parallel (OpenMP) with per-thread accumulators that are summed
+// in thread order, so results are deterministic for a fixed thread count.
+#pragma once
+
+#include <vector>
+
+#include "EStep.h"
+
+namespace faiss_gmm {
+
+class EStepCpu : public EStep {
+  public:
+    /// block_size: rows per block (≥ 1). nthreads ≤ 0: omp_get_max_threads().
+    explicit EStepCpu(int block_size = 256, int nthreads = 0);
+
+    void set_model(const GmmModel& model, const float* center) override;
+    void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
+    const char* name() const override { return "cpu"; }
+
+    /// Per-row log-posteriors log r_nk (n × K, row-major) and log p(x_n) (n), for
+    /// predict / predict_proba / multi-assignment. Either output may be nullptr.
+    void log_responsibilities(const VectorBlock& rows, float* log_resp, float* loglik);
+
+    /// Responsibilities below this fraction of a row's largest one are treated as
+    /// exactly 0 (their total effect on any statistic is < K · 1e-12 relative).
+    static constexpr float kNegligibleLogRatio = -27.63f; // log(1e-12)
+
+    const GmmModel& model() const { return model_; }
+
+  private:
+    struct Workspace; // per-thread block buffers
+    void process_block(const VectorBlock& rows, Workspace& ws, SufficientStats* stats,
+                       float* log_resp, float* loglik) const;
+
+    int block_size_;
+    int nthreads_;
+    GmmModel model_;
+    std::vector<float> center_;         // d, zeros when none
+    // Precomputed per-model terms (see GmmModel::log_constants).
+    std::vector<float> gemm_weights_;   // spherical: μ (K×d); diagonal: [μ/σ², −1/(2σ²)] (K×2d)
+    std::vector<float> log_const_;      // c_k
+    std::vector<float> mean_sqnorm_;    // ‖μ_k‖² (spherical)
+    std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)
+};
+
+} // namespace faiss_gmm

@@ -1,0 +1,48 @@
+// A FAISS coarse quantizer trained by EM. It is a flat L2 index over the GMM
+// means: search() returns true squared L2 distances, as every IVF variant
+// requires. Installed in an IndexIVF with quantizer_trains_alone = 1, it is the
+// quantizer's own train() that IndexIVF::train calls, so IVFFlat, IVFPQ, IVFSQ,
+// IVFPQFastScan, with or without OPQ/PCA in front, all train with GMM.
+#pragma once
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
+
+#include "GmmModel.h"
+#include "GmmParams.h"
+#include "GmmTrainer.h"
+
+namespace faiss_gmm {
+
+class GmmQuantizer : public faiss::IndexFlatL2 {
+  public:
+    int64_t nlist;                  ///< number of components = inverted lists
+    GmmParams params;               ///< EM settings used by train()
+    GmmModel model;                 ///< the trained mixture (empty before train)
+    std::vector<GmmIterationStats> iteration_stats; ///< of the last train()
+
+    GmmQuantizer(int64_t d, int64_t nlist, const GmmParams& params = GmmParams());
+
+    /// Runs EM on the n rows, then holds the nlist means (ntotal == nlist).
+    void train(faiss::idx_t n, const float* x) override;
+
+    /// Sets a trained model (e.g. after loading): the means become the index content.
+    void set_model(const GmmModel& m);
+};
+
+/// Replaces the coarse quantizer of `index` (an IndexIVF, possibly behind an
+/// IndexPreTransform) by a GmmQuantizer with `params` and
+/// quantizer_trains_alone = 1; the IVF owns it. Returns it. Throws for a
+/// non-IVF index, an inner-product IVF, or an already trained index.
+GmmQuantizer* install_gmm_quantizer(faiss::Index* index, const GmmParams& params = GmmParams());
+
+/// The IVF inside index (directly, or behind IndexPreTransform / IndexIDMap /
+/// IndexRefine), or nullptr.
+faiss::IndexIVF* find_ivf(faiss::Index* index);
+const faiss::IndexIVF* find_ivf(const faiss::Index* index);
+
+/// The GmmQuantizer of the IVF inside index, or nullptr.
+GmmQuantizer* find_gmm_quantizer(faiss::Index* index);
+const GmmQuantizer* find_gmm_quantizer(const faiss::Index* index);
+
+} // namespace faiss_gmm

@@ -1,0 +1,70 @@
+// The EM loop: initialization, E-step (through an EStep backend), M-step,
+// convergence test, variance floor and re-seeding of empty components, with the
+// statistics of every iteration kept on the object.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "EStep.h"
+#include "GmmModel.h"
+#include "GmmParams.h"
+#include "SufficientStats.h"
+#include "VectorSource.h"
+
+namespace faiss_gmm {
+
+/// What one EM iteration did (FAISS's ClusteringIterationStats, for a GMM).
+struct GmmIterationStats {
+    int iteration = 0;          ///< 0-based
+    double loglik = 0;          ///< mean log-likelihood per vector of the model entering this iteration
+    double time_s = 0;          ///< seconds since fit() started, at the end of this iteration
+    double estep_time_s = 0;    ///< seconds spent in this iteration's E-step
+    double imbalance_factor = 0;///< K · Σ N_k² / N²  (1 = perfectly balanced)
+    int nsplit = 0;             ///< components re-seeded in this iteration
+    int nfloored = 0;           ///< variances raised to the floor in this iteration
+};
+
+/// Hook for combining statistics across processes (e.g. MPI_Allreduce on
+/// stats.flat()); called after every local E-step. Empty = single process.
+using StatsReducer = std::function<void(SufficientStats&)>;
+
+class GmmTrainer {
+  public:
+    explicit GmmTrainer(const GmmParams& params = GmmParams());
+
+    /// Trains K components on all rows of data (subsampled to
+    /// K * max_points_per_centroid rows, as FAISS does). With params.init == Given,
+    /// `initial` is the starting model (in the data's frame). Returns the model in
+    /// the data's frame. Throws std::invalid_argument on bad input (K < 1, K > N,
+    /// NaN/Inf, dimension mismatch) before any work starts.
+    GmmModel fit(const VectorSource& data, int64_t K, const GmmModel* initial = nullptr);
+    GmmModel fit(int64_t n, int64_t d, const float* x, int64_t K, const GmmModel* initial = nullptr);
+
+    /// Replaces the E-step backend (by default make_estep(params)).
+    void set_estep(std::unique_ptr<EStep> estep) { estep_ = std::move(estep); }
+    void set_stats_reducer(StatsReducer reducer) { reducer_ = std::move(reducer); }
+
+    const GmmParams& params() const { return params_; }
+
+    // ---- results of the last fit() ----
+    std::vector<GmmIterationStats> iteration_stats;
+    int n_iter = 0;             ///< EM iterations run
+    bool converged = false;     ///< stopped by tol before niter
+    int total_splits = 0;       ///< components re-seeded, all iterations
+    int total_floored = 0;      ///< variance-floor hits, all iterations
+    double variance_floor = 0;  ///< absolute floor used (min_variance_ratio × data variance)
+    double data_variance = 0;   ///< mean per-dimension variance of the training rows
+    int64_t n_train = 0;        ///< rows EM ran on (after subsampling)
+    std::string backend;        ///< name of the E-step backend used
+
+  private:
+    GmmParams params_;
+    std::unique_ptr<EStep> estep_;
+    StatsReducer reducer_;
+};
+
+} // namespace faiss_gmm
