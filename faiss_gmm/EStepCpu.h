@@ -36,8 +36,9 @@ class EStepCpu : public EStep {
 
   private:
     struct Workspace; // per-thread block buffers
-    void process_block(const VectorBlock& rows, Workspace& ws, SufficientStats* stats,
-                       float* log_resp, float* loglik) const;
+    // Statistics go to ws.acc when set; log_resp (B × K) and loglik (B) are
+    // written when non-null.
+    void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
 
     int block_size_;
     int nthreads_;

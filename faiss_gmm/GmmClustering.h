@@ -22,7 +22,7 @@ struct GmmClustering : faiss::Clustering {
     GmmClustering(int d, int k, const faiss::ClusteringParameters& cp, const GmmParams& gmm = GmmParams());
 
     /// weights (per-row sample weights) are not supported: passing them throws.
-    void train(faiss::idx_t n, const float* x, faiss::Index& index, const float* weights = nullptr) override;
+    void train(faiss::Index::idx_t n, const float* x, faiss::Index& index, const float* weights = nullptr) override;
 };
 
 } // namespace faiss_gmm

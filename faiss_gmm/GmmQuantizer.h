@@ -24,7 +24,7 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
     GmmQuantizer(int64_t d, int64_t nlist, const GmmParams& params = GmmParams());
 
     /// Runs EM on the n rows, then holds the nlist means (ntotal == nlist).
-    void train(faiss::idx_t n, const float* x) override;
+    void train(faiss::Index::idx_t n, const float* x) override;
 
     /// Sets a trained model (e.g. after loading): the means become the index content.
     void set_model(const GmmModel& m);

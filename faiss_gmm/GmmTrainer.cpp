@@ -1,0 +1,329 @@
+#include "GmmTrainer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include "kmeans_init.h"
+
+namespace faiss_gmm {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Rows chosen uniformly without replacement (Knuth's selection sampling:
+/// O(N) time, O(m) memory, indices come out sorted so a file is read in order).
+std::vector<int64_t> sample_rows(int64_t N, int64_t m, int64_t seed) {
+    std::mt19937_64 rng{uint64_t(seed)};
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    std::vector<int64_t> rows;
+    rows.reserve(m);
+    for (int64_t i = 0; i < N && int64_t(rows.size()) < m; i++) {
+        if (double(N - i) * u(rng) < double(m - int64_t(rows.size()))) rows.push_back(i);
+    }
+    return rows;
+}
+
+/// Copies the given rows of src, in its own element type, into `out`.
+VectorBlock gather_rows(const VectorSource& src, const std::vector<int64_t>& rows, std::vector<uint8_t>& out) {
+    const size_t row_bytes = size_t(src.d()) * element_size(src.type());
+    out.resize(rows.size() * row_bytes);
+    std::vector<uint8_t> scratch;
+    for (size_t i = 0; i < rows.size(); i++) {
+        VectorBlock b = src.read(rows[i], 1, scratch);
+        std::copy(b.row(0), b.row(0) + row_bytes, out.data() + i * row_bytes);
+    }
+    return VectorBlock{out.data(), src.type(), int64_t(rows.size()), src.d()};
+}
+
+/// One pass over the source: checks every value is finite and returns the mean
+/// row and the mean per-dimension variance (in double).
+void data_moments(const VectorSource& src, int64_t chunk, std::vector<double>& mean, double& variance) {
+    const int64_t N = src.ntotal(), d = src.d();
+    std::vector<double> s1(d, 0.0), s2(d, 0.0);
+    std::vector<uint8_t> scratch;
+    for (int64_t i0 = 0; i0 < N; i0 += chunk) {
+        const int64_t n = std::min(chunk, N - i0);
+        VectorBlock b = src.read(i0, n, scratch);
+        check_finite(b, i0);
+        const int nt = omp_get_max_threads();
+        std::vector<double> t1(size_t(nt) * d, 0.0), t2(size_t(nt) * d, 0.0);
+#pragma omp parallel num_threads(nt)
+        {
+            std::vector<float> row(d);
+            double* a1 = t1.data() + size_t(omp_get_thread_num()) * d;
+            double* a2 = t2.data() + size_t(omp_get_thread_num()) * d;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n; i++) {
+                b.row_to_float(i, row.data());
+                for (int64_t j = 0; j < d; j++) {
+                    a1[j] += row[j];
+                    a2[j] += double(row[j]) * row[j];
+                }
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            for (int64_t j = 0; j < d; j++) {
+                s1[j] += t1[size_t(t) * d + j];
+                s2[j] += t2[size_t(t) * d + j];
+            }
+        }
+    }
+    mean.assign(d, 0.0);
+    variance = 0;
+    for (int64_t j = 0; j < d; j++) {
+        mean[j] = s1[j] / double(N);
+        variance += std::max(0.0, s2[j] / double(N) - mean[j] * mean[j]);
+    }
+    variance /= double(d);
+}
+
+} // namespace
+
+GmmTrainer::GmmTrainer(const GmmParams& params) : params_(params) {
+    params_.validate();
+}
+
+GmmModel GmmTrainer::fit(int64_t n, int64_t d, const float* x, int64_t K, const GmmModel* initial) {
+    MemoryVectorSource src(n, d, x);
+    return fit(src, K, initial);
+}
+
+GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* initial) {
+    const auto t_start = std::chrono::steady_clock::now();
+    const GmmParams& p = params_;
+    const int64_t N = data.ntotal(), d = data.d();
+    const CovarianceType cov = p.covariance_type;
+
+    // ---- checks, before any work ----
+    if (K < 1) throw std::invalid_argument("GMM training: K = " + std::to_string(K) + " components, need K >= 1");
+    if (N < K) {
+        throw std::invalid_argument("GMM training: K = " + std::to_string(K) + " components but only N = " +
+                                    std::to_string(N) + " training vectors (need N >= K)");
+    }
+    if (p.init == InitMethod::Given) {
+        if (!initial) throw std::invalid_argument("GMM training: init = Given but no initial model was passed");
+        initial->validate();
+        if (initial->K != K || initial->d != d || initial->covariance_type != cov) {
+            throw std::invalid_argument("GMM training: the initial model has K = " + std::to_string(initial->K) +
+                                        ", d = " + std::to_string(initial->d) + ", " +
+                                        to_string(initial->covariance_type) + "; expected K = " +
+                                        std::to_string(K) + ", d = " + std::to_string(d) + ", " + to_string(cov));
+        }
+    }
+
+    iteration_stats.clear();
+    n_iter = 0;
+    converged = false;
+    total_splits = total_floored = 0;
+
+    // ---- subsampling, as faiss::Clustering does ----
+    std::vector<uint8_t> sample_storage;
+    std::unique_ptr<MemoryVectorSource> sample_source;
+    const VectorSource* train = &data;
+    if (p.max_points_per_centroid > 0 && N > K * int64_t(p.max_points_per_centroid)) {
+        const int64_t m = K * int64_t(p.max_points_per_centroid);
+        if (p.verbose) {
+            std::printf("GMM: sampling %lld / %lld training vectors (max_points_per_centroid = %d)\n",
+                        (long long)m, (long long)N, p.max_points_per_centroid);
+        }
+        sample_source = std::make_unique<MemoryVectorSource>(
+                gather_rows(data, sample_rows(N, m, p.seed), sample_storage));
+        train = sample_source.get();
+    } else if (p.verbose && N < K * int64_t(p.min_points_per_centroid)) {
+        std::printf("GMM warning: %lld training vectors for %lld components: at least %lld are recommended\n",
+                    (long long)N, (long long)K, (long long)(K * p.min_points_per_centroid));
+    }
+    n_train = train->ntotal();
+
+    // ---- data moments: center, variance floor, NaN/Inf check ----
+    std::vector<double> mean_d;
+    data_moments(*train, p.chunk_size, mean_d, data_variance);
+    // Squared distances and variances are float32 in the E-step, the model and
+    // the FAISS quantizer: data whose spread overflows or underflows them cannot
+    // be modelled faithfully, so say so instead of producing Inf or 0 variances.
+    if (data_variance * double(d) > 1e36 || (data_variance > 0 && data_variance < 1e-30)) {
+        throw std::invalid_argument("GMM training: the data's variance per dimension is " +
+                                    std::to_string(data_variance) +
+                                    ", outside the range float32 arithmetic can model (1e-30 .. 1e36 / d): "
+                                    "rescale the data");
+    }
+    std::vector<float> center(mean_d.begin(), mean_d.end());
+    // A zero-variance data set (all rows identical) still needs a positive floor.
+    const double scale_variance = data_variance > 0 ? data_variance : 1.0;
+    variance_floor = std::max(p.min_variance_ratio * scale_variance, 1e-30);
+
+    // ---- initial model, in the centered frame ----
+    GmmModel model;
+    if (p.init == InitMethod::Given) {
+        std::vector<float> neg(d);
+        for (int64_t j = 0; j < d; j++) neg[j] = -center[j];
+        model = initial->translated(neg.data());
+    } else {
+        // Initialization works on at most K * 256 rows (the FAISS k-means default).
+        const int64_t n_init = std::min<int64_t>(n_train, K * 256);
+        std::vector<int64_t> rows;
+        if (n_init == n_train) {
+            rows.resize(n_train);
+            for (int64_t i = 0; i < n_train; i++) rows[i] = i;
+        } else {
+            rows = sample_rows(n_train, n_init, p.seed + 1);
+        }
+        std::vector<float> xi(size_t(n_init) * d);
+        std::vector<uint8_t> scratch;
+        for (size_t i = 0; i < rows.size(); i++) {
+            VectorBlock b = train->read(rows[i], 1, scratch);
+            b.row_to_float(0, xi.data() + i * d);
+            for (int64_t j = 0; j < d; j++) xi[i * d + j] -= center[j];
+        }
+        std::vector<float> means = p.init == InitMethod::FaissKMeans
+                ? faiss_kmeans_means(n_init, d, xi.data(), K, p.init_niter, p.seed, false)
+                : kmeans_plus_plus_means(n_init, d, xi.data(), K, p.seed);
+        model = model_from_hard_assignment(n_init, d, xi.data(), K, means, cov, variance_floor, scale_variance);
+    }
+
+    if (!estep_) estep_ = make_estep(p, K, d);
+    backend = estep_->name();
+    if (p.verbose) {
+        std::printf("GMM: K = %lld, d = %lld, N = %lld, %s covariance, init %s, backend %s, "
+                    "variance floor %.4g (init %.2f s)\n",
+                    (long long)K, (long long)d, (long long)n_train, to_string(cov), to_string(p.init),
+                    backend.c_str(), variance_floor, seconds_since(t_start));
+    }
+
+    // ---- EM ----
+    SufficientStats stats(K, d, cov);
+    std::vector<uint8_t> scratch;
+    std::mt19937_64 split_rng{uint64_t(p.seed) + 7};
+    double prev_loglik = -INFINITY;
+    const int64_t nvar = model.nvar();
+    for (int it = 0; it < p.niter; it++) {
+        const auto t_iter = std::chrono::steady_clock::now();
+        estep_->set_model(model, center.data());
+        stats.clear();
+        const int64_t nchunks = (n_train + p.chunk_size - 1) / p.chunk_size;
+        for (int64_t c = 0; c < nchunks; c++) {
+            const int64_t i0 = c * p.chunk_size;
+            estep_->accumulate(train->read(i0, std::min(p.chunk_size, n_train - i0), scratch), stats);
+            if (p.verbose && nchunks > 1 && seconds_since(t_iter) > 2.0) {
+                std::printf("\r  E-step %d: %5.1f%%", it, 100.0 * double(c + 1) / double(nchunks));
+                std::fflush(stdout);
+            }
+        }
+        if (reducer_) reducer_(stats);
+        GmmIterationStats st;
+        st.iteration = it;
+        st.estep_time_s = seconds_since(t_iter);
+        st.loglik = stats.loglik / stats.n;
+        if (!std::isfinite(st.loglik)) {
+            throw std::runtime_error("GMM training: the log-likelihood became " + std::to_string(st.loglik) +
+                                     " at iteration " + std::to_string(it));
+        }
+
+        // ---- M-step (double precision) ----
+        const double total = stats.n;
+        double sq_counts = 0;
+        const double min_mass = std::max(1e-3, p.min_component_weight * total);
+        std::vector<int64_t> empty;
+        for (int64_t k = 0; k < K; k++) {
+            const double nk = stats.nk[k];
+            sq_counts += nk * nk;
+            if (nk < min_mass) {
+                // Keeps its mean and variances; re-seeded below if a component can be split.
+                model.log_weights[k] = float(std::log(std::max(nk, 1e-30) / total));
+                empty.push_back(k);
+                continue;
+            }
+            double shift_sq = 0;
+            std::vector<double> shift(d);
+            for (int64_t j = 0; j < d; j++) {
+                const double mu_new = stats.sum_x[k * d + j] / nk;
+                shift[j] = mu_new - double(model.means[k * d + j]);
+                shift_sq += shift[j] * shift[j];
+                model.means[k * d + j] = float(mu_new);
+            }
+            for (int64_t j = 0; j < nvar; j++) {
+                // Second moment about the new mean = about the old one − N_k·shift².
+                double v = cov == CovarianceType::Spherical
+                        ? (stats.sum_sq[k] / nk - shift_sq) / double(d)
+                        : stats.sum_sq[k * d + j] / nk - shift[j] * shift[j];
+                v += p.reg_covar;
+                if (v < variance_floor) {
+                    v = variance_floor;
+                    st.nfloored++;
+                }
+                model.variances[k * nvar + j] = float(v);
+            }
+            model.log_weights[k] = float(std::log(nk / total));
+        }
+        st.imbalance_factor = sq_counts * double(K) / (total * total);
+
+        // ---- re-seed empty components by splitting the heaviest, as FAISS does ----
+        for (int64_t k : empty) {
+            int64_t big = -1;
+            double big_w = -INFINITY;
+            for (int64_t j = 0; j < K; j++) {
+                if (stats.nk[j] >= min_mass && model.log_weights[j] > big_w) {
+                    big_w = model.log_weights[j];
+                    big = j;
+                }
+            }
+            if (big < 0) break; // nothing left to split
+            // Move the two halves apart by 1/10 of a standard deviation per
+            // dimension, in random directions, so the next E-step separates them.
+            std::uniform_int_distribution<int> coin(0, 1);
+            for (int64_t j = 0; j < d; j++) {
+                const double delta = 0.1 * std::sqrt(double(model.variance(big, j))) * (coin(split_rng) ? 1 : -1);
+                const double mu = model.means[big * d + j];
+                model.means[k * d + j] = float(mu + delta);
+                model.means[big * d + j] = float(mu - delta);
+            }
+            for (int64_t j = 0; j < nvar; j++) model.variances[k * nvar + j] = model.variances[big * nvar + j];
+            model.log_weights[big] = model.log_weights[k] = float(double(model.log_weights[big]) - std::log(2.0));
+            st.nsplit++;
+        }
+        if (!empty.empty()) {
+            // Splits keep the total weight; an empty component that found nothing to
+            // split keeps its tiny weight: renormalize so the weights sum to 1 exactly.
+            double wsum = 0;
+            for (int64_t k = 0; k < K; k++) wsum += std::exp(double(model.log_weights[k]));
+            const float log_wsum = float(std::log(wsum));
+            for (int64_t k = 0; k < K; k++) model.log_weights[k] -= log_wsum;
+        }
+
+        st.time_s = seconds_since(t_start);
+        iteration_stats.push_back(st);
+        total_splits += st.nsplit;
+        total_floored += st.nfloored;
+        n_iter = it + 1;
+        if (p.verbose) {
+            std::printf("%sEM iter %3d/%d: loglik %.6g (%+.3g)  imbalance %.3f  splits %d  floored %d  "
+                        "E-step %.3f s  total %.2f s\n",
+                        nchunks > 1 ? "\r" : "", it + 1, p.niter, st.loglik,
+                        std::isfinite(prev_loglik) ? st.loglik - prev_loglik : 0.0, st.imbalance_factor,
+                        st.nsplit, st.nfloored, st.estep_time_s, st.time_s);
+            std::fflush(stdout);
+        }
+        if (p.tol > 0 && std::isfinite(prev_loglik) && std::fabs(st.loglik - prev_loglik) < p.tol) {
+            converged = true;
+            break;
+        }
+        prev_loglik = st.loglik;
+    }
+    if (p.verbose && (total_splits > 0 || total_floored > 0)) {
+        std::printf("GMM: %d component(s) re-seeded, %d variance(s) raised to the floor %.4g\n", total_splits,
+                    total_floored, variance_floor);
+    }
+    return model.translated(center.data());
+}
+
+} // namespace faiss_gmm

@@ -1,0 +1,110 @@
+#include "SufficientStats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "GmmModel.h"
+
+namespace faiss_gmm {
+
+void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type) {
+    K = K_;
+    d = d_;
+    covariance_type = type;
+    n = 0;
+    loglik = 0;
+    nk.assign(K, 0.0);
+    sum_x.assign(size_t(K) * d, 0.0);
+    sum_sq.assign(size_t(K) * (type == CovarianceType::Spherical ? 1 : d), 0.0);
+}
+
+void SufficientStats::clear() {
+    reset(K, d, covariance_type);
+}
+
+void SufficientStats::add(const SufficientStats& o) {
+    if (o.K != K || o.d != d || o.covariance_type != covariance_type) {
+        throw std::invalid_argument("SufficientStats::add: shape mismatch (K " + std::to_string(K) + " vs " +
+                                    std::to_string(o.K) + ", d " + std::to_string(d) + " vs " +
+                                    std::to_string(o.d) + ")");
+    }
+    n += o.n;
+    loglik += o.loglik;
+    for (size_t i = 0; i < nk.size(); i++) nk[i] += o.nk[i];
+    for (size_t i = 0; i < sum_x.size(); i++) sum_x[i] += o.sum_x[i];
+    for (size_t i = 0; i < sum_sq.size(); i++) sum_sq[i] += o.sum_sq[i];
+}
+
+std::vector<double> SufficientStats::flat() const {
+    std::vector<double> v;
+    v.reserve(2 + nk.size() + sum_x.size() + sum_sq.size());
+    v.push_back(n);
+    v.push_back(loglik);
+    v.insert(v.end(), nk.begin(), nk.end());
+    v.insert(v.end(), sum_x.begin(), sum_x.end());
+    v.insert(v.end(), sum_sq.begin(), sum_sq.end());
+    return v;
+}
+
+void SufficientStats::from_flat(const double* values, size_t count) {
+    const size_t expected = 2 + nk.size() + sum_x.size() + sum_sq.size();
+    if (count != expected) {
+        throw std::invalid_argument("SufficientStats::from_flat: got " + std::to_string(count) +
+                                    " values, expected " + std::to_string(expected));
+    }
+    n = values[0];
+    loglik = values[1];
+    const double* p = values + 2;
+    std::copy(p, p + nk.size(), nk.begin());
+    p += nk.size();
+    std::copy(p, p + sum_x.size(), sum_x.begin());
+    p += sum_x.size();
+    std::copy(p, p + sum_sq.size(), sum_sq.begin());
+}
+
+void reference_estep(
+        const GmmModel& model,
+        const float* center,
+        int64_t n,
+        const float* x,
+        SufficientStats& stats) {
+    const int64_t K = model.K, d = model.d;
+    if (stats.K != K || stats.d != d || stats.covariance_type != model.covariance_type) {
+        throw std::invalid_argument("reference_estep: stats shape does not match the model");
+    }
+    std::vector<double> xd(d), logp(K);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++) {
+            xd[j] = double(x[i * d + j]) - (center ? double(center[j]) : 0.0);
+        }
+        double mx = -INFINITY;
+        for (int64_t k = 0; k < K; k++) {
+            logp[k] = model.log_joint(xd.data(), k);
+            mx = std::max(mx, logp[k]);
+        }
+        double s = 0;
+        for (int64_t k = 0; k < K; k++) s += std::exp(logp[k] - mx);
+        const double lse = mx + std::log(s);
+        stats.n += 1;
+        stats.loglik += lse;
+        for (int64_t k = 0; k < K; k++) {
+            const double r = std::exp(logp[k] - lse);
+            stats.nk[k] += r;
+            double sq = 0;
+            for (int64_t j = 0; j < d; j++) {
+                const double diff = xd[j] - double(model.means[k * d + j]);
+                stats.sum_x[k * d + j] += r * xd[j];
+                if (model.covariance_type == CovarianceType::Diagonal) {
+                    stats.sum_sq[k * d + j] += r * diff * diff;
+                } else {
+                    sq += diff * diff;
+                }
+            }
+            if (model.covariance_type == CovarianceType::Spherical) stats.sum_sq[k] += r * sq;
+        }
+    }
+}
+
+} // namespace faiss_gmm

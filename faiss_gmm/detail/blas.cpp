@@ -1,0 +1,44 @@
+#include "blas.h"
+
+#include <dlfcn.h>
+
+namespace faiss_gmm::detail {
+
+namespace {
+using GetThreads = int (*)();
+using SetThreads = void (*)(int);
+
+GetThreads openblas_get() {
+    static GetThreads f = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    return f;
+}
+SetThreads openblas_set() {
+    static SetThreads f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    return f;
+}
+} // namespace
+
+SingleThreadedBlas::SingleThreadedBlas() {
+    if (openblas_get() && openblas_set()) {
+        previous_ = openblas_get()();
+        if (previous_ != 1) openblas_set()(1);
+    }
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+    if (previous_ > 1) openblas_set()(previous_);
+}
+
+void gemm_abt(int m, int n, int k, const float* A, const float* B, float* C) {
+    // Column-major view: Cᵀ (n×m) = B (k×n col-major)ᵀ · A (k×m col-major).
+    const float one = 1, zero = 0;
+    sgemm_("T", "N", &n, &m, &k, &one, B, &k, A, &k, &zero, C, &n);
+}
+
+void gemm_atb(int m, int n, int k, const float* A, const float* B, float* C) {
+    // Column-major view: Cᵀ (n×m) = B (n×k col-major) · A (m×k col-major)ᵀ.
+    const float one = 1, zero = 0;
+    sgemm_("N", "T", &n, &m, &k, &one, B, &n, A, &m, &zero, C, &n);
+}
+
+} // namespace faiss_gmm::detail

@@ -1,0 +1,34 @@
+// The BLAS entry points we call, declared as FAISS does (Fortran ABI, linked
+// from libblas / OpenBLAS), and a guard that makes OpenBLAS single-threaded
+// while our own OpenMP threads each run their block's sgemm.
+#pragma once
+
+extern "C" {
+int sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+           const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+           const float* beta, float* c, const int* ldc);
+}
+
+namespace faiss_gmm::detail {
+
+/// While alive, OpenBLAS (when it is the BLAS in use: looked up at run time, so
+/// any other BLAS works too) runs each call on the calling thread only; the
+/// previous thread count is restored on destruction. Without this, every one of
+/// our OpenMP threads would start OpenBLAS's own thread pool on its block.
+class SingleThreadedBlas {
+  public:
+    SingleThreadedBlas();
+    ~SingleThreadedBlas();
+    SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+    SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+  private:
+    int previous_ = -1;
+};
+
+/// C (m×n, row-major) = A (m×k, row-major) · B (n×k, row-major)ᵀ
+void gemm_abt(int m, int n, int k, const float* A, const float* B, float* C);
+/// C (m×n, row-major) = A (k×m, row-major)ᵀ · B (k×n, row-major)
+void gemm_atb(int m, int n, int k, const float* A, const float* B, float* C);
+
+} // namespace faiss_gmm::detail

@@ -1,0 +1,185 @@
+// The CPU E-step against the float64 brute-force reference, on fresh random
+// inputs of many shapes, both covariance types, float32 and uint8 rows, and on
+// siftsmall.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "faiss_gmm/EStepCpu.h"
+#include "faiss_gmm/VectorSource.h"
+#include "test_helpers.h"
+
+using namespace faiss_gmm;
+using namespace faiss_gmm::testing;
+
+namespace {
+
+struct Shape {
+    int64_t n, d, K;
+    int block;
+};
+
+// Ragged shapes: d not a multiple of 8, K = 1, K larger than a block, N smaller
+// than a block, N not a multiple of the block.
+const Shape kShapes[] = {
+        {1, 3, 1, 256},   {7, 5, 3, 256},     {300, 17, 1, 64},  {513, 13, 40, 64},
+        {1000, 33, 300, 128}, {257, 96, 64, 256}, {2000, 128, 16, 256}, {130, 100, 7, 1},
+};
+
+SufficientStats run_cpu(const GmmModel& m, const std::vector<float>& center, const VectorBlock& rows, int block) {
+    EStepCpu estep(block);
+    estep.set_model(m, center.data());
+    SufficientStats s(m.K, m.d, m.covariance_type);
+    estep.accumulate(rows, s);
+    return s;
+}
+
+SufficientStats run_reference(const GmmModel& m, const std::vector<float>& center, const VectorBlock& rows) {
+    std::vector<float> xf(size_t(rows.n) * rows.d);
+    for (int64_t i = 0; i < rows.n; i++) rows.row_to_float(i, xf.data() + i * rows.d);
+    SufficientStats s(m.K, m.d, m.covariance_type);
+    reference_estep(m, center.data(), rows.n, xf.data(), s);
+    return s;
+}
+
+} // namespace
+
+class EStepCpuShapes : public ::testing::TestWithParam<std::tuple<int, CovarianceType>> {};
+
+TEST_P(EStepCpuShapes, Float32MatchesFloat64Reference) {
+    const Shape sh = kShapes[std::get<0>(GetParam())];
+    const CovarianceType type = std::get<1>(GetParam());
+    std::vector<float> centers;
+    const uint64_t seed = 1000 + std::get<0>(GetParam()) * 7 + int(type);
+    std::vector<float> x = clustered_data(sh.n, sh.d, sh.K, 1.0f, seed, &centers);
+    // Variances comparable to the spread, so many rows have several non-negligible responsibilities.
+    GmmModel m = random_model(sh.K, sh.d, type, 1.0f, seed + 1, &centers);
+    std::vector<float> center(sh.d);
+    std::mt19937_64 rng{seed + 2};
+    std::normal_distribution<float> g;
+    for (auto& c : center) c = 0.1f * g(rng);
+    VectorBlock rows{x.data(), DataType::Float32, sh.n, sh.d};
+    SufficientStats got = run_cpu(m, center, rows, sh.block);
+    SufficientStats ref = run_reference(m, center, rows);
+    expect_stats_near(got, ref, 1e-5,
+                      "n=" + std::to_string(sh.n) + " d=" + std::to_string(sh.d) + " K=" + std::to_string(sh.K));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllShapes, EStepCpuShapes,
+                         ::testing::Combine(::testing::Range(0, int(std::size(kShapes))),
+                                            ::testing::Values(CovarianceType::Spherical, CovarianceType::Diagonal)));
+
+TEST(EStepCpu, Uint8RowsMatchReference) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const int64_t n = 700, d = 37, K = 20;
+        std::mt19937_64 rng{77};
+        std::uniform_int_distribution<int> byte(0, 255);
+        std::vector<uint8_t> x(size_t(n) * d);
+        for (auto& v : x) v = uint8_t(byte(rng));
+        std::vector<float> center(d, 127.5f);
+        GmmModel m = random_model(K, d, type, 5000.0f, 78);
+        for (auto& mu : m.means) mu *= 20.0f;
+        VectorBlock rows{x.data(), DataType::UInt8, n, d};
+        expect_stats_near(run_cpu(m, center, rows, 64), run_reference(m, center, rows), 1e-5, to_string(type));
+    }
+}
+
+TEST(EStepCpu, DenseAndSparsePathsAgree) {
+    // Very wide variances: every responsibility is significant, so the dense
+    // sgemm path runs; narrow ones exercise the sparse path. Both against float64.
+    for (float var : {1e4f, 1e-2f}) {
+        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+            std::vector<float> centers;
+            std::vector<float> x = clustered_data(600, 24, 32, 1.0f, 5, &centers);
+            GmmModel m = random_model(32, 24, type, var, 6, &centers);
+            std::vector<float> center(24, 0.0f);
+            VectorBlock rows{x.data(), DataType::Float32, 600, 24};
+            expect_stats_near(run_cpu(m, center, rows, 128), run_reference(m, center, rows), 1e-5,
+                              "var=" + std::to_string(var));
+        }
+    }
+}
+
+TEST(EStepCpu, StatsAreAdditiveAcrossChunks) {
+    std::vector<float> centers;
+    std::vector<float> x = clustered_data(1000, 16, 8, 1.0f, 11, &centers);
+    GmmModel m = random_model(8, 16, CovarianceType::Diagonal, 1.0f, 12, &centers);
+    std::vector<float> center(16, 0.0f);
+    EStepCpu estep(100);
+    estep.set_model(m, center.data());
+    SufficientStats whole(8, 16, m.covariance_type), parts(8, 16, m.covariance_type);
+    estep.accumulate(VectorBlock{x.data(), DataType::Float32, 1000, 16}, whole);
+    SufficientStats a(8, 16, m.covariance_type), b(8, 16, m.covariance_type);
+    // Chunk boundaries on block boundaries: the same blocks, summed in another order.
+    estep.accumulate(VectorBlock{x.data(), DataType::Float32, 400, 16}, a);
+    estep.accumulate(VectorBlock{x.data() + 400 * 16, DataType::Float32, 600, 16}, b);
+    parts.add(a);
+    parts.add(b);
+    expect_stats_near(parts, whole, 1e-12, "chunked");
+}
+
+TEST(EStepCpu, LogResponsibilitiesNormalizeAndMatchReference) {
+    const int64_t n = 50, d = 9, K = 6;
+    std::vector<float> centers;
+    std::vector<float> x = clustered_data(n, d, K, 1.0f, 21, &centers);
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmModel m = random_model(K, d, type, 1.0f, 22, &centers);
+        EStepCpu estep(16);
+        estep.set_model(m, nullptr);
+        std::vector<float> lr(n * K), ll(n);
+        estep.log_responsibilities(VectorBlock{x.data(), DataType::Float32, n, d}, lr.data(), ll.data());
+        for (int64_t i = 0; i < n; i++) {
+            std::vector<double> xd(x.begin() + i * d, x.begin() + (i + 1) * d);
+            double mx = -INFINITY;
+            std::vector<double> lp(K);
+            for (int64_t k = 0; k < K; k++) mx = std::max(mx, lp[k] = m.log_joint(xd.data(), k));
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += std::exp(lp[k] - mx);
+            const double lse = mx + std::log(s);
+            EXPECT_NEAR(ll[i], lse, 1e-5 * std::fabs(lse));
+            for (int64_t k = 0; k < K; k++) EXPECT_NEAR(lr[i * K + k], lp[k] - lse, 1e-3);
+        }
+    }
+}
+
+TEST(EStepCpu, SiftsmallLargeNormsStayAccurate) {
+    const std::string path = shared_dataset("siftsmall/siftsmall_base.fvecs");
+    std::unique_ptr<VecsFileSource> src;
+    try {
+        src = std::make_unique<VecsFileSource>(path);
+    } catch (const std::exception& e) {
+        GTEST_SKIP() << "siftsmall not available: " << e.what();
+    }
+    const int64_t n = 2000, d = src->d(), K = 32;
+    std::vector<float> x(n * d);
+    read_as_float(*src, 0, n, x.data());
+    // Center = data mean, model means = some rows: as the trainer does.
+    std::vector<float> center(d, 0.0f);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) center[j] += x[i * d + j] / float(n);
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmModel m(K, d, type);
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < d; j++) m.means[k * d + j] = x[(k * 61) * d + j] - center[j];
+        // Per-dimension variance of SIFT around a cluster mean is a few hundred:
+        // wide enough that some rows split between components.
+        for (auto& v : m.variances) v = 1500.0f;
+        VectorBlock rows{x.data(), DataType::Float32, n, d};
+        expect_stats_near(run_cpu(m, center, rows, 256), run_reference(m, center, rows), 1e-5,
+                          std::string("siftsmall ") + to_string(type));
+    }
+}
+
+TEST(EStepCpu, DeterministicForFixedThreads) {
+    std::vector<float> centers;
+    std::vector<float> x = clustered_data(5000, 20, 12, 1.0f, 31, &centers);
+    GmmModel m = random_model(12, 20, CovarianceType::Spherical, 1.0f, 32, &centers);
+    auto run = [&] {
+        EStepCpu estep(64, 2);
+        estep.set_model(m, nullptr);
+        SufficientStats s(12, 20, m.covariance_type);
+        estep.accumulate(VectorBlock{x.data(), DataType::Float32, 5000, 20}, s);
+        return s.flat();
+    };
+    EXPECT_EQ(run(), run());
+}

@@ -1,0 +1,77 @@
+// Shared by the GoogleTest suites: random models and data, float64 comparisons,
+// and the location of ../shared/datasets.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "faiss_gmm/GmmModel.h"
+#include "faiss_gmm/SufficientStats.h"
+
+namespace faiss_gmm::testing {
+
+/// Where ../shared/datasets is, relative to the project root.
+inline std::string shared_dataset(const std::string& rel) {
+    return std::string(FAISS_GMM_SOURCE_DIR) + "/../shared/datasets/" + rel;
+}
+
+/// Points drawn around K random centers (spread `sigma`) so responsibilities are
+/// neither all hard nor all flat.
+inline std::vector<float> clustered_data(int64_t n, int64_t d, int64_t K, float sigma, uint64_t seed,
+                                         std::vector<float>* centers_out = nullptr) {
+    std::mt19937_64 rng{seed};
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> centers(size_t(K) * d);
+    for (auto& c : centers) c = 3.0f * g(rng);
+    std::vector<float> x(size_t(n) * d);
+    std::uniform_int_distribution<int64_t> pick(0, K - 1);
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t k = pick(rng);
+        for (int64_t j = 0; j < d; j++) x[i * d + j] = centers[k * d + j] + sigma * g(rng);
+    }
+    if (centers_out) *centers_out = centers;
+    return x;
+}
+
+/// A random valid model: means near the data, variances in [0.5, 2]·base, random weights.
+inline GmmModel random_model(int64_t K, int64_t d, CovarianceType type, float base_var, uint64_t seed,
+                             const std::vector<float>* means_from = nullptr) {
+    std::mt19937_64 rng{seed};
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::uniform_real_distribution<float> u(0.5f, 2.0f);
+    GmmModel m(K, d, type);
+    for (size_t i = 0; i < m.means.size(); i++) m.means[i] = means_from ? (*means_from)[i] + 0.3f * g(rng) : 3.0f * g(rng);
+    for (auto& v : m.variances) v = base_var * u(rng);
+    double s = 0;
+    std::vector<double> w(K);
+    for (auto& x : w) s += (x = u(rng));
+    for (int64_t k = 0; k < K; k++) m.log_weights[k] = float(std::log(w[k] / s));
+    return m;
+}
+
+/// max_i |a_i − b_i| / max(max_i |b_i|, tiny): error relative to the statistic's scale.
+inline double max_rel_error(const std::vector<double>& a, const std::vector<double>& b) {
+    double num = 0, den = 1e-30;
+    for (size_t i = 0; i < a.size(); i++) {
+        num = std::max(num, std::fabs(a[i] - b[i]));
+        den = std::max(den, std::fabs(b[i]));
+    }
+    return num / den;
+}
+
+/// Every statistic of `got` within rel_tol of `ref` (each array relative to its own scale).
+inline void expect_stats_near(const SufficientStats& got, const SufficientStats& ref, double rel_tol,
+                              const std::string& where) {
+    EXPECT_EQ(got.n, ref.n) << where;
+    EXPECT_NEAR(got.loglik, ref.loglik, rel_tol * std::fabs(ref.loglik) + 1e-9) << where << " loglik";
+    EXPECT_LE(max_rel_error(got.nk, ref.nk), rel_tol) << where << " nk";
+    EXPECT_LE(max_rel_error(got.sum_x, ref.sum_x), rel_tol) << where << " sum_x";
+    EXPECT_LE(max_rel_error(got.sum_sq, ref.sum_sq), rel_tol) << where << " sum_sq";
+}
+
+} // namespace faiss_gmm::testing
