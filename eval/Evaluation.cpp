@@ -1,0 +1,353 @@
+#include "Evaluation.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <stdexcept>
+
+#include <faiss/IVFlib.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/index_factory.h>
+
+#include <faiss_gmm/gmm_index_factory.h>
+
+#include "CostCounter.h"
+#include "Curve.h"
+#include "Recall.h"
+
+namespace faiss_gmm {
+namespace eval {
+
+using idx_t = faiss::Index::idx_t;
+
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+const std::regex kIvfToken("IVF([0-9]+)(_GMM(diag)?)?");
+
+std::unique_ptr<faiss::Index> make_kmeans(int64_t d, const EvalParams& p, std::string* desc) {
+    std::string faiss_desc = p.index_description;
+    faiss_gmm::parse_gmm_description(p.index_description, &faiss_desc, nullptr); // strips a _GMM token if any
+    *desc = faiss_desc;
+    std::unique_ptr<faiss::Index> index(faiss::index_factory(int(d), faiss_desc.c_str(), faiss::METRIC_L2));
+    faiss::IndexIVF* ivf = faiss::ivflib::try_extract_index_ivf(index.get());
+    if (!ivf) {
+        throw std::invalid_argument("'" + faiss_desc + "' has no IVF part");
+    }
+    ivf->cp.niter = p.kmeans_niter;
+    ivf->cp.seed = int(p.seed);
+    ivf->cp.max_points_per_centroid = p.max_points_per_centroid;
+    return index;
+}
+
+IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
+    return [type, suffix](int64_t d, const EvalParams& p, std::string* desc) {
+        GmmParams gp = p.gmm;
+        gp.covariance_type = type;
+        gp.seed = p.seed;
+        gp.max_points_per_centroid = p.max_points_per_centroid;
+        *desc = with_ivf_suffix(p.index_description, suffix);
+        return std::unique_ptr<faiss::Index>(gmm_index_factory(int(d), *desc, faiss::METRIC_L2, gp));
+    };
+}
+
+std::mutex registry_mutex;
+std::map<std::string, IndexMaker>& registry() {
+    static std::map<std::string, IndexMaker> r = {
+            {"kmeans", make_kmeans},
+            {"gmm", gmm_maker(CovarianceType::Spherical, "_GMM")},
+            {"gmmdiag", gmm_maker(CovarianceType::Diagonal, "_GMMdiag")},
+    };
+    return r;
+}
+
+// The coarse lists IndexIVF::search would probe: the queries go through the
+// same pre-transforms, then the quantizer's search (as IndexIVF::search does).
+const faiss::IndexIVF* coarse_lists(const faiss::Index* index, idx_t nq, const float* x, idx_t nprobe,
+                                    std::vector<idx_t>& lists) {
+    if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
+        const float* xt = pt->apply_chain(nq, x);
+        std::unique_ptr<const float[]> del(xt == x ? nullptr : xt);
+        return coarse_lists(pt->index, nq, xt, nprobe, lists);
+    }
+    if (auto* idmap = dynamic_cast<const faiss::IndexIDMap*>(index)) {
+        return coarse_lists(idmap->index, nq, x, nprobe, lists);
+    }
+    auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index);
+    if (!ivf) {
+        throw std::invalid_argument("cost counting: the index has no IVF part reachable through "
+                                    "IndexPreTransform / IndexIDMap");
+    }
+    lists.resize(size_t(nq) * nprobe);
+    std::vector<float> dis(size_t(nq) * nprobe);
+    ivf->quantizer->search(nq, x, nprobe, dis.data(), lists.data());
+    return ivf;
+}
+
+} // namespace
+
+void register_method(const std::string& name, IndexMaker maker) {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    registry()[name] = std::move(maker);
+}
+
+std::vector<std::string> registered_methods() {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    std::vector<std::string> names;
+    for (const auto& kv : registry()) {
+        names.push_back(kv.first);
+    }
+    return names;
+}
+
+std::string with_ivf_suffix(const std::string& description, const std::string& suffix) {
+    std::smatch m;
+    if (!std::regex_search(description, m, kIvfToken)) {
+        throw std::invalid_argument("index description '" + description + "' has no IVF<nlist> token");
+    }
+    return m.prefix().str() + "IVF" + m[1].str() + suffix + m.suffix().str();
+}
+
+int64_t nlist_of(const std::string& description) {
+    std::smatch m;
+    if (!std::regex_search(description, m, kIvfToken)) {
+        throw std::invalid_argument("index description '" + description + "' has no IVF<nlist> token");
+    }
+    return std::stoll(m[1].str());
+}
+
+std::vector<SweepPoint> sweep_nprobe(faiss::Index* index, const datasets::Dataset& data, const EvalParams& p,
+                                     const std::string& label) {
+    faiss::IndexIVF* ivf = faiss::ivflib::try_extract_index_ivf(index);
+    if (!ivf) {
+        throw std::invalid_argument("sweep_nprobe: the index has no IVF part");
+    }
+    const int64_t nlist = int64_t(ivf->nlist);
+    const int64_t nq = data.queries.n, d = data.d(), k = p.k;
+    if (data.groundtruth.d < k) {
+        throw std::invalid_argument("k = " + std::to_string(k) + " but the ground truth has only " +
+                                    std::to_string(data.groundtruth.d) + " neighbours");
+    }
+    if (data.groundtruth.n != nq) {
+        throw std::invalid_argument("ground truth rows != number of queries");
+    }
+    std::vector<int64_t> nprobes = p.nprobes;
+    if (nprobes.empty()) {
+        for (int64_t np = 1; np < nlist; np *= 2) {
+            nprobes.push_back(np);
+        }
+        nprobes.push_back(nlist);
+    }
+    // Distances in the dataset's own metric (Angular: 1 − cos, on the normalized vectors).
+    const datasets::Metric metric = data.metric;
+    std::vector<double> thresholds = kth_distances(metric, d, data.base.data.data(), data.base.n, nq,
+                                                   data.queries.data.data(), int(k), data.groundtruth.data.data(),
+                                                   data.groundtruth.d);
+    CostCounter counter(ivf->invlists);
+    std::vector<SweepPoint> points;
+    std::vector<float> D(size_t(nq) * k);
+    std::vector<idx_t> I(size_t(nq) * k);
+    const int saved_threads = omp_get_max_threads();
+    for (int64_t np : nprobes) {
+        if (np < 1 || np > nlist) {
+            if (p.verbose) {
+                std::fprintf(stderr, "  %s: nprobe %ld skipped (nlist %ld)\n", label.c_str(), long(np), long(nlist));
+            }
+            continue;
+        }
+        ivf->nprobe = size_t(np);
+        SweepPoint pt;
+        pt.nprobe = np;
+        // Timed search (QPS) at search_threads; the fastest of the repeats.
+        pt.search_s = INFINITY;
+        faiss::indexIVF_stats.reset();
+        omp_set_num_threads(p.search_threads > 0 ? p.search_threads : saved_threads);
+        for (int r = 0; r < std::max(1, p.search_repeats); r++) {
+            double t0 = now_s();
+            index->search(nq, data.queries.data.data(), k, D.data(), I.data());
+            pt.search_s = std::min(pt.search_s, now_s() - t0);
+        }
+        omp_set_num_threads(saved_threads);
+        pt.faiss_ndis = faiss::indexIVF_stats.nq > 0
+                ? double(faiss::indexIVF_stats.ndis) / double(faiss::indexIVF_stats.nq)
+                : -1;
+        pt.qps = nq / std::max(pt.search_s, 1e-9);
+
+        pt.recall = recall_at_k(nq, int(k), I.data(), k, data.groundtruth.data.data(), data.groundtruth.d);
+        // ann-benchmarks recall: true distances of the returned ids against the k-th true distance.
+        std::vector<double> rd = result_distances(metric, d,
+                data.base.data.data(), data.base.n, nq, data.queries.data.data(), int(k), I.data(), k);
+        pt.recall_dist = distance_recall(nq, int(k), I.data(), k, rd.data(), k, thresholds.data());
+
+        // Cost, from the probed lists' ids.
+        std::vector<idx_t> lists;
+        const faiss::IndexIVF* civf = coarse_lists(index, nq, data.queries.data.data(), np, lists);
+        pt.coarse = double(civf->quantizer->ntotal); // a flat quantizer compares with every centroid
+        MeanCost mc = mean_cost(counter.count(nq, np, lists.data()));
+        pt.lists = mc.nprobe;
+        pt.entries = mc.entries;
+        pt.distinct = mc.distinct;
+        points.push_back(pt);
+        if (p.verbose) {
+            std::fprintf(stderr,
+                         "  %-8s nprobe %5ld  recall@%ld %.4f (dist %.4f)  entries %9.1f  distinct %9.1f  "
+                         "QPS %9.1f\n",
+                         label.c_str(), long(np), long(k), pt.recall, pt.recall_dist, pt.entries, pt.distinct, pt.qps);
+        }
+        if (pt.recall >= p.stop_recall) {
+            break;
+        }
+    }
+    return points;
+}
+
+void compare_methods(EvalReport& report) {
+    report.comparisons.clear();
+    const MethodResult* base = nullptr;
+    for (const MethodResult& m : report.methods) {
+        if (m.method == report.params.baseline) {
+            base = &m;
+        }
+    }
+    if (!base) {
+        return;
+    }
+    auto curve = [](const MethodResult& m, bool distinct, std::vector<double>& cost, std::vector<double>& rec) {
+        cost.clear();
+        rec.clear();
+        for (const SweepPoint& pt : m.points) {
+            cost.push_back(std::max(distinct ? pt.distinct : pt.entries, 1e-9));
+            rec.push_back(pt.recall);
+        }
+    };
+    for (const MethodResult& m : report.methods) {
+        if (&m == base) {
+            continue;
+        }
+        Comparison c;
+        c.baseline = base->method;
+        c.method = m.method;
+        std::vector<double> bc, br, mc, mr;
+        for (double target : report.params.recall_targets) {
+            TargetRatio t;
+            t.target = target;
+            bool f1, f2, f3, f4;
+            curve(*base, false, bc, br);
+            curve(m, false, mc, mr);
+            t.base_entries = cost_at_recall(bc, br, target, &f1);
+            t.method_entries = cost_at_recall(mc, mr, target, &f2);
+            curve(*base, true, bc, br);
+            curve(m, true, mc, mr);
+            t.base_distinct = cost_at_recall(bc, br, target, &f3);
+            t.method_distinct = cost_at_recall(mc, mr, target, &f4);
+            t.ratio_entries = t.method_entries / t.base_entries;
+            t.ratio_distinct = t.method_distinct / t.base_distinct;
+            t.bound = f1 || f2 || f3 || f4;
+            c.targets.push_back(t);
+        }
+        curve(*base, true, bc, br);
+        curve(m, true, mc, mr);
+        double sum = 0;
+        int cnt = 0;
+        for (size_t i = 0; i < base->points.size(); i++) {
+            CostMatchedGain g;
+            g.base_nprobe = base->points[i].nprobe;
+            g.cost = bc[i];
+            g.base_recall = br[i];
+            g.method_recall = recall_at_cost(mc, mr, bc[i]);
+            g.gain = g.method_recall - g.base_recall;
+            if (!std::isnan(g.gain)) {
+                sum += g.gain;
+                cnt++;
+            }
+            c.gains.push_back(g);
+        }
+        c.mean_gain = cnt ? sum / cnt : NAN;
+        report.comparisons.push_back(c);
+    }
+}
+
+EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
+    if (p.k < 1) {
+        throw std::invalid_argument("evaluate: k must be >= 1");
+    }
+    if (data.groundtruth.d < p.k) {
+        throw std::invalid_argument("evaluate: k = " + std::to_string(p.k) + " but the ground truth of " +
+                                    data.name + " has " + std::to_string(data.groundtruth.d) + " neighbours");
+    }
+    std::vector<std::pair<std::string, IndexMaker>> makers;
+    {
+        std::lock_guard<std::mutex> lock(registry_mutex);
+        for (const std::string& m : p.methods) {
+            auto it = registry().find(m);
+            if (it == registry().end()) {
+                std::string known;
+                for (const auto& kv : registry()) {
+                    known += " " + kv.first;
+                }
+                throw std::invalid_argument("unknown method '" + m + "' (known:" + known + ")");
+            }
+            makers.emplace_back(m, it->second);
+        }
+    }
+    nlist_of(p.index_description); // validates the description before any work
+    if (data.metric == datasets::Metric::InnerProduct) {
+        throw std::invalid_argument("evaluate: GMM densities are Euclidean; evaluate inner-product data as "
+                                    "angular (normalized, L2) or L2");
+    }
+    EvalReport report;
+    report.dataset = data.name;
+    report.metric = datasets::to_string(data.metric);
+    report.nb = data.base.n;
+    report.nq = data.queries.n;
+    report.d = data.d();
+    report.k = p.k;
+    report.groundtruth_computed = data.groundtruth_computed;
+    report.groundtruth_s = data.groundtruth_time_s;
+    report.params = p;
+    report.train_threads = omp_get_max_threads();
+    for (const auto& mk : makers) {
+        MethodResult r;
+        r.method = mk.first;
+        std::unique_ptr<faiss::Index> index = mk.second(data.d(), p, &r.description);
+        if (p.verbose) {
+            std::fprintf(stderr, "[%s] %s: training %s on %ld x %ld ...\n", data.name.c_str(), r.method.c_str(),
+                         r.description.c_str(), long(data.base.n), long(data.d()));
+        }
+        double t0 = now_s();
+        index->train(data.base.n, data.base.data.data());
+        r.train_s = now_s() - t0;
+        t0 = now_s();
+        index->add(data.base.n, data.base.data.data());
+        r.add_s = now_s() - t0;
+        faiss::IndexIVF* ivf = faiss::ivflib::try_extract_index_ivf(index.get());
+        if (!ivf) {
+            throw std::invalid_argument(r.description + ": no IVF part");
+        }
+        r.nlist = int64_t(ivf->nlist);
+        r.ntotal = int64_t(CostCounter(ivf->invlists).total_entries());
+        r.invlists_bytes = invlists_bytes(ivf->invlists);
+        r.imbalance = invlists_imbalance(ivf->invlists);
+        if (p.verbose) {
+            std::fprintf(stderr, "[%s] %s: trained in %.2f s, added in %.2f s, imbalance %.3f; nprobe sweep:\n",
+                         data.name.c_str(), r.method.c_str(), r.train_s, r.add_s, r.imbalance);
+        }
+        r.points = sweep_nprobe(index.get(), data, p, r.method);
+        report.methods.push_back(std::move(r));
+    }
+    compare_methods(report);
+    return report;
+}
+
+} // namespace eval
+} // namespace faiss_gmm
