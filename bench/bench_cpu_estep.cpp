@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
     estep /= double(gs.size() - 1);
     std::printf("GMM EM iteration (spherical):       %8.3f s  (E-step %.3f s)   ratio to k-means %.2fx  [target <= 1.5x]\n",
                 em_iter, estep, em_iter / kmeans_iter);
-    std::printf("peak memory during EM beyond the resident data and k-means: %.0f MiB  [target <= 200 MiB beyond the data]\n",
+    std::printf("peak memory of the EM run beyond what was resident before it (the data): %.0f MiB  [target <= 200 MiB beyond the data]\n",
                 peak_extra);
 
     // Responsibilities' sparsity at the final model, for the record.
