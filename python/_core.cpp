@@ -1,0 +1,550 @@
+// faiss_gmm._core: the pybind11 glue between the C++ library and Python.
+//
+// Two rules shape everything here (see docs/FAISS_NOTES.md, "Python interop"):
+//  * faiss indexes live in faiss's own Python package (python3-faiss), which has
+//    its own static copy of faiss. We never hand Python an index made by our
+//    copy: Python creates the index, passes int(index.this), and we only install
+//    or read a GmmQuantizer inside it. Files are written and read by faiss's
+//    Python copy; we add or read only the GMM trailer, through the IOWriter /
+//    IOReader object Python created.
+//  * Every call that can run faiss or OpenMP code releases the GIL: a faiss
+//    search run while the GIL is held can hang forever (an OpenMP worker enters
+//    faiss's Python interrupt callback and waits for the GIL).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/io.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "faiss_gmm/EStep.h"
+#include "faiss_gmm/EStepCpu.h"
+#include "faiss_gmm/GmmModel.h"
+#include "faiss_gmm/GmmParams.h"
+#include "faiss_gmm/GmmQuantizer.h"
+#include "faiss_gmm/GmmTrainer.h"
+#include "faiss_gmm/VectorSource.h"
+#include "faiss_gmm/gmm_index_factory.h"
+#include "faiss_gmm/gmm_io.h"
+
+namespace py = pybind11;
+using namespace faiss_gmm;
+
+namespace {
+
+// ---------------------------------------------------------------- arrays ----
+
+/// The element types the module accepts. float64 is converted to float32
+/// chunk by chunk (never as a whole copy), so it costs no extra N×d memory.
+enum class InType { Float32, Float64, UInt8 };
+
+/// A validated, C-contiguous (n, d) array; the Python layer guarantees
+/// contiguity, this re-checks so that a wrong call cannot read out of bounds.
+struct Rows {
+    py::array array; // keeps the data alive
+    InType type = InType::Float32;
+    int64_t n = 0, d = 0;
+    const void* data = nullptr;
+};
+
+Rows check_rows(const py::array& a, const char* what) {
+    Rows r;
+    r.array = a;
+    if (a.ndim() != 2) {
+        throw std::invalid_argument(std::string(what) + ": expected a 2-D array (n, d), got " +
+                                    std::to_string(a.ndim()) + " dimension(s)");
+    }
+    if (!(a.flags() & py::array::c_style)) {
+        throw std::invalid_argument(std::string(what) + ": the array must be C-contiguous");
+    }
+    if (a.dtype().is(py::dtype::of<float>())) {
+        r.type = InType::Float32;
+    } else if (a.dtype().is(py::dtype::of<double>())) {
+        r.type = InType::Float64;
+    } else if (a.dtype().is(py::dtype::of<uint8_t>())) {
+        r.type = InType::UInt8;
+    } else {
+        throw std::invalid_argument(std::string(what) + ": dtype " + std::string(py::str(a.dtype())) +
+                                    " is not supported (use float32, float64 or uint8)");
+    }
+    r.n = a.shape(0);
+    r.d = a.shape(1);
+    r.data = a.data();
+    return r;
+}
+
+/// A VectorSource over a float64 array: rows are converted to float32 into the
+/// caller's scratch buffer, so the trainer streams it like any other source.
+class Float64VectorSource : public VectorSource {
+  public:
+    Float64VectorSource(int64_t n, int64_t d, const double* x) : n_(n), d_(d), x_(x) {}
+    int64_t ntotal() const override { return n_; }
+    int64_t d() const override { return d_; }
+    DataType type() const override { return DataType::Float32; }
+    VectorBlock read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const override {
+        check_range(i0, n);
+        scratch.resize(size_t(n) * d_ * sizeof(float));
+        float* out = reinterpret_cast<float*>(scratch.data());
+        const double* in = x_ + size_t(i0) * d_;
+        const int64_t total = n * d_;
+        // In parallel: the trainer reads chunks from one thread between E-steps,
+        // and a serial conversion would leave the other cores idle every chunk.
+#pragma omp parallel for schedule(static) if (total > (1 << 16))
+        for (int64_t i = 0; i < total; i++) out[i] = float(in[i]);
+        return VectorBlock{scratch.data(), DataType::Float32, n, d_};
+    }
+
+  private:
+    int64_t n_, d_;
+    const double* x_;
+};
+
+std::unique_ptr<VectorSource> make_source(const Rows& r) {
+    switch (r.type) {
+        case InType::Float32:
+            return std::make_unique<MemoryVectorSource>(r.n, r.d, static_cast<const float*>(r.data));
+        case InType::UInt8:
+            return std::make_unique<MemoryVectorSource>(r.n, r.d, static_cast<const uint8_t*>(r.data));
+        case InType::Float64:
+            return std::make_unique<Float64VectorSource>(r.n, r.d, static_cast<const double*>(r.data));
+    }
+    throw std::logic_error("unreachable");
+}
+
+// ----------------------------------------------------------------- model ----
+
+py::array_t<float> vec_to_array(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+    py::array_t<float> a(shape);
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
+/// Builds and validates a model from Python arrays (weights, not log-weights,
+/// as scikit-learn's weights_init).
+GmmModel model_from_arrays(py::array_t<double, py::array::c_style | py::array::forcecast> weights,
+                           py::array_t<double, py::array::c_style | py::array::forcecast> means,
+                           py::array_t<double, py::array::c_style | py::array::forcecast> variances,
+                           CovarianceType type) {
+    if (means.ndim() != 2) throw std::invalid_argument("GmmModel: means must have shape (K, d)");
+    const int64_t K = means.shape(0), d = means.shape(1);
+    if (weights.ndim() != 1 || weights.shape(0) != K) {
+        throw std::invalid_argument("GmmModel: weights must have shape (" + std::to_string(K) + ",)");
+    }
+    GmmModel m(K, d, type);
+    const bool sph = type == CovarianceType::Spherical;
+    if (sph ? (variances.ndim() != 1 || variances.shape(0) != K)
+            : (variances.ndim() != 2 || variances.shape(0) != K || variances.shape(1) != d)) {
+        throw std::invalid_argument(std::string("GmmModel: variances must have shape ") +
+                                    (sph ? "(K,) = (" + std::to_string(K) + ",)"
+                                         : "(K, d) = (" + std::to_string(K) + ", " + std::to_string(d) + ")") +
+                                    " for " + to_string(type) + " covariances");
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const double w = weights.data()[k];
+        if (!(w > 0) || !std::isfinite(w)) {
+            throw std::invalid_argument("GmmModel: weight " + std::to_string(k) + " is " + std::to_string(w) +
+                                        " (weights must be > 0 and finite)");
+        }
+        m.log_weights[k] = float(std::log(w));
+    }
+    for (int64_t i = 0; i < K * d; i++) m.means[i] = float(means.data()[i]);
+    for (size_t i = 0; i < m.variances.size(); i++) m.variances[i] = float(variances.data()[i]);
+    m.validate();
+    return m;
+}
+
+/// The point the E-step centers rows on (see EStep::set_model): the mixture's
+/// mean Σ w_k μ_k, which after EM equals the training data's mean.
+std::vector<float> mixture_mean(const GmmModel& m) {
+    std::vector<double> c(m.d, 0.0);
+    for (int64_t k = 0; k < m.K; k++) {
+        const double w = std::exp(double(m.log_weights[k]));
+        for (int64_t j = 0; j < m.d; j++) c[j] += w * m.means[k * m.d + j];
+    }
+    return std::vector<float>(c.begin(), c.end());
+}
+
+// ------------------------------------------------------ blocked E-step ----
+
+/// Runs EStepCpu::log_responsibilities over the rows in chunks, so that only
+/// chunk × K floats of posteriors exist at a time (unless the caller asks for
+/// all of them, for predict_proba). fn(i0, n, log_resp or nullptr, loglik).
+template <class Fn>
+void for_each_chunk_posteriors(const GmmModel& model, const Rows& rows, int block_size, bool want_resp,
+                               float* full_resp, Fn fn) {
+    if (rows.d != model.d) {
+        throw std::invalid_argument("the rows have d = " + std::to_string(rows.d) + " but the model has d = " +
+                                    std::to_string(model.d));
+    }
+    EStepCpu estep(block_size);
+    // The E-step evaluates rows as x − center against a model in that same
+    // centered frame (it keeps ‖x‖² − 2x·μ + ‖μ‖² from cancelling in float32).
+    const std::vector<float> center = mixture_mean(model);
+    std::vector<float> neg(center.size());
+    for (size_t j = 0; j < center.size(); j++) neg[j] = -center[j];
+    estep.set_model(model.translated(neg.data()), center.data());
+    // ~32 MB of posteriors per chunk: large enough to keep every thread busy.
+    const int64_t chunk = std::clamp<int64_t>((int64_t(8) << 20) / std::max<int64_t>(model.K, 1), 1024, 1 << 18);
+    auto src = make_source(rows);
+    std::vector<uint8_t> scratch;
+    std::vector<float> resp, loglik;
+    for (int64_t i0 = 0; i0 < rows.n; i0 += chunk) {
+        const int64_t n = std::min(chunk, rows.n - i0);
+        VectorBlock b = src->read(i0, n, scratch);
+        check_finite(b, i0);
+        loglik.resize(n);
+        float* lr = nullptr;
+        if (full_resp) {
+            lr = full_resp + size_t(i0) * model.K;
+        } else if (want_resp) {
+            resp.resize(size_t(n) * model.K);
+            lr = resp.data();
+        }
+        estep.log_responsibilities(b, lr, loglik.data());
+        fn(i0, n, lr, loglik.data());
+    }
+}
+
+// -------------------------------------------------- faiss index pointers ----
+
+faiss::Index* as_index(std::uintptr_t ptr) {
+    if (ptr == 0) throw std::invalid_argument("null faiss index pointer");
+    return reinterpret_cast<faiss::Index*>(ptr);
+}
+
+GmmQuantizer* gmm_quantizer_of(std::uintptr_t ptr) {
+    faiss::Index* index = as_index(ptr);
+    if (GmmQuantizer* q = find_gmm_quantizer(index)) return q;
+    return dynamic_cast<GmmQuantizer*>(index);
+}
+
+} // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "faiss_gmm C++ core (pybind11). Use the faiss_gmm package, not this module directly.";
+
+    py::enum_<CovarianceType>(m, "CovarianceType")
+            .value("Spherical", CovarianceType::Spherical)
+            .value("Diagonal", CovarianceType::Diagonal);
+    py::enum_<InitMethod>(m, "InitMethod")
+            .value("FaissKMeans", InitMethod::FaissKMeans)
+            .value("KMeansPlusPlus", InitMethod::KMeansPlusPlus)
+            .value("Given", InitMethod::Given);
+    py::enum_<Device>(m, "Device").value("Cpu", Device::Cpu).value("Cuda", Device::Cuda).value("Auto", Device::Auto);
+
+    py::class_<GmmParams>(m, "GmmParams", "Parameters of GMM training (C++ faiss_gmm::GmmParams).")
+            .def(py::init<>())
+            .def_readwrite("covariance_type", &GmmParams::covariance_type)
+            .def_readwrite("niter", &GmmParams::niter)
+            .def_readwrite("tol", &GmmParams::tol)
+            .def_readwrite("seed", &GmmParams::seed)
+            .def_readwrite("init", &GmmParams::init)
+            .def_readwrite("init_niter", &GmmParams::init_niter)
+            .def_readwrite("max_points_per_centroid", &GmmParams::max_points_per_centroid)
+            .def_readwrite("min_points_per_centroid", &GmmParams::min_points_per_centroid)
+            .def_readwrite("min_variance_ratio", &GmmParams::min_variance_ratio)
+            .def_readwrite("reg_covar", &GmmParams::reg_covar)
+            .def_readwrite("min_component_weight", &GmmParams::min_component_weight)
+            .def_readwrite("device", &GmmParams::device)
+            .def_readwrite("fast_math", &GmmParams::fast_math)
+            .def_readwrite("chunk_size", &GmmParams::chunk_size)
+            .def_readwrite("block_size", &GmmParams::block_size)
+            .def_readwrite("verbose", &GmmParams::verbose)
+            .def("validate", &GmmParams::validate)
+            .def("__copy__", [](const GmmParams& p) { return GmmParams(p); })
+            .def("__deepcopy__", [](const GmmParams& p, py::dict) { return GmmParams(p); });
+
+    py::class_<GmmIterationStats>(m, "GmmIterationStats")
+            .def_readonly("iteration", &GmmIterationStats::iteration)
+            .def_readonly("loglik", &GmmIterationStats::loglik)
+            .def_readonly("time_s", &GmmIterationStats::time_s)
+            .def_readonly("estep_time_s", &GmmIterationStats::estep_time_s)
+            .def_readonly("imbalance_factor", &GmmIterationStats::imbalance_factor)
+            .def_readonly("nsplit", &GmmIterationStats::nsplit)
+            .def_readonly("nfloored", &GmmIterationStats::nfloored)
+            .def("__repr__", [](const GmmIterationStats& s) {
+                return "GmmIterationStats(iteration=" + std::to_string(s.iteration) +
+                       ", loglik=" + std::to_string(s.loglik) + ", time_s=" + std::to_string(s.time_s) + ")";
+            });
+
+    py::class_<GmmModel>(m, "GmmModel", "A trained mixture: weights, means, variances (copies as numpy arrays).")
+            .def_static("from_arrays", &model_from_arrays, py::arg("weights"), py::arg("means"),
+                        py::arg("variances"), py::arg("covariance_type"))
+            .def_readonly("K", &GmmModel::K)
+            .def_readonly("d", &GmmModel::d)
+            .def_readonly("covariance_type", &GmmModel::covariance_type)
+            .def_property_readonly("log_weights",
+                                   [](const GmmModel& g) { return vec_to_array(g.log_weights, {g.K}); })
+            .def_property_readonly("means", [](const GmmModel& g) { return vec_to_array(g.means, {g.K, g.d}); })
+            .def_property_readonly("variances", [](const GmmModel& g) {
+                return g.covariance_type == CovarianceType::Spherical ? vec_to_array(g.variances, {g.K})
+                                                                      : vec_to_array(g.variances, {g.K, g.d});
+            })
+            .def("__repr__", [](const GmmModel& g) {
+                return "GmmModel(K=" + std::to_string(g.K) + ", d=" + std::to_string(g.d) + ", " +
+                       to_string(g.covariance_type) + ")";
+            });
+
+    // The faiss headers this module was compiled against: faiss objects are
+    // shared by address with python3-faiss, so their layouts must be the same.
+    m.attr("faiss_version") = std::to_string(FAISS_VERSION_MAJOR) + "." + std::to_string(FAISS_VERSION_MINOR) +
+                              "." + std::to_string(FAISS_VERSION_PATCH);
+
+    m.def("cuda_available", &cuda_available, "True when this build has the CUDA backend and a GPU is visible.");
+
+    m.def("parse_gmm_description",
+          [](const std::string& description) -> py::object {
+              std::string faiss_description;
+              CovarianceType type;
+              if (!parse_gmm_description(description, &faiss_description, &type)) return py::none();
+              return py::make_tuple(faiss_description, type);
+          },
+          py::arg("description"),
+          "(faiss description, covariance type) for a description with an IVF<n>_GMM token, else None.");
+
+    // ---- faiss index objects owned by faiss's Python package ----
+    m.def("install_gmm_quantizer",
+          [](std::uintptr_t index_ptr, const GmmParams& params) {
+              faiss::Index* index = as_index(index_ptr);
+              py::gil_scoped_release release;
+              install_gmm_quantizer(index, params);
+          },
+          py::arg("index_ptr"), py::arg("params"));
+
+    m.def("has_gmm_quantizer", [](std::uintptr_t p) { return gmm_quantizer_of(p) != nullptr; });
+
+    m.def("gmm_model_of_index",
+          [](std::uintptr_t p) -> std::optional<GmmModel> {
+              const GmmQuantizer* q = gmm_quantizer_of(p);
+              if (!q || q->model.K == 0) return std::nullopt;
+              return q->model;
+          },
+          "A copy of the trained GMM of the index's quantizer, or None.");
+
+    m.def("gmm_params_of_index",
+          [](std::uintptr_t p) -> std::optional<GmmParams> {
+              const GmmQuantizer* q = gmm_quantizer_of(p);
+              if (!q) return std::nullopt;
+              return q->params;
+          });
+
+    m.def("iteration_stats_of_index", [](std::uintptr_t p) {
+        const GmmQuantizer* q = gmm_quantizer_of(p);
+        return q ? q->iteration_stats : std::vector<GmmIterationStats>();
+    });
+
+    // The FAISS part of a file is written by faiss's Python copy; this appends
+    // our trailer through the same IOWriter object (a faiss::IOWriter made by
+    // that copy: the virtual call runs its code, on its FILE* or vector).
+    m.def("write_gmm_trailer",
+          [](std::uintptr_t index_ptr, std::uintptr_t writer_ptr) {
+              const GmmQuantizer* q = gmm_quantizer_of(index_ptr);
+              if (!q || q->model.K == 0) return false;
+              auto* writer = reinterpret_cast<faiss::IOWriter*>(writer_ptr);
+              py::gil_scoped_release release;
+              write_gmm_model(q->model, q->params, writer);
+              return true;
+          },
+          py::arg("index_ptr"), py::arg("writer_ptr"),
+          "Appends the GMM trailer of the index to the writer; False (nothing written) without a trained GMM.");
+
+    // Reads the trailer that follows a FAISS index in the reader and puts a
+    // GmmQuantizer holding that model in place of the flat quantizer faiss read
+    // (after checking it holds exactly the same means).
+    m.def("read_gmm_trailer",
+          [](std::uintptr_t index_ptr, std::uintptr_t reader_ptr) {
+              faiss::Index* index = as_index(index_ptr);
+              auto* reader = reinterpret_cast<faiss::IOReader*>(reader_ptr);
+              py::gil_scoped_release release;
+              GmmModel model;
+              GmmParams params;
+              read_gmm_model(reader, &model, &params);
+              faiss::IndexIVF* ivf = find_ivf(index);
+              if (!ivf) throw std::runtime_error("GMM trailer found after an index that is not an IVF index");
+              const auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
+              if (!flat || flat->ntotal != model.K || flat->d != model.d ||
+                  std::memcmp(flat->get_xb(), model.means.data(), sizeof(float) * model.K * model.d) != 0) {
+                  throw std::runtime_error("GMM trailer does not match the index: its means differ from the "
+                                           "coarse quantizer's centroids");
+              }
+              auto* q = new GmmQuantizer(model.d, model.K, params);
+              q->set_model(model);
+              if (ivf->own_fields) delete ivf->quantizer;
+              ivf->quantizer = q;
+              ivf->own_fields = true;
+              ivf->quantizer_trains_alone = 1;
+          },
+          py::arg("index_ptr"), py::arg("reader_ptr"));
+
+    m.def("file_reader_at_end",
+          [](std::uintptr_t reader_ptr) {
+              auto* r = dynamic_cast<faiss::FileIOReader*>(reinterpret_cast<faiss::IOReader*>(reader_ptr));
+              if (!r || !r->f) throw std::invalid_argument("file_reader_at_end: not an open faiss.FileIOReader");
+              const long pos = std::ftell(r->f);
+              std::fseek(r->f, 0, SEEK_END);
+              const long end = std::ftell(r->f);
+              std::fseek(r->f, pos, SEEK_SET);
+              return pos >= end;
+          });
+
+    // ---- GaussianMixture engine ----
+    m.def("fit",
+          [](const py::array& x, int64_t K, const GmmParams& params, std::optional<GmmModel> initial) {
+              Rows rows = check_rows(x, "fit");
+              auto src = make_source(rows);
+              GmmTrainer trainer(params);
+              GmmModel model;
+              {
+                  py::gil_scoped_release release;
+                  model = trainer.fit(*src, K, initial ? &*initial : nullptr);
+              }
+              py::dict r;
+              r["model"] = model;
+              r["iteration_stats"] = trainer.iteration_stats;
+              r["n_iter"] = trainer.n_iter;
+              r["converged"] = trainer.converged;
+              r["n_train"] = trainer.n_train;
+              r["backend"] = trainer.backend;
+              r["total_splits"] = trainer.total_splits;
+              r["total_floored"] = trainer.total_floored;
+              return r;
+          },
+          py::arg("x"), py::arg("K"), py::arg("params"), py::arg("initial") = py::none());
+
+    // Weights and variances from the hard assignment of x to the given means
+    // (scikit-learn's means_init without weights_init / precisions_init): the
+    // same rule as model_from_hard_assignment (kmeans_init.h), computed chunk by
+    // chunk so that no float copy of the whole of x is made.
+    m.def("model_from_means",
+          [](const py::array& x, py::array_t<float, py::array::c_style | py::array::forcecast> means,
+             CovarianceType type, double variance_floor) {
+              Rows rows = check_rows(x, "means_init");
+              const int64_t d = rows.d;
+              if (means.ndim() != 2 || means.shape(1) != d) {
+                  throw std::invalid_argument("means_init must have shape (n_components, " + std::to_string(d) +
+                                              ")");
+              }
+              const int64_t K = means.shape(0);
+              std::vector<float> mu(means.data(), means.data() + K * d);
+              auto src = make_source(rows);
+              py::gil_scoped_release release;
+              GmmModel model(K, d, type);
+              model.means = mu;
+              const int64_t nvar = model.nvar();
+              faiss::IndexFlatL2 index(d);
+              index.add(K, mu.data());
+              std::vector<double> count(K, 0.0), sq(size_t(K) * nvar, 0.0), s1(d, 0.0), s2(d, 0.0);
+              const int64_t chunk = 16384;
+              std::vector<float> xf, dist;
+              std::vector<faiss::Index::idx_t> label;
+              for (int64_t i0 = 0; i0 < rows.n; i0 += chunk) {
+                  const int64_t n = std::min(chunk, rows.n - i0);
+                  xf.resize(size_t(n) * d);
+                  dist.resize(n);
+                  label.resize(n);
+                  read_as_float(*src, i0, n, xf.data());
+                  check_finite(VectorBlock{xf.data(), DataType::Float32, n, d}, i0);
+                  index.search(n, xf.data(), 1, dist.data(), label.data());
+                  for (int64_t i = 0; i < n; i++) {
+                      const float* row = xf.data() + size_t(i) * d;
+                      for (int64_t j = 0; j < d; j++) {
+                          s1[j] += row[j];
+                          s2[j] += double(row[j]) * row[j];
+                      }
+                      const int64_t k = label[i];
+                      if (k < 0) continue;
+                      count[k] += 1;
+                      if (type == CovarianceType::Spherical) {
+                          sq[k] += std::max(0.0f, dist[i]);
+                      } else {
+                          for (int64_t j = 0; j < d; j++) {
+                              const double diff = double(row[j]) - mu[k * d + j];
+                              sq[k * d + j] += diff * diff;
+                          }
+                      }
+                  }
+              }
+              double fallback = 0; // the data's mean per-dimension variance
+              for (int64_t j = 0; j < d; j++) {
+                  const double m1 = s1[j] / rows.n;
+                  fallback += std::max(0.0, s2[j] / rows.n - m1 * m1);
+              }
+              fallback = fallback > 0 ? fallback / d : 1.0;
+              double wsum = 0;
+              for (int64_t k = 0; k < K; k++) wsum += std::max(count[k], 1.0);
+              for (int64_t k = 0; k < K; k++) {
+                  model.log_weights[k] = float(std::log(std::max(count[k], 1.0) / wsum));
+                  for (int64_t j = 0; j < nvar; j++) {
+                      const double v = count[k] > 0
+                              ? sq[k * nvar + j] / (count[k] * (type == CovarianceType::Spherical ? d : 1))
+                              : fallback;
+                      model.variances[k * nvar + j] = float(std::max(v, std::max(variance_floor, 1e-30)));
+                  }
+              }
+              return model;
+          },
+          py::arg("x"), py::arg("means"), py::arg("covariance_type"), py::arg("variance_floor"));
+
+    m.def("predict",
+          [](const GmmModel& model, const py::array& x, int block_size) {
+              Rows rows = check_rows(x, "predict");
+              py::array_t<int64_t> labels(rows.n);
+              int64_t* out = labels.mutable_data();
+              const int64_t K = model.K;
+              py::gil_scoped_release release;
+              for_each_chunk_posteriors(model, rows, block_size, true, nullptr,
+                                        [&](int64_t i0, int64_t n, const float* lr, const float*) {
+#pragma omp parallel for schedule(static)
+                                            for (int64_t i = 0; i < n; i++) {
+                                                const float* row = lr + i * K;
+                                                out[i0 + i] = std::max_element(row, row + K) - row;
+                                            }
+                                        });
+              return labels;
+          },
+          py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
+
+    m.def("predict_proba",
+          [](const GmmModel& model, const py::array& x, int block_size) {
+              Rows rows = check_rows(x, "predict_proba");
+              py::array_t<float> proba({rows.n, model.K});
+              float* out = proba.mutable_data();
+              const int64_t K = model.K;
+              py::gil_scoped_release release;
+              // Posteriors are written straight into the result: the N×K output
+              // is the only N×K array.
+              for_each_chunk_posteriors(model, rows, block_size, true, out,
+                                        [&](int64_t, int64_t n, float* lr, const float*) {
+#pragma omp parallel for schedule(static)
+                                            for (int64_t i = 0; i < n * K; i++) lr[i] = std::exp(lr[i]);
+                                        });
+              return proba;
+          },
+          py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
+
+    m.def("score_samples",
+          [](const GmmModel& model, const py::array& x, int block_size) {
+              Rows rows = check_rows(x, "score_samples");
+              py::array_t<double> ll(rows.n);
+              double* out = ll.mutable_data();
+              py::gil_scoped_release release;
+              for_each_chunk_posteriors(model, rows, block_size, false, nullptr,
+                                        [&](int64_t i0, int64_t n, const float*, const float* loglik) {
+                                            for (int64_t i = 0; i < n; i++) out[i0 + i] = loglik[i];
+                                        });
+              return ll;
+          },
+          py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
+}

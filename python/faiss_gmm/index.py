@@ -1,0 +1,182 @@
+"""GMM-trained IVF indexes that are faiss's own Python objects.
+
+The index is always created by faiss's Python package (python3-faiss): we
+rewrite the description ("IVF1024_GMM,PQ16" -> "IVF1024,PQ16"), call
+faiss.index_factory, and put a GmmQuantizer into its IVF through the C++
+address `int(index.this)`. The IVF owns the quantizer (own_fields), so the
+Python wrapper of the index is the one owner of everything and C++ keeps no
+pointer to it after a call returns. From then on faiss's own train() calls the
+quantizer's virtual train(), which runs EM.
+
+Saving: faiss.write_index writes such an index as a plain FAISS index (the
+quantizer is an IndexFlatL2 subclass, written as a flat index holding the
+means); faiss.read_index reads it back as a plain IVF that searches exactly the
+same but has lost the GMM (weights, variances). faiss_gmm.write_index /
+read_index / serialize_index / deserialize_index write the same FAISS bytes
+(through faiss's own writer) followed by a trailer with the GMM model, and read
+it back with the GmmQuantizer re-installed.
+"""
+
+import os
+import re
+
+import faiss
+import numpy as np
+
+from . import _core
+from ._params import covariance_type as _covariance_type
+from ._params import make_params
+
+__all__ = [
+    "index_factory", "train_ivf", "write_index", "read_index", "serialize_index", "deserialize_index",
+    "is_gmm_index", "get_gmm_model", "get_gmm_params", "get_iteration_stats",
+]
+
+
+def _ptr(index):
+    """The C++ address of a faiss index object from faiss's Python package."""
+    if not isinstance(index, faiss.Index):
+        raise TypeError(f"expected a faiss.Index (from faiss's Python package), got {type(index).__name__}")
+    return int(index.this)
+
+
+def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs):
+    """faiss.index_factory plus the coarse-quantizer tokens IVF<nlist>_GMM
+    (spherical covariances) and IVF<nlist>_GMMdiag (diagonal).
+
+    Returns the index faiss.index_factory builds for the description without
+    "_GMM" (a faiss.Index of faiss's own package), whose IVF's coarse quantizer
+    is trained by EM when idx.train(xt) is called. GMM settings come from
+    `params` (a GmmParams) and/or keyword arguments named as GmmParams' fields:
+    niter, tol, seed, init ("kmeans" | "k-means++"), init_niter,
+    max_points_per_centroid, min_points_per_centroid, min_variance_ratio,
+    reg_covar, min_component_weight, device ("cpu" | "cuda" | "auto"),
+    fast_math, chunk_size, block_size, verbose. The covariance type comes from
+    the token. Only METRIC_L2 (GMM densities are Euclidean; for cosine search
+    normalize the vectors and use L2, which ranks them identically).
+    """
+    for part in description.split(","):
+        # The C++ factory also parses spill / probing options on the IVF token
+        # (IVF1024_GMM_spill1.2, _probepost, ...); they need an index type (or a
+        # quantizer flag) that this Python route does not set up yet, so refuse
+        # them instead of silently dropping them.
+        if re.match(r"^IVF\d+_", part) and not re.fullmatch(r"IVF\d+_GMM(diag)?", part):
+            raise ValueError(f'"{part}" in "{description}": only IVF<nlist>_GMM and IVF<nlist>_GMMdiag are '
+                             "supported by faiss_gmm.index_factory in Python (spill / probing options are not "
+                             "available from Python yet)")
+    parsed = _core.parse_gmm_description(description)  # ValueError for a malformed _GMM token
+    if parsed is None:
+        raise ValueError(f'"{description}" has no IVF<nlist>_GMM or IVF<nlist>_GMMdiag token '
+                         "(use faiss.index_factory for plain FAISS indexes)")
+    faiss_description, cov = parsed
+    if metric != faiss.METRIC_L2:
+        raise ValueError(f"faiss_gmm.index_factory supports only faiss.METRIC_L2 (got metric {metric}); for "
+                         "cosine / inner-product search of normalized vectors use L2, which ranks them identically")
+    if "covariance_type" in kwargs and _covariance_type(kwargs["covariance_type"]) != cov:
+        raise ValueError(f"covariance_type={kwargs['covariance_type']!r} contradicts the description "
+                         f'"{description}" (use IVF<n>_GMM for spherical, IVF<n>_GMMdiag for diagonal)')
+    p = make_params(params, **kwargs)
+    p.covariance_type = cov
+    try:
+        index = faiss.index_factory(int(d), faiss_description, metric)
+    except RuntimeError as e:
+        raise ValueError(f'FAISS cannot build "{faiss_description}" (from "{description}"): {e}') from None
+    _core.install_gmm_quantizer(_ptr(index), p)
+    return index
+
+
+def train_ivf(index, xt, params=None, **kwargs):
+    """Trains an untrained faiss IVF index (a faiss.Index of faiss's Python
+    package: IndexIVF*, or one behind IndexPreTransform / IndexIDMap /
+    IndexRefine) with a GMM coarse quantizer, then trains the rest (PQ, SQ,
+    OPQ, PCA...) as faiss.Index.train does. Parameters as for index_factory
+    (covariance_type="spherical" | "diag" here). Returns the index."""
+    ptr = _ptr(index)
+    p = make_params(params, **kwargs)
+    xt = np.asarray(xt)
+    if xt.ndim != 2 or xt.shape[1] != index.d:
+        raise ValueError(f"xt must have shape (n, {index.d}), got {xt.shape}")
+    xt = np.ascontiguousarray(xt, dtype=np.float32)
+    _core.install_gmm_quantizer(ptr, p)  # ValueError for a non-IVF, IP or trained index
+    # Checked here so that bad input is a ValueError: raised inside faiss's
+    # train() it would reach Python as faiss's generic RuntimeError.
+    nlist = faiss.extract_index_ivf(index).nlist
+    if xt.shape[0] < nlist:
+        raise ValueError(f"train_ivf: {xt.shape[0]} training vectors for nlist = {nlist} components "
+                         "(need at least nlist; FAISS recommends 39 * nlist or more)")
+    for i0 in range(0, xt.shape[0], 65536):  # in blocks: no n×d temporary
+        bad = ~np.isfinite(xt[i0:i0 + 65536])
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"train_ivf: xt[{i0 + r}, {c}] is {xt[i0 + r, c]} (NaN or infinity)")
+    # faiss's train releases the GIL itself (its SWIG wrappers do, for every call).
+    index.train(xt)
+    return index
+
+
+def is_gmm_index(index):
+    """True when the index's IVF (or the index itself) has a GmmQuantizer."""
+    return _core.has_gmm_quantizer(_ptr(index))
+
+
+def get_gmm_model(index):
+    """A copy of the trained GMM (GmmModel: K, d, covariance_type, log_weights,
+    means, variances as numpy arrays), or None when untrained / not GMM."""
+    return _core.gmm_model_of_index(_ptr(index))
+
+
+def get_gmm_params(index):
+    """The GmmParams of the index's GmmQuantizer, or None."""
+    return _core.gmm_params_of_index(_ptr(index))
+
+
+def get_iteration_stats(index):
+    """Per-iteration statistics (GmmIterationStats) of the last GMM training."""
+    return _core.iteration_stats_of_index(_ptr(index))
+
+
+def write_index(index, fname):
+    """faiss.write_index followed by the GMM trailer (when the index has a
+    trained GmmQuantizer). faiss.read_index can read the file too (as a plain
+    IVF); faiss_gmm.read_index restores the GMM."""
+    ptr = _ptr(index)
+    writer = faiss.FileIOWriter(os.fspath(fname))
+    try:
+        faiss.write_index(index, writer)
+        _core.write_gmm_trailer(ptr, int(writer.this))
+    finally:
+        del writer  # closes the file
+
+
+def read_index(fname, io_flags=0):
+    """Reads a file written by faiss_gmm.write_index (GmmQuantizer restored) or
+    by faiss.write_index (returned as faiss reads it). Returns a faiss.Index of
+    faiss's own package."""
+    reader = faiss.FileIOReader(os.fspath(fname))
+    try:
+        index = faiss.read_index(reader, io_flags)
+        if not _core.file_reader_at_end(int(reader.this)):
+            _core.read_gmm_trailer(_ptr(index), int(reader.this))
+    finally:
+        del reader
+    return index
+
+
+def serialize_index(index):
+    """Like faiss.serialize_index (a uint8 numpy array), with the GMM trailer."""
+    ptr = _ptr(index)
+    writer = faiss.VectorIOWriter()
+    faiss.write_index(index, writer)
+    _core.write_gmm_trailer(ptr, int(writer.this))
+    return faiss.vector_to_array(writer.data)
+
+
+def deserialize_index(data):
+    """Inverse of serialize_index (also reads faiss.serialize_index output)."""
+    data = np.ascontiguousarray(data, dtype=np.uint8).ravel()
+    reader = faiss.VectorIOReader()
+    faiss.copy_array_to_vector(data, reader.data)
+    index = faiss.read_index(reader)
+    if reader.rp < data.size:
+        _core.read_gmm_trailer(_ptr(index), int(reader.this))
+    return index
