@@ -1,0 +1,434 @@
+// Benchmark of the CUDA E-step (not a test). In one run, on one GPU:
+//  * per E-step time of ours (accurate 3×TF32, fast bf16, fast tf32) on device-resident rows,
+//    next to cuBLAS GEMM floors of the same shape (one N×K×d product in bf16, tf32, fp32);
+//  * streaming N = 100M rows from pageable host memory (float32 and uint8): time per pass
+//    against max(transfer time at the measured pinned H2D bandwidth, kernel time), and
+//    the GPU memory the backend holds;
+//  * 20 EM iterations at N = 10M with the GPU E-step and a host M-step.
+// Prints a table; bench/results/gpu_<name>.md records it.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "faiss_gmm/GmmModel.h"
+#include "faiss_gmm/SufficientStats.h"
+#include "gpu/EStepCuda.h"
+
+using namespace faiss_gmm;
+using faiss_gmm::gpu::EStepCuda;
+using faiss_gmm::gpu::EStepCudaAlgorithm;
+using faiss_gmm::gpu::EStepCudaOptions;
+
+#define CK(x)                                                                                  \
+    do {                                                                                       \
+        cudaError_t e_ = (x);                                                                  \
+        if (e_ != cudaSuccess) {                                                               \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+#define CB(x)                                                                    \
+    do {                                                                         \
+        cublasStatus_t s_ = (x);                                                 \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                       \
+            fprintf(stderr, "%s:%d %s: cublas %d\n", __FILE__, __LINE__, #x, int(s_)); \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+__device__ uint32_t hash32(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return uint32_t(x);
+}
+__device__ float unif(uint64_t i, uint32_t seed) { return (hash32(i * 0x9e3779b97f4a7c15ull + seed) >> 8) * (1.f / 16777216.f); }
+
+/// Rows around `nc` random cluster centers (spread 1 per dim), noise 0.5 per dim: mean ≈ 0.
+__global__ void gen_rows(float* x, int64_t n, int d, int nc, uint32_t seed) {
+    int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+    if (i >= n * d) return;
+    const int64_t row = i / d;
+    const int j = int(i - row * d);
+    const int c = int(hash32(uint64_t(row) * 7919u + seed) % uint32_t(nc));
+    const float mu = 2.f * unif(uint64_t(c) * 4096 + j, seed ^ 0x1234u) - 1.f;
+    const float noise = (unif(i, seed) + unif(i, seed + 1) + unif(i, seed + 2) - 1.5f); // var 1/4
+    x[i] = 1.7f * mu + noise;
+}
+
+/// A model whose means are rows of x (so responsibilities are those of a fitted-looking GMM).
+GmmModel model_from_rows(const std::vector<float>& rows, int64_t K, int64_t d, CovarianceType cov) {
+    GmmModel m(K, d, cov);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < d; j++) m.means[k * d + j] = rows[k * d + j];
+    for (auto& v : m.variances) v = 0.35f;
+    return m;
+}
+
+struct Floors {
+    double bf16 = 0, tf32 = 0, fp32 = 0;
+    int64_t rows = 0;
+};
+
+/// One N×K×d product X·Mᵀ (the logits GEMM) per precision; output bf16 for bf16, fp32 otherwise.
+/// Rows limited so that the N×K output fits; time scaled to N rows.
+Floors gemm_floors(cublasHandle_t h, const float* x, int64_t N, int64_t K, int64_t d) {
+    Floors f;
+    const int64_t rows = std::min<int64_t>(N, (int64_t(3) << 30) / (K * 4) / 128 * 128);
+    f.rows = rows;
+    float *c = nullptr, *mu = nullptr;
+    __nv_bfloat16 *xb = nullptr, *mb = nullptr, *cb = nullptr;
+    CK(cudaMalloc(&c, size_t(rows) * K * 4));
+    CK(cudaMalloc(&cb, size_t(rows) * K * 2));
+    CK(cudaMalloc(&mu, size_t(K) * d * 4));
+    CK(cudaMalloc(&xb, size_t(rows) * d * 2));
+    CK(cudaMalloc(&mb, size_t(K) * d * 2));
+    CK(cudaMemcpy(mu, x, size_t(std::min(K, N)) * d * 4, cudaMemcpyDeviceToDevice));
+    std::vector<float> hx(size_t(rows) * d);
+    CK(cudaMemcpy(hx.data(), x, hx.size() * 4, cudaMemcpyDeviceToHost));
+    std::vector<__nv_bfloat16> hb(hx.size());
+    for (size_t i = 0; i < hx.size(); i++) hb[i] = __float2bfloat16(hx[i]);
+    CK(cudaMemcpy(xb, hb.data(), hb.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(mb, hb.data(), size_t(std::min(K, rows)) * d * 2, cudaMemcpyHostToDevice));
+    const float one = 1.f, zero = 0.f;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    auto timeit = [&](auto&& fn) {
+        for (int i = 0; i < 3; i++) fn();
+        std::vector<double> t;
+        for (int i = 0; i < 10; i++) {
+            CK(cudaEventRecord(e0));
+            fn();
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            t.push_back(ms);
+        }
+        return median(t) * double(N) / double(rows);
+    };
+    // Column-major view: C (K × rows) = Mᵀ(K × d)·... i.e. C = op(A)·op(B) with A = M (d × K col-major → transpose).
+    f.bf16 = timeit([&] {
+        CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(K), int(rows), int(d), &one, mb, CUDA_R_16BF, int(d), xb,
+                        CUDA_R_16BF, int(d), &zero, cb, CUDA_R_16BF, int(K), CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT));
+    });
+    f.tf32 = timeit([&] {
+        CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(K), int(rows), int(d), &one, mu, CUDA_R_32F, int(d), x,
+                        CUDA_R_32F, int(d), &zero, c, CUDA_R_32F, int(K), CUBLAS_COMPUTE_32F_FAST_TF32,
+                        CUBLAS_GEMM_DEFAULT));
+    });
+    f.fp32 = timeit([&] {
+        CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(K), int(rows), int(d), &one, mu, CUDA_R_32F, int(d), x,
+                        CUDA_R_32F, int(d), &zero, c, CUDA_R_32F, int(K), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    });
+    cudaFree(c);
+    cudaFree(cb);
+    cudaFree(mu);
+    cudaFree(xb);
+    cudaFree(mb);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return f;
+}
+
+struct Mode {
+    const char* name;
+    bool fast, bf16, fused;
+};
+const Mode kModes[] = {{"accurate", false, false, false}, {"fast-tf32", true, false, false},
+                       {"fast-bf16", true, true, false},  {"fused-accurate", false, false, true},
+                       {"fused-tf32", true, false, true}, {"fused-bf16", true, true, true}};
+
+/// Median seconds per accumulate() over device-resident rows.
+double time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps,
+                  double* loglik_out = nullptr) {
+    EStepCudaOptions o;
+    o.devices = {0};
+    o.fast_math = mode.fast;
+    o.fast_bf16 = mode.bf16;
+    o.algorithm = mode.fused ? EStepCudaAlgorithm::Fused : EStepCudaAlgorithm::Blocked;
+    EStepCuda es(m.K, d, o);
+    es.set_model(m, nullptr);
+    VectorBlock rows{x_dev, DataType::Float32, N, d};
+    SufficientStats st(m.K, d, m.covariance_type);
+    es.accumulate(rows, st); // warm-up: buffers, module load
+    std::vector<double> t;
+    for (int r = 0; r < reps; r++) {
+        st.clear();
+        const double t0 = now_s();
+        es.accumulate(rows, st);
+        t.push_back(now_s() - t0);
+    }
+    if (loglik_out) *loglik_out = st.loglik / double(N);
+    return median(t);
+}
+
+void fill_parallel(float* dst, int64_t count, const float* pattern, int64_t pattern_count) {
+    const int nt = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> th;
+    for (int t = 0; t < nt; t++) {
+        th.emplace_back([=] {
+            const int64_t a = count * t / nt, b = count * (t + 1) / nt;
+            for (int64_t i = a; i < b;) {
+                const int64_t off = i % pattern_count;
+                const int64_t len = std::min(b - i, pattern_count - off);
+                std::memcpy(dst + i, pattern + off, size_t(len) * 4);
+                i += len;
+            }
+        });
+    }
+    for (auto& x : th) x.join();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    bool quick = false, stream = true, em = true;
+    int only_mode = -1, reps_override = 0; // profiling: one mode, few repetitions
+    int64_t stream_n = 100000000;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--quick") quick = true;
+        if (a == "--no-stream") stream = false;
+        if (a == "--no-em") em = false;
+        if (a == "--stream-n" && i + 1 < argc) stream_n = std::atoll(argv[++i]);
+        if (a == "--only-mode" && i + 1 < argc) only_mode = std::atoi(argv[++i]);
+        if (a == "--reps" && i + 1 < argc) reps_override = std::atoi(argv[++i]);
+    }
+    if (gpu::cuda_device_count() == 0) {
+        printf("no CUDA GPU visible\n");
+        return 0;
+    }
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    cublasHandle_t h;
+    CB(cublasCreate(&h));
+
+    struct Shape {
+        int64_t N, K, d;
+        CovarianceType cov;
+    };
+    std::vector<Shape> shapes = {{1000000, 1024, 128, CovarianceType::Spherical}};
+    if (!quick) {
+        shapes.push_back({1000000, 1024, 128, CovarianceType::Diagonal});
+        shapes.push_back({1000000, 1024, 96, CovarianceType::Spherical});
+        shapes.push_back({1000000, 1024, 784, CovarianceType::Spherical});
+        shapes.push_back({1000000, 4096, 128, CovarianceType::Spherical});
+        shapes.push_back({1000000, 65536, 128, CovarianceType::Spherical});
+    }
+    printf("\nE-step time, rows resident on the GPU. Blocked (default): accurate | fast-tf32 (default fast) | fast-bf16; "
+           "Fused kernels: same three; cuBLAS floors: one N x K x d GEMM\n");
+    printf("%-26s %9s %9s %9s | %9s %9s %9s | %9s %9s %9s\n", "shape", "accurate", "fast", "bf16", "f-accu",
+           "f-tf32", "f-bf16", "gemm-bf16", "gemm-tf32", "gemm-fp32");
+    double main_fast_kernel_s = 0, main_fast_tf32_s = 0, main_acc_s = 0;
+    for (const Shape& s : shapes) {
+        float* x = nullptr;
+        CK(cudaMalloc(&x, size_t(s.N) * s.d * 4));
+        gen_rows<<<unsigned((s.N * s.d + 255) / 256), 256>>>(x, s.N, int(s.d), int(std::max<int64_t>(64, s.K / 4)),
+                                                            1234u);
+        CK(cudaGetLastError());
+        CK(cudaDeviceSynchronize());
+        std::vector<float> head(size_t(s.K) * s.d);
+        CK(cudaMemcpy(head.data(), x, head.size() * 4, cudaMemcpyDeviceToHost));
+        GmmModel m = model_from_rows(head, s.K, s.d, s.cov);
+        const int reps = reps_override > 0 ? reps_override : s.K >= 65536 || s.d >= 784 ? 3 : 10;
+        double t[6] = {0, 0, 0, 0, 0, 0}, ll[6] = {0, 0, 0, 0, 0, 0};
+        for (int i = 0; i < 6; i++)
+            if (only_mode < 0 || only_mode == i) t[i] = time_estep(x, s.N, s.d, m, kModes[i], kModes[i].fused ? std::min(reps, 5) : reps, &ll[i]);
+        if (only_mode >= 0) {
+            printf("mode %s: %.3f ms\n", kModes[only_mode].name, t[only_mode] * 1e3);
+            CK(cudaFree(x));
+            continue;
+        }
+        Floors f = gemm_floors(h, x, s.N, s.K, s.d);
+        char name[64];
+        snprintf(name, sizeof(name), "N=%lldM K=%lld d=%lld %s", (long long)(s.N / 1000000), (long long)s.K,
+                 (long long)s.d, s.cov == CovarianceType::Spherical ? "sph" : "diag");
+        printf("%-26s %7.2fms %7.2fms %7.2fms | %7.2fms %7.2fms %7.2fms | %7.2fms %7.2fms %7.2fms\n", name,
+               t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3, t[4] * 1e3, t[5] * 1e3, f.bf16, f.tf32, f.fp32);
+        printf("    mean loglik per row: %.5f %.5f %.5f | %.5f %.5f %.5f; ratios: accurate/fp32-GEMM %.2f, "
+               "fast/(2 tf32 GEMMs) %.2f, bf16/(2 bf16 GEMMs) %.2f\n",
+               ll[0], ll[1], ll[2], ll[3], ll[4], ll[5], t[0] * 1e3 / f.fp32, t[1] * 1e3 / (2 * f.tf32),
+               t[2] * 1e3 / (2 * f.bf16));
+        if (&s == &shapes[0]) {
+            main_acc_s = t[0];
+            main_fast_kernel_s = t[1]; // the default fast mode (Blocked, TF32), used by the streaming and EM runs
+            main_fast_tf32_s = t[2];   // bf16
+        }
+        CK(cudaFree(x));
+    }
+    printf("targets (H200, 1M x 1024 x 128): fast <= 2.0 ms, accurate <= 7.8 ms; measured fast (tf32) %.2f ms, "
+           "bf16 %.2f ms, accurate %.2f ms\n",
+           main_fast_kernel_s * 1e3, main_fast_tf32_s * 1e3, main_acc_s * 1e3);
+
+
+    if (stream) {
+        // Pinned H2D bandwidth (the transfer floor of a streamed pass).
+        const size_t tb = size_t(1) << 30;
+        void *hp = nullptr, *dp = nullptr;
+        CK(cudaMallocHost(&hp, tb));
+        CK(cudaMalloc(&dp, tb));
+        std::memset(hp, 1, tb);
+        CK(cudaMemcpy(dp, hp, tb, cudaMemcpyHostToDevice));
+        const double t0 = now_s();
+        for (int i = 0; i < 4; i++) CK(cudaMemcpy(dp, hp, tb, cudaMemcpyHostToDevice));
+        const double h2d_bw = 4.0 * tb / (now_s() - t0);
+        CK(cudaFreeHost(hp));
+        CK(cudaFree(dp));
+        printf("\npinned H2D bandwidth: %.1f GB/s\n", h2d_bw / 1e9);
+
+        const int64_t N = stream_n, d = 128, K = 1024;
+        // Rows: a 1M-row pattern generated on the GPU, repeated over N rows of pageable memory.
+        const int64_t pn = 1 << 20;
+        float* xd = nullptr;
+        CK(cudaMalloc(&xd, size_t(pn) * d * 4));
+        gen_rows<<<unsigned((pn * d + 255) / 256), 256>>>(xd, pn, int(d), 256, 99u);
+        CK(cudaDeviceSynchronize());
+        std::vector<float> pattern(size_t(pn) * d);
+        CK(cudaMemcpy(pattern.data(), xd, pattern.size() * 4, cudaMemcpyDeviceToHost));
+        CK(cudaFree(xd));
+        GmmModel m = model_from_rows(pattern, K, d, CovarianceType::Spherical);
+        for (int type = 0; type < 2; type++) {
+            const size_t esz = type == 0 ? 4 : 1;
+            std::unique_ptr<uint8_t[]> host(new (std::nothrow) uint8_t[size_t(N) * d * esz]);
+            if (!host) {
+                printf("streaming %s: could not allocate %.1f GB of host memory, skipped\n",
+                       type == 0 ? "float32" : "uint8", double(N) * d * esz / 1e9);
+                continue;
+            }
+            const double tf0 = now_s();
+            if (type == 0) {
+                fill_parallel(reinterpret_cast<float*>(host.get()), N * d, pattern.data(), pn * d);
+            } else {
+                std::vector<float> p8(pattern.size());
+                for (size_t i = 0; i < p8.size(); i++) {
+                    const float v = std::min(255.f, std::max(0.f, std::round(pattern[i] * 40.f + 128.f)));
+                    p8[i] = v;
+                }
+                std::vector<uint8_t> b8(p8.size());
+                for (size_t i = 0; i < p8.size(); i++) b8[i] = uint8_t(p8[i]);
+                for (int64_t i = 0; i < N * d; i += pn * d)
+                    std::memcpy(host.get() + i, b8.data(), size_t(std::min<int64_t>(pn * d, N * d - i)));
+            }
+            const double fill_s = now_s() - tf0;
+            for (int fast = 1; fast >= 0; fast--) {
+                EStepCudaOptions o;
+                o.devices = {0};
+                o.fast_math = fast;
+                EStepCuda es(K, d, o);
+                GmmModel mm = m;
+                std::vector<float> center(d, 0.f);
+                if (type == 1) {
+                    for (auto& v : mm.means) v = v * 40.f; // same geometry in the uint8 frame, centered at 128
+                    for (auto& v : mm.variances) v *= 1600.f;
+                    std::fill(center.begin(), center.end(), 128.f);
+                }
+                es.set_model(mm, center.data());
+                VectorBlock rows{host.get(), type == 0 ? DataType::Float32 : DataType::UInt8, N, d};
+                SufficientStats st(K, d, CovarianceType::Spherical);
+                size_t free0 = 0, total = 0;
+                CK(cudaMemGetInfo(&free0, &total));
+                std::vector<double> t;
+                for (int r = 0; r < 2; r++) {
+                    st.clear();
+                    const double t0 = now_s();
+                    es.accumulate(rows, st);
+                    t.push_back(now_s() - t0);
+                }
+                const double pass = *std::min_element(t.begin(), t.end());
+                const double transfer = double(N) * d * esz / h2d_bw;
+                const double kernel = (fast ? main_fast_kernel_s : main_acc_s) * double(N) / 1e6;
+                const auto rep = es.last_report();
+                printf("streaming N=%lldM %s %-8s: %.3f s/pass (2 passes: %.3f, %.3f), transfer %.3f s, kernel %.3f s, "
+                       "ratio %.2f (target <= 1.2); GPU memory held %.2f GB (%lld chunks), pinned %.2f GB; "
+                       "host fill %.1f s\n",
+                       (long long)(N / 1000000), type == 0 ? "float32" : "uint8", fast ? "fast" : "accurate", pass,
+                       t[0], t[1], transfer, kernel, pass / std::max(transfer, kernel), rep[0].device_bytes / 1e9,
+                       (long long)rep[0].chunks, rep[0].pinned_bytes / 1e9, fill_s);
+                (void)free0;
+            }
+        }
+    }
+
+    if (em) {
+        // 20 EM iterations, N = 10M, K = 1024, d = 128, spherical: GPU E-step + host M-step
+        // (the GmmTrainer's M-step is the same O(K·d) arithmetic), rows device-resident and host-resident.
+        const int64_t N = quick ? 2000000 : 10000000, K = 1024, d = 128;
+        float* xd = nullptr;
+        CK(cudaMalloc(&xd, size_t(N) * d * 4));
+        gen_rows<<<unsigned((N * d + 255) / 256), 256>>>(xd, N, int(d), 512, 7u);
+        CK(cudaDeviceSynchronize());
+        std::vector<float> xh(size_t(N) * d);
+        CK(cudaMemcpy(xh.data(), xd, xh.size() * 4, cudaMemcpyDeviceToHost));
+        for (int where = 0; where < 2; where++) {
+            for (int fast = 1; fast >= 0; fast--) {
+                GmmModel m = model_from_rows(xh, K, d, CovarianceType::Spherical);
+                EStepCudaOptions o;
+                o.devices = {0};
+                o.fast_math = fast;
+                EStepCuda es(K, d, o);
+                VectorBlock rows{where == 0 ? static_cast<const void*>(xd) : xh.data(), DataType::Float32, N, d};
+                SufficientStats st(K, d, CovarianceType::Spherical);
+                const double t0 = now_s();
+                double ll = 0;
+                for (int it = 0; it < 20; it++) {
+                    es.set_model(m, nullptr);
+                    st.clear();
+                    es.accumulate(rows, st);
+                    ll = st.loglik / double(N);
+                    for (int64_t k = 0; k < K; k++) {
+                        const double nk = std::max(st.nk[k], 1e-10);
+                        m.log_weights[k] = float(std::log(std::max(st.nk[k], 1e-10) / double(N)));
+                        const float* mu_old = m.means.data() + k * d;
+                        double shift2 = 0;
+                        std::vector<float> mu_new(d);
+                        for (int64_t j = 0; j < d; j++) {
+                            mu_new[j] = float(st.sum_x[k * d + j] / nk);
+                            shift2 += (mu_new[j] - mu_old[j]) * double(mu_new[j] - mu_old[j]);
+                        }
+                        // Σ r‖x − μ_new‖² = Σ r‖x − μ_old‖² − N_k‖μ_new − μ_old‖²
+                        const double var = (st.sum_sq[k] - nk * shift2) / (nk * double(d));
+                        m.variances[k] = float(std::max(var, 1e-3));
+                        std::copy(mu_new.begin(), mu_new.end(), m.means.begin() + k * d);
+                    }
+                    // renormalize weights (components with nk ~ 0 keep a tiny weight)
+                    double ws = 0;
+                    for (auto lw : m.log_weights) ws += std::exp(double(lw));
+                    for (auto& lw : m.log_weights) lw = float(lw - std::log(ws));
+                }
+                printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s: %.2f s total (%.1f ms/iter), "
+                       "final mean loglik %.4f\n",
+                       (long long)(N / 1000000), where == 0 ? "GPU " : "host", fast ? "fast" : "accurate",
+                       now_s() - t0, (now_s() - t0) * 50.0, ll);
+            }
+        }
+        CK(cudaFree(xd));
+    }
+    cublasDestroy(h);
+    return 0;
+}

@@ -1,0 +1,710 @@
+// Host side of the CUDA E-step: model encoding, per-GPU buffers and streams,
+// the chunk pipeline (pageable rows → pinned staging → device, overlapped with
+// the kernels of the previous chunk), multi-GPU row split and the conversion of
+// the raw sums into SufficientStats.
+#include "gpu/EStepCuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "gpu/detail/BlockedKernels.cuh"
+#include "gpu/detail/CudaUtils.h"
+#include "gpu/detail/EStepKernels.cuh"
+
+namespace faiss_gmm::gpu {
+
+using namespace detail;
+
+int cuda_device_count() {
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+        cudaGetLastError(); // clear the sticky-free error so later calls start clean
+        return 0;
+    }
+    return n;
+}
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634074;
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/// Device allocation owned by one GPU (freed on destruction, errors ignored there).
+struct DeviceBuffer {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    int device = 0;
+    DeviceBuffer() = default;
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    ~DeviceBuffer() { release(); }
+    void release() {
+        if (ptr) {
+            cudaSetDevice(device);
+            cudaFree(ptr);
+            ptr = nullptr;
+            bytes = 0;
+        }
+    }
+    void allocate(int dev, size_t nbytes, bool poison) {
+        if (ptr && bytes >= nbytes) return;
+        release();
+        device = dev;
+        if (nbytes == 0) return;
+        cudaError_t err = cudaMalloc(&ptr, nbytes);
+        if (err != cudaSuccess) {
+            cudaGetLastError();
+            ptr = nullptr;
+            size_t free_b = 0, total_b = 0;
+            cudaMemGetInfo(&free_b, &total_b);
+            char msg[256];
+            snprintf(msg, sizeof(msg),
+                     "EStepCuda: out of GPU memory on device %d allocating %.1f MiB (%.1f MiB free of %.1f MiB); "
+                     "reduce EStepCudaOptions::chunk_rows or K",
+                     dev, nbytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+            throw CudaOutOfMemory(msg);
+        }
+        bytes = nbytes;
+        if (poison) FAISS_GMM_CUDA_CHECK(cudaMemset(ptr, 0xff, nbytes)); // 0xffffffff is a NaN
+    }
+    template <typename T>
+    T* as() const {
+        return static_cast<T*>(ptr);
+    }
+};
+
+struct PinnedBuffer {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    PinnedBuffer() = default;
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    ~PinnedBuffer() {
+        if (ptr) cudaFreeHost(ptr);
+    }
+    void allocate(size_t nbytes) {
+        if (ptr && bytes >= nbytes) return;
+        if (ptr) cudaFreeHost(ptr);
+        ptr = nullptr;
+        bytes = 0;
+        cudaError_t err = cudaMallocHost(&ptr, nbytes);
+        if (err != cudaSuccess) {
+            cudaGetLastError();
+            ptr = nullptr;
+            throw CudaOutOfMemory("EStepCuda: could not allocate " + std::to_string(nbytes >> 20) +
+                                  " MiB of pinned host memory for staging");
+        }
+        bytes = nbytes;
+    }
+};
+
+/// memcpy split over threads: one thread moves ~10 GB/s, far below PCIe.
+void parallel_memcpy(void* dst, const void* src, size_t bytes, int nthreads) {
+    const size_t kMinPerThread = size_t(8) << 20;
+    int nt = int(std::min<size_t>(nthreads, std::max<size_t>(1, bytes / kMinPerThread)));
+    if (nt <= 1) {
+        std::memcpy(dst, src, bytes);
+        return;
+    }
+    std::vector<std::thread> th;
+    const size_t per = (bytes + nt - 1) / nt;
+    for (int i = 1; i < nt; i++) {
+        const size_t b0 = std::min(bytes, per * i), b1 = std::min(bytes, per * (i + 1));
+        th.emplace_back([=] {
+            std::memcpy(static_cast<char*>(dst) + b0, static_cast<const char*>(src) + b0, b1 - b0);
+        });
+    }
+    std::memcpy(dst, src, std::min(bytes, per));
+    for (auto& x : th) x.join();
+}
+
+uint32_t host_tf32(float x) { // cvt.rna.tf32.f32: round to nearest, ties away, keep 10 mantissa bits
+    uint32_t b;
+    std::memcpy(&b, &x, 4);
+    if ((b & 0x7f800000u) != 0x7f800000u) b = (b + 0x1000u) & 0xffffe000u;
+    return b;
+}
+float bits_to_float(uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+}
+uint16_t host_bf16(float x) { // round to nearest even
+    uint32_t b;
+    std::memcpy(&b, &x, 4);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return uint16_t(b >> 16);
+}
+
+} // namespace
+
+struct EStepCuda::Worker {
+    int device = 0;
+    bool fast = false;
+    bool poison = false;
+    int64_t K = 0, d = 0, Kp = 0;
+    int64_t chunk_rows = 0;
+    int sm_count = 0;
+    int p2_blocks_per_sm = 1;
+    int host_threads = 1;
+
+    // shape of the current model
+    bool diag = false;
+    int64_t Dfeat = 0, Dw = 0;
+
+    cudaStream_t stream = nullptr, copy_stream = nullptr;
+    cudaEvent_t h2d_done[2] = {nullptr, nullptr};
+    cudaEvent_t staged_free[2] = {nullptr, nullptr};
+    cudaEvent_t convert_done[2] = {nullptr, nullptr};
+
+    DeviceBuffer W, bias, acoef, center;          // model
+    DeviceBuffer G, xx, logz2, raw[2];            // chunk
+    DeviceBuffer acc_f, acc_nk, acc_sxx, loglik;  // statistics
+    PinnedBuffer staging[2];
+
+    // results of the last run()
+    std::vector<double> h_f, h_nk, h_sxx;
+    double h_loglik = 0;
+    EStepCudaReport report;
+
+    bool tf32 = false; // fast mode with 1×TF32 products
+    bool blocked = true;
+    int64_t block_bytes = 0;
+    cublasHandle_t cublas = nullptr;
+    // Blocked algorithm: F2 = [x | x² | 1 | ‖x‖²] per row (ld2 floats), W1 (Kp2 × ld2), logits S (block × Kp2).
+    int64_t ld2 = 0, Kp2 = 0, block_rows = 0;
+    DeviceBuffer F2, S, W1, bias1, acoef1, tmp, accd;
+    std::vector<double> h_acc;
+    int planes() const { return fast ? 1 : 2; }
+
+    Worker(int dev, bool fast_, bool tf32_, bool blocked_, int64_t block_bytes_, bool poison_, int64_t K_,
+           int64_t d_, int64_t chunk, int threads)
+            : device(dev), fast(fast_), poison(poison_), K(K_), d(d_), chunk_rows(chunk), host_threads(threads) {
+        tf32 = fast && tf32_;
+        blocked = blocked_;
+        block_bytes = block_bytes_;
+        Kp = round_up(K, kP1Comps);
+        FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
+        FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+        FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
+        for (int b = 0; b < 2; b++) {
+            FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[b], cudaEventDisableTiming));
+            FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&staged_free[b], cudaEventDisableTiming));
+            FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&convert_done[b], cudaEventDisableTiming));
+        }
+        if (!fast) {
+            configure<Math3xTf32>();
+        } else if (tf32) {
+            configure<MathTf32>();
+        } else {
+            configure<MathBf16>();
+        }
+        p2_blocks_per_sm = std::max(1, p2_blocks_per_sm);
+        if (blocked) {
+            FAISS_GMM_CUBLAS_CHECK(cublasCreate(&cublas));
+            FAISS_GMM_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+        }
+        center.allocate(device, size_t(d) * 4, false);
+        bias.allocate(device, size_t(Kp) * 4, poison);
+        acoef.allocate(device, size_t(Kp) * 4, poison);
+        acc_nk.allocate(device, size_t(K) * 8, poison);
+        acc_sxx.allocate(device, size_t(K) * 8, poison);
+        loglik.allocate(device, 8, poison);
+    }
+
+    template <class M>
+    void configure() {
+        const size_t s1 = size_t(logz_smem_words<M>()) * 4;
+        const size_t s2 = size_t(accumulate_smem_words<M>()) * 4;
+        FAISS_GMM_CUDA_CHECK(
+                cudaFuncSetAttribute(logz_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(s1)));
+        FAISS_GMM_CUDA_CHECK(
+                cudaFuncSetAttribute(accumulate_kernel<M>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(s2)));
+        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&p2_blocks_per_sm, accumulate_kernel<M>,
+                                                                           kThreads, s2));
+    }
+
+    ~Worker() {
+        cudaSetDevice(device);
+        if (stream) cudaStreamSynchronize(stream);
+        if (copy_stream) cudaStreamSynchronize(copy_stream);
+        for (int b = 0; b < 2; b++) {
+            if (h2d_done[b]) cudaEventDestroy(h2d_done[b]);
+            if (staged_free[b]) cudaEventDestroy(staged_free[b]);
+            if (convert_done[b]) cudaEventDestroy(convert_done[b]);
+        }
+        if (cublas) cublasDestroy(cublas);
+        if (stream) cudaStreamDestroy(stream);
+        if (copy_stream) cudaStreamDestroy(copy_stream);
+    }
+
+    /// Chunk rows from the memory budget: raw input (double-buffered, float32
+    /// worst case) + features + per-row scalars, ~2 GB and at most 1M rows.
+    void size_chunks() {
+        if (chunk_rows > 0) return;
+        size_t free_b = 0, total_b = 0;
+        FAISS_GMM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        const double per_row = blocked ? 2.0 * d * 4 + double(ld2) * 4 : 2.0 * d * 4 + double(Dw) * 4 * planes() + 8;
+        const double budget = std::min(2.0e9, 0.25 * double(free_b));
+        chunk_rows = std::clamp<int64_t>(int64_t(budget / per_row), 1024, int64_t(1) << 20);
+        chunk_rows = chunk_rows / kP1Rows * kP1Rows;
+    }
+
+    void set_model(const std::vector<uint32_t>& w_words, const std::vector<float>& h_bias,
+                   const std::vector<float>& h_acoef, const float* h_center, bool diag_, int64_t Dfeat_,
+                   int64_t Dw_, const std::vector<double>& w) {
+        FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
+        FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
+        diag = diag_;
+        Dfeat = Dfeat_;
+        Dw = Dw_;
+        ld2 = round_up(Dfeat + (diag ? 1 : 2), 4);
+        Kp2 = round_up(K, 4);
+        size_chunks();
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(center.ptr, h_center, size_t(d) * 4, cudaMemcpyHostToDevice));
+        if (blocked) {
+            block_rows = std::clamp<int64_t>(block_bytes / (Kp2 * 4), 128, std::max<int64_t>(128, chunk_rows));
+            std::vector<float> w1(size_t(Kp2) * ld2, 0.f), b1(Kp2, kNegBig), a1(Kp2, 0.f);
+            for (int64_t k = 0; k < K; k++) {
+                for (int64_t e = 0; e < Dfeat; e++) w1[k * ld2 + e] = float(w[k * Dfeat + e]);
+                b1[k] = h_bias[k];
+                a1[k] = h_acoef[k];
+            }
+            W1.allocate(device, w1.size() * 4, poison);
+            bias1.allocate(device, size_t(Kp2) * 4, poison);
+            acoef1.allocate(device, size_t(Kp2) * 4, poison);
+            F2.allocate(device, size_t(chunk_rows) * ld2 * 4, poison);
+            S.allocate(device, size_t(block_rows) * Kp2 * 4, poison);
+            tmp.allocate(device, size_t(Kp2) * ld2 * 4, poison);
+            accd.allocate(device, size_t(Kp2) * ld2 * 8, poison);
+            FAISS_GMM_CUDA_CHECK(cudaMemcpy(W1.ptr, w1.data(), w1.size() * 4, cudaMemcpyHostToDevice));
+            FAISS_GMM_CUDA_CHECK(cudaMemcpy(bias1.ptr, b1.data(), b1.size() * 4, cudaMemcpyHostToDevice));
+            FAISS_GMM_CUDA_CHECK(cudaMemcpy(acoef1.ptr, a1.data(), a1.size() * 4, cudaMemcpyHostToDevice));
+            return;
+        }
+        W.allocate(device, w_words.size() * 4, poison);
+        G.allocate(device, size_t(chunk_rows) * Dw * 4 * planes(), poison);
+        xx.allocate(device, size_t(chunk_rows) * 4, poison);
+        logz2.allocate(device, size_t(chunk_rows) * 4, poison);
+        acc_f.allocate(device, size_t(K) * Dfeat * 8, poison);
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(W.ptr, w_words.data(), w_words.size() * 4, cudaMemcpyHostToDevice));
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(bias.ptr, h_bias.data(), size_t(Kp) * 4, cudaMemcpyHostToDevice));
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(acoef.ptr, h_acoef.data(), size_t(Kp) * 4, cudaMemcpyHostToDevice));
+    }
+
+    size_t device_bytes() const {
+        size_t b = W.bytes + bias.bytes + acoef.bytes + center.bytes + G.bytes + xx.bytes + logz2.bytes +
+                   raw[0].bytes + raw[1].bytes + acc_f.bytes + acc_nk.bytes + acc_sxx.bytes + loglik.bytes +
+                   F2.bytes + S.bytes + W1.bytes + bias1.bytes + acoef1.bytes + tmp.bytes + accd.bytes;
+        return b;
+    }
+
+    template <class M, typename Tin>
+    void launch_chunk(const Tin* x, int64_t nc) {
+        KernelArgs a{};
+        a.G = G.as<uint32_t>();
+        a.g_plane = size_t(chunk_rows) * Dw;
+        a.W = W.as<uint32_t>();
+        a.w_plane = size_t(Kp) * Dw;
+        a.bias = bias.as<float>();
+        a.acoef = acoef.as<float>();
+        a.xx = xx.as<float>();
+        a.logz2 = logz2.as<float>();
+        a.loglik = loglik.as<double>();
+        a.acc_f = acc_f.as<double>();
+        a.acc_nk = acc_nk.as<double>();
+        a.acc_sxx = acc_sxx.as<double>();
+        a.n = int(nc);
+        a.K = int(K);
+        a.Kp = int(Kp);
+        a.Dw = int(Dw);
+        a.Dfeat = int(Dfeat);
+
+        const int rows_per_block = kThreads / 32;
+        convert_kernel<Tin, M><<<unsigned((nc + rows_per_block - 1) / rows_per_block), kThreads, 0, stream>>>(
+                x, int(nc), int(d), center.as<float>(), diag ? 1 : 0, int(Dw), G.as<uint32_t>(), a.g_plane,
+                xx.as<float>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("convert_kernel");
+        return launch_passes<M>(a, nc);
+    }
+
+    template <class M>
+    void launch_passes(KernelArgs& a, int64_t nc) {
+        const size_t s1 = size_t(logz_smem_words<M>()) * 4;
+        const size_t s2 = size_t(accumulate_smem_words<M>()) * 4;
+        logz_kernel<M><<<unsigned((nc + kP1Rows - 1) / kP1Rows), kThreads, s1, stream>>>(a);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("logz_kernel");
+
+        const int nkt = int(Kp / kP2Comps);
+        const int nfc = int((Dfeat + kP2Feats - 1) / kP2Feats);
+        const int ntiles = int((nc + kP2Rows - 1) / kP2Rows);
+        const int cap = sm_count * p2_blocks_per_sm;
+        int splits = std::max(1, cap / std::max(1, nkt * nfc));
+        splits = std::min(splits, ntiles);
+        a.tiles_per_split = (ntiles + splits - 1) / splits;
+        splits = (ntiles + a.tiles_per_split - 1) / a.tiles_per_split;
+        const dim3 grid{unsigned(nkt), unsigned(nfc), unsigned(splits)};
+        accumulate_kernel<M><<<grid, kThreads, s2, stream>>>(a);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("accumulate_kernel");
+    }
+
+    bool gemm2_component_major() const { return !fast; }
+
+    /// Blocked algorithm: features of the chunk, then per block GEMM → responsibilities → GEMM.
+    template <typename Tin>
+    void blocked_chunk(const Tin* x, int64_t nc) {
+        blocked_features_kernel<Tin><<<unsigned((nc + 7) / 8), 256, 0, stream>>>(
+                x, int(nc), int(d), center.as<float>(), diag ? 1 : 0, int(ld2), F2.as<float>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_features_kernel");
+        const cublasComputeType_t ct = !fast ? CUBLAS_COMPUTE_32F
+                                             : (tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_FAST_16BF);
+        const float one = 1.f, zero = 0.f;
+        for (int64_t b0 = 0; b0 < nc; b0 += block_rows) {
+            const int64_t nb = std::min(block_rows, nc - b0);
+            const float* Fb = F2.as<float>() + size_t(b0) * ld2;
+            // S (Kp2 × nb, column-major) = W1ᵀ·F: the first Dfeat features of each row.
+            FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(Kp2), int(nb), int(Dfeat), &one,
+                                                W1.ptr, CUDA_R_32F, int(ld2), Fb, CUDA_R_32F, int(ld2), &zero, S.ptr,
+                                                CUDA_R_32F, int(Kp2), ct, CUBLAS_GEMM_DEFAULT));
+            const unsigned grid = unsigned((nb + 7) / 8);
+            const int xx_col = diag ? -1 : int(Dfeat + 1);
+            // (A variant holding the row in registers, one read of S instead of two, was tried:
+            // the fast E-step at 1M x 1024 x 128 took 8.9 ms with it and 7.0 ms with this one, H200.)
+            blocked_responsibilities_kernel<<<grid, 256, 0, stream>>>(S.as<float>(), int(nb), int(K), int(Kp2),
+                                                                      bias1.as<float>(), acoef1.as<float>(), Fb,
+                                                                      int(ld2), xx_col, loglik.as<double>());
+            FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
+            // Σ_b r_bk [x | x² | 1 | ‖x‖²]_b, in the orientation cuBLAS ran faster for each
+            // compute type on an H200 (bench/results): fp32 as R·Fᵀ (components major,
+            // tmp[j·Kp2 + k]), TF32/bf16 as F·Rᵀ (tmp[k·ld2 + j]).
+            if (gemm2_component_major()) {
+                FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_N, CUBLAS_OP_T, int(Kp2), int(ld2), int(nb),
+                                                    &one, S.ptr, CUDA_R_32F, int(Kp2), Fb, CUDA_R_32F, int(ld2),
+                                                    &zero, tmp.ptr, CUDA_R_32F, int(Kp2), ct, CUBLAS_GEMM_DEFAULT));
+            } else {
+                FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_N, CUBLAS_OP_T, int(ld2), int(Kp2), int(nb),
+                                                    &one, Fb, CUDA_R_32F, int(ld2), S.ptr, CUDA_R_32F, int(Kp2),
+                                                    &zero, tmp.ptr, CUDA_R_32F, int(ld2), ct, CUBLAS_GEMM_DEFAULT));
+            }
+            const size_t count = size_t(Kp2) * ld2;
+            add_to_double_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(tmp.as<float>(), accd.as<double>(),
+                                                                                   count);
+            FAISS_GMM_CUDA_CHECK_LAUNCH("add_to_double_kernel");
+        }
+    }
+
+    template <typename Tin>
+    void launch_chunk_any(const void* x, int64_t nc) {
+        if (blocked) return blocked_chunk<Tin>(static_cast<const Tin*>(x), nc);
+        if (fast && tf32) {
+            launch_chunk<MathTf32>(static_cast<const Tin*>(x), nc);
+        } else if (fast) {
+            launch_chunk<MathBf16>(static_cast<const Tin*>(x), nc);
+        } else {
+            launch_chunk<Math3xTf32>(static_cast<const Tin*>(x), nc);
+        }
+    }
+
+    /// Processes rows (any memory kind), leaving the sums in h_*.
+    void run(const VectorBlock& rows) {
+        FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
+        report = EStepCudaReport();
+        report.rows = rows.n;
+        if (blocked) {
+            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(accd.ptr, 0, accd.bytes, stream));
+        } else {
+            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_f.ptr, 0, acc_f.bytes, stream));
+        }
+        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_nk.ptr, 0, acc_nk.bytes, stream));
+        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_sxx.ptr, 0, acc_sxx.bytes, stream));
+        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(loglik.ptr, 0, loglik.bytes, stream));
+
+        enum { kDirect, kDma, kStaged } path = kStaged;
+        if (rows.n > 0) {
+            cudaPointerAttributes attr{};
+            cudaError_t err = cudaPointerGetAttributes(&attr, rows.data);
+            if (err != cudaSuccess) {
+                cudaGetLastError();
+            } else if (attr.type == cudaMemoryTypeDevice && attr.device == device) {
+                path = kDirect;
+            } else if (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeHost ||
+                       attr.type == cudaMemoryTypeManaged) {
+                path = kDma;
+            }
+        }
+        const size_t row_bytes = rows.row_bytes();
+        if (path != kDirect) {
+            for (int b = 0; b < 2; b++) {
+                raw[b].allocate(device, size_t(chunk_rows) * row_bytes, poison);
+                if (path == kStaged) staging[b].allocate(size_t(chunk_rows) * row_bytes);
+            }
+        }
+        report.pinned_bytes = path == kStaged ? staging[0].bytes + staging[1].bytes : 0;
+
+        int64_t c = 0;
+        for (int64_t i0 = 0; i0 < rows.n; i0 += chunk_rows, c++) {
+            const int64_t nc = std::min(chunk_rows, rows.n - i0);
+            const int b = int(c & 1);
+            const void* src = rows.row(i0);
+            if (path != kDirect) {
+                const size_t bytes = size_t(nc) * row_bytes;
+                if (path == kStaged) {
+                    // The H2D copy that last read staging[b] (chunk c-2) must be done.
+                    FAISS_GMM_CUDA_CHECK(cudaEventSynchronize(staged_free[b]));
+                    parallel_memcpy(staging[b].ptr, src, bytes, host_threads);
+                    src = staging[b].ptr;
+                }
+                // raw[b] is free once chunk c-2 has been converted.
+                FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, convert_done[b], 0));
+                FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(raw[b].ptr, src, bytes, cudaMemcpyDefault, copy_stream));
+                FAISS_GMM_CUDA_CHECK(cudaEventRecord(staged_free[b], copy_stream));
+                FAISS_GMM_CUDA_CHECK(cudaEventRecord(h2d_done[b], copy_stream));
+                FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, h2d_done[b], 0));
+                src = raw[b].ptr;
+                report.h2d_bytes += double(bytes);
+            }
+            if (rows.type == DataType::Float32) {
+                launch_chunk_any<float>(src, nc);
+            } else {
+                launch_chunk_any<uint8_t>(src, nc);
+            }
+            FAISS_GMM_CUDA_CHECK(cudaEventRecord(convert_done[b], stream));
+        }
+        report.chunks = c;
+
+        h_f.resize(size_t(K) * Dfeat);
+        h_nk.resize(K);
+        h_sxx.resize(K);
+        if (blocked) {
+            h_acc.resize(size_t(Kp2) * ld2);
+            FAISS_GMM_CUDA_CHECK(
+                    cudaMemcpyAsync(h_acc.data(), accd.ptr, h_acc.size() * 8, cudaMemcpyDeviceToHost, stream));
+        } else {
+            FAISS_GMM_CUDA_CHECK(
+                    cudaMemcpyAsync(h_f.data(), acc_f.ptr, h_f.size() * 8, cudaMemcpyDeviceToHost, stream));
+            FAISS_GMM_CUDA_CHECK(
+                    cudaMemcpyAsync(h_nk.data(), acc_nk.ptr, size_t(K) * 8, cudaMemcpyDeviceToHost, stream));
+            FAISS_GMM_CUDA_CHECK(
+                    cudaMemcpyAsync(h_sxx.data(), acc_sxx.ptr, size_t(K) * 8, cudaMemcpyDeviceToHost, stream));
+        }
+        FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik, loglik.ptr, 8, cudaMemcpyDeviceToHost, stream));
+        FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
+        if (blocked) { // feature columns: [Σ r x | Σ r x² | N_k | Σ r ‖x‖²], stored feature-major
+            const bool cm = gemm2_component_major();
+            auto at = [&](int64_t k, int64_t e) { return cm ? h_acc[e * Kp2 + k] : h_acc[k * ld2 + e]; };
+            for (int64_t k = 0; k < K; k++) {
+                for (int64_t e = 0; e < Dfeat; e++) h_f[k * Dfeat + e] = at(k, e);
+                h_nk[k] = at(k, Dfeat);
+                h_sxx[k] = diag ? 0.0 : at(k, Dfeat + 1);
+            }
+        }
+        FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(copy_stream));
+        report.device_bytes = device_bytes();
+    }
+};
+
+EStepCuda::EStepCuda(int64_t K, int64_t d, const EStepCudaOptions& options) : options_(options), K_(K), d_(d) {
+    if (K < 1 || d < 1) throw std::invalid_argument("EStepCuda: K and d must be >= 1");
+    if (K > (int64_t(1) << 24)) throw std::invalid_argument("EStepCuda: K > 2^24 is not supported");
+    const int ndev = cuda_device_count();
+    if (ndev == 0) {
+        throw std::runtime_error("EStepCuda: no CUDA GPU is visible (no driver, or CUDA_VISIBLE_DEVICES is empty)");
+    }
+    if (options_.devices.empty()) {
+        for (int i = 0; i < ndev; i++) options_.devices.push_back(i);
+    }
+    for (int dev : options_.devices) {
+        if (dev < 0 || dev >= ndev) {
+            throw std::invalid_argument("EStepCuda: device " + std::to_string(dev) + " does not exist (" +
+                                        std::to_string(ndev) + " visible)");
+        }
+    }
+    if (options_.chunk_rows < 0) throw std::invalid_argument("EStepCuda: chunk_rows must be >= 0");
+    int threads = options_.host_copy_threads;
+    if (threads <= 0) threads = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    threads = std::max(1, threads / int(options_.devices.size()));
+    int64_t chunk = options_.chunk_rows;
+    for (int dev : options_.devices) {
+        workers_.push_back(std::make_unique<Worker>(dev, options_.fast_math, !options_.fast_bf16,
+                                                    options_.algorithm == EStepCudaAlgorithm::Blocked,
+                                                    options_.block_bytes, options_.poison_buffers, K, d, chunk,
+                                                    threads));
+    }
+    if (options_.devices.size() == 1) {
+        snprintf(name_, sizeof(name_), "cuda:%d%s", options_.devices[0], options_.fast_math ? (options_.fast_bf16 ? ":bf16" : ":tf32") : "");
+    } else {
+        snprintf(name_, sizeof(name_), "cuda:x%d%s", int(options_.devices.size()),
+                 options_.fast_math ? (options_.fast_bf16 ? ":bf16" : ":tf32") : "");
+    }
+}
+
+EStepCuda::~EStepCuda() = default;
+
+const char* EStepCuda::name() const { return name_; }
+
+void EStepCuda::set_model(const GmmModel& model, const float* center) {
+    model.validate();
+    if (model.K != K_ || model.d != d_) {
+        throw std::invalid_argument("EStepCuda::set_model: model is K=" + std::to_string(model.K) +
+                                    ", d=" + std::to_string(model.d) + " but this E-step was built for K=" +
+                                    std::to_string(K_) + ", d=" + std::to_string(d_));
+    }
+    const bool diag = model.covariance_type == CovarianceType::Diagonal;
+    const int64_t K = K_, d = d_;
+    const int64_t Kp = round_up(K, kP1Comps);
+    const int64_t Dfeat = diag ? 2 * d : d;
+    const bool fast = options_.fast_math;
+    const bool bf16 = fast && options_.fast_bf16;
+    // Words per row: a whole number of pipeline chunks (16 words = 32 bf16 or 16 tf32 values).
+    const int64_t Dw = bf16 ? round_up(Dfeat, 2 * kChunkWords) / 2 : round_up(Dfeat, kChunkWords);
+    const int planes = fast ? 1 : 2;
+
+    // Everything in log2 units, computed in double (GmmModel::log_constants is the definition).
+    const std::vector<double> c = model.log_constants();
+    std::vector<double> w(size_t(Kp) * Dfeat, 0.0);
+    std::vector<float> h_bias(Kp, kNegBig), h_acoef(Kp, 0.f);
+    for (int64_t k = 0; k < K; k++) {
+        const float* mu = model.means.data() + k * d;
+        if (!diag) {
+            const double inv = 1.0 / double(model.variances[k]);
+            double mm = 0;
+            for (int64_t j = 0; j < d; j++) {
+                w[k * Dfeat + j] = double(mu[j]) * inv * kLog2e;
+                mm += double(mu[j]) * mu[j];
+            }
+            h_bias[k] = float((c[k] - 0.5 * inv * mm) * kLog2e);
+            h_acoef[k] = float(-0.5 * inv * kLog2e);
+        } else {
+            for (int64_t j = 0; j < d; j++) {
+                const double inv = 1.0 / double(model.variances[k * d + j]);
+                w[k * Dfeat + j] = double(mu[j]) * inv * kLog2e;
+                w[k * Dfeat + d + j] = -0.5 * inv * kLog2e;
+            }
+            h_bias[k] = float(c[k] * kLog2e);
+        }
+    }
+    std::vector<uint32_t> words(size_t(planes) * Kp * Dw, 0u);
+    for (int64_t k = 0; k < Kp; k++) {
+        for (int64_t e = 0; e < Dfeat; e++) {
+            const float v = float(w[k * Dfeat + e]);
+            if (bf16) {
+                uint32_t& word = words[k * Dw + e / 2];
+                word |= uint32_t(host_bf16(v)) << (16 * (e & 1));
+            } else if (fast) {
+                words[k * Dw + e] = host_tf32(v);
+            } else {
+                const uint32_t hi = host_tf32(v);
+                words[k * Dw + e] = hi;
+                words[size_t(Kp) * Dw + k * Dw + e] = host_tf32(v - bits_to_float(hi));
+            }
+        }
+    }
+    std::vector<float> h_center(d, 0.f);
+    if (center) std::copy(center, center + d, h_center.begin());
+    for (auto& wk : workers_) wk->set_model(words, h_bias, h_acoef, h_center.data(), diag, Dfeat, Dw, w);
+    model_ = model;
+    have_model_ = true;
+}
+
+void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
+    if (!have_model_) throw std::logic_error("EStepCuda::accumulate called before set_model");
+    if (rows.d != d_) {
+        throw std::invalid_argument("EStepCuda::accumulate: rows have d=" + std::to_string(rows.d) +
+                                    ", the model d=" + std::to_string(d_));
+    }
+    if (stats.K != K_ || stats.d != d_ || stats.covariance_type != model_.covariance_type) {
+        throw std::invalid_argument("EStepCuda::accumulate: stats shape does not match the model");
+    }
+    if (rows.n < 0 || (rows.n > 0 && rows.data == nullptr)) {
+        throw std::invalid_argument("EStepCuda::accumulate: invalid rows (null data or negative n)");
+    }
+    if (rows.n == 0) return;
+
+    // Contiguous share of rows per worker (statistics are sums, so any split works).
+    const int nw = int(workers_.size());
+    std::vector<VectorBlock> shares(nw);
+    for (int i = 0; i < nw; i++) {
+        const int64_t a = rows.n * i / nw, b = rows.n * (i + 1) / nw;
+        shares[i] = rows.slice(a, b - a);
+    }
+    if (nw == 1) {
+        workers_[0]->run(shares[0]);
+    } else {
+        std::vector<std::exception_ptr> errors(nw);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < nw; i++) {
+            threads.emplace_back([&, i] {
+                try {
+                    workers_[i]->run(shares[i]);
+                } catch (...) {
+                    errors[i] = std::current_exception();
+                }
+            });
+        }
+        for (auto& t : threads) t.join();
+        for (auto& e : errors)
+            if (e) std::rethrow_exception(e);
+    }
+
+    // Raw sums → statistics about the E-step model's means, in double.
+    const int64_t K = K_, d = d_;
+    const bool diag = model_.covariance_type == CovarianceType::Diagonal;
+    const int64_t Dfeat = diag ? 2 * d : d;
+    std::vector<double> f(size_t(K) * Dfeat, 0.0), nk(K, 0.0), sxx(K, 0.0);
+    double ll = 0;
+    for (auto& wk : workers_) {
+        for (size_t i = 0; i < f.size(); i++) f[i] += wk->h_f[i];
+        for (int64_t k = 0; k < K; k++) {
+            nk[k] += wk->h_nk[k];
+            sxx[k] += wk->h_sxx[k];
+        }
+        ll += wk->h_loglik;
+    }
+    stats.n += double(rows.n);
+    stats.loglik += ll;
+    for (int64_t k = 0; k < K; k++) {
+        const float* mu = model_.means.data() + k * d;
+        const double* fk = f.data() + k * Dfeat;
+        stats.nk[k] += nk[k];
+        double cross = 0, mm = 0;
+        for (int64_t j = 0; j < d; j++) {
+            stats.sum_x[k * d + j] += fk[j];
+            cross += double(mu[j]) * fk[j];
+            mm += double(mu[j]) * mu[j];
+        }
+        if (!diag) {
+            stats.sum_sq[k] += sxx[k] - 2.0 * cross + nk[k] * mm;
+        } else {
+            for (int64_t j = 0; j < d; j++) {
+                const double m = mu[j];
+                stats.sum_sq[k * d + j] += fk[d + j] - 2.0 * m * fk[j] + nk[k] * m * m;
+            }
+        }
+    }
+}
+
+std::vector<EStepCudaReport> EStepCuda::last_report() const {
+    std::vector<EStepCudaReport> r;
+    for (auto& wk : workers_) r.push_back(wk->report);
+    return r;
+}
+
+std::unique_ptr<EStep> make_estep_cuda(const GmmParams& params, int64_t K, int64_t d) {
+    EStepCudaOptions opt;
+    opt.fast_math = params.fast_math;
+    return std::make_unique<EStepCuda>(K, d, opt);
+}
+
+} // namespace faiss_gmm::gpu

@@ -1,0 +1,79 @@
+// The CUDA E-step: the same EStep interface as the CPU backend, computed by two
+// fused kernels per chunk of rows (online log-sum-exp, then responsibilities and
+// Rᵀ·[x | x²] accumulated on chip), streaming rows from host memory through
+// pinned double buffers, on one or several GPUs. This header needs no CUDA
+// headers: make_estep() includes it in builds with the CUDA backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <faiss_gmm/EStep.h>
+
+namespace faiss_gmm::gpu {
+
+/// How a chunk of rows is turned into statistics.
+enum class EStepCudaAlgorithm : int {
+    Blocked = 0, ///< per block of rows: cuBLAS GEMM for the logits, a responsibility kernel, cuBLAS GEMM for Rᵀ·[x, x², 1, ‖x‖²]; memory O(block·K + K·d)
+    Fused = 1,   ///< two fused mma.sync kernels (online log-sum-exp, then responsibilities and Rᵀ·X on chip); memory O(chunk·d + K·d)
+};
+
+/// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
+struct EStepCudaOptions {
+    std::vector<int> devices;    ///< GPUs that share the rows; empty = every visible GPU. A device may repeat (tests).
+    bool fast_math = false;      ///< 1×TF32 tensor-core products (rel. error ≲ 1e-3); else fp32-accurate (≲ 1e-4): fp32 GEMMs (Blocked) or 3×TF32 (Fused)
+    bool fast_bf16 = false;      ///< with fast_math: bf16 products instead of TF32: faster, but errors up to ~6e-3 measured
+    int64_t chunk_rows = 0;      ///< rows per device chunk; 0 = auto (≈ 2 GB of chunk buffers, at most 1M rows)
+    int host_copy_threads = 0;   ///< threads copying pageable rows into pinned staging buffers; 0 = auto
+    EStepCudaAlgorithm algorithm = EStepCudaAlgorithm::Blocked; ///< Blocked was faster at all measured shapes but K = 65536 in fast mode (bench/results)
+    int64_t block_bytes = int64_t(256) << 20; ///< Blocked: bytes of the block × K logits buffer (sets the block's rows)
+    bool poison_buffers = false; ///< tests: fill scratch buffers with NaN when allocated, so reads of unwritten data show
+};
+
+/// Per-GPU figures of the last accumulate() call (for benchmarks and logs).
+struct EStepCudaReport {
+    int64_t rows = 0;             ///< rows this GPU processed
+    int64_t chunks = 0;           ///< chunks it processed
+    size_t device_bytes = 0;      ///< bytes this backend holds on the GPU (model, chunk and staging buffers)
+    size_t pinned_bytes = 0;      ///< pinned host staging bytes
+    double h2d_bytes = 0;         ///< bytes copied host → device
+};
+
+class EStepCuda : public EStep {
+  public:
+    /// K, d: the model's shape; the covariance type comes with set_model().
+    /// Throws std::runtime_error when no GPU is visible or a device id is invalid.
+    EStepCuda(int64_t K, int64_t d, const EStepCudaOptions& options = EStepCudaOptions());
+    ~EStepCuda() override;
+    EStepCuda(const EStepCuda&) = delete;
+    EStepCuda& operator=(const EStepCuda&) = delete;
+
+    void set_model(const GmmModel& model, const float* center) override;
+    /// rows may live in pageable host memory, pinned host memory or (one GPU
+    /// only) device memory of that GPU; the cheapest path is taken for each.
+    void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
+    const char* name() const override;
+
+    const EStepCudaOptions& options() const { return options_; }
+    /// One entry per entry of options().devices.
+    std::vector<EStepCudaReport> last_report() const;
+
+  private:
+    struct Worker; // one per device entry: streams, buffers, accumulators
+    EStepCudaOptions options_;
+    int64_t K_, d_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    GmmModel model_; // centered frame; kept for the sum_sq conversion
+    bool have_model_ = false;
+    char name_[32];
+};
+
+/// The backend make_estep() returns for Device::Cuda: every visible GPU,
+/// params.fast_math, params.chunk_size ignored (GPU chunks are sized by memory).
+std::unique_ptr<EStep> make_estep_cuda(const GmmParams& params, int64_t K, int64_t d);
+
+/// Number of visible CUDA GPUs; 0 when there is no driver or no GPU. Never throws.
+int cuda_device_count();
+
+} // namespace faiss_gmm::gpu
