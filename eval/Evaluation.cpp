@@ -16,6 +16,8 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/index_factory.h>
 
+#include <faiss_gmm/GmmQuantizer.h>
+#include <faiss_gmm/IndexIVFSpill.h>
 #include <faiss_gmm/gmm_index_factory.h>
 
 #include "CostCounter.h"
@@ -61,14 +63,66 @@ IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
     };
 }
 
+// Spill / probing variants (issue 6): "<base>_<options>" with base kmeans, gmm or
+// gmmdiag and the IVF-token options of gmm_index_factory ("kmeans_spill1.2" =
+// IVF<n>_spill1.2: k-means + distance-ratio spill at 1.2 entries per vector;
+// "gmm_spill1.5_probepost" = IVF<n>_GMM_spill1.5_probepost). The k-means ones get
+// the baseline's k-means settings, the GMM ones the GMM settings.
+IndexMaker option_maker(const std::string& base, const std::string& options) {
+    return [base, options](int64_t d, const EvalParams& p, std::string* desc) {
+        std::string faiss_desc = p.index_description;
+        faiss_gmm::parse_gmm_description(p.index_description, &faiss_desc, nullptr);
+        GmmParams gp = p.gmm;
+        gp.seed = p.seed;
+        gp.max_points_per_centroid = p.max_points_per_centroid;
+        std::string suffix = base == "kmeans" ? "_" : base == "gmm" ? "_GMM_" : "_GMMdiag_";
+        *desc = with_ivf_suffix(faiss_desc, suffix + options);
+        std::unique_ptr<faiss::Index> index(gmm_index_factory(int(d), *desc, faiss::METRIC_L2, gp));
+        if (base == "kmeans") {
+            faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index.get());
+            ivf->cp.niter = p.kmeans_niter;
+            ivf->cp.seed = int(p.seed);
+            ivf->cp.max_points_per_centroid = p.max_points_per_centroid;
+        }
+        return index;
+    };
+}
+
 std::mutex registry_mutex;
 std::map<std::string, IndexMaker>& registry() {
     static std::map<std::string, IndexMaker> r = {
             {"kmeans", make_kmeans},
             {"gmm", gmm_maker(CovarianceType::Spherical, "_GMM")},
             {"gmmdiag", gmm_maker(CovarianceType::Diagonal, "_GMMdiag")},
+            // The issue's equal-memory comparison; any other "<base>_<options>" name works too.
+            {"kmeans_spill1.2", option_maker("kmeans", "spill1.2")},
+            {"kmeans_spill1.5", option_maker("kmeans", "spill1.5")},
+            {"gmm_spill1.2", option_maker("gmm", "spill1.2")},
+            {"gmm_spill1.5", option_maker("gmm", "spill1.5")},
     };
     return r;
+}
+
+// Registered, or of the form <kmeans|gmm|gmmdiag>_<IVF options>; needs registry_mutex held.
+bool lookup_method(const std::string& name, IndexMaker* maker) {
+    auto it = registry().find(name);
+    if (it != registry().end()) {
+        if (maker) *maker = it->second;
+        return true;
+    }
+    static const std::regex variant("^(kmeans|gmmdiag|gmm)_([A-Za-z0-9._-]+)$");
+    std::smatch m;
+    if (!std::regex_match(name, m, variant)) return false;
+    const std::string base = m[1].str(), options = m[2].str();
+    std::string probe = std::string("IVF8") + (base == "kmeans" ? "_" : base == "gmm" ? "_GMM_" : "_GMMdiag_") + options + ",Flat";
+    try {
+        faiss_gmm::IvfOptions o;
+        if (!faiss_gmm::parse_ivf_options(probe, nullptr, &o)) return false;
+    } catch (const std::invalid_argument&) {
+        return false;
+    }
+    if (maker) *maker = option_maker(base, options);
+    return true;
 }
 
 // The coarse lists IndexIVF::search would probe: the queries go through the
@@ -82,6 +136,9 @@ const faiss::IndexIVF* coarse_lists(const faiss::Index* index, idx_t nq, const f
     }
     if (auto* idmap = dynamic_cast<const faiss::IndexIDMap*>(index)) {
         return coarse_lists(idmap->index, nq, x, nprobe, lists);
+    }
+    if (auto* sp = faiss_gmm::as_spill_index(index)) {
+        return coarse_lists(sp->index, nq, x, nprobe, lists);
     }
     auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index);
     if (!ivf) {
@@ -99,6 +156,11 @@ const faiss::IndexIVF* coarse_lists(const faiss::Index* index, idx_t nq, const f
 void register_method(const std::string& name, IndexMaker maker) {
     std::lock_guard<std::mutex> lock(registry_mutex);
     registry()[name] = std::move(maker);
+}
+
+bool is_method(const std::string& name) {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    return lookup_method(name, nullptr);
 }
 
 std::vector<std::string> registered_methods() {
@@ -128,7 +190,7 @@ int64_t nlist_of(const std::string& description) {
 
 std::vector<SweepPoint> sweep_nprobe(faiss::Index* index, const datasets::Dataset& data, const EvalParams& p,
                                      const std::string& label) {
-    faiss::IndexIVF* ivf = faiss::ivflib::try_extract_index_ivf(index);
+    faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index); // sees through IndexIVFSpill too
     if (!ivf) {
         throw std::invalid_argument("sweep_nprobe: the index has no IVF part");
     }
@@ -289,15 +351,15 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     {
         std::lock_guard<std::mutex> lock(registry_mutex);
         for (const std::string& m : p.methods) {
-            auto it = registry().find(m);
-            if (it == registry().end()) {
+            IndexMaker maker;
+            if (!lookup_method(m, &maker)) {
                 std::string known;
                 for (const auto& kv : registry()) {
                     known += " " + kv.first;
                 }
                 throw std::invalid_argument("unknown method '" + m + "' (known:" + known + ")");
             }
-            makers.emplace_back(m, it->second);
+            makers.emplace_back(m, maker);
         }
     }
     nlist_of(p.index_description); // validates the description before any work
@@ -330,7 +392,7 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
         t0 = now_s();
         index->add(data.base.n, data.base.data.data());
         r.add_s = now_s() - t0;
-        faiss::IndexIVF* ivf = faiss::ivflib::try_extract_index_ivf(index.get());
+        faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index.get());
         if (!ivf) {
             throw std::invalid_argument(r.description + ": no IVF part");
         }

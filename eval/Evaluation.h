@@ -116,6 +116,9 @@ using IndexMaker = std::function<std::unique_ptr<faiss::Index>(int64_t d, const 
 /// Makes a method available by name (replaces one of the same name).
 void register_method(const std::string& name, IndexMaker maker);
 std::vector<std::string> registered_methods();
+/// Registered, or a spill / probing variant "<kmeans|gmm|gmmdiag>_<options>" whose options are
+/// gmm_index_factory's IVF-token options ("kmeans_spill1.2", "gmm_spill1.5_probepost", "gmm_soar_spill1.2").
+bool is_method(const std::string& name);
 
 /// "IVF256,Flat" + "_GMM" -> "IVF256_GMM,Flat" (also behind OPQ/PCA prefixes).
 /// Throws std::invalid_argument when the description has no IVF<nlist> token.

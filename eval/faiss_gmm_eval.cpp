@@ -31,7 +31,9 @@ dataset (one of):
 index and methods:
   --index DESC               FAISS description of the baseline (default "IVF{nlist},Flat"; PQ/SQ variants work)
   --nlist N|auto             replaces {nlist}; auto = power of two nearest sqrt(N) (default auto)
-  --methods LIST             kmeans,gmm,gmmdiag (default kmeans,gmm)
+  --methods LIST             kmeans,gmm,gmmdiag (default kmeans,gmm); spill / probing variants
+                             <kmeans|gmm|gmmdiag>_<IVF options>, e.g. kmeans_spill1.2,
+                             gmm_spill1.5, gmm_soar_spill1.2, gmm_probepost (see gmm_index_factory.h)
   --nprobe LIST              default 1,2,4,...,nlist
   --k K                      recall@K (default 10)
   --stop-recall R            stop a sweep once recall >= R (default: never)
@@ -187,7 +189,7 @@ int main(int argc, char** argv) {
         // Refuse unknown methods before any data is loaded.
         const std::vector<std::string> known_methods = eval::registered_methods();
         for (const std::string& m : p.methods) {
-            if (std::find(known_methods.begin(), known_methods.end(), m) == known_methods.end()) {
+            if (!eval::is_method(m)) {
                 std::string all;
                 for (const std::string& k : known_methods) {
                     all += " " + k;

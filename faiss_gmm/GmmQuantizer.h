@@ -20,11 +20,27 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
     GmmParams params;               ///< EM settings used by train()
     GmmModel model;                 ///< the trained mixture (empty before train)
     std::vector<GmmIterationStats> iteration_stats; ///< of the last train()
+    /// search() ranks the means by GMM log posterior (log w_k + log N(x; μ_k, σ²_k))
+    /// instead of by L2, and still writes the true squared L2 distances to the
+    /// returned means (IVFPQ / SQ use them as terms of the final distance). It
+    /// also changes IndexIVF::add's assignment (quantizer->assign) to the highest
+    /// posterior. Saved by gmm_io (trailer version 2).
+    bool rank_by_posterior = false;
+    /// When non-zero and not ranking by posterior: search() ranks the means by
+    /// ‖x − μ_k‖² − γ·tr(Σ_k) (γ = this weight; tr Σ_k = d·σ²_k for spherical), i.e.
+    /// lists with a wider spread are probed earlier, by how much their points reach
+    /// towards the query; 0 = plain L2. Distances returned are still true squared L2.
+    /// Saved by gmm_io (trailer version 2).
+    double probe_variance_weight = 0;
 
     GmmQuantizer(int64_t d, int64_t nlist, const GmmParams& params = GmmParams());
 
     /// Runs EM on the n rows, then holds the nlist means (ntotal == nlist).
     void train(faiss::Index::idx_t n, const float* x) override;
+
+    /// L2 ranking (IndexFlatL2's), or posterior ranking when rank_by_posterior is set.
+    void search(faiss::Index::idx_t n, const float* x, faiss::Index::idx_t k, float* distances,
+                faiss::Index::idx_t* labels, const faiss::SearchParameters* params = nullptr) const override;
 
     /// Sets a trained model (e.g. after loading): the means become the index content.
     void set_model(const GmmModel& m);
@@ -37,7 +53,7 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
 GmmQuantizer* install_gmm_quantizer(faiss::Index* index, const GmmParams& params = GmmParams());
 
 /// The IVF inside index (directly, or behind IndexPreTransform / IndexIDMap /
-/// IndexRefine), or nullptr.
+/// IndexRefine / IndexIVFSpill), or nullptr.
 faiss::IndexIVF* find_ivf(faiss::Index* index);
 const faiss::IndexIVF* find_ivf(const faiss::Index* index);
 

@@ -2,6 +2,22 @@
 // coarse-quantizer tokens IVF<nlist>_GMM (spherical) and IVF<nlist>_GMMdiag
 // (diagonal), e.g. "IVF1024_GMM,PQ16" or "OPQ16_64,IVF256_GMMdiag,PQ16".
 // The result is a regular FAISS index whose quantizer is a GmmQuantizer.
+//
+// Spill / probing options (issue 6), appended to the IVF token with '_':
+//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio][_max<m>][_ppost][_probepost|_pscale<γ>]
+//   _spill<B>   store border vectors in several lists, B entries per vector on average
+//               (threshold chosen at the first add); the rule is the GMM posterior ratio
+//               with _GMM*, the k-means distance ratio without
+//   _tau<t>     GMM posterior rule with the fixed threshold (r_j/r_1)^(1/T) ≥ t; _T<t> temperature
+//   _eps<e>     distance-ratio rule with the fixed threshold ‖x−c_j‖² ≤ (1+e)‖x−c_1‖²
+//   _ratio      distance-ratio rule even with _GMM*;  _soar[<λ>] SOAR-amended ratio (λ default 1)
+//   _max<m>     at most m lists per vector (default 2, or ⌈B⌉ when B > 2)
+//   _ppost      primary list = highest posterior instead of nearest mean
+//   _probepost  the GmmQuantizer ranks lists by posterior at search (still true L2 distances)
+//   _pscale<γ>  the GmmQuantizer ranks lists by ‖x−μ_k‖² − γ·tr(Σ_k) (per-list scaling; true L2 returned)
+// With a spill option the result is an IndexIVFSpill (deduplicated search) wrapping
+// the FAISS index; otherwise a regular FAISS index. Examples: "IVF1024_GMM_spill1.2,Flat",
+// "IVF1024_spill1.2,PQ16x4" (k-means + distance-ratio spill), "IVF256_GMMdiag_probepost,SQ8".
 #pragma once
 
 #include <string>
@@ -10,9 +26,27 @@
 
 #include "GmmParams.h"
 
+#include "IndexIVFSpill.h"
+
 namespace faiss_gmm {
 
-/// Throws std::invalid_argument for a string without a GMM token (use
+/// What the IVF token of a description asks for.
+struct IvfOptions {
+    bool gmm = false;                ///< _GMM / _GMMdiag given
+    CovarianceType covariance_type = CovarianceType::Spherical;
+    bool spill = false;              ///< an IndexIVFSpill is wanted
+    SpillParams spill_params;        ///< its settings
+    bool probe_by_posterior = false; ///< _probepost
+    double probe_variance_weight = 0; ///< _pscale<γ>
+    bool fixed_threshold = false, rule_posterior = false, rule_ratio = false, rule_soar = false, max_given = false; ///< parse bookkeeping
+};
+
+/// Parses the IVF<nlist>_... token (see above); false when the description has none of
+/// our options (then the outputs are untouched). Throws std::invalid_argument for a
+/// malformed or contradictory token.
+bool parse_ivf_options(const std::string& description, std::string* faiss_description, IvfOptions* options);
+
+/// Throws std::invalid_argument for a string without a GMM or spill token (use
 /// faiss::index_factory for those), an unparsable string, or a metric other than
 /// L2 (GMM densities are Euclidean: for cosine / inner-product search of
 /// normalized vectors, normalize and use L2, which ranks identically).
@@ -21,7 +55,8 @@ faiss::Index* gmm_index_factory(int d, const std::string& description,
                                 const GmmParams& params = GmmParams());
 
 /// The covariance type a description asks for, and the FAISS description it maps
-/// to ("IVF1024_GMMdiag,PQ16" -> Diagonal, "IVF1024,PQ16"); false when none.
+/// to ("IVF1024_GMMdiag,PQ16" -> Diagonal, "IVF1024,PQ16"); false when there is no
+/// GMM token (spill options are stripped too).
 bool parse_gmm_description(const std::string& description, std::string* faiss_description,
                            CovarianceType* covariance_type);
 

@@ -4,6 +4,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/index_io.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "GmmModel.h"
 #include "GmmParams.h"
 #include "GmmQuantizer.h"
+#include "IndexIVFSpill.h"
 
 namespace faiss_gmm {
 
@@ -20,7 +22,13 @@ namespace {
 
 constexpr uint32_t kTrailerMagic = 0x4d4d4746; // "FGMM" little-endian
 constexpr uint32_t kTrailerEnd = 0x46474d4d;   // "MMGF"
-constexpr uint32_t kTrailerVersion = 1;
+// Version 2 adds GmmQuantizer::rank_by_posterior; version 1 files still read.
+constexpr uint32_t kTrailerVersion = 2;
+// Optional spill trailer after the GMM one (or right after FAISS's bytes for a
+// k-means spill index): the IndexIVFSpill settings and its distinct-vector count.
+constexpr uint32_t kSpillMagic = 0x4c505346; // "FSPL"
+constexpr uint32_t kSpillEnd = 0x4c505347;
+constexpr uint32_t kSpillVersion = 1;
 
 template <class T>
 void put(faiss::IOWriter* w, const T& v) {
@@ -61,7 +69,8 @@ void get_vector(faiss::IOReader* r, std::vector<T>& v, uint64_t expected, const 
 
 /// Installs a GmmQuantizer holding `model` in place of the flat quantizer FAISS
 /// read back, after checking both hold the same means.
-faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const GmmParams& params) {
+faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const GmmParams& params,
+                           bool rank_by_posterior, double probe_variance_weight) {
     std::unique_ptr<faiss::Index> owner(index);
     auto check_means = [&](const faiss::IndexFlat* flat) {
         if (!flat || flat->ntotal != model.K || flat->d != model.d ||
@@ -74,6 +83,8 @@ faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const Gmm
         check_means(dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer));
         auto* q = new GmmQuantizer(model.d, model.K, params);
         q->set_model(model);
+        q->rank_by_posterior = rank_by_posterior;
+        q->probe_variance_weight = probe_variance_weight;
         if (ivf->own_fields) delete ivf->quantizer;
         ivf->quantizer = q;
         ivf->own_fields = true;
@@ -84,12 +95,19 @@ faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const Gmm
     check_means(dynamic_cast<const faiss::IndexFlat*>(index));
     auto* q = new GmmQuantizer(model.d, model.K, params);
     q->set_model(model);
+    q->rank_by_posterior = rank_by_posterior;
+    q->probe_variance_weight = probe_variance_weight;
     return q;
 }
 
 } // namespace
 
 void write_gmm_model(const GmmModel& m, const GmmParams& p, faiss::IOWriter* w) {
+    write_gmm_model(m, p, false, 0.0, w);
+}
+
+void write_gmm_model(const GmmModel& m, const GmmParams& p, bool rank_by_posterior, double probe_variance_weight,
+                     faiss::IOWriter* w) {
     put(w, kTrailerMagic);
     put(w, kTrailerVersion);
     put<int64_t>(w, m.K);
@@ -106,6 +124,10 @@ void write_gmm_model(const GmmModel& m, const GmmParams& p, faiss::IOWriter* w) 
     put<double>(w, p.reg_covar);
     put<double>(w, p.min_component_weight);
     put<int32_t>(w, p.fast_math ? 1 : 0);
+    // Version 2: the probing settings, before the arrays (the arrays and the end
+    // marker keep their place at the end of the trailer).
+    put<int32_t>(w, rank_by_posterior ? 1 : 0);
+    put<double>(w, probe_variance_weight);
     put_vector(w, m.log_weights);
     put_vector(w, m.means);
     put_vector(w, m.variances);
@@ -116,9 +138,14 @@ void read_gmm_model(faiss::IOReader* r, GmmModel* m, GmmParams* p) {
     if (get<uint32_t>(r, "magic") != kTrailerMagic) {
         throw std::runtime_error("bytes after the FAISS index are not a GMM trailer (bad magic)");
     }
+    read_gmm_model_after_magic(r, m, p, nullptr, nullptr);
+}
+
+void read_gmm_model_after_magic(faiss::IOReader* r, GmmModel* m, GmmParams* p, bool* rank_by_posterior,
+                                double* probe_variance_weight) {
     const uint32_t version = get<uint32_t>(r, "version");
-    if (version != kTrailerVersion) {
-        throw std::runtime_error("GMM trailer version " + std::to_string(version) + " is not supported (expected " +
+    if (version != 1 && version != 2) {
+        throw std::runtime_error("GMM trailer version " + std::to_string(version) + " is not supported (expected 1 to " +
                                  std::to_string(kTrailerVersion) + ")");
     }
     GmmModel model;
@@ -140,6 +167,9 @@ void read_gmm_model(faiss::IOReader* r, GmmModel* m, GmmParams* p) {
     params.reg_covar = get<double>(r, "reg_covar");
     params.min_component_weight = get<double>(r, "min_component_weight");
     params.fast_math = get<int32_t>(r, "fast_math") != 0;
+    const bool rbp = version >= 2 ? get<int32_t>(r, "rank_by_posterior") != 0 : false;
+    const double pvw = version >= 2 ? get<double>(r, "probe_variance_weight") : 0.0;
+    if (!std::isfinite(pvw)) throw std::runtime_error("GMM trailer: probe_variance_weight is not finite");
     try {
         params.validate();
     } catch (const std::invalid_argument& e) {
@@ -155,6 +185,8 @@ void read_gmm_model(faiss::IOReader* r, GmmModel* m, GmmParams* p) {
     get_vector(r, model.log_weights, uint64_t(model.K), "log_weights");
     get_vector(r, model.means, uint64_t(model.K * model.d), "means");
     get_vector(r, model.variances, uint64_t(model.K * model.nvar()), "variances");
+    if (rank_by_posterior) *rank_by_posterior = rbp;
+    if (probe_variance_weight) *probe_variance_weight = pvw;
     if (get<uint32_t>(r, "end marker") != kTrailerEnd) {
         throw std::runtime_error("GMM trailer: bad end marker (corrupt file)");
     }
@@ -168,11 +200,30 @@ void read_gmm_model(faiss::IOReader* r, GmmModel* m, GmmParams* p) {
 }
 
 void write_gmm_index(const faiss::Index* index, faiss::IOWriter* writer) {
-    faiss::write_index(index, writer);
+    const IndexIVFSpill* sp = as_spill_index(index);
+    // FAISS writes the IVF with every copy: faiss::read_index reads it (duplicate ids and all).
+    faiss::write_index(sp ? sp->index : index, writer);
     if (const GmmQuantizer* q = find_gmm_quantizer(index)) {
-        if (q->model.K > 0) write_gmm_model(q->model, q->params, writer);
+        if (q->model.K > 0) write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, writer);
     } else if (const auto* q = dynamic_cast<const GmmQuantizer*>(index)) {
-        if (q->model.K > 0) write_gmm_model(q->model, q->params, writer);
+        if (q->model.K > 0) write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, writer);
+    }
+    if (sp) {
+        const SpillParams& s = sp->spill;
+        put(writer, kSpillMagic);
+        put(writer, kSpillVersion);
+        put<int32_t>(writer, int32_t(s.rule));
+        put<int32_t>(writer, s.max_copies);
+        put<double>(writer, s.budget);
+        put<double>(writer, s.tau);
+        put<double>(writer, s.temperature);
+        put<double>(writer, s.epsilon);
+        put<double>(writer, s.soar_lambda);
+        put<int32_t>(writer, s.primary_by_posterior ? 1 : 0);
+        put<double>(writer, sp->threshold);
+        put<int32_t>(writer, sp->threshold_set ? 1 : 0);
+        put<int64_t>(writer, sp->ntotal);
+        put(writer, kSpillEnd);
     }
 }
 
@@ -189,15 +240,67 @@ std::vector<uint8_t> serialize_gmm_index(const faiss::Index* index) {
 
 namespace {
 
-/// After FAISS's part: end of data (a plain FAISS index) or a GMM trailer.
-faiss::Index* read_rest(faiss::Index* index, faiss::IOReader* reader, bool at_end, const std::string& what) {
+faiss::Index* read_spill(faiss::Index* index, faiss::IOReader* r) {
     std::unique_ptr<faiss::Index> owner(index);
-    if (at_end) return owner.release();
+    const uint32_t version = get<uint32_t>(r, "spill version");
+    if (version != kSpillVersion) {
+        throw std::runtime_error("spill trailer version " + std::to_string(version) + " is not supported");
+    }
+    SpillParams s;
+    const int32_t rule = get<int32_t>(r, "spill rule");
+    if (rule < 0 || rule > 3) throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule));
+    s.rule = SpillRule(rule);
+    s.max_copies = get<int32_t>(r, "max_copies");
+    s.budget = get<double>(r, "budget");
+    s.tau = get<double>(r, "tau");
+    s.temperature = get<double>(r, "temperature");
+    s.epsilon = get<double>(r, "epsilon");
+    s.soar_lambda = get<double>(r, "soar_lambda");
+    s.primary_by_posterior = get<int32_t>(r, "primary_by_posterior") != 0;
+    const double threshold = get<double>(r, "threshold");
+    const bool threshold_set = get<int32_t>(r, "threshold_set") != 0;
+    const int64_t ntotal = get<int64_t>(r, "ntotal");
+    if (get<uint32_t>(r, "spill end marker") != kSpillEnd) {
+        throw std::runtime_error("spill trailer: bad end marker (corrupt file)");
+    }
     try {
-        GmmModel model;
-        GmmParams params;
-        read_gmm_model(reader, &model, &params);
-        return attach_model(owner.release(), model, params);
+        s.validate();
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(std::string("spill trailer holds invalid settings: ") + e.what());
+    }
+    auto* sp = new IndexIVFSpill(owner.get(), s, true, /*require_empty=*/false);
+    static_cast<void>(owner.release()); // owned by sp now
+    if (ntotal < 0 || ntotal > int64_t(sp->ivf->ntotal)) {
+        delete sp;
+        throw std::runtime_error("spill trailer: ntotal " + std::to_string(ntotal) + " does not fit the lists");
+    }
+    sp->ntotal = ntotal;
+    sp->threshold = threshold;
+    sp->threshold_set = threshold_set;
+    return sp;
+}
+
+/// After FAISS's part: end of data (a plain FAISS index), a GMM trailer, and/or a spill trailer.
+template <class AtEnd>
+faiss::Index* read_rest(faiss::Index* index, faiss::IOReader* reader, AtEnd at_end, const std::string& what) {
+    std::unique_ptr<faiss::Index> owner(index);
+    if (at_end()) return owner.release();
+    try {
+        uint32_t magic = get<uint32_t>(reader, "magic");
+        if (magic == kTrailerMagic) {
+            GmmModel model;
+            GmmParams params;
+            bool rbp = false;
+            double pvw = 0;
+            read_gmm_model_after_magic(reader, &model, &params, &rbp, &pvw);
+            owner.reset(attach_model(owner.release(), model, params, rbp, pvw));
+            if (at_end()) return owner.release();
+            magic = get<uint32_t>(reader, "magic");
+        }
+        if (magic == kSpillMagic) {
+            return read_spill(owner.release(), reader);
+        }
+        throw std::runtime_error("bytes after the FAISS index are not a GMM or spill trailer (bad magic)");
     } catch (const std::exception& e) {
         throw std::runtime_error(what + ": " + e.what());
     }
@@ -223,7 +326,7 @@ faiss::Index* read_gmm_index(const std::string& fname) {
     std::fseek(f, 0, SEEK_SET);
     if (size <= 0) throw std::runtime_error("read_gmm_index: " + fname + " is empty");
     faiss::Index* index = read_faiss_part(&reader, "read_gmm_index: " + fname);
-    return read_rest(index, &reader, std::ftell(f) >= size, "read_gmm_index: " + fname);
+    return read_rest(index, &reader, [&] { return std::ftell(f) >= size; }, "read_gmm_index: " + fname);
 }
 
 faiss::Index* deserialize_gmm_index(const uint8_t* data, size_t size) {
@@ -231,7 +334,7 @@ faiss::Index* deserialize_gmm_index(const uint8_t* data, size_t size) {
     faiss::VectorIOReader reader;
     reader.data.assign(data, data + size);
     faiss::Index* index = read_faiss_part(&reader, "deserialize_gmm_index");
-    return read_rest(index, &reader, reader.rp >= size, "deserialize_gmm_index");
+    return read_rest(index, &reader, [&] { return reader.rp >= size; }, "deserialize_gmm_index");
 }
 
 } // namespace faiss_gmm

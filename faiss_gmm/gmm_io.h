@@ -1,7 +1,12 @@
 // Saving and loading GMM-trained indexes. The file is a plain FAISS index
 // (faiss::read_index reads it, with a flat quantizer holding the means) followed
-// by a trailer with the GMM model and its parameters; read_gmm_index puts a
-// GmmQuantizer holding that model back in place.
+// by a trailer with the GMM model and its parameters (version 2 adds
+// GmmQuantizer::rank_by_posterior and probe_variance_weight; version 1 still reads); read_gmm_index puts a
+// GmmQuantizer holding that model back in place. An IndexIVFSpill is written as
+// its inner index (every copy in the lists: plain FAISS reads it, duplicates and
+// all), the GMM trailer if any, then a spill trailer with the spill settings,
+// the threshold in use and the distinct-vector count; read_gmm_index returns an
+// IndexIVFSpill again.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +31,13 @@ std::vector<uint8_t> serialize_gmm_index(const faiss::Index* index);
 faiss::Index* read_gmm_index(const std::string& fname);
 faiss::Index* deserialize_gmm_index(const uint8_t* data, size_t size);
 
-/// The trailer alone: a model and its params.
+/// The trailer alone: a model and its params (rank_by_posterior: the quantizer's probing flag).
 void write_gmm_model(const GmmModel& model, const GmmParams& params, faiss::IOWriter* writer);
+void write_gmm_model(const GmmModel& model, const GmmParams& params, bool rank_by_posterior,
+                     double probe_variance_weight, faiss::IOWriter* writer);
 void read_gmm_model(faiss::IOReader* reader, GmmModel* model, GmmParams* params);
+/// The same after the magic number was consumed; the probing outputs may be nullptr.
+void read_gmm_model_after_magic(faiss::IOReader* reader, GmmModel* model, GmmParams* params, bool* rank_by_posterior,
+                                double* probe_variance_weight);
 
 } // namespace faiss_gmm

@@ -1,0 +1,395 @@
+#include "IndexIVFSpill.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFastScan.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/utils/Heap.h>
+#include <faiss/utils/distances.h>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+
+#include "EStepCpu.h"
+#include "GmmQuantizer.h"
+
+namespace faiss_gmm {
+
+using idx_t = faiss::Index::idx_t;
+
+const char* to_string(SpillRule rule) {
+    switch (rule) {
+        case SpillRule::None: return "none";
+        case SpillRule::Posterior: return "posterior";
+        case SpillRule::DistanceRatio: return "distance-ratio";
+        case SpillRule::Soar: return "soar";
+    }
+    return "?";
+}
+
+void SpillParams::validate() const {
+    auto bad = [](const std::string& what) { throw std::invalid_argument("SpillParams: " + what); };
+    if (int(rule) < 0 || int(rule) > 3) bad("unknown rule " + std::to_string(int(rule)));
+    if (max_copies < 1) bad("max_copies must be >= 1, got " + std::to_string(max_copies));
+    if (!(budget == 0 || budget >= 1)) bad("budget must be 0 (off) or >= 1 entries per vector, got " + std::to_string(budget));
+    if (budget > max_copies) bad("budget " + std::to_string(budget) + " > max_copies " + std::to_string(max_copies) + " cannot be met");
+    if (!(tau > 0 && tau <= 1)) bad("tau must be in (0, 1], got " + std::to_string(tau));
+    if (!(temperature > 0 && std::isfinite(temperature))) bad("temperature must be > 0, got " + std::to_string(temperature));
+    if (!(epsilon >= 0)) bad("epsilon must be >= 0, got " + std::to_string(epsilon));
+    if (!(soar_lambda >= 0)) bad("soar_lambda must be >= 0, got " + std::to_string(soar_lambda));
+    if (rule != SpillRule::None && max_copies < 2) bad("a spill rule needs max_copies >= 2");
+}
+
+namespace {
+
+const faiss::IndexFlat* flat_quantizer(const faiss::IndexIVF* ivf) {
+    return dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
+}
+
+// Per-rule cost of a secondary list: smaller = more deserving, 0 = as good as the primary.
+double threshold_from_params(const SpillParams& s) {
+    switch (s.rule) {
+        case SpillRule::Posterior: return -std::log(s.tau); // (r_j/r_1)^(1/T) >= tau  <=>  (ℓ_1 − ℓ_j)/T <= −log tau
+        case SpillRule::DistanceRatio:
+        case SpillRule::Soar: return s.epsilon;
+        case SpillRule::None: return -INFINITY;
+    }
+    return -INFINITY;
+}
+
+} // namespace
+
+IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bool own_fields_, bool require_empty)
+        : faiss::Index(index_ ? index_->d : 0, faiss::METRIC_L2), index(index_), own_fields(own_fields_),
+          spill(spill_) {
+    // Errors before taking ownership, so the caller still owns index on throw.
+    if (!index) throw std::invalid_argument("IndexIVFSpill: null index");
+    spill.validate();
+    faiss::Index* inner = index;
+    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) inner = pt->index;
+    ivf = dynamic_cast<faiss::IndexIVF*>(inner);
+    if (!ivf) {
+        own_fields = false;
+        throw std::invalid_argument("IndexIVFSpill: needs an IndexIVF, directly or behind one IndexPreTransform");
+    }
+    auto fail = [&](const std::string& m) {
+        own_fields = false;
+        throw std::invalid_argument("IndexIVFSpill: " + m);
+    };
+    if (dynamic_cast<faiss::IndexIVFFastScan*>(ivf)) {
+        fail("FastScan IVFs (PQ...x4fs) are not supported: FAISS 1.7.3's IndexIVFFastScan::add_core with "
+             "precomputed list assignments terminates the process, and its search cannot skip visited ids; "
+             "use IVF..,PQ<m>x4 (non-FastScan) for spill");
+    }
+    if (ivf->metric_type != faiss::METRIC_L2) fail("only METRIC_L2 IVFs are supported (the spill rules are Euclidean)");
+    if (!flat_quantizer(ivf)) fail("the coarse quantizer must be a flat index (IndexFlat / GmmQuantizer)");
+    if (!ivf->direct_map.no()) fail("the IVF has a DirectMap: it cannot hold several copies of an id");
+    if (require_empty && ivf->ntotal > 0) fail("the IVF already holds vectors: wrap an empty index");
+    const bool needs_gmm = spill.rule == SpillRule::Posterior || spill.primary_by_posterior;
+    if (needs_gmm && !dynamic_cast<GmmQuantizer*>(ivf->quantizer)) {
+        fail("the posterior spill rule and primary_by_posterior need a GmmQuantizer (use IVF<n>_GMM...)");
+    }
+    is_trained = index->is_trained;
+    ntotal = 0;
+    if (spill.budget == 0) {
+        threshold = threshold_from_params(spill);
+        threshold_set = true;
+    }
+}
+
+IndexIVFSpill::~IndexIVFSpill() {
+    if (own_fields) delete index;
+}
+
+void IndexIVFSpill::train(idx_t n, const float* x) {
+    index->train(n, x);
+    is_trained = index->is_trained;
+}
+
+void IndexIVFSpill::reset() {
+    index->reset();
+    ntotal = 0;
+    if (spill.budget > 0) threshold_set = false; // recalibrated at the next add
+}
+
+void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float* costs, idx_t* cand) const {
+    const faiss::IndexFlat* q = flat_quantizer(ivf);
+    const int64_t K = q->ntotal, dd = ivf->d;
+    const int m1 = spill.max_copies - 1;
+    const GmmQuantizer* gq = dynamic_cast<const GmmQuantizer*>(q);
+    const bool use_post = spill.rule == SpillRule::Posterior || spill.primary_by_posterior;
+    if (use_post && (!gq || gq->model.K != K)) {
+        throw std::runtime_error("IndexIVFSpill: posterior spill / primary needs a trained GmmQuantizer");
+    }
+    std::unique_ptr<EStepCpu> estep;
+    if (use_post) {
+        estep.reset(new EStepCpu());
+        estep->set_model(gq->model, nullptr);
+    }
+    const int64_t bs = 2048;
+    std::vector<float> l2(size_t(bs) * K), logr(use_post ? size_t(bs) * K : 0);
+    for (int64_t i0 = 0; i0 < n; i0 += bs) {
+        const int64_t bn = std::min(bs, n - i0);
+        const float* xb = xt + size_t(i0) * dd;
+        faiss::pairwise_L2sqr(dd, bn, xb, K, q->get_xb(), l2.data());
+        if (use_post) estep->log_responsibilities(VectorBlock{xb, DataType::Float32, bn, dd}, logr.data(), nullptr);
+#pragma omp parallel
+        {
+            std::vector<float> cost(K);
+            std::vector<int64_t> order(K), pre(K);
+            std::vector<float> r1(dd);
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < bn; i++) {
+                const float* li = l2.data() + size_t(i) * K;
+                const float* ri = use_post ? logr.data() + size_t(i) * K : nullptr;
+                int64_t p = 0;
+                for (int64_t j = 1; j < K; j++) {
+                    if (spill.primary_by_posterior ? (ri[j] > ri[p]) : (li[j] < li[p])) p = j;
+                }
+                const double d1 = li[p];
+                int64_t ncand = 0;
+                if (spill.rule == SpillRule::Soar && m1 > 0) {
+                    // SOAR cost needs ⟨x − c_j, r_1⟩: evaluated on the lists nearest in L2 only
+                    // (its cost is ≥ the distance-ratio cost, so far lists cannot win).
+                    const int64_t M = std::min<int64_t>(K, std::max<int64_t>(32, 4 * m1 + 1));
+                    std::iota(pre.begin(), pre.end(), 0);
+                    std::partial_sort(pre.begin(), pre.begin() + M, pre.end(),
+                                      // cppcheck-suppress arrayIndexThenCheck ; 'a < b' breaks ties by id, not a bounds check
+                                      [&](int64_t a, int64_t b) { return li[a] < li[b] || (li[a] == li[b] && a < b); });
+                    const float* x = xb + size_t(i) * dd;
+                    const float* c1 = q->get_xb() + size_t(p) * dd;
+                    for (int64_t t = 0; t < dd; t++) r1[t] = x[t] - c1[t];
+                    const double inv = d1 > 0 ? 1.0 / d1 : 0;
+                    for (int64_t t = 0; t < M; t++) {
+                        const int64_t j = pre[t];
+                        if (j == p) continue;
+                        const float* cj = q->get_xb() + size_t(j) * dd;
+                        double dot = 0; // ⟨x − c_j, r_1⟩
+                        for (int64_t u = 0; u < dd; u++) dot += double(x[u] - cj[u]) * r1[u];
+                        double c = d1 > 0 ? (li[j] + spill.soar_lambda * dot * dot * inv) / d1 - 1.0
+                                          : (li[j] == 0 ? 0.0 : INFINITY);
+                        cost[ncand] = float(c);
+                        order[ncand++] = j;
+                    }
+                } else if (m1 > 0) {
+                    for (int64_t j = 0; j < K; j++) {
+                        if (j == p) continue;
+                        double c;
+                        if (spill.rule == SpillRule::Posterior) {
+                            c = (double(ri[p]) - double(ri[j])) / spill.temperature;
+                            if (std::isnan(c)) c = INFINITY; // both −inf: j is negligible
+                        } else {
+                            c = d1 > 0 ? li[j] / d1 - 1.0 : (li[j] == 0 ? 0.0 : INFINITY);
+                        }
+                        cost[ncand] = float(c);
+                        order[ncand++] = j;
+                    }
+                }
+                // The m1 cheapest candidates, ascending (ties to the lower list number).
+                std::vector<int64_t> idx(ncand);
+                std::iota(idx.begin(), idx.end(), 0);
+                const int64_t take = std::min<int64_t>(m1, ncand);
+                std::partial_sort(idx.begin(), idx.begin() + take, idx.end(), [&](int64_t a, int64_t b) {
+                    return cost[a] < cost[b] || (cost[a] == cost[b] && order[a] < order[b]);
+                });
+                primary[i0 + i] = p;
+                for (int t = 0; t < m1; t++) {
+                    costs[size_t(i0 + i) * m1 + t] = t < take ? cost[idx[t]] : INFINITY;
+                    cand[size_t(i0 + i) * m1 + t] = t < take ? order[idx[t]] : -1;
+                }
+            }
+        }
+    }
+}
+
+void IndexIVFSpill::compute_assignment(idx_t n, const float* xt, idx_t* lists) {
+    const int m = spill.max_copies, m1 = m - 1;
+    std::vector<idx_t> primary(n), cand(size_t(n) * m1);
+    std::vector<float> costs(size_t(n) * m1);
+    spill_costs(n, xt, primary.data(), costs.data(), cand.data());
+    if (!threshold_set) {
+        // Budget: admit the (budget − 1)·n cheapest (vector, list) pairs of this batch.
+        // The same threshold then applies to later adds.
+        const int64_t want = std::llround((spill.budget - 1.0) * double(n));
+        std::vector<float> all;
+        for (float c : costs) {
+            if (std::isfinite(c)) all.push_back(c);
+        }
+        if (want <= 0 || all.empty() || spill.rule == SpillRule::None) {
+            threshold = -INFINITY;
+        } else if (want >= int64_t(all.size())) {
+            threshold = INFINITY;
+        } else {
+            std::nth_element(all.begin(), all.begin() + (want - 1), all.end());
+            threshold = all[want - 1];
+        }
+        threshold_set = true;
+    }
+    for (idx_t i = 0; i < n; i++) {
+        idx_t* L = lists + size_t(i) * m;
+        L[0] = primary[i];
+        int c = 1;
+        for (int t = 0; t < m1; t++) {
+            const float cost = costs[size_t(i) * m1 + t];
+            if (spill.rule != SpillRule::None && cand[size_t(i) * m1 + t] >= 0 && std::isfinite(cost) &&
+                cost <= threshold) {
+                L[c++] = cand[size_t(i) * m1 + t];
+            }
+        }
+        for (; c < m; c++) L[c] = -1;
+    }
+}
+
+void IndexIVFSpill::add(idx_t n, const float* x) {
+    add_with_ids(n, x, nullptr);
+}
+
+void IndexIVFSpill::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    if (!is_trained) throw std::invalid_argument("IndexIVFSpill::add: the index is not trained");
+    if (n <= 0) return;
+    const float* xt = x;
+    std::unique_ptr<const float[]> del;
+    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) {
+        xt = pt->apply_chain(n, x);
+        if (xt != x) del.reset(xt);
+    }
+    std::vector<idx_t> ids(n);
+    for (idx_t i = 0; i < n; i++) ids[i] = xids ? xids[i] : ntotal + i;
+    const int m = spill.max_copies;
+    std::vector<idx_t> lists(size_t(n) * m);
+    compute_assignment(n, xt, lists.data());
+    const int64_t dd = ivf->d;
+    // One add_core per copy column, with only the rows that have that copy: FAISS
+    // counts every row handed to add_core in ntotal, so −1 rows are never passed.
+    std::vector<float> xs;
+    std::vector<idx_t> is, ls;
+    for (int c = 0; c < m; c++) {
+        xs.clear();
+        is.clear();
+        ls.clear();
+        for (idx_t i = 0; i < n; i++) {
+            const idx_t l = lists[size_t(i) * m + c];
+            if (l < 0) continue;
+            xs.insert(xs.end(), xt + size_t(i) * dd, xt + size_t(i + 1) * dd);
+            is.push_back(ids[i]);
+            ls.push_back(l);
+        }
+        if (!is.empty()) ivf->add_core(idx_t(is.size()), xs.data(), is.data(), ls.data());
+    }
+    ntotal += n;
+}
+
+void IndexIVFSpill::search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
+                           const faiss::SearchParameters* sp) const {
+    if (k < 1) throw std::invalid_argument("IndexIVFSpill::search: k must be >= 1");
+    if (!is_trained) throw std::invalid_argument("IndexIVFSpill::search: the index is not trained");
+    size_t nprobe = ivf->nprobe;
+    if (sp) {
+        auto* ivp = dynamic_cast<const faiss::SearchParametersIVF*>(sp);
+        if (!ivp) throw std::invalid_argument("IndexIVFSpill::search: only SearchParametersIVF (nprobe) is supported");
+        nprobe = ivp->nprobe;
+    }
+    nprobe = std::max<size_t>(1, std::min<size_t>(nprobe, ivf->nlist));
+    const float* xt = x;
+    std::unique_ptr<const float[]> del;
+    if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
+        xt = pt->apply_chain(n, x);
+        if (xt != x) del.reset(xt);
+    }
+    std::vector<idx_t> cidx(size_t(n) * nprobe);
+    std::vector<float> cdis(size_t(n) * nprobe);
+    // True squared L2 in cdis (GmmQuantizer guarantees it with posterior ranking
+    // too): IVFPQ/SQ scanners use it as a term of the distance.
+    ivf->quantizer->search(n, xt, idx_t(nprobe), cdis.data(), cidx.data());
+    const faiss::InvertedLists* il = ivf->invlists;
+    const size_t code_size = il->code_size;
+    const int64_t dd = ivf->d;
+    size_t ndis = 0;
+#pragma omp parallel reduction(+ : ndis)
+    {
+        std::unique_ptr<faiss::InvertedListScanner> sc(ivf->get_InvertedListScanner(false));
+        std::unordered_set<idx_t> seen;
+#pragma omp for schedule(dynamic, 8)
+        for (idx_t i = 0; i < n; i++) {
+            float* D = distances + size_t(i) * k;
+            idx_t* I = labels + size_t(i) * k;
+            faiss::maxheap_heapify(k, D, I);
+            seen.clear();
+            sc->set_query(xt + size_t(i) * dd);
+            for (size_t p = 0; p < nprobe; p++) {
+                const idx_t l = cidx[size_t(i) * nprobe + p];
+                if (l < 0) continue;
+                const size_t ls = il->list_size(l);
+                if (ls == 0) continue;
+                sc->set_list(l, cdis[size_t(i) * nprobe + p]);
+                faiss::InvertedLists::ScopedCodes codes(il, l);
+                faiss::InvertedLists::ScopedIds ids(il, l);
+                for (size_t j = 0; j < ls; j++) {
+                    const idx_t id = ids[j];
+                    if (!seen.insert(id).second) continue; // met in an earlier list: already scored
+                    ndis++;
+                    const float dis = sc->distance_to_code(codes.get() + j * code_size);
+                    if (dis < D[0]) faiss::maxheap_replace_top(k, D, I, dis, id);
+                }
+            }
+            faiss::maxheap_reorder(k, D, I);
+        }
+    }
+    faiss::indexIVF_stats.nq += n;
+    faiss::indexIVF_stats.ndis += ndis;
+}
+
+size_t IndexIVFSpill::remove_ids(const faiss::IDSelector& sel) {
+    const faiss::InvertedLists* il = ivf->invlists;
+    std::unordered_set<idx_t> gone;
+    for (size_t l = 0; l < il->nlist; l++) {
+        const size_t ls = il->list_size(l);
+        if (ls == 0) continue;
+        faiss::InvertedLists::ScopedIds ids(il, l);
+        for (size_t j = 0; j < ls; j++) {
+            if (sel.is_member(ids[j])) gone.insert(ids[j]);
+        }
+    }
+    ivf->remove_ids(sel); // removes every copy (it walks all lists)
+    ntotal -= idx_t(gone.size());
+    return gone.size();
+}
+
+void IndexIVFSpill::reconstruct(idx_t key, float* recons) const {
+    const faiss::InvertedLists* il = ivf->invlists;
+    for (size_t l = 0; l < il->nlist; l++) {
+        const size_t ls = il->list_size(l);
+        if (ls == 0) continue;
+        faiss::InvertedLists::ScopedIds ids(il, l);
+        for (size_t j = 0; j < ls; j++) {
+            if (ids[j] != key) continue;
+            if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
+                std::vector<float> xt(ivf->d);
+                ivf->reconstruct_from_offset(idx_t(l), idx_t(j), xt.data());
+                pt->reverse_chain(1, xt.data(), recons);
+            } else {
+                ivf->reconstruct_from_offset(idx_t(l), idx_t(j), recons);
+            }
+            return;
+        }
+    }
+    throw std::invalid_argument("IndexIVFSpill::reconstruct: id " + std::to_string(key) + " is not in the index");
+}
+
+IndexIVFSpill* as_spill_index(faiss::Index* index) {
+    return dynamic_cast<IndexIVFSpill*>(index);
+}
+
+const IndexIVFSpill* as_spill_index(const faiss::Index* index) {
+    return dynamic_cast<const IndexIVFSpill*>(index);
+}
+
+} // namespace faiss_gmm

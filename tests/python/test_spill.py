@@ -1,0 +1,71 @@
+"""faiss_gmm.spill: the C++ IndexIVFSpill from Python (numpy in and out)."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+spill = pytest.importorskip("faiss_gmm.spill")
+
+
+def clustered(n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((k, d)).astype(np.float32) * 3
+    return (c[rng.integers(0, k, n)] + rng.standard_normal((n, d)).astype(np.float32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("desc", ["IVF16_GMM_spill1.3,Flat", "IVF16_spill1.5,SQ8", "IVF16_GMMdiag_soar_spill1.2,Flat"])
+def test_budget_dedup_and_exactness(desc):
+    x = clustered(3000, 16, 12, 1)
+    index = spill.spill_index_factory(16, desc)
+    index.train(x)
+    index.add(x)
+    assert index.ntotal == 3000
+    assert abs(index.n_entries - index.budget * 3000) <= 6
+    index.nprobe = 4
+    D, I = index.search(x[:50], 10)
+    assert D.shape == (50, 10) and I.dtype == np.int64
+    for row in I:
+        ids = row[row >= 0]
+        assert len(set(ids.tolist())) == len(ids)
+    if desc.endswith("Flat"):
+        index.nprobe = 16  # every list: exact
+        D, I = index.search(x[:20], 5)
+        true = ((x[:20, None, :] - x[None, :, :]) ** 2).sum(-1)
+        np.testing.assert_allclose(D, np.sort(true, axis=1)[:, :5], rtol=1e-4, atol=1e-3)
+
+
+def test_fastscan_refused():
+    with pytest.raises(ValueError, match="FastScan"):
+        spill.spill_index_factory(16, "IVF16_GMM_spill1.2,PQ4x4fs")
+    with pytest.raises(ValueError):
+        spill.spill_index_factory(16, "IVF16_GMM,Flat")  # no spill option: use faiss_gmm.index_factory
+
+
+def test_save_load_remove_reconstruct(tmp_path):
+    x = clustered(2000, 8, 10, 2)
+    index = spill.spill_index_factory(8, "IVF16_GMM_spill1.5_max3,Flat")
+    index.train(x)
+    index.add_with_ids(x, np.arange(2000, dtype=np.int64) + 100)
+    index.nprobe = 3
+    D, I = index.search(x[:30], 10)
+    fname = os.path.join(tmp_path, "s.index")
+    index.write(fname)
+    back = spill.IndexIVFSpill.read(fname)
+    assert (back.ntotal, back.n_entries, back.threshold, back.max_copies) == \
+        (index.ntotal, index.n_entries, index.threshold, index.max_copies)
+    back.nprobe = 3
+    D2, I2 = back.search(x[:30], 10)
+    np.testing.assert_array_equal(I, I2)
+    b = spill.IndexIVFSpill.deserialize(index.serialize())
+    assert b.n_entries == index.n_entries
+    np.testing.assert_allclose(index.reconstruct(117), x[17], atol=1e-5)
+    assert index.remove_ids(np.arange(100, 150, dtype=np.int64)) == 50
+    assert index.ntotal == 1950
+    with pytest.raises(ValueError):
+        index.reconstruct(120)
+    # plain faiss reads the file: the IVF with every copy
+    import faiss
+    plain = faiss.read_index(fname)
+    assert plain.ntotal == back.n_entries

@@ -1,0 +1,58 @@
+// The harness with spill methods (issue 6): equal-memory budgets, entries vs
+// distinct counts, FAISS's ndis counter = distinct computations of the
+// deduplicated search, and the name-built method variants.
+#include <gtest/gtest.h>
+
+#include "datasets/Dataset.h"
+#include "datasets/Synthetic.h"
+#include "eval/Evaluation.h"
+
+using namespace faiss_gmm;
+using namespace faiss_gmm::eval;
+
+TEST(SpillEval, EqualMemoryAndDistinctCounting) {
+    datasets::MixtureParams mp;
+    mp.n = 4000;
+    mp.d = 16;
+    mp.ncomponents = 24;
+    mp.spread = 2.5;
+    mp.seed = 11;
+    datasets::Dataset ds;
+    ds.name = "synthetic";
+    ds.base = datasets::generate_mixture(mp).x;
+    mp.seed = 12;
+    mp.n = 100;
+    ds.queries = datasets::generate_mixture(mp).x;
+    MemoryVectorSource src(ds.base.n, ds.base.d, ds.base.data.data());
+    ds.groundtruth = datasets::compute_ground_truth(src, ds.queries.n, ds.queries.data.data(), 10,
+                                                    datasets::Metric::L2).ids;
+    ds.groundtruth_computed = true;
+
+    EXPECT_TRUE(is_method("kmeans_spill1.2"));
+    EXPECT_TRUE(is_method("gmm_soar_spill1.5_max3"));
+    EXPECT_TRUE(is_method("gmmdiag_probepost"));
+    EXPECT_FALSE(is_method("gmm_bogus1"));
+    EXPECT_FALSE(is_method("kmeans_tau0.1")); // the posterior rule needs a GMM
+
+    EvalParams p;
+    p.index_description = "IVF32,Flat";
+    p.methods = {"kmeans", "kmeans_spill1.5", "gmm_spill1.5", "gmm_soar_spill1.2"};
+    p.nprobes = {1, 2, 4, 32};
+    p.verbose = false;
+    EvalReport r = evaluate(ds, p);
+    ASSERT_EQ(r.methods.size(), 4u);
+    const double budget[] = {1.0, 1.5, 1.5, 1.2};
+    for (size_t m = 0; m < r.methods.size(); m++) {
+        const MethodResult& res = r.methods[m];
+        SCOPED_TRACE(res.method);
+        EXPECT_NEAR(double(res.ntotal), budget[m] * 4000, 4);
+        for (const SweepPoint& pt : res.points) {
+            EXPECT_LE(pt.distinct, pt.entries);
+            EXPECT_DOUBLE_EQ(pt.faiss_ndis, pt.distinct); // the spill search scores each id once
+            if (m == 0) EXPECT_EQ(pt.entries, pt.distinct);
+        }
+        EXPECT_DOUBLE_EQ(res.points.back().distinct, 4000); // every list probed: each vector once
+        EXPECT_DOUBLE_EQ(res.points.back().recall, 1.0);
+        if (m > 0) EXPECT_GT(res.points[1].entries, res.points[1].distinct); // copies met twice
+    }
+}
