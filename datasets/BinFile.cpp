@@ -82,7 +82,9 @@ IntMatrix read_ibin(const std::string& path, int64_t i0, int64_t n) {
     check_bin_header(f, 4, false, &ntotal, &d, &hn);
     n = resolve_row_range(path, ntotal, i0, n);
     IntMatrix m(n, d);
-    std::memcpy(m.data.data(), f.data() + 8 + size_t(i0) * d * 4, size_t(n) * d * 4);
+    if (n > 0) { // memcpy from/to the null data() of an empty matrix is undefined
+        std::memcpy(m.data.data(), f.data() + 8 + size_t(i0) * d * 4, size_t(n) * d * 4);
+    }
     return m;
 }
 
@@ -100,13 +102,14 @@ void read_bin_groundtruth(const std::string& path, IntMatrix* ids, FloatMatrix* 
                                  std::to_string(f.size()) + " bytes (expected 8 + n*k*8)");
     }
     size_t bytes = size_t(n) * k * 4;
+    // (n = 0: no memcpy, whose null pointers of empty matrices are undefined)
     if (ids) {
         *ids = IntMatrix(n, k);
-        std::memcpy(ids->data.data(), f.data() + 8, bytes);
+        if (bytes > 0) std::memcpy(ids->data.data(), f.data() + 8, bytes);
     }
     if (distances) {
         *distances = FloatMatrix(n, k);
-        std::memcpy(distances->data.data(), f.data() + 8 + bytes, bytes);
+        if (bytes > 0) std::memcpy(distances->data.data(), f.data() + 8 + bytes, bytes);
     }
 }
 

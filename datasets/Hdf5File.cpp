@@ -74,6 +74,12 @@ void dataset_shape(hid_t ds, const std::string& where, int64_t* n, int64_t* d) {
     }
     hsize_t dims[2] = {0, 1};
     H5Sget_simple_extent_dims(space.id, dims, nullptr);
+    // Extents come from the file (hsize_t, 64 bits): bound them before they are
+    // used as int64 sizes.
+    if (dims[0] > (hsize_t(1) << 40) || dims[1] > (hsize_t(1) << 40)) {
+        throw std::runtime_error(where + ": implausible dataset extent " + std::to_string(dims[0]) + " x " +
+                                 std::to_string(dims[1]));
+    }
     *n = int64_t(dims[0]);
     *d = int64_t(rank == 2 ? dims[1] : 1);
 }
@@ -89,17 +95,36 @@ Matrix<T> read_dataset(const std::string& path, const std::string& name, int64_t
     if (ds.id < 0) {
         throw std::runtime_error(where + ": cannot open dataset");
     }
+    size_t file_elem = 0;
     {
         Handle type(H5Dget_type(ds.id), H5Tclose);
         H5T_class_t cls = H5Tget_class(type.id);
         if (cls != H5T_FLOAT && cls != H5T_INTEGER) {
             throw std::runtime_error(where + ": not a numeric dataset");
         }
+        file_elem = H5Tget_size(type.id);
     }
     int64_t ntotal, d;
     dataset_shape(ds.id, where, &ntotal, &d);
     if (d > kMaxFileDim) {
         throw std::runtime_error(where + ": implausible dimension " + std::to_string(d));
+    }
+    // A contiguous dataset (h5py's default, ann-benchmarks' files) stores every
+    // element: an extent larger than its storage is a lying header, refused
+    // before the matrix is allocated from it. (Chunked datasets may legitimately
+    // leave chunks unwritten, read back as fill values: no such bound there.)
+    {
+        Handle dcpl(H5Dget_create_plist(ds.id), H5Pclose);
+        if (dcpl.id >= 0 && H5Pget_layout(dcpl.id) == H5D_CONTIGUOUS) {
+            const double claimed = double(ntotal) * double(d) * double(file_elem);
+            const double stored = double(H5Dget_storage_size(ds.id));
+            if (claimed > stored) {
+                throw std::runtime_error(where + ": the dataset claims " + std::to_string(ntotal) + " x " +
+                                         std::to_string(d) + " values but stores only " +
+                                         std::to_string(H5Dget_storage_size(ds.id)) +
+                                         " bytes (corrupt or truncated file)");
+            }
+        }
     }
     n = resolve_row_range(where, ntotal, i0, n);
     Matrix<T> m(n, d);
@@ -171,6 +196,11 @@ std::string read_hdf5_attribute(const std::string& path, const std::string& name
         H5free_memory(s);
     } else {
         size_t size = H5Tget_size(type.id);
+        // The size comes from the file: bound it before allocating (a metric name is a few bytes).
+        if (size == 0 || size > (size_t(1) << 20)) {
+            throw std::runtime_error(path + ": attribute " + name + " has an implausible string size " +
+                                     std::to_string(size));
+        }
         std::string buf(size, '\0');
         if (H5Aread(attr.id, type.id, &buf[0]) < 0) {
             throw std::runtime_error(path + ": cannot read attribute " + name);

@@ -74,12 +74,21 @@ ByteMatrix read_idx_gz(const std::string& path, std::vector<int64_t>* dims_out) 
     if (total > kMaxBytes) {
         throw std::runtime_error(path + ": corrupt IDX header: " + std::to_string(total) + " bytes claimed");
     }
+    // The row size on its own: with 0 items `total` is 0 whatever the other
+    // dimensions claim, and their product could overflow int64.
+    double row = 1;
+    for (int i = 1; i < ndim; i++) {
+        if (dims[i] == 0) {
+            throw std::runtime_error(path + ": IDX file with an empty item dimension");
+        }
+        row *= double(dims[i]);
+    }
+    if (row > kMaxBytes) {
+        throw std::runtime_error(path + ": corrupt IDX header: " + std::to_string(row) + " bytes per item claimed");
+    }
     int64_t d = 1;
     for (int i = 1; i < ndim; i++) {
-        d *= dims[i];
-    }
-    if (d < 1) {
-        throw std::runtime_error(path + ": IDX file with an empty item dimension");
+        d *= dims[i]; // <= 2^40: no overflow
     }
     ByteMatrix m;
     m.n = dims[0];

@@ -141,7 +141,7 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         train = sample_source.get();
     } else if (p.verbose && N < K * int64_t(p.min_points_per_centroid)) {
         std::printf("GMM warning: %lld training vectors for %lld components: at least %lld are recommended\n",
-                    (long long)N, (long long)K, (long long)(K * p.min_points_per_centroid));
+                    (long long)N, (long long)K, (long long)K * p.min_points_per_centroid);
     }
     n_train = train->ntotal();
 
@@ -296,6 +296,7 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
             // split keeps its tiny weight: renormalize so the weights sum to 1 exactly.
             double wsum = 0;
             for (int64_t k = 0; k < K; k++) wsum += std::exp(double(model.log_weights[k]));
+            // cppcheck-suppress invalidFunctionArg ; K >= 1 (checked in fit()) and every weight is > 0, so wsum > 0
             const float log_wsum = float(std::log(wsum));
             for (int64_t k = 0; k < K; k++) model.log_weights[k] -= log_wsum;
         }

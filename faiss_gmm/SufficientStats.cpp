@@ -86,6 +86,7 @@ void reference_estep(
         }
         double s = 0;
         for (int64_t k = 0; k < K; k++) s += std::exp(logp[k] - mx);
+        // cppcheck-suppress invalidFunctionArg ; K >= 1 and the largest term is exp(0) = 1, so s >= 1
         const double lse = mx + std::log(s);
         stats.n += 1;
         stats.loglik += lse;

@@ -4,6 +4,8 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/utils/distances.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -28,18 +30,29 @@ std::vector<float> faiss_kmeans_means(int64_t n, int64_t d, const float* x, int6
 std::vector<float> kmeans_plus_plus_means(int64_t n, int64_t d, const float* x, int64_t K, int64_t seed) {
     if (n < K) throw std::invalid_argument("k-means++: fewer rows than components");
     std::mt19937_64 rng{uint64_t(seed)};
+    const int nt = omp_get_max_threads();
     std::vector<float> means(size_t(K) * d);
     std::vector<float> mind(n, INFINITY);
     int64_t first = int64_t(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
     std::copy(x + first * d, x + (first + 1) * d, means.begin());
     for (int64_t k = 1; k < K; k++) {
         const float* c = means.data() + (k - 1) * d;
-        double total = 0;
-#pragma omp parallel for reduction(+ : total)
-        for (int64_t i = 0; i < n; i++) {
-            mind[i] = std::min(mind[i], faiss::fvec_L2sqr(x + i * d, c, d));
-            total += mind[i];
+        // Per-thread partial sums over static ranges, added in thread order: an
+        // OpenMP reduction combines partials in arrival order, so with 3+ threads
+        // `total` (and through it the sampled row) could change from run to run.
+        std::vector<double> partial(size_t(nt), 0.0);
+#pragma omp parallel num_threads(nt)
+        {
+            double s = 0;
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n; i++) {
+                mind[i] = std::min(mind[i], faiss::fvec_L2sqr(x + i * d, c, d));
+                s += mind[i];
+            }
+            partial[size_t(omp_get_thread_num())] = s;
         }
+        double total = 0;
+        for (double ps : partial) total += ps;
         int64_t pick;
         if (total <= 0) {
             // Every row coincides with a chosen mean: no D² mass left, pick uniformly.
