@@ -10,6 +10,7 @@
 #include <cmath>
 #include <random>
 #include <stdexcept>
+#include <string>
 
 namespace faiss_gmm {
 
@@ -73,43 +74,79 @@ std::vector<float> kmeans_plus_plus_means(int64_t n, int64_t d, const float* x, 
     return means;
 }
 
-GmmModel model_from_hard_assignment(int64_t n, int64_t d, const float* x, int64_t K,
-                                    const std::vector<float>& means, CovarianceType type,
-                                    double variance_floor, double fallback_variance) {
+GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const std::vector<float>& means,
+                                    CovarianceType type, double variance_floor, double fallback_variance) {
+    const int64_t N = data.ntotal(), d = data.d();
+    if (int64_t(means.size()) != K * d) {
+        throw std::invalid_argument("model_from_hard_assignment: " + std::to_string(means.size()) +
+                                    " mean values for K = " + std::to_string(K) + ", d = " + std::to_string(d));
+    }
     GmmModel model(K, d, type);
     model.means = means;
+    const int64_t nvar = model.nvar();
     faiss::IndexFlatL2 index(d);
     index.add(K, means.data());
-    std::vector<faiss::Index::idx_t> label(n);
-    std::vector<float> dist(n);
-    index.search(n, x, 1, dist.data(), label.data());
 
-    std::vector<double> count(K, 0.0), sq(size_t(K) * model.nvar(), 0.0);
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t k = label[i];
-        if (k < 0) continue;
-        count[k] += 1;
-        if (type == CovarianceType::Spherical) {
-            sq[k] += std::max(0.0f, dist[i]);
-        } else {
+    std::vector<double> count(K, 0.0), sq(size_t(K) * nvar, 0.0), s1(d, 0.0), s2(d, 0.0);
+    constexpr int64_t kChunk = 16384;
+    std::vector<float> x, dist;
+    std::vector<faiss::Index::idx_t> label;
+    for (int64_t i0 = 0; i0 < N; i0 += kChunk) {
+        const int64_t n = std::min(kChunk, N - i0);
+        x.resize(size_t(n) * d);
+        dist.resize(n);
+        label.resize(n);
+        read_as_float(data, i0, n, x.data());
+        check_finite(VectorBlock{x.data(), DataType::Float32, n, d}, i0);
+        index.search(n, x.data(), 1, dist.data(), label.data());
+        for (int64_t i = 0; i < n; i++) {
+            const float* row = x.data() + size_t(i) * d;
             for (int64_t j = 0; j < d; j++) {
-                const double diff = double(x[i * d + j]) - means[k * d + j];
-                sq[k * d + j] += diff * diff;
+                s1[j] += row[j];
+                s2[j] += double(row[j]) * row[j];
+            }
+            const int64_t k = label[i];
+            if (k < 0) continue;
+            count[k] += 1;
+            if (type == CovarianceType::Spherical) {
+                sq[k] += std::max(0.0f, dist[i]);
+            } else {
+                for (int64_t j = 0; j < d; j++) {
+                    const double diff = double(row[j]) - means[k * d + j];
+                    sq[k * d + j] += diff * diff;
+                }
             }
         }
     }
+    if (fallback_variance < 0) {
+        fallback_variance = 0;
+        for (int64_t j = 0; j < d; j++) {
+            const double m1 = s1[j] / double(N);
+            fallback_variance += std::max(0.0, s2[j] / double(N) - m1 * m1);
+        }
+        fallback_variance = fallback_variance > 0 ? fallback_variance / double(d) : 1.0;
+    }
+    // A cluster of identical rows has variance 0: keep every variance positive.
+    const double floor = std::max(variance_floor, 1e-30);
     double wsum = 0;
     for (int64_t k = 0; k < K; k++) wsum += std::max(count[k], 1.0);
-    const int64_t nvar = model.nvar();
     for (int64_t k = 0; k < K; k++) {
         model.log_weights[k] = float(std::log(std::max(count[k], 1.0) / wsum));
         for (int64_t j = 0; j < nvar; j++) {
-            double v = count[k] > 0 ? sq[k * nvar + j] / (count[k] * (type == CovarianceType::Spherical ? d : 1))
-                                    : fallback_variance;
-            model.variances[k * nvar + j] = float(std::max(v, variance_floor));
+            const double v = count[k] > 0
+                    ? sq[k * nvar + j] / (count[k] * (type == CovarianceType::Spherical ? double(d) : 1.0))
+                    : fallback_variance;
+            model.variances[k * nvar + j] = float(std::max(v, floor));
         }
     }
     return model;
+}
+
+GmmModel model_from_hard_assignment(int64_t n, int64_t d, const float* x, int64_t K,
+                                    const std::vector<float>& means, CovarianceType type,
+                                    double variance_floor, double fallback_variance) {
+    return model_from_hard_assignment(MemoryVectorSource(n, d, x), K, means, type, variance_floor,
+                                      fallback_variance);
 }
 
 } // namespace faiss_gmm

@@ -35,6 +35,7 @@
 #include "faiss_gmm/GmmParams.h"
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/GmmTrainer.h"
+#include "faiss_gmm/kmeans_init.h"
 #include "faiss_gmm/VectorSource.h"
 #include "faiss_gmm/gmm_index_factory.h"
 #include "faiss_gmm/gmm_io.h"
@@ -424,9 +425,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("x"), py::arg("K"), py::arg("params"), py::arg("initial") = py::none());
 
     // Weights and variances from the hard assignment of x to the given means
-    // (scikit-learn's means_init without weights_init / precisions_init): the
-    // same rule as model_from_hard_assignment (kmeans_init.h), computed chunk by
-    // chunk so that no float copy of the whole of x is made.
+    // (scikit-learn's means_init without weights_init / precisions_init), read
+    // chunk by chunk so that no float copy of the whole of x is made.
     m.def("model_from_means",
           [](const py::array& x, py::array_t<float, py::array::c_style | py::array::forcecast> means,
              CovarianceType type, double variance_floor) {
@@ -440,60 +440,7 @@ PYBIND11_MODULE(_core, m) {
               std::vector<float> mu(means.data(), means.data() + K * d);
               auto src = make_source(rows);
               py::gil_scoped_release release;
-              GmmModel model(K, d, type);
-              model.means = mu;
-              const int64_t nvar = model.nvar();
-              faiss::IndexFlatL2 index(d);
-              index.add(K, mu.data());
-              std::vector<double> count(K, 0.0), sq(size_t(K) * nvar, 0.0), s1(d, 0.0), s2(d, 0.0);
-              const int64_t chunk = 16384;
-              std::vector<float> xf, dist;
-              std::vector<faiss::Index::idx_t> label;
-              for (int64_t i0 = 0; i0 < rows.n; i0 += chunk) {
-                  const int64_t n = std::min(chunk, rows.n - i0);
-                  xf.resize(size_t(n) * d);
-                  dist.resize(n);
-                  label.resize(n);
-                  read_as_float(*src, i0, n, xf.data());
-                  check_finite(VectorBlock{xf.data(), DataType::Float32, n, d}, i0);
-                  index.search(n, xf.data(), 1, dist.data(), label.data());
-                  for (int64_t i = 0; i < n; i++) {
-                      const float* row = xf.data() + size_t(i) * d;
-                      for (int64_t j = 0; j < d; j++) {
-                          s1[j] += row[j];
-                          s2[j] += double(row[j]) * row[j];
-                      }
-                      const int64_t k = label[i];
-                      if (k < 0) continue;
-                      count[k] += 1;
-                      if (type == CovarianceType::Spherical) {
-                          sq[k] += std::max(0.0f, dist[i]);
-                      } else {
-                          for (int64_t j = 0; j < d; j++) {
-                              const double diff = double(row[j]) - mu[k * d + j];
-                              sq[k * d + j] += diff * diff;
-                          }
-                      }
-                  }
-              }
-              double fallback = 0; // the data's mean per-dimension variance
-              for (int64_t j = 0; j < d; j++) {
-                  const double m1 = s1[j] / rows.n;
-                  fallback += std::max(0.0, s2[j] / rows.n - m1 * m1);
-              }
-              fallback = fallback > 0 ? fallback / d : 1.0;
-              double wsum = 0;
-              for (int64_t k = 0; k < K; k++) wsum += std::max(count[k], 1.0);
-              for (int64_t k = 0; k < K; k++) {
-                  model.log_weights[k] = float(std::log(std::max(count[k], 1.0) / wsum));
-                  for (int64_t j = 0; j < nvar; j++) {
-                      const double v = count[k] > 0
-                              ? sq[k * nvar + j] / (count[k] * (type == CovarianceType::Spherical ? d : 1))
-                              : fallback;
-                      model.variances[k * nvar + j] = float(std::max(v, std::max(variance_floor, 1e-30)));
-                  }
-              }
-              return model;
+              return model_from_hard_assignment(*src, K, mu, type, variance_floor);
           },
           py::arg("x"), py::arg("means"), py::arg("covariance_type"), py::arg("variance_floor"));
 
