@@ -87,6 +87,8 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
     faiss::IndexFlatL2 index(d);
     index.add(K, means.data());
 
+    // The data's moments are needed only to derive the fallback variance.
+    const bool need_moments = fallback_variance < 0;
     std::vector<double> count(K, 0.0), sq(size_t(K) * nvar, 0.0), s1(d, 0.0), s2(d, 0.0);
     constexpr int64_t kChunk = 16384;
     std::vector<float> x, dist;
@@ -101,9 +103,11 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
         index.search(n, x.data(), 1, dist.data(), label.data());
         for (int64_t i = 0; i < n; i++) {
             const float* row = x.data() + size_t(i) * d;
-            for (int64_t j = 0; j < d; j++) {
-                s1[j] += row[j];
-                s2[j] += double(row[j]) * row[j];
+            if (need_moments) {
+                for (int64_t j = 0; j < d; j++) {
+                    s1[j] += row[j];
+                    s2[j] += double(row[j]) * row[j];
+                }
             }
             const int64_t k = label[i];
             if (k < 0) continue;
@@ -118,7 +122,7 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
             }
         }
     }
-    if (fallback_variance < 0) {
+    if (need_moments) {
         fallback_variance = 0;
         for (int64_t j = 0; j < d; j++) {
             const double m1 = s1[j] / double(N);
