@@ -8,6 +8,7 @@
 #include <string>
 
 #include "detail/blas.h"
+#include "detail/cpu_features.h"
 #include "detail/fast_exp.h"
 
 namespace faiss_gmm {
@@ -33,15 +34,31 @@ constexpr int64_t kMinDensePairs = 4096;
 struct EStepCpu::Workspace {
     std::vector<float> features; // B × D: x − center (spherical) or [x − c, (x − c)²] (diagonal)
     std::vector<float> sqnorm;   // B: ‖x − c‖² (spherical)
-    std::vector<float> scores;   // B × K: GEMM output, then d2 or log p, then r
+    std::vector<float> scores;   // B × K: GEMM output, then log p, then r
+    std::vector<float> d2;       // B × K: ‖x − μ_k‖² (spherical)
     std::vector<float> expbuf;   // K: exp(log p − max) of the current row
+    std::vector<float> loglik;   // B: log p(x) when the caller does not want it
     std::vector<float> gemm_out; // K × D: Rᵀ·features (dense path)
-    std::vector<int> nz_k;       // non-zero responsibilities of the block: component,
+    std::vector<float> block_nk; // K: N_k of the block (dense path)
+    std::vector<float> block_sq; // K: Σ r‖x − μ_k‖² of the block (dense path, spherical)
+    std::vector<int> nz_k;       // non-zero responsibilities of the block (sparse path): component,
     std::vector<float> nz_r;     // value,
-    std::vector<float> nz_d2;    // ‖x − μ_k‖² (spherical),
     std::vector<int> nz_row_end; // and where each row's entries end
     ThreadStats* acc = nullptr;  // where the block's statistics go (nullptr: none)
+    ThreadStats stats;           // the accumulators acc points to in accumulate()
 };
+
+EStepCpu::~EStepCpu() = default;
+
+EStepCpu::Workspace& EStepCpu::workspace(int thread) {
+    return *workspaces_[thread];
+}
+
+void EStepCpu::reserve_workspaces(int nthreads) {
+    // Kept across calls: fresh multi-megabyte buffers every call cost page
+    // faults and (transparent huge) page zeroing, measurable per EM iteration.
+    while (int(workspaces_.size()) < nthreads) workspaces_.push_back(std::make_unique<Workspace>());
+}
 
 EStepCpu::EStepCpu(int block_size, int nthreads) : block_size_(block_size), nthreads_(nthreads) {
     if (block_size < 1) {
@@ -85,11 +102,9 @@ namespace {
 
 /// The per-row fused pass over one block's GEMM output (rows × K in `scores`).
 /// For each row: log-densities and their max; exp(log p − max) and its sum
-/// (entries more than 1e12 below the max are exactly 0); then the
-/// responsibilities, written back into `scores` (for the dense Rᵀ·X sgemm) and
-/// listed sparsely with their components (for everything else).
-/// Compiled twice (AVX2+FMA and baseline) and picked at load time, since the
-/// distribution's FAISS and our build cannot assume AVX2.
+/// (entries more than 1e12 below the max are exactly 0); then either log r
+/// (log_resp_out) or the responsibilities, written back into `scores`, with
+/// their count of non-zeros (which picks the block's accumulation path).
 struct FusedPassArgs {
     int64_t rows, K;
     bool spherical;
@@ -98,104 +113,137 @@ struct FusedPassArgs {
     const float* inv_two_var; // K (spherical)
     const float* sqnorm;      // rows (spherical)
     float* scores;            // rows × K
+    float* d2;                // rows × K (spherical): ‖x − μ_k‖² out
     float* expbuf;            // K
     float* loglik_out;        // rows
-    float* log_resp_out;      // rows × K or nullptr: log r instead of the sparse lists
+    float* log_resp_out;      // rows × K or nullptr: log r instead of r
 };
 
-__attribute__((target_clones("arch=haswell", "default")))
-void fused_pass(const FusedPassArgs& a, std::vector<int>& nz_k, std::vector<float>& nz_r,
-                std::vector<float>& nz_d2, std::vector<int>& nz_row_end) {
+/// Returns the number of non-zero responsibilities (0 with log_resp_out).
+FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use_avx2) {
     const int64_t K = a.K;
     const float kDrop = EStepCpu::kNegligibleLogRatio;
+    const float* __restrict log_const = a.log_const;
+    float* __restrict e = a.expbuf;
+    int64_t nnz = 0;
     for (int64_t i = 0; i < a.rows; i++) {
-        float* s = a.scores + i * K;
-        float* e = a.expbuf;
-        // Sweep 1: log p(x, k), kept in s; for spherical, ‖x − μ_k‖² goes to e first.
+        float* __restrict s = a.scores + i * K;
+        // Sweep 1: log p(x, k) into s (spherical: ‖x − μ_k‖² kept in d2).
         float mx = -INFINITY;
         if (a.spherical) {
+            const float* __restrict mean_sqnorm = a.mean_sqnorm;
+            const float* __restrict inv_two_var = a.inv_two_var;
+            float* __restrict d2 = a.d2 + i * K;
             const float xn = a.sqnorm[i];
 #pragma omp simd reduction(max : mx)
             for (int64_t k = 0; k < K; k++) {
-                float d2 = xn + a.mean_sqnorm[k] - 2.0f * s[k];
-                d2 = d2 < 0.0f ? 0.0f : d2; // rounding can make a tiny distance negative
-                e[k] = d2;
-                const float lp = a.log_const[k] - d2 * a.inv_two_var[k];
+                float dist = xn + mean_sqnorm[k] - 2.0f * s[k];
+                dist = dist < 0.0f ? 0.0f : dist; // rounding can make a tiny distance negative
+                d2[k] = dist;
+                const float lp = log_const[k] - dist * inv_two_var[k];
                 s[k] = lp;
                 mx = lp > mx ? lp : mx;
             }
         } else {
 #pragma omp simd reduction(max : mx)
             for (int64_t k = 0; k < K; k++) {
-                const float lp = s[k] + a.log_const[k];
+                const float lp = s[k] + log_const[k];
                 s[k] = lp;
                 mx = lp > mx ? lp : mx;
             }
         }
-        // Sweep 2: exp(log p − max), summed. d2 of spherical rows moves to s's
-        // slot once its log p is consumed: afterwards s = d2, e = exp.
-        float sum = 0.0f;
-        if (a.spherical) {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t k = 0; k < K; k++) {
-                const float t = s[k] - mx;
-                const float ex = t < kDrop ? 0.0f : detail::exp_nonpositive(t);
-                s[k] = e[k];
-                e[k] = ex;
-                sum += ex;
-            }
-        } else {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t k = 0; k < K; k++) {
-                const float t = s[k] - mx;
-                const float ex = t < kDrop ? 0.0f : detail::exp_nonpositive(t);
-                e[k] = ex;
-                sum += ex;
-            }
-        }
-        const float log_sum = std::log(sum);
-        a.loglik_out[i] = mx + log_sum;
+        // Sweep 2: exp(log p − max), summed.
+        const float sum = use_avx2 ? detail::exp_shifted_sum_avx2(s, mx, kDrop, K, e)
+                                   : detail::exp_shifted_sum(s, mx, kDrop, K, e);
+        const float lse = mx + std::log(sum);
+        a.loglik_out[i] = lse;
         if (a.log_resp_out) {
-            // log r_k = log p(x, k) − log p(x), without the drop threshold. For
-            // spherical rows s now holds d2: rebuild log p from it.
-            float* out = a.log_resp_out + i * K;
-            const float lse = mx + log_sum;
-            for (int64_t k = 0; k < K; k++) {
-                const float lp = a.spherical ? a.log_const[k] - s[k] * a.inv_two_var[k] : s[k];
-                out[k] = lp - lse;
-            }
+            // log r_k = log p(x, k) − log p(x), without the drop threshold.
+            float* __restrict out = a.log_resp_out + i * K;
+#pragma omp simd
+            for (int64_t k = 0; k < K; k++) out[k] = s[k] - lse;
             continue;
         }
-        // Sweep 3: responsibilities, dense into s and sparse into the lists.
+        // Sweep 3: responsibilities into s, counting the non-zero ones.
         const float inv = 1.0f / sum;
+        int64_t row_nnz = 0;
+#pragma omp simd reduction(+ : row_nnz)
         for (int64_t k = 0; k < K; k++) {
             const float r = e[k] * inv;
-            if (r > 0.0f) {
-                nz_k.push_back(int(k));
-                nz_r.push_back(r);
-                if (a.spherical) nz_d2.push_back(s[k]);
-            }
             s[k] = r;
+            row_nnz += r > 0.0f ? 1 : 0;
         }
-        nz_row_end.push_back(int(nz_k.size()));
+        nnz += row_nnz;
+    }
+    return nnz;
+}
+
+FAISS_GMM_TARGET_AVX2 int64_t fused_pass_avx2(const FusedPassArgs& a) { return fused_pass_body(a, true); }
+int64_t fused_pass_baseline(const FusedPassArgs& a) { return fused_pass_body(a, false); }
+
+int64_t fused_pass(const FusedPassArgs& a) {
+    return detail::cpu_has_avx2_fma() ? fused_pass_avx2(a) : fused_pass_baseline(a);
+}
+
+/// Dense accumulation of a block's N_k and (spherical) Σ r‖x − μ_k‖², in float
+/// over the block's rows (at most a few hundred terms each), added to the
+/// thread's double accumulators by the caller.
+FAISS_GMM_ALWAYS_INLINE void sum_dense_weights_body(int64_t B, int64_t K, const float* resp, const float* d2,
+                                                    float* __restrict block_nk, float* __restrict block_sq) {
+    for (int64_t i = 0; i < B; i++) {
+        const float* __restrict r = resp + i * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; k++) block_nk[k] += r[k];
+        if (d2) {
+            const float* __restrict dist = d2 + i * K;
+#pragma omp simd
+            for (int64_t k = 0; k < K; k++) block_sq[k] += r[k] * dist[k];
+        }
+    }
+}
+
+FAISS_GMM_TARGET_AVX2 void sum_dense_weights_avx2(int64_t B, int64_t K, const float* resp, const float* d2,
+                                                  float* block_nk, float* block_sq) {
+    sum_dense_weights_body(B, K, resp, d2, block_nk, block_sq);
+}
+void sum_dense_weights_baseline(int64_t B, int64_t K, const float* resp, const float* d2, float* block_nk,
+                                float* block_sq) {
+    sum_dense_weights_body(B, K, resp, d2, block_nk, block_sq);
+}
+
+/// The non-zero responsibilities of a block (rows × K) as lists: component,
+/// value, and where each row's entries end. Branch-free; nz_k / nz_r must have
+/// room for nnz + 1 entries.
+void list_nonzeros(int64_t B, int64_t K, const float* resp, int* nz_k, float* nz_r, int* nz_row_end) {
+    int64_t t = 0;
+    for (int64_t i = 0; i < B; i++) {
+        const float* r = resp + i * K;
+        for (int64_t k = 0; k < K; k++) {
+            nz_k[t] = int(k);
+            nz_r[t] = r[k];
+            t += r[k] > 0.0f ? 1 : 0;
+        }
+        nz_row_end[i] = int(t);
     }
 }
 
 /// Sparse accumulation: each listed (row, k) adds r·x to Σ r x and r·(x − μ_k)²
 /// to the second moment, the latter computed directly rather than from
-/// ‖x‖² − 2x·μ + ‖μ‖², which cancels for rows close to their mean. Cloned for
-/// AVX2 like fused_pass: the d-long double loops are its whole cost.
-__attribute__((target_clones("arch=haswell", "default")))
-void accumulate_sparse(int64_t B, int64_t d, int64_t D, bool spherical, const float* features, const float* means,
-                       const int* nz_k, const float* nz_r, const int* nz_row_end, double* sum_x, double* sum_sq) {
+/// ‖x‖² − 2x·μ + ‖μ‖², which cancels for rows close to their mean. Its cost is
+/// the d-long double loops, hence the AVX2 build.
+FAISS_GMM_ALWAYS_INLINE void accumulate_sparse_body(int64_t B, int64_t d, int64_t D, bool spherical,
+                                                    const float* features, const float* means, const int* nz_k,
+                                                    const float* nz_r, const int* nz_row_end, double* sum_x,
+                                                    double* sum_sq) {
     int64_t t = 0;
     for (int64_t i = 0; i < B; i++) {
-        const float* x = features + i * D;
+        const float* __restrict x = features + i * D;
         for (; t < nz_row_end[i]; t++) {
             const int64_t k = nz_k[t];
             const double r = nz_r[t];
-            const float* mu = means + k * d;
-            double* sx = sum_x + k * d;
+            const float* __restrict mu = means + k * d;
+            double* __restrict sx = sum_x + k * d;
+#pragma omp simd
             for (int64_t j = 0; j < d; j++) sx[j] += r * x[j];
             if (spherical) {
                 double sq = 0;
@@ -206,7 +254,8 @@ void accumulate_sparse(int64_t B, int64_t d, int64_t D, bool spherical, const fl
                 }
                 sum_sq[k] += r * sq;
             } else {
-                double* sq = sum_sq + k * d;
+                double* __restrict sq = sum_sq + k * d;
+#pragma omp simd
                 for (int64_t j = 0; j < d; j++) {
                     const double diff = double(x[j]) - mu[j];
                     sq[j] += r * diff * diff;
@@ -214,6 +263,18 @@ void accumulate_sparse(int64_t B, int64_t d, int64_t D, bool spherical, const fl
             }
         }
     }
+}
+
+FAISS_GMM_TARGET_AVX2 void accumulate_sparse_avx2(int64_t B, int64_t d, int64_t D, bool spherical,
+                                                  const float* features, const float* means, const int* nz_k,
+                                                  const float* nz_r, const int* nz_row_end, double* sum_x,
+                                                  double* sum_sq) {
+    accumulate_sparse_body(B, d, D, spherical, features, means, nz_k, nz_r, nz_row_end, sum_x, sum_sq);
+}
+void accumulate_sparse_baseline(int64_t B, int64_t d, int64_t D, bool spherical, const float* features,
+                                const float* means, const int* nz_k, const float* nz_r, const int* nz_row_end,
+                                double* sum_x, double* sum_sq) {
+    accumulate_sparse_body(B, d, D, spherical, features, means, nz_k, nz_r, nz_row_end, sum_x, sum_sq);
 }
 
 } // namespace
@@ -225,6 +286,7 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
     ws.features.resize(size_t(B) * D);
     ws.sqnorm.resize(B);
     ws.scores.resize(size_t(B) * K);
+    if (spherical) ws.d2.resize(size_t(B) * K);
     ws.expbuf.resize(K);
 
     // Rows in the model's frame, as float (uint8 rows are converted here).
@@ -244,55 +306,55 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
 
     detail::gemm_abt(int(B), int(K), int(D), ws.features.data(), gemm_weights_.data(), ws.scores.data());
 
-    std::vector<float> loglik_local;
     if (!loglik) {
-        loglik_local.resize(B);
-        loglik = loglik_local.data();
+        ws.loglik.resize(B);
+        loglik = ws.loglik.data();
     }
-    ws.nz_k.clear();
-    ws.nz_r.clear();
-    ws.nz_d2.clear();
-    ws.nz_row_end.clear();
-    FusedPassArgs args{B, K, spherical, log_const_.data(), mean_sqnorm_.data(), inv_two_var_.data(),
-                       ws.sqnorm.data(), ws.scores.data(), ws.expbuf.data(), loglik, log_resp};
-    fused_pass(args, ws.nz_k, ws.nz_r, ws.nz_d2, ws.nz_row_end);
+    FusedPassArgs args{B,        K,           spherical, log_const_.data(), mean_sqnorm_.data(), inv_two_var_.data(),
+                       ws.sqnorm.data(), ws.scores.data(), ws.d2.data(), ws.expbuf.data(), loglik, log_resp};
+    const int64_t nnz = fused_pass(args);
     if (!ws.acc) return;
 
     ThreadStats& acc = *ws.acc;
     acc.n += double(B);
     for (int64_t i = 0; i < B; i++) acc.loglik += double(loglik[i]);
 
-    // N_k from the sparse lists (in double).
-    const int64_t nnz = int64_t(ws.nz_k.size());
-    for (int64_t t = 0; t < nnz; t++) acc.nk[ws.nz_k[t]] += double(ws.nz_r[t]);
-
     if (B * K < kMinDensePairs || nnz * kDenseFractionDenominator < B * K) {
-        accumulate_sparse(B, d, D, spherical, ws.features.data(), model_.means.data(), ws.nz_k.data(),
-                          ws.nz_r.data(), ws.nz_row_end.data(), acc.sum_x.data(), acc.sum_sq.data());
-    } else {
-        // Dense: Rᵀ · features by sgemm (scores now holds R).
-        if (spherical) {
-            for (int64_t t = 0; t < nnz; t++) acc.sum_sq[ws.nz_k[t]] += double(ws.nz_r[t]) * ws.nz_d2[t];
-        }
-        ws.gemm_out.resize(size_t(K) * D);
-        detail::gemm_atb(int(K), int(D), int(B), ws.scores.data(), ws.features.data(), ws.gemm_out.data());
-        std::vector<double> block_nk;
+        // Sparse: lists of the non-zero responsibilities.
+        ws.nz_k.resize(nnz + 1);
+        ws.nz_r.resize(nnz + 1);
+        ws.nz_row_end.resize(B);
+        list_nonzeros(B, K, ws.scores.data(), ws.nz_k.data(), ws.nz_r.data(), ws.nz_row_end.data());
+        for (int64_t t = 0; t < nnz; t++) acc.nk[ws.nz_k[t]] += double(ws.nz_r[t]);
+        (detail::cpu_has_avx2_fma() ? accumulate_sparse_avx2 : accumulate_sparse_baseline)(
+                B, d, D, spherical, ws.features.data(), model_.means.data(), ws.nz_k.data(), ws.nz_r.data(),
+                ws.nz_row_end.data(), acc.sum_x.data(), acc.sum_sq.data());
+        return;
+    }
+
+    // Dense: N_k (and Σ r‖x − μ‖²) by a pass over R, Rᵀ · features by sgemm.
+    ws.block_nk.assign(K, 0.0f);
+    ws.block_sq.assign(spherical ? K : 0, 0.0f);
+    (detail::cpu_has_avx2_fma() ? sum_dense_weights_avx2 : sum_dense_weights_baseline)(
+            B, K, ws.scores.data(), spherical ? ws.d2.data() : nullptr, ws.block_nk.data(), ws.block_sq.data());
+    for (int64_t k = 0; k < K; k++) acc.nk[k] += double(ws.block_nk[k]);
+    if (spherical) {
+        for (int64_t k = 0; k < K; k++) acc.sum_sq[k] += double(ws.block_sq[k]);
+    }
+    ws.gemm_out.resize(size_t(K) * D);
+    detail::gemm_atb(int(K), int(D), int(B), ws.scores.data(), ws.features.data(), ws.gemm_out.data());
+    for (int64_t k = 0; k < K; k++) {
+        const float* g = ws.gemm_out.data() + k * D;
+        double* sx = acc.sum_x.data() + k * d;
+        for (int64_t j = 0; j < d; j++) sx[j] += g[j];
         if (!spherical) {
             // Second moment about μ_k from Σ r x and Σ r x²: needs this block's N_k.
-            block_nk.assign(K, 0.0);
-            for (int64_t t = 0; t < nnz; t++) block_nk[ws.nz_k[t]] += ws.nz_r[t];
-        }
-        for (int64_t k = 0; k < K; k++) {
-            const float* g = ws.gemm_out.data() + k * D;
-            double* sx = acc.sum_x.data() + k * d;
-            for (int64_t j = 0; j < d; j++) sx[j] += g[j];
-            if (!spherical) {
-                const float* mu = model_.means.data() + k * d;
-                double* sq = acc.sum_sq.data() + k * d;
-                for (int64_t j = 0; j < d; j++) {
-                    const double m = mu[j];
-                    sq[j] += double(g[d + j]) - 2.0 * m * double(g[j]) + block_nk[k] * m * m;
-                }
+            const float* mu = model_.means.data() + k * d;
+            double* sq = acc.sum_sq.data() + k * d;
+            const double nk = ws.block_nk[k];
+            for (int64_t j = 0; j < d; j++) {
+                const double m = mu[j];
+                sq[j] += double(g[d + j]) - 2.0 * m * double(g[j]) + nk * m * m;
             }
         }
     }
@@ -311,18 +373,18 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
 
     const int64_t nblocks = (rows.n + block_size_ - 1) / block_size_;
     const int nt = int(std::min<int64_t>(nthreads_, nblocks));
-    std::vector<ThreadStats> per_thread(nt);
+    reserve_workspaces(nt);
     detail::SingleThreadedBlas single_threaded_blas;
     std::string error;
 
 #pragma omp parallel num_threads(nt)
     {
-        const int t = omp_get_thread_num();
-        ThreadStats& acc = per_thread[t];
+        Workspace& ws = workspace(omp_get_thread_num());
+        ThreadStats& acc = ws.stats;
+        acc.n = acc.loglik = 0;
         acc.nk.assign(model_.K, 0.0);
         acc.sum_x.assign(size_t(model_.K) * model_.d, 0.0);
         acc.sum_sq.assign(stats.sum_sq.size(), 0.0);
-        Workspace ws;
         ws.acc = &acc;
         // Static round-robin over blocks: the same blocks go to the same thread
         // for a given thread count, which makes the sums deterministic.
@@ -340,7 +402,8 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     }
     if (!error.empty()) throw std::runtime_error("EStepCpu: " + error);
 
-    for (const ThreadStats& acc : per_thread) {
+    for (int t = 0; t < nt; t++) {
+        const ThreadStats& acc = workspace(t).stats;
         stats.n += acc.n;
         stats.loglik += acc.loglik;
         for (size_t i = 0; i < acc.nk.size(); i++) stats.nk[i] += acc.nk[i];
@@ -356,10 +419,13 @@ void EStepCpu::log_responsibilities(const VectorBlock& rows, float* log_resp, fl
                                     ", the model has " + std::to_string(model_.d));
     }
     const int64_t nblocks = (rows.n + block_size_ - 1) / block_size_;
+    const int nt = int(std::min<int64_t>(nthreads_, std::max<int64_t>(nblocks, 1)));
+    reserve_workspaces(nt);
     detail::SingleThreadedBlas single_threaded_blas;
-#pragma omp parallel num_threads(int(std::min<int64_t>(nthreads_, std::max<int64_t>(nblocks, 1))))
+#pragma omp parallel num_threads(nt)
     {
-        Workspace ws;
+        Workspace& ws = workspace(omp_get_thread_num());
+        ws.acc = nullptr;
         std::vector<float> local_resp;
 #pragma omp for schedule(static, 1)
         for (int64_t b = 0; b < nblocks; b++) {

@@ -9,6 +9,7 @@
 // in thread order, so results are deterministic for a fixed thread count.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "EStep.h"
@@ -19,6 +20,7 @@ class EStepCpu : public EStep {
   public:
     /// block_size: rows per block (≥ 1). nthreads ≤ 0: omp_get_max_threads().
     explicit EStepCpu(int block_size = 256, int nthreads = 0);
+    ~EStepCpu() override;
 
     void set_model(const GmmModel& model, const float* center) override;
     void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
@@ -35,11 +37,14 @@ class EStepCpu : public EStep {
     const GmmModel& model() const { return model_; }
 
   private:
-    struct Workspace; // per-thread block buffers
+    struct Workspace; // per-thread block buffers and accumulators, kept across calls
+    Workspace& workspace(int thread);
+    void reserve_workspaces(int nthreads);
     // Statistics go to ws.acc when set; log_resp (B × K) and loglik (B) are
     // written when non-null.
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
 
+    std::vector<std::unique_ptr<Workspace>> workspaces_;
     int block_size_;
     int nthreads_;
     GmmModel model_;
