@@ -38,6 +38,7 @@ index and methods:
   --k K                      recall@K (default 10)
   --stop-recall R            stop a sweep once recall >= R (default: never)
   --seed S  --kmeans-niter N  --gmm-niter N  --gmm-init-niter N  --gmm-tol T  --max-points-per-centroid N
+  --gmm-device cpu|cuda|auto  E-step backend of the GMM methods (default cpu) ; --gmm-fast  fast GPU math (TF32)
   --gmm-verbose              EM progress
 measurement:
   --threads T                threads of the timed searches (default 1; 0 = all). Training uses all.
@@ -107,7 +108,7 @@ std::string substitute(std::string s, const std::string& key, const std::string&
 
 int main(int argc, char** argv) {
     std::map<std::string, std::string> opt;
-    const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--help", "-h"};
+    const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--gmm-fast", "--help", "-h"};
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         bool is_flag = false;
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
             "--dataset", "--base", "--query", "--gt", "--metric", "--name", "--data-root", "--max-base",
             "--max-queries", "--index", "--nlist", "--methods", "--nprobe", "--k", "--stop-recall", "--seed",
             "--kmeans-niter", "--gmm-niter", "--gmm-init-niter", "--gmm-tol", "--max-points-per-centroid",
-            "--threads", "--repeats", "--out", "--tag", "--python"};
+            "--gmm-device", "--threads", "--repeats", "--out", "--tag", "--python"};
     for (const auto& kv : opt) {
         bool ok = false;
         for (const auto& k : known) {
@@ -177,6 +178,12 @@ int main(int argc, char** argv) {
         p.gmm.init_niter = int(to_int(get("--gmm-init-niter", std::to_string(p.gmm.init_niter))));
         p.gmm.tol = std::stod(get("--gmm-tol", std::to_string(p.gmm.tol)));
         p.gmm.verbose = opt.count("--gmm-verbose") > 0;
+        const std::string device = get("--gmm-device", "cpu");
+        if (device == "cpu") p.gmm.device = Device::Cpu;
+        else if (device == "cuda") p.gmm.device = Device::Cuda;
+        else if (device == "auto") p.gmm.device = Device::Auto;
+        else throw std::invalid_argument("--gmm-device must be cpu, cuda or auto, not '" + device + "'");
+        p.gmm.fast_math = opt.count("--gmm-fast") > 0;
         p.max_points_per_centroid = int(to_int(get("--max-points-per-centroid", std::to_string(p.max_points_per_centroid))));
         p.search_threads = int(to_int(get("--threads", "1")));
         p.search_repeats = int(to_int(get("--repeats", "1")));
