@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -17,17 +18,28 @@ size_t element_size(DataType t) {
     switch (t) {
         case DataType::Float32: return 4;
         case DataType::UInt8: return 1;
+        case DataType::Float64: return 8;
     }
     throw std::invalid_argument("unknown DataType");
 }
 
 const char* to_string(DataType t) {
-    return t == DataType::Float32 ? "float32" : t == DataType::UInt8 ? "uint8" : "unknown";
+    switch (t) {
+        case DataType::Float32: return "float32";
+        case DataType::UInt8: return "uint8";
+        case DataType::Float64: return "float64";
+    }
+    return "unknown";
 }
 
 void VectorBlock::row_to_float(int64_t i, float* out) const {
     if (type == DataType::Float32) {
         std::memcpy(out, row(i), sizeof(float) * d);
+    } else if (type == DataType::Float64) {
+        const double* r = reinterpret_cast<const double*>(row(i));
+        for (int64_t j = 0; j < d; j++) {
+            out[j] = float(r[j]);
+        }
     } else {
         const uint8_t* r = row(i);
         for (int64_t j = 0; j < d; j++) {
@@ -179,6 +191,20 @@ void read_as_float(const VectorSource& src, int64_t i0, int64_t n, float* out) {
 }
 
 void check_finite(const VectorBlock& block, int64_t row_offset) {
+    if (block.type == DataType::Float64) {
+        // Finite doubles beyond float's range would become infinite in the E-step.
+        const double* x = static_cast<const double*>(block.data);
+        const size_t total = size_t(block.n) * block.d;
+        for (size_t i = 0; i < total; i++) {
+            if (!(std::fabs(x[i]) <= double(std::numeric_limits<float>::max()))) {
+                throw std::invalid_argument("input row " + std::to_string(row_offset + int64_t(i / block.d)) +
+                                            ", column " + std::to_string(i % block.d) + " is " +
+                                            (std::isnan(x[i]) ? "NaN" : std::isinf(x[i]) ? "infinite" : "beyond the float32 range") +
+                                            ": the data must be finite (and within float32's range)");
+            }
+        }
+        return;
+    }
     if (block.type != DataType::Float32) {
         return;
     }

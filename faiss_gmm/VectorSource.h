@@ -15,6 +15,7 @@ namespace faiss_gmm {
 enum class DataType : int {
     Float32 = 0,
     UInt8 = 1, ///< e.g. BIGANN .bvecs; converted to float inside the E-step
+    Float64 = 2, ///< in-memory float64 arrays (numpy's default): converted block by block inside the CPU E-step
 };
 
 size_t element_size(DataType t);

@@ -630,6 +630,10 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     if (rows.n < 0 || (rows.n > 0 && rows.data == nullptr)) {
         throw std::invalid_argument("EStepCuda::accumulate: invalid rows (null data or negative n)");
     }
+    if (rows.type != DataType::Float32 && rows.type != DataType::UInt8) {
+        throw std::invalid_argument(std::string("EStepCuda::accumulate: ") + to_string(rows.type) +
+                                    " rows are not supported on the GPU (convert to float32 or uint8)");
+    }
     if (rows.n == 0) return;
 
     // Contiguous share of rows per worker (statistics are sums, so any split works).

@@ -86,8 +86,9 @@ Rows check_rows(const py::array& a, const char* what) {
     return r;
 }
 
-/// A VectorSource over a float64 array: rows are converted to float32 into the
-/// caller's scratch buffer, so the trainer streams it like any other source.
+/// A VectorSource over a float64 array for backends that take only float32 or
+/// uint8 rows (the GPU): rows are converted to float32 into the caller's scratch
+/// buffer, so the trainer streams it like any other source.
 class Float64VectorSource : public VectorSource {
   public:
     Float64VectorSource(int64_t n, int64_t d, const double* x) : n_(n), d_(d), x_(x) {}
@@ -112,7 +113,12 @@ class Float64VectorSource : public VectorSource {
     const double* x_;
 };
 
-std::unique_ptr<VectorSource> make_source(const Rows& r) {
+/// The rows as a source, without copying. float64 rows stay float64 (the CPU
+/// E-step converts each block as it reads it) unless a GPU may read them.
+std::unique_ptr<VectorSource> make_source(const Rows& r, bool gpu_may_read = false) {
+    if (r.type == InType::Float64 && !gpu_may_read) {
+        return std::make_unique<MemoryVectorSource>(VectorBlock{r.data, DataType::Float64, r.n, r.d});
+    }
     switch (r.type) {
         case InType::Float32:
             return std::make_unique<MemoryVectorSource>(r.n, r.d, static_cast<const float*>(r.data));
@@ -404,7 +410,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("fit",
           [](const py::array& x, int64_t K, const GmmParams& params, std::optional<GmmModel> initial) {
               Rows rows = check_rows(x, "fit");
-              auto src = make_source(rows);
+              auto src = make_source(rows, params.device != Device::Cpu);
               GmmTrainer trainer(params);
               GmmModel model;
               {

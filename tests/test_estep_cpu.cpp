@@ -84,6 +84,45 @@ TEST(EStepCpu, Uint8RowsMatchReference) {
     }
 }
 
+TEST(EStepCpu, Float64RowsAreReadInPlaceAsTheirFloat32Values) {
+    // float64 rows (numpy's default) are converted block by block inside the
+    // E-step: the statistics equal those of the same rows converted to float32
+    // beforehand, exactly, and the float64 reference.
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const int64_t n = 900, d = 29, K = 13;
+        std::mt19937_64 rng{91};
+        std::normal_distribution<double> g(0.0, 3.0);
+        std::vector<double> x64(size_t(n) * d);
+        for (auto& v : x64) v = g(rng);
+        std::vector<float> x32(x64.begin(), x64.end());
+        std::vector<float> center(d, 0.25f);
+        GmmModel m = random_model(K, d, type, 9.0f, 92);
+        const VectorBlock rows64{x64.data(), DataType::Float64, n, d};
+        const VectorBlock rows32{x32.data(), DataType::Float32, n, d};
+        const SufficientStats got = run_cpu(m, center, rows64, 64);
+        const SufficientStats same = run_cpu(m, center, rows32, 64);
+        EXPECT_EQ(got.loglik, same.loglik);
+        EXPECT_EQ(got.nk, same.nk);
+        EXPECT_EQ(got.sum_x, same.sum_x);
+        EXPECT_EQ(got.sum_sq, same.sum_sq);
+        expect_stats_near(got, run_reference(m, center, rows32), 1e-5, to_string(type));
+    }
+}
+
+TEST(EStepCpu, Float64RowsOutsideFloat32AreRefused) {
+    const double bad[] = {std::nan(""), 1e300, -INFINITY};
+    for (double v : bad) {
+        std::vector<double> x(4 * 3, 1.0);
+        x[7] = v;
+        try {
+            check_finite(VectorBlock{x.data(), DataType::Float64, 4, 3}, 10);
+            ADD_FAILURE() << "accepted " << v;
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find("row 12, column 1"), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(EStepCpu, DenseAndSparsePathsAgree) {
     // Very wide variances: every responsibility is significant, so the dense
     // sgemm path runs; narrow ones exercise the sparse path. Both against float64.

@@ -216,10 +216,10 @@ class GaussianMixture:
         best = None
         for i, seed in enumerate(seeds):
             params = self._params(seed)
-            if X.dtype == np.float64:
-                # float64 rows are converted chunk by chunk into a float32 buffer of
-                # chunk_size rows: ~8 MiB keeps memory small and chunks large enough
-                # for the E-step's threads to stay busy.
+            if X.dtype == np.float64 and params.device != _core.Device.Cpu:
+                # For a GPU, float64 rows are converted chunk by chunk into a float32
+                # buffer of chunk_size rows: ~8 MiB keeps memory small. (The CPU
+                # E-step reads float64 rows in place, converting block by block.)
                 params.chunk_size = max(2048, (8 << 20) // (4 * d))
             initial = self.model_ if warm else self._user_initial_model(X, params)
             if initial is not None:
