@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "gpu/detail/BlockedKernels.cuh"
 #include "gpu/detail/CudaUtils.h"
 #include "gpu/detail/EStepKernels.cuh"
+#include "gpu/detail/Sm90Kernels.cuh"
 
 namespace faiss_gmm::gpu {
 
@@ -146,8 +149,84 @@ uint16_t host_bf16(float x) { // round to nearest even
     b += 0x7fffu + ((b >> 16) & 1u);
     return uint16_t(b >> 16);
 }
+/// float → IEEE half, round to nearest even; magnitudes beyond the largest half saturate to ±65504.
+uint16_t host_f16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x477ff000u) return uint16_t(sign | 0x7bffu); // ≥ 65520 (or inf/NaN)
+    if (ax <= 0x33000000u) return uint16_t(sign);            // ≤ 2^-25: rounds to 0
+    const int e = int(ax >> 23);
+    if (e < 113) { // half subnormal
+        const uint32_t mant = (ax & 0x7fffffu) | 0x800000u;
+        const int shift = 126 - e;
+        uint32_t q = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return uint16_t(sign | q);
+    }
+    uint32_t h = (uint32_t(e - 112) << 10) | ((ax >> 13) & 0x3ffu);
+    const uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return uint16_t(sign | h);
+}
+float pow2i(int e) { return std::ldexp(1.0f, std::clamp(e, -120, 120)); }
+
+template <int DP>
+void hopper_set_attributes() {
+    using S = detail::sm90::Shape<DP>;
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(detail::sm90::estep_kernel<DP, false>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(detail::sm90::estep_kernel<DP, true>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(detail::sm90::lse_kernel<DP>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, S::kLseSmem));
+}
+
+/// True when this device runs the sm_90a build of the Hopper kernels: a Hopper GPU (9.0)
+/// and device code that really is sm_90a (asked of the device: an sm_90 build also reports
+/// binary version 90). Leaves `device` current.
+bool hopper_supported(int device) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess || prop.major != 9 || prop.minor != 0 ||
+        cudaSetDevice(device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    int* d_flag = nullptr;
+    int flag = 0;
+    bool ok = cudaMalloc(&d_flag, sizeof(int)) == cudaSuccess;
+    if (ok) {
+        detail::sm90::sm90a_probe_kernel<<<1, 1>>>(d_flag);
+        ok = cudaGetLastError() == cudaSuccess &&
+             cudaMemcpy(&flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess;
+        cudaFree(d_flag);
+    }
+    cudaGetLastError();
+    return ok && flag == 1;
+}
 
 } // namespace
+
+bool hopper_kernels_available(int device) {
+    if (device < 0 || device >= cuda_device_count()) return false;
+    int prev = 0;
+    if (cudaGetDevice(&prev) != cudaSuccess) {
+        cudaGetLastError();
+        prev = -1;
+    }
+    const bool ok = hopper_supported(device);
+    if (prev >= 0) cudaSetDevice(prev);
+    return ok;
+}
+
+/// Host-side model of the Hopper path (EStepCuda::set_model → every worker).
+struct HopperModel {
+    int DP = 0, FW = 0, Kt = 0;
+    float sx = 1, sq = 1, kinv = 1;
+    std::vector<uint16_t> W; // Kt × 128 × DP halves, tiled (Sm90Kernels.cuh)
+    std::vector<float> ab;   // Kt·128 × 2
+};
 
 struct EStepCuda::Worker {
     int device = 0;
@@ -167,6 +246,7 @@ struct EStepCuda::Worker {
     cudaEvent_t h2d_done[2] = {nullptr, nullptr};
     cudaEvent_t staged_free[2] = {nullptr, nullptr};
     cudaEvent_t convert_done[2] = {nullptr, nullptr};
+    cudaEvent_t t_begin = nullptr, t_end = nullptr; // report.gpu_ms
 
     DeviceBuffer W, bias, acoef, center;          // model
     DeviceBuffer G, xx, logz2, raw[2];            // chunk
@@ -180,6 +260,13 @@ struct EStepCuda::Worker {
 
     bool tf32 = false; // fast mode with 1×TF32 products
     bool blocked = true;
+    // Hopper path (EStepCudaAlgorithm::Hopper / Auto), chosen per model in set_model.
+    bool allow_hopper = false, hopper_ok = false, hopper = false;
+    int hop_DP = 0, hop_FW = 0, hop_Kt = 0, hop_C = 0, hop_max_clusters = 0;
+    float hop_sx = 1, hop_sq = 1, hop_kinv = 1;
+    int hop_exchange = 0;    // cluster exchange: 0 st.async + mbarrier, 1 barrier.cluster; FAISS_GMM_HOPPER_EXCHANGE
+    DeviceBuffer hW, hAB, hG, hXX, hLSE, hPart, hAcc;
+    PinnedBuffer h_hacc; // K × FW doubles: pinned, so the download is a DMA, not a staged copy
     int64_t block_bytes = 0;
     cublasHandle_t cublas = nullptr;
     // Blocked algorithm: F2 = [x | x² | 1 | ‖x‖²] per row (ld2 floats), W1 (Kp2 × ld2), logits S (block × Kp2).
@@ -188,17 +275,23 @@ struct EStepCuda::Worker {
     std::vector<double> h_acc;
     int planes() const { return fast ? 1 : 2; }
 
-    Worker(int dev, bool fast_, bool tf32_, bool blocked_, int64_t block_bytes_, bool poison_, int64_t K_,
-           int64_t d_, int64_t chunk, int threads)
+    Worker(int dev, bool fast_, bool tf32_, bool blocked_, bool hopper_, int64_t block_bytes_, bool poison_,
+           int64_t K_, int64_t d_, int64_t chunk, int threads)
             : device(dev), fast(fast_), poison(poison_), K(K_), d(d_), chunk_rows(chunk), host_threads(threads) {
         tf32 = fast && tf32_;
         blocked = blocked_;
+        allow_hopper = hopper_;
+        hopper_ok = allow_hopper && hopper_supported(dev);
+        // Diagnostic knob of the Hopper kernel: both settings are tested, the default measured faster.
+        if (const char* v = std::getenv("FAISS_GMM_HOPPER_EXCHANGE")) hop_exchange = std::atoi(v) != 0;
         block_bytes = block_bytes_;
         Kp = round_up(K, kP1Comps);
         FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
         FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
         FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
+        FAISS_GMM_CUDA_CHECK(cudaEventCreate(&t_begin));
+        FAISS_GMM_CUDA_CHECK(cudaEventCreate(&t_end));
         for (int b = 0; b < 2; b++) {
             FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[b], cudaEventDisableTiming));
             FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&staged_free[b], cudaEventDisableTiming));
@@ -245,6 +338,8 @@ struct EStepCuda::Worker {
             if (staged_free[b]) cudaEventDestroy(staged_free[b]);
             if (convert_done[b]) cudaEventDestroy(convert_done[b]);
         }
+        if (t_begin) cudaEventDestroy(t_begin);
+        if (t_end) cudaEventDestroy(t_end);
         if (cublas) cublasDestroy(cublas);
         if (stream) cudaStreamDestroy(stream);
         if (copy_stream) cudaStreamDestroy(copy_stream);
@@ -256,7 +351,9 @@ struct EStepCuda::Worker {
         if (chunk_rows > 0) return;
         size_t free_b = 0, total_b = 0;
         FAISS_GMM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-        const double per_row = blocked ? 2.0 * d * 4 + double(ld2) * 4 : 2.0 * d * 4 + double(Dw) * 4 * planes() + 8;
+        const double per_row = hopper    ? 2.0 * d * 4 + double(hop_FW) * 2 + 8
+                               : blocked ? 2.0 * d * 4 + double(ld2) * 4
+                                         : 2.0 * d * 4 + double(Dw) * 4 * planes() + 8;
         const double budget = std::min(2.0e9, 0.25 * double(free_b));
         chunk_rows = std::clamp<int64_t>(int64_t(budget / per_row), 1024, int64_t(1) << 20);
         chunk_rows = chunk_rows / kP1Rows * kP1Rows;
@@ -264,7 +361,7 @@ struct EStepCuda::Worker {
 
     void set_model(const std::vector<uint32_t>& w_words, const std::vector<float>& h_bias,
                    const std::vector<float>& h_acoef, const float* h_center, bool diag_, int64_t Dfeat_,
-                   int64_t Dw_, const std::vector<double>& w) {
+                   int64_t Dw_, const std::vector<double>& w, const HopperModel* hm) {
         FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
         diag = diag_;
@@ -272,8 +369,16 @@ struct EStepCuda::Worker {
         Dw = Dw_;
         ld2 = round_up(Dfeat + (diag ? 1 : 2), 4);
         Kp2 = round_up(K, 4);
+        // Hopper when asked for and applicable to this model; otherwise the Blocked path
+        // (the worker was built with blocked = true for Hopper/Auto).
+        hopper = hm != nullptr && hopper_ok;
+        if (hopper) hopper_configure(*hm);
         size_chunks();
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(center.ptr, h_center, size_t(d) * 4, cudaMemcpyHostToDevice));
+        if (hopper) {
+            hopper_allocate(*hm);
+            return;
+        }
         if (blocked) {
             block_rows = std::clamp<int64_t>(block_bytes / (Kp2 * 4), 128, std::max<int64_t>(128, chunk_rows));
             std::vector<float> w1(size_t(Kp2) * ld2, 0.f), b1(Kp2, kNegBig), a1(Kp2, 0.f);
@@ -308,7 +413,145 @@ struct EStepCuda::Worker {
         size_t b = W.bytes + bias.bytes + acoef.bytes + center.bytes + G.bytes + xx.bytes + logz2.bytes +
                    raw[0].bytes + raw[1].bytes + acc_f.bytes + acc_nk.bytes + acc_sxx.bytes + loglik.bytes +
                    F2.bytes + S.bytes + W1.bytes + bias1.bytes + acoef1.bytes + tmp.bytes + accd.bytes;
+        b += hW.bytes + hAB.bytes + hG.bytes + hXX.bytes + hLSE.bytes + hPart.bytes + hAcc.bytes;
         return b;
+    }
+
+    // ------------------------------------------------------------ Hopper path
+
+    template <int DP>
+    int hopper_clusters(int C) {
+        using Sh = detail::sm90::Shape<DP>;
+        cudaLaunchConfig_t cfg{};
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = unsigned(C);
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.gridDim = dim3(unsigned(C * sm_count));
+        cfg.blockDim = dim3(detail::sm90::kThreads);
+        cfg.dynamicSmemBytes = Sh::kSmem;
+        cfg.stream = stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        int n = 0;
+        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, detail::sm90::estep_kernel<DP, false>, &cfg));
+        return n;
+    }
+
+    /// Shape of the Hopper kernels for this model: kernel attributes, cluster size and count.
+    void hopper_configure(const HopperModel& hm) {
+        hop_DP = hm.DP;
+        hop_FW = hm.FW;
+        hop_Kt = hm.Kt;
+        hop_sx = hm.sx;
+        hop_sq = hm.sq;
+        hop_kinv = hm.kinv;
+        hop_C = hm.Kt <= detail::sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes
+        switch (hop_DP) {
+        case 32: hopper_set_attributes<32>(); break;
+        case 64: hopper_set_attributes<64>(); break;
+        case 96: hopper_set_attributes<96>(); break;
+        default: hopper_set_attributes<128>(); break;
+        }
+        hop_max_clusters = 0;
+        if (hop_C > 0) {
+            switch (hop_DP) {
+            case 32: hop_max_clusters = hopper_clusters<32>(hop_C); break;
+            case 64: hop_max_clusters = hopper_clusters<64>(hop_C); break;
+            case 96: hop_max_clusters = hopper_clusters<96>(hop_C); break;
+            default: hop_max_clusters = hopper_clusters<128>(hop_C); break;
+            }
+            if (hop_max_clusters < 1) {
+                throw std::runtime_error("EStepCuda: the Hopper kernel cannot be launched with clusters of " +
+                                         std::to_string(hop_C) + " blocks on device " + std::to_string(device));
+            }
+        }
+    }
+
+    void hopper_allocate(const HopperModel& hm) {
+        const int64_t tiles = (chunk_rows + detail::sm90::kBM - 1) / detail::sm90::kBM;
+        const int64_t Kp = int64_t(hop_Kt) * detail::sm90::kKc;
+        const int64_t nparts = std::max<int64_t>(std::max(hop_max_clusters, sm_count), 1);
+        hW.allocate(device, hm.W.size() * 2, poison);
+        hAB.allocate(device, hm.ab.size() * 4, poison);
+        hG.allocate(device, size_t(tiles) * detail::sm90::kBM * hop_FW * 2, poison);
+        hXX.allocate(device, size_t(tiles) * detail::sm90::kBM * 4, poison);
+        if (hop_C == 0) hLSE.allocate(device, size_t(tiles) * detail::sm90::kBM * 4, poison);
+        hPart.allocate(device, size_t(nparts) * Kp * hop_FW * 4, poison);
+        hAcc.allocate(device, size_t(K) * hop_FW * 8, poison);
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(hW.ptr, hm.W.data(), hm.W.size() * 2, cudaMemcpyHostToDevice));
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(hAB.ptr, hm.ab.data(), hm.ab.size() * 4, cudaMemcpyHostToDevice));
+    }
+
+    template <typename Tin, int DP>
+    void hopper_chunk_dp(const Tin* x, int64_t nc) {
+        namespace s9 = detail::sm90;
+        using Sh = s9::Shape<DP>;
+        const int tiles = int((nc + s9::kBM - 1) / s9::kBM);
+        const int rows_padded = tiles * s9::kBM;
+        const uintptr_t xa = reinterpret_cast<uintptr_t>(x);
+        const int vec = sizeof(Tin) == 4 ? (xa % 16 == 0 && d % 4 == 0) : (xa % 8 == 0 && d % 8 == 0);
+        s9::features_kernel<Tin, DP><<<unsigned(rows_padded / 16), 256, 0, stream>>>(
+                x, int(nc), int(d), center.as<float>(), hop_sx, hop_sq, hG.as<__half>(), hXX.as<float>(),
+                rows_padded, vec);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel");
+        s9::Args a{};
+        a.G = hG.as<__half>();
+        a.xx = hXX.as<float>();
+        a.lse = hLSE.as<float>();
+        a.W = hW.as<__half>();
+        a.ab = hAB.as<float>();
+        a.part = hPart.as<float>();
+        a.loglik = loglik.as<double>();
+        a.n = int(nc);
+        a.tiles = tiles;
+        a.Kt = hop_Kt;
+        a.kinv = hop_kinv;
+        a.exchange = hop_exchange;
+        int nparts = 0;
+        if (hop_C > 0) {
+            const int Q = std::min(hop_max_clusters, tiles);
+            cudaLaunchConfig_t cfg{};
+            cudaLaunchAttribute attr[1];
+            attr[0].id = cudaLaunchAttributeClusterDimension;
+            attr[0].val.clusterDim.x = unsigned(hop_C);
+            attr[0].val.clusterDim.y = 1;
+            attr[0].val.clusterDim.z = 1;
+            cfg.gridDim = dim3(unsigned(Q * hop_C));
+            cfg.blockDim = dim3(s9::kThreads);
+            cfg.dynamicSmemBytes = Sh::kSmem;
+            cfg.stream = stream;
+            cfg.attrs = attr;
+            cfg.numAttrs = 1;
+            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, s9::estep_kernel<DP, false>, a));
+            nparts = Q;
+            report.blocks = Q * hop_C;
+            report.cluster = hop_C;
+        } else {
+            s9::lse_kernel<DP><<<unsigned(tiles), s9::kThreads, Sh::kLseSmem, stream>>>(a);
+            FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
+            const int Sn = std::max(1, std::min(tiles, sm_count / hop_Kt));
+            s9::estep_kernel<DP, true><<<unsigned(Sn * hop_Kt), s9::kThreads, Sh::kSmem, stream>>>(a);
+            FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::estep_kernel");
+            nparts = Sn;
+            report.blocks = Sn * hop_Kt;
+            report.cluster = 0;
+        }
+        const int count = int(K) * hop_FW;
+        s9::reduce_parts_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
+                hPart.as<float>(), nparts, hop_Kt * s9::kKc, int(K), hop_FW, hAcc.as<double>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::reduce_parts_kernel");
+    }
+
+    template <typename Tin>
+    void hopper_chunk(const Tin* x, int64_t nc) {
+        switch (hop_DP) {
+        case 32: return hopper_chunk_dp<Tin, 32>(x, nc);
+        case 64: return hopper_chunk_dp<Tin, 64>(x, nc);
+        case 96: return hopper_chunk_dp<Tin, 96>(x, nc);
+        default: return hopper_chunk_dp<Tin, 128>(x, nc);
+        }
     }
 
     template <class M, typename Tin>
@@ -407,6 +650,7 @@ struct EStepCuda::Worker {
 
     template <typename Tin>
     void launch_chunk_any(const void* x, int64_t nc) {
+        if (hopper) return hopper_chunk<Tin>(static_cast<const Tin*>(x), nc);
         if (blocked) return blocked_chunk<Tin>(static_cast<const Tin*>(x), nc);
         if (fast && tf32) {
             launch_chunk<MathTf32>(static_cast<const Tin*>(x), nc);
@@ -422,7 +666,10 @@ struct EStepCuda::Worker {
         FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
         report = EStepCudaReport();
         report.rows = rows.n;
-        if (blocked) {
+        report.algorithm = hopper ? "hopper" : blocked ? "blocked" : "fused";
+        if (hopper) {
+            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(hAcc.ptr, 0, hAcc.bytes, stream));
+        } else if (blocked) {
             FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(accd.ptr, 0, accd.bytes, stream));
         } else {
             FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_f.ptr, 0, acc_f.bytes, stream));
@@ -452,6 +699,7 @@ struct EStepCuda::Worker {
             }
         }
         report.pinned_bytes = path == kStaged ? staging[0].bytes + staging[1].bytes : 0;
+        FAISS_GMM_CUDA_CHECK(cudaEventRecord(t_begin, stream));
 
         int64_t c = 0;
         for (int64_t i0 = 0; i0 < rows.n; i0 += chunk_rows, c++) {
@@ -483,11 +731,16 @@ struct EStepCuda::Worker {
             FAISS_GMM_CUDA_CHECK(cudaEventRecord(convert_done[b], stream));
         }
         report.chunks = c;
+        FAISS_GMM_CUDA_CHECK(cudaEventRecord(t_end, stream));
 
         h_f.resize(size_t(K) * Dfeat);
         h_nk.resize(K);
         h_sxx.resize(K);
-        if (blocked) {
+        if (hopper) {
+            h_hacc.allocate(size_t(K) * hop_FW * 8);
+            FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_hacc.ptr, hAcc.ptr, size_t(K) * hop_FW * 8,
+                                                 cudaMemcpyDeviceToHost, stream));
+        } else if (blocked) {
             h_acc.resize(size_t(Kp2) * ld2);
             FAISS_GMM_CUDA_CHECK(
                     cudaMemcpyAsync(h_acc.data(), accd.ptr, h_acc.size() * 8, cudaMemcpyDeviceToHost, stream));
@@ -501,7 +754,15 @@ struct EStepCuda::Worker {
         }
         FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik, loglik.ptr, 8, cudaMemcpyDeviceToHost, stream));
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
-        if (blocked) { // feature columns: [Σ r x | Σ r x² | N_k | Σ r ‖x‖²], stored feature-major
+        if (hopper) { // columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…]
+            const double isx = 1.0 / double(hop_sx), isq = 1.0 / double(hop_sq);
+            for (int64_t k = 0; k < K; k++) {
+                const double* a = static_cast<const double*>(h_hacc.ptr) + k * hop_FW;
+                for (int64_t j = 0; j < d; j++) h_f[k * d + j] = a[j] * isx;
+                h_nk[k] = a[hop_DP];
+                h_sxx[k] = a[hop_DP + 1] * isq;
+            }
+        } else if (blocked) { // feature columns: [Σ r x | Σ r x² | N_k | Σ r ‖x‖²], stored feature-major
             const bool cm = gemm2_component_major();
             auto at = [&](int64_t k, int64_t e) { return cm ? h_acc[e * Kp2 + k] : h_acc[k * ld2 + e]; };
             for (int64_t k = 0; k < K; k++) {
@@ -511,6 +772,9 @@ struct EStepCuda::Worker {
             }
         }
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(copy_stream));
+        float ms = 0;
+        FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, t_begin, t_end));
+        report.gpu_ms = ms;
         report.device_bytes = device_bytes();
     }
 };
@@ -537,8 +801,10 @@ EStepCuda::EStepCuda(int64_t K, int64_t d, const EStepCudaOptions& options) : op
     threads = std::max(1, threads / int(options_.devices.size()));
     int64_t chunk = options_.chunk_rows;
     for (int dev : options_.devices) {
+        const bool hopper = options_.algorithm == EStepCudaAlgorithm::Hopper ||
+                            options_.algorithm == EStepCudaAlgorithm::Auto;
         workers_.push_back(std::make_unique<Worker>(dev, options_.fast_math, !options_.fast_bf16,
-                                                    options_.algorithm == EStepCudaAlgorithm::Blocked,
+                                                    options_.algorithm != EStepCudaAlgorithm::Fused, hopper,
                                                     options_.block_bytes, options_.poison_buffers, K, d, chunk,
                                                     threads));
     }
@@ -611,9 +877,49 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
             }
         }
     }
+    // Hopper path: fp16 operands with power-of-two scales (exact to undo). s_x puts the
+    // typical centered value (rms from the model: Σ_k π_k (‖μ_k‖²/d + σ²_k)) near 16, so
+    // values up to ~4000× typical fit fp16 (larger ones saturate); s_q does the same for
+    // ‖x‖² (the column GEMM2 turns into Σ r‖x‖²); s_w puts max|w| near 2^14.
+    std::unique_ptr<HopperModel> hm;
+    const bool want_hopper = options_.algorithm == EStepCudaAlgorithm::Hopper ||
+                             options_.algorithm == EStepCudaAlgorithm::Auto;
+    if (want_hopper && !diag && fast && d <= 128) {
+        namespace s9 = detail::sm90;
+        hm = std::make_unique<HopperModel>();
+        hm->DP = d <= 32 ? 32 : d <= 64 ? 64 : d <= 96 ? 96 : 128;
+        hm->FW = hm->DP + 8;
+        hm->Kt = int((K + s9::kKc - 1) / s9::kKc);
+        double rms2 = 0, maxw = 0;
+        for (int64_t k = 0; k < K; k++) {
+            double mm = 0;
+            for (int64_t j = 0; j < d; j++) {
+                mm += double(model.means[k * d + j]) * model.means[k * d + j];
+                maxw = std::max(maxw, std::fabs(w[k * d + j]));
+            }
+            rms2 += std::exp(double(model.log_weights[k])) * (mm / double(d) + double(model.variances[k]));
+        }
+        rms2 = std::max(rms2, 1e-300);
+        hm->sx = pow2i(int(std::lround(std::log2(16.0 / std::sqrt(rms2)))));
+        hm->sq = pow2i(int(std::lround(std::log2(16.0 / (double(d) * rms2)))));
+        const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(16384.0 / maxw)))) : 1.f;
+        hm->kinv = float(1.0 / (double(hm->sx) * double(sw)));
+        const int DP = hm->DP;
+        hm->W.assign(size_t(hm->Kt) * s9::kKc * DP, 0);
+        hm->ab.assign(size_t(hm->Kt) * s9::kKc * 2, 0.f);
+        for (int64_t k = 0; k < int64_t(hm->Kt) * s9::kKc; k++) {
+            const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+            for (int64_t j = 0; j < d && k < K; j++) {
+                hm->W[size_t(ct) * s9::kKc * DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8] =
+                        host_f16(float(w[k * d + j] * sw));
+            }
+            hm->ab[2 * k] = k < K ? h_acoef[k] : 0.f;
+            hm->ab[2 * k + 1] = k < K ? h_bias[k] : kNegBig;
+        }
+    }
     std::vector<float> h_center(d, 0.f);
     if (center) std::copy(center, center + d, h_center.begin());
-    for (auto& wk : workers_) wk->set_model(words, h_bias, h_acoef, h_center.data(), diag, Dfeat, Dw, w);
+    for (auto& wk : workers_) wk->set_model(words, h_bias, h_acoef, h_center.data(), diag, Dfeat, Dw, w, hm.get());
     model_ = model;
     have_model_ = true;
 }
@@ -666,21 +972,31 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     const int64_t K = K_, d = d_;
     const bool diag = model_.covariance_type == CovarianceType::Diagonal;
     const int64_t Dfeat = diag ? 2 * d : d;
-    std::vector<double> f(size_t(K) * Dfeat, 0.0), nk(K, 0.0), sxx(K, 0.0);
+    // One worker: its sums are used in place (this conversion is on the E-step's critical path).
+    std::vector<double> fsum, nksum, sxxsum;
     double ll = 0;
-    for (auto& wk : workers_) {
-        for (size_t i = 0; i < f.size(); i++) f[i] += wk->h_f[i];
-        for (int64_t k = 0; k < K; k++) {
-            nk[k] += wk->h_nk[k];
-            sxx[k] += wk->h_sxx[k];
+    for (auto& wk : workers_) ll += wk->h_loglik;
+    const double *f = workers_[0]->h_f.data(), *nk = workers_[0]->h_nk.data(), *sxx = workers_[0]->h_sxx.data();
+    if (nw > 1) {
+        fsum.assign(size_t(K) * Dfeat, 0.0);
+        nksum.assign(K, 0.0);
+        sxxsum.assign(K, 0.0);
+        for (auto& wk : workers_) {
+            for (size_t i = 0; i < fsum.size(); i++) fsum[i] += wk->h_f[i];
+            for (int64_t k = 0; k < K; k++) {
+                nksum[k] += wk->h_nk[k];
+                sxxsum[k] += wk->h_sxx[k];
+            }
         }
-        ll += wk->h_loglik;
+        f = fsum.data();
+        nk = nksum.data();
+        sxx = sxxsum.data();
     }
     stats.n += double(rows.n);
     stats.loglik += ll;
     for (int64_t k = 0; k < K; k++) {
         const float* mu = model_.means.data() + k * d;
-        const double* fk = f.data() + k * Dfeat;
+        const double* fk = f + k * Dfeat;
         stats.nk[k] += nk[k];
         double cross = 0, mm = 0;
         for (int64_t j = 0; j < d; j++) {

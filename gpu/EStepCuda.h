@@ -1,7 +1,7 @@
-// The CUDA E-step: the same EStep interface as the CPU backend, computed by two
-// fused kernels per chunk of rows (online log-sum-exp, then responsibilities and
-// Rᵀ·[x | x²] accumulated on chip), streaming rows from host memory through
-// pinned double buffers, on one or several GPUs. This header needs no CUDA
+// The CUDA E-step: the same EStep interface as the CPU backend, computed per chunk
+// of rows by one of three algorithms (cuBLAS-blocked, fused mma.sync, or the
+// Hopper wgmma + cluster kernel), streaming rows from host memory through pinned
+// double buffers, on one or several GPUs. This header needs no CUDA
 // headers: make_estep() includes it in builds with the CUDA backend.
 #pragma once
 
@@ -17,6 +17,12 @@ namespace faiss_gmm::gpu {
 enum class EStepCudaAlgorithm : int {
     Blocked = 0, ///< per block of rows: cuBLAS GEMM for the logits, a responsibility kernel, cuBLAS GEMM for Rᵀ·[x, x², 1, ‖x‖²]; memory O(block·K + K·d)
     Fused = 1,   ///< two fused mma.sync kernels (online log-sum-exp, then responsibilities and Rᵀ·X on chip); memory O(chunk·d + K·d)
+    /// Hopper (sm_90a: H100/H200) fused kernel: wgmma tensor cores, fp16 operands with power-of-two
+    /// scales, one pass for K ≤ 1024 (a cluster of ≤ 8 CTAs shares each row's log-sum-exp through
+    /// distributed shared memory), two passes above. Used for spherical models, d ≤ 128, fast mode;
+    /// any other case (diagonal, d > 128, accurate mode, a non-Hopper GPU) runs Blocked instead.
+    Hopper = 2,
+    Auto = 3, ///< Hopper where it applies (see above), else Blocked
 };
 
 /// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
@@ -26,7 +32,7 @@ struct EStepCudaOptions {
     bool fast_bf16 = false;      ///< with fast_math: bf16 products instead of TF32: faster, but errors up to ~6e-3 measured
     int64_t chunk_rows = 0;      ///< rows per device chunk; 0 = auto (≈ 2 GB of chunk buffers, at most 1M rows)
     int host_copy_threads = 0;   ///< threads copying pageable rows into pinned staging buffers; 0 = auto
-    EStepCudaAlgorithm algorithm = EStepCudaAlgorithm::Blocked; ///< Blocked was faster at all measured shapes but K = 65536 in fast mode (bench/results)
+    EStepCudaAlgorithm algorithm = EStepCudaAlgorithm::Auto; ///< bench/results/gpu_NVIDIA-H200.md has the measurements behind Auto
     int64_t block_bytes = int64_t(256) << 20; ///< Blocked: bytes of the block × K logits buffer (sets the block's rows)
     bool poison_buffers = false; ///< tests: fill scratch buffers with NaN when allocated, so reads of unwritten data show
 };
@@ -38,6 +44,10 @@ struct EStepCudaReport {
     size_t device_bytes = 0;      ///< bytes this backend holds on the GPU (model, chunk and staging buffers)
     size_t pinned_bytes = 0;      ///< pinned host staging bytes
     double h2d_bytes = 0;         ///< bytes copied host → device
+    const char* algorithm = "";   ///< algorithm that ran: "blocked", "fused" or "hopper"
+    double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
+    int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
+    int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
 };
 
 class EStepCuda : public EStep {
@@ -54,6 +64,9 @@ class EStepCuda : public EStep {
     /// only) device memory of that GPU; the cheapest path is taken for each.
     void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
     const char* name() const override;
+    /// Large: each call ends with a device synchronization and a download of the
+    /// statistics, and rows stream through the backend's own chunks anyway.
+    int64_t preferred_rows_per_call() const override { return int64_t(1) << 30; }
 
     const EStepCudaOptions& options() const { return options_; }
     /// One entry per entry of options().devices.
@@ -75,5 +88,9 @@ std::unique_ptr<EStep> make_estep_cuda(const GmmParams& params, int64_t K, int64
 
 /// Number of visible CUDA GPUs; 0 when there is no driver or no GPU. Never throws.
 int cuda_device_count();
+
+/// True when GPU `device` is a Hopper (compute capability 9.0) and this build carries the sm_90a
+/// kernels of EStepCudaAlgorithm::Hopper (FAISS_GMM_CUDA_ARCHITECTURES has "90a"). Never throws.
+bool hopper_kernels_available(int device);
 
 } // namespace faiss_gmm::gpu

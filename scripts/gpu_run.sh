@@ -26,8 +26,8 @@ FLASH_GMM_DIR=${FLASH_GMM_DIR:-$PWD/.device-carry/flashgmm}
 if ! "$BUILD/test_estep_cuda" --gtest_list_tests >/dev/null 2>&1; then
   echo "== prebuilt binaries do not run here: building gpu/ standalone"
   BUILD=build-gpu-device
-  cmake -S gpu -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-      -DFAISS_GMM_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 && ninja -C "$BUILD" >>"$OUT/build.log" 2>&1 \
+  cmake -S gpu -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DFAISS_GMM_CUDA_ARCHITECTURES=90a >"$OUT/build.log" 2>&1 && ninja -C "$BUILD" >>"$OUT/build.log" 2>&1 \
       || { tail -50 "$OUT/build.log"; exit 1; }
 fi
 

@@ -1,6 +1,7 @@
 // Benchmark of the CUDA E-step (not a test). In one run, on one GPU:
-//  * per E-step time of ours (accurate 3×TF32, fast bf16, fast tf32) on device-resident rows,
-//    next to cuBLAS GEMM floors of the same shape (one N×K×d product in bf16, tf32, fp32);
+//  * per E-step time of ours on device-resident rows: Blocked (accurate fp32, fast tf32, fast
+//    bf16), Fused (3×TF32, tf32, bf16) and Hopper (fast, fp16 wgmma), next to cuBLAS GEMM floors
+//    of the same shape (one N×K×d product in bf16, tf32, fp32); --modes and --shapes select;
 //  * streaming N = 100M rows from pageable host memory (float32 and uint8): time per pass
 //    against max(transfer time at the measured pinned H2D bandwidth, kernel time), and
 //    the GPU memory the backend holds;
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -157,34 +159,53 @@ Floors gemm_floors(cublasHandle_t h, const float* x, int64_t N, int64_t K, int64
 
 struct Mode {
     const char* name;
-    bool fast, bf16, fused;
+    const char* column;
+    bool fast, bf16;
+    EStepCudaAlgorithm algo;
 };
-const Mode kModes[] = {{"accurate", false, false, false}, {"fast-tf32", true, false, false},
-                       {"fast-bf16", true, true, false},  {"fused-accurate", false, false, true},
-                       {"fused-tf32", true, false, true}, {"fused-bf16", true, true, true}};
+constexpr int kNumModes = 7;
+const Mode kModes[kNumModes] = {{"accurate", "accurate", false, false, EStepCudaAlgorithm::Blocked},
+                                {"fast-tf32", "fast", true, false, EStepCudaAlgorithm::Blocked},
+                                {"fast-bf16", "bf16", true, true, EStepCudaAlgorithm::Blocked},
+                                {"fused-accurate", "f-accu", false, false, EStepCudaAlgorithm::Fused},
+                                {"fused-tf32", "f-tf32", true, false, EStepCudaAlgorithm::Fused},
+                                {"fused-bf16", "f-bf16", true, true, EStepCudaAlgorithm::Fused},
+                                {"hopper-fast", "hopper", true, false, EStepCudaAlgorithm::Hopper}};
 
-/// Median seconds per accumulate() over device-resident rows.
-double time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps,
-                  double* loglik_out = nullptr) {
+struct Timing {
+    double wall_s = 0, gpu_ms = 0, loglik = 0;
+    const char* ran = "";
+    int blocks = 0, cluster = 0;
+};
+
+/// Median seconds per accumulate() over device-resident rows (and the median device time).
+Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps) {
     EStepCudaOptions o;
     o.devices = {0};
     o.fast_math = mode.fast;
     o.fast_bf16 = mode.bf16;
-    o.algorithm = mode.fused ? EStepCudaAlgorithm::Fused : EStepCudaAlgorithm::Blocked;
+    o.algorithm = mode.algo;
     EStepCuda es(m.K, d, o);
     es.set_model(m, nullptr);
     VectorBlock rows{x_dev, DataType::Float32, N, d};
     SufficientStats st(m.K, d, m.covariance_type);
     es.accumulate(rows, st); // warm-up: buffers, module load
-    std::vector<double> t;
+    std::vector<double> t, g;
     for (int r = 0; r < reps; r++) {
         st.clear();
         const double t0 = now_s();
         es.accumulate(rows, st);
         t.push_back(now_s() - t0);
+        g.push_back(es.last_report()[0].gpu_ms);
     }
-    if (loglik_out) *loglik_out = st.loglik / double(N);
-    return median(t);
+    Timing res;
+    res.wall_s = median(t);
+    res.gpu_ms = median(g);
+    res.loglik = st.loglik / double(N);
+    res.ran = es.last_report()[0].algorithm;
+    res.blocks = es.last_report()[0].blocks;
+    res.cluster = es.last_report()[0].cluster;
+    return res;
 }
 
 void fill_parallel(float* dst, int64_t count, const float* pattern, int64_t pattern_count) {
@@ -210,6 +231,8 @@ int main(int argc, char** argv) {
     bool quick = false, stream = true, em = true;
     int only_mode = -1, reps_override = 0; // profiling: one mode, few repetitions
     int64_t stream_n = 100000000;
+    std::string modes_arg, shapes_arg;
+    bool hopper_variants = false;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--quick") quick = true;
@@ -218,7 +241,14 @@ int main(int argc, char** argv) {
         if (a == "--stream-n" && i + 1 < argc) stream_n = std::atoll(argv[++i]);
         if (a == "--only-mode" && i + 1 < argc) only_mode = std::atoi(argv[++i]);
         if (a == "--reps" && i + 1 < argc) reps_override = std::atoi(argv[++i]);
+        if (a == "--modes" && i + 1 < argc) modes_arg = "," + std::string(argv[++i]) + ","; // names, comma-separated
+        if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..9
+        if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
     }
+    auto mode_on = [&](int i) {
+        if (only_mode >= 0) return i == only_mode;
+        return modes_arg.empty() || modes_arg.find("," + std::string(kModes[i].name) + ",") != std::string::npos;
+    };
     if (gpu::cuda_device_count() == 0) {
         printf("no CUDA GPU visible\n");
         return 0;
@@ -240,13 +270,23 @@ int main(int argc, char** argv) {
         shapes.push_back({1000000, 1024, 784, CovarianceType::Spherical});
         shapes.push_back({1000000, 4096, 128, CovarianceType::Spherical});
         shapes.push_back({1000000, 65536, 128, CovarianceType::Spherical});
+        // cluster-size scan of the Hopper kernel (one pass: clusters of 1, 2, 4 CTAs; two passes at 2048)
+        shapes.push_back({1000000, 128, 128, CovarianceType::Spherical});
+        shapes.push_back({1000000, 256, 128, CovarianceType::Spherical});
+        shapes.push_back({1000000, 512, 128, CovarianceType::Spherical});
+        shapes.push_back({1000000, 2048, 128, CovarianceType::Spherical});
     }
-    printf("\nE-step time, rows resident on the GPU. Blocked (default): accurate | fast-tf32 (default fast) | fast-bf16; "
-           "Fused kernels: same three; cuBLAS floors: one N x K x d GEMM\n");
-    printf("%-26s %9s %9s %9s | %9s %9s %9s | %9s %9s %9s\n", "shape", "accurate", "fast", "bf16", "f-accu",
-           "f-tf32", "f-bf16", "gemm-bf16", "gemm-tf32", "gemm-fp32");
+    printf("\nE-step time (median host wall time of accumulate(), rows resident on the GPU). Blocked: accurate | "
+           "fast-tf32 | fast-bf16; Fused kernels: same three; Hopper: fast (fp16 wgmma, clusters); cuBLAS floors: "
+           "one N x K x d GEMM ('-': not run)\n");
+    printf("%-26s %9s %9s %9s | %9s %9s %9s | %9s | %9s %9s %9s\n", "shape", "accurate", "fast", "bf16", "f-accu",
+           "f-tf32", "f-bf16", "hopper", "gemm-bf16", "gemm-tf32", "gemm-fp32");
     double main_fast_kernel_s = 0, main_fast_tf32_s = 0, main_acc_s = 0;
+    int shape_index = -1;
     for (const Shape& s : shapes) {
+        shape_index++;
+        if (!shapes_arg.empty() && shapes_arg.find("," + std::to_string(shape_index) + ",") == std::string::npos)
+            continue;
         float* x = nullptr;
         CK(cudaMalloc(&x, size_t(s.N) * s.d * 4));
         gen_rows<<<unsigned((s.N * s.d + 255) / 256), 256>>>(x, s.N, int(s.d), int(std::max<int64_t>(64, s.K / 4)),
@@ -257,11 +297,16 @@ int main(int argc, char** argv) {
         CK(cudaMemcpy(head.data(), x, head.size() * 4, cudaMemcpyDeviceToHost));
         GmmModel m = model_from_rows(head, s.K, s.d, s.cov);
         const int reps = reps_override > 0 ? reps_override : s.K >= 65536 || s.d >= 784 ? 3 : 10;
-        double t[6] = {0, 0, 0, 0, 0, 0}, ll[6] = {0, 0, 0, 0, 0, 0};
-        for (int i = 0; i < 6; i++)
-            if (only_mode < 0 || only_mode == i) t[i] = time_estep(x, s.N, s.d, m, kModes[i], kModes[i].fused ? std::min(reps, 5) : reps, &ll[i]);
+        Timing tm[kNumModes];
+        bool on[kNumModes];
+        for (int i = 0; i < kNumModes; i++) {
+            on[i] = mode_on(i);
+            const bool slow = kModes[i].algo == EStepCudaAlgorithm::Fused;
+            if (on[i]) tm[i] = time_estep(x, s.N, s.d, m, kModes[i], slow ? std::min(reps, 5) : reps);
+        }
         if (only_mode >= 0) {
-            printf("mode %s: %.3f ms\n", kModes[only_mode].name, t[only_mode] * 1e3);
+            printf("mode %s: %.3f ms (gpu %.3f ms, ran %s)\n", kModes[only_mode].name, tm[only_mode].wall_s * 1e3,
+                   tm[only_mode].gpu_ms, tm[only_mode].ran);
             CK(cudaFree(x));
             continue;
         }
@@ -269,21 +314,51 @@ int main(int argc, char** argv) {
         char name[64];
         snprintf(name, sizeof(name), "N=%lldM K=%lld d=%lld %s", (long long)(s.N / 1000000), (long long)s.K,
                  (long long)s.d, s.cov == CovarianceType::Spherical ? "sph" : "diag");
-        printf("%-26s %7.2fms %7.2fms %7.2fms | %7.2fms %7.2fms %7.2fms | %7.2fms %7.2fms %7.2fms\n", name,
-               t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3, t[4] * 1e3, t[5] * 1e3, f.bf16, f.tf32, f.fp32);
-        printf("    mean loglik per row: %.5f %.5f %.5f | %.5f %.5f %.5f; ratios: accurate/fp32-GEMM %.2f, "
-               "fast/(2 tf32 GEMMs) %.2f, bf16/(2 bf16 GEMMs) %.2f\n",
-               ll[0], ll[1], ll[2], ll[3], ll[4], ll[5], t[0] * 1e3 / f.fp32, t[1] * 1e3 / (2 * f.tf32),
-               t[2] * 1e3 / (2 * f.bf16));
+        auto cell = [&](int i) {
+            static char buf[kNumModes][16];
+            if (on[i]) {
+                snprintf(buf[i], sizeof(buf[i]), "%7.2fms", tm[i].wall_s * 1e3);
+            } else {
+                snprintf(buf[i], sizeof(buf[i]), "%9s", "-");
+            }
+            return buf[i];
+        };
+        printf("%-26s %s %s %s | %s %s %s | %s | %7.2fms %7.2fms %7.2fms\n", name, cell(0), cell(1), cell(2), cell(3),
+               cell(4), cell(5), cell(6), f.bf16, f.tf32, f.fp32);
+        printf("    device time (ms):");
+        for (int i = 0; i < kNumModes; i++)
+            if (on[i]) printf(" %s %.2f%s", kModes[i].column, tm[i].gpu_ms,
+                              kModes[i].algo == EStepCudaAlgorithm::Hopper && std::string(tm[i].ran) != "hopper"
+                                      ? " (ran blocked)" : "");
+        if (on[6] && std::string(tm[6].ran) == "hopper")
+            printf("; hopper grid %d blocks, %s", tm[6].blocks,
+                   tm[6].cluster > 0 ? ("clusters of " + std::to_string(tm[6].cluster)).c_str() : "two passes");
+        if (on[6] && hopper_variants && tm[6].cluster > 0) {
+            for (const char* knob : {"FAISS_GMM_HOPPER_EXCHANGE"}) {
+                setenv(knob, "1", 1); // the defaults are 0
+                const Timing o = time_estep(x, s.N, s.d, m, kModes[6], reps);
+                printf("; %s=1: %.2f ms wall, %.2f ms device", knob + 17, o.wall_s * 1e3, o.gpu_ms);
+                unsetenv(knob);
+            }
+        }
+        printf("\n    mean loglik per row:");
+        for (int i = 0; i < kNumModes; i++)
+            if (on[i]) printf(" %s %.5f", kModes[i].column, tm[i].loglik);
+        printf("\n    ratios:");
+        if (on[0]) printf(" accurate/fp32-GEMM %.2f", tm[0].wall_s * 1e3 / f.fp32);
+        if (on[1]) printf(" fast/(2 tf32 GEMMs) %.2f", tm[1].wall_s * 1e3 / (2 * f.tf32));
+        if (on[2]) printf(" bf16/(2 bf16 GEMMs) %.2f", tm[2].wall_s * 1e3 / (2 * f.bf16));
+        if (on[6]) printf(" hopper/(2 bf16 GEMMs) %.2f", tm[6].wall_s * 1e3 / (2 * f.bf16));
+        printf("\n");
         if (&s == &shapes[0]) {
-            main_acc_s = t[0];
-            main_fast_kernel_s = t[1]; // the default fast mode (Blocked, TF32), used by the streaming and EM runs
-            main_fast_tf32_s = t[2];   // bf16
+            main_acc_s = tm[0].wall_s;
+            main_fast_kernel_s = on[6] ? tm[6].wall_s : tm[1].wall_s; // the default fast mode (Auto)
+            main_fast_tf32_s = tm[1].wall_s;
         }
         CK(cudaFree(x));
     }
-    printf("targets (H200, 1M x 1024 x 128): fast <= 2.0 ms, accurate <= 7.8 ms; measured fast (tf32) %.2f ms, "
-           "bf16 %.2f ms, accurate %.2f ms\n",
+    printf("targets (H200, 1M x 1024 x 128): fast <= 2.0 ms, accurate <= 7.8 ms; measured fast (default: hopper) "
+           "%.2f ms, blocked tf32 %.2f ms, accurate %.2f ms\n",
            main_fast_kernel_s * 1e3, main_fast_tf32_s * 1e3, main_acc_s * 1e3);
 
 

@@ -4,7 +4,8 @@
 //         data cached on the GPUs would), one EStepCuda per GPU run from its own
 //         host thread, statistics summed on the host;
 //     (b) rows in pageable host memory (float32 and uint8), streamed every pass
-//         by one EStepCuda over all GPUs (its own row split);
+//         by one EStepCuda over all GPUs (its own row split), and the same rows
+//         in pinned host memory (no staging copy: bound by the H2D links);
 //     prints time per pass, the speed-up from 1 GPU to G GPUs and the log-likelihoods
 //     (which must agree);
 //  2. a pass over B rows of BIGANN-shaped uint8 (default 1B) on one GPU, generated
@@ -274,6 +275,24 @@ int main(int argc, char** argv) {
                        a.seconds / b.seconds, a.loglik, b.loglik, gb1 / 1e9, gbn / 1e9);
                 fflush(stdout);
             }
+            {
+                // The same rows in pinned host memory (cudaHostAllocPortable: every GPU
+                // DMAs from it), as a trainer that pins its training rows would hold them:
+                // no staging copy, so a pass is bound by the H2D links and the kernels.
+                uint8_t* pinned = nullptr;
+                t0 = now_s();
+                CK(cudaHostAlloc(&pinned, size_t(N) * d, cudaHostAllocPortable));
+                std::memcpy(pinned, hu8.get(), size_t(N) * d);
+                printf("(pinned uint8 copy made in %.1f s)\n", now_s() - t0);
+                const VectorBlock prow{pinned, DataType::UInt8, N, d};
+                const PassResult a = host_pass(1, prow, m, center, true, 3, nullptr);
+                const PassResult b = host_pass(ngpu, prow, m, center, true, 3, nullptr);
+                printf("%-34s %-9s %12.3f %12.3f %8.2fx %16.6f %16.6f   (H2D at 1 GPU: %.1f GB/s)\n",
+                       "pinned host memory (uint8)", "fast", a.seconds, b.seconds, a.seconds / b.seconds, a.loglik,
+                       b.loglik, double(N) * d / a.seconds / 1e9);
+                fflush(stdout);
+                CK(cudaFreeHost(pinned));
+            }
             if (f32_stream) {
                 const size_t count = size_t(N) * d;
                 std::unique_ptr<float[]> hf(new float[count]);
@@ -293,6 +312,27 @@ int main(int argc, char** argv) {
                 printf("%-34s %-9s %12.3f %12.3f %8.2fx %16.6f %16.6f\n", "pageable host memory (float32)", "fast",
                        a.seconds, b.seconds, a.seconds / b.seconds, a.loglik, b.loglik);
                 fflush(stdout);
+                hf.reset();
+                float* pinned = nullptr;
+                t0 = now_s();
+                CK(cudaHostAlloc(&pinned, count * 4, cudaHostAllocPortable));
+                std::vector<std::thread> fill;
+                for (int t = 0; t < host_threads; t++) {
+                    fill.emplace_back([&, t] {
+                        for (size_t i = count * t / host_threads; i < count * (t + 1) / host_threads; i++)
+                            pinned[i] = float(hu8[i]);
+                    });
+                }
+                for (auto& x : fill) x.join();
+                printf("(pinned float32 copy made in %.1f s)\n", now_s() - t0);
+                const VectorBlock prow{pinned, DataType::Float32, N, d};
+                const PassResult pa = host_pass(1, prow, m, center, true, 3, nullptr);
+                const PassResult pb = host_pass(ngpu, prow, m, center, true, 3, nullptr);
+                printf("%-34s %-9s %12.3f %12.3f %8.2fx %16.6f %16.6f   (H2D at 1 GPU: %.1f GB/s)\n",
+                       "pinned host memory (float32)", "fast", pa.seconds, pb.seconds, pa.seconds / pb.seconds,
+                       pa.loglik, pb.loglik, double(count) * 4 / pa.seconds / 1e9);
+                fflush(stdout);
+                CK(cudaFreeHost(pinned));
             }
         }
     }

@@ -4,6 +4,7 @@
 // every memory path (pageable, pinned, device-resident, several chunks, several
 // workers), siftsmall, NaN-poisoned scratch buffers, and the error paths.
 // Every test skips when no GPU is visible.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -19,6 +20,7 @@
 #include "faiss_gmm/SufficientStats.h"
 #include "faiss_gmm/VectorSource.h"
 #include "gpu/EStepCuda.h"
+#include "gpu/detail/Sm90Primitives.cuh"
 
 using namespace faiss_gmm;
 using faiss_gmm::gpu::EStepCuda;
@@ -146,19 +148,22 @@ Errors compare(const SufficientStats& got, const SufficientStats& ref) {
     return e;
 }
 
-/// Largest error seen per mode (accurate, fast bf16, fast tf32), printed at the end of the run.
-double g_max_err[3] = {0, 0, 0};
+/// Largest error seen per mode (accurate, fast tf32, fast bf16, Hopper fp16), printed at the end of the run.
+double g_max_err[4] = {0, 0, 0, 0};
 bool g_tf32 = true; // fast mode flavour: TF32 (default) or bf16 (EStepCudaOptions::fast_bf16)
 EStepCudaAlgorithm g_algo = EStepCudaAlgorithm::Blocked; // algorithm under test
 
 void expect_close(const SufficientStats& got, const SufficientStats& ref, bool fast, const std::string& label) {
     const Errors e = compare(got, ref);
-    const double tol = fast ? (g_tf32 ? kTolFast : kTolFastBf16) : kTolAccurate;
+    // Hopper requests for diagonal models (or d > 128) run Blocked: labelled and counted as such.
+    const bool hopper = g_algo == EStepCudaAlgorithm::Hopper && fast &&
+                        ref.covariance_type == CovarianceType::Spherical && ref.d <= 128;
+    const double tol = hopper ? kTolFast : fast ? (g_tf32 ? kTolFast : kTolFastBf16) : kTolAccurate;
     printf("  [%s %s] %-44s n=%.0f loglik=%.2e nk=%.2e sum_x=%.2e (plain %.2e) sum_sq=%.2e\n",
-           g_algo == EStepCudaAlgorithm::Blocked ? "blocked" : "fused  ", fast ? (g_tf32 ? "tf32" : "bf16") : "accu",
-           label.c_str(), got.n, e.loglik, e.nk, e.sum_x, e.sum_x_plain,
-           e.sum_sq);
-    const int slot = fast ? (g_tf32 ? 1 : 2) : 0;
+           hopper ? "hopper " : g_algo == EStepCudaAlgorithm::Fused ? "fused  " : "blocked",
+           hopper ? "fp16" : fast ? (g_tf32 ? "tf32" : "bf16") : "accu", label.c_str(), got.n, e.loglik, e.nk,
+           e.sum_x, e.sum_x_plain, e.sum_sq);
+    const int slot = hopper ? 3 : fast ? (g_tf32 ? 1 : 2) : 0;
     g_max_err[slot] = std::max(g_max_err[slot], e.max());
     EXPECT_EQ(got.n, ref.n) << label;
     EXPECT_LE(e.loglik, tol) << label;
@@ -192,6 +197,78 @@ SufficientStats run_gpu(const Problem& p, const EStepCudaOptions& o, const Vecto
 }
 
 VectorBlock float_rows(const Problem& p) { return VectorBlock{p.x.data(), DataType::Float32, p.n, p.d}; }
+
+// ---- Probes of the wgmma operand layouts the Hopper kernels use (Sm90Kernels.cuh), one
+// warpgroup, one product each: when the E-step is wrong on a GPU, these say whether the
+// shared-memory layouts / descriptors are (K-major pair of GEMM1, MN-major pair of GEMM2).
+namespace s9 = faiss_gmm::gpu::detail::sm90;
+
+/// D (64×128) = A (64×32) · Bᵀ, B 128×32; A and B row-major in global memory, K-major in
+/// shared memory: core matrix (8 rows × 8 k) (rb, kb) at byte kb·rows·16 + rb·128.
+__global__ void probe_kmajor_kernel(const __half* A, const __half* B, float* D) {
+    __shared__ __align__(128) __half sA[64 * 32];
+    __shared__ __align__(128) __half sB[128 * 32];
+    const int tid = threadIdx.x;
+    for (int i = tid; i < 64 * 32; i += 128) sA[((i % 32 / 8) * 64 + i / 32) * 8 + i % 8] = A[i];
+    for (int i = tid; i < 128 * 32; i += 128) sB[((i % 32 / 8) * 128 + i / 32) * 8 + i % 8] = B[i];
+    s9::fence_proxy_async();
+    __syncthreads();
+    float d[64];
+    for (int i = 0; i < 64; i++) d[i] = 0.f;
+    s9::fence_operand(d);
+    s9::wgmma_fence();
+    for (int kk = 0; kk < 2; kk++) {
+        const uint64_t da = s9::make_desc(s9::smem_u32(sA) + kk * 2 * 64 * 16, 64 * 16, 128);
+        const uint64_t db = s9::make_desc(s9::smem_u32(sB) + kk * 2 * 128 * 16, 128 * 16, 128);
+        s9::Wgmma<128, 0, 0>::mma(d, da, db, kk > 0 ? 1 : 0);
+    }
+    s9::wgmma_commit();
+    s9::wgmma_wait<0>();
+    s9::fence_operand(d);
+    const int w = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+    for (int j = 0; j < 16; j++) {
+        D[(16 * w + g) * 128 + 8 * j + 2 * t] = d[4 * j];
+        D[(16 * w + g) * 128 + 8 * j + 2 * t + 1] = d[4 * j + 1];
+        D[(16 * w + g + 8) * 128 + 8 * j + 2 * t] = d[4 * j + 2];
+        D[(16 * w + g + 8) * 128 + 8 * j + 2 * t + 1] = d[4 * j + 3];
+    }
+}
+
+/// D (64×136) = Aᵀ · B with A given as 32 × 64 (rows × comps, row-major) and B as 32 × 136
+/// (rows × features): both MN-major in shared memory: element (row r, col c) at byte
+/// (c/8)·32·16 + r·16 + (c%8)·2 (the R and X' layouts of GEMM2).
+__global__ void probe_mnmajor_kernel(const __half* A, const __half* B, float* D) {
+    __shared__ __align__(128) __half sA[32 * 64];
+    __shared__ __align__(128) __half sB[32 * 136];
+    const int tid = threadIdx.x;
+    for (int i = tid; i < 32 * 64; i += 128) sA[((i % 64) / 8) * 32 * 8 + (i / 64) * 8 + i % 8] = A[i];
+    for (int i = tid; i < 32 * 136; i += 128) sB[((i % 136) / 8) * 32 * 8 + (i / 136) * 8 + i % 8] = B[i];
+    s9::fence_proxy_async();
+    __syncthreads();
+    float d[68];
+    for (int i = 0; i < 68; i++) d[i] = 0.f;
+    s9::fence_operand(d);
+    s9::wgmma_fence();
+    for (int kr = 0; kr < 2; kr++) {
+        const uint64_t da = s9::make_desc(s9::smem_u32(sA) + kr * 2 * 128, 128, 32 * 16);
+        const uint64_t db = s9::make_desc(s9::smem_u32(sB) + kr * 2 * 128, 128, 32 * 16);
+        s9::Wgmma<136, 1, 1>::mma(d, da, db, 1);
+    }
+    s9::wgmma_commit();
+    s9::wgmma_wait<0>();
+    s9::fence_operand(d);
+    const int w = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+    for (int j = 0; j < 17; j++) {
+        D[(16 * w + g) * 136 + 8 * j + 2 * t] = d[4 * j];
+        D[(16 * w + g) * 136 + 8 * j + 2 * t + 1] = d[4 * j + 1];
+        D[(16 * w + g + 8) * 136 + 8 * j + 2 * t] = d[4 * j + 2];
+        D[(16 * w + g + 8) * 136 + 8 * j + 2 * t + 1] = d[4 * j + 3];
+    }
+}
+
+/// GPU 0 is a Hopper (9.0) and this build carries the sm_90a kernels (the probes above are
+/// compiled for the same architectures as the library).
+bool hopper_available() { return faiss_gmm::gpu::hopper_kernels_available(0); }
 
 class EStepCudaTest : public ::testing::Test {
   protected:
@@ -339,15 +416,29 @@ TEST_F(EStepCudaTest, AccumulateAddsAndModelCanChange) {
 }
 
 TEST_F(EStepCudaTest, SanitizerSmall) {
-    // Small enough to run under compute-sanitizer (memcheck, racecheck).
-    for (int combo = 0; combo < 4; combo++) {
-        const bool fast = combo & 1;
-        g_algo = combo < 2 ? EStepCudaAlgorithm::Blocked : EStepCudaAlgorithm::Fused;
+    // Small enough to run under compute-sanitizer (memcheck, racecheck). Hopper: clusters of 2
+    // (K = 130) and the two-pass path (K = 1100); diagonal falls back to Blocked there.
+    for (int combo = 0; combo < 5; combo++) {
+        const bool fast = combo == 4 || (combo & 1);
+        g_algo = combo < 2 ? EStepCudaAlgorithm::Blocked
+                           : combo < 4 ? EStepCudaAlgorithm::Fused : EStepCudaAlgorithm::Hopper;
         for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
             Problem p = make_problem(300, 130, 40, cov, fast ? 41 : 42, false);
             EStepCudaOptions o = opts(fast);
             o.chunk_rows = 200;
             expect_close(run_gpu(p, o, float_rows(p)), reference(p), fast, std::string("small ") + to_string(cov));
+        }
+        if (combo == 4) {
+            setenv("FAISS_GMM_HOPPER_EXCHANGE", "1", 1);
+            Problem q = make_problem(300, 130, 40, CovarianceType::Spherical, 44, false);
+            EStepCudaOptions oq = opts(true);
+            oq.chunk_rows = 200;
+            expect_close(run_gpu(q, oq, float_rows(q)), reference(q), true, "small spherical, exchange=1");
+            unsetenv("FAISS_GMM_HOPPER_EXCHANGE");
+            Problem p = make_problem(300, 1100, 40, CovarianceType::Spherical, 43, false);
+            EStepCudaOptions o = opts(true);
+            o.chunk_rows = 200;
+            expect_close(run_gpu(p, o, float_rows(p)), reference(p), true, "small two-pass K=1100");
         }
     }
 }
@@ -390,10 +481,11 @@ TEST_F(EStepCudaTest, Siftsmall) {
         SufficientStats ref(K, d, cov);
         reference_estep(m, center.data(), n, x.data(), ref);
         g_model = &m;
-        for (int mode = 0; mode < 6; mode++) {
-            const bool fast = mode % 3 > 0;
-            g_tf32 = mode % 3 != 2; // 1: TF32, 2: bf16
-            g_algo = mode < 3 ? EStepCudaAlgorithm::Blocked : EStepCudaAlgorithm::Fused;
+        for (int mode = 0; mode < 7; mode++) {
+            const bool fast = mode == 6 || mode % 3 > 0;
+            g_tf32 = mode == 6 || mode % 3 != 2; // 1: TF32, 2: bf16
+            g_algo = mode == 6 ? EStepCudaAlgorithm::Hopper
+                               : mode < 3 ? EStepCudaAlgorithm::Blocked : EStepCudaAlgorithm::Fused;
             EStepCuda es(K, d, opts(fast));
             es.set_model(m, center.data());
             SufficientStats got(K, d, cov);
@@ -405,6 +497,163 @@ TEST_F(EStepCudaTest, Siftsmall) {
                 expect_close(got8, ref, fast, std::string("siftsmall uint8 ") + to_string(cov));
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- Hopper (sm_90a) algorithm
+
+TEST_F(EStepCudaTest, Sm90WgmmaLayouts) {
+    if (!hopper_available()) GTEST_SKIP() << "not a Hopper GPU (or no sm_90a build): wgmma probes skipped";
+    std::mt19937_64 rng(3);
+    std::uniform_int_distribution<int> ud(-8, 8);
+    auto run_probe = [&](bool mn) {
+        const int na = mn ? 32 * 64 : 64 * 32, nb = mn ? 32 * 136 : 128 * 32, nd = mn ? 64 * 136 : 64 * 128;
+        std::vector<__half> a(na), b(nb);
+        std::vector<float> af(na), bf(nb), d(nd);
+        for (int i = 0; i < na; i++) a[i] = __float2half(af[i] = float(ud(rng)) * 0.25f);
+        for (int i = 0; i < nb; i++) b[i] = __float2half(bf[i] = float(ud(rng)) * 0.5f);
+        __half *da = nullptr, *db = nullptr;
+        float* dd = nullptr;
+        ASSERT_EQ(cudaMalloc(&da, na * 2), cudaSuccess);
+        ASSERT_EQ(cudaMalloc(&db, nb * 2), cudaSuccess);
+        ASSERT_EQ(cudaMalloc(&dd, nd * 4), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(da, a.data(), na * 2, cudaMemcpyHostToDevice), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(db, b.data(), nb * 2, cudaMemcpyHostToDevice), cudaSuccess);
+        ASSERT_EQ(cudaMemset(dd, 0xff, nd * 4), cudaSuccess);
+        if (mn) {
+            probe_mnmajor_kernel<<<1, 128>>>(da, db, dd);
+        } else {
+            probe_kmajor_kernel<<<1, 128>>>(da, db, dd);
+        }
+        ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(d.data(), dd, nd * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        cudaFree(da);
+        cudaFree(db);
+        cudaFree(dd);
+        double maxerr = 0;
+        int bad = 0;
+        const int N = mn ? 136 : 128;
+        for (int m = 0; m < 64; m++)
+            for (int n = 0; n < N; n++) {
+                double ref = 0;
+                for (int k = 0; k < 32; k++)
+                    ref += mn ? double(af[k * 64 + m]) * bf[k * 136 + n] : double(af[m * 32 + k]) * bf[n * 32 + k];
+                const double err = std::fabs(ref - d[m * N + n]);
+                if (!(err <= 1e-3)) {
+                    if (bad < 5) printf("  probe %s: D[%d][%d] = %g, expected %g\n", mn ? "MN" : "K", m, n, d[m * N + n], ref);
+                    bad++;
+                }
+                maxerr = std::max(maxerr, std::isfinite(err) ? err : INFINITY);
+            }
+        printf("  wgmma probe %s-major: %d of %d wrong, max abs error %.3g\n", mn ? "MN" : "K", bad, 64 * N, maxerr);
+        EXPECT_EQ(bad, 0) << (mn ? "MN-major (GEMM2) layout" : "K-major (GEMM1) layout");
+    };
+    run_probe(false);
+    run_probe(true);
+}
+
+/// Runs the Hopper algorithm and checks it really ran (on a Hopper GPU with the sm_90a build).
+SufficientStats run_hopper(const Problem& p, EStepCudaOptions o, const VectorBlock& rows, const char* expect) {
+    o.algorithm = EStepCudaAlgorithm::Hopper;
+    EStepCuda es(p.K, p.d, o);
+    es.set_model(p.model, p.center.data());
+    SufficientStats got(p.K, p.d, p.cov);
+    es.accumulate(rows, got);
+    if (hopper_available()) EXPECT_STREQ(es.last_report()[0].algorithm, expect);
+    return got;
+}
+
+TEST_F(EStepCudaTest, HopperRandomShapes) {
+    // Ragged N, K (clusters of 1..8 CTAs, and K > 1024: two passes) and d (padded to 32/64/96/128).
+    const Shape shapes[] = {
+            {1, 1, 5},       {2, 3, 8},        {7, 3, 17},       {100, 1, 96},     {1000, 5, 100},
+            {777, 130, 128}, {3001, 257, 64},  {2000, 129, 33},  {4100, 300, 128}, {64, 2, 1},
+            {1000, 640, 127}, {1500, 1000, 32}, {5000, 1024, 128}, {300, 1025, 96}, {2000, 1500, 128},
+            {129, 2100, 60}, {20000, 384, 128},
+    };
+    g_algo = EStepCudaAlgorithm::Hopper;
+    uint64_t seed = 500;
+    for (const Shape& s : shapes) {
+        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, false);
+        SufficientStats ref = reference(p);
+        char label[96];
+        snprintf(label, sizeof(label), "n=%lld K=%lld d=%lld", (long long)s.n, (long long)s.K, (long long)s.d);
+        expect_close(run_hopper(p, opts(true), float_rows(p), "hopper"), ref, true, label);
+        if (s.K > 128 && s.K <= 1024) { // clusters of 2..8: the barrier.cluster exchange too
+            setenv("FAISS_GMM_HOPPER_EXCHANGE", "1", 1);
+            expect_close(run_hopper(p, opts(true), float_rows(p), "hopper"), ref, true, std::string(label) + " exch=1");
+            unsetenv("FAISS_GMM_HOPPER_EXCHANGE");
+        }
+    }
+}
+
+TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
+    g_algo = EStepCudaAlgorithm::Hopper;
+    {
+        Problem p = make_problem(5000, 300, 128, CovarianceType::Spherical, 601, false);
+        SufficientStats ref = reference(p);
+        EStepCudaOptions o = opts(true);
+        o.chunk_rows = 700; // 8 chunks of 6 ragged tiles
+        expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, true, "pageable, 8 chunks");
+        const size_t bytes = p.x.size() * 4;
+        float* pinned = nullptr;
+        ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+        std::copy(p.x.begin(), p.x.end(), pinned);
+        expect_close(run_hopper(p, o, VectorBlock{pinned, DataType::Float32, p.n, p.d}, "hopper"), ref, true,
+                     "pinned, 8 chunks");
+        cudaFreeHost(pinned);
+        float* dev = nullptr;
+        ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+        EStepCudaOptions o1 = opts(true);
+        o1.devices = {0};
+        o1.chunk_rows = 1024;
+        expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, true,
+                     "device-resident, 5 chunks");
+        cudaFree(dev);
+        EStepCudaOptions o2 = opts(true);
+        o2.devices = {0, 0};
+        o2.chunk_rows = 900;
+        expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, true, "2 workers on GPU 0");
+    }
+    {
+        Problem p = make_problem(3000, 1200, 64, CovarianceType::Spherical, 602, false);
+        EStepCudaOptions o = opts(true);
+        o.chunk_rows = 1000;
+        expect_close(run_hopper(p, o, float_rows(p), "hopper"), reference(p), true, "two-pass, 3 chunks");
+    }
+    int seed = 610;
+    for (Shape s : {Shape{1000, 50, 128}, Shape{257, 3, 100}, Shape{5, 1, 96}, Shape{700, 1100, 32}}) {
+        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, true);
+        expect_close(run_hopper(p, opts(true), VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d}, "hopper"),
+                     reference(p), true,
+                     "uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) + " d=" + std::to_string(s.d));
+    }
+}
+
+TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
+    // Diagonal, d > 128 and accurate mode are not Hopper cases: Blocked runs, with its accuracy.
+    g_algo = EStepCudaAlgorithm::Blocked; // what runs (labels and error slots)
+    Problem pd = make_problem(1000, 40, 64, CovarianceType::Diagonal, 701, false);
+    expect_close(run_hopper(pd, opts(true), float_rows(pd), "blocked"), reference(pd), true, "diagonal -> blocked");
+    Problem pw = make_problem(500, 20, 200, CovarianceType::Spherical, 702, false);
+    expect_close(run_hopper(pw, opts(true), float_rows(pw), "blocked"), reference(pw), true, "d=200 -> blocked");
+    Problem pa = make_problem(1000, 40, 64, CovarianceType::Spherical, 703, false);
+    expect_close(run_hopper(pa, opts(false), float_rows(pa), "blocked"), reference(pa), false, "accurate -> blocked");
+    // One object, the model switching between a Hopper case and a fallback case.
+    EStepCudaOptions o = opts(true);
+    o.algorithm = EStepCudaAlgorithm::Auto;
+    EStepCuda es(64, 48, o);
+    for (int i = 0; i < 3; i++) {
+        const auto cov = i == 1 ? CovarianceType::Diagonal : CovarianceType::Spherical;
+        Problem p = make_problem(800, 64, 48, cov, 710 + i, false);
+        es.set_model(p.model, p.center.data());
+        SufficientStats got(p.K, p.d, p.cov);
+        es.accumulate(float_rows(p), got);
+        g_algo = i == 1 || !hopper_available() ? EStepCudaAlgorithm::Blocked : EStepCudaAlgorithm::Hopper;
+        if (hopper_available()) EXPECT_STREQ(es.last_report()[0].algorithm, i == 1 ? "blocked" : "hopper");
+        expect_close(got, reference(p), true, std::string("Auto, model ") + std::to_string(i) + " " + to_string(cov));
     }
 }
 
@@ -448,6 +697,6 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
 
 TEST_F(EStepCudaTest, ZZSummary) {
     printf("max relative error over all cases: accurate %.3e (tol %.0e), fast tf32 %.3e (tol %.0e), "
-           "fast bf16 %.3e (tol %.0e)\n",
-           g_max_err[0], kTolAccurate, g_max_err[1], kTolFast, g_max_err[2], kTolFastBf16);
+           "fast bf16 %.3e (tol %.0e), hopper fp16 %.3e (tol %.0e)\n",
+           g_max_err[0], kTolAccurate, g_max_err[1], kTolFast, g_max_err[2], kTolFastBf16, g_max_err[3], kTolFast);
 }

@@ -1,0 +1,608 @@
+// Kernels of the Hopper E-step (EStepCudaAlgorithm::Hopper): spherical
+// covariances, d ≤ 128, fast mode (fp16 tensor-core products, fp32
+// accumulation), wgmma + thread-block clusters + bulk copies (sm_90a).
+//
+// Why this shape (1M × 1024 × 128 on an H200 is the target; ~2.7e11 MACs per
+// product, 1e9 exponentials):
+//  * Two products per E-step instead of three. The responsibilities of a row
+//    need its log-sum-exp over ALL K components, but the statistic Σ_n r_nk x_n
+//    contracts over rows, so a per-row normalizer cannot be applied after the
+//    fact (no flash-attention style rescaling). The old Fused path therefore ran
+//    an LSE pass and then recomputed the logits (3 products). Here a cluster of
+//    C = ceil(K/128) ≤ 8 CTAs owns all K components at once (128 per CTA), walks
+//    the same rows in lockstep, and exchanges per-row partial (max, sum-exp)
+//    through distributed shared memory: one product for the logits, one for Rᵀ·X.
+//  * The Rᵀ·X accumulator of a CTA (128 components × (d+8) features, fp32) stays
+//    in registers (two warpgroups × 64 components) over a long range of rows
+//    (~500 tiles of 128 rows at the target shape), so statistics leave the chip
+//    once per CTA: O(clusters·K·d) partial sums, reduced by a small kernel.
+//  * Tensor cores through wgmma, both operands from shared memory, no swizzle
+//    (core matrices are 128 contiguous bytes, so the tensor cores read them
+//    without bank conflicts). Tiles arrive by bulk copies (one instruction per
+//    tile, completing on an mbarrier), 4 stages deep; the features kernel writes
+//    the rows already in that tiled order, so each copy is one contiguous block.
+//  * Software pipeline per tile i (both warpgroups in step):
+//        GEMM1(i) issued (async)              logits S = X·Wᵀ, 128 rows × 128 comps
+//        finish(i−1): cluster wait, normalizer f per row, R(i−1) = e·f → smem
+//        wait GEMM1(i); barrier
+//        GEMM2(i−1) issued (async)            acc += R(i−1)ᵀ · [x | 1 | ‖x‖²]
+//        epilogue(i): logits → per-row max, e = 2^(s−max), Σe → every CTA
+//        wait GEMM2(i−1); barrier; refill the freed stage
+//    so the exponentials of tile i run under GEMM2(i−1) and the normalization
+//    of tile i−1 under GEMM1(i). The partials travel as st.async stores that
+//    count down the receiver's mbarrier (no per-tile cluster barrier: its
+//    release compiled to a GPU-scope MEMBAR per tile and cost ~10 %).
+//  * N_k and Σ r‖x‖² come out of GEMM2 as two extra feature columns (a column of
+//    ones and a column of ‖x‖²·s_q), so the element-wise work per logit is ~7
+//    instructions and one exponential.
+//  * Precision (fast mode): fp16 operands with power-of-two scales chosen from
+//    the model (typical |x|·s_x ≈ 16, max|w|·s_w ≈ 2^14; 11-bit mantissa against
+//    bf16's 8), fp32 accumulation; the large terms of the logit (bias, a·‖x‖²)
+//    stay fp32. Responsibilities enter Rᵀ·X as fp16 (relative rounding 2^-12).
+//  * K > 1024: two passes with the same tiles: lse_kernel (online log-sum-exp
+//    over all components, one CTA per 128 rows) then estep_kernel<.., true>
+//    (one CTA per 128 components × a range of rows, responsibilities from the
+//    stored log Z, no exchange).
+//
+// Layouts (halves; "chunk" = 8 consecutive features of one row = 16 bytes):
+//  * G, tile T (128 rows × FW features, FW = DP + 8): chunk (r, fb) at half
+//    offset T·128·FW + (fb·128 + r)·8. In shared memory the same block: core
+//    matrix (8 rows × 8 features) (rb, fb) at byte fb·2048 + rb·128. Features:
+//    [s_x·x (DP, zero padded) | 1 | s_q·‖x‖² | 0 × 6]; padding rows are all 0.
+//  * W, component tile c (128 comps × DP): chunk (k, fb) at c·128·DP + (fb·128 + k)·8.
+//  * R in shared memory (128 rows × 128 comps): comp k, row r at byte
+//    (k/8)·2048 + r·16 + (k%8)·2: core matrices of 8 rows × 8 comps, comps
+//    contiguous: the MN-major A operand of GEMM2 (M = comps, K = rows), and what a
+//    thread's accumulator fragment (row g, comps 2t, 2t+1) writes as one 32-bit store.
+//  * wgmma accumulator of m64nN: thread (warp w of the warpgroup, lane g·4+t)
+//    holds d[4j+{0,1,2,3}] = (row 16w+g, col 8j+2t), (16w+g, 8j+2t+1),
+//    (16w+g+8, 8j+2t), (16w+g+8, 8j+2t+1).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "gpu/detail/Sm90Primitives.cuh"
+
+namespace faiss_gmm::gpu::detail::sm90 {
+
+constexpr int kBM = 128;        // rows per tile
+constexpr int kKc = 128;        // components per CTA (per component tile)
+constexpr int kThreads = 256;   // two warpgroups
+constexpr int kMaxCluster = 8;  // portable cluster size: K ≤ 1024 in one pass
+constexpr float kNegBig = -1e30f;
+constexpr float kPosBig = 1e30f;
+constexpr int kSmemLimit = 232448; // 227 KB per block on sm_90
+
+template <int DP>
+struct Shape {
+    static_assert(DP % 32 == 0 && DP >= 32 && DP <= 128, "DP: 32, 64, 96 or 128");
+    static constexpr int FW = DP + 8;         // features per row in G
+    static constexpr int FWC = FW / 8;        // chunks per row
+    static constexpr int kTileBytes = kBM * FW * 2;
+    static constexpr int kRowBytes = kBM * 4; // one float per row
+    static constexpr int kWBytes = kKc * DP * 2;
+    static constexpr int kABBytes = kKc * 8;  // (a_k, b_k) per component
+    static constexpr int kRBytes = kBM * kKc * 2;
+    static constexpr int kSlotBytes = 2 * kMaxCluster * kBM * 8;
+    static constexpr int kStageBytes = kTileBytes + 2 * kRowBytes; // tile | ‖x‖² | log2 Z
+    // estep_kernel
+    static constexpr int oW = 0;
+    static constexpr int oAB = oW + kWBytes;
+    static constexpr int oR = oAB + kABBytes;
+    static constexpr int oSlot = oR + kRBytes;
+    static constexpr int oStage = oSlot + kSlotBytes;
+    static constexpr int kFixed = oStage + 128; // + mbarriers
+    static constexpr int kStages = (kSmemLimit - kFixed) / kStageBytes >= 4 ? 4 : 3;
+    static constexpr int oBar = oStage + kStages * kStageBytes;
+    static constexpr int kSmem = oBar + 128;
+    static_assert(kSmem <= kSmemLimit, "estep_kernel shared memory");
+    // lse_kernel: X tile + ‖x‖², two stages of (W tile + ab)
+    static constexpr int kLseStage = kWBytes + kABBytes;
+    static constexpr int oLseW = kTileBytes + kRowBytes;
+    static constexpr int oLseBar = oLseW + 2 * kLseStage;
+    static constexpr int kLseSmem = oLseBar + 64;
+};
+
+struct Args {
+    const __half* G;   // tiles × 128 × FW, tiled (see above)
+    const float* xx;   // tiles × 128: ‖x‖² (centered, unscaled); 0 for padding rows
+    float* lse;        // tiles × 128: log2 Z (lse_kernel out, estep_kernel<.., true> in); +big for padding
+    const __half* W;   // Kt × 128 × DP, tiled
+    const float* ab;   // Kp × 2: (a_k, b_k): logit2 = kinv·(x̃·w̃) + a_k‖x‖² + b_k; padding (0, -1e30)
+    float* part;       // parts × Kp × FW: per-CTA partial Σ r·[x̃ | 1 | ‖x‖²·s_q]
+    double* loglik;    // Σ_n ln Z_n, added atomically
+    int n;             // valid rows of the chunk
+    int tiles;         // ceil(n / 128)
+    int Kt;            // component tiles (Kp = 128·Kt)
+    float kinv;        // 1 / (s_x · s_w)
+    int exchange;      // one pass: 0 = st.async + mbarrier per tile; 1 = barrier.cluster per tile (see epilogue)
+};
+
+/// Writes 1 when this device code is the sm_90a build (the wgmma kernels are real), else 0: a
+/// build for plain sm_90 also reports binary version 90 but carries only the trap stubs.
+__global__ void sm90a_probe_kernel(int* out) { *out = FAISS_GMM_SM90A; }
+
+// ---------------------------------------------------------------- features
+
+/// Rows (float or uint8; d values) → tiled fp16 features G and ‖x − c‖² (fp32).
+/// Half a warp per row (lane l converts features 8l .. 8l+7, one 16-byte chunk), 16 rows per
+/// block, rows up to tiles·128 (padding rows written as zeros). vec: rows can be read with
+/// 16-byte (float) / 8-byte (uint8) loads (aligned base, d a multiple of 4 / 8).
+template <typename Tin, int DP>
+__global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x, int n, int d,
+                                                       const float* __restrict__ center, float sx, float sq,
+                                                       __half* __restrict__ G, float* __restrict__ xxg,
+                                                       int rows_padded, int vec) {
+    constexpr int FW = DP + 8, XC = DP / 8; // XC ≤ 16 chunks of features; chunk XC = [1 | s_q‖x‖² | 0…]
+    const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
+    const int l = threadIdx.x & 15;
+    const bool valid = row < n;
+    float y[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) y[e] = 0.f;
+    const int j0 = l * 8;
+    if (valid && l < XC) {
+        const Tin* xr = x + size_t(row) * d;
+        if (vec && j0 + 8 <= d) {
+            float v[8];
+            if constexpr (sizeof(Tin) == 4) {
+                const float4 a = __ldg(reinterpret_cast<const float4*>(xr + j0));
+                const float4 b = __ldg(reinterpret_cast<const float4*>(xr + j0 + 4));
+                v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+            } else {
+                const uint2 a = __ldg(reinterpret_cast<const uint2*>(xr + j0));
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    v[e] = float((a.x >> (8 * e)) & 0xffu);
+                    v[4 + e] = float((a.y >> (8 * e)) & 0xffu);
+                }
+            }
+            const float4 c0 = __ldg(reinterpret_cast<const float4*>(center + j0));
+            const float4 c1 = __ldg(reinterpret_cast<const float4*>(center + j0 + 4));
+            y[0] = v[0] - c0.x, y[1] = v[1] - c0.y, y[2] = v[2] - c0.z, y[3] = v[3] - c0.w;
+            y[4] = v[4] - c1.x, y[5] = v[5] - c1.y, y[6] = v[6] - c1.z, y[7] = v[7] - c1.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                if (j0 + e < d) y[e] = float(xr[j0 + e]) - __ldg(center + j0 + e);
+        }
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) ss = fmaf(y[e], y[e], ss);
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off); // within the half warp
+    if (row >= rows_padded) return;
+    auto sat = [](float f) { return fminf(fmaxf(f, -65504.f), 65504.f); };
+    const int tile = row / kBM, r = row - tile * kBM;
+    __half* Gt = G + size_t(tile) * kBM * FW;
+    if (l < XC) {
+        uint4 v;
+        v.x = pack_half2(sat(sx * y[0]), sat(sx * y[1]));
+        v.y = pack_half2(sat(sx * y[2]), sat(sx * y[3]));
+        v.z = pack_half2(sat(sx * y[4]), sat(sx * y[5]));
+        v.w = pack_half2(sat(sx * y[6]), sat(sx * y[7]));
+        *reinterpret_cast<uint4*>(Gt + size_t(l * kBM + r) * 8) = v;
+    }
+    if (l == (XC < 16 ? XC : 0)) { // N_k and Σ r‖x‖² come out of GEMM2 through this chunk
+        uint4 v;
+        v.x = valid ? pack_half2(1.f, sat(sq * ss)) : 0u;
+        v.y = v.z = v.w = 0u;
+        *reinterpret_cast<uint4*>(Gt + size_t(XC * kBM + r) * 8) = v;
+        xxg[row] = valid ? ss : 0.f;
+    }
+}
+
+/// acc[k][f] += Σ_p part[p][k][f] (k < K), in double: deterministic order.
+__global__ void reduce_parts_kernel(const float* __restrict__ part, int nparts, int Kp, int K, int FW,
+                                    double* __restrict__ acc) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= K * FW) return;
+    double s = 0;
+    for (int p = 0; p < nparts; p++) s += double(part[size_t(p) * Kp * FW + i]);
+    acc[i] += s;
+}
+
+// ---------------------------------------------------------------- main kernel
+
+/// kLse = false: one pass; launched as clusters of C = Kt ≤ 8 CTAs, CTA `rank`
+/// owning component tile `rank`; the clusters split the row tiles.
+/// kLse = true: second pass for K > 1024; block b owns component tile b % Kt and
+/// row split b / Kt; log2 Z per row comes from lse_kernel.
+template <int DP, bool kLse>
+__global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
+#if FAISS_GMM_SM90A
+    using S = Shape<DP>;
+    constexpr int FW = S::FW;
+    constexpr int NS = S::kStages;
+    extern __shared__ __align__(128) uint8_t smem[];
+
+    const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    int ctile, part_id, C = 1, rank = 0, tile0, tile1;
+    if constexpr (!kLse) {
+        rank = int(cluster_ctarank());
+        C = int(cluster_nctarank());
+        ctile = rank;
+        const int q = int(blockIdx.x) / C, Q = int(gridDim.x) / C;
+        tile0 = int(int64_t(a.tiles) * q / Q);
+        tile1 = int(int64_t(a.tiles) * (q + 1) / Q);
+        part_id = q;
+    } else {
+        ctile = int(blockIdx.x) % a.Kt;
+        const int s = int(blockIdx.x) / a.Kt, Sn = int(gridDim.x) / a.Kt;
+        tile0 = int(int64_t(a.tiles) * s / Sn);
+        tile1 = int(int64_t(a.tiles) * (s + 1) / Sn);
+        part_id = s;
+    }
+    const int ntile = tile1 - tile0;
+    const int r0 = wg * 64 + wq * 16 + g; // this thread's rows in a tile: r0, r0 + 8
+    const int Kp = a.Kt * kKc;
+
+    uint64_t* full = reinterpret_cast<uint64_t*>(smem + S::oBar);
+    uint64_t* wbar = full + NS;
+    uint64_t* xbar = wbar + 1; // [2]: partials of tiles i with i % 2 == b have arrived (exchange 0)
+    const bool async_x = a.exchange == 0;
+    const float4* ab4 = reinterpret_cast<const float4*>(smem + S::oAB);
+    const uint32_t sW = smem_u32(smem + S::oW), sR = smem_u32(smem + S::oR);
+    uint8_t* stage_base = smem + S::oStage;
+    float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxCluster][kBM]
+
+    if (tid == 0) {
+        for (int s = 0; s < NS; s++) mbar_init(full + s, 1);
+        mbar_init(wbar, 1);
+        mbar_init(xbar, 1);
+        mbar_init(xbar + 1, 1);
+        fence_mbar_init();
+    }
+    __syncthreads();
+    if constexpr (!kLse) { // every CTA of the cluster runs before anyone writes into its shared memory
+        cluster_arrive();
+        cluster_wait();
+    }
+    auto load_tile = [&](int stage, int tile) {
+        uint8_t* st = stage_base + stage * S::kStageBytes;
+        mbar_expect_tx(full + stage, S::kTileBytes + (kLse ? 2 : 1) * S::kRowBytes);
+        bulk_g2s(st, a.G + size_t(tile) * kBM * FW, S::kTileBytes, full + stage);
+        bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, full + stage);
+        if constexpr (kLse)
+            bulk_g2s(st + S::kTileBytes + S::kRowBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, full + stage);
+    };
+    if (tid == 0) {
+        mbar_expect_tx(wbar, S::kWBytes + S::kABBytes);
+        bulk_g2s(smem + S::oW, a.W + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
+        bulk_g2s(smem + S::oAB, a.ab + size_t(ctile) * kKc * 2, S::kABBytes, wbar);
+        for (int s = 0; s < NS && s < ntile; s++) load_tile(s, tile0 + s);
+    }
+    mbar_wait(wbar, 0);
+
+    float acc1[64];      // logits of 64 rows × 128 comps (this warpgroup's rows)
+    float acc2[FW / 2];  // Σ r·features: 64 comps (this warpgroup's) × FW
+#pragma unroll
+    for (int i = 0; i < FW / 2; i++) acc2[i] = 0.f;
+    uint32_t e16[32];    // e = 2^(logit − m_own) of the last epilogue, fp16 pairs: [2j] row r0, [2j+1] row r0+8
+    float mown[2] = {0.f, 0.f};
+    double ll = 0;
+
+    // Descriptors: the start address (16-byte units) is the low field, so stepping along K adds a
+    // constant to the descriptor (no carry: shared addresses stay below 256 KB).
+    // GEMM1: A = X (M = rows, K = features), K-major: LBO = next 8 features (2048 B), SBO = next 8
+    // rows (128 B); B = W (N = comps, K = features), K-major: LBO = 2048 B, SBO = next 8 comps (128 B).
+    // GEMM2: A = Rᵀ (M = comps, K = rows), MN-major: LBO = next 8 rows (128 B), SBO = next 8 comps
+    // (2048 B); B = X' (K = rows, N = features), MN-major: LBO = next 8 rows (128 B), SBO = next 8
+    // features (2048 B).
+    const uint64_t dW = make_desc(sW, 2048, 128);
+    const uint64_t dR = make_desc(sR + wg * 8 * 2048, 128, 2048);
+    auto gemm1 = [&](int stage) {
+        const uint64_t dX = make_desc(smem_u32(stage_base + stage * S::kStageBytes) + wg * 8 * 128, 2048, 128);
+        fence_operand(acc1);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < DP / 16; kk++)
+            Wgmma<128, 0, 0>::mma(acc1, dX + uint64_t(kk * 256), dW + uint64_t(kk * 256), kk > 0 ? 1 : 0);
+        wgmma_commit();
+    };
+    auto gemm2 = [&](int stage) {
+        const uint64_t dX = make_desc(smem_u32(stage_base + stage * S::kStageBytes), 128, 2048);
+        fence_operand(acc2);
+        wgmma_fence();
+#pragma unroll
+        for (int kr = 0; kr < kBM / 16; kr++)
+            Wgmma<FW, 1, 1>::mma(acc2, dR + uint64_t(kr * 16), dX + uint64_t(kr * 16), 1);
+        wgmma_commit();
+    };
+    // Responsibilities of tile i (local index) → R in shared memory.
+    auto finish = [&](int i) {
+        float f[2] = {1.f, 1.f};
+        if constexpr (!kLse) {
+            if (async_x) {
+                mbar_wait(xbar + (i & 1), uint32_t(i >> 1) & 1u); // every CTA's partials of tile i have landed
+            } else {
+                cluster_wait(); // every CTA's partials of tile i are in our slots
+            }
+            const float2* sl = slots + (i & 1) * kMaxCluster * kBM;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                // The 4 lanes of a row merge the C partials together: lane t takes CTAs t and t + 4
+                // (4 MUFU operations per row and lane instead of C + 2).
+                const int r = r0 + 8 * h;
+                const float2 pa = t < C ? sl[t * kBM + r] : make_float2(kNegBig, 0.f);
+                const float2 pb = t + 4 < C ? sl[(t + 4) * kBM + r] : make_float2(kNegBig, 0.f);
+                float M = fmaxf(pa.x, pb.x);
+                M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 1));
+                M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 2));
+                float sum = pa.y * ex2(pa.x - M) + pb.y * ex2(pb.x - M);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                const float L = M + lg2(sum); // log2 Z of the row
+                const bool valid = (tile0 + i) * kBM + r < a.n;
+                f[h] = valid ? ex2(mown[h] - L) : 0.f;
+                if (valid && rank == 0 && t == 0) ll += double(L);
+            }
+        }
+        const uint32_t f0 = pack_half2(f[0], f[0]), f1 = pack_half2(f[1], f[1]);
+        uint8_t* R = smem + S::oR;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            // comps 8j+2t, 8j+2t+1 → core column j, bytes 4t..4t+3 of the row's 16
+            uint32_t v0 = e16[2 * j], v1 = e16[2 * j + 1];
+            if constexpr (!kLse) {
+                v0 = hmul2_u32(v0, f0);
+                v1 = hmul2_u32(v1, f1);
+            }
+            *reinterpret_cast<uint32_t*>(R + j * 2048 + r0 * 16 + t * 4) = v0;
+            *reinterpret_cast<uint32_t*>(R + j * 2048 + (r0 + 8) * 16 + t * 4) = v1;
+        }
+        fence_proxy_async(); // R is read by wgmma next
+    };
+    // Logits of tile i (in acc1) → e16, own max, partial sums to every CTA of the cluster.
+    auto epilogue = [&](int i, int stage) {
+        const uint8_t* st = stage_base + stage * S::kStageBytes;
+        const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
+        const float x0 = xs[r0], x1 = xs[r0 + 8];
+        float m0, m1;
+        if constexpr (kLse) {
+            const float* ls = reinterpret_cast<const float*>(st + S::kTileBytes + S::kRowBytes);
+            m0 = ls[r0];
+            m1 = ls[r0 + 8];
+        } else {
+            m0 = kNegBig;
+            m1 = kNegBig;
+        }
+        // Max and sum in 4 independent chains per row (the serial chains were latency-bound).
+        float mx[2][4] = {{m0, m0, m0, m0}, {m1, m1, m1, m1}};
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const float4 ab = ab4[4 * j + t]; // (a, b) of comps 8j+2t, 8j+2t+1
+            acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
+            acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
+            acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
+            acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
+            if constexpr (!kLse) {
+                mx[0][j & 3] = fmaxf(mx[0][j & 3], fmaxf(acc1[4 * j + 0], acc1[4 * j + 1]));
+                mx[1][j & 3] = fmaxf(mx[1][j & 3], fmaxf(acc1[4 * j + 2], acc1[4 * j + 3]));
+            }
+        }
+        if constexpr (!kLse) {
+            m0 = fmaxf(fmaxf(mx[0][0], mx[0][1]), fmaxf(mx[0][2], mx[0][3]));
+            m1 = fmaxf(fmaxf(mx[1][0], mx[1][1]), fmaxf(mx[1][2], mx[1][3]));
+#pragma unroll
+            for (int off = 1; off <= 2; off <<= 1) {
+                m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, off));
+                m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, off));
+            }
+        }
+        float sm[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const float e0 = ex2(acc1[4 * j + 0] - m0), e1 = ex2(acc1[4 * j + 1] - m0);
+            const float e2 = ex2(acc1[4 * j + 2] - m1), e3 = ex2(acc1[4 * j + 3] - m1);
+            if constexpr (!kLse) {
+                sm[0][j & 3] += e0 + e1;
+                sm[1][j & 3] += e2 + e3;
+            }
+            e16[2 * j] = pack_half2(e0, e1);
+            e16[2 * j + 1] = pack_half2(e2, e3);
+        }
+        if constexpr (!kLse) {
+            float s0 = (sm[0][0] + sm[0][1]) + (sm[0][2] + sm[0][3]);
+            float s1 = (sm[1][0] + sm[1][1]) + (sm[1][2] + sm[1][3]);
+#pragma unroll
+            for (int off = 1; off <= 2; off <<= 1) {
+                s0 += __shfl_xor_sync(0xffffffffu, s0, off);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, off);
+            }
+            mown[0] = m0;
+            mown[1] = m1;
+            // Partials of our 128 rows to every CTA of the cluster (lane t → CTAs t, t + 4), into
+            // slot [i % 2][rank]. exchange 0: asynchronous stores that count down the receiver's
+            // mbarrier xbar[i % 2], which the receiver armed for C·128·8 bytes (thread 0 below).
+            // Reuse of a slot is safe without a barrier: a CTA sends tile i + 2 only after it has
+            // received our tile i + 1 partials, which we send after reading tile i (finish(i)).
+            // exchange 1: plain remote stores ordered by barrier.cluster (arrive.release here,
+            // wait.acquire in finish), which costs a GPU-scope fence per tile.
+            float2* sl = slots + ((i & 1) * kMaxCluster + rank) * kBM;
+            if (async_x) {
+                if (tid == 0) mbar_expect_tx(xbar + (i & 1), uint32_t(C * kBM * 8));
+                for (int c = t; c < C; c += 4) {
+                    st_async_f2(sl + r0, xbar + (i & 1), uint32_t(c), m0, s0);
+                    st_async_f2(sl + r0 + 8, xbar + (i & 1), uint32_t(c), m1, s1);
+                }
+            } else {
+                for (int c = t; c < C; c += 4) {
+                    st_cluster_f2(sl + r0, uint32_t(c), m0, s0);
+                    st_cluster_f2(sl + r0 + 8, uint32_t(c), m1, s1);
+                }
+                cluster_arrive();
+            }
+        }
+    };
+
+    // (Running finish(i−1) after GEMM1(i) completes instead, which gives the exchange all of
+    // GEMM1 to land, measured no faster on an H200: bench/results.)
+    for (int i = 0; i < ntile; i++) {
+        const int stage = i % NS;
+        mbar_wait(full + stage, uint32_t(i / NS) & 1u);
+        gemm1(stage);
+        if (i > 0) finish(i - 1);
+        wgmma_wait<0>();
+        fence_operand(acc1);
+        __syncthreads(); // R(i−1) complete (both warpgroups' rows)
+        if (i > 0) gemm2((i - 1) % NS);
+        epilogue(i, stage);
+        wgmma_wait<0>();
+        fence_operand(acc2);
+        __syncthreads(); // every warpgroup is done with R and with the stage of tile i−1
+        if (tid == 0 && i >= 1 && i - 1 + NS < ntile) load_tile((i - 1) % NS, tile0 + i - 1 + NS);
+    }
+    if (ntile > 0) {
+        finish(ntile - 1);
+        __syncthreads();
+        gemm2((ntile - 1) % NS);
+        wgmma_wait<0>();
+        fence_operand(acc2);
+    }
+    if constexpr (!kLse) {
+        if (async_x) { // no CTA leaves while asynchronous stores of the cluster may be in flight
+            cluster_arrive();
+            cluster_wait();
+        }
+    }
+
+    // Partial statistics of this CTA: comps ctile·128 + 64wg + 16wq + g (+8), features 8j + 2t (+1).
+    float* P = a.part + (size_t(part_id) * Kp + size_t(ctile) * kKc + r0) * FW;
+#pragma unroll
+    for (int j = 0; j < FW / 8; j++) {
+        *reinterpret_cast<float2*>(P + 8 * j + 2 * t) = make_float2(acc2[4 * j + 0], acc2[4 * j + 1]);
+        *reinterpret_cast<float2*>(P + 8 * FW + 8 * j + 2 * t) = make_float2(acc2[4 * j + 2], acc2[4 * j + 3]);
+    }
+    if constexpr (!kLse) {
+        if (rank == 0) {
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
+            if (lane == 0) atomicAdd(a.loglik, ll * 0.69314718055994530942);
+        }
+    }
+#else
+    (void)a;
+    __trap();
+#endif
+}
+
+// ---------------------------------------------------------------- LSE pass (K > 1024)
+
+/// One CTA per tile of 128 rows: streams every component tile through two
+/// shared-memory stages and keeps an online (max, sum) per row and thread;
+/// writes log2 Z (+big for padding rows) and adds Σ ln Z to loglik.
+template <int DP>
+__global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
+#if FAISS_GMM_SM90A
+    using S = Shape<DP>;
+    extern __shared__ __align__(128) uint8_t smem[];
+    const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int tile = blockIdx.x;
+    const int r0 = wg * 64 + wq * 16 + g;
+    uint64_t* bars = reinterpret_cast<uint64_t*>(smem + S::oLseBar); // [0]: X, [1], [2]: W stages
+    if (tid == 0) {
+        for (int s = 0; s < 3; s++) mbar_init(bars + s, 1);
+        fence_mbar_init();
+    }
+    __syncthreads();
+    auto load_w = [&](int stage, int ct) {
+        uint8_t* st = smem + S::oLseW + stage * S::kLseStage;
+        mbar_expect_tx(bars + 1 + stage, S::kLseStage);
+        bulk_g2s(st, a.W + size_t(ct) * kKc * DP, S::kWBytes, bars + 1 + stage);
+        bulk_g2s(st + S::kWBytes, a.ab + size_t(ct) * kKc * 2, S::kABBytes, bars + 1 + stage);
+    };
+    if (tid == 0) {
+        mbar_expect_tx(bars, S::kTileBytes + S::kRowBytes);
+        bulk_g2s(smem, a.G + size_t(tile) * kBM * S::FW, S::kTileBytes, bars);
+        bulk_g2s(smem + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, bars);
+        for (int s = 0; s < 2 && s < a.Kt; s++) load_w(s, s);
+    }
+    mbar_wait(bars, 0);
+    const float* xs = reinterpret_cast<const float*>(smem + S::kTileBytes);
+    const float x0 = xs[r0], x1 = xs[r0 + 8];
+    const uint32_t sX = smem_u32(smem);
+    float m0 = kNegBig, m1 = kNegBig, s0 = 0.f, s1 = 0.f;
+    float acc[64];
+    for (int ct = 0; ct < a.Kt; ct++) {
+        const int stage = ct & 1;
+        mbar_wait(bars + 1 + stage, uint32_t(ct >> 1) & 1u);
+        const uint8_t* st = smem + S::oLseW + stage * S::kLseStage;
+        const uint32_t sW = smem_u32(st);
+        fence_operand(acc);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < DP / 16; kk++) {
+            const uint64_t da = make_desc(sX + kk * 2 * 2048 + wg * 8 * 128, 2048, 128);
+            const uint64_t db = make_desc(sW + kk * 2 * 2048, 2048, 128);
+            Wgmma<128, 0, 0>::mma(acc, da, db, kk > 0 ? 1 : 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_operand(acc);
+        const float4* ab4 = reinterpret_cast<const float4*>(st + S::kWBytes);
+        float t0 = kNegBig, t1 = kNegBig;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const float4 ab = ab4[4 * j + t];
+            acc[4 * j + 0] = fmaf(acc[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
+            acc[4 * j + 1] = fmaf(acc[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
+            acc[4 * j + 2] = fmaf(acc[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
+            acc[4 * j + 3] = fmaf(acc[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
+            t0 = fmaxf(t0, fmaxf(acc[4 * j + 0], acc[4 * j + 1]));
+            t1 = fmaxf(t1, fmaxf(acc[4 * j + 2], acc[4 * j + 3]));
+        }
+        const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
+        s0 *= ex2(m0 - n0);
+        s1 *= ex2(m1 - n1);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            s0 += ex2(acc[4 * j + 0] - n0) + ex2(acc[4 * j + 1] - n0);
+            s1 += ex2(acc[4 * j + 2] - n1) + ex2(acc[4 * j + 3] - n1);
+        }
+        m0 = n0;
+        m1 = n1;
+        __syncthreads(); // both warpgroups are done with this W stage
+        if (tid == 0 && ct + 2 < a.Kt) load_w(stage, ct + 2);
+    }
+    // Merge the 4 threads of each row.
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        const float mo0 = __shfl_xor_sync(0xffffffffu, m0, off), so0 = __shfl_xor_sync(0xffffffffu, s0, off);
+        const float mo1 = __shfl_xor_sync(0xffffffffu, m1, off), so1 = __shfl_xor_sync(0xffffffffu, s1, off);
+        const float n0 = fmaxf(m0, mo0), n1 = fmaxf(m1, mo1);
+        s0 = s0 * ex2(m0 - n0) + so0 * ex2(mo0 - n0);
+        s1 = s1 * ex2(m1 - n1) + so1 * ex2(mo1 - n1);
+        m0 = n0;
+        m1 = n1;
+    }
+    double ll = 0;
+    if (t == 0) {
+        const int row0 = tile * kBM + r0;
+        const float L0 = m0 + lg2(s0), L1 = m1 + lg2(s1);
+        const bool v0 = row0 < a.n, v1 = row0 + 8 < a.n;
+        a.lse[row0] = v0 ? L0 : kPosBig;
+        a.lse[row0 + 8] = v1 ? L1 : kPosBig;
+        ll = (v0 ? double(L0) : 0.0) + (v1 ? double(L1) : 0.0);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
+    __shared__ double red[kThreads / 32];
+    if (lane == 0) red[tid >> 5] = ll;
+    __syncthreads();
+    if (tid == 0) {
+        double tot = 0;
+        for (int w = 0; w < kThreads / 32; w++) tot += red[w];
+        atomicAdd(a.loglik, tot * 0.69314718055994530942);
+    }
+#else
+    (void)a;
+    __trap();
+#endif
+}
+
+} // namespace faiss_gmm::gpu::detail::sm90

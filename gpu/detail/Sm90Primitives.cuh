@@ -1,0 +1,322 @@
+// Hopper (sm_90a) building blocks of the wgmma E-step (Sm90Kernels.cuh): warpgroup
+// matrix products (wgmma.mma_async) with both operands in shared memory, their
+// shared-memory matrix descriptors, mbarriers, bulk global→shared copies and
+// thread-block-cluster barriers and stores (distributed shared memory).
+//
+// Everything here compiles to real instructions only in the sm_90a pass
+// (FAISS_GMM_SM90A); in other passes (the portable sm_80 build) the bodies are
+// traps, and the host never launches the kernels that use them (it checks the
+// kernels' binary version first, EStepCuda.cu).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FAISS_GMM_SM90A 1
+#else
+#define FAISS_GMM_SM90A 0
+#endif
+
+namespace faiss_gmm::gpu::detail::sm90 {
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// ---------------------------------------------------------------- descriptors
+//
+// Operands use the no-swizzle ("interleave") canonical layouts: the matrix is cut
+// into core matrices of 8 rows × 16 bytes (8 halves), each stored as 128
+// contiguous bytes (row i of the core matrix at byte 16·i). For both K-major and
+// MN-major operands, LBO is the byte distance between core matrices adjacent
+// along K and SBO the distance between core matrices adjacent along M (or N)
+// (CUTLASS make_gmma_desc, INTERLEAVE case). A core matrix row is 8 consecutive
+// K elements (K-major) or 8 consecutive M/N elements (MN-major, "transposed").
+__device__ __forceinline__ uint64_t make_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    return uint64_t((saddr >> 4) & 0x3FFFu) | (uint64_t((lbo >> 4) & 0x3FFFu) << 16) |
+           (uint64_t((sbo >> 4) & 0x3FFFu) << 32); // base offset 0, layout type 0 (no swizzle)
+}
+
+// ---------------------------------------------------------------- wgmma
+
+__device__ __forceinline__ void wgmma_fence() {
+#if FAISS_GMM_SM90A
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if FAISS_GMM_SM90A
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if FAISS_GMM_SM90A
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+/// Pins accumulator registers around asynchronous wgmma: the compiler may not
+/// move reads or writes of x across this point (CUTLASS warpgroup_fence_operand).
+template <int N>
+__device__ __forceinline__ void fence_operand(float (&x)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(x[i])::"memory");
+}
+/// Generic-proxy shared-memory writes (st.shared) → visible to wgmma (async proxy).
+__device__ __forceinline__ void fence_proxy_async() {
+#if FAISS_GMM_SM90A
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+/// D(64×N, fp32) (+)= A(64×16, f16) · B(16×N, f16), both from shared memory.
+/// TA/TB: 0 = K-major, 1 = MN-major. scale_d = 0 overwrites D.
+template <int N, int TA, int TB>
+struct Wgmma;
+
+template <>
+struct Wgmma<128, 0, 0> {
+    __device__ __forceinline__ static void mma(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+#if FAISS_GMM_SM90A
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+            "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+            : "l"(da), "l"(db), "r"(scale_d));
+#else
+        (void)d; (void)da; (void)db; (void)scale_d; __trap();
+#endif
+    }
+};
+template <>
+struct Wgmma<40, 1, 1> {
+    __device__ __forceinline__ static void mma(float (&d)[20], uint64_t da, uint64_t db, int scale_d) {
+#if FAISS_GMM_SM90A
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %22, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n40k16.f32.f16.f16 {"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+            "%16, %17, %18, %19"
+            "}, %20, %21, p, 1, 1, 1, 1;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
+            : "l"(da), "l"(db), "r"(scale_d));
+#else
+        (void)d; (void)da; (void)db; (void)scale_d; __trap();
+#endif
+    }
+};
+template <>
+struct Wgmma<72, 1, 1> {
+    __device__ __forceinline__ static void mma(float (&d)[36], uint64_t da, uint64_t db, int scale_d) {
+#if FAISS_GMM_SM90A
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n72k16.f32.f16.f16 {"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+            "%32, %33, %34, %35"
+            "}, %36, %37, p, 1, 1, 1, 1;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
+            : "l"(da), "l"(db), "r"(scale_d));
+#else
+        (void)d; (void)da; (void)db; (void)scale_d; __trap();
+#endif
+    }
+};
+template <>
+struct Wgmma<104, 1, 1> {
+    __device__ __forceinline__ static void mma(float (&d)[52], uint64_t da, uint64_t db, int scale_d) {
+#if FAISS_GMM_SM90A
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %54, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n104k16.f32.f16.f16 {"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+            "%48, %49, %50, %51"
+            "}, %52, %53, p, 1, 1, 1, 1;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51])
+            : "l"(da), "l"(db), "r"(scale_d));
+#else
+        (void)d; (void)da; (void)db; (void)scale_d; __trap();
+#endif
+    }
+};
+template <>
+struct Wgmma<136, 1, 1> {
+    __device__ __forceinline__ static void mma(float (&d)[68], uint64_t da, uint64_t db, int scale_d) {
+#if FAISS_GMM_SM90A
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n136k16.f32.f16.f16 {"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+            "%64, %65, %66, %67"
+            "}, %68, %69, p, 1, 1, 1, 1;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+              "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+              "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+              "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+              "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+              "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+              "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+              "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+              "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
+            : "l"(da), "l"(db), "r"(scale_d));
+#else
+        (void)d; (void)da; (void)db; (void)scale_d; __trap();
+#endif
+    }
+};
+
+
+// ---------------------------------------------------------------- mbarrier, bulk copies
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+#if FAISS_GMM_SM90A
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+#endif
+}
+/// Makes mbarrier initializations visible to the async proxy and the cluster.
+__device__ __forceinline__ void fence_mbar_init() {
+#if FAISS_GMM_SM90A
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if FAISS_GMM_SM90A
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if FAISS_GMM_SM90A
+    const uint32_t a = smem_u32(bar);
+    uint32_t done = 0;
+    do {
+        asm volatile(
+                "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                : "=r"(done)
+                : "r"(a), "r"(parity)
+                : "memory");
+    } while (!done);
+    __syncwarp(); // lanes may leave the spin at different times; .aligned instructions follow
+#endif
+}
+/// Bulk copy global → this CTA's shared memory (bytes: multiple of 16, both
+/// addresses 16-byte aligned), completing `bytes` of transaction on bar.
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+#if FAISS_GMM_SM90A
+    asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                    smem_u32(dst)),
+            "l"(src), "r"(bytes), "r"(smem_u32(bar))
+            : "memory");
+#endif
+}
+
+// ---------------------------------------------------------------- clusters
+
+__device__ __forceinline__ uint32_t cluster_ctarank() {
+    uint32_t r = 0;
+#if FAISS_GMM_SM90A
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+    return r;
+}
+__device__ __forceinline__ uint32_t cluster_nctarank() {
+    uint32_t r = 1;
+#if FAISS_GMM_SM90A
+    asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(r));
+#endif
+    return r;
+}
+/// barrier.cluster arrive (release: this thread's earlier writes, remote ones
+/// included, are visible to threads that pass the matching wait) / wait (acquire).
+__device__ __forceinline__ void cluster_arrive() {
+#if FAISS_GMM_SM90A
+    __syncwarp();
+    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if FAISS_GMM_SM90A
+    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+/// Stores two floats at the same shared-memory offset in CTA `rank` of the cluster.
+__device__ __forceinline__ void st_cluster_f2(const void* local, uint32_t rank, float x, float y) {
+#if FAISS_GMM_SM90A
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_u32(local)), "r"(rank));
+    asm volatile("st.shared::cluster.v2.f32 [%0], {%1, %2};\n" ::"r"(remote), "f"(x), "f"(y) : "memory");
+#endif
+}
+
+/// Asynchronous store of two floats into CTA `rank` of the cluster (same shared-memory
+/// offset as `local`), completing 8 bytes of transaction on that CTA's mbarrier at the
+/// offset of `local_bar`: the receiver waits on its own mbarrier, no fence or cluster
+/// barrier is involved.
+__device__ __forceinline__ void st_async_f2(const void* local, const uint64_t* local_bar, uint32_t rank, float x,
+                                            float y) {
+#if FAISS_GMM_SM90A
+    uint32_t remote, rbar;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_u32(local)), "r"(rank));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(rbar) : "r"(smem_u32(local_bar)), "r"(rank));
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f32 [%0], {%1, %2}, [%3];\n" ::"r"(remote),
+                 "f"(x), "f"(y), "r"(rbar)
+                 : "memory");
+#endif
+}
+
+// ---------------------------------------------------------------- math
+
+__device__ __forceinline__ float ex2(float x) { // 2^x, MUFU (rel. error ~2^-22); -inf/very negative → 0
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float lg2(float x) {
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi); // .x (low 16 bits) = lo
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+__device__ __forceinline__ uint32_t hmul2_u32(uint32_t a, uint32_t b) {
+    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+}
+
+} // namespace faiss_gmm::gpu::detail::sm90
