@@ -57,13 +57,21 @@ VectorBlock MatrixSource::read(int64_t i0, int64_t n, std::vector<uint8_t>& /*sc
     return VectorBlock{p, type_, n, d_};
 }
 
+std::unique_ptr<VectorSource> open_mapped_vectors(const std::string& path) {
+    if (ends_with(path, ".fvecs") || ends_with(path, ".bvecs")) {
+        return std::make_unique<VecsFileSource>(path);
+    }
+    if (ends_with(path, ".fbin") || ends_with(path, ".u8bin")) {
+        return std::make_unique<BinFileSource>(path);
+    }
+    throw std::invalid_argument(path + ": not a memory-mapped vector file (expected .fvecs, .bvecs, .fbin or .u8bin)");
+}
+
 std::unique_ptr<VectorSource> open_vectors(const std::string& spec) {
     std::string path, name;
-    if (ends_with(spec, ".fvecs") || ends_with(spec, ".bvecs")) {
-        return std::make_unique<VecsFileSource>(spec);
-    }
-    if (ends_with(spec, ".fbin") || ends_with(spec, ".u8bin")) {
-        return std::make_unique<BinFileSource>(spec);
+    if (ends_with(spec, ".fvecs") || ends_with(spec, ".bvecs") || ends_with(spec, ".fbin") ||
+        ends_with(spec, ".u8bin")) {
+        return open_mapped_vectors(spec);
     }
     if (is_idx(spec)) {
         return std::make_unique<MatrixSource>(read_idx_gz(spec));

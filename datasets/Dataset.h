@@ -42,6 +42,11 @@ class MatrixSource : public VectorSource {
 /// Throws std::invalid_argument for an unknown extension.
 std::unique_ptr<VectorSource> open_vectors(const std::string& spec);
 
+/// Opens a .fvecs, .bvecs, .fbin or .u8bin file memory-mapped: nothing is read
+/// until rows are (a distributed rank reads only its own). Throws
+/// std::invalid_argument for the formats open_vectors reads into memory.
+std::unique_ptr<VectorSource> open_mapped_vectors(const std::string& path);
+
 /// Rows [i0, i0 + n) (n < 0: to the end) of any vector file, as float.
 FloatMatrix read_vectors(const std::string& spec, int64_t i0 = 0, int64_t n = -1);
 

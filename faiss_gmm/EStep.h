@@ -27,6 +27,10 @@ class EStep {
 
     /// A short name for logs ("cpu", "cuda:0", ...).
     virtual const char* name() const = 0;
+    /// Rows the backend would like per accumulate() call when handing them over
+    /// costs no copy (rows already in memory); 0 = no preference. The trainer
+    /// otherwise reads GmmParams::chunk_size rows per call.
+    virtual int64_t preferred_rows_per_call() const { return 0; }
 };
 
 /// The backend params.device asks for. Device::Auto falls back to the CPU when no

@@ -16,25 +16,28 @@ namespace faiss_gmm {
 
 namespace {
 
+/// Rows per accumulate() call. chunk_size bounds the scratch memory of sources
+/// that copy rows out (files with per-row headers, conversions); a source that
+/// hands out views into memory (its read() leaves the scratch buffer untouched)
+/// costs nothing per row, so there the backend's preference wins.
+int64_t rows_per_call(const VectorSource& src, int64_t chunk_size, const EStep& estep) {
+    const int64_t wanted = estep.preferred_rows_per_call();
+    if (wanted <= chunk_size || src.ntotal() == 0) return chunk_size;
+    try {
+        std::vector<uint8_t> probe;
+        src.read(0, 1, probe);
+        return probe.empty() ? wanted : chunk_size;
+    } catch (const std::exception&) {
+        return chunk_size; // the E-step's own reads report the error, on every rank
+    }
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// Rows chosen uniformly without replacement (Knuth's selection sampling:
-/// O(N) time, O(m) memory, indices come out sorted so a file is read in order).
-std::vector<int64_t> sample_rows(int64_t N, int64_t m, int64_t seed) {
-    std::mt19937_64 rng{uint64_t(seed)};
-    std::uniform_real_distribution<double> u(0.0, 1.0);
-    std::vector<int64_t> rows;
-    rows.reserve(m);
-    for (int64_t i = 0; i < N && int64_t(rows.size()) < m; i++) {
-        if (double(N - i) * u(rng) < double(m - int64_t(rows.size()))) rows.push_back(i);
-    }
-    return rows;
-}
-
 /// Copies the given rows of src, in its own element type, into `out`.
-VectorBlock gather_rows(const VectorSource& src, const std::vector<int64_t>& rows, std::vector<uint8_t>& out) {
+VectorBlock copy_rows(const VectorSource& src, const std::vector<int64_t>& rows, std::vector<uint8_t>& out) {
     const size_t row_bytes = size_t(src.d()) * element_size(src.type());
     out.resize(rows.size() * row_bytes);
     std::vector<uint8_t> scratch;
@@ -45,16 +48,19 @@ VectorBlock gather_rows(const VectorSource& src, const std::vector<int64_t>& row
     return VectorBlock{out.data(), src.type(), int64_t(rows.size()), src.d()};
 }
 
-/// One pass over the source: checks every value is finite and returns the mean
-/// row and the mean per-dimension variance (in double).
-void data_moments(const VectorSource& src, int64_t chunk, std::vector<double>& mean, double& variance) {
+/// One pass over the source: checks every value is finite (first_row: the
+/// global index of src's first row, for the message) and returns the sums
+/// Σ x_j (d values) then Σ x_j² (d values), in double.
+std::vector<double> moment_sums(const VectorSource& src, int64_t chunk, int64_t first_row) {
     const int64_t N = src.ntotal(), d = src.d();
-    std::vector<double> s1(d, 0.0), s2(d, 0.0);
+    std::vector<double> sums(size_t(2 * d), 0.0);
+    double* s1 = sums.data();
+    double* s2 = sums.data() + d;
     std::vector<uint8_t> scratch;
     for (int64_t i0 = 0; i0 < N; i0 += chunk) {
         const int64_t n = std::min(chunk, N - i0);
         VectorBlock b = src.read(i0, n, scratch);
-        check_finite(b, i0);
+        check_finite(b, first_row + i0);
         const int nt = omp_get_max_threads();
         std::vector<double> t1(size_t(nt) * d, 0.0), t2(size_t(nt) * d, 0.0);
 #pragma omp parallel num_threads(nt)
@@ -78,13 +84,32 @@ void data_moments(const VectorSource& src, int64_t chunk, std::vector<double>& m
             }
         }
     }
+    return sums;
+}
+
+/// The mean row and the mean per-dimension variance of N rows from their moment_sums().
+void moments_from_sums(const std::vector<double>& sums, int64_t N, std::vector<double>& mean, double& variance) {
+    const size_t d = sums.size() / 2;
     mean.assign(d, 0.0);
     variance = 0;
-    for (int64_t j = 0; j < d; j++) {
-        mean[j] = s1[j] / double(N);
-        variance += std::max(0.0, s2[j] / double(N) - mean[j] * mean[j]);
+    for (size_t j = 0; j < d; j++) {
+        mean[j] = sums[j] / double(N);
+        variance += std::max(0.0, sums[d + j] / double(N) - mean[j] * mean[j]);
     }
     variance /= double(d);
+}
+
+/// A 64-bit FNV-1a hash of the model's values, in three parts that a double holds exactly.
+std::vector<int64_t> fingerprint(const GmmModel& m) {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](const std::vector<float>& v) {
+        const auto* bytes = reinterpret_cast<const uint8_t*>(v.data());
+        for (size_t i = 0; i < v.size() * sizeof(float); i++) h = (h ^ bytes[i]) * 1099511628211ull;
+    };
+    mix(m.log_weights);
+    mix(m.means);
+    mix(m.variances);
+    return {int64_t(h & 0xffffff), int64_t((h >> 24) & 0xffffff), int64_t(h >> 48)};
 }
 
 } // namespace
@@ -101,103 +126,139 @@ GmmModel GmmTrainer::fit(int64_t n, int64_t d, const float* x, int64_t K, const 
 GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* initial) {
     const auto t_start = std::chrono::steady_clock::now();
     const GmmParams& p = params_;
-    const int64_t N = data.ntotal(), d = data.d();
+    SingleProcessCommunicator single_process;
+    Communicator& comm = *(comm_ ? comm_ : &single_process);
+    const bool root = comm.rank() == 0;
+    const bool verbose = p.verbose && root;
+    const int64_t d = data.d();
     const CovarianceType cov = p.covariance_type;
 
-    // ---- checks, before any work ----
-    if (K < 1) throw std::invalid_argument("GMM training: K = " + std::to_string(K) + " components, need K >= 1");
-    if (N < K) {
-        throw std::invalid_argument("GMM training: K = " + std::to_string(K) + " components but only N = " +
-                                    std::to_string(N) + " training vectors (need N >= K)");
-    }
-    if (p.init == InitMethod::Given) {
-        if (!initial) throw std::invalid_argument("GMM training: init = Given but no initial model was passed");
-        initial->validate();
-        if (initial->K != K || initial->d != d || initial->covariance_type != cov) {
-            throw std::invalid_argument("GMM training: the initial model has K = " + std::to_string(initial->K) +
-                                        ", d = " + std::to_string(initial->d) + ", " +
-                                        to_string(initial->covariance_type) + "; expected K = " +
-                                        std::to_string(K) + ", d = " + std::to_string(d) + ", " + to_string(cov));
+    // ---- the rows of all ranks; checks, before any work ----
+    check_same_on_all_ranks(comm, {d, int64_t(data.type())}, "GMM training: the ranks' rows differ in shape:",
+                            [](const std::vector<int64_t>& v) {
+                                return "d = " + std::to_string(v[0]) + ", " + to_string(DataType(v[1]));
+                            });
+    const GlobalRows rows = locate_rows(comm, data.ntotal());
+    const int64_t N = rows.total;
+    check_all_ranks(comm, [&] {
+        if (K < 1) throw std::invalid_argument("GMM training: K = " + std::to_string(K) + " components, need K >= 1");
+        if (N < K) {
+            throw std::invalid_argument("GMM training: K = " + std::to_string(K) + " components but only N = " +
+                                        std::to_string(N) + " training vectors (need N >= K)");
         }
-    }
+        if (p.init == InitMethod::Given && root) {
+            if (!initial) throw std::invalid_argument("GMM training: init = Given but no initial model was passed");
+            initial->validate();
+            if (initial->K != K || initial->d != d || initial->covariance_type != cov) {
+                throw std::invalid_argument("GMM training: the initial model has K = " + std::to_string(initial->K) +
+                                            ", d = " + std::to_string(initial->d) + ", " +
+                                            to_string(initial->covariance_type) + "; expected K = " +
+                                            std::to_string(K) + ", d = " + std::to_string(d) + ", " + to_string(cov));
+            }
+        }
+    });
 
     iteration_stats.clear();
     n_iter = 0;
     converged = false;
     total_splits = total_floored = 0;
 
-    // ---- subsampling, as faiss::Clustering does ----
+    // ---- subsampling, as faiss::Clustering does: every rank keeps the sampled
+    // rows of its range, so together they hold the rows one process would pick ----
     std::vector<uint8_t> sample_storage;
     std::unique_ptr<MemoryVectorSource> sample_source;
     const VectorSource* train = &data;
+    GlobalRows train_rows = rows;
     if (p.max_points_per_centroid > 0 && N > K * int64_t(p.max_points_per_centroid)) {
         const int64_t m = K * int64_t(p.max_points_per_centroid);
-        if (p.verbose) {
+        if (verbose) {
             std::printf("GMM: sampling %lld / %lld training vectors (max_points_per_centroid = %d)\n",
                         (long long)m, (long long)N, p.max_points_per_centroid);
         }
-        sample_source = std::make_unique<MemoryVectorSource>(
-                gather_rows(data, sample_rows(N, m, p.seed), sample_storage));
+        check_all_ranks(comm, [&] {
+            std::vector<int64_t> picked = sample_rows(N, m, p.seed, rows.range.begin, rows.range.end);
+            for (int64_t& i : picked) i -= rows.range.begin;
+            sample_source = std::make_unique<MemoryVectorSource>(copy_rows(data, picked, sample_storage));
+        });
         train = sample_source.get();
-    } else if (p.verbose && N < K * int64_t(p.min_points_per_centroid)) {
+        train_rows = locate_rows(comm, train->ntotal());
+    } else if (verbose && N < K * int64_t(p.min_points_per_centroid)) {
         std::printf("GMM warning: %lld training vectors for %lld components: at least %lld are recommended\n",
                     (long long)N, (long long)K, (long long)K * p.min_points_per_centroid);
     }
-    n_train = train->ntotal();
+    n_train = train_rows.total;
+    const int64_t n_local = train->ntotal();
 
     // ---- data moments: center, variance floor, NaN/Inf check ----
+    std::vector<double> sums;
+    check_all_ranks(comm, [&] { sums = moment_sums(*train, p.chunk_size, train_rows.range.begin); });
+    comm.allreduce_sum(sums.data(), sums.size());
     std::vector<double> mean_d;
-    data_moments(*train, p.chunk_size, mean_d, data_variance);
-    // Squared distances and variances are float32 in the E-step, the model and
-    // the FAISS quantizer: data whose spread overflows or underflows them cannot
-    // be modelled faithfully, so say so instead of producing Inf or 0 variances.
-    if (data_variance * double(d) > 1e36 || (data_variance > 0 && data_variance < 1e-30)) {
-        throw std::invalid_argument("GMM training: the data's variance per dimension is " +
-                                    std::to_string(data_variance) +
-                                    ", outside the range float32 arithmetic can model (1e-30 .. 1e36 / d): "
-                                    "rescale the data");
-    }
+    moments_from_sums(sums, n_train, mean_d, data_variance);
+    check_all_ranks(comm, [&] {
+        // Squared distances and variances are float32 in the E-step, the model and
+        // the FAISS quantizer: data whose spread overflows or underflows them cannot
+        // be modelled faithfully, so say so instead of producing Inf or 0 variances.
+        if (data_variance * double(d) > 1e36 || (data_variance > 0 && data_variance < 1e-30)) {
+            throw std::invalid_argument("GMM training: the data's variance per dimension is " +
+                                        std::to_string(data_variance) +
+                                        ", outside the range float32 arithmetic can model (1e-30 .. 1e36 / d): "
+                                        "rescale the data");
+        }
+    });
     std::vector<float> center(mean_d.begin(), mean_d.end());
     // A zero-variance data set (all rows identical) still needs a positive floor.
     const double scale_variance = data_variance > 0 ? data_variance : 1.0;
     variance_floor = std::max(p.min_variance_ratio * scale_variance, 1e-30);
 
-    // ---- initial model, in the centered frame ----
+    // ---- initial model, in the centered frame: computed on rank 0, broadcast ----
     GmmModel model;
     if (p.init == InitMethod::Given) {
-        std::vector<float> neg(d);
-        for (int64_t j = 0; j < d; j++) neg[j] = -center[j];
-        model = initial->translated(neg.data());
+        if (root) {
+            std::vector<float> neg(d);
+            for (int64_t j = 0; j < d; j++) neg[j] = -center[j];
+            model = initial->translated(neg.data());
+        }
     } else {
-        // Initialization works on at most K * 256 rows (the FAISS k-means default).
+        // Initialization works on at most K * 256 rows (the FAISS k-means default),
+        // gathered on rank 0 in global order.
         const int64_t n_init = std::min<int64_t>(n_train, K * 256);
-        std::vector<int64_t> rows;
-        if (n_init == n_train) {
-            rows.resize(n_train);
-            for (int64_t i = 0; i < n_train; i++) rows[i] = i;
-        } else {
-            rows = sample_rows(n_train, n_init, p.seed + 1);
-        }
-        std::vector<float> xi(size_t(n_init) * d);
-        std::vector<uint8_t> scratch;
-        for (size_t i = 0; i < rows.size(); i++) {
-            VectorBlock b = train->read(rows[i], 1, scratch);
-            b.row_to_float(0, xi.data() + i * d);
-            for (int64_t j = 0; j < d; j++) xi[i * d + j] -= center[j];
-        }
-        std::vector<float> means = p.init == InitMethod::FaissKMeans
-                ? faiss_kmeans_means(n_init, d, xi.data(), K, p.init_niter, p.seed, false)
-                : kmeans_plus_plus_means(n_init, d, xi.data(), K, p.seed);
-        model = model_from_hard_assignment(n_init, d, xi.data(), K, means, cov, variance_floor, scale_variance);
+        std::vector<float> mine;
+        check_all_ranks(comm, [&] {
+            std::vector<int64_t> picked;
+            if (n_init == n_train) {
+                picked.resize(n_local);
+                for (int64_t i = 0; i < n_local; i++) picked[i] = i;
+            } else {
+                picked = sample_rows(n_train, n_init, p.seed + 1, train_rows.range.begin, train_rows.range.end);
+                for (int64_t& i : picked) i -= train_rows.range.begin;
+            }
+            mine = read_rows_as_float(*train, picked);
+        });
+        std::vector<float> xi = gather_to_root(comm, std::move(mine), 0);
+        check_all_ranks(comm, [&] {
+            if (!root) return;
+            for (int64_t i = 0; i < n_init; i++) {
+                for (int64_t j = 0; j < d; j++) xi[i * d + j] -= center[j];
+            }
+            std::vector<float> means = p.init == InitMethod::FaissKMeans
+                    ? faiss_kmeans_means(n_init, d, xi.data(), K, p.init_niter, p.seed, false)
+                    : kmeans_plus_plus_means(n_init, d, xi.data(), K, p.seed);
+            model = model_from_hard_assignment(n_init, d, xi.data(), K, means, cov, variance_floor, scale_variance);
+        });
     }
+    broadcast_model(comm, model, 0);
 
-    if (!estep_) estep_ = make_estep(p, K, d);
+    check_all_ranks(comm, [&] {
+        if (!estep_) estep_ = make_estep(p, K, d);
+    });
     backend = estep_->name();
-    if (p.verbose) {
-        std::printf("GMM: K = %lld, d = %lld, N = %lld, %s covariance, init %s, backend %s, "
+    if (verbose) {
+        const std::string ranks = comm.size() > 1 ? " on " + std::to_string(comm.size()) + " ranks" : "";
+        std::printf("GMM: K = %lld, d = %lld, N = %lld%s, %s covariance, init %s, backend %s, "
                     "variance floor %.4g (init %.2f s)\n",
-                    (long long)K, (long long)d, (long long)n_train, to_string(cov), to_string(p.init),
-                    backend.c_str(), variance_floor, seconds_since(t_start));
+                    (long long)K, (long long)d, (long long)n_train, ranks.c_str(), to_string(cov),
+                    to_string(p.init), backend.c_str(), variance_floor, seconds_since(t_start));
     }
 
     // ---- EM ----
@@ -206,28 +267,36 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     std::mt19937_64 split_rng{uint64_t(p.seed) + 7};
     double prev_loglik = -INFINITY;
     const int64_t nvar = model.nvar();
+    const int64_t chunk = rows_per_call(*train, p.chunk_size, *estep_);
+    const int64_t nchunks = (n_local + chunk - 1) / chunk;
     for (int it = 0; it < p.niter; it++) {
         const auto t_iter = std::chrono::steady_clock::now();
-        estep_->set_model(model, center.data());
         stats.clear();
-        const int64_t nchunks = (n_train + p.chunk_size - 1) / p.chunk_size;
-        for (int64_t c = 0; c < nchunks; c++) {
-            const int64_t i0 = c * p.chunk_size;
-            estep_->accumulate(train->read(i0, std::min(p.chunk_size, n_train - i0), scratch), stats);
-            if (p.verbose && nchunks > 1 && seconds_since(t_iter) > 2.0) {
-                std::printf("\r  E-step %d: %5.1f%%", it, 100.0 * double(c + 1) / double(nchunks));
-                std::fflush(stdout);
+        check_all_ranks(comm, [&] {
+            estep_->set_model(model, center.data());
+            for (int64_t c = 0; c < nchunks; c++) {
+                const int64_t i0 = c * chunk;
+                estep_->accumulate(train->read(i0, std::min(chunk, n_local - i0), scratch), stats);
+                if (verbose && nchunks > 1 && seconds_since(t_iter) > 2.0) {
+                    std::printf("\r  E-step %d: %5.1f%%", it, 100.0 * double(c + 1) / double(nchunks));
+                    std::fflush(stdout);
+                }
             }
-        }
-        if (reducer_) reducer_(stats);
+        });
+        std::vector<double> flat = stats.flat();
+        comm.allreduce_sum(flat.data(), flat.size());
+        stats.from_flat(flat.data(), flat.size());
         GmmIterationStats st;
         st.iteration = it;
         st.estep_time_s = seconds_since(t_iter);
+        comm.allreduce(&st.estep_time_s, 1, ReduceOp::Max);
         st.loglik = stats.loglik / stats.n;
-        if (!std::isfinite(st.loglik)) {
-            throw std::runtime_error("GMM training: the log-likelihood became " + std::to_string(st.loglik) +
-                                     " at iteration " + std::to_string(it));
-        }
+        check_all_ranks(comm, [&] {
+            if (!std::isfinite(st.loglik)) {
+                throw std::runtime_error("GMM training: the log-likelihood became " + std::to_string(st.loglik) +
+                                         " at iteration " + std::to_string(it));
+            }
+        });
 
         // ---- M-step (double precision) ----
         const double total = stats.n;
@@ -306,7 +375,7 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         total_splits += st.nsplit;
         total_floored += st.nfloored;
         n_iter = it + 1;
-        if (p.verbose) {
+        if (verbose) {
             std::printf("%sEM iter %3d/%d: loglik %.6g (%+.3g)  imbalance %.3f  splits %d  floored %d  "
                         "E-step %.3f s  total %.2f s\n",
                         nchunks > 1 ? "\r" : "", it + 1, p.niter, st.loglik,
@@ -320,9 +389,18 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         }
         prev_loglik = st.loglik;
     }
-    if (p.verbose && (total_splits > 0 || total_floored > 0)) {
+    if (verbose && (total_splits > 0 || total_floored > 0)) {
         std::printf("GMM: %d component(s) re-seeded, %d variance(s) raised to the floor %.4g\n", total_splits,
                     total_floored, variance_floor);
+    }
+    // Every rank took the same decisions on the same sums, so the models are the
+    // same bits; a difference would be a bug, and worse than a failure.
+    if (comm.size() > 1) {
+        check_same_on_all_ranks(comm, fingerprint(model), "GMM training: the ranks ended with different models:",
+                                [](const std::vector<int64_t>& v) {
+                                    return "fingerprint " + std::to_string(v[0]) + "." + std::to_string(v[1]) + "." +
+                                           std::to_string(v[2]);
+                                });
     }
     return model.translated(center.data());
 }

@@ -4,11 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "Communicator.h"
 #include "EStep.h"
 #include "GmmModel.h"
 #include "GmmParams.h"
@@ -22,15 +22,11 @@ struct GmmIterationStats {
     int iteration = 0;          ///< 0-based
     double loglik = 0;          ///< mean log-likelihood per vector of the model entering this iteration
     double time_s = 0;          ///< seconds since fit() started, at the end of this iteration
-    double estep_time_s = 0;    ///< seconds spent in this iteration's E-step
+    double estep_time_s = 0;    ///< seconds spent in this iteration's E-step (the slowest rank's, distributed)
     double imbalance_factor = 0;///< K · Σ N_k² / N²  (1 = perfectly balanced)
     int nsplit = 0;             ///< components re-seeded in this iteration
     int nfloored = 0;           ///< variances raised to the floor in this iteration
 };
-
-/// Hook for combining statistics across processes (e.g. MPI_Allreduce on
-/// stats.flat()); called after every local E-step. Empty = single process.
-using StatsReducer = std::function<void(SufficientStats&)>;
 
 class GmmTrainer {
   public:
@@ -41,12 +37,25 @@ class GmmTrainer {
     /// `initial` is the starting model (in the data's frame). Returns the model in
     /// the data's frame. Throws std::invalid_argument on bad input (K < 1, K > N,
     /// NaN/Inf, dimension mismatch) before any work starts.
+    ///
+    /// With a communicator of several ranks, every rank calls fit() with the same
+    /// params and K, `data` being its own range of the rows (rank 0 the first
+    /// range, rank 1 the next, ...; N is their total). Every step that needs all
+    /// rows is global: data moments, the subsample (the rows one process would
+    /// pick), the initialization (run on rank 0 on the sample gathered there, then
+    /// broadcast; rank 0's `initial` with init == Given), the statistics of each
+    /// E-step (summed over ranks), log-likelihood, convergence and re-seeding. Every
+    /// rank returns the same model, equal to the one-process result up to the order
+    /// of floating-point sums. A failure on any rank makes every rank throw
+    /// DistributedError (see check_all_ranks) instead of the exceptions above.
     GmmModel fit(const VectorSource& data, int64_t K, const GmmModel* initial = nullptr);
     GmmModel fit(int64_t n, int64_t d, const float* x, int64_t K, const GmmModel* initial = nullptr);
 
     /// Replaces the E-step backend (by default make_estep(params)).
     void set_estep(std::unique_ptr<EStep> estep) { estep_ = std::move(estep); }
-    void set_stats_reducer(StatsReducer reducer) { reducer_ = std::move(reducer); }
+    /// Trains as one rank of a distributed run (see fit()); nullptr = one process.
+    /// Not owned: it must outlive the fit() calls.
+    void set_communicator(Communicator* comm) { comm_ = comm; }
 
     const GmmParams& params() const { return params_; }
 
@@ -58,13 +67,13 @@ class GmmTrainer {
     int total_floored = 0;      ///< variance-floor hits, all iterations
     double variance_floor = 0;  ///< absolute floor used (min_variance_ratio × data variance)
     double data_variance = 0;   ///< mean per-dimension variance of the training rows
-    int64_t n_train = 0;        ///< rows EM ran on (after subsampling)
+    int64_t n_train = 0;        ///< rows EM ran on (after subsampling), all ranks together
     std::string backend;        ///< name of the E-step backend used
 
   private:
     GmmParams params_;
     std::unique_ptr<EStep> estep_;
-    StatsReducer reducer_;
+    Communicator* comm_ = nullptr;
 };
 
 } // namespace faiss_gmm

@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -36,7 +38,7 @@ void VectorBlock::row_to_float(int64_t i, float* out) const {
     if (type == DataType::Float32) {
         std::memcpy(out, row(i), sizeof(float) * d);
     } else if (type == DataType::Float64) {
-        const double* r = reinterpret_cast<const double*>(row(i));
+        const double* r = static_cast<const double*>(static_cast<const void*>(row(i)));
         for (int64_t j = 0; j < d; j++) {
             out[j] = float(r[j]);
         }
@@ -77,6 +79,39 @@ MemoryVectorSource::MemoryVectorSource(const VectorBlock& block) : block_(block)
 VectorBlock MemoryVectorSource::read(int64_t i0, int64_t n, std::vector<uint8_t>&) const {
     check_range(i0, n);
     return block_.slice(i0, n);
+}
+
+// ---------------------------------------------------------------- row range
+
+RowRangeSource::RowRangeSource(const VectorSource& base, int64_t begin, int64_t count)
+        : base_(base), begin_(begin), count_(count) {
+    if (begin < 0 || count < 0 || begin > base.ntotal() || count > base.ntotal() - begin) {
+        throw std::out_of_range("RowRangeSource: rows [" + std::to_string(begin) + ", " +
+                                std::to_string(begin + count) + ") out of range (ntotal = " +
+                                std::to_string(base.ntotal()) + ")");
+    }
+}
+
+VectorBlock RowRangeSource::read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const {
+    check_range(i0, n);
+    return base_.read(begin_ + i0, n, scratch);
+}
+
+std::vector<int64_t> sample_rows(int64_t N, int64_t m, int64_t seed, int64_t begin, int64_t end) {
+    std::mt19937_64 rng{uint64_t(seed)};
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    std::vector<int64_t> rows;
+    int64_t selected = 0;
+    // Row i is taken with probability (rows still wanted) / (rows left): every
+    // row before `end` costs one draw, whoever keeps it, so all ranks see the
+    // same stream of draws.
+    for (int64_t i = 0; i < std::min(N, end) && selected < m; i++) {
+        if (double(N - i) * u(rng) < double(m - selected)) {
+            selected++;
+            if (i >= begin) rows.push_back(i);
+        }
+    }
+    return rows;
 }
 
 // ---------------------------------------------------------------- mmap
@@ -188,6 +223,14 @@ void read_as_float(const VectorSource& src, int64_t i0, int64_t n, float* out) {
     for (int64_t i = 0; i < n; i++) {
         b.row_to_float(i, out + size_t(i) * b.d);
     }
+}
+
+std::vector<float> read_rows_as_float(const VectorSource& src, const std::vector<int64_t>& rows) {
+    const size_t d = size_t(src.d());
+    std::vector<float> out(rows.size() * d);
+    std::vector<uint8_t> scratch;
+    for (size_t i = 0; i < rows.size(); i++) src.read(rows[i], 1, scratch).row_to_float(0, out.data() + i * d);
+    return out;
 }
 
 void check_finite(const VectorBlock& block, int64_t row_offset) {

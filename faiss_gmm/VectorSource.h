@@ -72,6 +72,23 @@ class MemoryVectorSource : public VectorSource {
     VectorBlock block_;
 };
 
+/// Rows [begin, begin + count) of another source, as a source of their own (a
+/// rank's share of a file, in distributed training). Not owning: the base must
+/// outlive it. Reads go straight to the base, so nothing is loaded up front.
+class RowRangeSource : public VectorSource {
+  public:
+    RowRangeSource(const VectorSource& base, int64_t begin, int64_t count);
+    int64_t ntotal() const override { return count_; }
+    int64_t d() const override { return base_.d(); }
+    DataType type() const override { return base_.type(); }
+    VectorBlock read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const override;
+
+  private:
+    const VectorSource& base_;
+    int64_t begin_;
+    int64_t count_;
+};
+
 /// A read-only memory map of a whole file (closed on destruction).
 class MappedFile {
   public:
@@ -110,6 +127,16 @@ class VecsFileSource : public VectorSource {
     int64_t d_ = 0;
     size_t record_bytes_ = 0;
 };
+
+/// The rows in [begin, end) of a uniform sample of m of the rows 0 .. N-1,
+/// without replacement, ascending (Knuth's selection sampling). The sample is a
+/// function of N, m and seed only: ranks holding consecutive ranges of the same
+/// N rows pick, together, exactly the rows one process picks with [0, N).
+/// O(end) time (one random draw per row before end), O(rows returned) memory.
+std::vector<int64_t> sample_rows(int64_t N, int64_t m, int64_t seed, int64_t begin, int64_t end);
+
+/// The given rows of any source (indices in any order), as float32: rows.size() * d floats.
+std::vector<float> read_rows_as_float(const VectorSource& src, const std::vector<int64_t>& rows);
 
 /// Reads rows [i0, i0+n) of any source as float32 into out (n * d floats).
 void read_as_float(const VectorSource& src, int64_t i0, int64_t n, float* out);

@@ -20,6 +20,7 @@ PACKAGES=(
   pybind11-dev python3-dev python3-faiss python3-numpy python3-pytest
   python3-matplotlib python3-sklearn python3-setuptools python3-wheel python3-pip python3-venv
   zlib1g-dev libhdf5-dev
+  libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev libomp-dev clang-tidy cppcheck
   dataset-fashion-mnist
 )

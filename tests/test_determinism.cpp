@@ -17,6 +17,7 @@
 
 using namespace faiss_gmm;
 using faiss_gmm::testing::clustered_data;
+using faiss_gmm::testing::expect_models_identical;
 
 namespace {
 
@@ -26,13 +27,6 @@ struct ThreadCount {
     ~ThreadCount() { omp_set_num_threads(saved); }
     int saved;
 };
-
-void expect_identical(const GmmModel& a, const GmmModel& b, const std::string& what) {
-    // operator== on float vectors: bit-identical for finite values (no NaN here).
-    EXPECT_EQ(a.means, b.means) << what;
-    EXPECT_EQ(a.variances, b.variances) << what;
-    EXPECT_EQ(a.log_weights, b.log_weights) << what;
-}
 
 } // namespace
 
@@ -59,8 +53,8 @@ TEST(Determinism, SameSeedSameThreadsBitIdentical) {
             };
             const GmmModel a = run(), b = run(), c = run();
             const std::string what = std::to_string(threads) + " thread(s), " + to_string(type);
-            expect_identical(a, b, what);
-            expect_identical(a, c, what);
+            expect_models_identical(a, b, what);
+            expect_models_identical(a, c, what);
         }
     }
 }
@@ -84,7 +78,7 @@ TEST(Determinism, KMeansPlusPlusInitAnyThreadCount) {
             return t.fit(n, d, x.data(), K);
         };
         const GmmModel a = run();
-        for (int rep = 0; rep < 4; rep++) expect_identical(a, run(), std::to_string(threads) + " thread(s), k-means++");
+        for (int rep = 0; rep < 4; rep++) expect_models_identical(a, run(), std::to_string(threads) + " thread(s), k-means++");
     }
 }
 
@@ -105,7 +99,7 @@ TEST(Determinism, StreamedFileSameAsRepeatedRun) {
             VecsFileSource src(path);
             return t.fit(src, K);
         };
-        expect_identical(run(), run(), std::to_string(threads) + " thread(s), streamed");
+        expect_models_identical(run(), run(), std::to_string(threads) + " thread(s), streamed");
     }
     std::remove(path.c_str());
 }

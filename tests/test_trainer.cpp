@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <random>
 
+#include "faiss_gmm/EStepCpu.h"
 #include "faiss_gmm/GmmTrainer.h"
 #include "test_helpers.h"
 
@@ -270,4 +273,69 @@ TEST(GmmTrainer, StreamsUint8FromAVecsFile) {
                     1e-6 * std::fabs(t2.iteration_stats[i].loglik));
     }
     for (size_t i = 0; i < whole.means.size(); i++) EXPECT_NEAR(streamed.means[i], whole.means[i], 1e-2);
+}
+
+namespace {
+
+/// The CPU E-step, counting the rows of each accumulate() call and asking for
+/// large calls as the GPU backend does.
+class CallCountingEStep : public EStep {
+  public:
+    void set_model(const GmmModel& model, const float* center) override { inner_.set_model(model, center); }
+    void accumulate(const VectorBlock& rows, SufficientStats& stats) override {
+        calls.push_back(rows.n);
+        inner_.accumulate(rows, stats);
+    }
+    const char* name() const override { return "counting"; }
+    int64_t preferred_rows_per_call() const override { return 1000; }
+    std::vector<int64_t> calls;
+
+  private:
+    EStepCpu inner_;
+};
+
+/// In-memory rows handed out through the scratch buffer, as a file with
+/// per-row headers or a converting source does.
+class CopyingSource : public VectorSource {
+  public:
+    CopyingSource(int64_t n, int64_t d, const float* x) : n_(n), d_(d), x_(x) {}
+    int64_t ntotal() const override { return n_; }
+    int64_t d() const override { return d_; }
+    DataType type() const override { return DataType::Float32; }
+    VectorBlock read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const override {
+        check_range(i0, n);
+        scratch.resize(size_t(n) * d_ * sizeof(float));
+        std::memcpy(scratch.data(), x_ + i0 * d_, scratch.size());
+        return VectorBlock{scratch.data(), DataType::Float32, n, d_};
+    }
+
+  private:
+    int64_t n_, d_;
+    const float* x_;
+};
+
+} // namespace
+
+TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallOnlyWhenRowsCostNoCopy) {
+    const int64_t n = 2500, d = 8, K = 4;
+    const std::vector<float> x = clustered_data(n, d, K, 0.5f, 5);
+    GmmParams p;
+    p.niter = 1;
+    p.tol = 0;
+    p.chunk_size = 100;
+    p.max_points_per_centroid = 0;
+    p.init = InitMethod::KMeansPlusPlus;
+    const MemoryVectorSource in_memory(n, d, x.data());
+    const CopyingSource copying(n, d, x.data());
+    for (const VectorSource* src : {static_cast<const VectorSource*>(&in_memory), static_cast<const VectorSource*>(&copying)}) {
+        GmmTrainer trainer(p);
+        auto estep = std::make_unique<CallCountingEStep>();
+        CallCountingEStep* counter = estep.get();
+        trainer.set_estep(std::move(estep));
+        trainer.fit(*src, K);
+        // Views into memory: the backend's 1000 rows per call; copies: chunk_size.
+        const std::vector<int64_t> expected = src == &in_memory ? std::vector<int64_t>{1000, 1000, 500}
+                                                                : std::vector<int64_t>(25, 100);
+        EXPECT_EQ(counter->calls, expected);
+    }
 }
