@@ -24,6 +24,7 @@
 
 #include "faiss_gmm/GmmModel.h"
 #include "faiss_gmm/SufficientStats.h"
+#include "bench/gpu/bench_util.cuh"
 #include "gpu/EStepCuda.h"
 
 using namespace faiss_gmm;
@@ -31,14 +32,6 @@ using faiss_gmm::gpu::EStepCuda;
 using faiss_gmm::gpu::EStepCudaAlgorithm;
 using faiss_gmm::gpu::EStepCudaOptions;
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 #define CB(x)                                                                    \
     do {                                                                         \
         cublasStatus_t s_ = (x);                                                 \
@@ -50,22 +43,10 @@ using faiss_gmm::gpu::EStepCudaOptions;
 
 namespace {
 
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
+using faiss_gmm::bench::median;
+using faiss_gmm::bench::now_s;
 
-__device__ uint32_t hash32(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return uint32_t(x);
-}
+__device__ uint32_t hash32(uint64_t x) { return uint32_t(faiss_gmm::bench::mix64(x)); }
 __device__ float unif(uint64_t i, uint32_t seed) { return (hash32(i * 0x9e3779b97f4a7c15ull + seed) >> 8) * (1.f / 16777216.f); }
 
 /// Rows around `nc` random cluster centers (spread 1 per dim), noise 0.5 per dim: mean ≈ 0.

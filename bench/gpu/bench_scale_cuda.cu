@@ -30,35 +30,18 @@
 
 #include "faiss_gmm/GmmModel.h"
 #include "faiss_gmm/SufficientStats.h"
+#include "bench/gpu/bench_util.cuh"
 #include "gpu/EStepCuda.h"
 
 using namespace faiss_gmm;
 using faiss_gmm::gpu::EStepCuda;
 using faiss_gmm::gpu::EStepCudaOptions;
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 
 namespace {
 
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-__host__ __device__ inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
+using faiss_gmm::bench::mix64;
+using faiss_gmm::bench::now_s;
 
 /// BIGANN-like uint8 row `row` (global index): one of `nc` cluster centers
 /// (values 0..127 per dimension, from the hash of (cluster, j)) plus noise in
