@@ -74,6 +74,10 @@ __device__ __forceinline__ void fence_proxy_async() {
 
 /// D(64×N, fp32) (+)= A(64×16, f16) · B(16×N, f16), both from shared memory.
 /// TA/TB: 0 = K-major, 1 = MN-major. scale_d = 0 overwrites D.
+/// One specialization per (N, TA, TB) the kernels use, written out in full:
+/// inline PTX must name every accumulator register, so the instances differ
+/// only in N and their operand lists (CUTLASS's mma_sm90_gmma.hpp is built the
+/// same way). A new tile width needs a new specialization of this pattern.
 template <int N, int TA, int TB>
 struct Wgmma;
 
