@@ -31,6 +31,13 @@ class EStep {
     /// costs no copy (rows already in memory); 0 = no preference. The trainer
     /// otherwise reads GmmParams::chunk_size rows per call.
     virtual int64_t preferred_rows_per_call() const { return 0; }
+    /// Hint: `rows` will be passed to accumulate() again, whole or in slices (the
+    /// EM iterations over a training set), so a backend may keep a copy next to
+    /// its compute units (a GPU: in device memory, when the rows fit). The caller
+    /// keeps the rows alive and unchanged until release_rows(). Never required
+    /// for correctness; the default ignores it.
+    virtual void retain_rows(const VectorBlock& rows) { (void)rows; }
+    virtual void release_rows() {}
 };
 
 /// The backend params.device asks for. Device::Auto falls back to the CPU when no

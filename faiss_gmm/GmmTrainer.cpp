@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -31,6 +32,20 @@ int64_t rows_per_call(const VectorSource& src, int64_t chunk_size, const EStep& 
         return chunk_size; // the E-step's own reads report the error, on every rank
     }
 }
+
+/// Offers the training rows to the E-step backend for every EM iteration (a GPU
+/// backend keeps them in device memory when they fit) and withdraws them when
+/// fit() ends, normally or by an exception.
+class RetainedRows {
+  public:
+    RetainedRows(EStep& estep, const VectorBlock& rows) : estep_(estep) { estep_.retain_rows(rows); }
+    ~RetainedRows() { estep_.release_rows(); }
+    RetainedRows(const RetainedRows&) = delete;
+    RetainedRows& operator=(const RetainedRows&) = delete;
+
+  private:
+    EStep& estep_;
+};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -60,7 +75,6 @@ std::vector<double> moment_sums(const VectorSource& src, int64_t chunk, int64_t 
     for (int64_t i0 = 0; i0 < N; i0 += chunk) {
         const int64_t n = std::min(chunk, N - i0);
         VectorBlock b = src.read(i0, n, scratch);
-        check_finite(b, first_row + i0);
         const int nt = omp_get_max_threads();
         std::vector<double> t1(size_t(nt) * d, 0.0), t2(size_t(nt) * d, 0.0);
 #pragma omp parallel num_threads(nt)
@@ -77,6 +91,12 @@ std::vector<double> moment_sums(const VectorSource& src, int64_t chunk, int64_t 
                 }
             }
         }
+        // Sums in double of finite floats cannot overflow, so a non-finite sum means
+        // a NaN or infinite value (or a float64 beyond float32's range) in this
+        // chunk: only then is it scanned, serially, to name the row and column.
+        bool finite = true;
+        for (size_t t = 0; t < t1.size(); t++) finite &= std::isfinite(t1[t]) && std::isfinite(t2[t]);
+        if (!finite) check_finite(b, first_row + i0);
         for (int t = 0; t < nt; t++) {
             for (int64_t j = 0; j < d; j++) {
                 s1[j] += t1[size_t(t) * d + j];
@@ -269,6 +289,10 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     const int64_t nvar = model.nvar();
     const int64_t chunk = rows_per_call(*train, p.chunk_size, *estep_);
     const int64_t nchunks = (n_local + chunk - 1) / chunk;
+    // The rows are views into memory when the backend got its preferred call
+    // size: hand them over once for all iterations.
+    std::optional<RetainedRows> retained;
+    if (chunk != p.chunk_size && n_local > 0) retained.emplace(*estep_, train->read(0, n_local, scratch));
     for (int it = 0; it < p.niter; it++) {
         const auto t_iter = std::chrono::steady_clock::now();
         stats.clear();

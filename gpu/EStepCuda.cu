@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -662,6 +664,15 @@ struct EStepCuda::Worker {
     }
 
     /// Processes rows (any memory kind), leaving the sums in h_*.
+    /// The results of a run over no rows, without touching the GPU.
+    void clear_results() {
+        report = EStepCudaReport();
+        h_f.assign(size_t(K) * Dfeat, 0.0);
+        h_nk.assign(K, 0.0);
+        h_sxx.assign(K, 0.0);
+        h_loglik = 0;
+    }
+
     void run(const VectorBlock& rows) {
         FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
         report = EStepCudaReport();
@@ -818,6 +829,70 @@ EStepCuda::EStepCuda(int64_t K, int64_t d, const EStepCudaOptions& options) : op
 
 EStepCuda::~EStepCuda() = default;
 
+/// Rows copied to the GPUs by retain_rows(): worker i holds the caller's rows
+/// [begin[i], end[i]) in copies[i], on its device.
+struct EStepCuda::Retained {
+    VectorBlock host;
+    std::vector<int64_t> begin, end;
+    std::vector<std::unique_ptr<DeviceBuffer>> copies;
+
+    /// Index of rows' first row within the retained rows, or −1 when rows are
+    /// not a slice of them (other memory, type or dimension).
+    int64_t first_row_of(const VectorBlock& rows) const {
+        if (rows.type != host.type || rows.d != host.d || rows.n > host.n) return -1;
+        const auto at = reinterpret_cast<uintptr_t>(rows.data), base = reinterpret_cast<uintptr_t>(host.data);
+        const size_t rb = host.row_bytes();
+        if (at < base || (at - base) % rb != 0) return -1;
+        const int64_t first = int64_t((at - base) / rb);
+        return first + rows.n <= host.n ? first : -1;
+    }
+};
+
+void EStepCuda::retain_rows(const VectorBlock& rows) {
+    release_rows();
+    if (rows.n <= 0 || rows.d != d_ || (rows.type != DataType::Float32 && rows.type != DataType::UInt8)) return;
+    const int nw = int(workers_.size());
+    auto r = std::make_unique<Retained>();
+    r->host = rows;
+    // Devices may repeat (several workers on one GPU): check each device's total.
+    std::vector<std::pair<int, size_t>> need;
+    for (int i = 0; i < nw; i++) {
+        r->begin.push_back(rows.n * i / nw);
+        r->end.push_back(rows.n * (i + 1) / nw);
+        const size_t bytes = size_t(r->end[i] - r->begin[i]) * rows.row_bytes();
+        auto it = std::find_if(need.begin(), need.end(), [&](auto& e) { return e.first == workers_[i]->device; });
+        if (it == need.end()) need.emplace_back(workers_[i]->device, bytes);
+        else it->second += bytes;
+    }
+    for (const auto& [dev, bytes] : need) {
+        size_t free_b = 0, total_b = 0;
+        if (cudaSetDevice(dev) != cudaSuccess || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+            cudaGetLastError();
+            return;
+        }
+        // Room for the E-step's own buffers and for whoever else uses the GPU.
+        const size_t keep_free = std::max<size_t>(size_t(4) << 30, total_b / 10);
+        if (bytes + keep_free > free_b) return; // does not fit: rows keep streaming from host memory
+    }
+    try {
+        for (int i = 0; i < nw; i++) {
+            auto copy = std::make_unique<DeviceBuffer>();
+            const size_t bytes = size_t(r->end[i] - r->begin[i]) * rows.row_bytes();
+            copy->allocate(workers_[i]->device, bytes, false);
+            FAISS_GMM_CUDA_CHECK(cudaSetDevice(workers_[i]->device));
+            FAISS_GMM_CUDA_CHECK(cudaMemcpy(copy->ptr, rows.row(r->begin[i]), bytes, cudaMemcpyDefault));
+            r->copies.push_back(std::move(copy));
+        }
+    } catch (const std::exception&) {
+        return; // out of memory after all (another process): keep streaming; r frees what it got
+    }
+    retained_ = std::move(r);
+}
+
+void EStepCuda::release_rows() {
+    retained_.reset();
+}
+
 const char* EStepCuda::name() const { return name_; }
 
 void EStepCuda::set_model(const GmmModel& model, const float* center) {
@@ -943,21 +1018,39 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     if (rows.n == 0) return;
 
     // Contiguous share of rows per worker (statistics are sums, so any split works).
+    // Rows retained on the GPUs: each worker reads the part of its own copy that
+    // overlaps them (possibly nothing).
     const int nw = int(workers_.size());
     std::vector<VectorBlock> shares(nw);
+    const int64_t first = retained_ ? retained_->first_row_of(rows) : -1;
     for (int i = 0; i < nw; i++) {
-        const int64_t a = rows.n * i / nw, b = rows.n * (i + 1) / nw;
-        shares[i] = rows.slice(a, b - a);
+        if (first >= 0) {
+            const int64_t a = std::max(first, retained_->begin[i]);
+            const int64_t b = std::min(first + rows.n, retained_->end[i]);
+            const size_t offset = size_t(std::max<int64_t>(a - retained_->begin[i], 0)) * rows.row_bytes();
+            shares[i] = VectorBlock{static_cast<const uint8_t*>(retained_->copies[i]->ptr) + offset, rows.type,
+                                    std::max<int64_t>(b - a, 0), d_};
+        } else {
+            const int64_t a = rows.n * i / nw, b = rows.n * (i + 1) / nw;
+            shares[i] = rows.slice(a, b - a);
+        }
     }
+    auto run_share = [&](int i) {
+        if (shares[i].n > 0) {
+            workers_[i]->run(shares[i]);
+        } else {
+            workers_[i]->clear_results();
+        }
+    };
     if (nw == 1) {
-        workers_[0]->run(shares[0]);
+        run_share(0);
     } else {
         std::vector<std::exception_ptr> errors(nw);
         std::vector<std::thread> threads;
         for (int i = 0; i < nw; i++) {
             threads.emplace_back([&, i] {
                 try {
-                    workers_[i]->run(shares[i]);
+                    run_share(i);
                 } catch (...) {
                     errors[i] = std::current_exception();
                 }

@@ -67,6 +67,14 @@ class EStepCuda : public EStep {
     /// Large: each call ends with a device synchronization and a download of the
     /// statistics, and rows stream through the backend's own chunks anyway.
     int64_t preferred_rows_per_call() const override { return int64_t(1) << 30; }
+    /// Copies the rows to the GPUs, each worker its contiguous share, when they fit
+    /// with room to spare (at least max(4 GiB, 10 %) of each GPU stays free);
+    /// accumulate() on these rows or slices of them then reads the copies instead
+    /// of host memory. Otherwise nothing is kept and rows keep streaming.
+    void retain_rows(const VectorBlock& rows) override;
+    void release_rows() override;
+    /// True while retain_rows() holds a copy on the GPUs.
+    bool rows_retained() const { return retained_ != nullptr; }
 
     const EStepCudaOptions& options() const { return options_; }
     /// One entry per entry of options().devices.
@@ -74,6 +82,8 @@ class EStepCuda : public EStep {
 
   private:
     struct Worker; // one per device entry: streams, buffers, accumulators
+    struct Retained; // rows copied to the GPUs by retain_rows()
+    std::unique_ptr<Retained> retained_;
     EStepCudaOptions options_;
     int64_t K_, d_;
     std::vector<std::unique_ptr<Worker>> workers_;

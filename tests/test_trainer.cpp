@@ -277,8 +277,8 @@ TEST(GmmTrainer, StreamsUint8FromAVecsFile) {
 
 namespace {
 
-/// The CPU E-step, counting the rows of each accumulate() call and asking for
-/// large calls as the GPU backend does.
+/// The CPU E-step, counting the rows of each accumulate() call and the rows
+/// offered for retention, and asking for large calls as the GPU backend does.
 class CallCountingEStep : public EStep {
   public:
     void set_model(const GmmModel& model, const float* center) override { inner_.set_model(model, center); }
@@ -288,7 +288,10 @@ class CallCountingEStep : public EStep {
     }
     const char* name() const override { return "counting"; }
     int64_t preferred_rows_per_call() const override { return 1000; }
-    std::vector<int64_t> calls;
+    void retain_rows(const VectorBlock& rows) override { retained.push_back(rows.n); }
+    void release_rows() override { released++; }
+    std::vector<int64_t> calls, retained;
+    int released = 0;
 
   private:
     EStepCpu inner_;
@@ -316,7 +319,7 @@ class CopyingSource : public VectorSource {
 
 } // namespace
 
-TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallOnlyWhenRowsCostNoCopy) {
+TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallAndRetainsRowsOnlyWhenRowsCostNoCopy) {
     const int64_t n = 2500, d = 8, K = 4;
     const std::vector<float> x = clustered_data(n, d, K, 0.5f, 5);
     GmmParams p;
@@ -333,9 +336,12 @@ TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallOnlyWhenRowsCostNoCopy) {
         CallCountingEStep* counter = estep.get();
         trainer.set_estep(std::move(estep));
         trainer.fit(*src, K);
-        // Views into memory: the backend's 1000 rows per call; copies: chunk_size.
-        const std::vector<int64_t> expected = src == &in_memory ? std::vector<int64_t>{1000, 1000, 500}
-                                                                : std::vector<int64_t>(25, 100);
+        // Views into memory: the backend's 1000 rows per call, and all rows offered
+        // for retention once (then withdrawn); copies: chunk_size, nothing retained.
+        const bool views = src == &in_memory;
+        const std::vector<int64_t> expected = views ? std::vector<int64_t>{1000, 1000, 500} : std::vector<int64_t>(25, 100);
         EXPECT_EQ(counter->calls, expected);
+        EXPECT_EQ(counter->retained, views ? std::vector<int64_t>{n} : std::vector<int64_t>{});
+        EXPECT_EQ(counter->released, views ? 1 : 0);
     }
 }

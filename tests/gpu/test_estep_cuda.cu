@@ -415,6 +415,48 @@ TEST_F(EStepCudaTest, AccumulateAddsAndModelCanChange) {
     }
 }
 
+TEST_F(EStepCudaTest, RetainedRowsGiveTheSameStatistics) {
+    // retain_rows() copies the rows to the GPUs (two workers on GPU 0: each holds
+    // its half); whole, sliced and straddling calls then read the copies, rows
+    // elsewhere still stream, and release_rows() goes back to streaming.
+    for (bool fast : {false, true}) {
+        for (bool u8 : {false, true}) {
+            Problem p = make_problem(3001, 50, 72, CovarianceType::Spherical, fast ? 61 : 62, u8);
+            const VectorBlock rows = u8 ? VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d} : float_rows(p);
+            EStepCudaOptions o = opts(fast);
+            o.devices = {0, 0};
+            EStepCuda es(p.K, p.d, o);
+            es.set_model(p.model, p.center.data());
+            es.retain_rows(rows);
+            ASSERT_TRUE(es.rows_retained()) << "3001 rows must fit on the GPU";
+            const std::string label = std::string(u8 ? "uint8" : "float32") + " retained";
+            const SufficientStats ref = reference(p);
+
+            SufficientStats whole(p.K, p.d, p.cov);
+            es.accumulate(rows, whole);
+            expect_close(whole, ref, fast, label + ", whole");
+
+            SufficientStats pieces(p.K, p.d, p.cov); // both workers' halves, then a slice straddling them
+            es.accumulate(rows.slice(0, 1000), pieces);
+            es.accumulate(rows.slice(1000, 1001), pieces);
+            es.accumulate(rows.slice(2001, 1000), pieces);
+            expect_close(pieces, ref, fast, label + ", three slices");
+
+            const auto* bytes = static_cast<const uint8_t*>(rows.data);
+            const std::vector<uint8_t> elsewhere(bytes, bytes + rows.n * rows.row_bytes());
+            SufficientStats other(p.K, p.d, p.cov);
+            es.accumulate(VectorBlock{elsewhere.data(), rows.type, rows.n, rows.d}, other);
+            expect_close(other, ref, fast, label + ", the same rows elsewhere (streamed)");
+
+            SufficientStats after(p.K, p.d, p.cov);
+            es.release_rows();
+            EXPECT_FALSE(es.rows_retained());
+            es.accumulate(rows, after);
+            expect_close(after, ref, fast, label + ", released");
+        }
+    }
+}
+
 TEST_F(EStepCudaTest, SanitizerSmall) {
     // Small enough to run under compute-sanitizer (memcheck, racecheck). Hopper: clusters of 2
     // (K = 130) and the two-pass path (K = 1100); diagonal falls back to Blocked there.
