@@ -878,8 +878,9 @@ void EStepCuda::retain_rows(const VectorBlock& rows) {
         for (int i = 0; i < nw; i++) {
             auto copy = std::make_unique<DeviceBuffer>();
             const size_t bytes = size_t(r->end[i] - r->begin[i]) * rows.row_bytes();
-            copy->allocate(workers_[i]->device, bytes, false);
+            // allocate() uses the current device: make it this worker's.
             FAISS_GMM_CUDA_CHECK(cudaSetDevice(workers_[i]->device));
+            copy->allocate(workers_[i]->device, bytes, false);
             FAISS_GMM_CUDA_CHECK(cudaMemcpy(copy->ptr, rows.row(r->begin[i]), bytes, cudaMemcpyDefault));
             r->copies.push_back(std::move(copy));
         }

@@ -416,15 +416,22 @@ TEST_F(EStepCudaTest, AccumulateAddsAndModelCanChange) {
 }
 
 TEST_F(EStepCudaTest, RetainedRowsGiveTheSameStatistics) {
-    // retain_rows() copies the rows to the GPUs (two workers on GPU 0: each holds
-    // its half); whole, sliced and straddling calls then read the copies, rows
-    // elsewhere still stream, and release_rows() goes back to streaming.
+    // retain_rows() copies the rows to the GPUs (two workers on GPU 0, then every
+    // visible GPU: each worker holds its share); whole, sliced and straddling calls
+    // then read the copies without any host-to-device copy, rows elsewhere still
+    // stream, and release_rows() goes back to streaming.
+    std::vector<std::vector<int>> device_sets = {{0, 0}};
+    if (gpu::cuda_device_count() > 1) {
+        device_sets.emplace_back();
+        for (int i = 0; i < gpu::cuda_device_count(); i++) device_sets.back().push_back(i);
+    }
+    for (const auto& devices : device_sets)
     for (bool fast : {false, true}) {
         for (bool u8 : {false, true}) {
             Problem p = make_problem(3001, 50, 72, CovarianceType::Spherical, fast ? 61 : 62, u8);
             const VectorBlock rows = u8 ? VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d} : float_rows(p);
             EStepCudaOptions o = opts(fast);
-            o.devices = {0, 0};
+            o.devices = devices;
             EStepCuda es(p.K, p.d, o);
             es.set_model(p.model, p.center.data());
             es.retain_rows(rows);
@@ -434,7 +441,8 @@ TEST_F(EStepCudaTest, RetainedRowsGiveTheSameStatistics) {
 
             SufficientStats whole(p.K, p.d, p.cov);
             es.accumulate(rows, whole);
-            expect_close(whole, ref, fast, label + ", whole");
+            expect_close(whole, ref, fast, label + ", whole, " + std::to_string(devices.size()) + " workers");
+            for (const auto& r : es.last_report()) EXPECT_EQ(r.h2d_bytes, 0.0) << "retained rows were copied again";
 
             SufficientStats pieces(p.K, p.d, p.cov); // both workers' halves, then a slice straddling them
             es.accumulate(rows.slice(0, 1000), pieces);
