@@ -22,6 +22,7 @@ namespace {
 /// hands out views into memory (its read() leaves the scratch buffer untouched)
 /// costs nothing per row, so there the backend's preference wins.
 int64_t rows_per_call(const VectorSource& src, int64_t chunk_size, const EStep& estep) {
+    chunk_size = std::max<int64_t>(chunk_size, 1); // validate() ensures it; this keeps the division below visibly safe
     const int64_t wanted = estep.preferred_rows_per_call();
     if (wanted <= chunk_size || src.ntotal() == 0) return chunk_size;
     try {
