@@ -28,7 +28,7 @@ enum class EStepCudaAlgorithm : int {
 /// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
 struct EStepCudaOptions {
     std::vector<int> devices;    ///< GPUs that share the rows; empty = every visible GPU. A device may repeat (tests).
-    bool fast_math = false;      ///< 1×TF32 tensor-core products (rel. error ≲ 1e-3); else fp32-accurate (≲ 1e-4): fp32 GEMMs (Blocked) or 3×TF32 (Fused)
+    bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked/Fused; else fp32-accurate (≲ 1e-4): fp32 GEMMs (Blocked) or 3×TF32 (Fused)
     bool fast_bf16 = false;      ///< with fast_math: bf16 products instead of TF32: faster, but errors up to ~6e-3 measured
     int64_t chunk_rows = 0;      ///< rows per device chunk; 0 = auto (≈ 2 GB of chunk buffers, at most 1M rows)
     int host_copy_threads = 0;   ///< threads copying pageable rows into pinned staging buffers; 0 = auto
