@@ -15,6 +15,7 @@
 #include "datasets/Synthetic.h"
 #include "eval/Evaluation.h"
 #include "eval/Report.h"
+#include "eval_test_helpers.h"
 
 #include <faiss/index_factory.h>
 
@@ -24,24 +25,7 @@ using namespace faiss_gmm::eval;
 namespace {
 
 datasets::Dataset small_dataset() {
-    datasets::MixtureParams mp;
-    mp.n = 4000;
-    mp.d = 16;
-    mp.ncomponents = 24;
-    mp.spread = 2.5;
-    mp.anisotropy = 4;
-    mp.seed = 11;
-    datasets::Dataset ds;
-    ds.name = "synthetic";
-    ds.base = datasets::generate_mixture(mp).x;
-    mp.seed = 12;
-    mp.n = 200;
-    ds.queries = datasets::generate_mixture(mp).x;
-    faiss_gmm::MemoryVectorSource src(ds.base.n, ds.base.d, ds.base.data.data());
-    ds.groundtruth = datasets::compute_ground_truth(src, ds.queries.n, ds.queries.data.data(), 10,
-                                                    datasets::Metric::L2).ids;
-    ds.groundtruth_computed = true;
-    return ds;
+    return faiss_gmm::testing::small_mixture_dataset(200, 4);
 }
 
 std::string slurp(const std::string& path) {

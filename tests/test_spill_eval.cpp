@@ -6,27 +6,13 @@
 #include "datasets/Dataset.h"
 #include "datasets/Synthetic.h"
 #include "eval/Evaluation.h"
+#include "eval_test_helpers.h"
 
 using namespace faiss_gmm;
 using namespace faiss_gmm::eval;
 
 TEST(SpillEval, EqualMemoryAndDistinctCounting) {
-    datasets::MixtureParams mp;
-    mp.n = 4000;
-    mp.d = 16;
-    mp.ncomponents = 24;
-    mp.spread = 2.5;
-    mp.seed = 11;
-    datasets::Dataset ds;
-    ds.name = "synthetic";
-    ds.base = datasets::generate_mixture(mp).x;
-    mp.seed = 12;
-    mp.n = 100;
-    ds.queries = datasets::generate_mixture(mp).x;
-    MemoryVectorSource src(ds.base.n, ds.base.d, ds.base.data.data());
-    ds.groundtruth = datasets::compute_ground_truth(src, ds.queries.n, ds.queries.data.data(), 10,
-                                                    datasets::Metric::L2).ids;
-    ds.groundtruth_computed = true;
+    const datasets::Dataset ds = faiss_gmm::testing::small_mixture_dataset(100, datasets::MixtureParams().anisotropy);
 
     EXPECT_TRUE(is_method("kmeans_spill1.2"));
     EXPECT_TRUE(is_method("gmm_soar_spill1.5_max3"));
