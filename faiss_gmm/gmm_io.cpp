@@ -203,11 +203,10 @@ void write_gmm_index(const faiss::Index* index, faiss::IOWriter* writer) {
     const IndexIVFSpill* sp = as_spill_index(index);
     // FAISS writes the IVF with every copy: faiss::read_index reads it (duplicate ids and all).
     faiss::write_index(sp ? sp->index : index, writer);
-    if (const GmmQuantizer* q = find_gmm_quantizer(index)) {
-        if (q->model.K > 0) write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, writer);
-    } else if (const auto* q = dynamic_cast<const GmmQuantizer*>(index)) {
-        if (q->model.K > 0) write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, writer);
-    }
+    // The GMM quantizer of an IVF index, or the index itself when it is one.
+    const GmmQuantizer* q = find_gmm_quantizer(index);
+    if (!q) q = dynamic_cast<const GmmQuantizer*>(index);
+    if (q && q->model.K > 0) write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, writer);
     if (sp) {
         const SpillParams& s = sp->spill;
         put(writer, kSpillMagic);
