@@ -44,8 +44,7 @@ struct EStepCpu::Workspace {
     std::vector<int> nz_k;       // non-zero responsibilities of the block (sparse path): component,
     std::vector<float> nz_r;     // value,
     std::vector<int> nz_row_end; // and where each row's entries end
-    ThreadStats* acc = nullptr;  // where the block's statistics go (nullptr: none)
-    ThreadStats stats;           // the accumulators acc points to in accumulate()
+    ThreadStats stats;           // accumulate()'s statistics of this thread's blocks
 };
 
 EStepCpu::~EStepCpu() = default;
@@ -313,9 +312,9 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
     FusedPassArgs args{B,        K,           spherical, log_const_.data(), mean_sqnorm_.data(), inv_two_var_.data(),
                        ws.sqnorm.data(), ws.scores.data(), ws.d2.data(), ws.expbuf.data(), loglik, log_resp};
     const int64_t nnz = fused_pass(args);
-    if (!ws.acc) return;
+    if (log_resp) return; // log_responsibilities(): no statistics
 
-    ThreadStats& acc = *ws.acc;
+    ThreadStats& acc = ws.stats;
     acc.n += double(B);
     for (int64_t i = 0; i < B; i++) acc.loglik += double(loglik[i]);
 
@@ -385,7 +384,6 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         acc.nk.assign(model_.K, 0.0);
         acc.sum_x.assign(size_t(model_.K) * model_.d, 0.0);
         acc.sum_sq.assign(stats.sum_sq.size(), 0.0);
-        ws.acc = &acc;
         // Static round-robin over blocks: the same blocks go to the same thread
         // for a given thread count, which makes the sums deterministic.
 #pragma omp for schedule(static, 1)
@@ -425,7 +423,6 @@ void EStepCpu::log_responsibilities(const VectorBlock& rows, float* log_resp, fl
 #pragma omp parallel num_threads(nt)
     {
         Workspace& ws = workspace(omp_get_thread_num());
-        ws.acc = nullptr;
         std::vector<float> local_resp;
 #pragma omp for schedule(static, 1)
         for (int64_t b = 0; b < nblocks; b++) {

@@ -40,8 +40,8 @@ class EStepCpu : public EStep {
     struct Workspace; // per-thread block buffers and accumulators, kept across calls
     Workspace& workspace(int thread);
     void reserve_workspaces(int nthreads);
-    // Statistics go to ws.acc when set; log_resp (B × K) and loglik (B) are
-    // written when non-null.
+    // With log_resp (B × K) given, writes log r there; otherwise adds the block's
+    // statistics to ws.stats. loglik (B) is written when non-null.
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
 
     std::vector<std::unique_ptr<Workspace>> workspaces_;

@@ -1028,7 +1028,7 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         if (first >= 0) {
             const int64_t a = std::max(first, retained_->begin[i]);
             const int64_t b = std::min(first + rows.n, retained_->end[i]);
-            const size_t offset = size_t(std::max<int64_t>(a - retained_->begin[i], 0)) * rows.row_bytes();
+            const size_t offset = size_t(a - retained_->begin[i]) * rows.row_bytes(); // a >= begin[i]
             shares[i] = VectorBlock{static_cast<const uint8_t*>(retained_->copies[i]->ptr) + offset, rows.type,
                                     std::max<int64_t>(b - a, 0), d_};
         } else {
