@@ -24,6 +24,7 @@
 #include "gpu/detail/CudaUtils.h"
 #include "gpu/detail/EStepKernels.cuh"
 #include "gpu/detail/Sm90Kernels.cuh"
+#include "gpu/detail/Sm90SplitKernels.cuh"
 
 namespace faiss_gmm::gpu {
 
@@ -172,6 +173,12 @@ uint16_t host_f16(float f) {
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
     return uint16_t(sign | h);
 }
+/// Value of an IEEE half (as host_f16 makes them: finite).
+double host_f16_value(uint16_t h) {
+    const int e = (h >> 10) & 31, m = h & 1023;
+    const double v = e == 0 ? std::ldexp(double(m), -24) : std::ldexp(double(1024 + m), e - 25);
+    return (h & 0x8000u) ? -v : v;
+}
 float pow2i(int e) { return std::ldexp(1.0f, std::clamp(e, -120, 120)); }
 
 template <int DP>
@@ -183,6 +190,9 @@ void hopper_set_attributes() {
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmem));
     FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(detail::sm90::lse_kernel<DP>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, S::kLseSmem));
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(detail::sm90::split::estep_split_kernel<DP>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              detail::sm90::split::Shape<DP>::kSmem));
 }
 
 /// True when this device runs the sm_90a build of the Hopper kernels: a Hopper GPU (9.0)
@@ -224,9 +234,10 @@ bool hopper_kernels_available(int device) {
 
 /// Host-side model of the Hopper path (EStepCuda::set_model → every worker).
 struct HopperModel {
+    bool split = false; // accurate mode: hi/lo fp16 operands (Sm90SplitKernels.cuh), K ≤ 1024
     int DP = 0, FW = 0, Kt = 0;
     float sx = 1, sq = 1, kinv = 1;
-    std::vector<uint16_t> W; // Kt × 128 × DP halves, tiled (Sm90Kernels.cuh)
+    std::vector<uint16_t> W; // Kt × 128 × DP halves, tiled (Sm90Kernels.cuh); split: hi, then lo
     std::vector<float> ab;   // Kt·128 × 2
 };
 
@@ -267,6 +278,8 @@ struct EStepCuda::Worker {
     int hop_DP = 0, hop_FW = 0, hop_Kt = 0, hop_C = 0, hop_max_clusters = 0;
     float hop_sx = 1, hop_sq = 1, hop_kinv = 1;
     int hop_exchange = 0;    // cluster exchange: 0 st.async + mbarrier, 1 barrier.cluster; FAISS_GMM_HOPPER_EXCHANGE
+    bool hop_split = false;  // accurate-mode kernel (hi/lo halves, 64-row tiles, double partials)
+    int hop_flush = detail::sm90::split::kDefaultFlushTiles; // split: tiles per fp32 run; FAISS_GMM_HOPPER_FLUSH
     DeviceBuffer hW, hAB, hG, hXX, hLSE, hPart, hAcc;
     PinnedBuffer h_hacc; // K × FW doubles: pinned, so the download is a DMA, not a staged copy
     int64_t block_bytes = 0;
@@ -286,6 +299,8 @@ struct EStepCuda::Worker {
         hopper_ok = allow_hopper && hopper_supported(dev);
         // Diagnostic knob of the Hopper kernel: both settings are tested, the default measured faster.
         if (const char* v = std::getenv("FAISS_GMM_HOPPER_EXCHANGE")) hop_exchange = std::atoi(v) != 0;
+        // Diagnostic knob of the accurate Hopper kernel (tests measure the error without flushes).
+        if (const char* v = std::getenv("FAISS_GMM_HOPPER_FLUSH")) hop_flush = std::max(1, std::atoi(v));
         block_bytes = block_bytes_;
         Kp = round_up(K, kP1Comps);
         FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
@@ -353,7 +368,7 @@ struct EStepCuda::Worker {
         if (chunk_rows > 0) return;
         size_t free_b = 0, total_b = 0;
         FAISS_GMM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-        const double per_row = hopper    ? 2.0 * d * 4 + double(hop_FW) * 2 + 8
+        const double per_row = hopper    ? 2.0 * d * 4 + double(hop_FW) * 2 * (hop_split ? 2 : 1) + 8
                                : blocked ? 2.0 * d * 4 + double(ld2) * 4
                                          : 2.0 * d * 4 + double(Dw) * 4 * planes() + 8;
         const double budget = std::min(2.0e9, 0.25 * double(free_b));
@@ -424,6 +439,7 @@ struct EStepCuda::Worker {
     template <int DP>
     int hopper_clusters(int C) {
         using Sh = detail::sm90::Shape<DP>;
+        using Sp = detail::sm90::split::Shape<DP>;
         cudaLaunchConfig_t cfg{};
         cudaLaunchAttribute attr[1];
         attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -432,12 +448,17 @@ struct EStepCuda::Worker {
         attr[0].val.clusterDim.z = 1;
         cfg.gridDim = dim3(unsigned(C * sm_count));
         cfg.blockDim = dim3(detail::sm90::kThreads);
-        cfg.dynamicSmemBytes = Sh::kSmem;
+        cfg.dynamicSmemBytes = hop_split ? Sp::kSmem : Sh::kSmem;
         cfg.stream = stream;
         cfg.attrs = attr;
         cfg.numAttrs = 1;
         int n = 0;
-        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, detail::sm90::estep_kernel<DP, false>, &cfg));
+        if (hop_split) {
+            FAISS_GMM_CUDA_CHECK(
+                    cudaOccupancyMaxActiveClusters(&n, detail::sm90::split::estep_split_kernel<DP>, &cfg));
+        } else {
+            FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, detail::sm90::estep_kernel<DP, false>, &cfg));
+        }
         return n;
     }
 
@@ -449,7 +470,8 @@ struct EStepCuda::Worker {
         hop_sx = hm.sx;
         hop_sq = hm.sq;
         hop_kinv = hm.kinv;
-        hop_C = hm.Kt <= detail::sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes
+        hop_split = hm.split;
+        hop_C = hm.Kt <= detail::sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split: K ≤ 1024)
         switch (hop_DP) {
         case 32: hopper_set_attributes<32>(); break;
         case 64: hopper_set_attributes<64>(); break;
@@ -471,29 +493,77 @@ struct EStepCuda::Worker {
         }
     }
 
+    int hopper_tile_rows() const { return hop_split ? detail::sm90::split::kBM : detail::sm90::kBM; }
+
     void hopper_allocate(const HopperModel& hm) {
-        const int64_t tiles = (chunk_rows + detail::sm90::kBM - 1) / detail::sm90::kBM;
+        const int64_t BM = hopper_tile_rows();
+        const int64_t tiles = (chunk_rows + BM - 1) / BM;
         const int64_t Kp = int64_t(hop_Kt) * detail::sm90::kKc;
         const int64_t nparts = std::max<int64_t>(std::max(hop_max_clusters, sm_count), 1);
         hW.allocate(device, hm.W.size() * 2, poison);
         hAB.allocate(device, hm.ab.size() * 4, poison);
-        hG.allocate(device, size_t(tiles) * detail::sm90::kBM * hop_FW * 2, poison);
-        hXX.allocate(device, size_t(tiles) * detail::sm90::kBM * 4, poison);
-        if (hop_C == 0) hLSE.allocate(device, size_t(tiles) * detail::sm90::kBM * 4, poison);
-        hPart.allocate(device, size_t(nparts) * Kp * hop_FW * 4, poison);
+        hG.allocate(device, size_t(tiles) * BM * hop_FW * 2 * (hop_split ? 2 : 1), poison);
+        hXX.allocate(device, size_t(tiles) * BM * 4, poison);
+        if (hop_C == 0) hLSE.allocate(device, size_t(tiles) * BM * 4, poison);
+        hPart.allocate(device, size_t(nparts) * Kp * hop_FW * (hop_split ? 8 : 4), poison);
         hAcc.allocate(device, size_t(K) * hop_FW * 8, poison);
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(hW.ptr, hm.W.data(), hm.W.size() * 2, cudaMemcpyHostToDevice));
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(hAB.ptr, hm.ab.data(), hm.ab.size() * 4, cudaMemcpyHostToDevice));
+    }
+
+    /// Accurate mode: hi/lo features, the split kernel on clusters of hop_C CTAs, the double reduction.
+    template <typename Tin, int DP>
+    void hopper_split_chunk_dp(const Tin* x, int64_t nc, int vec) {
+        namespace sp = detail::sm90::split;
+        const int tiles = int((nc + sp::kBM - 1) / sp::kBM);
+        const int rows_padded = tiles * sp::kBM;
+        sp::features_split_kernel<Tin, DP><<<unsigned(rows_padded / 16), 256, 0, stream>>>(
+                x, int(nc), int(d), center.as<float>(), hop_sx, hop_sq, hG.as<__half>(), hXX.as<float>(),
+                rows_padded, vec);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::split::features_split_kernel");
+        sp::Args a{};
+        a.G = hG.as<__half>();
+        a.xx = hXX.as<float>();
+        a.W = hW.as<__half>();
+        a.ab = hAB.as<float>();
+        a.part = hPart.as<double>();
+        a.loglik = loglik.as<double>();
+        a.n = int(nc);
+        a.tiles = tiles;
+        a.Kt = hop_Kt;
+        a.kinv = hop_kinv;
+        a.flush_tiles = hop_flush;
+        const int Q = std::min(hop_max_clusters, tiles);
+        cudaLaunchConfig_t cfg{};
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = unsigned(hop_C);
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.gridDim = dim3(unsigned(Q * hop_C));
+        cfg.blockDim = dim3(detail::sm90::kThreads);
+        cfg.dynamicSmemBytes = sp::Shape<DP>::kSmem;
+        cfg.stream = stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sp::estep_split_kernel<DP>, a));
+        report.blocks = Q * hop_C;
+        report.cluster = hop_C;
+        const int count = int(K) * hop_FW;
+        detail::sm90::reduce_parts_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
+                hPart.as<double>(), Q, hop_Kt * detail::sm90::kKc, int(K), hop_FW, hAcc.as<double>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::reduce_parts_kernel<double>");
     }
 
     template <typename Tin, int DP>
     void hopper_chunk_dp(const Tin* x, int64_t nc) {
         namespace s9 = detail::sm90;
         using Sh = s9::Shape<DP>;
-        const int tiles = int((nc + s9::kBM - 1) / s9::kBM);
-        const int rows_padded = tiles * s9::kBM;
         const uintptr_t xa = reinterpret_cast<uintptr_t>(x);
         const int vec = sizeof(Tin) == 4 ? (xa % 16 == 0 && d % 4 == 0) : (xa % 8 == 0 && d % 8 == 0);
+        if (hop_split) return hopper_split_chunk_dp<Tin, DP>(x, nc, vec);
+        const int tiles = int((nc + s9::kBM - 1) / s9::kBM);
+        const int rows_padded = tiles * s9::kBM;
         s9::features_kernel<Tin, DP><<<unsigned(rows_padded / 16), 256, 0, stream>>>(
                 x, int(nc), int(d), center.as<float>(), hop_sx, hop_sq, hG.as<__half>(), hXX.as<float>(),
                 rows_padded, vec);
@@ -765,12 +835,13 @@ struct EStepCuda::Worker {
         }
         FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik, loglik.ptr, 8, cudaMemcpyDeviceToHost, stream));
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
-        if (hopper) { // columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…]
-            const double isx = 1.0 / double(hop_sx), isq = 1.0 / double(hop_sq);
+        if (hopper) { // columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…], × 2^12 (split kernel)
+            const double ir = hop_split ? 1.0 / double(detail::sm90::split::kRScale) : 1.0;
+            const double isx = ir / double(hop_sx), isq = ir / double(hop_sq);
             for (int64_t k = 0; k < K; k++) {
                 const double* a = static_cast<const double*>(h_hacc.ptr) + k * hop_FW;
                 for (int64_t j = 0; j < d; j++) h_f[k * d + j] = a[j] * isx;
-                h_nk[k] = a[hop_DP];
+                h_nk[k] = a[hop_DP] * ir;
                 h_sxx[k] = a[hop_DP + 1] * isq;
             }
         } else if (blocked) { // feature columns: [Σ r x | Σ r x² | N_k | Σ r ‖x‖²], stored feature-major
@@ -827,7 +898,7 @@ EStepCuda::EStepCuda(int64_t K, int64_t d, const EStepCudaOptions& options) : op
     }
 }
 
-EStepCuda::~EStepCuda() = default;
+EStepCuda::~EStepCuda() { release_rows(); }
 
 /// Rows copied to the GPUs by retain_rows(): worker i holds the caller's rows
 /// [begin[i], end[i]) in copies[i], on its device.
@@ -851,6 +922,25 @@ struct EStepCuda::Retained {
 void EStepCuda::retain_rows(const VectorBlock& rows) {
     release_rows();
     if (rows.n <= 0 || rows.d != d_ || (rows.type != DataType::Float32 && rows.type != DataType::UInt8)) return;
+    if (options_.retain == EStepCudaRetain::Ignore) return;
+    if (options_.retain == EStepCudaRetain::Pin || !copy_rows_to_gpus(rows)) pin_rows(rows);
+}
+
+void EStepCuda::pin_rows(const VectorBlock& rows) {
+    // Read-only registration first (the GPU only reads the rows; it also accepts read-only mappings).
+    void* p = const_cast<void*>(rows.data);
+    const size_t bytes = size_t(rows.n) * rows.row_bytes();
+    if (cudaHostRegister(p, bytes, cudaHostRegisterPortable | cudaHostRegisterReadOnly) != cudaSuccess) {
+        cudaGetLastError();
+        if (cudaHostRegister(p, bytes, cudaHostRegisterPortable) != cudaSuccess) {
+            cudaGetLastError(); // already pinned, device memory, or not allowed: passes stream as before
+            return;
+        }
+    }
+    pinned_rows_ = p;
+}
+
+bool EStepCuda::copy_rows_to_gpus(const VectorBlock& rows) {
     const int nw = int(workers_.size());
     auto r = std::make_unique<Retained>();
     r->host = rows;
@@ -868,11 +958,11 @@ void EStepCuda::retain_rows(const VectorBlock& rows) {
         size_t free_b = 0, total_b = 0;
         if (cudaSetDevice(dev) != cudaSuccess || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
             cudaGetLastError();
-            return;
+            return false;
         }
         // Room for the E-step's own buffers and for whoever else uses the GPU.
         const size_t keep_free = std::max<size_t>(size_t(4) << 30, total_b / 10);
-        if (bytes + keep_free > free_b) return; // does not fit: rows keep streaming from host memory
+        if (bytes + keep_free > free_b) return false; // does not fit
     }
     try {
         for (int i = 0; i < nw; i++) {
@@ -885,13 +975,19 @@ void EStepCuda::retain_rows(const VectorBlock& rows) {
             r->copies.push_back(std::move(copy));
         }
     } catch (const std::exception&) {
-        return; // out of memory after all (another process): keep streaming; r frees what it got
+        return false; // out of memory after all (another process); r frees what it got
     }
     retained_ = std::move(r);
+    return true;
 }
 
 void EStepCuda::release_rows() {
     retained_.reset();
+    if (pinned_rows_) {
+        cudaHostUnregister(pinned_rows_);
+        cudaGetLastError();
+        pinned_rows_ = nullptr;
+    }
 }
 
 const char* EStepCuda::name() const { return name_; }
@@ -953,16 +1049,19 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
             }
         }
     }
-    // Hopper path: fp16 operands with power-of-two scales (exact to undo). s_x puts the
-    // typical centered value (rms from the model: Σ_k π_k (‖μ_k‖²/d + σ²_k)) near 16, so
+    // Hopper path: fp16 operands with power-of-two scales (exact to undo). Fast mode: s_x puts
+    // the typical centered value (rms from the model: Σ_k π_k (‖μ_k‖²/d + σ²_k)) near 16, so
     // values up to ~4000× typical fit fp16 (larger ones saturate); s_q does the same for
-    // ‖x‖² (the column GEMM2 turns into Σ r‖x‖²); s_w puts max|w| near 2^14.
+    // ‖x‖² (the column GEMM2 turns into Σ r‖x‖²); s_w puts max|w| near 2^14. Accurate mode
+    // (split: hi + lo halves, one pass, so K ≤ 1024) puts the typical values near 1 instead:
+    // range up to ~6.5e4 × typical, and the lo halves of typical values stay normal.
     std::unique_ptr<HopperModel> hm;
     const bool want_hopper = options_.algorithm == EStepCudaAlgorithm::Hopper ||
                              options_.algorithm == EStepCudaAlgorithm::Auto;
-    if (want_hopper && !diag && fast && d <= 128) {
-        namespace s9 = detail::sm90;
+    namespace s9 = detail::sm90;
+    if (want_hopper && !diag && d <= 128 && (fast || K <= int64_t(s9::kKc) * s9::kMaxCluster)) {
         hm = std::make_unique<HopperModel>();
+        hm->split = !fast;
         hm->DP = d <= 32 ? 32 : d <= 64 ? 64 : d <= 96 ? 96 : 128;
         hm->FW = hm->DP + 8;
         hm->Kt = int((K + s9::kKc - 1) / s9::kKc);
@@ -976,18 +1075,22 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
             rms2 += std::exp(double(model.log_weights[k])) * (mm / double(d) + double(model.variances[k]));
         }
         rms2 = std::max(rms2, 1e-300);
-        hm->sx = pow2i(int(std::lround(std::log2(16.0 / std::sqrt(rms2)))));
-        hm->sq = pow2i(int(std::lround(std::log2(16.0 / (double(d) * rms2)))));
+        const double typical = hm->split ? 1.0 : 16.0;
+        hm->sx = pow2i(int(std::lround(std::log2(typical / std::sqrt(rms2)))));
+        hm->sq = pow2i(int(std::lround(std::log2(typical / (double(d) * rms2)))));
         const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(16384.0 / maxw)))) : 1.f;
         hm->kinv = float(1.0 / (double(hm->sx) * double(sw)));
         const int DP = hm->DP;
-        hm->W.assign(size_t(hm->Kt) * s9::kKc * DP, 0);
+        const size_t wlo = size_t(hm->Kt) * s9::kKc * DP; // split: where the lo halves start
+        hm->W.assign(wlo * (hm->split ? 2 : 1), 0);
         hm->ab.assign(size_t(hm->Kt) * s9::kKc * 2, 0.f);
         for (int64_t k = 0; k < int64_t(hm->Kt) * s9::kKc; k++) {
             const int64_t ct = k / s9::kKc, c = k % s9::kKc;
             for (int64_t j = 0; j < d && k < K; j++) {
-                hm->W[size_t(ct) * s9::kKc * DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8] =
-                        host_f16(float(w[k * d + j] * sw));
+                const size_t at = size_t(ct) * s9::kKc * DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
+                const double v = w[k * d + j] * sw;
+                hm->W[at] = host_f16(float(v));
+                if (hm->split) hm->W[wlo + at] = host_f16(float(v - host_f16_value(hm->W[at])));
             }
             hm->ab[2 * k] = k < K ? h_acoef[k] : 0.f;
             hm->ab[2 * k + 1] = k < K ? h_bias[k] : kNegBig;
@@ -997,6 +1100,9 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     if (center) std::copy(center, center + d, h_center.begin());
     for (auto& wk : workers_) wk->set_model(words, h_bias, h_acoef, h_center.data(), diag, Dfeat, Dw, w, hm.get());
     model_ = model;
+    mean_sq_.assign(K, 0.0);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < d; j++) mean_sq_[k] += double(model.means[k * d + j]) * model.means[k * d + j];
     have_model_ = true;
 }
 
@@ -1092,14 +1198,15 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         const float* mu = model_.means.data() + k * d;
         const double* fk = f + k * Dfeat;
         stats.nk[k] += nk[k];
-        double cross = 0, mm = 0;
+        // (four partial sums: this loop is on the critical path of every E-step)
+        double cross4[4] = {0, 0, 0, 0};
         for (int64_t j = 0; j < d; j++) {
             stats.sum_x[k * d + j] += fk[j];
-            cross += double(mu[j]) * fk[j];
-            mm += double(mu[j]) * mu[j];
+            cross4[j & 3] += double(mu[j]) * fk[j];
         }
+        const double cross = (cross4[0] + cross4[1]) + (cross4[2] + cross4[3]);
         if (!diag) {
-            stats.sum_sq[k] += sxx[k] - 2.0 * cross + nk[k] * mm;
+            stats.sum_sq[k] += sxx[k] - 2.0 * cross + nk[k] * mean_sq_[k];
         } else {
             for (int64_t j = 0; j < d; j++) {
                 const double m = mu[j];

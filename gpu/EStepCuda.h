@@ -19,22 +19,32 @@ enum class EStepCudaAlgorithm : int {
     Fused = 1,   ///< two fused mma.sync kernels (online log-sum-exp, then responsibilities and Rᵀ·X on chip); memory O(chunk·d + K·d)
     /// Hopper (sm_90a: H100/H200) fused kernel: wgmma tensor cores, fp16 operands with power-of-two
     /// scales, one pass for K ≤ 1024 (a cluster of ≤ 8 CTAs shares each row's log-sum-exp through
-    /// distributed shared memory), two passes above. Used for spherical models, d ≤ 128, fast mode;
-    /// any other case (diagonal, d > 128, accurate mode, a non-Hopper GPU) runs Blocked instead.
+    /// distributed shared memory), two passes above. Accurate mode splits every operand in two fp16
+    /// halves (three products per GEMM: fp32-level products) and runs one pass, so K ≤ 1024.
+    /// Used for spherical models, d ≤ 128; any other case (diagonal, d > 128, accurate mode with
+    /// K > 1024, a non-Hopper GPU) runs Blocked instead.
     Hopper = 2,
     Auto = 3, ///< Hopper where it applies (see above), else Blocked
+};
+
+/// What EStepCuda::retain_rows() does with the rows it is offered.
+enum class EStepCudaRetain : int {
+    Auto = 0,   ///< copy them to the GPUs when they fit with room to spare, else pin them in place
+    Pin = 1,    ///< always pin them in place (cudaHostRegister): passes stream them by DMA, no staging copy
+    Ignore = 2, ///< keep nothing: every pass copies pageable rows through pinned staging buffers
 };
 
 /// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
 struct EStepCudaOptions {
     std::vector<int> devices;    ///< GPUs that share the rows; empty = every visible GPU. A device may repeat (tests).
-    bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked/Fused; else fp32-accurate (≲ 1e-4): fp32 GEMMs (Blocked) or 3×TF32 (Fused)
+    bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked/Fused; else fp32-accurate (≲ 1e-4): 2×fp16 split products (Hopper), fp32 GEMMs (Blocked) or 3×TF32 (Fused)
     bool fast_bf16 = false;      ///< with fast_math: bf16 products instead of TF32: faster, but errors up to ~6e-3 measured
     int64_t chunk_rows = 0;      ///< rows per device chunk; 0 = auto (≈ 2 GB of chunk buffers, at most 1M rows)
     int host_copy_threads = 0;   ///< threads copying pageable rows into pinned staging buffers; 0 = auto
     EStepCudaAlgorithm algorithm = EStepCudaAlgorithm::Auto; ///< bench/results/gpu_NVIDIA-H200.md has the measurements behind Auto
     int64_t block_bytes = int64_t(256) << 20; ///< Blocked: bytes of the block × K logits buffer (sets the block's rows)
     bool poison_buffers = false; ///< tests: fill scratch buffers with NaN when allocated, so reads of unwritten data show
+    EStepCudaRetain retain = EStepCudaRetain::Auto; ///< what retain_rows() does (Pin / Ignore: benchmarks and tests)
 };
 
 /// Per-GPU figures of the last accumulate() call (for benchmarks and logs).
@@ -70,11 +80,16 @@ class EStepCuda : public EStep {
     /// Copies the rows to the GPUs, each worker its contiguous share, when they fit
     /// with room to spare (at least max(4 GiB, 10 %) of each GPU stays free);
     /// accumulate() on these rows or slices of them then reads the copies instead
-    /// of host memory. Otherwise nothing is kept and rows keep streaming.
+    /// of host memory. Otherwise the rows stay where they are but their pages are
+    /// pinned (cudaHostRegister), so every pass moves them by DMA instead of copying
+    /// them through pinned staging buffers first (the limit of pageable streaming);
+    /// where pinning fails (e.g. a read-only file mapping) rows keep streaming as before.
     void retain_rows(const VectorBlock& rows) override;
     void release_rows() override;
     /// True while retain_rows() holds a copy on the GPUs.
     bool rows_retained() const { return retained_ != nullptr; }
+    /// True while retain_rows() holds the caller's rows pinned in place.
+    bool rows_pinned() const { return pinned_rows_ != nullptr; }
 
     const EStepCudaOptions& options() const { return options_; }
     /// One entry per entry of options().devices.
@@ -84,10 +99,14 @@ class EStepCuda : public EStep {
     struct Worker; // one per device entry: streams, buffers, accumulators
     struct Retained; // rows copied to the GPUs by retain_rows()
     std::unique_ptr<Retained> retained_;
+    void* pinned_rows_ = nullptr; // caller's rows registered by retain_rows()
+    bool copy_rows_to_gpus(const VectorBlock& rows); // retain_rows: copies; false when they do not fit
+    void pin_rows(const VectorBlock& rows);          // retain_rows: cudaHostRegister in place, if allowed
     EStepCudaOptions options_;
     int64_t K_, d_;
     std::vector<std::unique_ptr<Worker>> workers_;
     GmmModel model_; // centered frame; kept for the sum_sq conversion
+    std::vector<double> mean_sq_; // ‖μ_k‖² of model_ (sum_sq conversion)
     bool have_model_ = false;
     char name_[32];
 };

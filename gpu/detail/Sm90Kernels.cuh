@@ -196,8 +196,10 @@ __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x
     }
 }
 
-/// acc[k][f] += Σ_p part[p][k][f] (k < K), in double: deterministic order.
-__global__ void reduce_parts_kernel(const float* __restrict__ part, int nparts, int Kp, int K, int FW,
+/// acc[k][f] += Σ_p part[p][k][f] (k < K), in double: deterministic order. T: float (fast
+/// kernel's per-CTA partials) or double (accurate kernel's per-cluster sums, Sm90SplitKernels.cuh).
+template <typename T>
+__global__ void reduce_parts_kernel(const T* __restrict__ part, int nparts, int Kp, int K, int FW,
                                     double* __restrict__ acc) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= K * FW) return;

@@ -1,0 +1,421 @@
+// Accurate mode of the Hopper E-step (EStepCudaAlgorithm::Hopper without fast_math):
+// the one-pass cluster kernel of Sm90Kernels.cuh with every tensor-core product
+// split in two fp16 halves ("2×fp16", three products per GEMM), for spherical
+// models, d ≤ 128 and K ≤ 1024. The fast kernel's design notes (cluster of
+// C = ceil(K/128) CTAs, per-row (max, sum-exp) exchanged through distributed
+// shared memory, software pipeline GEMM1(i) | finish(i−1) | GEMM2(i−1) |
+// epilogue(i)) hold here; what differs, and why:
+//
+//  * Precision. Every fp16 operand v is stored as hi = fp16(v) and
+//    lo = fp16(v − hi); a product is hi·hi + hi·lo + lo·hi, so what is dropped
+//    (lo·lo and the rounding of lo) is ~2^-24 of |a||b|: fp32-level products on
+//    fp16 tensor cores (3 products at the fp16 rate are 1.5 of TF32's cost and
+//    more precise than 3×TF32's 2×10-bit split). Both GEMMs are split:
+//      GEMM1  S = Xh·Whᵀ + Xh·Wlᵀ + Xl·Whᵀ       (logits)
+//      GEMM2  A += Rhᵀ·X'h + Rhᵀ·X'l + Rlᵀ·X'h   (Σ r·[x | 1 | ‖x‖²])
+//    Power-of-two scales keep the halves normal: the typical centered value is
+//    scaled to ~1 (so values up to ~6.5e4 × typical fit fp16, and lo ~2^-12
+//    stays above fp16's normal range), responsibilities are scaled by 2^12
+//    (so r down to ~2^-26 keeps a normal lo half) and the host undoes it.
+//  * Accumulation. The tensor cores' fp32 accumulation of Rᵀ·X' over a CTA's
+//    whole row range (~1000 tiles) would lose digits, so every `flush_tiles`
+//    tiles a CTA adds its accumulator into its own slice of a double buffer
+//    (no atomics: each (cluster, component) slice has one writer) and restarts
+//    from 0; a final kernel sums the clusters' slices in double.
+//  * Tiles of 64 rows instead of 128 (shared memory: W, R and X each come in two
+//    halves). Warpgroup w owns components 64w .. 64w+63 of the CTA in BOTH
+//    products: GEMM1 is 64 rows × its 64 components (m64n64), so R is written
+//    and read by the same warpgroup, and a row's log-sum-exp merges 2·C
+//    partials (one per CTA and warpgroup).
+//
+// Layouts (halves; as in Sm90Kernels.cuh with 64-row tiles):
+//  * G, tile T: [hi block | lo block], each 64 rows × FW: chunk (r, fb) at
+//    (fb·64 + r)·8 within the block; features [s_x·x (DP) | 1 | s_q‖x‖² | 0 × 6]
+//    in hi, [lo of the same | 0 | lo | 0 × 6] in lo; padding rows all 0.
+//  * W: [hi: Kt × 128 × DP | lo: same], each tiled as in Sm90Kernels.cuh.
+//  * R hi and lo in shared memory (64 rows × 128 comps each): comp k, row r at byte
+//    (k/8)·1024 + r·16 + (k%8)·2.
+#pragma once
+
+#include "gpu/detail/Sm90Kernels.cuh"
+
+namespace faiss_gmm::gpu::detail::sm90::split {
+
+constexpr int kBM = 64;                     // rows per tile
+constexpr int kMaxParts = 2 * kMaxCluster;  // per-row partials: (CTA, warpgroup)
+constexpr float kRScale = 4096.f;           // responsibilities × 2^12 before the split (undone on the host)
+constexpr int kDefaultFlushTiles = 64;      // 4096 rows per fp32 accumulation run
+
+template <int DP>
+struct Shape {
+    static_assert(DP % 32 == 0 && DP >= 32 && DP <= 128, "DP: 32, 64, 96 or 128");
+    static constexpr int FW = DP + 8;
+    static constexpr int kHalfTileBytes = kBM * FW * 2; // the hi (or lo) block of a tile
+    static constexpr int kTileBytes = 2 * kHalfTileBytes;
+    static constexpr int kRowBytes = kBM * 4;
+    static constexpr int kWBytes = kKc * DP * 2;        // hi (or lo) of a component tile
+    static constexpr int kABBytes = kKc * 8;
+    static constexpr int kRBytes = kBM * kKc * 2;       // hi (or lo) of R
+    static constexpr int kSlotBytes = 2 * kMaxParts * kBM * 8;
+    static constexpr int kStageBytes = kTileBytes + kRowBytes; // tile | ‖x‖²
+    static constexpr int oW = 0;                         // hi, lo at + kWBytes
+    static constexpr int oAB = oW + 2 * kWBytes;
+    static constexpr int oR = oAB + kABBytes;            // hi, lo at + kRBytes
+    static constexpr int oSlot = oR + 2 * kRBytes;
+    static constexpr int oStage = oSlot + kSlotBytes;
+    static constexpr int kFixed = oStage + 128;          // + mbarriers
+    static constexpr int kStages = (kSmemLimit - kFixed) / kStageBytes >= 3 ? 3 : 2;
+    static constexpr int oBar = oStage + kStages * kStageBytes;
+    static constexpr int kSmem = oBar + 128;
+    static_assert(kSmem <= kSmemLimit, "estep_split_kernel shared memory");
+    static_assert(oStage % 128 == 0 && kStageBytes % 128 == 0 && kHalfTileBytes % 128 == 0, "alignment");
+};
+
+struct Args {
+    const __half* G;  // tiles × [hi | lo] × 64 × FW (see above)
+    const float* xx;  // tiles × 64: ‖x − c‖² (unscaled); 0 for padding rows
+    const __half* W;  // [hi | lo] × Kt × 128 × DP
+    const float* ab;  // Kp × 2, as in Sm90Kernels.cuh
+    double* part;     // clusters × Kp × FW: Σ 2^12·r·[x̃ | 1 | ‖x‖²·s_q], one slice per cluster
+    double* loglik;   // Σ_n ln Z_n, added atomically
+    int n;            // valid rows of the chunk
+    int tiles;        // ceil(n / 64)
+    int Kt;           // component tiles = cluster size (≤ 8)
+    float kinv;       // 1 / (s_x · s_w)
+    int flush_tiles;  // accumulator → part every this many tiles
+};
+
+/// Rows (float or uint8; d values) → tiled hi/lo fp16 features and ‖x − c‖² (fp32).
+/// Same thread layout as sm90::features_kernel (half a warp per row, 16 rows per block).
+template <typename Tin, int DP>
+__global__ void __launch_bounds__(256) features_split_kernel(const Tin* __restrict__ x, int n, int d,
+                                                             const float* __restrict__ center, float sx, float sq,
+                                                             __half* __restrict__ G, float* __restrict__ xxg,
+                                                             int rows_padded, int vec) {
+    constexpr int FW = DP + 8, XC = DP / 8;
+    const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
+    const int l = threadIdx.x & 15;
+    const bool valid = row < n;
+    float y[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) y[e] = 0.f;
+    const int j0 = l * 8;
+    if (valid && l < XC) {
+        const Tin* xr = x + size_t(row) * d;
+        if (vec && j0 + 8 <= d) {
+            float v[8];
+            if constexpr (sizeof(Tin) == 4) {
+                const float4 a = __ldg(reinterpret_cast<const float4*>(xr + j0));
+                const float4 b = __ldg(reinterpret_cast<const float4*>(xr + j0 + 4));
+                v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+            } else {
+                const uint2 a = __ldg(reinterpret_cast<const uint2*>(xr + j0));
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    v[e] = float((a.x >> (8 * e)) & 0xffu);
+                    v[4 + e] = float((a.y >> (8 * e)) & 0xffu);
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) y[e] = v[e] - __ldg(center + j0 + e);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                if (j0 + e < d) y[e] = float(xr[j0 + e]) - __ldg(center + j0 + e);
+        }
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) ss = fmaf(y[e], y[e], ss);
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (row >= rows_padded) return;
+    // hi = fp16(v), lo = fp16(v − hi); v clamped to fp16's range first (the scales put the typical
+    // value near 1, so only values ~6.5e4 × typical are clamped).
+    auto split = [](float a, float b, uint32_t& hi, uint32_t& lo) {
+        a = fminf(fmaxf(a, -65504.f), 65504.f);
+        b = fminf(fmaxf(b, -65504.f), 65504.f);
+        const __half2 h = __floats2half2_rn(a, b);
+        const float2 back = __half22float2(h);
+        const __half2 r = __floats2half2_rn(a - back.x, b - back.y);
+        hi = *reinterpret_cast<const uint32_t*>(&h);
+        lo = *reinterpret_cast<const uint32_t*>(&r);
+    };
+    const int tile = row / kBM, r = row - tile * kBM;
+    __half* Gh = G + size_t(tile) * 2 * kBM * FW;
+    __half* Gl = Gh + kBM * FW;
+    if (l < XC) {
+        uint4 h, lo;
+        split(sx * y[0], sx * y[1], h.x, lo.x);
+        split(sx * y[2], sx * y[3], h.y, lo.y);
+        split(sx * y[4], sx * y[5], h.z, lo.z);
+        split(sx * y[6], sx * y[7], h.w, lo.w);
+        *reinterpret_cast<uint4*>(Gh + size_t(l * kBM + r) * 8) = h;
+        *reinterpret_cast<uint4*>(Gl + size_t(l * kBM + r) * 8) = lo;
+    }
+    if (l == (XC < 16 ? XC : 0)) { // [1 | s_q‖x‖²] (hi), [0 | its lo] (lo): N_k and Σ r‖x‖² out of GEMM2
+        uint32_t hq = 0, lq = 0;
+        split(1.f, valid ? sq * ss : 0.f, hq, lq);
+        uint4 h{valid ? hq : 0u, 0u, 0u, 0u}, lo{valid ? lq : 0u, 0u, 0u, 0u};
+        *reinterpret_cast<uint4*>(Gh + size_t(XC * kBM + r) * 8) = h;
+        *reinterpret_cast<uint4*>(Gl + size_t(XC * kBM + r) * 8) = lo;
+        xxg[row] = valid ? ss : 0.f;
+    }
+}
+
+/// One pass, clusters of C = Kt ≤ 8 CTAs (CTA `rank` owns component tile `rank`);
+/// the clusters split the row tiles.
+template <int DP>
+__global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) {
+#if FAISS_GMM_SM90A
+    using S = Shape<DP>;
+    constexpr int FW = S::FW;
+    constexpr int NS = S::kStages;
+    extern __shared__ __align__(128) uint8_t smem[];
+
+    const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int rank = int(cluster_ctarank()), C = int(cluster_nctarank());
+    const int P = 2 * C; // partials per row
+    const int q = int(blockIdx.x) / C, Q = int(gridDim.x) / C;
+    const int tile0 = int(int64_t(a.tiles) * q / Q), tile1 = int(int64_t(a.tiles) * (q + 1) / Q);
+    const int ntile = tile1 - tile0;
+    const int r0 = wq * 16 + g;  // GEMM1: this thread's rows r0, r0 + 8 of a tile
+    const int c0 = wg * 64;      // this warpgroup's components within the CTA
+    const int Kp = a.Kt * kKc;
+
+    uint64_t* full = reinterpret_cast<uint64_t*>(smem + S::oBar);
+    uint64_t* wbar = full + NS;
+    uint64_t* xbar = wbar + 1; // [2]: every partial of tiles i with i % 2 == b has arrived
+    const float4* ab4 = reinterpret_cast<const float4*>(smem + S::oAB);
+    const uint32_t sW = smem_u32(smem + S::oW), sR = smem_u32(smem + S::oR);
+    uint8_t* stage_base = smem + S::oStage;
+    float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxParts][kBM]
+
+    if (tid == 0) {
+        for (int s = 0; s < NS; s++) mbar_init(full + s, 1);
+        mbar_init(wbar, 1);
+        mbar_init(xbar, 1);
+        mbar_init(xbar + 1, 1);
+        fence_mbar_init();
+    }
+    __syncthreads();
+    cluster_arrive(); // every CTA of the cluster runs before anyone writes into its shared memory
+    cluster_wait();
+    auto load_tile = [&](int stage, int tile) {
+        uint8_t* st = stage_base + stage * S::kStageBytes;
+        mbar_expect_tx(full + stage, S::kTileBytes + S::kRowBytes);
+        bulk_g2s(st, a.G + size_t(tile) * 2 * kBM * FW, S::kTileBytes, full + stage);
+        bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, full + stage);
+    };
+    if (tid == 0) {
+        const size_t wlo = size_t(a.Kt) * kKc * DP;
+        mbar_expect_tx(wbar, 2 * S::kWBytes + S::kABBytes);
+        bulk_g2s(smem + S::oW, a.W + size_t(rank) * kKc * DP, S::kWBytes, wbar);
+        bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(rank) * kKc * DP, S::kWBytes, wbar);
+        bulk_g2s(smem + S::oAB, a.ab + size_t(rank) * kKc * 2, S::kABBytes, wbar);
+        for (int s = 0; s < NS && s < ntile; s++) load_tile(s, tile0 + s);
+    }
+    mbar_wait(wbar, 0);
+
+    float acc1[32];     // logits: 64 rows × this warpgroup's 64 comps
+    float acc2[FW / 2]; // 2^12 Σ r·features: this warpgroup's 64 comps × FW
+#pragma unroll
+    for (int i = 0; i < FW / 2; i++) acc2[i] = 0.f;
+    float e[32];        // 2^(logit − m_own) of the last epilogue (fp32: split in finish)
+    float mown[2] = {0.f, 0.f};
+    double ll = 0;
+
+    // Descriptors (see Sm90Kernels.cuh): with 64-row tiles the stride between 8-feature (or
+    // 8-component) core-matrix columns of X and R is 64·16 = 1024 bytes. Steps along K add
+    // 16·2 features = 2 core columns (GEMM1: X 2048 B = 128 units, W 4096 B = 256 units) or
+    // 16 rows = 2 core rows (GEMM2: 256 B = 16 units).
+    const uint64_t dWh = make_desc(sW + wg * 8 * 128, 2048, 128);
+    const uint64_t dWl = make_desc(sW + S::kWBytes + wg * 8 * 128, 2048, 128);
+    const uint64_t dRh = make_desc(sR + wg * 8 * 1024, 128, 1024);
+    const uint64_t dRl = make_desc(sR + S::kRBytes + wg * 8 * 1024, 128, 1024);
+    auto gemm1 = [&](int stage) {
+        const uint32_t sX = smem_u32(stage_base + stage * S::kStageBytes);
+        const uint64_t dXh = make_desc(sX, 1024, 128), dXl = make_desc(sX + S::kHalfTileBytes, 1024, 128);
+        fence_operand(acc1);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < DP / 16; kk++) {
+            const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
+            Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
+            Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWl + wo, 1);
+            Wgmma<64, 0, 0>::mma(acc1, dXl + xo, dWh + wo, 1);
+        }
+        wgmma_commit();
+    };
+    auto gemm2 = [&](int stage) {
+        const uint32_t sX = smem_u32(stage_base + stage * S::kStageBytes);
+        const uint64_t dXh = make_desc(sX, 128, 1024), dXl = make_desc(sX + S::kHalfTileBytes, 128, 1024);
+        fence_operand(acc2);
+        wgmma_fence();
+#pragma unroll
+        for (int kr = 0; kr < kBM / 16; kr++) {
+            const uint64_t o = uint64_t(kr * 16);
+            Wgmma<FW, 1, 1>::mma(acc2, dRh + o, dXh + o, 1);
+            Wgmma<FW, 1, 1>::mma(acc2, dRh + o, dXl + o, 1);
+            Wgmma<FW, 1, 1>::mma(acc2, dRl + o, dXh + o, 1);
+        }
+        wgmma_commit();
+    };
+    // Responsibilities of tile i (local index) × 2^12 → R hi/lo in shared memory.
+    auto finish = [&](int i) {
+        mbar_wait(xbar + (i & 1), uint32_t(i >> 1) & 1u); // every partial of tile i has landed
+        const float2* sl = slots + (i & 1) * kMaxParts * kBM;
+        float f[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = r0 + 8 * h;
+            float M = kNegBig;
+            for (int p = t; p < P; p += 4) M = fmaxf(M, sl[p * kBM + r].x);
+            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 1));
+            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 2));
+            float sum = 0.f;
+            for (int p = t; p < P; p += 4) {
+                const float2 v = sl[p * kBM + r];
+                sum += v.y * ex2(v.x - M);
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const float L = M + lg2(sum); // log2 Z of the row
+            const bool valid = (tile0 + i) * kBM + r < a.n;
+            f[h] = valid ? ex2(mown[h] - L) * kRScale : 0.f;
+            if (valid && rank == 0 && wg == 0 && t == 0) ll += double(L);
+        }
+        uint8_t* Rh = smem + S::oR;
+        uint8_t* Rl = Rh + S::kRBytes;
+        auto put = [&](int off, float u, float v) {
+            const __half2 h = __floats2half2_rn(u, v);
+            const float2 back = __half22float2(h);
+            const __half2 l = __floats2half2_rn(u - back.x, v - back.y);
+            *reinterpret_cast<__half2*>(Rh + off) = h;
+            *reinterpret_cast<__half2*>(Rl + off) = l;
+        };
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            // comps c0 + 8j + 2t, +1 → core column 8wg + j, bytes 4t..4t+3 of the row's 16
+            const int off = (8 * wg + j) * 1024 + r0 * 16 + t * 4;
+            put(off, e[4 * j + 0] * f[0], e[4 * j + 1] * f[0]);
+            put(off + 8 * 16, e[4 * j + 2] * f[1], e[4 * j + 3] * f[1]);
+        }
+        fence_proxy_async(); // R is read by wgmma next
+    };
+    // Logits of tile i (in acc1) → e, own max, partial (max, sum) to every CTA of the cluster.
+    auto epilogue = [&](int i, int stage) {
+        const float* xs = reinterpret_cast<const float*>(stage_base + stage * S::kStageBytes + S::kTileBytes);
+        const float x0 = xs[r0], x1 = xs[r0 + 8];
+        float mx[2][4] = {{kNegBig, kNegBig, kNegBig, kNegBig}, {kNegBig, kNegBig, kNegBig, kNegBig}};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float4 ab = ab4[32 * wg + 4 * j + t]; // (a, b) of comps c0 + 8j + 2t, +1
+            acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
+            acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
+            acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
+            acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
+            mx[0][j & 3] = fmaxf(mx[0][j & 3], fmaxf(acc1[4 * j + 0], acc1[4 * j + 1]));
+            mx[1][j & 3] = fmaxf(mx[1][j & 3], fmaxf(acc1[4 * j + 2], acc1[4 * j + 3]));
+        }
+        float m0 = fmaxf(fmaxf(mx[0][0], mx[0][1]), fmaxf(mx[0][2], mx[0][3]));
+        float m1 = fmaxf(fmaxf(mx[1][0], mx[1][1]), fmaxf(mx[1][2], mx[1][3]));
+#pragma unroll
+        for (int off = 1; off <= 2; off <<= 1) {
+            m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, off));
+            m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, off));
+        }
+        float sm[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            e[4 * j + 0] = ex2(acc1[4 * j + 0] - m0);
+            e[4 * j + 1] = ex2(acc1[4 * j + 1] - m0);
+            e[4 * j + 2] = ex2(acc1[4 * j + 2] - m1);
+            e[4 * j + 3] = ex2(acc1[4 * j + 3] - m1);
+            sm[0][j & 3] += e[4 * j + 0] + e[4 * j + 1];
+            sm[1][j & 3] += e[4 * j + 2] + e[4 * j + 3];
+        }
+        float s0 = (sm[0][0] + sm[0][1]) + (sm[0][2] + sm[0][3]);
+        float s1 = (sm[1][0] + sm[1][1]) + (sm[1][2] + sm[1][3]);
+#pragma unroll
+        for (int off = 1; off <= 2; off <<= 1) {
+            s0 += __shfl_xor_sync(0xffffffffu, s0, off);
+            s1 += __shfl_xor_sync(0xffffffffu, s1, off);
+        }
+        mown[0] = m0;
+        mown[1] = m1;
+        // Partial of (this CTA, this warpgroup) for our 64 rows → slot [i % 2][2·rank + wg] of every
+        // CTA (lane t → CTAs t, t + 4), by asynchronous stores counting down the receiver's
+        // mbarrier xbar[i % 2], armed for P·64·8 bytes. Slot reuse is safe for the reason given
+        // in Sm90Kernels.cuh: a CTA sends tile i + 2 only after receiving everyone's tile i + 1.
+        float2* sl = slots + ((i & 1) * kMaxParts + 2 * rank + wg) * kBM;
+        if (tid == 0) mbar_expect_tx(xbar + (i & 1), uint32_t(P * kBM * 8));
+        for (int c = t; c < C; c += 4) {
+            st_async_f2(sl + r0, xbar + (i & 1), uint32_t(c), m0, s0);
+            st_async_f2(sl + r0 + 8, xbar + (i & 1), uint32_t(c), m1, s1);
+        }
+    };
+    // acc2 → this CTA's slice of the cluster's double partial sums (written by the first flush,
+    // added to by later ones), then acc2 = 0. Comps rank·128 + c0 + 16wq + g (+8), features 8j + 2t (+1).
+    bool first_flush = true;
+    auto flush = [&]() {
+        double* Pp = a.part + (size_t(q) * Kp + size_t(rank) * kKc + c0 + wq * 16 + g) * FW;
+#pragma unroll
+        for (int j = 0; j < FW / 8; j++) {
+            double2* p0 = reinterpret_cast<double2*>(Pp + 8 * j + 2 * t);
+            double2* p1 = reinterpret_cast<double2*>(Pp + 8 * FW + 8 * j + 2 * t);
+            double2 v0 = make_double2(acc2[4 * j + 0], acc2[4 * j + 1]);
+            double2 v1 = make_double2(acc2[4 * j + 2], acc2[4 * j + 3]);
+            if (!first_flush) {
+                const double2 o0 = *p0, o1 = *p1;
+                v0.x += o0.x, v0.y += o0.y, v1.x += o1.x, v1.y += o1.y;
+            }
+            *p0 = v0;
+            *p1 = v1;
+            acc2[4 * j + 0] = acc2[4 * j + 1] = acc2[4 * j + 2] = acc2[4 * j + 3] = 0.f;
+        }
+        first_flush = false;
+    };
+
+    int since_flush = 0;
+    for (int i = 0; i < ntile; i++) {
+        const int stage = i % NS;
+        mbar_wait(full + stage, uint32_t(i / NS) & 1u);
+        gemm1(stage);
+        if (i > 0) finish(i - 1);
+        wgmma_wait<0>();
+        fence_operand(acc1);
+        __syncthreads(); // R(i−1) complete
+        if (i > 0) gemm2((i - 1) % NS);
+        epilogue(i, stage);
+        wgmma_wait<0>();
+        fence_operand(acc2);
+        if (i > 0 && ++since_flush == a.flush_tiles) {
+            flush();
+            since_flush = 0;
+        }
+        __syncthreads(); // every warpgroup is done with R and with the stage of tile i−1
+        if (tid == 0 && i >= 1 && i - 1 + NS < ntile) load_tile((i - 1) % NS, tile0 + i - 1 + NS);
+    }
+    if (ntile > 0) {
+        finish(ntile - 1);
+        __syncthreads();
+        gemm2((ntile - 1) % NS);
+        wgmma_wait<0>();
+        fence_operand(acc2);
+    }
+    cluster_arrive(); // no CTA leaves while asynchronous stores of the cluster may be in flight
+    cluster_wait();
+    flush();
+    if (rank == 0) {
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
+        if (lane == 0 && wg == 0) atomicAdd(a.loglik, ll * 0.69314718055994530942);
+    }
+#else
+    (void)a;
+    __trap();
+#endif
+}
+
+} // namespace faiss_gmm::gpu::detail::sm90::split
