@@ -241,6 +241,26 @@ struct HopperModel {
     std::vector<float> ab;   // Kt·128 × 2
 };
 
+/// Launch configuration of the Hopper kernels: `clusters` thread-block clusters of C CTAs.
+struct ClusterLaunch {
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr[1];
+    ClusterLaunch(int clusters, int C, size_t smem, cudaStream_t stream) {
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = unsigned(C);
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.gridDim = dim3(unsigned(clusters * C));
+        cfg.blockDim = dim3(detail::sm90::kThreads);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    ClusterLaunch(const ClusterLaunch&) = delete; // cfg points into attr
+    ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
 struct EStepCuda::Worker {
     int device = 0;
     bool fast = false;
@@ -440,24 +460,13 @@ struct EStepCuda::Worker {
     int hopper_clusters(int C) {
         using Sh = detail::sm90::Shape<DP>;
         using Sp = detail::sm90::split::Shape<DP>;
-        cudaLaunchConfig_t cfg{};
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = unsigned(C);
-        attr[0].val.clusterDim.y = 1;
-        attr[0].val.clusterDim.z = 1;
-        cfg.gridDim = dim3(unsigned(C * sm_count));
-        cfg.blockDim = dim3(detail::sm90::kThreads);
-        cfg.dynamicSmemBytes = hop_split ? Sp::kSmem : Sh::kSmem;
-        cfg.stream = stream;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
+        const ClusterLaunch l(sm_count, C, hop_split ? Sp::kSmem : Sh::kSmem, stream);
         int n = 0;
         if (hop_split) {
             FAISS_GMM_CUDA_CHECK(
-                    cudaOccupancyMaxActiveClusters(&n, detail::sm90::split::estep_split_kernel<DP>, &cfg));
+                    cudaOccupancyMaxActiveClusters(&n, detail::sm90::split::estep_split_kernel<DP>, &l.cfg));
         } else {
-            FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, detail::sm90::estep_kernel<DP, false>, &cfg));
+            FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, detail::sm90::estep_kernel<DP, false>, &l.cfg));
         }
         return n;
     }
@@ -534,19 +543,8 @@ struct EStepCuda::Worker {
         a.kinv = hop_kinv;
         a.flush_tiles = hop_flush;
         const int Q = std::min(hop_max_clusters, tiles);
-        cudaLaunchConfig_t cfg{};
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = unsigned(hop_C);
-        attr[0].val.clusterDim.y = 1;
-        attr[0].val.clusterDim.z = 1;
-        cfg.gridDim = dim3(unsigned(Q * hop_C));
-        cfg.blockDim = dim3(detail::sm90::kThreads);
-        cfg.dynamicSmemBytes = sp::Shape<DP>::kSmem;
-        cfg.stream = stream;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-        FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sp::estep_split_kernel<DP>, a));
+        const ClusterLaunch l(Q, hop_C, sp::Shape<DP>::kSmem, stream);
+        FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, sp::estep_split_kernel<DP>, a));
         report.blocks = Q * hop_C;
         report.cluster = hop_C;
         const int count = int(K) * hop_FW;
@@ -584,19 +582,8 @@ struct EStepCuda::Worker {
         int nparts = 0;
         if (hop_C > 0) {
             const int Q = std::min(hop_max_clusters, tiles);
-            cudaLaunchConfig_t cfg{};
-            cudaLaunchAttribute attr[1];
-            attr[0].id = cudaLaunchAttributeClusterDimension;
-            attr[0].val.clusterDim.x = unsigned(hop_C);
-            attr[0].val.clusterDim.y = 1;
-            attr[0].val.clusterDim.z = 1;
-            cfg.gridDim = dim3(unsigned(Q * hop_C));
-            cfg.blockDim = dim3(s9::kThreads);
-            cfg.dynamicSmemBytes = Sh::kSmem;
-            cfg.stream = stream;
-            cfg.attrs = attr;
-            cfg.numAttrs = 1;
-            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, s9::estep_kernel<DP, false>, a));
+            const ClusterLaunch l(Q, hop_C, Sh::kSmem, stream);
+            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, s9::estep_kernel<DP, false>, a));
             nparts = Q;
             report.blocks = Q * hop_C;
             report.cluster = hop_C;

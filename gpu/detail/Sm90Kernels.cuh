@@ -127,24 +127,18 @@ __global__ void sm90a_probe_kernel(int* out) { *out = FAISS_GMM_SM90A; }
 
 // ---------------------------------------------------------------- features
 
-/// Rows (float or uint8; d values) → tiled fp16 features G and ‖x − c‖² (fp32).
-/// Half a warp per row (lane l converts features 8l .. 8l+7, one 16-byte chunk), 16 rows per
-/// block, rows up to tiles·128 (padding rows written as zeros). vec: rows can be read with
-/// 16-byte (float) / 8-byte (uint8) loads (aligned base, d a multiple of 4 / 8).
-template <typename Tin, int DP>
-__global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x, int n, int d,
-                                                       const float* __restrict__ center, float sx, float sq,
-                                                       __half* __restrict__ G, float* __restrict__ xxg,
-                                                       int rows_padded, int vec) {
-    constexpr int FW = DP + 8, XC = DP / 8; // XC ≤ 16 chunks of features; chunk XC = [1 | s_q‖x‖² | 0…]
-    const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
-    const int l = threadIdx.x & 15;
-    const bool valid = row < n;
-    float y[8];
+/// The features kernels' read of one row chunk: y = x[row][8l .. 8l+7] − c (zeros past d, for
+/// lanes l ≥ XC and for rows ≥ n) and ss = ‖x[row] − c‖², summed over the half warp of the row.
+/// vec: rows can be read with 16-byte (float) / 8-byte (uint8) loads (aligned base, d a multiple
+/// of 4 / 8).
+template <typename Tin>
+__device__ __forceinline__ float load_centered_chunk(const Tin* __restrict__ x, int n, int d,
+                                                     const float* __restrict__ center, int row, int l, int XC,
+                                                     int vec, float (&y)[8]) {
 #pragma unroll
     for (int e = 0; e < 8; e++) y[e] = 0.f;
     const int j0 = l * 8;
-    if (valid && l < XC) {
+    if (row < n && l < XC) {
         const Tin* xr = x + size_t(row) * d;
         if (vec && j0 + 8 <= d) {
             float v[8];
@@ -175,6 +169,24 @@ __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x
     for (int e = 0; e < 8; e++) ss = fmaf(y[e], y[e], ss);
 #pragma unroll
     for (int off = 8; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off); // within the half warp
+    return ss;
+}
+
+/// Rows (float or uint8; d values) → tiled fp16 features G and ‖x − c‖² (fp32).
+/// Half a warp per row (lane l converts features 8l .. 8l+7, one 16-byte chunk), 16 rows per
+/// block, rows up to tiles·128 (padding rows written as zeros). vec: rows can be read with
+/// 16-byte (float) / 8-byte (uint8) loads (aligned base, d a multiple of 4 / 8).
+template <typename Tin, int DP>
+__global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x, int n, int d,
+                                                       const float* __restrict__ center, float sx, float sq,
+                                                       __half* __restrict__ G, float* __restrict__ xxg,
+                                                       int rows_padded, int vec) {
+    constexpr int FW = DP + 8, XC = DP / 8; // XC ≤ 16 chunks of features; chunk XC = [1 | s_q‖x‖² | 0…]
+    const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
+    const int l = threadIdx.x & 15;
+    const bool valid = row < n;
+    float y[8];
+    const float ss = load_centered_chunk(x, n, d, center, row, l, XC, vec, y);
     if (row >= rows_padded) return;
     auto sat = [](float f) { return fminf(fmaxf(f, -65504.f), 65504.f); };
     const int tile = row / kBM, r = row - tile * kBM;

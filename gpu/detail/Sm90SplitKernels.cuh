@@ -97,38 +97,7 @@ __global__ void __launch_bounds__(256) features_split_kernel(const Tin* __restri
     const int l = threadIdx.x & 15;
     const bool valid = row < n;
     float y[8];
-#pragma unroll
-    for (int e = 0; e < 8; e++) y[e] = 0.f;
-    const int j0 = l * 8;
-    if (valid && l < XC) {
-        const Tin* xr = x + size_t(row) * d;
-        if (vec && j0 + 8 <= d) {
-            float v[8];
-            if constexpr (sizeof(Tin) == 4) {
-                const float4 a = __ldg(reinterpret_cast<const float4*>(xr + j0));
-                const float4 b = __ldg(reinterpret_cast<const float4*>(xr + j0 + 4));
-                v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-            } else {
-                const uint2 a = __ldg(reinterpret_cast<const uint2*>(xr + j0));
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    v[e] = float((a.x >> (8 * e)) & 0xffu);
-                    v[4 + e] = float((a.y >> (8 * e)) & 0xffu);
-                }
-            }
-#pragma unroll
-            for (int e = 0; e < 8; e++) y[e] = v[e] - __ldg(center + j0 + e);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                if (j0 + e < d) y[e] = float(xr[j0 + e]) - __ldg(center + j0 + e);
-        }
-    }
-    float ss = 0.f;
-#pragma unroll
-    for (int e = 0; e < 8; e++) ss = fmaf(y[e], y[e], ss);
-#pragma unroll
-    for (int off = 8; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    const float ss = load_centered_chunk(x, n, d, center, row, l, XC, vec, y);
     if (row >= rows_padded) return;
     // hi = fp16(v), lo = fp16(v − hi); v clamped to fp16's range first (the scales put the typical
     // value near 1, so only values ~6.5e4 × typical are clamped).
