@@ -238,6 +238,8 @@ struct HopperModel {
     int DP = 0, FW = 0, Kt = 0;
     float sx = 1, sq = 1, kinv = 1;
     std::vector<uint16_t> W; // Kt × 128 × DP halves, tiled (Sm90Kernels.cuh); split: hi, then lo
+    std::vector<float> means;     // K × d, the model's means (centered frame): finalize_sums_kernel
+    std::vector<double> mean_sq;  // K: ‖μ_k‖²
     std::vector<float> ab;   // Kt·128 × 2
 };
 
@@ -300,8 +302,19 @@ struct EStepCuda::Worker {
     int hop_exchange = 0;    // cluster exchange: 0 st.async + mbarrier, 1 barrier.cluster; FAISS_GMM_HOPPER_EXCHANGE
     bool hop_split = false;  // accurate-mode kernel (hi/lo halves, 64-row tiles, double partials)
     int hop_flush = detail::sm90::split::kDefaultFlushTiles; // split: tiles per fp32 run; FAISS_GMM_HOPPER_FLUSH
+    int hop_sub_tiles = 128; // one-pass: tiles per cluster below which a chunk is not cut; FAISS_GMM_HOPPER_SUB_TILES
     DeviceBuffer hW, hAB, hG, hXX, hLSE, hPart, hAcc;
-    PinnedBuffer h_hacc; // K × FW doubles: pinned, so the download is a DMA, not a staged copy
+    DeviceBuffer hMu, hMuSq, hOut; // finalize_sums_kernel: model means, ‖μ‖², K × (d+2) increments
+    // One-pass Hopper kernels: a chunk is cut into up to kMaxSub sub-chunks; the features of
+    // sub-chunk s+1 run on feat_stream, on the SMs the clusters leave idle (15 clusters of 8 CTAs
+    // use 120 of an H100/H200's 132 SMs), while the cluster kernel works on sub-chunk s.
+    static constexpr int kMaxSub = 4;
+    cudaStream_t feat_stream = nullptr;
+    cudaEvent_t feat_gate = nullptr, feat_done[kMaxSub] = {};
+    PinnedBuffer h_hacc; // K × (d+2) doubles + loglik: pinned, so the download is a DMA, not a staged copy
+    // Hopper path: the last run's statistics increments were finalized on the GPU and are in
+    // h_hacc as [Σ r x̃ | N_k | Σ r‖x̃ − μ_k‖²] per component (EStepCuda::accumulate adds them).
+    bool finalized = false;
     int64_t block_bytes = 0;
     cublasHandle_t cublas = nullptr;
     // Blocked algorithm: F2 = [x | x² | 1 | ‖x‖²] per row (ld2 floats), W1 (Kp2 × ld2), logits S (block × Kp2).
@@ -321,12 +334,21 @@ struct EStepCuda::Worker {
         if (const char* v = std::getenv("FAISS_GMM_HOPPER_EXCHANGE")) hop_exchange = std::atoi(v) != 0;
         // Diagnostic knob of the accurate Hopper kernel (tests measure the error without flushes).
         if (const char* v = std::getenv("FAISS_GMM_HOPPER_FLUSH")) hop_flush = std::max(1, std::atoi(v));
+        // Tests set it to 1 so that small problems are cut into sub-chunks too.
+        if (const char* v = std::getenv("FAISS_GMM_HOPPER_SUB_TILES")) hop_sub_tiles = std::max(1, std::atoi(v));
         block_bytes = block_bytes_;
         Kp = round_up(K, kP1Comps);
         FAISS_GMM_CUDA_CHECK(cudaSetDevice(device));
         FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
-        FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        // The kernels' stream gets the highest priority, the features' stream the lowest: when both
+        // have blocks waiting, freed SMs go to the cluster kernel, and the features fill the rest.
+        int least = 0, greatest = 0;
+        FAISS_GMM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, greatest));
         FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
+        FAISS_GMM_CUDA_CHECK(cudaStreamCreateWithPriority(&feat_stream, cudaStreamNonBlocking, least));
+        FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&feat_gate, cudaEventDisableTiming));
+        for (auto& e : feat_done) FAISS_GMM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
         FAISS_GMM_CUDA_CHECK(cudaEventCreate(&t_begin));
         FAISS_GMM_CUDA_CHECK(cudaEventCreate(&t_end));
         for (int b = 0; b < 2; b++) {
@@ -370,6 +392,10 @@ struct EStepCuda::Worker {
         cudaSetDevice(device);
         if (stream) cudaStreamSynchronize(stream);
         if (copy_stream) cudaStreamSynchronize(copy_stream);
+        if (feat_stream) cudaStreamSynchronize(feat_stream);
+        if (feat_gate) cudaEventDestroy(feat_gate);
+        for (auto e : feat_done)
+            if (e) cudaEventDestroy(e);
         for (int b = 0; b < 2; b++) {
             if (h2d_done[b]) cudaEventDestroy(h2d_done[b]);
             if (staged_free[b]) cudaEventDestroy(staged_free[b]);
@@ -380,6 +406,7 @@ struct EStepCuda::Worker {
         if (cublas) cublasDestroy(cublas);
         if (stream) cudaStreamDestroy(stream);
         if (copy_stream) cudaStreamDestroy(copy_stream);
+        if (feat_stream) cudaStreamDestroy(feat_stream);
     }
 
     /// Chunk rows from the memory budget: raw input (double-buffered, float32
@@ -450,7 +477,8 @@ struct EStepCuda::Worker {
         size_t b = W.bytes + bias.bytes + acoef.bytes + center.bytes + G.bytes + xx.bytes + logz2.bytes +
                    raw[0].bytes + raw[1].bytes + acc_f.bytes + acc_nk.bytes + acc_sxx.bytes + loglik.bytes +
                    F2.bytes + S.bytes + W1.bytes + bias1.bytes + acoef1.bytes + tmp.bytes + accd.bytes;
-        b += hW.bytes + hAB.bytes + hG.bytes + hXX.bytes + hLSE.bytes + hPart.bytes + hAcc.bytes;
+        b += hW.bytes + hAB.bytes + hG.bytes + hXX.bytes + hLSE.bytes + hPart.bytes + hAcc.bytes + hMu.bytes +
+             hMuSq.bytes + hOut.bytes;
         return b;
     }
 
@@ -514,42 +542,85 @@ struct EStepCuda::Worker {
         hG.allocate(device, size_t(tiles) * BM * hop_FW * 2 * (hop_split ? 2 : 1), poison);
         hXX.allocate(device, size_t(tiles) * BM * 4, poison);
         if (hop_C == 0) hLSE.allocate(device, size_t(tiles) * BM * 4, poison);
-        hPart.allocate(device, size_t(nparts) * Kp * hop_FW * (hop_split ? 8 : 4), poison);
+        hPart.allocate(device, size_t(nparts) * kMaxSub * Kp * hop_FW * (hop_split ? 8 : 4), poison);
         hAcc.allocate(device, size_t(K) * hop_FW * 8, poison);
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(hW.ptr, hm.W.data(), hm.W.size() * 2, cudaMemcpyHostToDevice));
+        hMu.allocate(device, hm.means.size() * 4, poison);
+        hMuSq.allocate(device, hm.mean_sq.size() * 8, poison);
+        hOut.allocate(device, size_t(K) * (d + 2) * 8, poison);
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(hMu.ptr, hm.means.data(), hm.means.size() * 4, cudaMemcpyHostToDevice));
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(hMuSq.ptr, hm.mean_sq.data(), hm.mean_sq.size() * 8, cudaMemcpyHostToDevice));
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(hAB.ptr, hm.ab.data(), hm.ab.size() * 4, cudaMemcpyHostToDevice));
+    }
+
+    /// One-pass Hopper chunk: features(s) on feat_stream, then the cluster kernel on sub-chunk s on
+    /// `stream` once they are done; sub-chunk s writes its partial sums to its own slice of hPart
+    /// (Q of them), so one reduction at the end sums all of them. features(s, first_tile, tiles, rows)
+    /// and kernel(s, first_tile, tiles, rows, Q) enqueue the work. Returns the number of partials.
+    template <class Features, class Kernel>
+    int hopper_one_pass(int64_t nc, int BM, Features features, Kernel kernel) {
+        const int tiles = int((nc + BM - 1) / BM);
+        const int Q = std::min(hop_max_clusters, tiles);
+        // a few hundred tiles per cluster and sub-chunk keep the launches' fill and drain small
+        const int nsub = std::clamp(tiles / std::max(1, hop_sub_tiles * Q), 1, kMaxSub);
+        // The features may overwrite hG only after the kernels of the previous chunk read it.
+        FAISS_GMM_CUDA_CHECK(cudaEventRecord(feat_gate, stream));
+        FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(feat_stream, feat_gate, 0));
+        for (int sub = 0; sub < nsub; sub++) {
+            const int t0 = int(int64_t(tiles) * sub / nsub), t1 = int(int64_t(tiles) * (sub + 1) / nsub);
+            features(t0, t1 - t0, int(std::min<int64_t>(nc - int64_t(t0) * BM, int64_t(t1 - t0) * BM)));
+            FAISS_GMM_CUDA_CHECK(cudaEventRecord(feat_done[sub], feat_stream));
+        }
+        for (int sub = 0; sub < nsub; sub++) {
+            const int t0 = int(int64_t(tiles) * sub / nsub), t1 = int(int64_t(tiles) * (sub + 1) / nsub);
+            FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, feat_done[sub], 0));
+            kernel(sub, t0, t1 - t0, int(std::min<int64_t>(nc - int64_t(t0) * BM, int64_t(t1 - t0) * BM)),
+                   std::min(Q, t1 - t0));
+        }
+        report.blocks = Q * hop_C;
+        report.cluster = hop_C;
+        return nsub * Q;
     }
 
     /// Accurate mode: hi/lo features, the split kernel on clusters of hop_C CTAs, the double reduction.
     template <typename Tin, int DP>
     void hopper_split_chunk_dp(const Tin* x, int64_t nc, int vec) {
         namespace sp = detail::sm90::split;
-        const int tiles = int((nc + sp::kBM - 1) / sp::kBM);
-        const int rows_padded = tiles * sp::kBM;
-        sp::features_split_kernel<Tin, DP><<<unsigned(rows_padded / 16), 256, 0, stream>>>(
-                x, int(nc), int(d), center.as<float>(), hop_sx, hop_sq, hG.as<__half>(), hXX.as<float>(),
-                rows_padded, vec);
-        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::split::features_split_kernel");
-        sp::Args a{};
-        a.G = hG.as<__half>();
-        a.xx = hXX.as<float>();
-        a.W = hW.as<__half>();
-        a.ab = hAB.as<float>();
-        a.part = hPart.as<double>();
-        a.loglik = loglik.as<double>();
-        a.n = int(nc);
-        a.tiles = tiles;
-        a.Kt = hop_Kt;
-        a.kinv = hop_kinv;
-        a.flush_tiles = hop_flush;
-        const int Q = std::min(hop_max_clusters, tiles);
-        const ClusterLaunch l(Q, hop_C, sp::Shape<DP>::kSmem, stream);
-        FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, sp::estep_split_kernel<DP>, a));
-        report.blocks = Q * hop_C;
-        report.cluster = hop_C;
+        const int64_t Kp = int64_t(hop_Kt) * detail::sm90::kKc;
+        const int Q0 = std::min<int>(hop_max_clusters, int((nc + sp::kBM - 1) / sp::kBM));
+        const int nparts = hopper_one_pass(
+                nc, sp::kBM,
+                [&](int t0, int nt, int rows) {
+                    sp::features_split_kernel<Tin, DP><<<unsigned(nt * sp::kBM / 16), 256, 0, feat_stream>>>(
+                            x + size_t(t0) * sp::kBM * d, rows, int(d), center.as<float>(), hop_sx, hop_sq,
+                            hG.as<__half>() + size_t(t0) * 2 * sp::kBM * hop_FW, hXX.as<float>() + size_t(t0) * sp::kBM,
+                            nt * sp::kBM, vec);
+                    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::split::features_split_kernel");
+                },
+                [&](int sub, int t0, int nt, int rows, int Q) {
+                    sp::Args a{};
+                    a.G = hG.as<__half>() + size_t(t0) * 2 * sp::kBM * hop_FW;
+                    a.xx = hXX.as<float>() + size_t(t0) * sp::kBM;
+                    a.W = hW.as<__half>();
+                    a.ab = hAB.as<float>();
+                    a.part = hPart.as<double>() + size_t(sub) * Q0 * Kp * hop_FW;
+                    a.loglik = loglik.as<double>();
+                    a.n = rows;
+                    a.tiles = nt;
+                    a.Kt = hop_Kt;
+                    a.kinv = hop_kinv;
+                    a.flush_tiles = hop_flush;
+                    const ClusterLaunch l(Q, hop_C, sp::Shape<DP>::kSmem, stream);
+                    FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, sp::estep_split_kernel<DP>, a));
+                    // sub-chunks with fewer clusters than Q0 leave slices unwritten: zero them
+                    if (Q < Q0) {
+                        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(a.part + size_t(Q) * Kp * hop_FW, 0,
+                                                             size_t(Q0 - Q) * Kp * hop_FW * 8, stream));
+                    }
+                });
         const int count = int(K) * hop_FW;
         detail::sm90::reduce_parts_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
-                hPart.as<double>(), Q, hop_Kt * detail::sm90::kKc, int(K), hop_FW, hAcc.as<double>());
+                hPart.as<double>(), nparts, int(Kp), int(K), hop_FW, hAcc.as<double>());
         FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::reduce_parts_kernel<double>");
     }
 
@@ -561,11 +632,14 @@ struct EStepCuda::Worker {
         const int vec = sizeof(Tin) == 4 ? (xa % 16 == 0 && d % 4 == 0) : (xa % 8 == 0 && d % 8 == 0);
         if (hop_split) return hopper_split_chunk_dp<Tin, DP>(x, nc, vec);
         const int tiles = int((nc + s9::kBM - 1) / s9::kBM);
-        const int rows_padded = tiles * s9::kBM;
-        s9::features_kernel<Tin, DP><<<unsigned(rows_padded / 16), 256, 0, stream>>>(
-                x, int(nc), int(d), center.as<float>(), hop_sx, hop_sq, hG.as<__half>(), hXX.as<float>(),
-                rows_padded, vec);
-        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel");
+        const int64_t Kp = int64_t(hop_Kt) * s9::kKc;
+        auto features = [&](int t0, int nt, int rows, cudaStream_t st) {
+            s9::features_kernel<Tin, DP><<<unsigned(nt * s9::kBM / 16), 256, 0, st>>>(
+                    x + size_t(t0) * s9::kBM * d, rows, int(d), center.as<float>(), hop_sx, hop_sq,
+                    hG.as<__half>() + size_t(t0) * s9::kBM * hop_FW, hXX.as<float>() + size_t(t0) * s9::kBM,
+                    nt * s9::kBM, vec);
+            FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel");
+        };
         s9::Args a{};
         a.G = hG.as<__half>();
         a.xx = hXX.as<float>();
@@ -581,13 +655,27 @@ struct EStepCuda::Worker {
         a.exchange = hop_exchange;
         int nparts = 0;
         if (hop_C > 0) {
-            const int Q = std::min(hop_max_clusters, tiles);
-            const ClusterLaunch l(Q, hop_C, Sh::kSmem, stream);
-            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, s9::estep_kernel<DP, false>, a));
-            nparts = Q;
-            report.blocks = Q * hop_C;
-            report.cluster = hop_C;
+            // Each CTA writes its partial sums (no accumulation), so every slice of a sub-chunk
+            // with all Q0 clusters is written; fewer clusters leave slices to zero.
+            const int Q0 = std::min(hop_max_clusters, tiles);
+            nparts = hopper_one_pass(
+                    nc, s9::kBM, [&](int t0, int nt, int rows) { features(t0, nt, rows, feat_stream); },
+                    [&](int sub, int t0, int nt, int rows, int Q) {
+                        s9::Args b = a;
+                        b.G = a.G + size_t(t0) * s9::kBM * hop_FW;
+                        b.xx = a.xx + size_t(t0) * s9::kBM;
+                        b.part = a.part + size_t(sub) * Q0 * Kp * hop_FW;
+                        b.n = rows;
+                        b.tiles = nt;
+                        const ClusterLaunch l(Q, hop_C, Sh::kSmem, stream);
+                        FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, s9::estep_kernel<DP, false>, b));
+                        if (Q < Q0) {
+                            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(b.part + size_t(Q) * Kp * hop_FW, 0,
+                                                                 size_t(Q0 - Q) * Kp * hop_FW * 4, stream));
+                        }
+                    });
         } else {
+            features(0, tiles, int(nc), stream);
             s9::lse_kernel<DP><<<unsigned(tiles), s9::kThreads, Sh::kLseSmem, stream>>>(a);
             FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
             const int Sn = std::max(1, std::min(tiles, sm_count / hop_Kt));
@@ -724,6 +812,7 @@ struct EStepCuda::Worker {
     /// The results of a run over no rows, without touching the GPU.
     void clear_results() {
         report = EStepCudaReport();
+        finalized = false;
         h_f.assign(size_t(K) * Dfeat, 0.0);
         h_nk.assign(K, 0.0);
         h_sxx.assign(K, 0.0);
@@ -801,14 +890,31 @@ struct EStepCuda::Worker {
         report.chunks = c;
         FAISS_GMM_CUDA_CHECK(cudaEventRecord(t_end, stream));
 
+        finalized = hopper;
+        if (hopper) { // columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…], × 2^12 (split kernel) → increments
+            const double ir = hop_split ? 1.0 / double(detail::sm90::split::kRScale) : 1.0;
+            detail::sm90::finalize_sums_kernel<<<unsigned((K * 32 + 255) / 256), 256, 0, stream>>>(
+                    hAcc.as<double>(), int(K), int(d), hop_DP, hop_FW, hMu.as<float>(), hMuSq.as<double>(),
+                    ir / double(hop_sx), ir, ir / double(hop_sq), hOut.as<double>());
+            FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::finalize_sums_kernel");
+            const size_t bytes = size_t(K) * (d + 2) * 8;
+            h_hacc.allocate(bytes + 8);
+            FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_hacc.ptr, hOut.ptr, bytes, cudaMemcpyDeviceToHost, stream));
+            FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(h_hacc.ptr) + bytes, loglik.ptr, 8,
+                                                 cudaMemcpyDeviceToHost, stream));
+            FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
+            std::memcpy(&h_loglik, static_cast<uint8_t*>(h_hacc.ptr) + bytes, 8);
+            FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(copy_stream));
+            float ms = 0;
+            FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, t_begin, t_end));
+            report.gpu_ms = ms;
+            report.device_bytes = device_bytes();
+            return;
+        }
         h_f.resize(size_t(K) * Dfeat);
         h_nk.resize(K);
         h_sxx.resize(K);
-        if (hopper) {
-            h_hacc.allocate(size_t(K) * hop_FW * 8);
-            FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_hacc.ptr, hAcc.ptr, size_t(K) * hop_FW * 8,
-                                                 cudaMemcpyDeviceToHost, stream));
-        } else if (blocked) {
+        if (blocked) {
             h_acc.resize(size_t(Kp2) * ld2);
             FAISS_GMM_CUDA_CHECK(
                     cudaMemcpyAsync(h_acc.data(), accd.ptr, h_acc.size() * 8, cudaMemcpyDeviceToHost, stream));
@@ -822,16 +928,7 @@ struct EStepCuda::Worker {
         }
         FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik, loglik.ptr, 8, cudaMemcpyDeviceToHost, stream));
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
-        if (hopper) { // columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…], × 2^12 (split kernel)
-            const double ir = hop_split ? 1.0 / double(detail::sm90::split::kRScale) : 1.0;
-            const double isx = ir / double(hop_sx), isq = ir / double(hop_sq);
-            for (int64_t k = 0; k < K; k++) {
-                const double* a = static_cast<const double*>(h_hacc.ptr) + k * hop_FW;
-                for (int64_t j = 0; j < d; j++) h_f[k * d + j] = a[j] * isx;
-                h_nk[k] = a[hop_DP] * ir;
-                h_sxx[k] = a[hop_DP + 1] * isq;
-            }
-        } else if (blocked) { // feature columns: [Σ r x | Σ r x² | N_k | Σ r ‖x‖²], stored feature-major
+        if (blocked) { // feature columns: [Σ r x | Σ r x² | N_k | Σ r ‖x‖²], stored feature-major
             const bool cm = gemm2_component_major();
             auto at = [&](int64_t k, int64_t e) { return cm ? h_acc[e * Kp2 + k] : h_acc[k * ld2 + e]; };
             for (int64_t k = 0; k < K; k++) {
@@ -996,6 +1093,9 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     const int64_t Dw = bf16 ? round_up(Dfeat, 2 * kChunkWords) / 2 : round_up(Dfeat, kChunkWords);
     const int planes = fast ? 1 : 2;
 
+    mean_sq_.assign(K, 0.0); // ‖μ_k‖²: the sum_sq conversion (host or finalize_sums_kernel)
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < d; j++) mean_sq_[k] += double(model.means[k * d + j]) * model.means[k * d + j];
     // Everything in log2 units, computed in double (GmmModel::log_constants is the definition).
     const std::vector<double> c = model.log_constants();
     std::vector<double> w(size_t(Kp) * Dfeat, 0.0);
@@ -1068,6 +1168,8 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
         const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(16384.0 / maxw)))) : 1.f;
         hm->kinv = float(1.0 / (double(hm->sx) * double(sw)));
         const int DP = hm->DP;
+        hm->means = model.means;
+        hm->mean_sq = mean_sq_;
         const size_t wlo = size_t(hm->Kt) * s9::kKc * DP; // split: where the lo halves start
         hm->W.assign(wlo * (hm->split ? 2 : 1), 0);
         hm->ab.assign(size_t(hm->Kt) * s9::kKc * 2, 0.f);
@@ -1087,9 +1189,6 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     if (center) std::copy(center, center + d, h_center.begin());
     for (auto& wk : workers_) wk->set_model(words, h_bias, h_acoef, h_center.data(), diag, Dfeat, Dw, w, hm.get());
     model_ = model;
-    mean_sq_.assign(K, 0.0);
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t j = 0; j < d; j++) mean_sq_[k] += double(model.means[k * d + j]) * model.means[k * d + j];
     have_model_ = true;
 }
 
@@ -1159,16 +1258,34 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     const int64_t K = K_, d = d_;
     const bool diag = model_.covariance_type == CovarianceType::Diagonal;
     const int64_t Dfeat = diag ? 2 * d : d;
-    // One worker: its sums are used in place (this conversion is on the E-step's critical path).
-    std::vector<double> fsum, nksum, sxxsum;
     double ll = 0;
     for (auto& wk : workers_) ll += wk->h_loglik;
-    const double *f = workers_[0]->h_f.data(), *nk = workers_[0]->h_nk.data(), *sxx = workers_[0]->h_sxx.data();
-    if (nw > 1) {
+    stats.n += double(rows.n);
+    stats.loglik += ll;
+    // Workers of the Hopper path finalized their increments on the GPU: one pass of additions.
+    std::vector<Worker*> raw;
+    for (auto& wk : workers_) {
+        if (!wk->finalized) {
+            raw.push_back(wk.get());
+            continue;
+        }
+        const double* o = static_cast<const double*>(wk->h_hacc.ptr);
+        for (int64_t k = 0; k < K; k++, o += d + 2) {
+            double* sx = stats.sum_x.data() + k * d;
+            for (int64_t j = 0; j < d; j++) sx[j] += o[j];
+            stats.nk[k] += o[d];
+            stats.sum_sq[k] += o[d + 1];
+        }
+    }
+    if (raw.empty()) return;
+    // The other workers' sums, converted here (one worker: used in place).
+    std::vector<double> fsum, nksum, sxxsum;
+    const double *f = raw[0]->h_f.data(), *nk = raw[0]->h_nk.data(), *sxx = raw[0]->h_sxx.data();
+    if (raw.size() > 1) {
         fsum.assign(size_t(K) * Dfeat, 0.0);
         nksum.assign(K, 0.0);
         sxxsum.assign(K, 0.0);
-        for (auto& wk : workers_) {
+        for (Worker* wk : raw) {
             for (size_t i = 0; i < fsum.size(); i++) fsum[i] += wk->h_f[i];
             for (int64_t k = 0; k < K; k++) {
                 nksum[k] += wk->h_nk[k];
@@ -1179,8 +1296,6 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         nk = nksum.data();
         sxx = sxxsum.data();
     }
-    stats.n += double(rows.n);
-    stats.loglik += ll;
     for (int64_t k = 0; k < K; k++) {
         const float* mu = model_.means.data() + k * d;
         const double* fk = f + k * Dfeat;

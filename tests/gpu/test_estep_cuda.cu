@@ -794,6 +794,29 @@ TEST_F(EStepCudaTest, HopperAccurateChunksUint8WorkersFlush) {
     }
 }
 
+TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
+    // Large chunks are cut into up to 4 sub-chunks whose features run on a second stream under
+    // the cluster kernel of the previous one; FAISS_GMM_HOPPER_SUB_TILES=1 makes small problems
+    // take that path too (sub-chunks with fewer tiles than clusters included).
+    g_algo = EStepCudaAlgorithm::Hopper;
+    setenv("FAISS_GMM_HOPPER_SUB_TILES", "1", 1);
+    int seed = 950;
+    for (bool fast : {true, false}) {
+        for (Shape s : {Shape{5000, 300, 128}, Shape{3000, 1024, 96}, Shape{700, 100, 40}, Shape{70, 5, 8}}) {
+            Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, true);
+            const SufficientStats ref = reference(p);
+            const std::string label = std::string(fast ? "fast" : "accurate") + " sub-chunks n=" +
+                                      std::to_string(s.n) + " K=" + std::to_string(s.K) + " d=" + std::to_string(s.d);
+            expect_close(run_hopper(p, opts(fast), float_rows(p), "hopper"), ref, fast, label);
+            EStepCudaOptions o = opts(fast);
+            o.chunk_rows = 1100; // several chunks, each cut again
+            expect_close(run_hopper(p, o, VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d}, "hopper"), ref, fast,
+                         label + ", uint8, chunks of 1100");
+        }
+    }
+    unsetenv("FAISS_GMM_HOPPER_SUB_TILES");
+}
+
 TEST_F(EStepCudaTest, MakeEstepCudaFollowsParams) {
     GmmParams params;
     params.fast_math = true;
