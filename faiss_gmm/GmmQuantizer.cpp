@@ -47,19 +47,33 @@ void GmmQuantizer::set_model(const GmmModel& m) {
 
 void GmmQuantizer::search(faiss::Index::idx_t n, const float* x, faiss::Index::idx_t k, float* distances,
                           faiss::Index::idx_t* labels, const faiss::SearchParameters* sp) const {
-    const bool scaled = !rank_by_posterior && probe_variance_weight != 0;
+    const bool scaled = !rank_by_posterior && (probe_variance_weight != 0 || probe_variance_power != 0);
     if ((!rank_by_posterior && !scaled) || model.K == 0) {
         faiss::IndexFlatL2::search(n, x, k, distances, labels, sp);
         return;
     }
     if (k < 1) throw std::invalid_argument("GmmQuantizer::search: k must be >= 1");
-    std::vector<float> spread; // γ·tr(Σ_k)
+    // score_k = ‖x−μ_k‖² · inv_scale[k] − spread[k], smaller is better:
+    // spread = γ·tr(Σ_k), inv_scale = (σ̄²/σ²_k)^α with σ²_k = tr(Σ_k)/d.
+    std::vector<float> spread, inv_scale;
     if (scaled) {
         spread.resize(model.K);
+        inv_scale.resize(model.K);
+        std::vector<double> trace(model.K);
+        double mean_var = 0;
         for (int64_t c = 0; c < model.K; c++) {
             double t = 0;
             for (int64_t j = 0; j < d; j++) t += model.variance(c, j);
-            spread[c] = float(probe_variance_weight * t);
+            trace[c] = t;
+            mean_var += t / double(d);
+        }
+        mean_var /= double(model.K);
+        for (int64_t c = 0; c < model.K; c++) {
+            spread[c] = float(probe_variance_weight * trace[c]);
+            double r = probe_variance_power == 0 ? 1.0 : std::pow(mean_var / (trace[c] / double(d)), probe_variance_power);
+            if (std::isnan(r)) r = 1.0; // a NaN power only (the factory and the reader refuse one)
+            // Finite and > 0 even for a huge |α|, so the score never becomes 0·∞ = NaN.
+            inv_scale[c] = float(std::clamp(r, 1e-30, 1e30));
         }
     }
     // Posterior ranking: log r_k differs from log p(x, k) by a per-row constant, so
@@ -77,7 +91,9 @@ void GmmQuantizer::search(faiss::Index::idx_t n, const float* x, faiss::Index::i
         if (scaled) {
             // The same "larger is better" score as the posterior path.
             for (int64_t i = 0; i < bn; i++) {
-                for (int64_t c = 0; c < K; c++) logr[size_t(i) * K + c] = spread[c] - l2[size_t(i) * K + c];
+                for (int64_t c = 0; c < K; c++) {
+                    logr[size_t(i) * K + c] = spread[c] - l2[size_t(i) * K + c] * inv_scale[c];
+                }
             }
         } else {
             estep.log_responsibilities(VectorBlock{xb, DataType::Float32, bn, d}, logr.data(), nullptr);

@@ -32,13 +32,24 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
     /// towards the query; 0 = plain L2. Distances returned are still true squared L2.
     /// Saved by gmm_io (trailer version 2).
     double probe_variance_weight = 0;
+    /// When non-zero and not ranking by posterior: the L2 term of the ranking is
+    /// tempered by the list's spread, ‖x − μ_k‖² / (σ²_k / σ̄²)^α (α = this power;
+    /// σ²_k = tr(Σ_k)/d, the component's mean variance; σ̄² the mean of σ²_k over the
+    /// components, a constant that keeps the score in L2 units and does not change
+    /// the order). α = 0: plain L2; α = 1 (spherical): the Mahalanobis distance
+    /// ‖x − μ_k‖²/σ²_k, i.e. the log posterior without its log-determinant and
+    /// weight terms. With probe_variance_weight γ as well the score is
+    /// ‖x − μ_k‖² / (σ²_k / σ̄²)^α − γ·tr(Σ_k). Distances returned are still true
+    /// squared L2. Saved by gmm_io (trailer version 3).
+    double probe_variance_power = 0;
 
     GmmQuantizer(int64_t d, int64_t nlist, const GmmParams& params = GmmParams());
 
     /// Runs EM on the n rows, then holds the nlist means (ntotal == nlist).
     void train(faiss::Index::idx_t n, const float* x) override;
 
-    /// L2 ranking (IndexFlatL2's), or posterior ranking when rank_by_posterior is set.
+    /// L2 ranking (IndexFlatL2's), posterior ranking when rank_by_posterior is set, or the
+    /// variance-aware ranking of probe_variance_weight / probe_variance_power.
     void search(faiss::Index::idx_t n, const float* x, faiss::Index::idx_t k, float* distances,
                 faiss::Index::idx_t* labels, const faiss::SearchParameters* params = nullptr) const override;
 

@@ -33,7 +33,7 @@ bool parse_number(const std::string& text, double* v) {
 
 /// Applies one option of an IVF token ("GMM", "spill1.2", ...) to opts; false when unknown.
 bool apply_option(const std::string& o, IvfOptions* opts, bool* bad_value) {
-    static const std::regex opt("^(GMMdiag|GMM|spill|tau|T|eps|soar|ratio|max|ppost|probepost|pscale)([0-9.eE+-]*)$");
+    static const std::regex opt("^(GMMdiag|GMM|spill|tau|T|eps|soar|ratio|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
     std::smatch m;
     if (!std::regex_match(o, m, opt)) return false;
     const std::string key = m[1].str(), val = m[2].str();
@@ -86,6 +86,9 @@ bool apply_option(const std::string& o, IvfOptions* opts, bool* bad_value) {
     } else if (key == "pscale") {
         need(has);
         opts->probe_variance_weight = v;
+    } else if (key == "ppow") {
+        need(has && std::isfinite(v));
+        opts->probe_variance_power = v;
     }
     return true;
 }
@@ -122,7 +125,7 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                     throw std::invalid_argument(
                             "gmm_index_factory: cannot parse \"" + part + "\" in \"" + description +
                             "\" (expected IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]]"
-                            "[_ratio][_max<m>][_ppost][_probepost|_pscale<g>])");
+                            "[_ratio][_max<m>][_ppost][_probepost|_pscale<g>][_ppow<a>])");
                 }
                 if (found) {
                     throw std::invalid_argument("gmm_index_factory: more than one IVF<n>_... token in \"" +
@@ -170,8 +173,14 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                                             description + "\"");
             }
         }
-        if ((opts.probe_by_posterior || opts.probe_variance_weight != 0) && !opts.gmm) {
-            throw std::invalid_argument("gmm_index_factory: _probepost / _pscale need _GMM or _GMMdiag in \"" + description + "\"");
+        if ((opts.probe_by_posterior || opts.probe_variance_weight != 0 || opts.probe_variance_power != 0) &&
+            !opts.gmm) {
+            throw std::invalid_argument("gmm_index_factory: _probepost / _pscale / _ppow need _GMM or _GMMdiag in \"" +
+                                        description + "\"");
+        }
+        if (opts.probe_by_posterior && (opts.probe_variance_weight != 0 || opts.probe_variance_power != 0)) {
+            throw std::invalid_argument("gmm_index_factory: _probepost and _pscale / _ppow choose different "
+                                        "rankings in \"" + description + "\"");
         }
         if (faiss_description) *faiss_description = rewritten;
         if (options) *options = opts;
@@ -221,6 +230,7 @@ faiss::Index* gmm_index_factory(int d, const std::string& description, faiss::Me
         GmmQuantizer* q = install_gmm_quantizer(index.get(), p);
         q->rank_by_posterior = opts.probe_by_posterior;
         q->probe_variance_weight = opts.probe_variance_weight;
+        q->probe_variance_power = opts.probe_variance_power;
     }
     if (opts.spill) {
         if (faiss::IndexIVF* ivf = find_ivf(index.get())) {

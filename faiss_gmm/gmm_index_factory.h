@@ -4,7 +4,7 @@
 // The result is a regular FAISS index whose quantizer is a GmmQuantizer.
 //
 // Spill / probing options (issue 6), appended to the IVF token with '_':
-//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio][_max<m>][_ppost][_probepost|_pscale<γ>]
+//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio][_max<m>][_ppost][_probepost|_pscale<γ>][_ppow<α>]
 //   _spill<B>   store border vectors in several lists, B entries per vector on average
 //               (threshold chosen at the first add); the rule is the GMM posterior ratio
 //               with _GMM*, the k-means distance ratio without
@@ -15,6 +15,8 @@
 //   _ppost      primary list = highest posterior instead of nearest mean
 //   _probepost  the GmmQuantizer ranks lists by posterior at search (still true L2 distances)
 //   _pscale<γ>  the GmmQuantizer ranks lists by ‖x−μ_k‖² − γ·tr(Σ_k) (per-list scaling; true L2 returned)
+//   _ppow<α>    the GmmQuantizer ranks lists by ‖x−μ_k‖² / (σ²_k/σ̄²)^α (variance-tempered; α = 1:
+//               Mahalanobis for spherical; true L2 returned); not with _probepost
 // With a spill option the result is an IndexIVFSpill (deduplicated search) wrapping
 // the FAISS index; otherwise a regular FAISS index. Examples: "IVF1024_GMM_spill1.2,Flat",
 // "IVF1024_spill1.2,PQ16x4" (k-means + distance-ratio spill), "IVF256_GMMdiag_probepost,SQ8".
@@ -38,6 +40,7 @@ struct IvfOptions {
     SpillParams spill_params;        ///< its settings
     bool probe_by_posterior = false; ///< _probepost
     double probe_variance_weight = 0; ///< _pscale<γ>
+    double probe_variance_power = 0;  ///< _ppow<α>
     bool fixed_threshold = false, rule_posterior = false, rule_ratio = false, rule_soar = false, max_given = false; ///< parse bookkeeping
 };
 

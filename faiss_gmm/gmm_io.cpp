@@ -22,8 +22,9 @@ namespace {
 
 constexpr uint32_t kTrailerMagic = 0x4d4d4746; // "FGMM" little-endian
 constexpr uint32_t kTrailerEnd = 0x46474d4d;   // "MMGF"
-// Version 2 adds GmmQuantizer::rank_by_posterior; version 1 files still read.
-constexpr uint32_t kTrailerVersion = 2;
+// Version 2 adds GmmQuantizer::rank_by_posterior and probe_variance_weight,
+// version 3 probe_variance_power; versions 1 and 2 still read.
+constexpr uint32_t kTrailerVersion = 3;
 // Optional spill trailer after the GMM one (or right after FAISS's bytes for a
 // k-means spill index): the IndexIVFSpill settings and its distinct-vector count.
 constexpr uint32_t kSpillMagic = 0x4c505346; // "FSPL"
@@ -70,7 +71,7 @@ void get_vector(faiss::IOReader* r, std::vector<T>& v, uint64_t expected, const 
 /// Installs a GmmQuantizer holding `model` in place of the flat quantizer FAISS
 /// read back, after checking both hold the same means.
 faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const GmmParams& params,
-                           bool rank_by_posterior, double probe_variance_weight) {
+                           bool rank_by_posterior, double probe_variance_weight, double probe_variance_power) {
     std::unique_ptr<faiss::Index> owner(index);
     auto check_means = [&](const faiss::IndexFlat* flat) {
         if (!flat || flat->ntotal != model.K || flat->d != model.d ||
@@ -85,6 +86,7 @@ faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const Gmm
         q->set_model(model);
         q->rank_by_posterior = rank_by_posterior;
         q->probe_variance_weight = probe_variance_weight;
+        q->probe_variance_power = probe_variance_power;
         if (ivf->own_fields) delete ivf->quantizer;
         ivf->quantizer = q;
         ivf->own_fields = true;
@@ -97,6 +99,7 @@ faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const Gmm
     q->set_model(model);
     q->rank_by_posterior = rank_by_posterior;
     q->probe_variance_weight = probe_variance_weight;
+    q->probe_variance_power = probe_variance_power;
     return q;
 }
 
@@ -108,6 +111,11 @@ void write_gmm_model(const GmmModel& m, const GmmParams& p, faiss::IOWriter* w) 
 
 void write_gmm_model(const GmmModel& m, const GmmParams& p, bool rank_by_posterior, double probe_variance_weight,
                      faiss::IOWriter* w) {
+    write_gmm_model(m, p, rank_by_posterior, probe_variance_weight, 0.0, w);
+}
+
+void write_gmm_model(const GmmModel& m, const GmmParams& p, bool rank_by_posterior, double probe_variance_weight,
+                     double probe_variance_power, faiss::IOWriter* w) {
     put(w, kTrailerMagic);
     put(w, kTrailerVersion);
     put<int64_t>(w, m.K);
@@ -128,6 +136,8 @@ void write_gmm_model(const GmmModel& m, const GmmParams& p, bool rank_by_posteri
     // marker keep their place at the end of the trailer).
     put<int32_t>(w, rank_by_posterior ? 1 : 0);
     put<double>(w, probe_variance_weight);
+    // Version 3.
+    put<double>(w, probe_variance_power);
     put_vector(w, m.log_weights);
     put_vector(w, m.means);
     put_vector(w, m.variances);
@@ -142,9 +152,9 @@ void read_gmm_model(faiss::IOReader* r, GmmModel* m, GmmParams* p) {
 }
 
 void read_gmm_model_after_magic(faiss::IOReader* r, GmmModel* m, GmmParams* p, bool* rank_by_posterior,
-                                double* probe_variance_weight) {
+                                double* probe_variance_weight, double* probe_variance_power) {
     const uint32_t version = get<uint32_t>(r, "version");
-    if (version != 1 && version != 2) {
+    if (version < 1 || version > kTrailerVersion) {
         throw std::runtime_error("GMM trailer version " + std::to_string(version) + " is not supported (expected 1 to " +
                                  std::to_string(kTrailerVersion) + ")");
     }
@@ -170,6 +180,8 @@ void read_gmm_model_after_magic(faiss::IOReader* r, GmmModel* m, GmmParams* p, b
     const bool rbp = version >= 2 ? get<int32_t>(r, "rank_by_posterior") != 0 : false;
     const double pvw = version >= 2 ? get<double>(r, "probe_variance_weight") : 0.0;
     if (!std::isfinite(pvw)) throw std::runtime_error("GMM trailer: probe_variance_weight is not finite");
+    const double ppow = version >= 3 ? get<double>(r, "probe_variance_power") : 0.0;
+    if (!std::isfinite(ppow)) throw std::runtime_error("GMM trailer: probe_variance_power is not finite");
     try {
         params.validate();
     } catch (const std::invalid_argument& e) {
@@ -187,6 +199,7 @@ void read_gmm_model_after_magic(faiss::IOReader* r, GmmModel* m, GmmParams* p, b
     get_vector(r, model.variances, uint64_t(model.K * model.nvar()), "variances");
     if (rank_by_posterior) *rank_by_posterior = rbp;
     if (probe_variance_weight) *probe_variance_weight = pvw;
+    if (probe_variance_power) *probe_variance_power = ppow;
     if (get<uint32_t>(r, "end marker") != kTrailerEnd) {
         throw std::runtime_error("GMM trailer: bad end marker (corrupt file)");
     }
@@ -206,7 +219,10 @@ void write_gmm_index(const faiss::Index* index, faiss::IOWriter* writer) {
     // The GMM quantizer of an IVF index, or the index itself when it is one.
     const GmmQuantizer* q = find_gmm_quantizer(index);
     if (!q) q = dynamic_cast<const GmmQuantizer*>(index);
-    if (q && q->model.K > 0) write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, writer);
+    if (q && q->model.K > 0) {
+        write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, q->probe_variance_power,
+                        writer);
+    }
     if (sp) {
         const SpillParams& s = sp->spill;
         put(writer, kSpillMagic);
@@ -290,9 +306,9 @@ faiss::Index* read_rest(faiss::Index* index, faiss::IOReader* reader, AtEnd at_e
             GmmModel model;
             GmmParams params;
             bool rbp = false;
-            double pvw = 0;
-            read_gmm_model_after_magic(reader, &model, &params, &rbp, &pvw);
-            owner.reset(attach_model(owner.release(), model, params, rbp, pvw));
+            double pvw = 0, ppow = 0;
+            read_gmm_model_after_magic(reader, &model, &params, &rbp, &pvw, &ppow);
+            owner.reset(attach_model(owner.release(), model, params, rbp, pvw, ppow));
             if (at_end()) return owner.release();
             magic = get<uint32_t>(reader, "magic");
         }

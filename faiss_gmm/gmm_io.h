@@ -1,7 +1,8 @@
 // Saving and loading GMM-trained indexes. The file is a plain FAISS index
 // (faiss::read_index reads it, with a flat quantizer holding the means) followed
 // by a trailer with the GMM model and its parameters (version 2 adds
-// GmmQuantizer::rank_by_posterior and probe_variance_weight; version 1 still reads); read_gmm_index puts a
+// GmmQuantizer::rank_by_posterior and probe_variance_weight, version 3
+// probe_variance_power; versions 1 and 2 still read); read_gmm_index puts a
 // GmmQuantizer holding that model back in place. An IndexIVFSpill is written as
 // its inner index (every copy in the lists: plain FAISS reads it, duplicates and
 // all), the GMM trailer if any, then a spill trailer with the spill settings,
@@ -31,13 +32,16 @@ std::vector<uint8_t> serialize_gmm_index(const faiss::Index* index);
 faiss::Index* read_gmm_index(const std::string& fname);
 faiss::Index* deserialize_gmm_index(const uint8_t* data, size_t size);
 
-/// The trailer alone: a model and its params (rank_by_posterior: the quantizer's probing flag).
+/// The trailer alone: a model and its params (rank_by_posterior, probe_variance_weight,
+/// probe_variance_power: the quantizer's probing settings; 0 / false when not given).
 void write_gmm_model(const GmmModel& model, const GmmParams& params, faiss::IOWriter* writer);
 void write_gmm_model(const GmmModel& model, const GmmParams& params, bool rank_by_posterior,
                      double probe_variance_weight, faiss::IOWriter* writer);
+void write_gmm_model(const GmmModel& model, const GmmParams& params, bool rank_by_posterior,
+                     double probe_variance_weight, double probe_variance_power, faiss::IOWriter* writer);
 void read_gmm_model(faiss::IOReader* reader, GmmModel* model, GmmParams* params);
 /// The same after the magic number was consumed; the probing outputs may be nullptr.
 void read_gmm_model_after_magic(faiss::IOReader* reader, GmmModel* model, GmmParams* params, bool* rank_by_posterior,
-                                double* probe_variance_weight);
+                                double* probe_variance_weight, double* probe_variance_power = nullptr);
 
 } // namespace faiss_gmm

@@ -236,6 +236,12 @@ void index_seeds() {
     } else {
         std::cerr << "note: the spill index's FAISS part differs from seed_index()'s: no spill trailer seed\n";
     }
+    // Probing settings set (rank_by_posterior stays off: the fields of trailer versions 2 and 3 non-zero).
+    auto probe = fuzz::seed_index();
+    find_gmm_quantizer(probe.get())->probe_variance_weight = 0.25;
+    find_gmm_quantizer(probe.get())->probe_variance_power = 0.5;
+    const Bytes full_probe = serialize_gmm_index(probe.get());
+    put("gmm_trailer", "spherical_probe", Bytes(full_probe.begin() + long(prefix.size()), full_probe.end()));
     Bytes lying(full.begin() + long(prefix.size()), full.begin() + long(prefix.size()) + 8);
     append<int64_t>(lying, int64_t(1) << 40); // K
     append<int64_t>(lying, int64_t(1) << 20); // d

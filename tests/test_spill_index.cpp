@@ -1,7 +1,7 @@
 // IndexIVFSpill (issue 6): spill rules on hand-made cases, memory budgets,
 // deduplicated search against a brute-force search of the probed lists' union,
-// posterior probing, factory grammar, save/load, remove_ids / reconstruct, and
-// the FastScan refusal.
+// posterior and variance-tempered probing, factory grammar, save/load (trailer
+// versions 1 to 3), remove_ids / reconstruct, and the FastScan refusal.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQFastScan.h>
@@ -9,6 +9,7 @@
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -260,6 +261,105 @@ TEST(SpillProbing, PosteriorRankingReturnsTrueL2) {
     }
 }
 
+// probe_variance_power α: lists ranked by ‖x−μ_k‖² / (σ²_k/σ̄²)^α (σ²_k = tr Σ_k / d),
+// checked against a direct computation; distances returned stay true squared L2.
+TEST(SpillProbing, VarianceTemperedRankingReturnsTrueL2) {
+    const int64_t K = 16, d = 8, nq = 200, np = 6;
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const GmmModel model = faiss_gmm::testing::random_model(K, d, type, 4.0f, 31);
+        std::vector<float> x = clustered_data(nq, d, K, 2.0f, 32);
+        std::vector<double> var(K); // σ²_k
+        double mean_var = 0;
+        for (int64_t c = 0; c < K; c++) {
+            for (int64_t j = 0; j < d; j++) var[c] += model.variance(c, j);
+            var[c] /= double(d);
+            mean_var += var[c] / double(K);
+        }
+        for (double alpha : {0.0, 0.25, 0.5, 1.0, -0.5}) {
+            GmmQuantizer q(d, K);
+            q.set_model(model);
+            q.probe_variance_power = alpha;
+            std::vector<float> D(nq * np);
+            std::vector<idx_t> I(nq * np);
+            q.search(nq, x.data(), np, D.data(), I.data());
+            int64_t differs_from_l2 = 0;
+            for (int64_t i = 0; i < nq; i++) {
+                std::vector<std::pair<double, int64_t>> score, l2;
+                for (int64_t c = 0; c < K; c++) {
+                    double e = 0;
+                    for (int64_t j = 0; j < d; j++) {
+                        const double t = double(x[i * d + j]) - model.means[c * d + j];
+                        e += t * t;
+                    }
+                    l2.emplace_back(e, c);
+                    // α = 1 on a spherical model is the Mahalanobis distance up to the constant σ̄².
+                    score.emplace_back(alpha == 1.0 ? e / var[c] * mean_var : e / std::pow(var[c] / mean_var, alpha),
+                                       c);
+                }
+                std::vector<std::pair<double, int64_t>> by_l2 = l2;
+                std::sort(score.begin(), score.end());
+                std::sort(by_l2.begin(), by_l2.end());
+                if (score[0].second != by_l2[0].second) differs_from_l2++;
+                for (int64_t p = 0; p < np; p++) {
+                    const idx_t got = I[i * np + p];
+                    ASSERT_GE(got, 0);
+                    // The p-th list returned has the p-th smallest score (ties within float rounding).
+                    double got_score = 0;
+                    for (auto& sc : score) {
+                        if (sc.second == got) got_score = sc.first;
+                    }
+                    EXPECT_NEAR(got_score, score[p].first, 1e-4 * (1 + score[p].first)) << "alpha " << alpha;
+                    EXPECT_NEAR(D[i * np + p], l2[size_t(got)].first, 1e-4 * (1 + l2[size_t(got)].first))
+                            << "alpha " << alpha << ": not the true squared L2";
+                }
+            }
+            if (alpha == 0.0) {
+                EXPECT_EQ(differs_from_l2, 0);
+            } else {
+                EXPECT_GT(differs_from_l2, 0) << "alpha " << alpha << ": the case does not exercise the scaling";
+            }
+        }
+    }
+    // A huge α saturates the scale instead of producing NaN scores: valid lists, true L2.
+    {
+        const GmmModel model = faiss_gmm::testing::random_model(K, d, CovarianceType::Spherical, 4.0f, 34);
+        GmmQuantizer q(d, K);
+        q.set_model(model);
+        q.probe_variance_power = 400;
+        std::vector<float> xq(model.means.begin(), model.means.begin() + 4 * d); // distance 0 to a mean
+        std::vector<float> D(4 * np);
+        std::vector<idx_t> I(4 * np);
+        q.search(4, xq.data(), np, D.data(), I.data());
+        for (int64_t i = 0; i < 4; i++) {
+            std::set<idx_t> seen(I.begin() + i * np, I.begin() + (i + 1) * np);
+            EXPECT_EQ(int64_t(seen.size()), np);
+            for (int64_t p = 0; p < np; p++) {
+                ASSERT_GE(I[i * np + p], 0);
+                double e = 0;
+                for (int64_t j = 0; j < d; j++) {
+                    const double t = double(xq[i * d + j]) - model.means[I[i * np + p] * d + j];
+                    e += t * t;
+                }
+                EXPECT_NEAR(D[i * np + p], e, 1e-4 * (1 + e));
+            }
+        }
+    }
+    // Through the factory and an IVF: the quantizer carries α, IVF distances stay exact.
+    const int64_t n = 3000;
+    std::vector<float> x = clustered_data(n, d, 12, 1.0f, 33);
+    auto index = trained("IVF16_GMM_spill1.2_ppow0.5,Flat", d, n, x);
+    ASSERT_DOUBLE_EQ(find_gmm_quantizer(index.get())->probe_variance_power, 0.5);
+    as_spill_index(index.get())->set_nprobe(16);
+    const int64_t k = 5;
+    std::vector<float> Di(10 * k), Df(10 * k);
+    std::vector<idx_t> Ii(10 * k), If(10 * k);
+    index->search(10, x.data(), k, Di.data(), Ii.data());
+    faiss::IndexFlatL2 flat(d);
+    flat.add(n, x.data());
+    flat.search(10, x.data(), k, Df.data(), If.data());
+    for (int64_t i = 0; i < 10 * k; i++) EXPECT_NEAR(Di[i], Df[i], 1e-4);
+}
+
 TEST(SpillFactory, GrammarAndErrors) {
     IvfOptions o;
     std::string fd;
@@ -287,6 +387,16 @@ TEST(SpillFactory, GrammarAndErrors) {
     EXPECT_THROW(parse_ivf_options("IVF64_spill1.2_tau0.1_GMM,Flat", &fd, &o), std::invalid_argument);
     EXPECT_THROW(parse_ivf_options("IVF64_tau0.1,Flat", &fd, &o), std::invalid_argument); // posterior needs GMM
     EXPECT_THROW(parse_ivf_options("IVF64_probepost,Flat", &fd, &o), std::invalid_argument);
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_soar_spill1.5_ppow0.25,Flat", &fd, &o));
+    EXPECT_EQ(fd, "IVF64,Flat");
+    EXPECT_DOUBLE_EQ(o.probe_variance_power, 0.25);
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_ppow-0.5,Flat", &fd, &o));
+    EXPECT_FALSE(o.spill);
+    EXPECT_DOUBLE_EQ(o.probe_variance_power, -0.5);
+    EXPECT_THROW(parse_ivf_options("IVF64_ppow0.5,Flat", &fd, &o), std::invalid_argument);       // needs GMM
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_ppow,Flat", &fd, &o), std::invalid_argument);      // needs α
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_ppowx,Flat", &fd, &o), std::invalid_argument);
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_probepost_ppow0.5,Flat", &fd, &o), std::invalid_argument);
     EXPECT_THROW(gmm_index_factory(8, "IVF64_GMM_spill0.5,Flat"), std::invalid_argument);
     // Plain GMM strings are unchanged by the new grammar.
     CovarianceType t;
@@ -319,7 +429,7 @@ TEST(SpillIO, SaveLoadRoundTrip) {
     const int64_t n = 3000, d = 16, nq = 30, k = 10;
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 21);
     for (const char* desc : {"IVF24_GMMdiag_spill1.4_probepost,Flat", "IVF24_spill1.3_soar0.5,SQ8",
-                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4"}) {
+                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_spill1.3_pscale0.1_ppow0.5,Flat"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         sp->set_nprobe(4);
@@ -340,7 +450,11 @@ TEST(SpillIO, SaveLoadRoundTrip) {
         const GmmQuantizer* qa = find_gmm_quantizer(index.get());
         const GmmQuantizer* qb = find_gmm_quantizer(back.get());
         ASSERT_EQ(qa == nullptr, qb == nullptr);
-        if (qa) EXPECT_EQ(qa->rank_by_posterior, qb->rank_by_posterior);
+        if (qa) {
+            EXPECT_EQ(qa->rank_by_posterior, qb->rank_by_posterior);
+            EXPECT_EQ(qa->probe_variance_weight, qb->probe_variance_weight);
+            EXPECT_EQ(qa->probe_variance_power, qb->probe_variance_power);
+        }
         std::vector<float> Da(nq * k), Db(nq * k);
         std::vector<idx_t> Ia(nq * k), Ib(nq * k);
         sb->set_nprobe(4);
@@ -359,32 +473,50 @@ TEST(SpillIO, SaveLoadRoundTrip) {
     }
 }
 
-TEST(SpillIO, ReadsVersion1Trailer) {
+// Older trailers still read: version 1 (no probing settings) and version 2 (no
+// probe_variance_power), made from a version-3 file by editing its bytes.
+TEST(SpillIO, ReadsVersion1And2Trailers) {
     const int64_t n = 2000, d = 8;
     std::vector<float> x = clustered_data(n, d, 10, 1.0f, 9);
-    auto index = trained("IVF16_GMM,Flat", d, n, x);
-    std::vector<uint8_t> v2 = serialize_gmm_index(index.get());
-    // Make the version-1 layout: version field 1, without the version-2 fields
-    // rank_by_posterior (int32) and probe_variance_weight (double), which sit
-    // 92 bytes after the magic (after fast_math).
+    auto index = trained("IVF16_GMM_pscale0.2_ppow0.5,Flat", d, n, x);
+    std::vector<uint8_t> v3 = serialize_gmm_index(index.get());
+    // rank_by_posterior (int32) and probe_variance_weight (double), the version-2
+    // fields, sit 92 bytes after the magic (after fast_math); probe_variance_power
+    // (double, version 3) follows them at 104.
     const uint32_t magic = 0x4d4d4746;
-    size_t pos = v2.size();
-    for (size_t i = 0; i + 8 <= v2.size(); i++) {
+    size_t pos = v3.size();
+    for (size_t i = 0; i + 8 <= v3.size(); i++) {
         uint32_t m, v;
-        std::memcpy(&m, v2.data() + i, 4);
-        std::memcpy(&v, v2.data() + i + 4, 4);
-        if (m == magic && v == 2) pos = i;
+        std::memcpy(&m, v3.data() + i, 4);
+        std::memcpy(&v, v3.data() + i + 4, 4);
+        if (m == magic && v == 3) pos = i;
     }
-    ASSERT_LT(pos, v2.size());
-    std::vector<uint8_t> v1 = v2;
-    const uint32_t one = 1;
-    std::memcpy(v1.data() + pos + 4, &one, 4);
-    v1.erase(v1.begin() + long(pos) + 92, v1.begin() + long(pos) + 104);
-    std::unique_ptr<faiss::Index> back(deserialize_gmm_index(v1.data(), v1.size()));
-    const GmmQuantizer* q = find_gmm_quantizer(back.get());
-    ASSERT_NE(q, nullptr);
-    EXPECT_FALSE(q->rank_by_posterior);
-    EXPECT_EQ(q->model.means, find_gmm_quantizer(index.get())->model.means);
+    ASSERT_LT(pos, v3.size());
+    {
+        std::unique_ptr<faiss::Index> back(deserialize_gmm_index(v3.data(), v3.size()));
+        const GmmQuantizer* q = find_gmm_quantizer(back.get());
+        ASSERT_NE(q, nullptr);
+        EXPECT_EQ(q->probe_variance_weight, 0.2);
+        EXPECT_EQ(q->probe_variance_power, 0.5);
+    }
+    for (uint32_t version : {1u, 2u}) {
+        std::vector<uint8_t> old = v3;
+        std::memcpy(old.data() + pos + 4, &version, 4);
+        const long first = long(pos) + (version == 1 ? 92 : 104);
+        old.erase(old.begin() + first, old.begin() + long(pos) + 112);
+        std::unique_ptr<faiss::Index> back(deserialize_gmm_index(old.data(), old.size()));
+        const GmmQuantizer* q = find_gmm_quantizer(back.get());
+        ASSERT_NE(q, nullptr) << "version " << version;
+        EXPECT_FALSE(q->rank_by_posterior);
+        EXPECT_EQ(q->probe_variance_weight, version == 2 ? 0.2 : 0.0) << "version " << version;
+        EXPECT_EQ(q->probe_variance_power, 0.0) << "version " << version;
+        EXPECT_EQ(q->model.means, find_gmm_quantizer(index.get())->model.means);
+    }
+    // A version from the future is refused with a clear message.
+    std::vector<uint8_t> v4 = v3;
+    const uint32_t four = 4;
+    std::memcpy(v4.data() + pos + 4, &four, 4);
+    EXPECT_THROW(deserialize_gmm_index(v4.data(), v4.size()), std::runtime_error);
 }
 
 TEST(SpillEdit, RemoveIdsAndReconstruct) {
