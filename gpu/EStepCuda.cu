@@ -555,8 +555,9 @@ struct EStepCuda::Worker {
 
     /// One-pass Hopper chunk: features(s) on feat_stream, then the cluster kernel on sub-chunk s on
     /// `stream` once they are done; sub-chunk s writes its partial sums to its own slice of hPart
-    /// (Q of them), so one reduction at the end sums all of them. features(s, first_tile, tiles, rows)
-    /// and kernel(s, first_tile, tiles, rows, Q) enqueue the work. Returns the number of partials.
+    /// (Q of them), so one reduction at the end sums all of them. features(first_tile, tiles, rows)
+    /// and kernel(sub, first_tile, tiles, rows, clusters) enqueue the work (rows: the valid rows of
+    /// those tiles). Returns the number of partial slices.
     template <class Features, class Kernel>
     int hopper_one_pass(int64_t nc, int BM, Features features, Kernel kernel) {
         const int tiles = int((nc + BM - 1) / BM);
