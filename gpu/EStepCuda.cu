@@ -536,13 +536,16 @@ struct EStepCuda::Worker {
         const int64_t BM = hopper_tile_rows();
         const int64_t tiles = (chunk_rows + BM - 1) / BM;
         const int64_t Kp = int64_t(hop_Kt) * detail::sm90::kKc;
-        const int64_t nparts = std::max<int64_t>(std::max(hop_max_clusters, sm_count), 1);
+        // Partial sums: one pass, one slice per cluster and sub-chunk; two passes, one per row split
+        // (Sn ≤ sm_count / Kt of them, each Kp wide): at most ~max(sm_count·128, Kp) components.
+        const int64_t nparts = hop_C > 0 ? int64_t(kMaxSub) * std::max(hop_max_clusters, 1)
+                                         : std::max<int64_t>(1, sm_count / hop_Kt);
         hW.allocate(device, hm.W.size() * 2, poison);
         hAB.allocate(device, hm.ab.size() * 4, poison);
         hG.allocate(device, size_t(tiles) * BM * hop_FW * 2 * (hop_split ? 2 : 1), poison);
         hXX.allocate(device, size_t(tiles) * BM * 4, poison);
         if (hop_C == 0) hLSE.allocate(device, size_t(tiles) * BM * 4, poison);
-        hPart.allocate(device, size_t(nparts) * kMaxSub * Kp * hop_FW * (hop_split ? 8 : 4), poison);
+        hPart.allocate(device, size_t(nparts) * Kp * hop_FW * (hop_split ? 8 : 4), poison);
         hAcc.allocate(device, size_t(K) * hop_FW * 8, poison);
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(hW.ptr, hm.W.data(), hm.W.size() * 2, cudaMemcpyHostToDevice));
         hMu.allocate(device, hm.means.size() * 4, poison);

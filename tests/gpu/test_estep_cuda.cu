@@ -817,6 +817,24 @@ TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
     unsetenv("FAISS_GMM_HOPPER_SUB_TILES");
 }
 
+TEST_F(EStepCudaTest, HopperMemoryStaysSmallForLargeK) {
+    // GPU memory is O(chunk·d + K·d): at K = 20000 (two passes) the partial sums are one K × (d+8)
+    // slice per row split, not one per SM (that was 5.8 GB here).
+    g_algo = EStepCudaAlgorithm::Hopper;
+    Problem p = make_problem(500, 20000, 128, CovarianceType::Spherical, 970, false);
+    EStepCudaOptions o = opts(true);
+    o.devices = {0};
+    o.chunk_rows = 4096;
+    EStepCuda es(p.K, p.d, o);
+    es.set_model(p.model, p.center.data());
+    SufficientStats got(p.K, p.d, p.cov);
+    es.accumulate(float_rows(p), got);
+    expect_close(got, reference(p), true, "K=20000 two passes");
+    const double mb = double(es.last_report()[0].device_bytes) / 1e6;
+    printf("  K=20000, d=128, chunks of 4096 rows: %.1f MB held on the GPU\n", mb);
+    EXPECT_LT(mb, 200.0);
+}
+
 TEST_F(EStepCudaTest, MakeEstepCudaFollowsParams) {
     GmmParams params;
     params.fast_math = true;
