@@ -1,10 +1,11 @@
 // Benchmark of the CUDA E-step (not a test). In one run, on one GPU:
 //  * per E-step time of ours on device-resident rows: Blocked (accurate fp32, fast tf32, fast
-//    bf16), Fused (3×TF32, tf32, bf16) and Hopper (fast, fp16 wgmma), next to cuBLAS GEMM floors
-//    of the same shape (one N×K×d product in bf16, tf32, fp32); --modes and --shapes select;
-//  * streaming N = 100M rows from pageable host memory (float32 and uint8): time per pass
-//    against max(transfer time at the measured pinned H2D bandwidth, kernel time), and
-//    the GPU memory the backend holds;
+//    bf16), Fused (3×TF32, tf32, bf16) and Hopper (fast fp16, accurate 2×fp16 wgmma), next to
+//    cuBLAS GEMM floors of the same shape (one N×K×d product in bf16, tf32, fp32); --modes and
+//    --shapes select;
+//  * streaming N = 100M rows from pageable host memory (float32 and uint8), through staging
+//    copies and pinned in place by retain_rows(): time per pass against max(transfer time at the
+//    measured pinned H2D bandwidth, kernel time), and the GPU memory the backend holds;
 //  * 20 EM iterations at N = 10M with the GPU E-step and a host M-step.
 // Prints a table; bench/results/gpu_<name>.md records it.
 #include <cublas_v2.h>

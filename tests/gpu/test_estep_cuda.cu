@@ -722,7 +722,7 @@ TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
 }
 
 TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
-    // Diagonal, d > 128 and accurate mode are not Hopper cases: Blocked runs, with its accuracy.
+    // Diagonal, d > 128 and accurate mode above K = 1024 are not Hopper cases: Blocked runs, with its accuracy.
     g_algo = EStepCudaAlgorithm::Blocked; // what runs (labels and error slots)
     Problem pd = make_problem(1000, 40, 64, CovarianceType::Diagonal, 701, false);
     expect_close(run_hopper(pd, opts(true), float_rows(pd), "blocked"), reference(pd), true, "diagonal -> blocked");
