@@ -895,26 +895,37 @@ struct EStepCuda::Worker {
         FAISS_GMM_CUDA_CHECK(cudaEventRecord(t_end, stream));
 
         finalized = hopper;
-        if (hopper) { // columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…], × 2^12 (split kernel) → increments
-            const double ir = hop_split ? 1.0 / double(detail::sm90::split::kRScale) : 1.0;
-            detail::sm90::finalize_sums_kernel<<<unsigned((K * 32 + 255) / 256), 256, 0, stream>>>(
-                    hAcc.as<double>(), int(K), int(d), hop_DP, hop_FW, hMu.as<float>(), hMuSq.as<double>(),
-                    ir / double(hop_sx), ir, ir / double(hop_sq), hOut.as<double>());
-            FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::finalize_sums_kernel");
-            const size_t bytes = size_t(K) * (d + 2) * 8;
-            h_hacc.allocate(bytes + 8);
-            FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_hacc.ptr, hOut.ptr, bytes, cudaMemcpyDeviceToHost, stream));
-            FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(h_hacc.ptr) + bytes, loglik.ptr, 8,
-                                                 cudaMemcpyDeviceToHost, stream));
-            FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
-            std::memcpy(&h_loglik, static_cast<uint8_t*>(h_hacc.ptr) + bytes, 8);
-            FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(copy_stream));
-            float ms = 0;
-            FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, t_begin, t_end));
-            report.gpu_ms = ms;
-            report.device_bytes = device_bytes();
-            return;
+        if (hopper) {
+            download_finalized_sums();
+        } else {
+            download_raw_sums();
         }
+        FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(copy_stream));
+        float ms = 0;
+        FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, t_begin, t_end));
+        report.gpu_ms = ms;
+        report.device_bytes = device_bytes();
+    }
+
+    /// Hopper path: columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…] (× 2^12 for the split kernel)
+    /// → the statistics' increments on the GPU, downloaded with the log-likelihood into h_hacc.
+    void download_finalized_sums() {
+        const double ir = hop_split ? 1.0 / double(detail::sm90::split::kRScale) : 1.0;
+        detail::sm90::finalize_sums_kernel<<<unsigned((K * 32 + 255) / 256), 256, 0, stream>>>(
+                hAcc.as<double>(), int(K), int(d), hop_DP, hop_FW, hMu.as<float>(), hMuSq.as<double>(),
+                ir / double(hop_sx), ir, ir / double(hop_sq), hOut.as<double>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::finalize_sums_kernel");
+        const size_t bytes = size_t(K) * (d + 2) * 8;
+        h_hacc.allocate(bytes + 8);
+        FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_hacc.ptr, hOut.ptr, bytes, cudaMemcpyDeviceToHost, stream));
+        FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(h_hacc.ptr) + bytes, loglik.ptr, 8,
+                                             cudaMemcpyDeviceToHost, stream));
+        FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
+        std::memcpy(&h_loglik, static_cast<uint8_t*>(h_hacc.ptr) + bytes, 8);
+    }
+
+    /// Blocked and Fused paths: the raw sums into h_f, h_nk, h_sxx (EStepCuda::accumulate converts them).
+    void download_raw_sums() {
         h_f.resize(size_t(K) * Dfeat);
         h_nk.resize(K);
         h_sxx.resize(K);
@@ -941,11 +952,6 @@ struct EStepCuda::Worker {
                 h_sxx[k] = diag ? 0.0 : at(k, Dfeat + 1);
             }
         }
-        FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(copy_stream));
-        float ms = 0;
-        FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, t_begin, t_end));
-        report.gpu_ms = ms;
-        report.device_bytes = device_bytes();
     }
 };
 
