@@ -24,6 +24,17 @@ class EStep {
 
     /// Adds the statistics of the rows to stats (which must have the model's shape).
     virtual void accumulate(const VectorBlock& rows, SufficientStats& stats) = 0;
+    /// Adds the statistics of the rows to acc so that the sums do not depend on
+    /// how rows are cut into calls, threads or ranks: one partial per block of
+    /// kReproducibleBlockRows rows counted from rows' first row (the trainer
+    /// starts every call on a block boundary), each computed on its own and
+    /// added exactly (StatsAccumulator). This default adds the whole call as
+    /// one partial: reproducible for a given cut of the rows into calls only.
+    virtual void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) {
+        SufficientStats partial(acc.K(), acc.d(), acc.covariance_type());
+        accumulate(rows, partial);
+        acc.add(partial);
+    }
 
     /// A short name for logs ("cpu", "cuda:0", ...).
     virtual const char* name() const = 0;

@@ -15,11 +15,9 @@ namespace faiss_gmm {
 
 namespace {
 
-/// Per-thread accumulators: the statistics of the blocks one thread processed.
-struct ThreadStats {
-    double n = 0, loglik = 0;
-    std::vector<double> nk, sum_x, sum_sq;
-};
+/// Per-thread accumulators: the statistics of the blocks one thread processed
+/// (accumulate()), or of one reproducible block (accumulate_reproducible()).
+using ThreadStats = SufficientStats;
 
 /// Sparse path when fewer than this fraction of a block's responsibilities are
 /// non-zero: nnz·d scalar FMAs beat a dense B×K×d sgemm by a wide margin then.
@@ -45,6 +43,7 @@ struct EStepCpu::Workspace {
     std::vector<float> nz_r;     // value,
     std::vector<int> nz_row_end; // and where each row's entries end
     ThreadStats stats;           // accumulate()'s statistics of this thread's blocks
+    StatsAccumulator exact;      // accumulate_reproducible()'s sums of this thread's blocks
 };
 
 EStepCpu::~EStepCpu() = default;
@@ -359,15 +358,19 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
     }
 }
 
-void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
+void EStepCpu::check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const {
     if (model_.K == 0) throw std::logic_error("EStepCpu::accumulate called before set_model");
     if (rows.d != model_.d) {
         throw std::invalid_argument("EStepCpu: rows have dimension " + std::to_string(rows.d) +
                                     ", the model has " + std::to_string(model_.d));
     }
-    if (stats.K != model_.K || stats.d != model_.d || stats.covariance_type != model_.covariance_type) {
+    if (K != model_.K || d != model_.d || type != model_.covariance_type) {
         throw std::invalid_argument("EStepCpu: statistics shape does not match the model");
     }
+}
+
+void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
+    check_call(rows, stats.K, stats.d, stats.covariance_type);
     if (rows.n == 0) return;
 
     const int64_t nblocks = (rows.n + block_size_ - 1) / block_size_;
@@ -379,11 +382,7 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
 #pragma omp parallel num_threads(nt)
     {
         Workspace& ws = workspace(omp_get_thread_num());
-        ThreadStats& acc = ws.stats;
-        acc.n = acc.loglik = 0;
-        acc.nk.assign(model_.K, 0.0);
-        acc.sum_x.assign(size_t(model_.K) * model_.d, 0.0);
-        acc.sum_sq.assign(stats.sum_sq.size(), 0.0);
+        ws.stats.reset(model_.K, model_.d, model_.covariance_type);
         // Static round-robin over blocks: the same blocks go to the same thread
         // for a given thread count, which makes the sums deterministic.
 #pragma omp for schedule(static, 1)
@@ -401,13 +400,47 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     if (!error.empty()) throw std::runtime_error("EStepCpu: " + error);
 
     for (int t = 0; t < nt; t++) {
-        const ThreadStats& acc = workspace(t).stats;
-        stats.n += acc.n;
-        stats.loglik += acc.loglik;
-        for (size_t i = 0; i < acc.nk.size(); i++) stats.nk[i] += acc.nk[i];
-        for (size_t i = 0; i < acc.sum_x.size(); i++) stats.sum_x[i] += acc.sum_x[i];
-        for (size_t i = 0; i < acc.sum_sq.size(); i++) stats.sum_sq[i] += acc.sum_sq[i];
+        stats.add(workspace(t).stats);
     }
+}
+
+void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) {
+    check_call(rows, acc.K(), acc.d(), acc.covariance_type());
+    if (rows.n == 0) return;
+
+    const int64_t R = kReproducibleBlockRows;
+    const int64_t nblocks = (rows.n + R - 1) / R;
+    const int nt = int(std::min<int64_t>(nthreads_, nblocks));
+    reserve_workspaces(nt);
+    detail::SingleThreadedBlas single_threaded_blas;
+    std::string error;
+
+#pragma omp parallel num_threads(nt)
+    {
+        Workspace& ws = workspace(omp_get_thread_num());
+        ws.exact = acc; // the grids (scales) of acc, ...
+        ws.exact.clear(); // ... none of its sums
+        // Any block to any thread: a block's partial is computed by one thread,
+        // in the same sub-blocks, whatever the thread count.
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblocks; b++) {
+            const int64_t r0 = b * R;
+            const int64_t rn = std::min<int64_t>(R, rows.n - r0);
+            try {
+                ws.stats.reset(model_.K, model_.d, model_.covariance_type);
+                for (int64_t i0 = 0; i0 < rn; i0 += block_size_) {
+                    process_block(rows.slice(r0 + i0, std::min<int64_t>(block_size_, rn - i0)), ws, nullptr,
+                                  nullptr);
+                }
+                ws.exact.add(ws.stats);
+            } catch (const std::exception& ex) {
+#pragma omp critical
+                error = ex.what();
+            }
+        }
+    }
+    if (!error.empty()) throw std::runtime_error("EStepCpu: " + error);
+    for (int t = 0; t < nt; t++) acc.merge(workspace(t).exact); // exact: any order
 }
 
 void EStepCpu::log_responsibilities(const VectorBlock& rows, float* log_resp, float* loglik) {

@@ -24,6 +24,7 @@ class EStepCpu : public EStep {
 
     void set_model(const GmmModel& model, const float* center) override;
     void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
+    void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override;
     const char* name() const override { return "cpu"; }
 
     /// Per-row log-posteriors log r_nk (n × K, row-major) and log p(x_n) (n), for
@@ -42,6 +43,7 @@ class EStepCpu : public EStep {
     void reserve_workspaces(int nthreads);
     // With log_resp (B × K) given, writes log r there; otherwise adds the block's
     // statistics to ws.stats. loglik (B) is written when non-null.
+    void check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const;
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
 
     std::vector<std::unique_ptr<Workspace>> workspaces_;

@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "BlockAlignedRows.h"
+#include "ReproducibleSum.h"
 #include "kmeans_init.h"
 
 namespace faiss_gmm {
@@ -64,48 +66,117 @@ VectorBlock copy_rows(const VectorSource& src, const std::vector<int64_t>& rows,
     return VectorBlock{out.data(), src.type(), int64_t(rows.size()), src.d()};
 }
 
-/// One pass over the source: checks every value is finite (first_row: the
-/// global index of src's first row, for the message) and returns the sums
-/// Σ x_j (d values) then Σ x_j² (d values), in double.
-std::vector<double> moment_sums(const VectorSource& src, int64_t chunk, int64_t first_row) {
-    const int64_t N = src.ntotal(), d = src.d();
-    std::vector<double> sums(size_t(2 * d), 0.0);
-    double* s1 = sums.data();
-    double* s2 = sums.data() + d;
+/// This rank's part of the data moments, summed so that the totals do not depend
+/// on threads, chunks or ranks: per block of kReproducibleBlockRows rows, Σ x_j
+/// and Σ x_j² in double, added exactly (sums: 2d values, Σ x then Σ x²), and the
+/// per-dimension minimum and maximum. Checks every value is finite, naming the
+/// first bad row and column.
+struct LocalMoments {
+    ExactSums sums;
+    std::vector<double> min, max;
+};
+
+LocalMoments local_moments(const BlockAlignedRows& rows, int64_t d) {
+    const int64_t R = kReproducibleBlockRows;
+    const int nt = omp_get_max_threads();
+    std::vector<LocalMoments> per_thread(static_cast<size_t>(nt));
+    for (LocalMoments& m : per_thread) {
+        m.sums.resize(size_t(2 * d));
+        m.min.assign(d, INFINITY);
+        m.max.assign(d, -INFINITY);
+    }
     std::vector<uint8_t> scratch;
-    for (int64_t i0 = 0; i0 < N; i0 += chunk) {
-        const int64_t n = std::min(chunk, N - i0);
-        VectorBlock b = src.read(i0, n, scratch);
-        const int nt = omp_get_max_threads();
-        std::vector<double> t1(size_t(nt) * d, 0.0), t2(size_t(nt) * d, 0.0);
+    std::string error;
+    for (int64_t c = 0; c < rows.ncalls(); c++) {
+        const VectorBlock call = rows.call(c, scratch);
+        const int64_t nblocks = (call.n + R - 1) / R;
 #pragma omp parallel num_threads(nt)
         {
+            LocalMoments& m = per_thread[size_t(omp_get_thread_num())];
             std::vector<float> row(d);
-            double* a1 = t1.data() + size_t(omp_get_thread_num()) * d;
-            double* a2 = t2.data() + size_t(omp_get_thread_num()) * d;
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < n; i++) {
-                b.row_to_float(i, row.data());
-                for (int64_t j = 0; j < d; j++) {
-                    a1[j] += row[j];
-                    a2[j] += double(row[j]) * row[j];
+            std::vector<double> block(size_t(2 * d));
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t b = 0; b < nblocks; b++) {
+                const VectorBlock blk = call.slice(b * R, std::min(R, call.n - b * R));
+                std::fill(block.begin(), block.end(), 0.0);
+                for (int64_t i = 0; i < blk.n; i++) {
+                    blk.row_to_float(i, row.data());
+                    for (int64_t j = 0; j < d; j++) {
+                        block[j] += row[j];
+                        block[d + j] += double(row[j]) * row[j];
+                        m.min[j] = std::min<double>(m.min[j], row[j]);
+                        m.max[j] = std::max<double>(m.max[j], row[j]);
+                    }
+                }
+                try {
+                    // Sums in double of finite floats cannot overflow, so a non-finite
+                    // sum means a NaN or infinite value (or a float64 beyond float32's
+                    // range) in this block: only then is it scanned, to name the row.
+                    bool finite = true;
+                    for (double v : block) finite &= std::isfinite(v);
+                    if (!finite) check_finite(blk, rows.first_global_row(c) + b * R);
+                    m.sums.add(block.data());
+                } catch (const std::exception& ex) {
+#pragma omp critical
+                    if (error.empty()) error = ex.what();
                 }
             }
         }
-        // Sums in double of finite floats cannot overflow, so a non-finite sum means
-        // a NaN or infinite value (or a float64 beyond float32's range) in this
-        // chunk: only then is it scanned, serially, to name the row and column.
-        bool finite = true;
-        for (size_t t = 0; t < t1.size(); t++) finite &= std::isfinite(t1[t]) && std::isfinite(t2[t]);
-        if (!finite) check_finite(b, first_row + i0);
-        for (int t = 0; t < nt; t++) {
-            for (int64_t j = 0; j < d; j++) {
-                s1[j] += t1[size_t(t) * d + j];
-                s2[j] += t2[size_t(t) * d + j];
-            }
+        if (!error.empty()) throw std::invalid_argument(error);
+    }
+    LocalMoments total = std::move(per_thread[0]);
+    for (size_t t = 1; t < per_thread.size(); t++) {
+        total.sums.merge(per_thread[t].sums);
+        for (int64_t j = 0; j < d; j++) {
+            total.min[j] = std::min(total.min[j], per_thread[t].min[j]);
+            total.max[j] = std::max(total.max[j], per_thread[t].max[j]);
         }
     }
+    return total;
+}
+
+/// The moment sums of all ranks' rows: Σ x_j (d values) then Σ x_j², and the
+/// global minimum and maximum per dimension (every rank the same bits).
+std::vector<double> global_moment_sums(Communicator& comm, LocalMoments& m) {
+    m.sums.normalize();
+    comm.allreduce_sum(m.sums.limbs().data(), m.sums.limbs().size()); // integers: exact in any order
+    m.sums.normalize();
+    comm.allreduce(m.min.data(), m.min.size(), ReduceOp::Min);
+    comm.allreduce(m.max.data(), m.max.size(), ReduceOp::Max);
+    std::vector<double> sums(m.sums.size());
+    for (size_t i = 0; i < sums.size(); i++) sums[i] = m.sums.value(i);
     return sums;
+}
+
+/// Per-row bounds of the E-step's statistics in the centered frame, which place
+/// StatsAccumulator's grids: |x_j − c_j| <= x_bound for every training row, and
+/// one row's second-moment term below sq_bound.
+struct RowBounds {
+    double x_bound = 0;
+    double sq_bound = 0;
+};
+
+RowBounds row_bounds(const std::vector<double>& min, const std::vector<double>& max, const std::vector<float>& center,
+                     const GmmModel& model) {
+    RowBounds rb;
+    for (size_t j = 0; j < center.size(); j++) {
+        rb.x_bound = std::max({rb.x_bound, max[j] - double(center[j]), double(center[j]) - min[j]});
+    }
+    const int64_t d = model.d;
+    double mean_bound = 0; // spherical: max ‖μ_k‖; diagonal: max |μ_kj|
+    for (int64_t k = 0; k < model.K; k++) {
+        double sq = 0;
+        for (int64_t j = 0; j < d; j++) {
+            const double m = model.means[k * d + j];
+            sq += m * m;
+            if (model.covariance_type == CovarianceType::Diagonal) mean_bound = std::max(mean_bound, std::fabs(m));
+        }
+        if (model.covariance_type == CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::sqrt(sq));
+    }
+    const double x = model.covariance_type == CovarianceType::Spherical ? std::sqrt(double(d)) * rb.x_bound
+                                                                        : rb.x_bound;
+    rb.sq_bound = (x + mean_bound) * (x + mean_bound);
+    return rb;
 }
 
 /// The mean row and the mean per-dimension variance of N rows from their moment_sums().
@@ -210,10 +281,20 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     n_train = train_rows.total;
     const int64_t n_local = train->ntotal();
 
+    check_all_ranks(comm, [&] {
+        if (!estep_) estep_ = make_estep(p, K, d);
+    });
+
+    // ---- the rows each rank sums: whole blocks of kReproducibleBlockRows, so
+    // that every sum below is the same bits for any ranks, threads and chunks ----
+    std::optional<BlockAlignedRows> blocks;
+    const int64_t chunk_wanted = rows_per_call(*train, p.chunk_size, *estep_);
+    check_all_ranks(comm, [&] { blocks.emplace(comm, *train, train_rows, chunk_wanted); });
+
     // ---- data moments: center, variance floor, NaN/Inf check ----
-    std::vector<double> sums;
-    check_all_ranks(comm, [&] { sums = moment_sums(*train, p.chunk_size, train_rows.range.begin); });
-    comm.allreduce_sum(sums.data(), sums.size());
+    LocalMoments local;
+    check_all_ranks(comm, [&] { local = local_moments(*blocks, d); });
+    const std::vector<double> sums = global_moment_sums(comm, local);
     std::vector<double> mean_d;
     moments_from_sums(sums, n_train, mean_d, data_variance);
     check_all_ranks(comm, [&] {
@@ -270,9 +351,6 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     }
     broadcast_model(comm, model, 0);
 
-    check_all_ranks(comm, [&] {
-        if (!estep_) estep_ = make_estep(p, K, d);
-    });
     backend = estep_->name();
     if (verbose) {
         const std::string ranks = comm.size() > 1 ? " on " + std::to_string(comm.size()) + " ranks" : "";
@@ -284,33 +362,37 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
 
     // ---- EM ----
     SufficientStats stats(K, d, cov);
+    StatsAccumulator exact_stats(K, d, cov);
     std::vector<uint8_t> scratch;
     std::mt19937_64 split_rng{uint64_t(p.seed) + 7};
     double prev_loglik = -INFINITY;
     const int64_t nvar = model.nvar();
-    const int64_t chunk = rows_per_call(*train, p.chunk_size, *estep_);
-    const int64_t nchunks = (n_local + chunk - 1) / chunk;
+    const int64_t nchunks = blocks->ncalls();
     // The rows are views into memory when the backend got its preferred call
     // size: hand them over once for all iterations.
     std::optional<RetainedRows> retained;
-    if (chunk != p.chunk_size && n_local > 0) retained.emplace(*estep_, train->read(0, n_local, scratch));
+    if (chunk_wanted != p.chunk_size && blocks->rows_from_source() > 0) {
+        retained.emplace(*estep_, train->read(blocks->first_local_row(), blocks->rows_from_source(), scratch));
+    }
     for (int it = 0; it < p.niter; it++) {
         const auto t_iter = std::chrono::steady_clock::now();
-        stats.clear();
+        const RowBounds bounds = row_bounds(local.min, local.max, center, model);
+        exact_stats.set_row_bounds(bounds.x_bound, bounds.sq_bound);
+        exact_stats.clear();
         check_all_ranks(comm, [&] {
             estep_->set_model(model, center.data());
             for (int64_t c = 0; c < nchunks; c++) {
-                const int64_t i0 = c * chunk;
-                estep_->accumulate(train->read(i0, std::min(chunk, n_local - i0), scratch), stats);
+                estep_->accumulate_reproducible(blocks->call(c, scratch), exact_stats);
                 if (verbose && nchunks > 1 && seconds_since(t_iter) > 2.0) {
                     std::printf("\r  E-step %d: %5.1f%%", it, 100.0 * double(c + 1) / double(nchunks));
                     std::fflush(stdout);
                 }
             }
         });
-        std::vector<double> flat = stats.flat();
-        comm.allreduce_sum(flat.data(), flat.size());
-        stats.from_flat(flat.data(), flat.size());
+        std::vector<double> flat = exact_stats.flat();
+        comm.allreduce_sum(flat.data(), flat.size()); // integer limbs: exact in any order
+        exact_stats.from_flat(flat);
+        exact_stats.result(stats);
         GmmIterationStats st;
         st.iteration = it;
         st.estep_time_s = seconds_since(t_iter);

@@ -108,4 +108,81 @@ void reference_estep(
     }
 }
 
+// ---- StatsAccumulator ----
+
+StatsAccumulator::StatsAccumulator(int64_t K, int64_t d, CovarianceType type) : K_(K), d_(d), type_(type) {
+    const size_t nsq = size_t(K) * (type == CovarianceType::Spherical ? 1 : d);
+    values_.resize(size_t(K) + size_t(K) * d + nsq);
+    packed_.resize(values_.size());
+}
+
+void StatsAccumulator::set_row_bounds(double x_bound, double sq_bound) {
+    const size_t K = size_t(K_), Kd = size_t(K_) * d_;
+    values_.set_scale(0, K, 0); // r <= 1
+    values_.set_scale(K, K + Kd, scale_exponent_for(x_bound));
+    values_.set_scale(K + Kd, values_.size(), scale_exponent_for(sq_bound));
+}
+
+void StatsAccumulator::clear() {
+    n_ = 0;
+    loglik_.clear();
+    values_.clear();
+}
+
+void StatsAccumulator::add(const SufficientStats& p) {
+    if (p.K != K_ || p.d != d_ || p.covariance_type != type_) {
+        throw std::invalid_argument("StatsAccumulator::add: the partial's shape differs from the accumulator's");
+    }
+    n_ += p.n;
+    loglik_.add(0, p.loglik);
+    double* out = packed_.data();
+    out = std::copy(p.nk.begin(), p.nk.end(), out);
+    out = std::copy(p.sum_x.begin(), p.sum_x.end(), out);
+    std::copy(p.sum_sq.begin(), p.sum_sq.end(), out);
+    values_.add(packed_.data());
+}
+
+void StatsAccumulator::merge(const StatsAccumulator& o) {
+    if (o.K_ != K_ || o.d_ != d_ || o.type_ != type_) {
+        throw std::invalid_argument("StatsAccumulator::merge: shapes differ");
+    }
+    n_ += o.n_;
+    loglik_.merge(o.loglik_);
+    values_.merge(o.values_);
+}
+
+std::vector<double> StatsAccumulator::flat() {
+    loglik_.normalize();
+    values_.normalize(); // limbs below 2^32: a sum over ranks stays exact
+    std::vector<double> v;
+    v.reserve(1 + loglik_.limbs().size() + values_.limbs().size());
+    v.push_back(n_);
+    v.insert(v.end(), loglik_.limbs().begin(), loglik_.limbs().end());
+    v.insert(v.end(), values_.limbs().begin(), values_.limbs().end());
+    return v;
+}
+
+void StatsAccumulator::from_flat(const std::vector<double>& v) {
+    const size_t nl = loglik_.limbs().size(), nv = values_.limbs().size();
+    if (v.size() != 1 + nl + nv) {
+        throw std::invalid_argument("StatsAccumulator::from_flat: got " + std::to_string(v.size()) +
+                                    " values, expected " + std::to_string(1 + nl + nv));
+    }
+    n_ = v[0];
+    std::copy(v.begin() + 1, v.begin() + 1 + long(nl), loglik_.limbs().begin());
+    std::copy(v.begin() + 1 + long(nl), v.end(), values_.limbs().begin());
+    loglik_.normalize();
+    values_.normalize();
+}
+
+void StatsAccumulator::result(SufficientStats& out) const {
+    out.reset(K_, d_, type_);
+    out.n = n_;
+    out.loglik = loglik_.value(0);
+    size_t t = 0;
+    for (double& v : out.nk) v = values_.value(t++);
+    for (double& v : out.sum_x) v = values_.value(t++);
+    for (double& v : out.sum_sq) v = values_.value(t++);
+}
+
 } // namespace faiss_gmm

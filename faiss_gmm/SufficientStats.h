@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "GmmParams.h"
+#include "ReproducibleSum.h"
 
 namespace faiss_gmm {
 
@@ -40,6 +41,42 @@ struct SufficientStats {
     /// (MPI_Allreduce, NCCL, host sums); from_flat() is the inverse.
     std::vector<double> flat() const;
     void from_flat(const double* values, size_t count);
+};
+
+/// SufficientStats summed so that the result does not depend on the order of
+/// the partials (threads, chunks, ranks): see ReproducibleSum.h. N_k, Σ r x and
+/// the second moments go to fixed-point grids scaled by per-row bounds (set by
+/// set_row_bounds() before the first add(), the same on every rank); the
+/// log-likelihood to an exact sum; the row count is an integer and adds exactly.
+class StatsAccumulator {
+  public:
+    StatsAccumulator() = default;
+    StatsAccumulator(int64_t K, int64_t d, CovarianceType type);
+    int64_t K() const { return K_; }
+    int64_t d() const { return d_; }
+    CovarianceType covariance_type() const { return type_; }
+    /// Bounds of one row's contribution: |x_j| <= x_bound for the rows as the
+    /// E-step sees them, and r·(second-moment term) <= sq_bound. They only place
+    /// the grids (2^-96 of the bound per value added is what truncation drops);
+    /// a larger value still adds exactly while the total stays below 2^53 bounds.
+    void set_row_bounds(double x_bound, double sq_bound);
+    void clear();
+    /// Adds a partial (same shape). Its values must be finite.
+    void add(const SufficientStats& partial);
+    void merge(const StatsAccumulator& other);
+    /// The limbs of all sums, for an allreduce (sum); then from_flat().
+    std::vector<double> flat();
+    void from_flat(const std::vector<double>& values);
+    /// The sums, rounded to double (the same bits whatever the order of add()).
+    void result(SufficientStats& out) const;
+
+  private:
+    int64_t K_ = 0, d_ = 0;
+    CovarianceType type_ = CovarianceType::Spherical;
+    double n_ = 0;          // a row count: integers add exactly in double
+    ExactSums loglik_{1};   // the log-likelihood's magnitude has no useful bound
+    FixedPointSums values_; // nk (K), sum_x (K·d), sum_sq (K or K·d)
+    std::vector<double> packed_; // add()'s scratch: the partial's values in values_' order
 };
 
 /// Float64 brute-force E-step, straight from GmmModel::log_joint: the reference

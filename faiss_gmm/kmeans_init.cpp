@@ -12,7 +12,34 @@
 #include <stdexcept>
 #include <string>
 
+#include "detail/blas.h"
+
 namespace faiss_gmm {
+
+namespace {
+
+/// IndexFlatL2 whose search() gives the same bits for any thread count.
+/// Multithreaded OpenBLAS does not: with 2 threads its sgemm can round the
+/// distances differently from 1 thread, and the k-means start (hence the whole
+/// model) then depends on OPENBLAS_NUM_THREADS. Here queries are cut into fixed
+/// blocks that OpenMP threads search in parallel, each with single-threaded
+/// BLAS, so a query's distances depend only on its block.
+struct ThreadInvariantFlatL2 : faiss::IndexFlatL2 {
+    using faiss::IndexFlatL2::IndexFlatL2;
+    void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
+                const faiss::SearchParameters* params = nullptr) const override {
+        constexpr idx_t kBlock = 1024;
+        detail::SingleThreadedBlas single_threaded_blas;
+        const idx_t nblocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (idx_t b = 0; b < nblocks; b++) {
+            const idx_t i0 = b * kBlock, m = std::min(kBlock, n - i0);
+            faiss::IndexFlatL2::search(m, x + i0 * d, k, distances + i0 * k, labels + i0 * k, params);
+        }
+    }
+};
+
+} // namespace
 
 std::vector<float> faiss_kmeans_means(int64_t n, int64_t d, const float* x, int64_t K, int niter,
                                       int64_t seed, bool verbose) {
@@ -23,7 +50,7 @@ std::vector<float> faiss_kmeans_means(int64_t n, int64_t d, const float* x, int6
     cp.max_points_per_centroid = 1 << 30; // the caller already subsampled
     cp.min_points_per_centroid = 1;       // and warned about small samples
     faiss::Clustering clus(int(d), int(K), cp);
-    faiss::IndexFlatL2 index(d);
+    ThreadInvariantFlatL2 index(d);
     clus.train(n, x, index);
     return clus.centroids;
 }
@@ -84,7 +111,7 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
     GmmModel model(K, d, type);
     model.means = means;
     const int64_t nvar = model.nvar();
-    faiss::IndexFlatL2 index(d);
+    ThreadInvariantFlatL2 index(d);
     index.add(K, means.data());
 
     // The data's moments are needed only to derive the fallback variance.

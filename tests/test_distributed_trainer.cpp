@@ -1,7 +1,7 @@
 // Distributed EM without MPI (issue 8): threads of this process play the ranks
 // through an in-process Communicator, each training on its own range of the
-// rows. Every rank must end with the same model, equal to the one-process
-// trainer's up to the order of floating-point sums; a failure on one rank must
+// rows. Every rank must end with the same model, bit-identical to the
+// one-process trainer's (the sums are reproducible); a failure on one rank must
 // reach every rank as a DistributedError. The MPI tool is tested in tests/mpi.
 #include <gtest/gtest.h>
 
@@ -26,7 +26,6 @@
 using namespace faiss_gmm;
 using faiss_gmm::testing::clustered_data;
 using faiss_gmm::testing::expect_models_identical;
-using faiss_gmm::testing::expect_models_near;
 
 namespace {
 
@@ -263,12 +262,11 @@ TEST(DistributedTrainer, RanksMatchOneProcess) {
                     expect_models_identical(got[size_t(r)].model, got[0].model, what + ": rank " + std::to_string(r));
                     EXPECT_EQ(got[size_t(r)].n_train, one.n_train) << what;
                 }
-                expect_models_near(got[0].model, want, 1e-5, what);
+                // Reproducible sums (ReproducibleSum.h): the same bits as one process.
+                expect_models_identical(got[0].model, want, what);
                 ASSERT_EQ(got[0].stats.size(), one.iteration_stats.size()) << what;
                 for (size_t i = 0; i < one.iteration_stats.size(); i++) {
-                    EXPECT_NEAR(got[0].stats[i].loglik, one.iteration_stats[i].loglik,
-                                1e-7 * std::fabs(one.iteration_stats[i].loglik))
-                            << what << ", iteration " << i;
+                    EXPECT_EQ(got[0].stats[i].loglik, one.iteration_stats[i].loglik) << what << ", iteration " << i;
                 }
             }
         }
@@ -297,7 +295,7 @@ TEST(DistributedTrainer, Uint8RowsAndEveryRowTraining) {
     const std::vector<RankResult> got =
             train_on_ranks(ranks, p, K, [&](int r) -> const VectorSource& { return parts[size_t(r)]; });
     ASSERT_TRUE(got[0].error.empty()) << got[0].error;
-    expect_models_near(got[0].model, want, 1e-5, "uint8, 3 ranks");
+    expect_models_identical(got[0].model, want, "uint8, 3 ranks");
     expect_models_identical(got[2].model, got[0].model, "uint8: rank 2 vs rank 0");
 }
 
@@ -325,13 +323,17 @@ TEST(DistributedTrainer, ReseedingAgreesWithOneProcess) {
     ASSERT_TRUE(got[0].error.empty()) << got[0].error;
     ASSERT_EQ(got[0].stats.size(), one.iteration_stats.size());
     for (size_t i = 0; i < got[0].stats.size(); i++) EXPECT_EQ(got[0].stats[i].nsplit, one.iteration_stats[i].nsplit);
-    expect_models_near(got[0].model, want, 1e-5, "re-seeded");
+    expect_models_identical(got[0].model, want, "re-seeded");
 }
 
 TEST(DistributedTrainer, BadRowsOnOneRankFailEveryRank) {
-    const int64_t n = 900, d = 4;
+    // Rows are summed in blocks of kReproducibleBlockRows counted from row 0, each
+    // by the rank where the block starts: row 5000 of 3 × 2048 lies in rank 2's
+    // block [4096, 5120). (A bad row in a block that straddles two ranks is
+    // reported, with the same global row number, by the rank that sums it.)
+    const int64_t n = 6 * kReproducibleBlockRows, d = 4;
     std::vector<float> x = clustered_data(n, d, 3, 1.0f, 4);
-    x[700 * d + 1] = NAN; // row 700: rank 2 of 3
+    x[5000 * d + 1] = NAN;
     const std::vector<RankRows> parts = split(x, n, d, 3);
     GmmParams p;
     p.max_points_per_centroid = 0;
@@ -339,7 +341,7 @@ TEST(DistributedTrainer, BadRowsOnOneRankFailEveryRank) {
             train_on_ranks(3, p, 3, [&](int r) -> const VectorSource& { return parts[size_t(r)].source; });
     for (const RankResult& r : got) {
         EXPECT_FALSE(r.other_exception);
-        EXPECT_NE(r.error.find("rank 2: input row 700, column 1 is NaN"), std::string::npos) << r.error;
+        EXPECT_NE(r.error.find("rank 2: input row 5000, column 1 is NaN"), std::string::npos) << r.error;
         EXPECT_EQ(r.error, got[0].error) << "every rank reports the same failure";
     }
 }

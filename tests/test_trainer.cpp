@@ -268,11 +268,12 @@ TEST(GmmTrainer, StreamsUint8FromAVecsFile) {
     GmmTrainer t2(p);
     GmmModel whole = t2.fit(src->ntotal(), src->d(), x.data(), 16);
     ASSERT_EQ(t.iteration_stats.size(), t2.iteration_stats.size());
+    // Reproducible sums: the chunking and the element type of the same values
+    // change nothing, to the bit.
     for (size_t i = 0; i < t.iteration_stats.size(); i++) {
-        EXPECT_NEAR(t.iteration_stats[i].loglik, t2.iteration_stats[i].loglik,
-                    1e-6 * std::fabs(t2.iteration_stats[i].loglik));
+        EXPECT_EQ(t.iteration_stats[i].loglik, t2.iteration_stats[i].loglik) << "iteration " << i;
     }
-    for (size_t i = 0; i < whole.means.size(); i++) EXPECT_NEAR(streamed.means[i], whole.means[i], 1e-2);
+    faiss_gmm::testing::expect_models_identical(streamed, whole, "uint8 streamed vs float in memory");
 }
 
 namespace {
@@ -287,7 +288,7 @@ class CallCountingEStep : public EStep {
         inner_.accumulate(rows, stats);
     }
     const char* name() const override { return "counting"; }
-    int64_t preferred_rows_per_call() const override { return 1000; }
+    int64_t preferred_rows_per_call() const override { return 2 * kReproducibleBlockRows + 100; }
     void retain_rows(const VectorBlock& rows) override { retained.push_back(rows.n); }
     void release_rows() override { released++; }
     std::vector<int64_t> calls, retained;
@@ -320,12 +321,12 @@ class CopyingSource : public VectorSource {
 } // namespace
 
 TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallAndRetainsRowsOnlyWhenRowsCostNoCopy) {
-    const int64_t n = 2500, d = 8, K = 4;
+    const int64_t n = 5000, d = 8, K = 4;
     const std::vector<float> x = clustered_data(n, d, K, 0.5f, 5);
     GmmParams p;
     p.niter = 1;
     p.tol = 0;
-    p.chunk_size = 100;
+    p.chunk_size = 1500;
     p.max_points_per_centroid = 0;
     p.init = InitMethod::KMeansPlusPlus;
     const MemoryVectorSource in_memory(n, d, x.data());
@@ -336,10 +337,14 @@ TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallAndRetainsRowsOnlyWhenRowsCostN
         CallCountingEStep* counter = estep.get();
         trainer.set_estep(std::move(estep));
         trainer.fit(*src, K);
-        // Views into memory: the backend's 1000 rows per call, and all rows offered
+        // Views into memory: the backend's 2148 rows per call, and all rows offered
         // for retention once (then withdrawn); copies: chunk_size, nothing retained.
+        // Both rounded down to whole reproducible blocks (1024 rows), so that the
+        // sums do not depend on the call size.
         const bool views = src == &in_memory;
-        const std::vector<int64_t> expected = views ? std::vector<int64_t>{1000, 1000, 500} : std::vector<int64_t>(25, 100);
+        const int64_t R = kReproducibleBlockRows;
+        const std::vector<int64_t> expected = views ? std::vector<int64_t>{2 * R, 2 * R, n - 4 * R}
+                                                    : std::vector<int64_t>{R, R, R, R, n - 4 * R};
         EXPECT_EQ(counter->calls, expected);
         EXPECT_EQ(counter->retained, views ? std::vector<int64_t>{n} : std::vector<int64_t>{});
         EXPECT_EQ(counter->released, views ? 1 : 0);

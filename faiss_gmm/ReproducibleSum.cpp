@@ -1,0 +1,186 @@
+#include "ReproducibleSum.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace faiss_gmm {
+
+namespace {
+
+constexpr double kTwo32 = 4294967296.0;       // 2^32
+constexpr double kTwoM32 = 1.0 / 4294967296.0; // 2^-32
+/// Limbs receive values below 2^32 per addition: after 2^20 additions they are
+/// below 2^52, so a merge of two such states stays below 2^53 (exact).
+constexpr int64_t kAdditionsBeforeCarry = int64_t(1) << 20;
+/// ExactSums limb j holds units of 2^(32 j + kExactMinExponent). The smallest
+/// subnormal 2^-1074 has its 53-bit mantissa at 2^-1126 >= 2^-1152, and the
+/// largest double's top limb plus carries stays below limb 72.
+constexpr int kExactMinExponent = -1152;
+
+/// Carries limbs[0..count) (stride apart) upward so that all but the top one
+/// lie in [0, 2^32): a canonical form of the same exact value.
+inline void carry_up(double* limbs, int count, size_t stride) {
+    for (int j = 0; j + 1 < count; j++) {
+        double& l = limbs[size_t(j) * stride];
+        const double c = std::floor(l * kTwoM32);
+        l -= c * kTwo32;
+        limbs[size_t(j + 1) * stride] += c;
+    }
+}
+
+} // namespace
+
+int scale_exponent_for(double bound) {
+    if (!(bound > 0)) return 0;
+    if (!std::isfinite(bound)) throw std::invalid_argument("scale_exponent_for: the bound is not finite");
+    int e = 0;
+    const double m = std::frexp(bound, &e); // bound = m · 2^e, m in [0.5, 1)
+    return m == 0.5 ? e - 1 : e;
+}
+
+// ---- ExactSums ----
+
+void ExactSums::resize(size_t n) {
+    n_ = n;
+    limbs_.assign(n * kLimbs, 0.0);
+    pending_ = 0;
+}
+
+void ExactSums::clear() {
+    std::fill(limbs_.begin(), limbs_.end(), 0.0);
+    pending_ = 0;
+}
+
+void ExactSums::add(size_t i, double v) {
+    if (v == 0) return;
+    if (!std::isfinite(v)) throw std::invalid_argument("ExactSums: a value to add is not finite");
+    int e = 0;
+    const double m = std::frexp(v, &e);             // v = m · 2^e, 0.5 <= |m| < 1
+    const double mantissa = std::ldexp(m, 53);      // an integer, |mantissa| < 2^53
+    const int p = e - 53 - kExactMinExponent;       // v = mantissa · 2^(p + kExactMinExponent)
+    const int limb = p >> 5;
+    const double x = std::ldexp(mantissa, p & 31);  // exact: 53 bits shifted, below 2^85
+    const double a = std::trunc(x * kTwoM32);
+    const double b = std::trunc(a * kTwoM32);
+    double* l = limbs_.data() + i * kLimbs + limb;
+    l[0] += x - a * kTwo32; // each part below 2^32 in magnitude, exact
+    l[1] += a - b * kTwo32;
+    l[2] += b;
+    if (++pending_ >= kAdditionsBeforeCarry) normalize();
+}
+
+void ExactSums::add(const double* values) {
+    for (size_t i = 0; i < n_; i++) add(i, values[i]);
+}
+
+void ExactSums::normalize() {
+    for (size_t i = 0; i < n_; i++) carry_up(limbs_.data() + i * kLimbs, kLimbs, 1);
+    pending_ = 0;
+}
+
+void ExactSums::merge(const ExactSums& other) {
+    if (other.n_ != n_) throw std::invalid_argument("ExactSums::merge: sizes differ");
+    normalize();
+    for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += other.limbs_[t];
+    normalize();
+}
+
+double ExactSums::value(size_t i) const {
+    double l[kLimbs];
+    std::copy(limbs_.begin() + i * kLimbs, limbs_.begin() + (i + 1) * kLimbs, l);
+    carry_up(l, kLimbs, 1);
+    // Now every limb but the top one is in [0, 2^32), and the top one carries
+    // the sign: a negative sum is turned into its magnitude first, so that the
+    // limbs are not a huge negative top plus large positive lower limbs.
+    const bool negative = l[kLimbs - 1] < 0;
+    if (negative) {
+        for (double& v : l) v = -v;
+        carry_up(l, kLimbs, 1);
+    }
+    double r = 0;
+    for (int j = kLimbs - 1; j >= 0; j--) r += std::ldexp(l[j], 32 * j + kExactMinExponent);
+    return negative ? -r : r;
+}
+
+// ---- FixedPointSums ----
+
+void FixedPointSums::resize(size_t n) {
+    n_ = n;
+    inv_scale_.assign(n, 1.0);
+    scale_.assign(n, 1.0);
+    limbs_.assign(n * kLimbs, 0.0);
+    pending_ = 0;
+}
+
+void FixedPointSums::clear() {
+    std::fill(limbs_.begin(), limbs_.end(), 0.0);
+    pending_ = 0;
+}
+
+void FixedPointSums::set_scale(size_t begin, size_t end, int exponent) {
+    if (begin > end || end > n_) throw std::out_of_range("FixedPointSums::set_scale: range outside the sums");
+    for (size_t i = begin; i < end; i++) {
+        scale_[i] = std::ldexp(1.0, exponent);
+        inv_scale_[i] = std::ldexp(1.0, -exponent);
+    }
+}
+
+void FixedPointSums::add(const double* values) {
+    double* __restrict l0 = limbs_.data();
+    double* __restrict l1 = l0 + n_;
+    double* __restrict l2 = l1 + n_;
+    double* __restrict l3 = l2 + n_;
+    const double* __restrict inv = inv_scale_.data();
+    // q − trunc(q) is exact, and so are the scalings by powers of two: every
+    // limb receives an exact integer, and what is left below 2^-96 is dropped.
+#pragma omp simd
+    for (size_t i = 0; i < n_; i++) {
+        double q = values[i] * inv[i];
+        const double t0 = std::trunc(q);
+        q = (q - t0) * kTwo32;
+        const double t1 = std::trunc(q);
+        q = (q - t1) * kTwo32;
+        const double t2 = std::trunc(q);
+        q = (q - t2) * kTwo32;
+        l0[i] += t0;
+        l1[i] += t1;
+        l2[i] += t2;
+        l3[i] += std::trunc(q);
+    }
+    if (++pending_ >= kAdditionsBeforeCarry) normalize();
+}
+
+void FixedPointSums::normalize() {
+    // Carry limb 3 → 2 → 1 → 0 (limb 0, the integer part, keeps the sign).
+    for (int j = kLimbs - 1; j >= 1; j--) {
+        double* __restrict lo = limbs_.data() + size_t(j) * n_;
+        double* __restrict hi = lo - n_;
+        for (size_t i = 0; i < n_; i++) {
+            const double c = std::floor(lo[i] * kTwoM32);
+            lo[i] -= c * kTwo32;
+            hi[i] += c;
+        }
+    }
+    pending_ = 0;
+}
+
+void FixedPointSums::merge(const FixedPointSums& other) {
+    if (other.n_ != n_) throw std::invalid_argument("FixedPointSums::merge: sizes differ");
+    normalize();
+    for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += other.limbs_[t];
+    normalize();
+}
+
+double FixedPointSums::value(size_t i) const {
+    double l[kLimbs];
+    for (int j = 0; j < kLimbs; j++) l[j] = limbs_[size_t(j) * n_ + i];
+    for (int j = kLimbs - 1; j >= 1; j--) { // canonical form, as normalize()
+        const double c = std::floor(l[j] * kTwoM32);
+        l[j] -= c * kTwo32;
+        l[j - 1] += c;
+    }
+    const double frac = (l[1] + (l[2] + l[3] * kTwoM32) * kTwoM32) * kTwoM32;
+    return (l[0] + frac) * scale_[i];
+}
+
+} // namespace faiss_gmm

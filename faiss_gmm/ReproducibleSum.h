@@ -1,0 +1,98 @@
+// Order-independent sums of doubles, so that EM gives bit-identical models for
+// any number of ranks, threads and chunk sizes.
+//
+// Floating-point addition is not associative: summing the same partial
+// statistics in another order (2 threads instead of 1, 3 ranks instead of 2)
+// changes the last bits, and EM amplifies them over iterations. The fix here is
+// the pre-rounding idea of Demmel & Nguyen ("Fast reproducible floating-point
+// summation", ARITH 2013): every value is cut at fixed powers of two into
+// integer "limbs" before it is added, and integers add exactly in any order.
+// Limbs are stored in doubles (integers up to 2^53 are exact there), so a sum
+// travels through the same double allreduce as before, still exactly.
+//
+// Two shapes:
+//   ExactSums       any double, no truncation at all: 72 limbs of 32 bits span
+//                   the whole double range. For a few values (the log-likelihood,
+//                   the data moments: O(d)).
+//   FixedPointSums  a value v with a scale s (a power of two, the same on every
+//                   rank) is kept as v/s = l0 + l1·2^-32 + l2·2^-64 + l3·2^-96,
+//                   truncated toward zero below 2^-96·s. Four limbs per value:
+//                   for the K·d statistics. Truncation is a function of v and s
+//                   alone, so it cannot depend on the order either.
+//
+// Both give sums that are a deterministic function of the multiset of values
+// added. What the caller must make deterministic is the values themselves: the
+// trainer adds one partial per fixed block of kReproducibleBlockRows training
+// rows (blocks aligned to the global row index), computed by one thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace faiss_gmm {
+
+/// Rows per block whose statistics are computed on their own and then added
+/// exactly. Deposits cost about K·(d+2) operations per block against
+/// 4·rows·K·d for the block's two products, so 1024 rows keep them near 1 %.
+constexpr int64_t kReproducibleBlockRows = 1024;
+
+/// Exact sums of n doubles (no rounding until value()). Deposits are a few
+/// operations; memory 72 doubles per value.
+class ExactSums {
+  public:
+    static constexpr int kLimbs = 72;
+    explicit ExactSums(size_t n = 0) { resize(n); }
+    void resize(size_t n);
+    size_t size() const { return n_; }
+    void clear();
+    /// Adds values[0, size()); values must be finite.
+    void add(const double* values);
+    void add(size_t i, double v);
+    void merge(const ExactSums& other);
+    /// The exact sums rounded to double (a deterministic function of the
+    /// exact sums: the same bits whatever the order of the additions).
+    double value(size_t i) const;
+    /// The limbs, for an allreduce (sum); call normalize() after one.
+    std::vector<double>& limbs() { return limbs_; }
+    void normalize();
+
+  private:
+    size_t n_ = 0;
+    int64_t pending_ = 0; // additions since the last normalize()
+    std::vector<double> limbs_; // value-major: limbs_[i * kLimbs + j]
+};
+
+/// Sums of n doubles on fixed grids, one scale (a power of two) per value.
+/// Exact for values that are multiples of 2^-96·scale; others are truncated
+/// toward zero there (relative error 2^-96 of the scale per value added).
+/// The integer limb holds |sum| / scale up to 2^53: scale is meant to bound
+/// one row's contribution, and the total is then bounded by the row count.
+class FixedPointSums {
+  public:
+    static constexpr int kLimbs = 4;
+    FixedPointSums() = default;
+    explicit FixedPointSums(size_t n) { resize(n); }
+    void resize(size_t n);
+    size_t size() const { return n_; }
+    void clear();
+    /// Values [begin, end) use scale 2^exponent.
+    void set_scale(size_t begin, size_t end, int exponent);
+    void add(const double* values);
+    void merge(const FixedPointSums& other);
+    double value(size_t i) const;
+    std::vector<double>& limbs() { return limbs_; }
+    void normalize();
+
+  private:
+    size_t n_ = 0;
+    int64_t pending_ = 0;
+    std::vector<double> inv_scale_, scale_;
+    std::vector<double> limbs_; // limb-major: limbs_[j * n_ + i], so add() vectorizes
+};
+
+/// The exponent e of the smallest power of two 2^e >= bound (0 for bounds <= 1
+/// that are not positive, so a zero bound still gives a usable scale).
+int scale_exponent_for(double bound);
+
+} // namespace faiss_gmm

@@ -1,0 +1,222 @@
+// Reproducible sums (issue 13, item 1): ExactSums and FixedPointSums give the
+// same bits for any order and grouping of the same values, and are accurate to
+// the bounds stated in ReproducibleSum.h; the CPU E-step's reproducible path
+// gives the same statistics for any thread count and any block-aligned cut of
+// the rows into calls; BlockAlignedRows hands every row to exactly one rank.
+#include <gtest/gtest.h>
+
+#include <omp.h>
+#include <quadmath.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "faiss_gmm/BlockAlignedRows.h"
+#include "faiss_gmm/EStepCpu.h"
+#include "faiss_gmm/ReproducibleSum.h"
+#include "faiss_gmm/SufficientStats.h"
+#include "test_helpers.h"
+
+using namespace faiss_gmm;
+
+namespace {
+
+/// Values of wildly different magnitudes and both signs.
+std::vector<double> wide_values(size_t n, uint64_t seed, int min_exp, int max_exp) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> mant(0.5, 1.0);
+    std::uniform_int_distribution<int> ex(min_exp, max_exp);
+    std::vector<double> v(n);
+    for (double& x : v) x = std::ldexp(mant(rng), ex(rng)) * (rng() & 1 ? 1 : -1);
+    return v;
+}
+
+/// The sum in binary128 (113-bit mantissa). For n values within 2^±40 of each
+/// other, its error is below n·2^-113 of the largest: far below half an ulp of
+/// a double, so rounding it to double gives the correctly rounded exact sum.
+double quad_sum(const std::vector<double>& v) {
+    __float128 s = 0;
+    for (double x : v) s += x;
+    return double(s);
+}
+
+double ulp(double x) {
+    return std::nextafter(std::fabs(x), INFINITY) - std::fabs(x);
+}
+
+} // namespace
+
+TEST(ReproducibleSum, ExactSumsIsExactWhereDoubleSummationLosesEverything) {
+    ExactSums s(1);
+    for (double v : {0x1p100, 1.0, -0x1p100, 0x1p-1074, -1.0}) s.add(0, v);
+    EXPECT_EQ(s.value(0), 0x1p-1074); // the smallest subnormal survives 2^100 ± 2^100
+    ExactSums big(1);
+    for (double v : {0x1.fffffffffffffp1023, 0x1.fffffffffffffp1023, -0x1.fffffffffffffp1023}) big.add(0, v);
+    EXPECT_EQ(big.value(0), 0x1.fffffffffffffp1023); // an intermediate beyond DBL_MAX
+}
+
+TEST(ReproducibleSum, ExactSumsSameBitsInAnyOrderAndGrouping) {
+    std::vector<double> v = wide_values(20000, 1, -300, 300);
+    ExactSums a(1);
+    for (double x : v) a.add(0, x);
+    std::mt19937_64 rng(2);
+    for (int rep = 0; rep < 5; rep++) {
+        std::shuffle(v.begin(), v.end(), rng);
+        // Cut into 1..7 groups summed apart, then merged in a random order.
+        const size_t groups = 1 + rng() % 7;
+        std::vector<ExactSums> parts(groups, ExactSums(1));
+        for (size_t i = 0; i < v.size(); i++) parts[rng() % groups].add(0, v[i]);
+        ExactSums total(1);
+        for (const ExactSums& p : parts) total.merge(p);
+        EXPECT_EQ(total.value(0), a.value(0)) << "repetition " << rep;
+    }
+}
+
+TEST(ReproducibleSum, ExactSumsIsCorrectToOneUlp) {
+    // value() rounds the canonical limbs top-down: within 1 ulp of the exact sum
+    // (each step adds a non-negative term below the ulp of what is already there
+    // once the top limbs are in), here against a binary128 reference.
+    for (uint64_t seed = 0; seed < 10; seed++) {
+        const std::vector<double> v = wide_values(5000, 10 + seed, -40, 40);
+        ExactSums s(1);
+        for (double x : v) s.add(0, x);
+        const double want = quad_sum(v);
+        EXPECT_LE(std::fabs(s.value(0) - want), ulp(want)) << "seed " << seed;
+    }
+}
+
+TEST(ReproducibleSum, FixedPointSumsSameBitsAndWithinTheTruncationBound) {
+    const size_t n = 37;
+    std::mt19937_64 rng(3);
+    std::vector<std::vector<double>> rows(3000, std::vector<double>(n));
+    for (auto& r : rows) r = wide_values(n, rng(), -30, 10); // below the scale 2^10
+    FixedPointSums a(n);
+    a.set_scale(0, n, 10);
+    for (const auto& r : rows) a.add(r.data());
+    for (int rep = 0; rep < 3; rep++) {
+        std::shuffle(rows.begin(), rows.end(), rng);
+        FixedPointSums p1(n), p2(n);
+        p1.set_scale(0, n, 10);
+        p2.set_scale(0, n, 10);
+        for (size_t i = 0; i < rows.size(); i++) (i % 3 ? p1 : p2).add(rows[i].data());
+        p2.merge(p1);
+        for (size_t i = 0; i < n; i++) ASSERT_EQ(p2.value(i), a.value(i)) << "value " << i;
+    }
+    // Each addition drops less than 2^-96 of the scale; value() rounds once more
+    // per limb (3 roundings of at most half an ulp, plus the exact-sum ulp).
+    for (size_t i = 0; i < n; i++) {
+        std::vector<double> col;
+        for (const auto& r : rows) col.push_back(r[i]);
+        const double want = quad_sum(col);
+        const double bound = double(rows.size()) * 0x1p-96 * 0x1p10 + 2 * ulp(want);
+        EXPECT_LE(std::fabs(a.value(i) - want), bound) << "value " << i;
+    }
+}
+
+TEST(ReproducibleSum, FixedPointLimbsSurviveASumOverRanks) {
+    // An allreduce adds the normalized limbs of every rank in any order: integers
+    // below 2^32 each, so the double sum is exact.
+    const size_t n = 5;
+    std::vector<FixedPointSums> ranks(4, FixedPointSums(n));
+    FixedPointSums one(n);
+    one.set_scale(0, n, 3);
+    std::mt19937_64 rng(4);
+    for (auto& r : ranks) r.set_scale(0, n, 3);
+    for (int i = 0; i < 4000; i++) {
+        const std::vector<double> v = wide_values(n, rng(), -60, 2);
+        ranks[size_t(i) % 4].add(v.data());
+        one.add(v.data());
+    }
+    std::vector<double> reduced(ranks[0].limbs().size(), 0.0);
+    for (int r : {2, 0, 3, 1}) {
+        ranks[size_t(r)].normalize();
+        for (size_t t = 0; t < reduced.size(); t++) reduced[t] += ranks[size_t(r)].limbs()[t];
+    }
+    ranks[0].limbs() = reduced;
+    ranks[0].normalize();
+    for (size_t i = 0; i < n; i++) EXPECT_EQ(ranks[0].value(i), one.value(i));
+}
+
+TEST(ReproducibleSum, ScaleExponentIsTheNextPowerOfTwo) {
+    EXPECT_EQ(scale_exponent_for(1.0), 0);
+    EXPECT_EQ(scale_exponent_for(1.5), 1);
+    EXPECT_EQ(scale_exponent_for(1024.0), 10);
+    EXPECT_EQ(scale_exponent_for(0.3), -1);
+    EXPECT_EQ(scale_exponent_for(0.0), 0);
+    EXPECT_THROW(scale_exponent_for(INFINITY), std::invalid_argument);
+    EXPECT_THROW(ExactSums(1).add(0, NAN), std::invalid_argument);
+}
+
+TEST(ReproducibleSum, CpuEStepSameStatisticsForAnyThreadsAndBlockAlignedCalls) {
+    const int64_t n = 5 * kReproducibleBlockRows + 123, d = 9, K = 11;
+    const std::vector<float> x = faiss_gmm::testing::clustered_data(n, d, K, 1.0f, 31);
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const GmmModel model = faiss_gmm::testing::random_model(K, d, type, 1.0f, 32);
+        double x_bound = 0, mean_norm = 0;
+        for (float v : x) x_bound = std::max(x_bound, double(std::fabs(v)));
+        for (float v : model.means) mean_norm = std::max(mean_norm, double(std::fabs(v)));
+        mean_norm *= std::sqrt(double(d));
+        const double sq_bound = std::pow(std::sqrt(double(d)) * x_bound + mean_norm, 2); // ‖x − μ‖² <= (‖x‖ + ‖μ‖)²
+        auto run = [&](int threads, int64_t call_rows) {
+            EStepCpu estep(64, threads);
+            estep.set_model(model, nullptr);
+            StatsAccumulator acc(K, d, type);
+            acc.set_row_bounds(x_bound, sq_bound);
+            for (int64_t i0 = 0; i0 < n; i0 += call_rows) {
+                estep.accumulate_reproducible(VectorBlock{x.data() + i0 * d, DataType::Float32,
+                                                          std::min(call_rows, n - i0), d},
+                                              acc);
+            }
+            SufficientStats s;
+            acc.result(s);
+            return s;
+        };
+        const SufficientStats want = run(1, n);
+        for (int threads : {2, 3}) {
+            for (int64_t call_rows : {kReproducibleBlockRows, 2 * kReproducibleBlockRows, n}) {
+                const SufficientStats got = run(threads, call_rows);
+                const std::string what = std::to_string(threads) + " threads, calls of " + std::to_string(call_rows);
+                EXPECT_EQ(got.loglik, want.loglik) << what;
+                EXPECT_EQ(got.nk, want.nk) << what;
+                EXPECT_EQ(got.sum_x, want.sum_x) << what;
+                EXPECT_EQ(got.sum_sq, want.sum_sq) << what;
+            }
+        }
+        // And the values are the E-step's, against the float64 reference. Log-densities
+        // here are below 1e3 in magnitude; float32 evaluates them to ~1e3·2^-22, and
+        // responsibilities (hence N_k and Σ r x) inherit that relative error: 1e-3
+        // is a safe bound (test_estep_cpu checks the E-step's accuracy closely).
+        SufficientStats ref(K, d, type);
+        reference_estep(model, nullptr, n, x.data(), ref);
+        EXPECT_LE(faiss_gmm::testing::max_rel_error(want.nk, ref.nk), 1e-3);
+        EXPECT_LE(faiss_gmm::testing::max_rel_error(want.sum_x, ref.sum_x), 1e-3);
+    }
+}
+
+TEST(ReproducibleSum, BlockAlignedRowsOnOneRankCoverEveryRowOnce) {
+    const int64_t n = 3 * kReproducibleBlockRows + 7, d = 2;
+    std::vector<float> x(size_t(n * d));
+    std::iota(x.begin(), x.end(), 0.0f);
+    MemoryVectorSource src(n, d, x.data());
+    SingleProcessCommunicator comm;
+    GlobalRows rows;
+    rows.range = {0, n};
+    rows.total = n;
+    BlockAlignedRows blocks(comm, src, rows, 1500); // rounded down to one block per call
+    EXPECT_EQ(blocks.ncalls(), 4);
+    EXPECT_EQ(blocks.rows(), n);
+    std::vector<uint8_t> scratch;
+    int64_t next = 0;
+    for (int64_t c = 0; c < blocks.ncalls(); c++) {
+        const VectorBlock b = blocks.call(c, scratch);
+        EXPECT_EQ(blocks.first_global_row(c), next);
+        std::vector<float> row(d);
+        b.row_to_float(0, row.data());
+        EXPECT_EQ(row[0], float(next * d));
+        next += b.n;
+    }
+    EXPECT_EQ(next, n);
+}
