@@ -15,6 +15,10 @@ int64_t round_up(int64_t v, int64_t m) {
 
 } // namespace
 
+int64_t BlockAlignedRows::head_rows(const GlobalRows& rows) {
+    return std::min(round_up(rows.range.begin, kReproducibleBlockRows), rows.range.end) - rows.range.begin;
+}
+
 BlockAlignedRows::BlockAlignedRows(Communicator& comm, const VectorSource& local, const GlobalRows& rows,
                                    int64_t rows_per_call)
         : local_(local) {

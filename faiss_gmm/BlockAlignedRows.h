@@ -25,6 +25,10 @@ class BlockAlignedRows {
     /// (at least one block). Collective: every rank constructs it together.
     BlockAlignedRows(Communicator& comm, const VectorSource& local, const GlobalRows& rows, int64_t rows_per_call);
 
+    /// Rows at the start of this rank's range that belong to a block started on
+    /// an earlier rank (sent there by the constructor): fewer than one block.
+    static int64_t head_rows(const GlobalRows& rows);
+
     int64_t ncalls() const;
     /// Call c's rows: views into the source (or into scratch, as its read()),
     /// or the block that completes this rank's range.

@@ -288,7 +288,14 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     // ---- the rows each rank sums: whole blocks of kReproducibleBlockRows, so
     // that every sum below is the same bits for any ranks, threads and chunks ----
     std::optional<BlockAlignedRows> blocks;
+    std::vector<uint8_t> scratch;
     const int64_t chunk_wanted = rows_per_call(*train, p.chunk_size, *estep_);
+    check_all_ranks(comm, [&] {
+        // The rows sent to an earlier rank are checked here, so that a bad value is
+        // reported by the rank that holds it (the others are checked with the moments).
+        const int64_t head = BlockAlignedRows::head_rows(train_rows);
+        if (head > 0) check_finite(train->read(0, head, scratch), train_rows.range.begin);
+    });
     check_all_ranks(comm, [&] { blocks.emplace(comm, *train, train_rows, chunk_wanted); });
 
     // ---- data moments: center, variance floor, NaN/Inf check ----
@@ -363,7 +370,6 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     // ---- EM ----
     SufficientStats stats(K, d, cov);
     StatsAccumulator exact_stats(K, d, cov);
-    std::vector<uint8_t> scratch;
     std::mt19937_64 split_rng{uint64_t(p.seed) + 7};
     double prev_loglik = -INFINITY;
     const int64_t nvar = model.nvar();

@@ -126,15 +126,25 @@ void FixedPointSums::set_scale(size_t begin, size_t end, int exponent) {
 }
 
 void FixedPointSums::add(const double* values) {
-    double* __restrict l0 = limbs_.data();
+    add_segment(0, values, n_);
+    done();
+}
+
+void FixedPointSums::done() {
+    if (++pending_ >= kAdditionsBeforeCarry) normalize();
+}
+
+void FixedPointSums::add_segment(size_t begin, const double* values, size_t count) {
+    if (begin + count > n_) throw std::out_of_range("FixedPointSums::add_segment: past the end of the sums");
+    double* __restrict l0 = limbs_.data() + begin;
     double* __restrict l1 = l0 + n_;
     double* __restrict l2 = l1 + n_;
     double* __restrict l3 = l2 + n_;
-    const double* __restrict inv = inv_scale_.data();
+    const double* __restrict inv = inv_scale_.data() + begin;
     // q − trunc(q) is exact, and so are the scalings by powers of two: every
     // limb receives an exact integer, and what is left below 2^-96 is dropped.
 #pragma omp simd
-    for (size_t i = 0; i < n_; i++) {
+    for (size_t i = 0; i < count; i++) {
         double q = values[i] * inv[i];
         const double t0 = std::trunc(q);
         q = (q - t0) * kTwo32;
@@ -147,7 +157,6 @@ void FixedPointSums::add(const double* values) {
         l2[i] += t2;
         l3[i] += std::trunc(q);
     }
-    if (++pending_ >= kAdditionsBeforeCarry) normalize();
 }
 
 void FixedPointSums::normalize() {

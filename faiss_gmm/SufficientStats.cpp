@@ -113,7 +113,6 @@ void reference_estep(
 StatsAccumulator::StatsAccumulator(int64_t K, int64_t d, CovarianceType type) : K_(K), d_(d), type_(type) {
     const size_t nsq = size_t(K) * (type == CovarianceType::Spherical ? 1 : d);
     values_.resize(size_t(K) + size_t(K) * d + nsq);
-    packed_.resize(values_.size());
 }
 
 void StatsAccumulator::set_row_bounds(double x_bound, double sq_bound) {
@@ -135,11 +134,10 @@ void StatsAccumulator::add(const SufficientStats& p) {
     }
     n_ += p.n;
     loglik_.add(0, p.loglik);
-    double* out = packed_.data();
-    out = std::copy(p.nk.begin(), p.nk.end(), out);
-    out = std::copy(p.sum_x.begin(), p.sum_x.end(), out);
-    std::copy(p.sum_sq.begin(), p.sum_sq.end(), out);
-    values_.add(packed_.data());
+    values_.add_segment(0, p.nk.data(), p.nk.size());
+    values_.add_segment(p.nk.size(), p.sum_x.data(), p.sum_x.size());
+    values_.add_segment(p.nk.size() + p.sum_x.size(), p.sum_sq.data(), p.sum_sq.size());
+    values_.done();
 }
 
 void StatsAccumulator::merge(const StatsAccumulator& o) {

@@ -76,7 +76,6 @@ class StatsAccumulator {
     double n_ = 0;          // a row count: integers add exactly in double
     ExactSums loglik_{1};   // the log-likelihood's magnitude has no useful bound
     FixedPointSums values_; // nk (K), sum_x (K·d), sum_sq (K or K·d)
-    std::vector<double> packed_; // add()'s scratch: the partial's values in values_' order
 };
 
 /// Float64 brute-force E-step, straight from GmmModel::log_joint: the reference

@@ -18,23 +18,55 @@ namespace faiss_gmm {
 
 namespace {
 
-/// IndexFlatL2 whose search() gives the same bits for any thread count.
+/// IndexFlatL2 whose nearest-neighbour search (k = 1, what k-means and the
+/// hard assignment ask) gives the same bits for any thread count.
 /// Multithreaded OpenBLAS does not: with 2 threads its sgemm can round the
 /// distances differently from 1 thread, and the k-means start (hence the whole
-/// model) then depends on OPENBLAS_NUM_THREADS. Here queries are cut into fixed
+/// model) then depended on OPENBLAS_NUM_THREADS. Here queries are cut into fixed
 /// blocks that OpenMP threads search in parallel, each with single-threaded
-/// BLAS, so a query's distances depend only on its block.
+/// BLAS against fixed blocks of centroids, so a query's distances depend only on
+/// its block. Buffers are allocated once per call for every thread: memory is
+/// O(threads · 256 · 1024), whatever the number of rows.
 struct ThreadInvariantFlatL2 : faiss::IndexFlatL2 {
     using faiss::IndexFlatL2::IndexFlatL2;
     void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override {
-        constexpr idx_t kBlock = 1024;
+        if (k != 1) {
+            faiss::IndexFlatL2::search(n, x, k, distances, labels, params);
+            return;
+        }
+        // 256 queries × 1024 centroids: 1 MiB of products per thread.
+        constexpr idx_t kBlock = 256, kCentroidBlock = 1024;
+        const float* c = get_xb();
+        std::vector<float> c_norm(static_cast<size_t>(ntotal));
+        for (idx_t j = 0; j < ntotal; j++) c_norm[size_t(j)] = faiss::fvec_norm_L2sqr(c + j * d, d);
+        const int nt = omp_get_max_threads();
+        std::vector<float> ip(size_t(nt) * kBlock * kCentroidBlock);
         detail::SingleThreadedBlas single_threaded_blas;
         const idx_t nblocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
         for (idx_t b = 0; b < nblocks; b++) {
+            float* block_ip = ip.data() + size_t(omp_get_thread_num()) * kBlock * kCentroidBlock;
             const idx_t i0 = b * kBlock, m = std::min(kBlock, n - i0);
-            faiss::IndexFlatL2::search(m, x + i0 * d, k, distances + i0 * k, labels + i0 * k, params);
+            for (idx_t i = i0; i < i0 + m; i++) {
+                distances[i] = INFINITY;
+                labels[i] = -1;
+            }
+            for (idx_t j0 = 0; j0 < ntotal; j0 += kCentroidBlock) {
+                const idx_t nc = std::min(kCentroidBlock, ntotal - j0);
+                detail::gemm_abt(int(m), int(nc), int(d), x + i0 * d, c + j0 * d, block_ip);
+                for (idx_t i = 0; i < m; i++) {
+                    const float xn = faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
+                    for (idx_t j = 0; j < nc; j++) {
+                        // FAISS's expanded distance, clamped at 0 as it does; ties keep the lower index.
+                        const float dist = std::max(0.0f, xn + c_norm[size_t(j0 + j)] - 2 * block_ip[i * nc + j]);
+                        if (dist < distances[i0 + i]) {
+                            distances[i0 + i] = dist;
+                            labels[i0 + i] = j0 + j;
+                        }
+                    }
+                }
+            }
         }
     }
 };

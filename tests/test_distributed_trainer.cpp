@@ -327,13 +327,11 @@ TEST(DistributedTrainer, ReseedingAgreesWithOneProcess) {
 }
 
 TEST(DistributedTrainer, BadRowsOnOneRankFailEveryRank) {
-    // Rows are summed in blocks of kReproducibleBlockRows counted from row 0, each
-    // by the rank where the block starts: row 5000 of 3 × 2048 lies in rank 2's
-    // block [4096, 5120). (A bad row in a block that straddles two ranks is
-    // reported, with the same global row number, by the rank that sums it.)
-    const int64_t n = 6 * kReproducibleBlockRows, d = 4;
+    // 900 rows: all in one reproducible block that rank 0 sums, so rank 2's rows
+    // are sent to rank 0; they are checked on rank 2 first, which reports them.
+    const int64_t n = 900, d = 4;
     std::vector<float> x = clustered_data(n, d, 3, 1.0f, 4);
-    x[5000 * d + 1] = NAN;
+    x[700 * d + 1] = NAN; // row 700: rank 2 of 3
     const std::vector<RankRows> parts = split(x, n, d, 3);
     GmmParams p;
     p.max_points_per_centroid = 0;
@@ -341,7 +339,7 @@ TEST(DistributedTrainer, BadRowsOnOneRankFailEveryRank) {
             train_on_ranks(3, p, 3, [&](int r) -> const VectorSource& { return parts[size_t(r)].source; });
     for (const RankResult& r : got) {
         EXPECT_FALSE(r.other_exception);
-        EXPECT_NE(r.error.find("rank 2: input row 5000, column 1 is NaN"), std::string::npos) << r.error;
+        EXPECT_NE(r.error.find("rank 2: input row 700, column 1 is NaN"), std::string::npos) << r.error;
         EXPECT_EQ(r.error, got[0].error) << "every rank reports the same failure";
     }
 }
@@ -370,14 +368,16 @@ class FailingSource : public VectorSource {
 } // namespace
 
 TEST(DistributedTrainer, ReadErrorDuringEmFailsEveryRank) {
-    const int64_t n = 3000, d = 4;
+    // Two ranks of 4 reproducible blocks each, read one block per call (rank 1
+    // starts on a block boundary: it sends no rows): reads 1-4 are the moments,
+    // 5-8 the first E-step.
+    const int64_t R = kReproducibleBlockRows, n = 8 * R, d = 4;
     const std::vector<float> x = clustered_data(n, d, 3, 1.0f, 6);
     const std::vector<RankRows> parts = split(x, n, d, 2);
-    // 1500 rows in chunks of 500: reads 1-3 are the moments, 4-6 the first E-step.
     FailingSource failing(parts[1].source, 6);
     GmmParams p;
     p.max_points_per_centroid = 0;
-    p.chunk_size = 500;
+    p.chunk_size = R;
     p.init = InitMethod::KMeansPlusPlus;
     p.niter = 20;
     p.tol = 0;

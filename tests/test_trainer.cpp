@@ -321,7 +321,7 @@ class CopyingSource : public VectorSource {
 } // namespace
 
 TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallAndRetainsRowsOnlyWhenRowsCostNoCopy) {
-    const int64_t n = 5000, d = 8, K = 4;
+    const int64_t n = 5 * kReproducibleBlockRows + 300, d = 8, K = 4;
     const std::vector<float> x = clustered_data(n, d, K, 0.5f, 5);
     GmmParams p;
     p.niter = 1;
@@ -337,14 +337,14 @@ TEST(GmmTrainer, BackendPreferenceSetsRowsPerCallAndRetainsRowsOnlyWhenRowsCostN
         CallCountingEStep* counter = estep.get();
         trainer.set_estep(std::move(estep));
         trainer.fit(*src, K);
-        // Views into memory: the backend's 2148 rows per call, and all rows offered
-        // for retention once (then withdrawn); copies: chunk_size, nothing retained.
-        // Both rounded down to whole reproducible blocks (1024 rows), so that the
-        // sums do not depend on the call size.
+        // Views into memory: the backend's 2R + 100 rows per call, and all rows
+        // offered for retention once (then withdrawn); copies: chunk_size (1500),
+        // nothing retained. Both rounded down to whole reproducible blocks of R
+        // rows (at least one), so that the sums do not depend on the call size.
         const bool views = src == &in_memory;
         const int64_t R = kReproducibleBlockRows;
         const std::vector<int64_t> expected = views ? std::vector<int64_t>{2 * R, 2 * R, n - 4 * R}
-                                                    : std::vector<int64_t>{R, R, R, R, n - 4 * R};
+                                                    : std::vector<int64_t>{R, R, R, R, R, n - 5 * R};
         EXPECT_EQ(counter->calls, expected);
         EXPECT_EQ(counter->retained, views ? std::vector<int64_t>{n} : std::vector<int64_t>{});
         EXPECT_EQ(counter->released, views ? 1 : 0);
