@@ -15,6 +15,8 @@ namespace faiss_gmm {
 
 namespace {
 
+constexpr double kLog2Pi = 1.8378770664093454835606594728112; // log(2π)
+
 /// Per-thread accumulators: the statistics of the blocks one thread processed
 /// (accumulate()), or of one reproducible block (accumulate_reproducible()).
 using ThreadStats = SufficientStats;
@@ -36,6 +38,7 @@ struct EStepCpu::Workspace {
     std::vector<float> d2;       // B × K: ‖x − μ_k‖² (spherical)
     std::vector<float> expbuf;   // K: exp(log p − max) of the current row
     std::vector<float> loglik;   // B: log p(x) when the caller does not want it
+    std::vector<float> row_buf;  // d: a row in its own frame, for exact log-densities
     std::vector<float> gemm_out; // K × D: Rᵀ·features (dense path)
     std::vector<float> block_nk; // K: N_k of the block (dense path)
     std::vector<float> block_sq; // K: Σ r‖x − μ_k‖² of the block (dense path, spherical)
@@ -86,6 +89,8 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
         }
     } else {
         gemm_weights_.resize(size_t(K) * 2 * d);
+        mean_sqnorm_.clear();
+        inv_two_var_.clear();
         for (int64_t k = 0; k < K; k++) {
             for (int64_t j = 0; j < d; j++) {
                 const double var = model.variances[k * d + j];
@@ -93,6 +98,46 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
                 gemm_weights_[k * 2 * d + d + j] = float(-0.5 / var);
             }
         }
+    }
+    set_exact_form(center);
+}
+
+void EStepCpu::set_exact_form(const float* center) {
+    const GmmModel& model = model_;
+    const int64_t K = model.K, d = model.d;
+    const bool spherical = model.covariance_type == CovarianceType::Spherical;
+    // Error bound of the expanded log-density, from the float32 evaluation of
+    // ‖x‖² + ‖μ‖² − 2x·μ (spherical) or x·(μ/σ²) − ½x²·(1/σ²) − ½Σμ²/σ²
+    // (diagonal): a sum of D = d (2d) products has an error below D·u of the sum
+    // of their magnitudes (u = 2^-24), plus the three float additions, and
+    // 2|x·μ| <= ‖x‖² + ‖μ‖². Hence |error of log p| <= slope_k·‖x − c‖² + offset_k.
+    const double u = std::ldexp(1.0, -24);
+    err_slope_.resize(K);
+    err_offset_.resize(K);
+    exact_const_.resize(K);
+    exact_means_.resize(size_t(K) * d);
+    exact_inv_var_.resize(model.variances.size());
+    err_slope_max_ = err_offset_max_ = 0;
+    for (int64_t k = 0; k < K; k++) {
+        double log_det = 0, max_inv = 0, mu_term = 0, mu_sq = 0;
+        for (int64_t j = 0; j < d; j++) {
+            const double var = model.variance(k, j), mu = model.means[k * d + j];
+            log_det += kLog2Pi + std::log(var);
+            max_inv = std::max(max_inv, 1.0 / var);
+            mu_term += mu * mu / var;
+            mu_sq += mu * mu;
+            exact_means_[size_t(k * d + j)] = mu + (center ? double(center[j]) : 0.0);
+        }
+        for (int64_t j = 0; j < model.nvar(); j++) {
+            exact_inv_var_[size_t(k * model.nvar() + j)] = 1.0 / double(model.variances[k * model.nvar() + j]);
+        }
+        exact_const_[k] = double(model.log_weights[k]) - 0.5 * log_det;
+        const double slope = spherical ? 2 * u * double(d + 3) * 0.5 * max_inv : u * double(2 * d + 3) * max_inv;
+        const double offset = spherical ? slope * mu_sq : u * double(2 * d + 3) * mu_term;
+        err_slope_[k] = float(slope);
+        err_offset_[k] = float(offset);
+        err_slope_max_ = std::max(err_slope_max_, err_slope_[k]);
+        err_offset_max_ = std::max(err_offset_max_, err_offset_[k]);
     }
 }
 
@@ -115,7 +160,67 @@ struct FusedPassArgs {
     float* expbuf;            // K
     float* loglik_out;        // rows
     float* log_resp_out;      // rows × K or nullptr: log r instead of r
+    // Exact log-densities where the expanded form may have lost accuracy:
+    const VectorBlock* block; // the block's rows, in their own frame
+    int64_t d;
+    const float* err_slope;   // K: error bound of log p = slope·‖x − c‖² + offset
+    const float* err_offset;  // K
+    float err_slope_max, err_offset_max;
+    const double* exact_const;   // K
+    const double* exact_means;   // K × d, in the rows' frame
+    const double* exact_inv_var; // K or K × d
+    float* row_buf;              // d
 };
+
+/// log p(x, k) is recomputed in double from Σ_j (x_j − μ_kj)²/σ²_kj for every
+/// component whose float32 value may be off by more than this many nats and
+/// that may carry a responsibility above ~1e-7 (kRefineWindow below the row's
+/// best): a responsibility then moves by at most ~2·kRefineTolerance.
+constexpr float kRefineTolerance = 1e-6f;
+constexpr float kRefineWindow = 16.2f; // log(1e7)
+
+/// Recomputes the log-densities of row i that may be wrong (see above) and
+/// returns the row's new maximum. Rare in the hot loop's terms: called only
+/// for rows whose worst-case error bound exceeds the tolerance.
+FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i, float mx) {
+    const int64_t K = a.K, d = a.d;
+    float* s = a.scores + i * K;
+    const float xn = a.sqnorm[i];
+    // The row's best log-density is at least lower = max_k (s_k − err_k); a
+    // component can matter only if s_k + err_k reaches lower − kRefineWindow.
+    float lower = -INFINITY;
+    for (int64_t k = 0; k < K; k++) lower = std::max(lower, s[k] - (a.err_slope[k] * xn + a.err_offset[k]));
+    (void)mx;
+    bool loaded = false;
+    for (int64_t k = 0; k < K; k++) {
+        const float err = a.err_slope[k] * xn + a.err_offset[k];
+        if (err <= kRefineTolerance || s[k] + err < lower - kRefineWindow) continue;
+        if (!loaded) {
+            a.block->row_to_float(i, a.row_buf);
+            loaded = true;
+        }
+        const double* mu = a.exact_means + k * d;
+        double q = 0, dist = 0;
+        if (a.spherical) {
+            for (int64_t j = 0; j < d; j++) {
+                const double diff = double(a.row_buf[j]) - mu[j];
+                dist += diff * diff;
+            }
+            q = dist * a.exact_inv_var[k];
+            a.d2[i * K + k] = float(dist);
+        } else {
+            const double* inv = a.exact_inv_var + k * d;
+            for (int64_t j = 0; j < d; j++) {
+                const double diff = double(a.row_buf[j]) - mu[j];
+                q += diff * diff * inv[j];
+            }
+        }
+        s[k] = float(a.exact_const[k] - 0.5 * q);
+    }
+    float new_max = -INFINITY;
+    for (int64_t k = 0; k < K; k++) new_max = std::max(new_max, s[k]);
+    return new_max;
+}
 
 /// Returns the number of non-zero responsibilities (0 with log_resp_out).
 FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use_avx2) {
@@ -149,6 +254,9 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
                 s[k] = lp;
                 mx = lp > mx ? lp : mx;
             }
+        }
+        if (a.block && a.sqnorm[i] * a.err_slope_max + a.err_offset_max > kRefineTolerance) {
+            mx = refine_row(a, i, mx);
         }
         // Sweep 2: exp(log p − max), summed.
         const float sum = use_avx2 ? detail::exp_shifted_sum_avx2(s, mx, kDrop, K, e)
@@ -308,8 +416,29 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
         ws.loglik.resize(B);
         loglik = ws.loglik.data();
     }
-    FusedPassArgs args{B,        K,           spherical, log_const_.data(), mean_sqnorm_.data(), inv_two_var_.data(),
-                       ws.sqnorm.data(), ws.scores.data(), ws.d2.data(), ws.expbuf.data(), loglik, log_resp};
+    ws.row_buf.resize(d);
+    FusedPassArgs args{B,
+                       K,
+                       spherical,
+                       log_const_.data(),
+                       mean_sqnorm_.data(),
+                       inv_two_var_.data(),
+                       ws.sqnorm.data(),
+                       ws.scores.data(),
+                       ws.d2.data(),
+                       ws.expbuf.data(),
+                       loglik,
+                       log_resp,
+                       &rows,
+                       d,
+                       err_slope_.data(),
+                       err_offset_.data(),
+                       err_slope_max_,
+                       err_offset_max_,
+                       exact_const_.data(),
+                       exact_means_.data(),
+                       exact_inv_var_.data(),
+                       ws.row_buf.data()};
     const int64_t nnz = fused_pass(args);
     if (log_resp) return; // log_responsibilities(): no statistics
 

@@ -43,6 +43,7 @@ class EStepCpu : public EStep {
     void reserve_workspaces(int nthreads);
     // With log_resp (B × K) given, writes log r there; otherwise adds the block's
     // statistics to ws.stats. loglik (B) is written when non-null.
+    void set_exact_form(const float* center);
     void check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const;
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
 
@@ -56,6 +57,12 @@ class EStepCpu : public EStep {
     std::vector<float> log_const_;      // c_k
     std::vector<float> mean_sqnorm_;    // ‖μ_k‖² (spherical)
     std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)
+    // Exact log-densities where the expanded form may have cancelled (issue 13):
+    std::vector<float> err_slope_, err_offset_; // bound of |error of log p(x, k)|: slope·‖x − c‖² + offset
+    float err_slope_max_ = 0, err_offset_max_ = 0;
+    std::vector<double> exact_const_;     // log w_k − ½ Σ_j log(2π σ²_kj), in double
+    std::vector<double> exact_means_;     // μ_k + center (the rows' own frame), in double
+    std::vector<double> exact_inv_var_;   // 1/σ² (K, or K×d)
 };
 
 } // namespace faiss_gmm

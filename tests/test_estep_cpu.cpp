@@ -222,3 +222,77 @@ TEST(EStepCpu, DeterministicForFixedThreads) {
     };
     EXPECT_EQ(run(), run());
 }
+
+TEST(EStepCpu, NarrowAndCollapsedComponentsHaveExactLogDensities) {
+    // Issue 13: ‖x‖² − 2x·μ + ‖μ‖² in float32 cancels when σ² is far below
+    // ‖x‖²·2^-24. Rows near 1000 in every coordinate (‖x‖² ≈ 1.6e7, data variance
+    // 1), both with and without centering; components: one with variance 1e-6 of
+    // the data's (on a row), one collapsed onto a row (1e-9), two near-duplicate
+    // means (1e-4 apart), two ordinary ones. Against log_joint in float64:
+    //  - log p(x) within 1e-6 relative: the exact recomputation is in double, and
+    //    what is stored is float32 (2^-24 relative) plus the log-sum-exp in float
+    //    (a few ulps of the row's largest term);
+    //  - responsibilities within 1e-5: every log-density that may carry one is
+    //    within kRefineTolerance = 1e-6 nats of exact, plus float32 rounding of
+    //    log r near 0 (2^-24·|log r|).
+    const int64_t n = 600, d = 16;
+    std::mt19937_64 rng(41);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> x(size_t(n * d)), mean(d, 0.0f);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++) x[size_t(i * d + j)] = 1000.0f + g(rng);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++) mean[size_t(j)] += x[size_t(i * d + j)] / float(n);
+    }
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmModel m(6, d, type);
+        auto set_component = [&](int64_t k, const float* mu, float var) {
+            for (int64_t j = 0; j < d; j++) m.means[size_t(k * d + j)] = mu[j];
+            for (int64_t j = 0; j < m.nvar(); j++) m.variances[size_t(k * m.nvar() + j)] = var;
+        };
+        std::vector<float> near = mean;
+        set_component(0, &x[0], 1e-6f);      // narrow, on row 0
+        set_component(1, &x[size_t(d)], 1e-9f); // collapsed onto row 1
+        set_component(2, mean.data(), 1.0f);
+        near[0] += 1e-4f;
+        set_component(3, near.data(), 1.0f);  // a near-duplicate of component 2
+        set_component(4, &x[size_t(5 * d)], 2.0f);
+        set_component(5, &x[size_t(9 * d)], 2.0f);
+        for (float& lw : m.log_weights) lw = float(std::log(1.0 / 6));
+        for (bool centered : {false, true}) {
+            const std::string what = std::string(to_string(type)) + (centered ? ", centered" : ", uncentered");
+            // The E-step sees x − c and the model in that frame.
+            GmmModel mc = m;
+            if (centered) {
+                for (int64_t k = 0; k < m.K; k++) {
+                    for (int64_t j = 0; j < d; j++) mc.means[size_t(k * d + j)] -= mean[size_t(j)];
+                }
+            }
+            EStepCpu estep(64);
+            estep.set_model(mc, centered ? mean.data() : nullptr);
+            std::vector<float> log_resp(size_t(n * m.K)), loglik(n);
+            estep.log_responsibilities(VectorBlock{x.data(), DataType::Float32, n, d}, log_resp.data(),
+                                       loglik.data());
+            double worst_ll = 0, worst_r = 0;
+            for (int64_t i = 0; i < n; i++) {
+                std::vector<double> xi(x.begin() + i * d, x.begin() + (i + 1) * d), lj(size_t(m.K));
+                double mx = -INFINITY;
+                for (int64_t k = 0; k < m.K; k++) mx = std::max(mx, lj[size_t(k)] = m.log_joint(xi.data(), k));
+                double sum = 0;
+                for (double v : lj) sum += std::exp(v - mx);
+                const double ll = mx + std::log(sum);
+                worst_ll = std::max(worst_ll, std::fabs(double(loglik[size_t(i)]) - ll) / std::max(1.0, std::fabs(ll)));
+                for (int64_t k = 0; k < m.K; k++) {
+                    const double r = std::exp(lj[size_t(k)] - ll);
+                    worst_r = std::max(worst_r, std::fabs(std::exp(double(log_resp[size_t(i * m.K + k)])) - r));
+                }
+            }
+            EXPECT_LE(worst_ll, 1e-6) << what << ": log p(x)";
+            EXPECT_LE(worst_r, 1e-5) << what << ": responsibilities";
+            // Rows 0 and 1 belong to their narrow components, whatever the frame.
+            EXPECT_GT(log_resp[0], -1e-5f) << what;
+            EXPECT_GT(log_resp[size_t(m.K + 1)], -1e-5f) << what;
+        }
+    }
+}

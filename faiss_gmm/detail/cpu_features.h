@@ -21,3 +21,4 @@ inline bool cpu_has_avx2_fma() {
 /// baseline wrapper; callers pick with cpu_has_avx2_fma().
 #define FAISS_GMM_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define FAISS_GMM_ALWAYS_INLINE inline __attribute__((always_inline))
+#define FAISS_GMM_NOINLINE __attribute__((noinline))

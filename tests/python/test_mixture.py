@@ -205,3 +205,37 @@ print(status("VmHWM") - before)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     extra_mib = float(out.stdout.strip().splitlines()[-1])
     assert extra_mib < 100, f"predict/score_samples grew the peak RSS by {extra_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize("cov", ["spherical", "diag"])
+def test_score_samples_exact_for_narrow_and_collapsed_components(cov):
+    """Issue 13: with sklearn's reg_covar = 1e-6 a component can collapse onto a
+    row; the float32 expanded distance then cancels. score_samples and
+    predict_proba must match a direct float64 evaluation (Σ (x − μ)² / σ², not
+    the expanded form, which cancels even in sklearn's float64 here: by ~2 nats
+    on the collapsed row): log p(x) within 1e-6 relative, responsibilities within
+    1e-5 (the C++ test states the bounds). The engine holds rows and models in
+    float32, so the reference gets the same float32 values: what is compared is
+    the arithmetic, not the rounding of the inputs."""
+    rng = np.random.default_rng(5)
+    n, d = 500, 12
+    f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64)
+    x = f32(1000.0 + rng.standard_normal((n, d)))
+    means = f32(np.stack([x[0], x[1], x.mean(0), x.mean(0) + np.r_[1e-4, np.zeros(d - 1)], x[5], x[9]]))
+    var = f32([1e-6, 1e-9, 1.0, 1.0, 2.0, 2.0])
+    weights = np.exp(f32(np.log(np.full(6, 1 / 6))))
+    variances = var if cov == "spherical" else np.repeat(var[:, None], d, axis=1)
+    full_var = np.repeat(var[:, None], d, axis=1)
+    log_joint = (np.log(weights)[None, :] - 0.5 * np.sum(np.log(2 * np.pi * full_var), axis=1)[None, :]
+                 - 0.5 * np.sum((x[:, None, :] - means[None, :, :]) ** 2 / full_var[None, :, :], axis=2))
+    mx = log_joint.max(axis=1, keepdims=True)
+    want = (mx + np.log(np.exp(log_joint - mx).sum(axis=1, keepdims=True)))[:, 0]
+    want_proba = np.exp(log_joint - want[:, None])
+    ctype = faiss_gmm._core.CovarianceType.Spherical if cov == "spherical" else faiss_gmm._core.CovarianceType.Diagonal
+    ours = GaussianMixture(6, covariance_type=cov)
+    ours.model_ = faiss_gmm._core.GmmModel.from_arrays(weights, means, variances, ctype)
+    ours.n_features_in_ = d
+    got = ours.score_samples(x)
+    assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) <= 1e-6
+    assert np.max(np.abs(ours.predict_proba(x) - want_proba)) <= 1e-5
+    assert ours.predict(x)[0] == 0 and ours.predict(x)[1] == 1
