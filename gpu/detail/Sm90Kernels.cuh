@@ -65,16 +65,9 @@
 #include <cstdint>
 
 #include "gpu/detail/Sm90Primitives.cuh"
+#include "gpu/detail/TileShapes.h" // kBM, kKc, kThreads, kMaxCluster, kSmemLimit, kNegBig, kPosBig
 
 namespace faiss_gmm::gpu::detail::sm90 {
-
-constexpr int kBM = 128;        // rows per tile
-constexpr int kKc = 128;        // components per CTA (per component tile)
-constexpr int kThreads = 256;   // two warpgroups
-constexpr int kMaxCluster = 8;  // portable cluster size: K ≤ 1024 in one pass
-constexpr float kNegBig = -1e30f;
-constexpr float kPosBig = 1e30f;
-constexpr int kSmemLimit = 232448; // 227 KB per block on sm_90
 
 template <int DP>
 struct Shape {
@@ -120,10 +113,6 @@ struct Args {
     float kinv;        // 1 / (s_x · s_w)
     int exchange;      // one pass: 0 = st.async + mbarrier per tile; 1 = barrier.cluster per tile (see epilogue)
 };
-
-/// Writes 1 when this device code is the sm_90a build (the wgmma kernels are real), else 0: a
-/// build for plain sm_90 also reports binary version 90 but carries only the trap stubs.
-__global__ void sm90a_probe_kernel(int* out) { *out = FAISS_GMM_SM90A; }
 
 // ---------------------------------------------------------------- features
 
@@ -220,31 +209,8 @@ __global__ void reduce_parts_kernel(const T* __restrict__ part, int nparts, int 
     acc[i] += s;
 }
 
-/// Raw sums of the Hopper kernels (acc: K × FW, columns [s·Σ r x̃ (DP) | s_n·N_k | s·Σ r‖x̃‖² | …],
-/// about the center c) → the statistics' increments about the model's means, in double, one warp
-/// per component: out (K × (d+2)) = [Σ r x̃ | N_k | Σ r‖x̃ − μ_k‖²], the last one as
-/// Σ r‖x̃‖² − 2 μ_k·Σ r x̃ + N_k ‖μ_k‖². Doing this on the GPU leaves the host one pass of additions.
-__global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int d, int DP, int FW,
-                                     const float* __restrict__ mu, const double* __restrict__ mu_sq, double x_scale,
-                                     double n_scale, double q_scale, double* __restrict__ out) {
-    const int k = int((blockIdx.x * size_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (k >= K) return; // whole warps leave together
-    const double* a = acc + size_t(k) * FW;
-    double* o = out + size_t(k) * (d + 2);
-    double cross = 0;
-    for (int j = lane; j < d; j += 32) {
-        const double f = a[j] * x_scale;
-        o[j] = f;
-        cross += double(mu[size_t(k) * d + j]) * f;
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) cross += __shfl_xor_sync(0xffffffffu, cross, off);
-    if (lane == 0) {
-        const double nk = a[DP] * n_scale;
-        o[d] = nk;
-        o[d + 1] = a[DP + 1] * q_scale - 2.0 * cross + nk * mu_sq[k];
-    }
-}
+// (finalize_sums_kernel, which turns the reduced sums into the statistics' increments, is in
+// HopperEStep.cu.)
 
 // ---------------------------------------------------------------- main kernel
 

@@ -41,10 +41,8 @@
 
 namespace faiss_gmm::gpu::detail::sm90::split {
 
-constexpr int kBM = 64;                     // rows per tile
+// kBM (64 rows per tile), kRScale and kDefaultFlushTiles: TileShapes.h
 constexpr int kMaxParts = 2 * kMaxCluster;  // per-row partials: (CTA, warpgroup)
-constexpr float kRScale = 4096.f;           // responsibilities × 2^12 before the split (undone on the host)
-constexpr int kDefaultFlushTiles = 64;      // 4096 rows per fp32 accumulation run
 
 template <int DP>
 struct Shape {
