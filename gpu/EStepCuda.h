@@ -51,7 +51,7 @@ struct EStepCudaOptions {
     EStepCudaRetain retain = EStepCudaRetain::Auto; ///< what retain_rows() does (Pin / Ignore: benchmarks and tests)
     // Knobs of the Hopper kernels (tests and benchmarks; the defaults measured best).
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
-    int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1)
+    int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
 };
 

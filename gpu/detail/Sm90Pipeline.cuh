@@ -20,7 +20,6 @@ namespace faiss_gmm::gpu::detail::sm90 {
 /// i % 2 == b).
 template <int NS>
 struct PipelineBarriers {
-    static constexpr int kBytes = (NS + 3) * 8;
     uint64_t* full;
     uint64_t* wbar;
     uint64_t* xbar;

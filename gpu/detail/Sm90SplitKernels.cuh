@@ -41,7 +41,7 @@
 
 namespace faiss_gmm::gpu::detail::sm90::split {
 
-// kBM (64 rows per tile), kRScale and kDefaultFlushTiles: TileShapes.h
+// kBM (64 rows per tile) and kRScale: TileShapes.h; the flush interval: EStepCudaOptions::hopper_flush_tiles
 constexpr int kMaxParts = 2 * kMaxCluster;  // per-row partials: (CTA, warpgroup)
 
 template <int DP>

@@ -9,10 +9,6 @@ constexpr float kNegBig = -1e30f; // bias of padding components: exp2 gives exac
 constexpr float kPosBig = 1e30f;  // log2 Z of padding rows: their responsibilities are 0
 
 namespace sm90 {
-// (kernel-local copies: nvcc 13's front end fails on lambdas in kernel templates that use the
-// enclosing namespace's constants, "internal error … i_copy_expr_tree")
-constexpr float kNegBig = -1e30f;
-constexpr float kPosBig = 1e30f;
 constexpr int kBM = 128;           // rows per tile (fast kernel)
 constexpr int kKc = 128;           // components per CTA (per component tile)
 constexpr int kThreads = 256;      // two warpgroups
@@ -20,9 +16,8 @@ constexpr int kMaxCluster = 8;     // portable cluster size: K ≤ 1024 in one p
 constexpr int kSmemLimit = 232448; // 227 KB per block on sm_90
 
 namespace split {
-constexpr int kBM = 64;                // rows per tile (accurate kernel)
-constexpr float kRScale = 4096.f;      // responsibilities × 2^12 before the split (undone on the host)
-constexpr int kDefaultFlushTiles = 64; // 4096 rows per fp32 accumulation run
+constexpr int kBM = 64;           // rows per tile (accurate kernel)
+constexpr float kRScale = 4096.f; // responsibilities × 2^12 before the split (undone on the host)
 } // namespace split
 } // namespace sm90
 
