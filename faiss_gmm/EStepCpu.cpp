@@ -115,9 +115,9 @@ void EStepCpu::set_exact_form(const float* center) {
     err_slope_.resize(K);
     err_offset_.resize(K);
     exact_const_.resize(K);
+    quad_const_.resize(K);
     exact_means_.resize(size_t(K) * d);
     exact_inv_var_.resize(model.variances.size());
-    err_slope_max_ = err_offset_max_ = 0;
     for (int64_t k = 0; k < K; k++) {
         double log_det = 0, max_inv = 0, mu_term = 0, mu_sq = 0;
         for (int64_t j = 0; j < d; j++) {
@@ -132,12 +132,11 @@ void EStepCpu::set_exact_form(const float* center) {
             exact_inv_var_[size_t(k * model.nvar() + j)] = 1.0 / double(model.variances[k * model.nvar() + j]);
         }
         exact_const_[k] = double(model.log_weights[k]) - 0.5 * log_det;
+        quad_const_[k] = float(exact_const_[k]);
         const double slope = spherical ? 2 * u * double(d + 3) * 0.5 * max_inv : u * double(2 * d + 3) * max_inv;
         const double offset = spherical ? slope * mu_sq : u * double(2 * d + 3) * mu_term;
         err_slope_[k] = float(slope);
         err_offset_[k] = float(offset);
-        err_slope_max_ = std::max(err_slope_max_, err_slope_[k]);
-        err_offset_max_ = std::max(err_offset_max_, err_offset_[k]);
     }
 }
 
@@ -165,8 +164,8 @@ struct FusedPassArgs {
     int64_t d;
     const float* err_slope;   // K: error bound of log p = slope·‖x − c‖² + offset
     const float* err_offset;  // K
-    float err_slope_max, err_offset_max;
     const double* exact_const;   // K
+    const float* quad_const;     // K: exact_const as float (log p = quad_const − ½ Σ (x − μ)²/σ²)
     const double* exact_means;   // K × d, in the rows' frame
     const double* exact_inv_var; // K or K × d
     float* row_buf;              // d
@@ -177,6 +176,11 @@ struct FusedPassArgs {
 /// that may carry a responsibility above ~1e-7 (kRefineWindow below the row's
 /// best): a responsibility then moves by at most ~2·kRefineTolerance.
 constexpr float kRefineTolerance = 1e-6f;
+/// ... and whose bound exceeds this fraction of its quadratic term ½‖x − μ‖²/σ²
+/// (the expanded form has cancelled). Below it, the float32 evaluation is the
+/// E-step's ordinary accuracy, and rows of ordinary models pay one comparison
+/// per component.
+constexpr float kRefineRelative = 1e-4f;
 constexpr float kRefineWindow = 16.2f; // log(1e7)
 
 /// Recomputes the log-densities of row i that may be wrong (see above) and
@@ -194,7 +198,8 @@ FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i, float mx)
     bool loaded = false;
     for (int64_t k = 0; k < K; k++) {
         const float err = a.err_slope[k] * xn + a.err_offset[k];
-        if (err <= kRefineTolerance || s[k] + err < lower - kRefineWindow) continue;
+        const float term = a.quad_const[k] - s[k];
+        if (err <= kRefineTolerance || err <= kRefineRelative * term || s[k] + err < lower - kRefineWindow) continue;
         if (!loaded) {
             a.block->row_to_float(i, a.row_buf);
             loaded = true;
@@ -231,33 +236,44 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
     int64_t nnz = 0;
     for (int64_t i = 0; i < a.rows; i++) {
         float* __restrict s = a.scores + i * K;
-        // Sweep 1: log p(x, k) into s (spherical: ‖x − μ_k‖² kept in d2).
+        // Sweep 1: log p(x, k) into s (spherical: ‖x − μ_k‖² kept in d2), and
+        // whether some component's expanded form may have cancelled: its error
+        // bound exceeds kRefineTolerance and kRefineRelative of its quadratic
+        // term (rare: a row near a component far narrower than ‖x − c‖²·2^-24).
         float mx = -INFINITY;
+        int cancelled = 0;
+        const float xn = a.sqnorm[i];
+        const float* __restrict err_slope = a.err_slope;
+        const float* __restrict err_offset = a.err_offset;
         if (a.spherical) {
             const float* __restrict mean_sqnorm = a.mean_sqnorm;
             const float* __restrict inv_two_var = a.inv_two_var;
             float* __restrict d2 = a.d2 + i * K;
-            const float xn = a.sqnorm[i];
-#pragma omp simd reduction(max : mx)
+#pragma omp simd reduction(max : mx) reduction(+ : cancelled)
             for (int64_t k = 0; k < K; k++) {
                 float dist = xn + mean_sqnorm[k] - 2.0f * s[k];
                 dist = dist < 0.0f ? 0.0f : dist; // rounding can make a tiny distance negative
                 d2[k] = dist;
-                const float lp = log_const[k] - dist * inv_two_var[k];
+                const float term = dist * inv_two_var[k];
+                const float lp = log_const[k] - term;
                 s[k] = lp;
                 mx = lp > mx ? lp : mx;
+                const float err = err_slope[k] * xn + err_offset[k];
+                cancelled += (err > kRefineTolerance) & (err > kRefineRelative * term) ? 1 : 0;
             }
         } else {
-#pragma omp simd reduction(max : mx)
+            const float* __restrict quad_const = a.quad_const;
+#pragma omp simd reduction(max : mx) reduction(+ : cancelled)
             for (int64_t k = 0; k < K; k++) {
                 const float lp = s[k] + log_const[k];
                 s[k] = lp;
                 mx = lp > mx ? lp : mx;
+                const float term = quad_const[k] - lp; // ½ Σ (x − μ)²/σ², as evaluated
+                const float err = err_slope[k] * xn + err_offset[k];
+                cancelled += (err > kRefineTolerance) & (err > kRefineRelative * term) ? 1 : 0;
             }
         }
-        if (a.block && a.sqnorm[i] * a.err_slope_max + a.err_offset_max > kRefineTolerance) {
-            mx = refine_row(a, i, mx);
-        }
+        if (cancelled && a.block) mx = refine_row(a, i, mx);
         // Sweep 2: exp(log p − max), summed.
         const float sum = use_avx2 ? detail::exp_shifted_sum_avx2(s, mx, kDrop, K, e)
                                    : detail::exp_shifted_sum(s, mx, kDrop, K, e);
@@ -433,9 +449,8 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                        d,
                        err_slope_.data(),
                        err_offset_.data(),
-                       err_slope_max_,
-                       err_offset_max_,
                        exact_const_.data(),
+                       quad_const_.data(),
                        exact_means_.data(),
                        exact_inv_var_.data(),
                        ws.row_buf.data()};

@@ -64,8 +64,8 @@ class EStepCpu : public EStep {
     std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)
     // Exact log-densities where the expanded form may have cancelled (issue 13):
     std::vector<float> err_slope_, err_offset_; // bound of |error of log p(x, k)|: slope·‖x − c‖² + offset
-    float err_slope_max_ = 0, err_offset_max_ = 0;
     std::vector<double> exact_const_;     // log w_k − ½ Σ_j log(2π σ²_kj), in double
+    std::vector<float> quad_const_;       // the same in float, for the cancellation test
     std::vector<double> exact_means_;     // μ_k + center (the rows' own frame), in double
     std::vector<double> exact_inv_var_;   // 1/σ² (K, or K×d)
 };

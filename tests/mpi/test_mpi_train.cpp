@@ -430,12 +430,13 @@ TEST(MpiTrain, RankKilledMidTraining) {
 }
 
 TEST(MpiTrain, KilledRunResumesFromItsCheckpointToTheSameModel) {
-    // Issue 13: checkpoints every 2 iterations; rank 1 killed during iteration 7;
+    // Issue 13: checkpoints every 2 iterations; rank 1 killed after iteration 7
+    // of 300 (a few ms each: the run is far from its end when the kill lands);
     // --resume on the same ranks ends with the uninterrupted run's model, bit for bit.
     SKIP_WITHOUT_MPIEXEC();
     TempDir dir;
     const std::string data = generated_file(dir, "resume.fvecs", 30000, 16, 12);
-    const std::string flags = " --data " + data + " --k 24 --niter 14 --tol 0 --seed 5";
+    const std::string flags = " --data " + data + " --k 24 --niter 300 --tol 0 --seed 5";
     const std::string full = dir.file("full.faiss"), resumed = dir.file("resumed.faiss"), ck = dir.file("ck.bin");
     const RunResult whole = train(2, flags + " --out " + full);
     ASSERT_EQ(whole.status, 0) << whole.output;
