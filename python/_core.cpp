@@ -4,9 +4,10 @@
 //  * faiss indexes live in faiss's own Python package (python3-faiss), which has
 //    its own static copy of faiss. We never hand Python an index made by our
 //    copy: Python creates the index, passes int(index.this), and we only install
-//    or read a GmmQuantizer inside it. Files are written and read by faiss's
-//    Python copy; we add or read only the GMM trailer, through the IOWriter /
-//    IOReader object Python created.
+//    or read a GmmQuantizer inside it. The FAISS part of a file is written and
+//    read by faiss's Python copy (through faiss.PyCallbackIOWriter into our
+//    GmmFileWriter, and a faiss.FileIOReader / VectorIOReader we check first);
+//    the trailers, the checksum and the atomic replacement are gmm_io's.
 //  * Every call that can run faiss or OpenMP code releases the GIL: a faiss
 //    search run while the GIL is held can hang forever (an OpenMP worker enters
 //    faiss's Python interrupt callback and waits for the GIL).
