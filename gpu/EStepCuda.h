@@ -1,22 +1,23 @@
 // The CUDA E-step: the same EStep interface as the CPU backend, computed per chunk
-// of rows by one of three algorithms (cuBLAS-blocked, fused mma.sync, or the
-// Hopper wgmma + cluster kernel), streaming rows from host memory through pinned
-// double buffers, on one or several GPUs. This header needs no CUDA
-// headers: make_estep() includes it in builds with the CUDA backend.
+// of rows by one of two algorithms (cuBLAS-blocked, or the Hopper wgmma + cluster
+// kernel), streaming rows from host memory through pinned double buffers, on one or
+// several GPUs. This header needs no CUDA headers: make_estep() includes it in builds
+// with the CUDA backend. The parts: gpu/detail/ (README layout table).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <faiss_gmm/EStep.h>
 
 namespace faiss_gmm::gpu {
 
-/// How a chunk of rows is turned into statistics.
+/// How a chunk of rows is turned into statistics. (Value 1 was `Fused`, two mma.sync kernels:
+/// removed, it was slower than Blocked or Hopper at every measured shape, bench/results.)
 enum class EStepCudaAlgorithm : int {
     Blocked = 0, ///< per block of rows: cuBLAS GEMM for the logits, a responsibility kernel, cuBLAS GEMM for Rᵀ·[x, x², 1, ‖x‖²]; memory O(block·K + K·d)
-    Fused = 1,   ///< two fused mma.sync kernels (online log-sum-exp, then responsibilities and Rᵀ·X on chip); memory O(chunk·d + K·d)
     /// Hopper (sm_90a: H100/H200) fused kernel: wgmma tensor cores, fp16 operands with power-of-two
     /// scales, one pass for K ≤ 1024 (a cluster of ≤ 8 CTAs shares each row's log-sum-exp through
     /// distributed shared memory), two passes above. Accurate mode splits every operand in two fp16
@@ -26,6 +27,10 @@ enum class EStepCudaAlgorithm : int {
     Hopper = 2,
     Auto = 3, ///< Hopper where it applies (see above), else Blocked
 };
+
+/// "blocked", "hopper" or "auto" (any case) → the algorithm. Throws std::invalid_argument for
+/// anything else, saying so when the name is that of a removed algorithm ("fused").
+EStepCudaAlgorithm parse_estep_cuda_algorithm(const std::string& name);
 
 /// What EStepCuda::retain_rows() does with the rows it is offered.
 enum class EStepCudaRetain : int {
@@ -37,14 +42,17 @@ enum class EStepCudaRetain : int {
 /// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
 struct EStepCudaOptions {
     std::vector<int> devices;    ///< GPUs that share the rows; empty = every visible GPU. A device may repeat (tests).
-    bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked/Fused; else fp32-accurate (≲ 1e-4): 2×fp16 split products (Hopper), fp32 GEMMs (Blocked) or 3×TF32 (Fused)
-    bool fast_bf16 = false;      ///< with fast_math: bf16 products instead of TF32: faster, but errors up to ~6e-3 measured
+    bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked; else fp32-accurate (≲ 1e-4): 2×fp16 split products (Hopper) or fp32 GEMMs (Blocked)
     int64_t chunk_rows = 0;      ///< rows per device chunk; 0 = auto (≈ 2 GB of chunk buffers, at most 1M rows)
     int host_copy_threads = 0;   ///< threads copying pageable rows into pinned staging buffers; 0 = auto
     EStepCudaAlgorithm algorithm = EStepCudaAlgorithm::Auto; ///< bench/results/gpu_NVIDIA-H200.md has the measurements behind Auto
     int64_t block_bytes = int64_t(256) << 20; ///< Blocked: bytes of the block × K logits buffer (sets the block's rows)
     bool poison_buffers = false; ///< tests: fill scratch buffers with NaN when allocated, so reads of unwritten data show
     EStepCudaRetain retain = EStepCudaRetain::Auto; ///< what retain_rows() does (Pin / Ignore: benchmarks and tests)
+    // Knobs of the Hopper kernels (tests and benchmarks; the defaults measured best).
+    int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
+    int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
+    int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
 };
 
 /// Per-GPU figures of the last accumulate() call (for benchmarks and logs).
@@ -54,7 +62,7 @@ struct EStepCudaReport {
     size_t device_bytes = 0;      ///< bytes this backend holds on the GPU (model, chunk and staging buffers)
     size_t pinned_bytes = 0;      ///< pinned host staging bytes
     double h2d_bytes = 0;         ///< bytes copied host → device
-    const char* algorithm = "";   ///< algorithm that ran: "blocked", "fused" or "hopper"
+    const char* algorithm = "";   ///< algorithm that ran: "blocked" or "hopper"
     double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
     int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
     int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
@@ -96,7 +104,7 @@ class EStepCuda : public EStep {
     std::vector<EStepCudaReport> last_report() const;
 
   private:
-    struct Worker; // one per device entry: streams, buffers, accumulators
+    struct Worker;   // one per device entry: streams, row pipeline, the algorithms (EStepCuda.cu)
     struct Retained; // rows copied to the GPUs by retain_rows()
     std::unique_ptr<Retained> retained_;
     void* pinned_rows_ = nullptr; // caller's rows registered by retain_rows()
@@ -105,8 +113,7 @@ class EStepCuda : public EStep {
     EStepCudaOptions options_;
     int64_t K_, d_;
     std::vector<std::unique_ptr<Worker>> workers_;
-    GmmModel model_; // centered frame; kept for the sum_sq conversion
-    std::vector<double> mean_sq_; // ‖μ_k‖² of model_ (sum_sq conversion)
+    CovarianceType covariance_type_ = CovarianceType::Spherical; // of the model set last
     bool have_model_ = false;
     char name_[32];
 };

@@ -13,7 +13,7 @@
 #   FUSED_STAGES  "test sanitizer sass bench ncu" subset (default: test sanitizer sass bench)
 #   GTEST_FILTER  tests to run (default: all)
 #   SAN_TOOLS     compute-sanitizer tools (default: memcheck racecheck synccheck initcheck)
-#   BENCH_ARGS    arguments of bench_estep_cuda (default: main shape, hopper + blocked tf32 + fused bf16)
+#   BENCH_ARGS    arguments of bench_estep_cuda (default: main shape, blocked tf32 + both Hopper modes)
 #   BENCH_ARGS2   arguments of a second bench_estep_cuda invocation (optional)
 #   NCU_ARGS      arguments of bench_estep_cuda under ncu
 set -u -o pipefail
@@ -68,7 +68,7 @@ for stage in $STAGES; do
       fi ;;
     bench)
       echo "== benchmark"
-      "$BIN/bench_estep_cuda" ${BENCH_ARGS:---no-stream --no-em --shapes 0 --modes fast-tf32,fused-bf16,hopper-fast} \
+      "$BIN/bench_estep_cuda" ${BENCH_ARGS:---no-stream --no-em --shapes 0 --modes fast-tf32,hopper-fast,hopper-accurate} \
           >"$OUT/bench.log" 2>&1
       r=$?; [ $r = 0 ] || rc=1
       if [ -n "${BENCH_ARGS2:-}" ]; then # a second invocation (e.g. other shapes, other modes)

@@ -64,17 +64,11 @@
 
 #include <cstdint>
 
+#include "gpu/detail/Sm90Pipeline.cuh"
 #include "gpu/detail/Sm90Primitives.cuh"
+#include "gpu/detail/TileShapes.h" // kBM, kKc, kThreads, kMaxCluster, kSmemLimit, kNegBig, kPosBig
 
 namespace faiss_gmm::gpu::detail::sm90 {
-
-constexpr int kBM = 128;        // rows per tile
-constexpr int kKc = 128;        // components per CTA (per component tile)
-constexpr int kThreads = 256;   // two warpgroups
-constexpr int kMaxCluster = 8;  // portable cluster size: K ≤ 1024 in one pass
-constexpr float kNegBig = -1e30f;
-constexpr float kPosBig = 1e30f;
-constexpr int kSmemLimit = 232448; // 227 KB per block on sm_90
 
 template <int DP>
 struct Shape {
@@ -120,10 +114,6 @@ struct Args {
     float kinv;        // 1 / (s_x · s_w)
     int exchange;      // one pass: 0 = st.async + mbarrier per tile; 1 = barrier.cluster per tile (see epilogue)
 };
-
-/// Writes 1 when this device code is the sm_90a build (the wgmma kernels are real), else 0: a
-/// build for plain sm_90 also reports binary version 90 but carries only the trap stubs.
-__global__ void sm90a_probe_kernel(int* out) { *out = FAISS_GMM_SM90A; }
 
 // ---------------------------------------------------------------- features
 
@@ -220,31 +210,8 @@ __global__ void reduce_parts_kernel(const T* __restrict__ part, int nparts, int 
     acc[i] += s;
 }
 
-/// Raw sums of the Hopper kernels (acc: K × FW, columns [s·Σ r x̃ (DP) | s_n·N_k | s·Σ r‖x̃‖² | …],
-/// about the center c) → the statistics' increments about the model's means, in double, one warp
-/// per component: out (K × (d+2)) = [Σ r x̃ | N_k | Σ r‖x̃ − μ_k‖²], the last one as
-/// Σ r‖x̃‖² − 2 μ_k·Σ r x̃ + N_k ‖μ_k‖². Doing this on the GPU leaves the host one pass of additions.
-__global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int d, int DP, int FW,
-                                     const float* __restrict__ mu, const double* __restrict__ mu_sq, double x_scale,
-                                     double n_scale, double q_scale, double* __restrict__ out) {
-    const int k = int((blockIdx.x * size_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (k >= K) return; // whole warps leave together
-    const double* a = acc + size_t(k) * FW;
-    double* o = out + size_t(k) * (d + 2);
-    double cross = 0;
-    for (int j = lane; j < d; j += 32) {
-        const double f = a[j] * x_scale;
-        o[j] = f;
-        cross += double(mu[size_t(k) * d + j]) * f;
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) cross += __shfl_xor_sync(0xffffffffu, cross, off);
-    if (lane == 0) {
-        const double nk = a[DP] * n_scale;
-        o[d] = nk;
-        o[d + 1] = a[DP + 1] * q_scale - 2.0 * cross + nk * mu_sq[k];
-    }
-}
+// (finalize_sums_kernel, which turns the reduced sums into the statistics' increments, is in
+// HopperEStep.cu.)
 
 // ---------------------------------------------------------------- main kernel
 
@@ -266,55 +233,41 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         rank = int(cluster_ctarank());
         C = int(cluster_nctarank());
         ctile = rank;
-        const int q = int(blockIdx.x) / C, Q = int(gridDim.x) / C;
-        tile0 = int(int64_t(a.tiles) * q / Q);
-        tile1 = int(int64_t(a.tiles) * (q + 1) / Q);
-        part_id = q;
+        part_id = int(blockIdx.x) / C; // cluster q of Q
+        part_tiles(a.tiles, part_id, int(gridDim.x) / C, tile0, tile1);
     } else {
         ctile = int(blockIdx.x) % a.Kt;
-        const int s = int(blockIdx.x) / a.Kt, Sn = int(gridDim.x) / a.Kt;
-        tile0 = int(int64_t(a.tiles) * s / Sn);
-        tile1 = int(int64_t(a.tiles) * (s + 1) / Sn);
-        part_id = s;
+        part_id = int(blockIdx.x) / a.Kt; // row split s of Sn
+        part_tiles(a.tiles, part_id, int(gridDim.x) / a.Kt, tile0, tile1);
     }
     const int ntile = tile1 - tile0;
     const int r0 = wg * 64 + wq * 16 + g; // this thread's rows in a tile: r0, r0 + 8
     const int Kp = a.Kt * kKc;
 
-    uint64_t* full = reinterpret_cast<uint64_t*>(smem + S::oBar);
-    uint64_t* wbar = full + NS;
-    uint64_t* xbar = wbar + 1; // [2]: partials of tiles i with i % 2 == b have arrived (exchange 0)
+    PipelineBarriers<NS> bars(smem + S::oBar);
+    uint64_t* const wbar = bars.wbar;
+    uint64_t* const xbar = bars.xbar; // [2]: partials of tiles i with i % 2 == b have arrived (exchange 0)
     const bool async_x = a.exchange == 0;
     const float4* ab4 = reinterpret_cast<const float4*>(smem + S::oAB);
     const uint32_t sW = smem_u32(smem + S::oW), sR = smem_u32(smem + S::oR);
     uint8_t* stage_base = smem + S::oStage;
     float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxCluster][kBM]
 
-    if (tid == 0) {
-        for (int s = 0; s < NS; s++) mbar_init(full + s, 1);
-        mbar_init(wbar, 1);
-        mbar_init(xbar, 1);
-        mbar_init(xbar + 1, 1);
-        fence_mbar_init();
-    }
-    __syncthreads();
-    if constexpr (!kLse) { // every CTA of the cluster runs before anyone writes into its shared memory
-        cluster_arrive();
-        cluster_wait();
-    }
-    auto load_tile = [&](int stage, int tile) {
+    bars.init(tid, !kLse);
+    auto load_tile = [&](int stage, int i) { // local tile i
         uint8_t* st = stage_base + stage * S::kStageBytes;
-        mbar_expect_tx(full + stage, S::kTileBytes + (kLse ? 2 : 1) * S::kRowBytes);
-        bulk_g2s(st, a.G + size_t(tile) * kBM * FW, S::kTileBytes, full + stage);
-        bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, full + stage);
-        if constexpr (kLse)
-            bulk_g2s(st + S::kTileBytes + S::kRowBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, full + stage);
+        uint64_t* bar = bars.full + stage;
+        const int tile = tile0 + i;
+        mbar_expect_tx(bar, S::kTileBytes + (kLse ? 2 : 1) * S::kRowBytes);
+        bulk_g2s(st, a.G + size_t(tile) * kBM * FW, S::kTileBytes, bar);
+        bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, bar);
+        if constexpr (kLse) bulk_g2s(st + S::kTileBytes + S::kRowBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, bar);
     };
     if (tid == 0) {
         mbar_expect_tx(wbar, S::kWBytes + S::kABBytes);
         bulk_g2s(smem + S::oW, a.W + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oAB, a.ab + size_t(ctile) * kKc * 2, S::kABBytes, wbar);
-        for (int s = 0; s < NS && s < ntile; s++) load_tile(s, tile0 + s);
+        for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
 
@@ -482,28 +435,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 
     // (Running finish(i−1) after GEMM1(i) completes instead, which gives the exchange all of
     // GEMM1 to land, measured no faster on an H200: bench/results.)
-    for (int i = 0; i < ntile; i++) {
-        const int stage = i % NS;
-        mbar_wait(full + stage, uint32_t(i / NS) & 1u);
-        gemm1(stage);
-        if (i > 0) finish(i - 1);
-        wgmma_wait<0>();
-        fence_operand(acc1);
-        __syncthreads(); // R(i−1) complete (both warpgroups' rows)
-        if (i > 0) gemm2((i - 1) % NS);
-        epilogue(i, stage);
-        wgmma_wait<0>();
-        fence_operand(acc2);
-        __syncthreads(); // every warpgroup is done with R and with the stage of tile i−1
-        if (tid == 0 && i >= 1 && i - 1 + NS < ntile) load_tile((i - 1) % NS, tile0 + i - 1 + NS);
-    }
-    if (ntile > 0) {
-        finish(ntile - 1);
-        __syncthreads();
-        gemm2((ntile - 1) % NS);
-        wgmma_wait<0>();
-        fence_operand(acc2);
-    }
+    run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [](int) {});
     if constexpr (!kLse) {
         if (async_x) { // no CTA leaves while asynchronous stores of the cluster may be in flight
             cluster_arrive();

@@ -6,7 +6,7 @@
 // Everything here compiles to real instructions only in the sm_90a pass
 // (FAISS_GMM_SM90A); in other passes (the portable sm_80 build) the bodies are
 // traps, and the host never launches the kernels that use them (it checks the
-// kernels' binary version first, EStepCuda.cu).
+// device with a probe kernel first: hopper_supported(), HopperEStep.cu).
 #pragma once
 
 #include <cuda_fp16.h>

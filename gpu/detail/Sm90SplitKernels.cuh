@@ -41,10 +41,8 @@
 
 namespace faiss_gmm::gpu::detail::sm90::split {
 
-constexpr int kBM = 64;                     // rows per tile
+// kBM (64 rows per tile) and kRScale: TileShapes.h; the flush interval: EStepCudaOptions::hopper_flush_tiles
 constexpr int kMaxParts = 2 * kMaxCluster;  // per-row partials: (CTA, warpgroup)
-constexpr float kRScale = 4096.f;           // responsibilities × 2^12 before the split (undone on the host)
-constexpr int kDefaultFlushTiles = 64;      // 4096 rows per fp32 accumulation run
 
 template <int DP>
 struct Shape {
@@ -145,36 +143,30 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int rank = int(cluster_ctarank()), C = int(cluster_nctarank());
     const int P = 2 * C; // partials per row
-    const int q = int(blockIdx.x) / C, Q = int(gridDim.x) / C;
-    const int tile0 = int(int64_t(a.tiles) * q / Q), tile1 = int(int64_t(a.tiles) * (q + 1) / Q);
+    const int q = int(blockIdx.x) / C; // cluster q of gridDim.x / C
+    int tile0, tile1;
+    part_tiles(a.tiles, q, int(gridDim.x) / C, tile0, tile1);
     const int ntile = tile1 - tile0;
     const int r0 = wq * 16 + g;  // GEMM1: this thread's rows r0, r0 + 8 of a tile
     const int c0 = wg * 64;      // this warpgroup's components within the CTA
     const int Kp = a.Kt * kKc;
 
-    uint64_t* full = reinterpret_cast<uint64_t*>(smem + S::oBar);
-    uint64_t* wbar = full + NS;
-    uint64_t* xbar = wbar + 1; // [2]: every partial of tiles i with i % 2 == b has arrived
+    PipelineBarriers<NS> bars(smem + S::oBar);
+    uint64_t* const wbar = bars.wbar;
+    uint64_t* const xbar = bars.xbar; // [2]: every partial of tiles i with i % 2 == b has arrived
     const float4* ab4 = reinterpret_cast<const float4*>(smem + S::oAB);
     const uint32_t sW = smem_u32(smem + S::oW), sR = smem_u32(smem + S::oR);
     uint8_t* stage_base = smem + S::oStage;
     float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxParts][kBM]
 
-    if (tid == 0) {
-        for (int s = 0; s < NS; s++) mbar_init(full + s, 1);
-        mbar_init(wbar, 1);
-        mbar_init(xbar, 1);
-        mbar_init(xbar + 1, 1);
-        fence_mbar_init();
-    }
-    __syncthreads();
-    cluster_arrive(); // every CTA of the cluster runs before anyone writes into its shared memory
-    cluster_wait();
-    auto load_tile = [&](int stage, int tile) {
+    bars.init(tid, true);
+    auto load_tile = [&](int stage, int i) { // local tile i
         uint8_t* st = stage_base + stage * S::kStageBytes;
-        mbar_expect_tx(full + stage, S::kTileBytes + S::kRowBytes);
-        bulk_g2s(st, a.G + size_t(tile) * 2 * kBM * FW, S::kTileBytes, full + stage);
-        bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, full + stage);
+        uint64_t* bar = bars.full + stage;
+        const int tile = tile0 + i;
+        mbar_expect_tx(bar, S::kTileBytes + S::kRowBytes);
+        bulk_g2s(st, a.G + size_t(tile) * 2 * kBM * FW, S::kTileBytes, bar);
+        bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, bar);
     };
     if (tid == 0) {
         const size_t wlo = size_t(a.Kt) * kKc * DP;
@@ -182,7 +174,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         bulk_g2s(smem + S::oW, a.W + size_t(rank) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(rank) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oAB, a.ab + size_t(rank) * kKc * 2, S::kABBytes, wbar);
-        for (int s = 0; s < NS && s < ntile; s++) load_tile(s, tile0 + s);
+        for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
 
@@ -347,32 +339,12 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     };
 
     int since_flush = 0;
-    for (int i = 0; i < ntile; i++) {
-        const int stage = i % NS;
-        mbar_wait(full + stage, uint32_t(i / NS) & 1u);
-        gemm1(stage);
-        if (i > 0) finish(i - 1);
-        wgmma_wait<0>();
-        fence_operand(acc1);
-        __syncthreads(); // R(i−1) complete
-        if (i > 0) gemm2((i - 1) % NS);
-        epilogue(i, stage);
-        wgmma_wait<0>();
-        fence_operand(acc2);
+    run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
         if (i > 0 && ++since_flush == a.flush_tiles) {
             flush();
             since_flush = 0;
         }
-        __syncthreads(); // every warpgroup is done with R and with the stage of tile i−1
-        if (tid == 0 && i >= 1 && i - 1 + NS < ntile) load_tile((i - 1) % NS, tile0 + i - 1 + NS);
-    }
-    if (ntile > 0) {
-        finish(ntile - 1);
-        __syncthreads();
-        gemm2((ntile - 1) % NS);
-        wgmma_wait<0>();
-        fence_operand(acc2);
-    }
+    });
     cluster_arrive(); // no CTA leaves while asynchronous stores of the cluster may be in flight
     cluster_wait();
     flush();

@@ -1,0 +1,53 @@
+// The Blocked algorithm of the CUDA E-step on one GPU (BlockedKernels.cuh has the kernels):
+// per block of rows, a cuBLAS GEMM for the logits, a responsibility kernel, a cuBLAS GEMM
+// for Rᵀ·[x | x² | 1 | ‖x‖²] added to double sums; the host turns those into statistics.
+// Every model shape and GPU; fp32 GEMMs (accurate) or TF32 (fast).
+#pragma once
+
+#include <cublas_v2.h>
+
+#include <vector>
+
+#include "gpu/detail/ChunkAlgorithm.h"
+#include "gpu/detail/DeviceResources.h"
+
+namespace faiss_gmm::gpu::detail {
+
+class BlockedEStep final : public ChunkAlgorithm {
+  public:
+    /// On `device` (current when constructed); block_bytes: EStepCudaOptions::block_bytes.
+    BlockedEStep(int device, bool fast, int64_t block_bytes, bool poison, cudaStream_t stream);
+    ~BlockedEStep() override;
+    const char* name() const override { return "blocked"; }
+    double bytes_per_row(const EncodedModel& em) const override;
+    void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) override;
+    void begin(cudaStream_t stream) override;
+    void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) override;
+    void download(cudaStream_t stream) override;
+    void add_to(SufficientStats& stats) const override;
+    double loglik() const override { return h_loglik_; }
+    size_t device_bytes() const override;
+
+  private:
+    template <typename Tin>
+    void run_chunk(const Tin* x, int64_t n, cudaStream_t stream);
+    /// Orientation of the second GEMM that cuBLAS ran faster for each compute type on an H200
+    /// (bench/results): fp32 as R·Fᵀ (components major, tmp[j·Kp2 + k]), TF32 as F·Rᵀ (tmp[k·ld2 + j]).
+    bool component_major() const { return !fast_; }
+
+    int device_;
+    bool fast_, poison_;
+    int64_t block_bytes_;
+    cublasHandle_t cublas_ = nullptr;
+    // model
+    int64_t K_ = 0, d_ = 0, Dfeat_ = 0, ld2_ = 0, Kp2_ = 0, block_rows_ = 0;
+    bool diag_ = false;
+    std::vector<float> means_;     // K × d
+    std::vector<double> mean_sq_;  // K
+    // F2 = [x | x² | 1 | ‖x‖²] per row (ld2 floats), W1 (Kp2 × ld2), logits S (block × Kp2)
+    DeviceBuffer center_, W1_, bias_, acoef_, F2_, S_, tmp_, acc_, loglik_;
+    std::vector<double> h_acc_; // Kp2 × ld2 feature sums, downloaded
+    double h_loglik_ = 0;
+};
+
+} // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,41 @@
+// What one algorithm of the CUDA E-step does on one GPU for the worker that drives it
+// (EStepCuda.cu): take an encoded model, turn chunks of rows in device memory into sums on
+// the GPU, and hand back the statistics' increments. Each algorithm owns its buffers and
+// finishes its own sums (Hopper on the GPU, Blocked on the host).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "faiss_gmm/SufficientStats.h"
+#include "faiss_gmm/VectorSource.h"
+#include "gpu/EStepCuda.h"
+#include "gpu/detail/ModelEncoding.h"
+
+namespace faiss_gmm::gpu::detail {
+
+class ChunkAlgorithm {
+  public:
+    virtual ~ChunkAlgorithm() = default;
+    /// "blocked" or "hopper" (EStepCudaReport::algorithm).
+    virtual const char* name() const = 0;
+    /// Device bytes per chunk row for this model (sizes the chunks, heuristics.h).
+    virtual double bytes_per_row(const EncodedModel& em) const = 0;
+    /// Uploads the model and sizes the buffers for chunks of up to chunk_rows rows.
+    virtual void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) = 0;
+    /// Zeroes the sums (start of an accumulate() call).
+    virtual void begin(cudaStream_t stream) = 0;
+    /// Enqueues the work on n rows of `type` at device pointer x.
+    virtual void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) = 0;
+    /// Downloads the sums (synchronizes `stream`).
+    virtual void download(cudaStream_t stream) = 0;
+    /// Adds the downloaded sums to stats' per-component sums (about the model's means).
+    virtual void add_to(SufficientStats& stats) const = 0;
+    /// Σ ln Z of the downloaded rows.
+    virtual double loglik() const = 0;
+    virtual size_t device_bytes() const = 0;
+};
+
+} // namespace faiss_gmm::gpu::detail

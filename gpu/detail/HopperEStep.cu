@@ -1,0 +1,195 @@
+// The Hopper algorithm of the CUDA E-step on one GPU (HopperEStep.h); hopper_kernels(DP) is
+// the one switch from the runtime tile width to the per-DP launchers (HopperKernels*.cu).
+#include "gpu/detail/HopperEStep.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "gpu/detail/Sm90Primitives.cuh"
+
+namespace faiss_gmm::gpu::detail {
+
+namespace {
+
+/// Writes 1 when this device code is the sm_90a build (the wgmma kernels are real), else 0: a
+/// build for plain sm_90 also reports binary version 90 but carries only the trap stubs.
+__global__ void sm90a_probe_kernel(int* out) { *out = FAISS_GMM_SM90A; }
+
+/// Raw sums of the Hopper kernels (acc: K × FW, columns [s·Σ r x̃ (DP) | s_n·N_k | s·Σ r‖x̃‖² | …],
+/// about the center c) → the statistics' increments about the model's means, in double, one warp
+/// per component: out (K × (d+2)) = [Σ r x̃ | N_k | Σ r‖x̃ − μ_k‖²], the last one as
+/// Σ r‖x̃‖² − 2 μ_k·Σ r x̃ + N_k ‖μ_k‖².
+__global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int d, int DP, int FW,
+                                     const float* __restrict__ mu, const double* __restrict__ mu_sq, double x_scale,
+                                     double n_scale, double q_scale, double* __restrict__ out) {
+    const int k = int((blockIdx.x * size_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (k >= K) return; // whole warps leave together
+    const double* a = acc + size_t(k) * FW;
+    double* o = out + size_t(k) * (d + 2);
+    double cross = 0;
+    for (int j = lane; j < d; j += 32) {
+        const double f = a[j] * x_scale;
+        o[j] = f;
+        cross += double(mu[size_t(k) * d + j]) * f;
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) cross += __shfl_xor_sync(0xffffffffu, cross, off);
+    if (lane == 0) {
+        const double nk = a[DP] * n_scale;
+        o[d] = nk;
+        o[d + 1] = a[DP + 1] * q_scale - 2.0 * cross + nk * mu_sq[k];
+    }
+}
+
+int least_priority() {
+    int least = 0, greatest = 0;
+    FAISS_GMM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    return least;
+}
+
+} // namespace
+
+const HopperKernels& hopper_kernels(int DP) {
+    switch (DP) {
+    case 32: return hopper_kernels_for<32>();
+    case 64: return hopper_kernels_for<64>();
+    case 96: return hopper_kernels_for<96>();
+    case 128: return hopper_kernels_for<128>();
+    default: throw std::logic_error("hopper_kernels: no kernels for tile width " + std::to_string(DP));
+    }
+}
+
+bool hopper_supported(int device) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device) != cudaSuccess || prop.major != 9 || prop.minor != 0 ||
+        cudaSetDevice(device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    int* d_flag = nullptr;
+    int flag = 0;
+    bool ok = cudaMalloc(&d_flag, sizeof(int)) == cudaSuccess;
+    if (ok) {
+        sm90a_probe_kernel<<<1, 1>>>(d_flag);
+        ok = cudaGetLastError() == cudaSuccess &&
+             cudaMemcpy(&flag, d_flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess;
+        cudaFree(d_flag);
+    }
+    cudaGetLastError();
+    return ok && flag == 1;
+}
+
+HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_count)
+        : device_(device), poison_(options.poison_buffers), feat_stream_(least_priority()) {
+    for (int i = 0; i < kMaxSubChunks; i++) feat_done_handles_[i] = feat_done_[i];
+    args_.sm_count = sm_count;
+    args_.sub_tiles = options.hopper_sub_tiles;
+    args_.exchange = options.hopper_exchange;
+    args_.flush_tiles = options.hopper_flush_tiles;
+    args_.buf = &buf_;
+    args_.feat_stream = feat_stream_;
+    args_.feat_gate = feat_gate_;
+    args_.feat_done = feat_done_handles_;
+}
+
+double HopperEStep::bytes_per_row(const EncodedModel& em) const {
+    return hopper_bytes_per_row(em.logits.d, em.hopper->FW, em.hopper->split);
+}
+
+void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) {
+    const HopperModel& hm = *em.hopper;
+    const LogitModel& lm = em.logits;
+    HopperChunkArgs& a = args_;
+    a.K = int(lm.K);
+    a.d = int(lm.d);
+    a.model = hm;
+    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split: K ≤ 1024)
+    kernels_ = &hopper_kernels(hm.DP);
+    kernels_->set_attributes();
+    a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0;
+    if (a.C > 0 && a.max_clusters < 1) {
+        throw std::runtime_error("EStepCuda: the Hopper kernel cannot be launched with clusters of " +
+                                 std::to_string(a.C) + " blocks on device " + std::to_string(device_));
+    }
+    const int64_t BM = hm.split ? sm90::split::kBM : sm90::kBM;
+    const size_t rows = size_t((chunk_rows + BM - 1) / BM * BM), FW = size_t(hm.FW);
+    // Partial sums: what one launch writes, at most ~max(sm_count·128, Kp) components.
+    const size_t nparts = size_t(hopper_partial_slices(a.C > 0, a.max_clusters, a.sm_count, hm.Kt));
+    HopperBuffers& b = buf_;
+    b.center.allocate(device_, size_t(lm.d) * 4, false);
+    b.W.allocate(device_, hm.W.size() * 2, poison_);
+    b.ab.allocate(device_, hm.ab.size() * 4, poison_);
+    b.mu.allocate(device_, lm.means.size() * 4, poison_);
+    b.mu_sq.allocate(device_, lm.mean_sq.size() * 8, poison_);
+    b.G.allocate(device_, rows * FW * 2 * (hm.split ? 2 : 1), poison_);
+    b.xx.allocate(device_, rows * 4, poison_);
+    if (a.C == 0) b.lse.allocate(device_, rows * 4, poison_);
+    b.part.allocate(device_, nparts * hm.Kt * sm90::kKc * FW * (hm.split ? 8 : 4), poison_);
+    b.acc.allocate(device_, size_t(lm.K) * FW * 8, poison_);
+    b.out.allocate(device_, size_t(lm.K) * (lm.d + 2) * 8, poison_);
+    b.loglik.allocate(device_, 8, poison_);
+    auto upload = [](DeviceBuffer& dst, const auto& v) {
+        FAISS_GMM_CUDA_CHECK(cudaMemcpy(dst.get(), v.data(), v.size() * sizeof(v[0]), cudaMemcpyHostToDevice));
+    };
+    upload(b.center, em.center);
+    upload(b.W, hm.W);
+    upload(b.ab, hm.ab);
+    upload(b.mu, lm.means);
+    upload(b.mu_sq, lm.mean_sq);
+}
+
+void HopperEStep::begin(cudaStream_t stream) {
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.acc.get(), 0, buf_.acc.bytes(), stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.loglik.get(), 0, buf_.loglik.bytes(), stream));
+}
+
+void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) {
+    args_.x = x;
+    args_.uint8 = type == DataType::UInt8;
+    args_.n = n;
+    args_.stream = stream;
+    const HopperLaunchShape shape = kernels_->chunk(args_);
+    report.blocks = shape.blocks;
+    report.cluster = shape.cluster;
+}
+
+void HopperEStep::download(cudaStream_t stream) {
+    // Columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…] (× 2^12 for the split kernel).
+    const HopperShape& m = args_.model;
+    const int K = args_.K, d = args_.d;
+    const double ir = m.split ? 1.0 / double(sm90::split::kRScale) : 1.0;
+    finalize_sums_kernel<<<unsigned((K * 32 + 255) / 256), 256, 0, stream>>>(
+            buf_.acc.as<double>(), K, d, m.DP, m.FW, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx),
+            ir, ir / double(m.sq), buf_.out.as<double>());
+    FAISS_GMM_CUDA_CHECK_LAUNCH("finalize_sums_kernel");
+    const size_t bytes = size_t(K) * (d + 2) * 8;
+    h_out_.allocate(bytes + 8);
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_out_.get(), buf_.out.get(), bytes, cudaMemcpyDeviceToHost, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(h_out_.get()) + bytes, buf_.loglik.get(), 8,
+                                         cudaMemcpyDeviceToHost, stream));
+    FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::memcpy(&h_loglik_, static_cast<uint8_t*>(h_out_.get()) + bytes, 8);
+}
+
+void HopperEStep::add_to(SufficientStats& stats) const {
+    const int64_t d = args_.d;
+    const double* o = static_cast<const double*>(h_out_.get());
+    for (int64_t k = 0; k < args_.K; k++, o += d + 2) {
+        double* sx = stats.sum_x.data() + k * d;
+        for (int64_t j = 0; j < d; j++) sx[j] += o[j];
+        stats.nk[k] += o[d];
+        stats.sum_sq[k] += o[d + 1];
+    }
+}
+
+size_t HopperEStep::device_bytes() const {
+    size_t total = 0;
+    for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
+                                  &buf_.lse, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik}) {
+        total += b->bytes();
+    }
+    return total;
+}
+
+} // namespace faiss_gmm::gpu::detail

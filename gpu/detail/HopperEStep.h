@@ -1,0 +1,49 @@
+// The Hopper algorithm of the CUDA E-step on one GPU (sm_90a; Sm90Kernels.cuh and
+// Sm90SplitKernels.cuh have the kernels and their design): spherical models, d ≤ 128; fast
+// mode (fp16 wgmma, one pass with clusters for K ≤ 1024, two passes above) and accurate mode
+// (2×fp16 split products, one pass, K ≤ 1024). The raw sums become the statistics'
+// increments on the GPU, so the host does one pass of additions.
+#pragma once
+
+#include "gpu/detail/ChunkAlgorithm.h"
+#include "gpu/detail/DeviceResources.h"
+#include "gpu/detail/HopperLaunch.h"
+#include "gpu/detail/heuristics.h"
+
+namespace faiss_gmm::gpu::detail {
+
+/// True when `device` runs the sm_90a build of the Hopper kernels: a Hopper GPU (9.0) and
+/// device code that really is sm_90a (asked of the device: an sm_90 build also reports binary
+/// version 90). Never throws; leaves `device` current.
+bool hopper_supported(int device);
+
+class HopperEStep final : public ChunkAlgorithm {
+  public:
+    /// On `device` (current when constructed); the hopper_* fields of options are its knobs.
+    HopperEStep(int device, const EStepCudaOptions& options, int sm_count);
+    void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) override;
+    double bytes_per_row(const EncodedModel& em) const override;
+    void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) override;
+    void begin(cudaStream_t stream) override;
+    void download(cudaStream_t stream) override;
+    const char* name() const override { return "hopper"; }
+    void add_to(SufficientStats& stats) const override;
+    size_t device_bytes() const override;
+    double loglik() const override { return h_loglik_; }
+
+  private:
+    int device_;
+    bool poison_;
+    // Sub-chunks' features run on this low-priority stream, on the SMs the clusters leave idle
+    // (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).
+    CudaStream feat_stream_;
+    CudaEvent feat_gate_, feat_done_[kMaxSubChunks];
+    cudaEvent_t feat_done_handles_[kMaxSubChunks];
+    const HopperKernels* kernels_ = nullptr; // the current model's tile width
+    HopperBuffers buf_;
+    HopperChunkArgs args_; // the launches' contract: model shape, knobs, buffers, streams
+    PinnedBuffer h_out_;   // increments + loglik: pinned, so the download is a DMA, not a staged copy
+    double h_loglik_ = 0;
+};
+
+} // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,219 @@
+// Launchers of the Hopper kernels for one tile width DP (HopperLaunch.h), included only by the
+// per-DP instantiation files HopperKernels{32,64,96,128}.cu: kernel attributes, cluster
+// occupancy, and a chunk's launches (features, one-pass cluster kernel cut into sub-chunks or
+// the two-pass kernels, partial reduction).
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "gpu/detail/CudaUtils.h"
+#include "gpu/detail/HopperLaunch.h"
+#include "gpu/detail/Sm90Kernels.cuh"
+#include "gpu/detail/Sm90SplitKernels.cuh"
+#include "gpu/detail/heuristics.h"
+
+namespace faiss_gmm::gpu::detail::sm90 {
+
+/// Launch configuration of the one-pass kernels: `clusters` thread-block clusters of C CTAs.
+struct ClusterLaunch {
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr[1];
+    ClusterLaunch(int clusters, int C, size_t smem, cudaStream_t stream) {
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = unsigned(C);
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.gridDim = dim3(unsigned(clusters * C));
+        cfg.blockDim = dim3(kThreads);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    ClusterLaunch(const ClusterLaunch&) = delete; // cfg points into attr
+    ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
+template <int DP>
+void set_attributes() {
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              Shape<DP>::kSmem));
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              Shape<DP>::kSmem));
+    FAISS_GMM_CUDA_CHECK(
+            cudaFuncSetAttribute(lse_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape<DP>::kLseSmem));
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, split::Shape<DP>::kSmem));
+}
+
+template <int DP>
+int max_active_clusters(bool is_split, int C, int sm_count, cudaStream_t stream) {
+    const ClusterLaunch l(sm_count, C, is_split ? split::Shape<DP>::kSmem : Shape<DP>::kSmem, stream);
+    int n = 0;
+    if (is_split) {
+        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, split::estep_split_kernel<DP>, &l.cfg));
+    } else {
+        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, estep_kernel<DP, false>, &l.cfg));
+    }
+    return n;
+}
+
+/// One-pass chunk of n rows in tiles of L::kBM: L::features(first_tile, tiles, rows) of sub-chunk
+/// s+1 on feat_stream while L::kernel(sub, first_tile, tiles, rows, clusters) runs sub-chunk s on
+/// `stream` (rows: the valid rows of those tiles); sub-chunk s writes its partial sums to its own
+/// slices, so one reduction at the end sums all of them. Returns the number of partial slices.
+/// (The launchers are classes, not lambdas: nvcc 13's front end fails on these lambdas with
+/// "internal error … i_copy_expr_tree".)
+template <class L>
+int one_pass(const HopperChunkArgs& a, const L& launch, HopperLaunchShape& shape) {
+    constexpr int BM = L::kBM;
+    const int tiles = int((a.n + BM - 1) / BM);
+    const int Q = std::min(a.max_clusters, tiles);
+    const int nsub = hopper_sub_chunks(tiles, a.sub_tiles, Q);
+    int t0[kMaxSubChunks + 1];
+    for (int sub = 0; sub <= nsub; sub++) t0[sub] = int(int64_t(tiles) * sub / nsub);
+    auto rows = [&](int sub) { return int(std::min<int64_t>(a.n - int64_t(t0[sub]) * BM, int64_t(t0[sub + 1] - t0[sub]) * BM)); };
+    // The features may overwrite G only after the kernels of the previous chunk read it.
+    FAISS_GMM_CUDA_CHECK(cudaEventRecord(a.feat_gate, a.stream));
+    FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(a.feat_stream, a.feat_gate, 0));
+    for (int sub = 0; sub < nsub; sub++) {
+        launch.features(t0[sub], t0[sub + 1] - t0[sub], rows(sub), a.feat_stream);
+        FAISS_GMM_CUDA_CHECK(cudaEventRecord(a.feat_done[sub], a.feat_stream));
+    }
+    // Sub-chunks with fewer clusters than Q leave slices unwritten: launch.kernel zeroes them.
+    for (int sub = 0; sub < nsub; sub++) {
+        FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(a.stream, a.feat_done[sub], 0));
+        const int nt = t0[sub + 1] - t0[sub];
+        launch.kernel(sub, t0[sub], nt, rows(sub), std::min(Q, nt), Q);
+    }
+    shape.blocks = Q * a.C;
+    shape.cluster = a.C;
+    return nsub * Q;
+}
+
+/// acc += Σ of the partial slices, in double (deterministic order).
+template <typename T>
+void reduce_parts(const HopperChunkArgs& a, int nparts) {
+    const int count = a.K * a.model.FW;
+    reduce_parts_kernel<<<unsigned((count + 255) / 256), 256, 0, a.stream>>>(
+            a.buf->part.as<const T>(), nparts, a.model.Kt * kKc, a.K, a.model.FW, a.buf->acc.as<double>());
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::reduce_parts_kernel");
+}
+
+/// The launchers of one_pass for the accurate (Split = true: hi/lo features, the split kernel,
+/// double partial sums) or the fast kernel (fp16 features, the cluster kernel, float partials).
+template <typename Tin, int DP, bool Split>
+struct OnePassLaunch {
+    static constexpr int kBM = Split ? split::kBM : sm90::kBM;
+    static constexpr int kPlanes = Split ? 2 : 1; // hi/lo blocks per tile of G
+    using Part = std::conditional_t<Split, double, float>;
+    const HopperChunkArgs& a;
+    const Tin* x;
+    int vec;
+    __half* G(int t0) const { return a.buf->G.as<__half>() + size_t(t0) * kPlanes * kBM * a.model.FW; }
+    float* xx(int t0) const { return a.buf->xx.as<float>() + size_t(t0) * kBM; }
+    void features(int t0, int nt, int rows, cudaStream_t st) const {
+        auto kernel = Split ? split::features_split_kernel<Tin, DP> : features_kernel<Tin, DP>;
+        kernel<<<unsigned(nt * kBM / 16), 256, 0, st>>>(x + size_t(t0) * kBM * a.d, rows, a.d,
+                                                         a.buf->center.as<float>(), a.model.sx, a.model.sq, G(t0),
+                                                         xx(t0), nt * kBM, vec);
+        FAISS_GMM_CUDA_CHECK_LAUNCH(Split ? "sm90::split::features_split_kernel" : "sm90::features_kernel");
+    }
+    /// The kernel's arguments for tiles [t0, t0 + nt) holding `rows` valid rows, partial slices from `part`.
+    auto args(int t0, int nt, int rows, Part* part) const {
+        std::conditional_t<Split, split::Args, Args> k{};
+        k.G = G(t0);
+        k.xx = xx(t0);
+        k.W = a.buf->W.as<const __half>();
+        k.ab = a.buf->ab.as<const float>();
+        k.part = part;
+        k.loglik = a.buf->loglik.as<double>();
+        k.n = rows;
+        k.tiles = nt;
+        k.Kt = a.model.Kt;
+        k.kinv = a.model.kinv;
+        if constexpr (Split) {
+            k.flush_tiles = a.flush_tiles;
+        } else {
+            k.lse = a.buf->lse.as<float>();
+            k.exchange = a.exchange;
+        }
+        return k;
+    }
+    /// Sub-chunk `sub` on Q of the Q0 clusters: the fast kernel's CTAs write their partial sums
+    /// (no accumulation) and the split kernel's clusters theirs, so slices of the clusters a
+    /// short sub-chunk does not use are zeroed.
+    void kernel(int sub, int t0, int nt, int rows, int Q, int Q0) const {
+        const size_t slice = size_t(a.model.Kt) * kKc * a.model.FW;
+        Part* part = a.buf->part.as<Part>() + size_t(sub) * Q0 * slice;
+        const auto k = args(t0, nt, rows, part);
+        const ClusterLaunch l(Q, a.C, Split ? split::Shape<DP>::kSmem : Shape<DP>::kSmem, a.stream);
+        if constexpr (Split) {
+            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, split::estep_split_kernel<DP>, k));
+        } else {
+            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, estep_kernel<DP, false>, k));
+        }
+        if (Q < Q0) {
+            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(part + Q * slice, 0, (Q0 - Q) * slice * sizeof(Part), a.stream));
+        }
+    }
+};
+
+/// Fast mode: the one-pass cluster kernel (K ≤ 1024) or the LSE kernel and the second pass
+/// (K > 1024), then the float reduction; accurate mode: the one-pass split kernel, then the
+/// double reduction.
+template <typename Tin, int DP>
+HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
+    HopperLaunchShape shape;
+    if (a.model.split) {
+        reduce_parts<double>(a, one_pass(a, OnePassLaunch<Tin, DP, true>{a, x, vec}, shape));
+        return shape;
+    }
+    const OnePassLaunch<Tin, DP, false> launch{a, x, vec};
+    if (a.C > 0) {
+        reduce_parts<float>(a, one_pass(a, launch, shape));
+        return shape;
+    }
+    const int tiles = int((a.n + kBM - 1) / kBM);
+    const Args k = launch.args(0, tiles, int(a.n), a.buf->part.as<float>());
+    launch.features(0, tiles, int(a.n), a.stream);
+    lse_kernel<DP><<<unsigned(tiles), kThreads, Shape<DP>::kLseSmem, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
+    const int Sn = hopper_row_splits(tiles, a.sm_count, a.model.Kt);
+    estep_kernel<DP, true><<<unsigned(Sn * a.model.Kt), kThreads, Shape<DP>::kSmem, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::estep_kernel");
+    shape.blocks = Sn * a.model.Kt;
+    shape.cluster = 0;
+    reduce_parts<float>(a, Sn);
+    return shape;
+}
+
+template <typename Tin, int DP>
+HopperLaunchShape typed_chunk(const HopperChunkArgs& a) {
+    const Tin* x = static_cast<const Tin*>(a.x);
+    // Rows can be read with 16-byte (float) / 8-byte (uint8) loads: aligned base, d a multiple of 4 / 8.
+    const uintptr_t xa = reinterpret_cast<uintptr_t>(x);
+    const int vec = sizeof(Tin) == 4 ? (xa % 16 == 0 && a.d % 4 == 0) : (xa % 8 == 0 && a.d % 8 == 0);
+    return chunk_of<Tin, DP>(a, x, vec);
+}
+
+template <int DP>
+HopperLaunchShape chunk(const HopperChunkArgs& a) {
+    return a.uint8 ? typed_chunk<uint8_t, DP>(a) : typed_chunk<float, DP>(a);
+}
+
+} // namespace faiss_gmm::gpu::detail::sm90
+
+namespace faiss_gmm::gpu::detail {
+
+template <int DP>
+const HopperKernels& hopper_kernels_for() {
+    static const HopperKernels k{&sm90::set_attributes<DP>, &sm90::max_active_clusters<DP>, &sm90::chunk<DP>};
+    return k;
+}
+
+} // namespace faiss_gmm::gpu::detail

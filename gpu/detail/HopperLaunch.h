@@ -1,0 +1,69 @@
+// The host's contract with the Hopper kernels of one tile width DP (32, 64, 96, 128): what a
+// chunk launch needs (HopperChunkArgs) and the launchers, instantiated per DP in
+// HopperKernels{32,64,96,128}.cu and chosen by hopper_kernels(DP), the one runtime → template
+// switch of the Hopper path (HopperEStep.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "gpu/detail/DeviceResources.h"
+#include "gpu/detail/ModelEncoding.h"
+
+namespace faiss_gmm::gpu::detail {
+
+/// What the Hopper path holds on the GPU (HopperEStep owns it).
+struct HopperBuffers {
+    DeviceBuffer center;   ///< d floats: the rows' center
+    DeviceBuffer W, ab;    ///< HopperModel::W (halves), HopperModel::ab
+    DeviceBuffer mu, mu_sq; ///< the model's means (K × d floats) and ‖μ_k‖² (K doubles): finalize_sums_kernel
+    DeviceBuffer G, xx;    ///< a chunk's features (halves, tiled) and ‖x − c‖² per row
+    DeviceBuffer lse;      ///< two passes: log2 Z per row
+    DeviceBuffer part;     ///< partial sums: float (fast) or double (split) slices of Kt·128 × FW
+    DeviceBuffer acc;      ///< K × FW doubles: the call's sums (reduce_parts_kernel adds to them)
+    DeviceBuffer out;      ///< K × (d+2) doubles: the statistics' increments
+    DeviceBuffer loglik;   ///< 1 double
+};
+
+/// One chunk of the Hopper path: the rows, the model's shape, the knobs, the buffers and streams.
+struct HopperChunkArgs {
+    const void* x = nullptr; ///< n rows of d values (device memory), float32 or uint8
+    bool uint8 = false;
+    int64_t n = 0;
+    int d = 0, K = 0;
+    HopperShape model;
+    int C = 0;            ///< cluster size of the one-pass kernel; 0: two passes
+    int max_clusters = 0; ///< clusters of C CTAs that fit the GPU at once
+    int sm_count = 0;
+    int sub_tiles = 128;  ///< EStepCudaOptions::hopper_sub_tiles
+    int exchange = 0;     ///< EStepCudaOptions::hopper_exchange
+    int flush_tiles = 64; ///< EStepCudaOptions::hopper_flush_tiles
+    const HopperBuffers* buf = nullptr;
+    cudaStream_t stream = nullptr;      ///< the kernels' stream (high priority)
+    cudaStream_t feat_stream = nullptr; ///< sub-chunks' features (low priority)
+    cudaEvent_t feat_gate = nullptr;
+    const cudaEvent_t* feat_done = nullptr; ///< kMaxSubChunks events
+};
+
+/// Thread blocks and cluster size of the last launch (EStepCudaReport::blocks, ::cluster).
+struct HopperLaunchShape {
+    int blocks = 0, cluster = 0;
+};
+
+/// The launchers of one tile width.
+struct HopperKernels {
+    /// Raises the kernels' dynamic shared memory limits (once per device and model shape).
+    void (*set_attributes)();
+    /// Clusters of C CTAs of the one-pass kernel (split: the accurate one) active at once.
+    int (*max_active_clusters)(bool split, int C, int sm_count, cudaStream_t stream);
+    /// Enqueues the features, main kernel(s) and partial reduction of one chunk.
+    HopperLaunchShape (*chunk)(const HopperChunkArgs& a);
+};
+
+template <int DP>
+const HopperKernels& hopper_kernels_for();
+/// The launchers for tile width DP (32, 64, 96 or 128).
+const HopperKernels& hopper_kernels(int DP);
+
+} // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,146 @@
+// Host-only encoding of a GmmModel for the CUDA kernels (ModelEncoding.h).
+#include "gpu/detail/ModelEncoding.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "gpu/detail/TileShapes.h"
+
+namespace faiss_gmm::gpu::detail {
+
+namespace {
+constexpr double kLog2e = 1.4426950408889634074;
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+} // namespace
+
+uint16_t host_f16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x477ff000u) return uint16_t(sign | 0x7bffu); // ≥ 65520 (or inf/NaN)
+    if (ax <= 0x33000000u) return uint16_t(sign);            // ≤ 2^-25: rounds to 0
+    const int e = int(ax >> 23);
+    if (e < 113) { // half subnormal
+        const uint32_t mant = (ax & 0x7fffffu) | 0x800000u;
+        const int shift = 126 - e;
+        uint32_t q = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return uint16_t(sign | q);
+    }
+    uint32_t h = (uint32_t(e - 112) << 10) | ((ax >> 13) & 0x3ffu);
+    const uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return uint16_t(sign | h);
+}
+
+double host_f16_value(uint16_t h) {
+    const int e = (h >> 10) & 31, m = h & 1023;
+    const double v = e == 0 ? std::ldexp(double(m), -24) : std::ldexp(double(1024 + m), e - 25);
+    return (h & 0x8000u) ? -v : v;
+}
+
+float pow2i(int e) { return std::ldexp(1.0f, std::clamp(e, -120, 120)); }
+
+LogitModel encode_logits(const GmmModel& model) {
+    LogitModel lm;
+    const int64_t K = model.K, d = model.d;
+    lm.K = K;
+    lm.d = d;
+    lm.diag = model.covariance_type == CovarianceType::Diagonal;
+    lm.Dfeat = lm.diag ? 2 * d : d;
+    lm.means = model.means;
+    lm.mean_sq.assign(K, 0.0);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < d; j++) lm.mean_sq[k] += double(model.means[k * d + j]) * model.means[k * d + j];
+    const std::vector<double> c = model.log_constants();
+    lm.w.assign(size_t(K) * lm.Dfeat, 0.0);
+    lm.bias.assign(K, 0.f);
+    lm.acoef.assign(K, 0.f);
+    for (int64_t k = 0; k < K; k++) {
+        const float* mu = model.means.data() + k * d;
+        double* wk = lm.w.data() + k * lm.Dfeat;
+        if (!lm.diag) {
+            const double inv = 1.0 / double(model.variances[k]);
+            for (int64_t j = 0; j < d; j++) wk[j] = double(mu[j]) * inv * kLog2e;
+            lm.bias[k] = float((c[k] - 0.5 * inv * lm.mean_sq[k]) * kLog2e);
+            lm.acoef[k] = float(-0.5 * inv * kLog2e);
+        } else {
+            for (int64_t j = 0; j < d; j++) {
+                const double inv = 1.0 / double(model.variances[k * d + j]);
+                wk[j] = double(mu[j]) * inv * kLog2e;
+                wk[d + j] = -0.5 * inv * kLog2e;
+            }
+            lm.bias[k] = float(c[k] * kLog2e);
+        }
+    }
+    return lm;
+}
+
+BlockedModel encode_blocked(const LogitModel& lm) {
+    BlockedModel b;
+    b.ld2 = round_up(lm.Dfeat + (lm.diag ? 1 : 2), 4);
+    b.Kp2 = round_up(lm.K, 4);
+    b.w1.assign(size_t(b.Kp2) * b.ld2, 0.f);
+    b.bias.assign(b.Kp2, kNegBig);
+    b.acoef.assign(b.Kp2, 0.f);
+    for (int64_t k = 0; k < lm.K; k++) {
+        for (int64_t e = 0; e < lm.Dfeat; e++) b.w1[k * b.ld2 + e] = float(lm.w[k * lm.Dfeat + e]);
+        b.bias[k] = lm.bias[k];
+        b.acoef[k] = lm.acoef[k];
+    }
+    return b;
+}
+
+int hopper_padded_dim(int64_t d) { return d <= 32 ? 32 : d <= 64 ? 64 : d <= 96 ? 96 : 128; }
+
+HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool split) {
+    namespace s9 = sm90;
+    const int64_t K = lm.K, d = lm.d;
+    HopperModel hm;
+    hm.split = split;
+    hm.DP = hopper_padded_dim(d);
+    hm.FW = hm.DP + 8;
+    hm.Kt = int((K + s9::kKc - 1) / s9::kKc);
+    // Typical squared centered value: Σ_k π_k (‖μ_k‖²/d + σ²_k).
+    double rms2 = 0, maxw = 0;
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t j = 0; j < d; j++) maxw = std::max(maxw, std::fabs(lm.w[k * d + j]));
+        rms2 += std::exp(double(model.log_weights[k])) * (lm.mean_sq[k] / double(d) + double(model.variances[k]));
+    }
+    rms2 = std::max(rms2, 1e-300);
+    const double typical = split ? 1.0 : 16.0;
+    hm.sx = pow2i(int(std::lround(std::log2(typical / std::sqrt(rms2)))));
+    hm.sq = pow2i(int(std::lround(std::log2(typical / (double(d) * rms2)))));
+    const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(16384.0 / maxw)))) : 1.f;
+    hm.kinv = float(1.0 / (double(hm.sx) * double(sw)));
+    const int DP = hm.DP;
+    const size_t wlo = size_t(hm.Kt) * s9::kKc * DP; // split: where the lo halves start
+    hm.W.assign(wlo * (split ? 2 : 1), 0);
+    hm.ab.assign(size_t(hm.Kt) * s9::kKc * 2, 0.f);
+    for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
+        const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+        for (int64_t j = 0; j < d && k < K; j++) {
+            const size_t at = size_t(ct) * s9::kKc * DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
+            const double v = lm.w[k * d + j] * sw;
+            hm.W[at] = host_f16(float(v));
+            if (split) hm.W[wlo + at] = host_f16(float(v - host_f16_value(hm.W[at])));
+        }
+        hm.ab[2 * k] = k < K ? lm.acoef[k] : 0.f;
+        hm.ab[2 * k + 1] = k < K ? lm.bias[k] : kNegBig;
+    }
+    return hm;
+}
+
+EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast) {
+    EncodedModel em;
+    em.logits = encode_logits(model);
+    em.blocked = encode_blocked(em.logits);
+    if (hopper) em.hopper = std::make_unique<HopperModel>(encode_hopper(model, em.logits, !fast));
+    em.center.assign(model.d, 0.f);
+    if (center) std::copy(center, center + model.d, em.center.begin());
+    return em;
+}
+
+} // namespace faiss_gmm::gpu::detail

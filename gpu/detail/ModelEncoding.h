@@ -1,0 +1,76 @@
+// Host-only encoding of a GmmModel for the CUDA kernels: the logit coefficients in log2
+// units (in double), the Blocked path's fp32 weight matrix, and the Hopper kernels' fp16
+// operands (power-of-two scales, hi/lo halves for the accurate kernel, the tiled layout of
+// Sm90Kernels.cuh). No CUDA here: tests/gpu/test_model_encoding.cpp checks it on machines
+// without a GPU.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "faiss_gmm/GmmModel.h"
+
+namespace faiss_gmm::gpu::detail {
+
+/// float → IEEE half bits, round to nearest even; magnitudes beyond the largest half saturate to ±65504.
+uint16_t host_f16(float f);
+/// Value of an IEEE half (finite, as host_f16 makes them).
+double host_f16_value(uint16_t h);
+/// 2^e as a float, e clamped to [-120, 120] (scales stay normal floats).
+float pow2i(int e);
+
+/// logit2[n,k] = Σ_e w[k][e]·f_e(x_n) + bias_k + acoef_k·‖x_n‖² in log2 units, features
+/// f = [x] (spherical) or [x | x²] (diagonal) of the centered row. GmmModel::log_constants is
+/// the definition; everything is computed in double.
+struct LogitModel {
+    int64_t K = 0, d = 0, Dfeat = 0; ///< Dfeat: d (spherical) or 2d (diagonal)
+    bool diag = false;
+    std::vector<double> w;       ///< K × Dfeat
+    std::vector<float> bias;     ///< K
+    std::vector<float> acoef;    ///< K; 0 for diagonal models
+    std::vector<float> means;    ///< K × d, the model's means (the statistics are about them)
+    std::vector<double> mean_sq; ///< K: ‖μ_k‖²
+};
+LogitModel encode_logits(const GmmModel& model);
+
+/// Blocked path: W1 (Kp2 × ld2 fp32, rows = components, the first Dfeat columns used) for the
+/// cuBLAS logits GEMM against F2 = [x | x² | 1 | ‖x‖²] rows of ld2 floats; padding components
+/// have bias kNegBig.
+struct BlockedModel {
+    int64_t ld2 = 0, Kp2 = 0;
+    std::vector<float> w1;    ///< Kp2 × ld2
+    std::vector<float> bias;  ///< Kp2
+    std::vector<float> acoef; ///< Kp2
+};
+BlockedModel encode_blocked(const LogitModel& lm);
+
+/// Hopper kernels: fp16 weights with power-of-two scales (exact to undo), tiled as
+/// Sm90Kernels.cuh describes. Fast mode puts the typical centered value near 16 (values up to
+/// ~4000× typical fit fp16), accurate mode (split: hi + lo halves) near 1 (the lo halves of
+/// typical values stay normal); max|w| goes near 2^14 in both.
+struct HopperShape {
+    bool split = false;         ///< accurate mode: hi/lo fp16 operands (Sm90SplitKernels.cuh), K ≤ 1024
+    int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128); FW = DP + 8; Kt tiles of 128 components
+    float sx = 1, sq = 1;       ///< scales of x and of ‖x‖²
+    float kinv = 1;             ///< 1 / (s_x · s_w)
+};
+struct HopperModel : HopperShape {
+    std::vector<uint16_t> W; ///< Kt × 128 × DP halves, tiled; split: the hi block, then the lo block
+    std::vector<float> ab;   ///< Kt·128 × 2: (acoef, bias); padding (0, kNegBig)
+};
+/// Features per row of the Hopper tiles for dimension d ≤ 128: 32, 64, 96 or 128.
+int hopper_padded_dim(int64_t d);
+HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool split);
+
+/// Everything set_model() hands to each GPU: the encodings and the center.
+struct EncodedModel {
+    LogitModel logits;
+    BlockedModel blocked;
+    std::unique_ptr<HopperModel> hopper; ///< null when the Hopper kernels do not cover the model (heuristics.h)
+    std::vector<float> center;           ///< d: the rows' center (zeros when none was given)
+};
+/// hopper: encode for the Hopper kernels too (the caller checked that they cover the model).
+EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast);
+
+} // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,66 @@
+// The CUDA E-step's choices in one place, host-only: which algorithm runs a model under
+// EStepCudaAlgorithm::Auto (and Hopper), how many rows a chunk holds, how a Hopper chunk is
+// cut into sub-chunks and how many partial-sum slices its launches write, how many threads
+// copy pageable rows. bench/results/gpu_NVIDIA-H200.md has the measurements behind them.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "gpu/detail/TileShapes.h"
+
+namespace faiss_gmm::gpu::detail {
+
+/// True when the Hopper kernels compute this model: spherical, d ≤ 128, and in accurate mode
+/// K ≤ 1024 (the accurate kernel has one pass only). Everything else runs Blocked.
+inline bool hopper_covers(bool diag, int64_t K, int64_t d, bool fast) {
+    return !diag && d <= 128 && (fast || K <= int64_t(sm90::kKc) * sm90::kMaxCluster);
+}
+
+/// Device bytes per chunk row: the raw rows (double-buffered, float32 worst case) plus the
+/// algorithm's features (Hopper: FW halves, twice for hi/lo, + ‖x‖²; Blocked: ld2 floats).
+inline double hopper_bytes_per_row(int64_t d, int FW, bool split) {
+    return 2.0 * d * 4 + double(FW) * 2 * (split ? 2 : 1) + 8;
+}
+inline double blocked_bytes_per_row(int64_t d, int64_t ld2) { return 2.0 * d * 4 + double(ld2) * 4; }
+
+/// Rows per chunk from the memory budget: ~2 GB of chunk buffers (at most a quarter of the free
+/// memory), between 1024 rows and 1M rows, a multiple of 128.
+inline int64_t auto_chunk_rows(double bytes_per_row, size_t free_bytes) {
+    const double budget = std::min(2.0e9, 0.25 * double(free_bytes));
+    const int64_t rows = std::clamp<int64_t>(int64_t(budget / bytes_per_row), 1024, int64_t(1) << 20);
+    return rows / 128 * 128;
+}
+
+/// Blocked: rows per block so that the block × Kp2 logits take block_bytes, at least 128.
+inline int64_t blocked_block_rows(int64_t block_bytes, int64_t Kp2, int64_t chunk_rows) {
+    return std::clamp<int64_t>(block_bytes / (Kp2 * 4), 128, std::max<int64_t>(128, chunk_rows));
+}
+
+/// Threads per GPU copying pageable rows into pinned staging buffers (one thread moves
+/// ~10 GB/s, far below PCIe): `requested`, or up to 16 of the machine's, shared by the GPUs.
+inline int host_copy_threads(int requested, unsigned hardware_threads, int workers) {
+    const int threads = requested > 0 ? requested : int(std::max(1u, std::min(16u, hardware_threads)));
+    return std::max(1, threads / std::max(1, workers));
+}
+
+/// Hopper one-pass kernel: a chunk of `tiles` row tiles run by Q clusters is cut into up to
+/// kMaxSubChunks sub-chunks of at least sub_tiles tiles per cluster (a few hundred keep the
+/// launches' fill and drain small), so that the features of one run under the kernel of another.
+constexpr int kMaxSubChunks = 4;
+inline int hopper_sub_chunks(int tiles, int sub_tiles, int Q) {
+    return std::clamp(tiles / std::max(1, sub_tiles * Q), 1, kMaxSubChunks);
+}
+
+/// Hopper two-pass kernel (K > 1024): row splits of the second pass, one CTA per component tile
+/// and split, about one CTA per SM.
+inline int hopper_row_splits(int tiles, int sm_count, int Kt) { return std::max(1, std::min(tiles, sm_count / Kt)); }
+
+/// Partial-sum slices (each Kt·128 × FW) the Hopper launches write: one pass, one per cluster
+/// and sub-chunk; two passes, one per row split.
+inline int64_t hopper_partial_slices(bool one_pass, int max_clusters, int sm_count, int Kt) {
+    return one_pass ? int64_t(kMaxSubChunks) * std::max(max_clusters, 1) : std::max<int64_t>(1, sm_count / Kt);
+}
+
+} // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,219 @@
+// Host-only parts of the CUDA E-step, without a GPU (runs in CI): the model encoding for the
+// kernels (fp16 packing, logit coefficients against GmmModel::log_joint, the Blocked matrix,
+// the Hopper scales, hi/lo split and tiling), the heuristics, and the option checks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "faiss_gmm/GmmModel.h"
+#include "gpu/EStepCuda.h"
+#include "gpu/detail/ModelEncoding.h"
+#include "gpu/detail/TileShapes.h"
+#include "gpu/detail/heuristics.h"
+
+using namespace faiss_gmm;
+using namespace faiss_gmm::gpu::detail;
+
+namespace {
+
+GmmModel random_model(int64_t K, int64_t d, CovarianceType cov, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> nd(0.0, 1.0);
+    std::uniform_real_distribution<double> ud(0.5, 1.5);
+    GmmModel m(K, d, cov);
+    std::vector<double> w(K);
+    double ws = 0;
+    for (auto& v : w) ws += (v = ud(rng));
+    for (int64_t k = 0; k < K; k++) m.log_weights[k] = float(std::log(w[k] / ws));
+    for (auto& v : m.means) v = float(3.0 * nd(rng));
+    for (auto& v : m.variances) v = float(2.0 * ud(rng));
+    return m;
+}
+
+bool is_pow2(float v) {
+    int e = 0;
+    return v > 0 && std::frexp(v, &e) == 0.5f;
+}
+
+} // namespace
+
+TEST(ModelEncoding, HalfPacking) {
+    EXPECT_EQ(host_f16(1.0f), 0x3c00);
+    EXPECT_EQ(host_f16(-2.0f), 0xc000);
+    EXPECT_EQ(host_f16(0.0f), 0x0000);
+    EXPECT_EQ(host_f16(65504.f), 0x7bff);
+    EXPECT_EQ(host_f16(1e6f), 0x7bff);       // saturates
+    EXPECT_EQ(host_f16(-INFINITY), 0xfbff);  // saturates too
+    EXPECT_EQ(host_f16(std::ldexp(1.f, -24)), 0x0001); // smallest subnormal
+    EXPECT_EQ(host_f16(std::ldexp(1.f, -25)), 0x0000); // tie, to even
+    EXPECT_EQ(host_f16(1.0f + std::ldexp(1.f, -11)), 0x3c00); // tie, to even
+    EXPECT_EQ(host_f16(1.0f + 3 * std::ldexp(1.f, -11)), 0x3c02);
+    // Every finite half survives value → float → half.
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if (((h >> 10) & 31) == 31) continue; // inf / NaN
+        const double v = host_f16_value(uint16_t(h));
+        const uint16_t back = host_f16(float(v));
+        if (h == 0x8000) {
+            EXPECT_EQ(back & 0x7fff, 0);
+            continue;
+        }
+        ASSERT_EQ(back, h) << "half 0x" << std::hex << h;
+    }
+    EXPECT_EQ(pow2i(3), 8.f);
+    EXPECT_EQ(pow2i(-500), std::ldexp(1.f, -120));
+}
+
+TEST(ModelEncoding, LogitsMatchLogJoint) {
+    // logit2 · ln 2 = log p(x, k), the one definition (GmmModel::log_joint).
+    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const int64_t K = 7, d = 13;
+        const GmmModel m = random_model(K, d, cov, 3);
+        const LogitModel lm = encode_logits(m);
+        EXPECT_EQ(lm.Dfeat, cov == CovarianceType::Diagonal ? 2 * d : d);
+        std::mt19937_64 rng(4);
+        std::normal_distribution<double> nd(0.0, 2.0);
+        for (int trial = 0; trial < 5; trial++) {
+            std::vector<double> x(d);
+            double xx = 0;
+            for (auto& v : x) xx += (v = nd(rng)) * v;
+            for (int64_t k = 0; k < K; k++) {
+                double l2 = lm.bias[k] + lm.acoef[k] * xx;
+                for (int64_t j = 0; j < d; j++) {
+                    l2 += lm.w[k * lm.Dfeat + j] * x[j];
+                    if (lm.diag) l2 += lm.w[k * lm.Dfeat + d + j] * x[j] * x[j];
+                }
+                const double ref = m.log_joint(x.data(), k);
+                EXPECT_NEAR(l2 * std::log(2.0), ref, 1e-5 * std::max(1.0, std::fabs(ref))) << to_string(cov);
+            }
+        }
+        for (int64_t k = 0; k < K; k++) {
+            double mm = 0;
+            for (int64_t j = 0; j < d; j++) mm += double(m.means[k * d + j]) * m.means[k * d + j];
+            EXPECT_DOUBLE_EQ(lm.mean_sq[k], mm);
+        }
+    }
+}
+
+TEST(ModelEncoding, BlockedMatrix) {
+    const GmmModel m = random_model(6, 5, CovarianceType::Diagonal, 5);
+    const LogitModel lm = encode_logits(m);
+    const BlockedModel b = encode_blocked(lm);
+    EXPECT_EQ(b.Kp2, 8);                            // K rounded up to 4
+    EXPECT_EQ(b.ld2, 12);                           // [x | x² | 1] = 11, rounded up to 4
+    for (int64_t k = 0; k < b.Kp2; k++) {
+        for (int64_t e = 0; e < b.ld2; e++) {
+            const float want = k < lm.K && e < lm.Dfeat ? float(lm.w[k * lm.Dfeat + e]) : 0.f;
+            ASSERT_EQ(b.w1[k * b.ld2 + e], want) << k << " " << e;
+        }
+        EXPECT_EQ(b.bias[k], k < lm.K ? lm.bias[k] : kNegBig);
+    }
+    EXPECT_EQ(encode_blocked(encode_logits(random_model(3, 5, CovarianceType::Spherical, 6))).ld2, 8); // [x | 1 | ‖x‖²]
+}
+
+TEST(ModelEncoding, HopperScalesTilingAndSplit) {
+    namespace s9 = sm90;
+    for (bool split : {false, true}) {
+        for (int64_t d : {1, 32, 33, 100, 128}) {
+            const int64_t K = 130; // two component tiles, the second one mostly padding
+            const GmmModel m = random_model(K, d, CovarianceType::Spherical, 7 + d);
+            const LogitModel lm = encode_logits(m);
+            const HopperModel hm = encode_hopper(m, lm, split);
+            EXPECT_EQ(hm.DP, hopper_padded_dim(d));
+            EXPECT_EQ(hm.FW, hm.DP + 8);
+            EXPECT_EQ(hm.Kt, 2);
+            EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
+            const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
+            ASSERT_EQ(hm.W.size(), wlo * (split ? 2 : 1));
+            // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14.
+            const double sw = 1.0 / (double(hm.kinv) * hm.sx);
+            EXPECT_TRUE(is_pow2(float(sw)));
+            double maxw = 0;
+            for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
+                const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+                for (int64_t j = 0; j < hm.DP; j++) {
+                    const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
+                    double v = host_f16_value(hm.W[at]);
+                    if (split) v += host_f16_value(hm.W[wlo + at]);
+                    const double want = k < K && j < d ? lm.w[k * d + j] * sw : 0.0;
+                    maxw = std::max(maxw, std::fabs(want));
+                    const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
+                    ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split;
+                }
+                EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
+                EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
+            }
+            EXPECT_GT(maxw, 8192.0);
+            EXPECT_LE(maxw, 16384.0);
+        }
+    }
+}
+
+TEST(ModelEncoding, EncodeModelCentersAndChoosesParts) {
+    const GmmModel m = random_model(4, 6, CovarianceType::Spherical, 9);
+    const std::vector<float> c = {1, 2, 3, 4, 5, 6};
+    const EncodedModel a = encode_model(m, c.data(), true, true);
+    ASSERT_TRUE(a.hopper);
+    EXPECT_FALSE(a.hopper->split);
+    EXPECT_EQ(a.center, c);
+    const EncodedModel b = encode_model(m, nullptr, false, false);
+    EXPECT_FALSE(b.hopper);
+    EXPECT_EQ(b.center, std::vector<float>(6, 0.f));
+    EXPECT_TRUE(encode_model(m, nullptr, true, false).hopper->split);
+}
+
+TEST(Heuristics, AlgorithmAndSizes) {
+    EXPECT_TRUE(hopper_covers(false, 1024, 128, false));
+    EXPECT_FALSE(hopper_covers(false, 1025, 128, false)); // accurate: one pass only
+    EXPECT_TRUE(hopper_covers(false, 65536, 128, true));   // fast: two passes above 1024
+    EXPECT_FALSE(hopper_covers(true, 64, 64, true));       // diagonal
+    EXPECT_FALSE(hopper_covers(false, 64, 129, true));     // d > 128
+    for (size_t free_b : {size_t(1) << 20, size_t(8) << 30, size_t(140) << 30}) {
+        const int64_t rows = auto_chunk_rows(hopper_bytes_per_row(128, 136, false), free_b);
+        EXPECT_EQ(rows % 128, 0);
+        EXPECT_GE(rows, 1024);
+        EXPECT_LE(rows, int64_t(1) << 20);
+    }
+    EXPECT_EQ(auto_chunk_rows(1.0, size_t(140) << 30), int64_t(1) << 20);
+    EXPECT_EQ(blocked_block_rows(300 * 304 * 4, 300, 700), 304);
+    EXPECT_EQ(blocked_block_rows(1, 1024, 700), 128);
+    EXPECT_EQ(hopper_sub_chunks(10, 128, 15), 1);
+    EXPECT_EQ(hopper_sub_chunks(7813, 128, 15), 4); // 1M rows, 15 clusters
+    EXPECT_EQ(hopper_sub_chunks(30, 1, 15), 2);
+    EXPECT_EQ(hopper_row_splits(1000, 132, 8), 16);
+    EXPECT_EQ(hopper_row_splits(3, 132, 8), 3);
+    EXPECT_EQ(hopper_row_splits(1000, 132, 512), 1);
+    EXPECT_EQ(host_copy_threads(0, 64, 2), 8);
+    EXPECT_EQ(host_copy_threads(3, 64, 1), 3);
+    EXPECT_EQ(host_copy_threads(0, 0, 4), 1);
+}
+
+TEST(EStepCudaOptions, RemovedAndInvalidOptionsAreClearErrors) {
+    using faiss_gmm::gpu::EStepCudaAlgorithm;
+    using faiss_gmm::gpu::parse_estep_cuda_algorithm;
+    EXPECT_EQ(parse_estep_cuda_algorithm("Auto"), EStepCudaAlgorithm::Auto);
+    EXPECT_EQ(parse_estep_cuda_algorithm("blocked"), EStepCudaAlgorithm::Blocked);
+    EXPECT_EQ(parse_estep_cuda_algorithm("HOPPER"), EStepCudaAlgorithm::Hopper);
+    for (const char* name : {"fused", "Fused"}) {
+        try {
+            parse_estep_cuda_algorithm(name);
+            ADD_FAILURE() << name << " was accepted";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find("removed"), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_THROW(parse_estep_cuda_algorithm("bf16"), std::invalid_argument);
+    // The constructor checks the options before looking for a GPU.
+    faiss_gmm::gpu::EStepCudaOptions o;
+    o.algorithm = EStepCudaAlgorithm(1);
+    try {
+        faiss_gmm::gpu::EStepCuda es(4, 8, o);
+        ADD_FAILURE() << "algorithm 1 (Fused) was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("removed"), std::string::npos) << e.what();
+    }
+}
