@@ -7,7 +7,7 @@ writes a temporary file in the target's folder (same extension, so tools that
 infer the format from it still work), fsyncs it, renames it over the target and
 fsyncs the folder; on any failure the temporary file is removed and the
 previous target is left as it was. The C++ side does the same with
-faiss_gmm::AtomicFile."""
+faiss_gmm::AtomicFile. A target that is a device or a pipe is written in place."""
 import contextlib
 import os
 import tempfile
@@ -16,9 +16,17 @@ import tempfile
 @contextlib.contextmanager
 def atomic_output(path):
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        # A device or pipe (/dev/stdout): written in place; renaming over it would
+        # replace the device node itself.
+        yield path
+        return
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + base + ".tmp-", suffix=os.path.splitext(base)[1], dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + base + ".tmp-", suffix=os.path.splitext(base)[1], dir=folder)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: cannot create a temporary file in {folder}: {e.strerror}") from e
     os.close(fd)
     try:
         yield tmp
