@@ -342,6 +342,7 @@ class SpanReader : public faiss::IOReader {
     size_t operator()(void* ptr, size_t size, size_t nitems) override {
         if (size == 0) return 0;
         const size_t n = std::min(nitems, (n_ - pos_) / size);
+        if (n == 0) return 0; // FAISS reads empty vectors into data() == nullptr
         std::memcpy(ptr, p_ + pos_, n * size);
         pos_ += n * size;
         return n;
@@ -546,7 +547,7 @@ GmmFileCheck check_gmm_file(std::FILE* f, const std::string& what) {
             struct FileAt : faiss::IOReader {
                 std::FILE* f;
                 size_t operator()(void* ptr, size_t size, size_t nitems) override {
-                    return std::fread(ptr, size, nitems, f);
+                    return size == 0 || nitems == 0 ? 0 : std::fread(ptr, size, nitems, f);
                 }
             };
             finish_check(&c, footer, crc,
