@@ -15,6 +15,11 @@
 // version 2) the checksum footer. Files of GMM trailer versions 1-3 / spill
 // version 1 (no footer) still read, unverified: GmmFileInfo says so, and the
 // readers without an info argument print a note on stderr.
+// What the checksum cannot cover: a file without a footer (a plain FAISS index,
+// the older format, or a file of today's format cut before its footer) is
+// parsed by FAISS as before (a cut inside the trailers is still refused, by the
+// trailer's version); one cut exactly after its FAISS part is a valid plain
+// FAISS index and reads as one (GmmFileInfo: no trailer, unverified).
 // Writing a file goes through AtomicFile: the previous file survives a failure.
 #pragma once
 
