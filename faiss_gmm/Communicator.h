@@ -46,6 +46,14 @@ class Communicator {
     [[noreturn]] virtual void abort(int code, const std::string& message) = 0;
 
     void allreduce_sum(double* values, size_t n) { allreduce(values, n, ReduceOp::Sum); }
+
+    /// What the ranks are doing, in words ("E-step of iteration 3"), for messages
+    /// about a rank that does not reach a collective (MpiCommunicator's timeout).
+    void set_step(std::string step) { step_ = std::move(step); }
+    const std::string& step() const { return step_; }
+
+  private:
+    std::string step_ = "start-up";
 };
 
 /// One rank: reductions and broadcasts leave the data as it is.

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -299,6 +300,7 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     check_all_ranks(comm, [&] { blocks.emplace(comm, *train, train_rows, chunk_wanted); });
 
     // ---- data moments: center, variance floor, NaN/Inf check ----
+    comm.set_step("data moments");
     LocalMoments local;
     check_all_ranks(comm, [&] { local = local_moments(*blocks, d); });
     const std::vector<double> sums = global_moment_sums(comm, local);
@@ -320,9 +322,33 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     const double scale_variance = data_variance > 0 ? data_variance : 1.0;
     variance_floor = std::max(p.min_variance_ratio * scale_variance, 1e-30);
 
+    // ---- a checkpoint to resume from, read on rank 0 and sent to every rank ----
+    const uint64_t fingerprint_of_run = run_fingerprint(p, K, d, n_train, mean_d, data_variance);
+    std::optional<TrainingCheckpoint> resumed;
+    if (checkpoint.resume) {
+        std::vector<uint8_t> bytes;
+        check_all_ranks(comm, [&] {
+            if (checkpoint.path.empty()) throw std::invalid_argument("GMM training: resume asked without a checkpoint path");
+            if (root) bytes = read_whole_file(checkpoint.path);
+        });
+        bytes = broadcast_from(comm, std::move(bytes), 0);
+        check_all_ranks(comm, [&] {
+            resumed = parse_checkpoint(bytes, checkpoint.path);
+            if (resumed->run_fingerprint != fingerprint_of_run || resumed->model.K != K || resumed->model.d != d ||
+                resumed->model.covariance_type != cov) {
+                throw std::invalid_argument("GMM training: " + checkpoint.path +
+                                            " is a checkpoint of another run (its data moments, K, d or params "
+                                            "differ from this one's): it cannot be resumed here");
+            }
+        });
+    }
+
     // ---- initial model, in the centered frame: computed on rank 0, broadcast ----
+    comm.set_step("initialization");
     GmmModel model;
-    if (p.init == InitMethod::Given) {
+    if (resumed) {
+        model = resumed->model;
+    } else if (p.init == InitMethod::Given) {
         if (root) {
             std::vector<float> neg(d);
             for (int64_t j = 0; j < d; j++) neg[j] = -center[j];
@@ -380,8 +406,22 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     if (chunk_wanted != p.chunk_size && blocks->rows_from_source() > 0) {
         retained.emplace(*estep_, train->read(blocks->first_local_row(), blocks->rows_from_source(), scratch));
     }
-    for (int it = 0; it < p.niter; it++) {
+    int first_iteration = 0;
+    if (resumed) {
+        first_iteration = resumed->iterations_done;
+        prev_loglik = resumed->prev_loglik;
+        iteration_stats = resumed->iteration_stats;
+        total_splits = resumed->total_splits;
+        total_floored = resumed->total_floored;
+        n_iter = first_iteration;
+        std::istringstream(resumed->split_rng_state) >> split_rng;
+        if (verbose) {
+            std::printf("GMM: resumed from %s after %d iteration(s)\n", checkpoint.path.c_str(), first_iteration);
+        }
+    }
+    for (int it = first_iteration; it < p.niter; it++) {
         const auto t_iter = std::chrono::steady_clock::now();
+        comm.set_step("E-step of iteration " + std::to_string(it + 1));
         const RowBounds bounds = row_bounds(local.min, local.max, center, model);
         exact_stats.set_row_bounds(bounds.x_bound, bounds.sq_bound);
         exact_stats.clear();
@@ -501,6 +541,24 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
             break;
         }
         prev_loglik = st.loglik;
+        if (checkpoint.every > 0 && !checkpoint.path.empty() && (it + 1) % checkpoint.every == 0) {
+            comm.set_step("checkpoint after iteration " + std::to_string(it + 1));
+            check_all_ranks(comm, [&] {
+                if (!root) return;
+                TrainingCheckpoint c;
+                c.run_fingerprint = fingerprint_of_run;
+                c.iterations_done = it + 1;
+                c.prev_loglik = prev_loglik;
+                c.total_splits = total_splits;
+                c.total_floored = total_floored;
+                std::ostringstream rng;
+                rng << split_rng;
+                c.split_rng_state = rng.str();
+                c.iteration_stats = iteration_stats;
+                c.model = model;
+                write_file_atomically(checkpoint.path, serialize_checkpoint(c));
+            });
+        }
     }
     if (verbose && (total_splits > 0 || total_floored > 0)) {
         std::printf("GMM: %d component(s) re-seeded, %d variance(s) raised to the floor %.4g\n", total_splits,

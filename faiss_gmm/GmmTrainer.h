@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "Checkpoint.h"
 #include "Communicator.h"
 #include "EStep.h"
 #include "GmmModel.h"
@@ -45,8 +46,9 @@ class GmmTrainer {
     /// pick), the initialization (run on rank 0 on the sample gathered there, then
     /// broadcast; rank 0's `initial` with init == Given), the statistics of each
     /// E-step (summed over ranks), log-likelihood, convergence and re-seeding. Every
-    /// rank returns the same model, equal to the one-process result up to the order
-    /// of floating-point sums. A failure on any rank makes every rank throw
+    /// rank returns the same model, bit-identical to the one-process result for any
+    /// number of ranks, threads and chunk sizes (the sums are reproducible:
+    /// ReproducibleSum.h; the CPU backend, with a fixed block_size). A failure on any rank makes every rank throw
     /// DistributedError (see check_all_ranks) instead of the exceptions above.
     GmmModel fit(const VectorSource& data, int64_t K, const GmmModel* initial = nullptr);
     GmmModel fit(int64_t n, int64_t d, const float* x, int64_t K, const GmmModel* initial = nullptr);
@@ -58,6 +60,12 @@ class GmmTrainer {
     void set_communicator(Communicator* comm) { comm_ = comm; }
 
     const GmmParams& params() const { return params_; }
+
+    /// Checkpoints (Checkpoint.h): with a path and every > 0, rank 0 writes the EM
+    /// state after every `every` iterations (atomically); with resume, fit() starts
+    /// from the checkpoint at path instead of the initial model and ends with the
+    /// model an uninterrupted run would have, bit for bit.
+    CheckpointOptions checkpoint;
 
     // ---- results of the last fit() ----
     std::vector<GmmIterationStats> iteration_stats;

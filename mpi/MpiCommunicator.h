@@ -37,7 +37,21 @@ class MpiCommunicator : public Communicator {
     void gather(const void* data, void* out, const std::vector<size_t>& counts, int root) override;
     [[noreturn]] void abort(int code, const std::string& message) override;
 
+    /// seconds > 0: before each collective, every rank reports to rank 0, which
+    /// waits at most `seconds` for all of them (the others wait for rank 0's go at
+    /// most twice as long plus a second, so rank 0 speaks first); a rank that does
+    /// not arrive (hung, stopped, deadlocked) ends the job with a message naming
+    /// it and step(). 0: collectives wait as long as MPI does.
+    void set_collective_timeout(double seconds) { timeout_s_ = seconds; }
+
   private:
+    void arrive();   // the arrival check before a collective (timeout > 0)
+    void complete(std::vector<MPI_Request>& requests); // bounded wait for a collective's requests
+    bool wait(std::vector<MPI_Request>& requests, double seconds);
+    void answer_pings();
+    std::string where() const;
+    double timeout_s_ = 0;
+    long long sequence_ = 0; // collectives so far: every rank counts the same
     MPI_Comm comm_;
     int rank_ = 0;
     int size_ = 1;

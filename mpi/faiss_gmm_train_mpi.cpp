@@ -56,6 +56,11 @@ const char* kUsage =
         "  --add                add every row of FILE to the index (each rank encodes its rows; merged on rank 0)\n"
         "  --out FILE           rank 0 writes the index, or without --index the model as a GMM quantizer\n"
         "                       index (faiss_gmm::read_gmm_index reads both; faiss.read_index reads the means)\n"
+        "  --checkpoint FILE    rank 0 writes the EM state to FILE (atomically) every --checkpoint-every iterations\n"
+        "  --checkpoint-every N iterations between checkpoints (default 5 with --checkpoint)\n"
+        "  --resume             continue from --checkpoint FILE: ends with the uninterrupted run's model, bit for bit\n"
+        "  --collective-timeout S  end the job when a rank has not reached a collective step within S seconds\n"
+        "                       (a rank that hangs without dying), naming the step and the rank (default 0: wait)\n"
         "  --quiet              no per-iteration progress\n";
 
 struct Options {
@@ -69,6 +74,8 @@ struct Options {
     std::string out;
     bool quiet = false;
     int threads = 0;
+    double collective_timeout = 0;
+    CheckpointOptions checkpoint;
     GmmParams params;
 };
 
@@ -134,8 +141,14 @@ Options parse_options(int argc, char** argv) {
             {"--index", [&](const std::string& v) { o.index = v; }},
             {"--index-train-rows", [&](const std::string& v) { o.index_train_rows = to_int64("--index-train-rows", v); }},
             {"--out", [&](const std::string& v) { o.out = v; }},
+            {"--checkpoint", [&](const std::string& v) { o.checkpoint.path = v; }},
+            {"--checkpoint-every",
+             [&](const std::string& v) { o.checkpoint.every = int(to_int64("--checkpoint-every", v)); }},
+            {"--collective-timeout",
+             [&](const std::string& v) { o.collective_timeout = to_double("--collective-timeout", v); }},
     };
-    const std::map<std::string, bool*> flags = {{"--add", &o.add}, {"--quiet", &o.quiet}, {"--help", &o.help}};
+    const std::map<std::string, bool*> flags = {
+            {"--add", &o.add}, {"--quiet", &o.quiet}, {"--help", &o.help}, {"--resume", &o.checkpoint.resume}};
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (flags.count(a)) {
@@ -152,6 +165,12 @@ Options parse_options(int argc, char** argv) {
     if (o.k == 0 && o.index.empty()) throw std::invalid_argument("--k K is required (or --index with an IVF<nlist>)");
     if (o.add && o.index.empty()) throw std::invalid_argument("--add needs --index");
     if (o.threads < 0 || o.index_train_rows < 1) throw std::invalid_argument("--threads and --index-train-rows must be positive");
+    if (o.checkpoint.every < 0) throw std::invalid_argument("--checkpoint-every must be positive");
+    if ((o.checkpoint.resume || o.checkpoint.every > 0) && o.checkpoint.path.empty()) {
+        throw std::invalid_argument("--resume and --checkpoint-every need --checkpoint FILE");
+    }
+    if (!o.checkpoint.path.empty() && o.checkpoint.every == 0) o.checkpoint.every = 5;
+    if (!(o.collective_timeout >= 0)) throw std::invalid_argument("--collective-timeout must be >= 0 seconds");
     p.verbose = !o.quiet;
     p.validate();
     return o;
@@ -247,7 +266,7 @@ void add_rows(Communicator& comm, std::unique_ptr<faiss::Index>& index, const Ve
     });
 }
 
-int run(Communicator& comm, int argc, char** argv) {
+int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
     const auto t_start = std::chrono::steady_clock::now();
     const bool root = comm.rank() == 0;
     Options o;
@@ -257,6 +276,7 @@ int run(Communicator& comm, int argc, char** argv) {
         return 0;
     }
     if (o.threads > 0) omp_set_num_threads(o.threads);
+    comm.set_collective_timeout(o.collective_timeout);
 
     // Every rank maps the same file and keeps its own range of rows.
     std::unique_ptr<VectorSource> file;
@@ -285,6 +305,7 @@ int run(Communicator& comm, int argc, char** argv) {
 
     GmmTrainer trainer(o.params);
     trainer.set_communicator(&comm);
+    trainer.checkpoint = o.checkpoint;
     const GmmModel model = trainer.fit(mine, o.k);
     if (root) {
         const GmmIterationStats& last = trainer.iteration_stats.back();

@@ -394,44 +394,115 @@ pid_t find_rank_process(int rank, const std::string& marker) {
     return -1;
 }
 
+/// A job started in the background (its output in `log`), to be interfered with.
+class BackgroundJob {
+  public:
+    BackgroundJob(const std::string& command, std::string log) : log_(std::move(log)) {
+        t0_ = std::chrono::steady_clock::now();
+        pid_ = fork();
+        if (pid_ == 0) {
+            execl("/bin/sh", "sh", "-c", (command + " > " + log_ + " 2>&1").c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+    }
+    bool started() const { return pid_ > 0; }
+    std::string output() const {
+        std::ifstream f(log_);
+        std::stringstream text;
+        text << f.rdbuf();
+        return text.str();
+    }
+    /// Polls the output for `text` for up to a minute, then returns the pid of
+    /// `rank`'s process (-1 if it never appeared).
+    pid_t rank_process_once(const std::string& text, int rank, const std::string& marker) const {
+        for (int i = 0; i < 600; i++) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            if (output().find(text) != std::string::npos) return find_rank_process(rank, marker);
+        }
+        return -1;
+    }
+    /// Waits for the job; its exit status (-1 if it did not exit normally).
+    int wait() {
+        int status = 0;
+        if (waitpid(pid_, &status, 0) != pid_ || !WIFEXITED(status)) return -1;
+        return WEXITSTATUS(status);
+    }
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+
+  private:
+    std::string log_;
+    pid_t pid_ = -1;
+    std::chrono::steady_clock::time_point t0_;
+};
+
 } // namespace
 
 TEST(MpiTrain, RankKilledMidTraining) {
     SKIP_WITHOUT_MPIEXEC();
     TempDir dir;
     const std::string data = generated_file(dir, "kill.fvecs", 20000, 16, 10);
-    const std::string log = dir.file("kill.log");
     // EM that would run for hours (tol 0, a million iterations): only the kill ends it.
-    const std::string command = mpiexec(3) + kTool + " --data " + data +
-                                " --k 16 --niter 1000000 --tol 0 > " + log + " 2>&1";
-    const auto t0 = std::chrono::steady_clock::now();
-    const pid_t job = fork();
-    ASSERT_GE(job, 0);
-    if (job == 0) {
-        execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    auto log_has = [&](const std::string& s) {
-        std::ifstream f(log);
-        std::stringstream text;
-        text << f.rdbuf();
-        return text.str().find(s) != std::string::npos;
-    };
+    BackgroundJob job(mpiexec(3) + kTool + " --data " + data + " --k 16 --niter 1000000 --tol 0", dir.file("kill.log"));
+    ASSERT_TRUE(job.started());
     // Wait for EM to be under way, then kill rank 1 as an out-of-memory killer would.
-    pid_t victim = -1;
-    for (int i = 0; i < 600 && victim < 0; i++) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (log_has("EM iter   3/")) victim = find_rank_process(1, data);
-    }
+    const pid_t victim = job.rank_process_once("EM iter   3/", 1, data);
     ASSERT_GT(victim, 0) << "rank 1 never got to EM iteration 3";
     ASSERT_EQ(kill(victim, SIGKILL), 0);
-    int status = 0;
-    ASSERT_EQ(waitpid(job, &status, 0), job);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_NE(WEXITSTATUS(status), 0);
-    EXPECT_NE(WEXITSTATUS(status), 124) << "mpiexec did not end the job: the other ranks hung";
-    EXPECT_LT(seconds, kRunTimeout);
-    std::printf("  killed rank 1 (pid %d): the job ended with status %d after %.1f s in all\n", int(victim),
-                WEXITSTATUS(status), seconds);
+    const int status = job.wait();
+    EXPECT_NE(status, 0);
+    EXPECT_NE(status, 124) << "mpiexec did not end the job: the other ranks hung";
+    EXPECT_LT(job.seconds(), kRunTimeout);
+    std::printf("  killed rank 1 (pid %d): the job ended with status %d after %.1f s in all\n", int(victim), status,
+                job.seconds());
+}
+
+TEST(MpiTrain, KilledRunResumesFromItsCheckpointToTheSameModel) {
+    // Issue 13: checkpoints every 2 iterations; rank 1 killed during iteration 7;
+    // --resume on the same ranks ends with the uninterrupted run's model, bit for bit.
+    SKIP_WITHOUT_MPIEXEC();
+    TempDir dir;
+    const std::string data = generated_file(dir, "resume.fvecs", 30000, 16, 12);
+    const std::string flags = " --data " + data + " --k 24 --niter 14 --tol 0 --seed 5";
+    const std::string full = dir.file("full.faiss"), resumed = dir.file("resumed.faiss"), ck = dir.file("ck.bin");
+    const RunResult whole = train(2, flags + " --out " + full);
+    ASSERT_EQ(whole.status, 0) << whole.output;
+
+    BackgroundJob job(mpiexec(2) + kTool + flags + " --checkpoint " + ck + " --checkpoint-every 2 --out " + resumed,
+                      dir.file("killed.log"));
+    ASSERT_TRUE(job.started());
+    const pid_t victim = job.rank_process_once("EM iter   7/", 1, data);
+    ASSERT_GT(victim, 0) << "rank 1 never got to EM iteration 7\n" << job.output();
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    EXPECT_NE(job.wait(), 0);
+    ASSERT_TRUE(std::ifstream(ck).good()) << "no checkpoint was written\n" << job.output();
+    EXPECT_FALSE(std::ifstream(resumed).good()) << "the killed run must not have written its model";
+
+    const RunResult again = train(2, flags + " --checkpoint " + ck + " --resume --out " + resumed);
+    ASSERT_EQ(again.status, 0) << again.output;
+    EXPECT_NE(again.output.find("resumed from " + ck), std::string::npos) << again.output;
+    faiss_gmm::testing::expect_models_identical(read_model(resumed), read_model(full), "resumed after a kill");
+    expect_clean_failure(train(2, flags + " --resume"), "--resume and --checkpoint-every need --checkpoint FILE");
+}
+
+TEST(MpiTrain, StoppedRankEndsTheJobAfterTheCollectiveTimeout) {
+    // Issue 13: a rank that hangs without dying (SIGSTOP) would keep the others in
+    // a collective forever; --collective-timeout ends the job naming it and the step.
+    SKIP_WITHOUT_MPIEXEC();
+    TempDir dir;
+    const std::string data = generated_file(dir, "stop.fvecs", 20000, 16, 13);
+    BackgroundJob job(mpiexec(3) + kTool + " --data " + data + " --k 16 --niter 1000000 --tol 0 --collective-timeout 2",
+                      dir.file("stop.log"));
+    ASSERT_TRUE(job.started());
+    const pid_t victim = job.rank_process_once("EM iter   3/", 2, data);
+    ASSERT_GT(victim, 0) << "rank 2 never got to EM iteration 3";
+    ASSERT_EQ(kill(victim, SIGSTOP), 0);
+    const int status = job.wait();
+    kill(victim, SIGKILL); // in case mpiexec left the stopped process behind
+    const std::string out = job.output();
+    EXPECT_NE(status, 0) << out;
+    EXPECT_NE(status, 124) << "the job hung until the test's timeout\n" << out;
+    // Stopped before a collective ("did not reach") or inside one ("did not complete").
+    EXPECT_NE(out.find("rank(s) 2 did not "), std::string::npos) << out;
+    EXPECT_NE(out.find("E-step of iteration"), std::string::npos) << out;
+    std::printf("  stopped rank 2: the job ended with status %d after %.1f s in all\n", status, job.seconds());
 }
