@@ -26,7 +26,7 @@ def atomic_output(path):
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + base + ".tmp-", suffix=os.path.splitext(base)[1], dir=folder)
     except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: cannot create a temporary file in {folder}: {e.strerror}") from e
+        raise OSError(e.errno, f"cannot write {path}: creating a temporary file in {folder} failed: {e.strerror}") from e
     os.close(fd)
     try:
         yield tmp

@@ -64,7 +64,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
         if (fd_ >= 0) break;
         const int err = errno;
         if (err != EEXIST || attempt >= 100) {
-            throw std::runtime_error("cannot write " + path_ + ": cannot create a temporary file in " + dir + ": " +
+            throw std::runtime_error("cannot write " + path_ + ": creating a temporary file in " + dir + " failed: " +
                                      reason(err));
         }
     }

@@ -314,7 +314,7 @@ TEST(MpiTrain, FailedOutWriteSaysWhy) {
     }
     const std::string missing = dir.file("no/such/folder/x.index");
     expect_clean_failure(train(2, "--data " + data + " --k 4 --niter 2 --out " + missing),
-                         "rank 0: cannot write " + missing + ": cannot create a temporary file in");
+                         "rank 0: cannot write " + missing + ": creating a temporary file in");
     // Over a directory: refused before anything is written, the directory untouched.
     const std::string out = dir.file("out.index");
     ASSERT_EQ(mkdir(out.c_str(), 0755), 0);
