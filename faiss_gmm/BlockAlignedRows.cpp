@@ -52,7 +52,7 @@ BlockAlignedRows::BlockAlignedRows(Communicator& comm, const VectorSource& local
         heads = broadcast_from(comm, gather_to_root(comm, std::move(mine), 0, &counts), 0);
         // Skip the heads of this rank and the ones before it: those after it start at row e.
         size_t skip = 0;
-        for (int r = 0; r <= comm.rank(); r++) skip += size_t(counts[size_t(r)]);
+        for (size_t r = 0; r < counts.size() && r <= size_t(comm.rank()); r++) skip += size_t(counts[r]);
         if (heads.size() < skip + size_t(tail) * row_bytes) {
             throw std::logic_error("BlockAlignedRows: the next ranks hold fewer rows than the last block needs");
         }

@@ -498,28 +498,22 @@ void EStepCpu::check_call(const VectorBlock& rows, int64_t K, int64_t d, Covaria
     }
 }
 
-void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
-    check_call(rows, stats.K, stats.d, stats.covariance_type);
-    if (rows.n == 0) return;
-
-    const int64_t nblocks = (rows.n + block_size_ - 1) / block_size_;
+template <class Start, class Block>
+void EStepCpu::for_each_block(int64_t nblocks, Start start, Block block) {
     const int nt = int(std::min<int64_t>(nthreads_, nblocks));
     reserve_workspaces(nt);
     detail::SingleThreadedBlas single_threaded_blas;
     std::string error;
-
 #pragma omp parallel num_threads(nt)
     {
         Workspace& ws = workspace(omp_get_thread_num());
-        ws.stats.reset(model_.K, model_.d, model_.covariance_type);
+        start(ws);
         // Static round-robin over blocks: the same blocks go to the same thread
-        // for a given thread count, which makes the sums deterministic.
+        // for a given thread count, which makes accumulate()'s sums deterministic.
 #pragma omp for schedule(static, 1)
         for (int64_t b = 0; b < nblocks; b++) {
-            const int64_t i0 = b * block_size_;
-            const int64_t n = std::min<int64_t>(block_size_, rows.n - i0);
             try {
-                process_block(rows.slice(i0, n), ws, nullptr, nullptr);
+                block(ws, b);
             } catch (const std::exception& ex) {
 #pragma omp critical
                 error = ex.what();
@@ -527,49 +521,44 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         }
     }
     if (!error.empty()) throw std::runtime_error("EStepCpu: " + error);
+}
 
-    for (int t = 0; t < nt; t++) {
-        stats.add(workspace(t).stats);
-    }
+void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
+    check_call(rows, stats.K, stats.d, stats.covariance_type);
+    if (rows.n == 0) return;
+    const int64_t nblocks = (rows.n + block_size_ - 1) / block_size_;
+    for_each_block(
+            nblocks, [&](Workspace& ws) { ws.stats.reset(model_.K, model_.d, model_.covariance_type); },
+            [&](Workspace& ws, int64_t b) {
+                const int64_t i0 = b * block_size_;
+                process_block(rows.slice(i0, std::min<int64_t>(block_size_, rows.n - i0)), ws, nullptr, nullptr);
+            });
+    for (int64_t t = 0; t < std::min<int64_t>(nthreads_, nblocks); t++) stats.add(workspace(int(t)).stats);
 }
 
 void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) {
     check_call(rows, acc.K(), acc.d(), acc.covariance_type());
     if (rows.n == 0) return;
-
+    // A block's partial is computed by one thread, in the same sub-blocks,
+    // whatever the thread count, and added exactly: any thread may take it.
     const int64_t R = kReproducibleBlockRows;
     const int64_t nblocks = (rows.n + R - 1) / R;
-    const int nt = int(std::min<int64_t>(nthreads_, nblocks));
-    reserve_workspaces(nt);
-    detail::SingleThreadedBlas single_threaded_blas;
-    std::string error;
-
-#pragma omp parallel num_threads(nt)
-    {
-        Workspace& ws = workspace(omp_get_thread_num());
-        ws.exact = acc; // the grids (scales) of acc, ...
-        ws.exact.clear(); // ... none of its sums
-        // Any block to any thread: a block's partial is computed by one thread,
-        // in the same sub-blocks, whatever the thread count.
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t b = 0; b < nblocks; b++) {
-            const int64_t r0 = b * R;
-            const int64_t rn = std::min<int64_t>(R, rows.n - r0);
-            try {
+    for_each_block(
+            nblocks,
+            [&](Workspace& ws) {
+                ws.exact = acc;   // the grids (scales) of acc, ...
+                ws.exact.clear(); // ... none of its sums
+            },
+            [&](Workspace& ws, int64_t b) {
+                const int64_t r0 = b * R, rn = std::min<int64_t>(R, rows.n - r0);
                 ws.stats.reset(model_.K, model_.d, model_.covariance_type);
                 for (int64_t i0 = 0; i0 < rn; i0 += block_size_) {
                     process_block(rows.slice(r0 + i0, std::min<int64_t>(block_size_, rn - i0)), ws, nullptr,
                                   nullptr);
                 }
                 ws.exact.add(ws.stats);
-            } catch (const std::exception& ex) {
-#pragma omp critical
-                error = ex.what();
-            }
-        }
-    }
-    if (!error.empty()) throw std::runtime_error("EStepCpu: " + error);
-    for (int t = 0; t < nt; t++) acc.merge(workspace(t).exact); // exact: any order
+            });
+    for (int64_t t = 0; t < std::min<int64_t>(nthreads_, nblocks); t++) acc.merge(workspace(int(t)).exact);
 }
 
 void EStepCpu::log_responsibilities(const VectorBlock& rows, float* log_resp, float* loglik) {

@@ -44,6 +44,11 @@ class EStepCpu : public EStep {
     // With log_resp (B × K) given, writes log r there; otherwise adds the block's
     // statistics to ws.stats. loglik (B) is written when non-null.
     void set_exact_form(const float* center);
+    /// Runs start(ws) once per thread, then block(ws, b) for b in [0, nblocks)
+    /// over min(nthreads, nblocks) threads (workspace t for thread t); the first
+    /// exception of any block is rethrown after the loop.
+    template <class Start, class Block>
+    void for_each_block(int64_t nblocks, Start start, Block block);
     void check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const;
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
 
