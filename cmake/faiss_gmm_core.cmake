@@ -17,7 +17,9 @@ add_library(faiss_gmm_core STATIC
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/BlockAlignedRows.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/Checkpoint.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/VectorSource.cpp
-    ${FAISS_GMM_CORE_ROOT}/faiss_gmm/Communicator.cpp)
+    ${FAISS_GMM_CORE_ROOT}/faiss_gmm/Communicator.cpp
+    ${FAISS_GMM_CORE_ROOT}/faiss_gmm/AtomicFile.cpp
+    ${FAISS_GMM_CORE_ROOT}/faiss_gmm/Crc32c.cpp)
 target_include_directories(faiss_gmm_core PUBLIC
     $<BUILD_INTERFACE:${FAISS_GMM_CORE_ROOT}>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "faiss_gmm/AtomicFile.h"
+
 #include "VecsFile.h"
 
 #ifdef FAISS_GMM_HAVE_HDF5
@@ -230,7 +232,7 @@ AnnBenchmarksData read_ann_benchmarks(const std::string& path, bool with_train) 
     return data;
 }
 
-void write_ann_benchmarks(const std::string& path, const AnnBenchmarksData& data) {
+static void write_ann_benchmarks_to(const std::string& path, const AnnBenchmarksData& data) {
     Handle f(open_file(path, true), H5Fclose);
     if (!data.train.empty()) {
         write_dataset(f.id, "train", data.train, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT);
@@ -255,6 +257,16 @@ void write_ann_benchmarks(const std::string& path, const AnnBenchmarksData& data
             throw std::runtime_error(path + ": cannot write attribute distance");
         }
     }
+    const hid_t id = f.id;
+    f.id = -1;
+    if (H5Fclose(id) < 0) throw std::runtime_error(path + ": writing the HDF5 file failed (disk full?)");
+}
+
+void write_ann_benchmarks(const std::string& path, const AnnBenchmarksData& data) {
+    // libhdf5 writes the temporary file by name; commit() syncs and renames it.
+    AtomicFile out(path);
+    write_ann_benchmarks_to(out.temp_path(), data);
+    out.commit();
 }
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <zlib.h>
 
+#include "faiss_gmm/AtomicFile.h"
+
 namespace faiss_gmm {
 namespace datasets {
 
@@ -130,7 +132,9 @@ void write_idx_gz(const std::string& path, const std::vector<int64_t>& dims, con
         throw std::invalid_argument(path + ": IDX dimensions do not match the data size");
     }
     bool gz = path.size() >= 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
-    std::string tmp = path + ".tmp";
+    // zlib writes the temporary file by name; commit() syncs and renames it.
+    AtomicFile out(path);
+    const std::string& tmp = out.temp_path();
     GzPtr f(gzopen(tmp.c_str(), gz ? "wb6" : "wbT"));
     if (!f) {
         throw std::runtime_error("cannot open " + tmp + " for writing");
@@ -149,10 +153,8 @@ void write_idx_gz(const std::string& path, const std::vector<int64_t>& dims, con
         done += chunk;
     }
     ok = (gzclose(f.release()) == Z_OK) && ok;
-    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error("cannot write " + path);
-    }
+    if (!ok) throw std::runtime_error("cannot write " + path + " (disk full?); " + path + " was left as it was");
+    out.commit();
 }
 
 } // namespace datasets

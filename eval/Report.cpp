@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <unistd.h>
 
+#include "faiss_gmm/AtomicFile.h"
+
 namespace faiss_gmm {
 namespace eval {
 
@@ -54,12 +56,8 @@ std::string fixed(double v, int prec) {
 } // namespace
 
 void write_text(const std::string& path, const std::string& text) {
-    std::ofstream f(path);
-    f << text;
-    f.close();
-    if (!f) {
-        throw std::runtime_error("cannot write " + path);
-    }
+    // Replaced atomically: a failed write leaves the previous report, and says why.
+    write_file_atomically(path, text.data(), text.size());
 }
 
 void write_csv(const std::vector<EvalReport>& reports, const std::string& path) {

@@ -9,6 +9,8 @@ import csv
 import sys
 from collections import OrderedDict
 
+from atomic_output import atomic_output
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display here
@@ -58,7 +60,8 @@ def main():
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 if __name__ == "__main__":

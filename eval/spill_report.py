@@ -17,6 +17,8 @@ import json
 import math
 import sys
 
+from atomic_output import atomic_output, write_text_atomically
+
 DEFAULT_PAIRS = [
     ("(a) no spill", "gmm", "kmeans"),
     ("(b) 1.2x", "gmm_spill1.2", "kmeans_spill1.2"),
@@ -118,7 +120,7 @@ def main(argv):
                  "`~`: a curve is already above the target at its first nprobe (a bound); n/a: not reached.")
     if not compact:
         text = "\n".join(lines) + "\n"
-    open(out, "w").write(text)
+    write_text_atomically(out, text)
     print(text)
     if png:
         import matplotlib
@@ -145,7 +147,8 @@ def main(argv):
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
         fig.tight_layout()
-        fig.savefig(png, dpi=110)
+        with atomic_output(png) as tmp:
+            fig.savefig(tmp, dpi=110)
 
 
 if __name__ == "__main__":

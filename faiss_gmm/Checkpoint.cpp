@@ -1,14 +1,12 @@
 #include "Checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 
+#include "AtomicFile.h"
 #include "GmmTrainer.h"
 
 namespace faiss_gmm {
@@ -151,38 +149,8 @@ TrainingCheckpoint parse_checkpoint(const std::vector<uint8_t>& bytes, const std
 }
 
 void write_file_atomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    auto fail = [&](const std::string& what) {
-        const std::string reason = std::strerror(errno);
-        ::unlink(tmp.c_str());
-        throw std::runtime_error("writing " + path + ": " + what + " failed (" + reason +
-                                 "); the previous file, if any, is unchanged");
-    };
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail("creating " + tmp);
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            ::close(fd);
-            fail("write");
-        }
-        done += size_t(n);
-    }
-    if (::fsync(fd) != 0) {
-        ::close(fd);
-        fail("fsync");
-    }
-    if (::close(fd) != 0) fail("close");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename over the target");
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { // the rename itself reaches the disk with the folder's metadata
-        ::fsync(dfd);
-        ::close(dfd);
-    }
+    // One implementation of atomic replacement for the project (AtomicFile.h).
+    write_file_atomically(path, bytes.data(), bytes.size());
 }
 
 std::vector<uint8_t> read_whole_file(const std::string& path) {

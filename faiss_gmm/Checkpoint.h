@@ -42,7 +42,8 @@ std::vector<uint8_t> serialize_checkpoint(const TrainingCheckpoint& c);
 TrainingCheckpoint parse_checkpoint(const std::vector<uint8_t>& bytes, const std::string& where);
 
 /// Writes bytes to path through a temporary file in the same folder, flushed and
-/// fsync'ed, then renamed over path: a failure leaves any previous file intact.
+/// fsync'ed, then renamed over path: a failure leaves any previous file intact
+/// (AtomicFile.h's write_file_atomically, for a byte vector).
 void write_file_atomically(const std::string& path, const std::vector<uint8_t>& bytes);
 std::vector<uint8_t> read_whole_file(const std::string& path);
 

@@ -249,6 +249,33 @@ void index_seeds() {
     put("gmm_trailer", "empty", {});
 }
 
+/// Issue 13.3: seeds of the older format (no checksum footer: the legacy reader)
+/// and files damaged where the footer is (its markers, its CRC).
+void checksum_seeds() {
+    auto seed = fuzz::seed_index();
+    const Bytes prefix = fuzz::faiss_bytes(seed.get());
+    for (uint32_t v : {1u, 3u}) {
+        const Bytes old = detail::serialize_gmm_index_old_format(seed.get(), v);
+        put("gmm_trailer", "old_v" + std::to_string(v) + "_spherical", Bytes(old.begin() + long(prefix.size()), old.end()));
+    }
+    auto spill = fuzz::seed_index(CovarianceType::Spherical, true);
+    const Bytes old_spill = detail::serialize_gmm_index_old_format(spill.get(), 3);
+    put("gmm_index", "old_v3_seed_index_ivf8_spill", old_spill);
+    if (std::equal(prefix.begin(), prefix.end(), old_spill.begin())) {
+        put("gmm_trailer", "old_v3_spherical_spill", Bytes(old_spill.begin() + long(prefix.size()), old_spill.end()));
+    }
+    const Bytes full = serialize_gmm_index(seed.get());
+    Bytes b = full;
+    b[b.size() - 24] ^= 1; // footer magic
+    put("gmm_index", "footer_bad_magic", b);
+    b = full;
+    b[b.size() - 6] ^= 1; // CRC
+    put("gmm_index", "footer_bad_crc", b);
+    b = full;
+    b[prefix.size() / 2] ^= 1; // FAISS part
+    put("gmm_index", "damaged_faiss_part", b);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -263,5 +290,6 @@ int main(int argc, char** argv) {
     idx_seeds(argc > 3 ? argv[3] : "");
     hdf5_seeds();
     index_seeds();
+    checksum_seeds();
     return 0;
 }

@@ -4,9 +4,10 @@
 //  * faiss indexes live in faiss's own Python package (python3-faiss), which has
 //    its own static copy of faiss. We never hand Python an index made by our
 //    copy: Python creates the index, passes int(index.this), and we only install
-//    or read a GmmQuantizer inside it. Files are written and read by faiss's
-//    Python copy; we add or read only the GMM trailer, through the IOWriter /
-//    IOReader object Python created.
+//    or read a GmmQuantizer inside it. The FAISS part of a file is written and
+//    read by faiss's Python copy (through faiss.PyCallbackIOWriter into our
+//    GmmFileWriter, and a faiss.FileIOReader / VectorIOReader we check first);
+//    the trailers, the checksum and the atomic replacement are gmm_io's.
 //  * Every call that can run faiss or OpenMP code releases the GIL: a faiss
 //    search run while the GIL is held can hang forever (an OpenMP worker enters
 //    faiss's Python interrupt callback and waits for the GIL).
@@ -39,6 +40,8 @@
 #include "faiss_gmm/VectorSource.h"
 #include "faiss_gmm/gmm_index_factory.h"
 #include "faiss_gmm/gmm_io.h"
+#include "faiss_gmm/AtomicFile.h"
+#include "faiss_gmm/IndexIVFSpill.h"
 
 namespace py = pybind11;
 using namespace faiss_gmm;
@@ -239,6 +242,75 @@ GmmQuantizer* gmm_quantizer_of(std::uintptr_t ptr) {
 
 } // namespace
 
+namespace {
+
+/// See the GmmFileWriter binding.
+struct PyGmmFileWriter {
+    std::unique_ptr<AtomicFile> file;
+    std::unique_ptr<faiss::IOWriter> sink;
+    faiss::VectorIOWriter memory;
+    std::unique_ptr<ChecksumIOWriter> cw;
+    std::string error;
+
+    struct FileSink : faiss::IOWriter {
+        AtomicFile* f;
+        size_t operator()(const void* p, size_t size, size_t n) override {
+            f->write(p, size * n);
+            return n;
+        }
+    };
+
+    explicit PyGmmFileWriter(std::optional<std::string> path) {
+        if (path) {
+            file = std::make_unique<AtomicFile>(*path);
+            auto s = std::make_unique<FileSink>();
+            s->f = file.get();
+            sink = std::move(s);
+            cw = std::make_unique<ChecksumIOWriter>(sink.get());
+        } else {
+            cw = std::make_unique<ChecksumIOWriter>(&memory);
+        }
+    }
+    void write(py::bytes b) {
+        if (!cw) throw std::logic_error("GmmFileWriter: already finished");
+        char* p = nullptr;
+        Py_ssize_t n = 0;
+        if (PyBytes_AsStringAndSize(b.ptr(), &p, &n) != 0) throw py::error_already_set();
+        try {
+            (*cw)(p, 1, size_t(n));
+        } catch (const std::exception& e) {
+            error = e.what(); // faiss's callback writer replaces the message by its own
+            throw;
+        }
+    }
+    py::object finish(std::uintptr_t index_ptr) {
+        if (!cw) throw std::logic_error("GmmFileWriter: already finished");
+        const GmmTrailer t = GmmTrailer::of(as_index(index_ptr));
+        {
+            py::gil_scoped_release release;
+            try {
+                write_gmm_trailer(t, cw.get());
+                if (file) file->commit();
+            } catch (const std::exception& e) {
+                error = e.what();
+                abort();
+                throw;
+            }
+        }
+        cw.reset();
+        if (file) return py::none();
+        py::array_t<uint8_t> out(py::ssize_t(memory.data.size()));
+        if (!memory.data.empty()) std::memcpy(out.mutable_data(), memory.data.data(), memory.data.size());
+        return std::move(out);
+    }
+    void abort() {
+        cw.reset();
+        if (file) file->abort();
+    }
+};
+
+} // namespace
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "faiss_gmm C++ core (pybind11). Use the faiss_gmm package, not this module directly.";
 
@@ -352,59 +424,156 @@ PYBIND11_MODULE(_core, m) {
         return q ? q->iteration_stats : std::vector<GmmIterationStats>();
     });
 
-    // The FAISS part of a file is written by faiss's Python copy; this appends
-    // our trailer through the same IOWriter object (a faiss::IOWriter made by
-    // that copy: the virtual call runs its code, on its FILE* or vector).
-    m.def("write_gmm_trailer",
-          [](std::uintptr_t index_ptr, std::uintptr_t writer_ptr) {
-              const GmmQuantizer* q = gmm_quantizer_of(index_ptr);
-              if (!q || q->model.K == 0) return false;
-              auto* writer = reinterpret_cast<faiss::IOWriter*>(writer_ptr);
-              py::gil_scoped_release release;
-              write_gmm_model(q->model, q->params, writer);
-              return true;
-          },
-          py::arg("index_ptr"), py::arg("writer_ptr"),
-          "Appends the GMM trailer of the index to the writer; False (nothing written) without a trained GMM.");
+    // ---- files: the FAISS part is written and read by faiss's Python copy, the
+    // ---- rest (trailers, checksum, atomic replacement) by gmm_io, here.
+    py::class_<GmmTrailer>(m, "GmmTrailer", "What a file holds besides FAISS's bytes (C++ faiss_gmm::GmmTrailer).")
+            .def_readonly("has_gmm", &GmmTrailer::has_gmm)
+            .def_property_readonly("model",
+                                   [](const GmmTrailer& t) -> std::optional<GmmModel> {
+                                       if (!t.has_gmm) return std::nullopt;
+                                       return t.model;
+                                   })
+            .def_property_readonly("params",
+                                   [](const GmmTrailer& t) -> std::optional<GmmParams> {
+                                       if (!t.has_gmm) return std::nullopt;
+                                       return t.params;
+                                   })
+            .def_readonly("rank_by_posterior", &GmmTrailer::rank_by_posterior)
+            .def_readonly("probe_variance_weight", &GmmTrailer::probe_variance_weight)
+            .def_readonly("probe_variance_power", &GmmTrailer::probe_variance_power)
+            .def_readonly("has_spill", &GmmTrailer::has_spill)
+            .def_property_readonly("spill_rule", [](const GmmTrailer& t) { return std::string(to_string(t.spill.rule)); })
+            .def_property_readonly("spill_max_copies", [](const GmmTrailer& t) { return t.spill.max_copies; })
+            .def_property_readonly("spill_budget", [](const GmmTrailer& t) { return t.spill.budget; })
+            .def_property_readonly("spill_tau", [](const GmmTrailer& t) { return t.spill.tau; })
+            .def_property_readonly("spill_temperature", [](const GmmTrailer& t) { return t.spill.temperature; })
+            .def_property_readonly("spill_epsilon", [](const GmmTrailer& t) { return t.spill.epsilon; })
+            .def_property_readonly("spill_soar_lambda", [](const GmmTrailer& t) { return t.spill.soar_lambda; })
+            .def_property_readonly("spill_primary_by_posterior",
+                                   [](const GmmTrailer& t) { return t.spill.primary_by_posterior; })
+            .def_readonly("spill_threshold", &GmmTrailer::spill_threshold)
+            .def_readonly("spill_threshold_set", &GmmTrailer::spill_threshold_set)
+            .def_readonly("spill_ntotal", &GmmTrailer::spill_ntotal);
 
-    // Reads the trailer that follows a FAISS index in the reader and puts a
-    // GmmQuantizer holding that model in place of the flat quantizer faiss read
-    // (after checking it holds exactly the same means).
-    m.def("read_gmm_trailer",
-          [](std::uintptr_t index_ptr, std::uintptr_t reader_ptr) {
+    py::class_<GmmFileInfo>(m, "GmmFileInfo", "What reading a file verified (C++ faiss_gmm::GmmFileInfo).")
+            .def_readonly("verified", &GmmFileInfo::verified)
+            .def_readonly("gmm_version", &GmmFileInfo::gmm_version)
+            .def_readonly("spill_version", &GmmFileInfo::spill_version)
+            .def_readonly("faiss_size", &GmmFileInfo::faiss_size)
+            .def_readonly("note", &GmmFileInfo::note);
+
+    py::class_<GmmFileCheck>(m, "GmmFileCheck")
+            .def_readonly("info", &GmmFileCheck::info)
+            .def_readonly("trailer", &GmmFileCheck::trailer)
+            .def_readonly("has_footer", &GmmFileCheck::has_footer)
+            .def_readonly("size", &GmmFileCheck::size);
+
+    m.def("gmm_trailer_of_index", [](std::uintptr_t p) { return GmmTrailer::of(as_index(p)); },
+          "The trailer gmm_io would write for the index (its GmmQuantizer's model, params, probing settings).");
+
+    m.def("set_gmm_probe_settings",
+          [](std::uintptr_t p, bool rank_by_posterior, double probe_variance_weight, double probe_variance_power) {
+              GmmQuantizer* q = gmm_quantizer_of(p);
+              if (!q) throw std::invalid_argument("set_gmm_probe_settings: the index has no GmmQuantizer");
+              if (!std::isfinite(probe_variance_weight) || !std::isfinite(probe_variance_power)) {
+                  throw std::invalid_argument("set_gmm_probe_settings: the weight and the power must be finite");
+              }
+              q->rank_by_posterior = rank_by_posterior;
+              q->probe_variance_weight = probe_variance_weight;
+              q->probe_variance_power = probe_variance_power;
+          },
+          py::arg("index_ptr"), py::arg("rank_by_posterior"), py::arg("probe_variance_weight"),
+          py::arg("probe_variance_power"));
+
+    // Receives the FAISS part from faiss.PyCallbackIOWriter (faiss's Python copy
+    // calls write(bytes) as it writes), checksums it on the way to an AtomicFile
+    // (path given) or to memory, then finish() appends the trailers and the footer.
+    py::class_<PyGmmFileWriter>(m, "GmmFileWriter")
+            .def(py::init<std::optional<std::string>>(), py::arg("path") = py::none())
+            .def("write", &PyGmmFileWriter::write)
+            .def("finish", &PyGmmFileWriter::finish, py::arg("index_ptr"),
+                 "Appends the trailers and the checksum footer; commits the file (returns None) or returns the bytes.")
+            .def_readonly("error", &PyGmmFileWriter::error, "the message of the last failed write, else empty")
+            .def("abort", &PyGmmFileWriter::abort);
+
+    // Reading, step 1: verify before faiss parses anything (an open faiss.FileIOReader,
+    // left at its start, or the bytes).
+    m.def("check_file_reader",
+          [](std::uintptr_t reader_ptr, const std::string& what) {
+              auto* r = dynamic_cast<faiss::FileIOReader*>(reinterpret_cast<faiss::IOReader*>(reader_ptr));
+              if (!r || !r->f) throw std::invalid_argument("check_file_reader: not an open faiss.FileIOReader");
+              py::gil_scoped_release release;
+              return check_gmm_file(r->f, what);
+          },
+          py::arg("reader_ptr"), py::arg("what"));
+    m.def("check_bytes",
+          [](py::array_t<uint8_t, py::array::c_style | py::array::forcecast> data, const std::string& what) {
+              const uint8_t* p = data.data();
+              const size_t n = size_t(data.size());
+              py::gil_scoped_release release;
+              return check_gmm_file(p, n, what);
+          },
+          py::arg("data"), py::arg("what"));
+    // Step 3, after faiss read its part from the reader: the older formats' trailers,
+    // then the GmmQuantizer put in place. Returns the GmmFileInfo.
+    m.def("finish_read",
+          [](std::uintptr_t index_ptr, std::uintptr_t reader_ptr, GmmFileCheck check, const std::string& what) {
               faiss::Index* index = as_index(index_ptr);
               auto* reader = reinterpret_cast<faiss::IOReader*>(reader_ptr);
-              py::gil_scoped_release release;
-              GmmModel model;
-              GmmParams params;
-              read_gmm_model(reader, &model, &params);
-              faiss::IndexIVF* ivf = find_ivf(index);
-              if (!ivf) throw std::runtime_error("GMM trailer found after an index that is not an IVF index");
-              const auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
-              if (!flat || flat->ntotal != model.K || flat->d != model.d ||
-                  std::memcmp(flat->get_xb(), model.means.data(), sizeof(float) * model.K * model.d) != 0) {
-                  throw std::runtime_error("GMM trailer does not match the index: its means differ from the "
-                                           "coarse quantizer's centroids");
+              uint64_t position = 0;
+              if (auto* fr = dynamic_cast<faiss::FileIOReader*>(reader)) {
+                  const long pos = fr->f ? std::ftell(fr->f) : -1;
+                  if (pos < 0) throw std::invalid_argument("finish_read: the faiss.FileIOReader is closed");
+                  position = uint64_t(pos);
+              } else if (auto* vr = dynamic_cast<faiss::VectorIOReader*>(reader)) {
+                  position = vr->rp;
+              } else {
+                  throw std::invalid_argument("finish_read: not a faiss.FileIOReader or faiss.VectorIOReader");
               }
-              auto* q = new GmmQuantizer(model.d, model.K, params);
-              q->set_model(model);
-              if (ivf->own_fields) delete ivf->quantizer;
-              ivf->quantizer = q;
-              ivf->own_fields = true;
-              ivf->quantizer_trains_alone = 1;
+              py::gil_scoped_release release;
+              read_gmm_trailer_after_faiss(reader, position, &check, what);
+              const GmmTrailer& t = check.trailer;
+              if (t.has_spill) {
+                  throw std::invalid_argument(
+                          what + ": holds an IndexIVFSpill (spill trailer), which is not a faiss Python object: "
+                                 "read it with faiss_gmm.spill.IndexIVFSpill.read / .deserialize (faiss.read_index "
+                                 "reads it as the plain IVF with every copy)");
+              }
+              if (t.has_gmm) {
+                  faiss::IndexIVF* ivf = find_ivf(index);
+                  if (!ivf) throw std::runtime_error(what + ": GMM trailer found after an index that is not an IVF index");
+                  try {
+                      install_gmm_trailer(ivf, t);
+                  } catch (const std::exception& e) {
+                      throw std::runtime_error(what + ": " + e.what());
+                  }
+              }
+              return check.info;
           },
-          py::arg("index_ptr"), py::arg("reader_ptr"));
+          py::arg("index_ptr"), py::arg("reader_ptr"), py::arg("check"), py::arg("what"));
 
-    m.def("file_reader_at_end",
-          [](std::uintptr_t reader_ptr) {
-              auto* r = dynamic_cast<faiss::FileIOReader*>(reinterpret_cast<faiss::IOReader*>(reader_ptr));
-              if (!r || !r->f) throw std::invalid_argument("file_reader_at_end: not an open faiss.FileIOReader");
-              const long pos = std::ftell(r->f);
-              std::fseek(r->f, 0, SEEK_END);
-              const long end = std::ftell(r->f);
-              std::fseek(r->f, pos, SEEK_SET);
-              return pos >= end;
-          });
+    // The C++ library's own writer and reader (what C++ programs and
+    // faiss-gmm-train-mpi use), on an index of faiss's Python package: for checks
+    // that files pass between the two sides with every setting.
+    m.def("cpp_write_gmm_index",
+          [](std::uintptr_t index_ptr, const std::string& fname) {
+              const faiss::Index* index = as_index(index_ptr);
+              py::gil_scoped_release release;
+              write_gmm_index(index, fname);
+          },
+          py::arg("index_ptr"), py::arg("fname"));
+    m.def("cpp_read_gmm_trailer",
+          [](const std::string& fname) {
+              GmmFileInfo info;
+              GmmTrailer t;
+              {
+                  py::gil_scoped_release release;
+                  std::unique_ptr<faiss::Index> index(read_gmm_index(fname, &info));
+                  t = GmmTrailer::of(index.get());
+              }
+              return py::make_tuple(t, info);
+          },
+          py::arg("fname"), "(GmmTrailer, GmmFileInfo) of the file as read_gmm_index (C++) reads it.");
 
     // ---- GaussianMixture engine ----
     m.def("fit",

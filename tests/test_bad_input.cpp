@@ -22,6 +22,7 @@
 #include "datasets/Hdf5File.h"
 #include "datasets/IdxFile.h"
 #include "datasets/VecsFile.h"
+#include "faiss_gmm/Crc32c.h"
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/GmmTrainer.h"
 #include "faiss_gmm/VectorSource.h"
@@ -391,6 +392,11 @@ TEST(BadInput, CorruptIndexFiles) {
         ASSERT_NE(it, full.end()) << "means not found in the trailer";
         b = full;
         b[size_t(it - full.begin()) + 1] ^= 0x10;
+        // Refused by the checksum first; with a new checksum (a consistent file
+        // that lies), by the comparison with the quantizer's centroids.
+        expect_error<std::runtime_error>([&] { load(b); }, "checksum mismatch", "means changed, old checksum");
+        const uint32_t crc = crc32c_extend(0, b.data(), b.size() - 8);
+        std::memcpy(b.data() + b.size() - 8, &crc, 4);
         expect_error<std::runtime_error>([&] { load(b); }, "means differ", "means changed in the trailer");
     }
     // Files: missing, empty, truncated.

@@ -474,12 +474,13 @@ TEST(SpillIO, SaveLoadRoundTrip) {
 }
 
 // Older trailers still read: version 1 (no probing settings) and version 2 (no
-// probe_variance_power), made from a version-3 file by editing its bytes.
+// probe_variance_power), made from a version-3 file (the older writer, kept for
+// tests: no checksum footer) by editing its bytes.
 TEST(SpillIO, ReadsVersion1And2Trailers) {
     const int64_t n = 2000, d = 8;
     std::vector<float> x = clustered_data(n, d, 10, 1.0f, 9);
     auto index = trained("IVF16_GMM_pscale0.2_ppow0.5,Flat", d, n, x);
-    std::vector<uint8_t> v3 = serialize_gmm_index(index.get());
+    std::vector<uint8_t> v3 = detail::serialize_gmm_index_old_format(index.get(), 3);
     // rank_by_posterior (int32) and probe_variance_weight (double), the version-2
     // fields, sit 92 bytes after the magic (after fast_math); probe_variance_power
     // (double, version 3) follows them at 104.
@@ -512,11 +513,13 @@ TEST(SpillIO, ReadsVersion1And2Trailers) {
         EXPECT_EQ(q->probe_variance_power, 0.0) << "version " << version;
         EXPECT_EQ(q->model.means, find_gmm_quantizer(index.get())->model.means);
     }
-    // A version from the future is refused with a clear message.
-    std::vector<uint8_t> v4 = v3;
-    const uint32_t four = 4;
-    std::memcpy(v4.data() + pos + 4, &four, 4);
-    EXPECT_THROW(deserialize_gmm_index(v4.data(), v4.size()), std::runtime_error);
+    // A version from the future is refused with a clear message (4 is today's, with a
+    // checksum footer: without one it is refused as truncated).
+    for (uint32_t future : {4u, 5u}) {
+        std::vector<uint8_t> v4 = v3;
+        std::memcpy(v4.data() + pos + 4, &future, 4);
+        EXPECT_THROW(deserialize_gmm_index(v4.data(), v4.size()), std::runtime_error);
+    }
 }
 
 TEST(SpillEdit, RemoveIdsAndReconstruct) {

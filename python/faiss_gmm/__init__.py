@@ -23,6 +23,7 @@ from .index import (  # noqa: E402
     read_index,
     serialize_index,
     train_ivf,
+    UnverifiedIndexWarning,
     write_index,
 )
 
@@ -33,6 +34,6 @@ __version__ = "0.1.0"
 __all__ = [
     "CovarianceType", "Device", "GmmIterationStats", "GmmModel", "GmmParams", "InitMethod", "cuda_available",
     "index_factory", "train_ivf", "write_index", "read_index", "serialize_index", "deserialize_index",
-    "is_gmm_index", "get_gmm_model", "get_gmm_params", "get_iteration_stats",
+    "is_gmm_index", "get_gmm_model", "get_gmm_params", "get_iteration_stats", "UnverifiedIndexWarning",
     "GaussianMixture", "ConvergenceWarning", "NotFittedError",
 ]

@@ -13,12 +13,14 @@ quantizer is an IndexFlatL2 subclass, written as a flat index holding the
 means); faiss.read_index reads it back as a plain IVF that searches exactly the
 same but has lost the GMM (weights, variances). faiss_gmm.write_index /
 read_index / serialize_index / deserialize_index write the same FAISS bytes
-(through faiss's own writer) followed by a trailer with the GMM model, and read
-it back with the GmmQuantizer re-installed.
+(through faiss's own writer) followed by the trailer and checksum of gmm_io (C++:
+faiss_gmm/gmm_io.h, so files pass between C++ and Python with every setting), and
+read it back with the GmmQuantizer re-installed.
 """
 
 import os
 import re
+import warnings
 
 import faiss
 import numpy as np
@@ -29,7 +31,7 @@ from ._params import make_params
 
 __all__ = [
     "index_factory", "train_ivf", "write_index", "read_index", "serialize_index", "deserialize_index",
-    "is_gmm_index", "get_gmm_model", "get_gmm_params", "get_iteration_stats",
+    "is_gmm_index", "get_gmm_model", "get_gmm_params", "get_iteration_stats", "UnverifiedIndexWarning",
 ]
 
 
@@ -135,48 +137,90 @@ def get_iteration_stats(index):
     return _core.iteration_stats_of_index(_ptr(index))
 
 
-def write_index(index, fname):
-    """faiss.write_index followed by the GMM trailer (when the index has a
-    trained GmmQuantizer). faiss.read_index can read the file too (as a plain
-    IVF); faiss_gmm.read_index restores the GMM."""
+def _write(index, fname):
+    """faiss's Python copy writes the FAISS part into a callback writer; gmm_io
+    (C++) checksums it on the way, appends the trailers and the checksum footer,
+    and for a file replaces it atomically."""
     ptr = _ptr(index)
-    writer = faiss.FileIOWriter(os.fspath(fname))
+    sink = _core.GmmFileWriter(None if fname is None else os.fspath(fname))
     try:
-        faiss.write_index(index, writer)
-        _core.write_gmm_trailer(ptr, int(writer.this))
-    finally:
-        del writer  # closes the file
+        writer = faiss.PyCallbackIOWriter(sink.write)
+        try:
+            faiss.write_index(index, writer)
+        finally:
+            del writer
+    except RuntimeError as e:
+        sink.abort()
+        if sink.error:  # the reason (e.g. "No space left on device"), not faiss's "py err"
+            raise RuntimeError(sink.error) from None
+        raise
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.finish(ptr)
+
+
+def _note(info):
+    if info.note:
+        warnings.warn(info.note, UnverifiedIndexWarning, stacklevel=3)
+
+
+class UnverifiedIndexWarning(UserWarning):
+    """A file of an older format (no checksum) was read without verification."""
+
+
+def write_index(index, fname):
+    """The FAISS bytes (faiss.write_index's), the GMM trailer (when the index has
+    a trained GmmQuantizer, with its probing settings) and a checksum footer.
+    The file is replaced atomically: if writing fails (disk full, size limit) the
+    previous file is left intact and the error says why. faiss.read_index can read
+    the file too (as a plain IVF); faiss_gmm.read_index restores the GMM."""
+    _write(index, fname)
 
 
 def read_index(fname, io_flags=0):
     """Reads a file written by faiss_gmm.write_index (GmmQuantizer restored) or
-    by faiss.write_index (returned as faiss reads it). Returns a faiss.Index of
-    faiss's own package."""
-    reader = faiss.FileIOReader(os.fspath(fname))
+    by faiss.write_index (returned as faiss reads it). The checksum is verified
+    before faiss parses anything; a damaged file raises RuntimeError. Files of
+    the older format (no checksum) read with an UnverifiedIndexWarning. Returns a
+    faiss.Index of faiss's own package."""
+    fname = os.fspath(fname)
+    what = f"read_index: {fname}"
+    if not os.path.exists(fname):
+        raise RuntimeError(f"{what}: cannot open: no such file")
+    reader = faiss.FileIOReader(fname)
     try:
-        index = faiss.read_index(reader, io_flags)
-        if not _core.file_reader_at_end(int(reader.this)):
-            _core.read_gmm_trailer(_ptr(index), int(reader.this))
+        check = _core.check_file_reader(int(reader.this), what)
+        try:
+            index = faiss.read_index(reader, io_flags)
+        except RuntimeError as e:
+            raise RuntimeError(f"{what}: not a readable FAISS index (truncated or corrupt): {e}") from None
+        info = _core.finish_read(_ptr(index), int(reader.this), check, what)
     finally:
         del reader
+    _note(info)
     return index
 
 
 def serialize_index(index):
-    """Like faiss.serialize_index (a uint8 numpy array), with the GMM trailer."""
-    ptr = _ptr(index)
-    writer = faiss.VectorIOWriter()
-    faiss.write_index(index, writer)
-    _core.write_gmm_trailer(ptr, int(writer.this))
-    return faiss.vector_to_array(writer.data)
+    """Like faiss.serialize_index (a uint8 numpy array), with the GMM trailer and
+    the checksum footer."""
+    return _write(index, None)
 
 
 def deserialize_index(data):
-    """Inverse of serialize_index (also reads faiss.serialize_index output)."""
+    """Inverse of serialize_index (also reads faiss.serialize_index output); the
+    checksum is verified before faiss parses anything."""
     data = np.ascontiguousarray(data, dtype=np.uint8).ravel()
+    what = "deserialize_index"
+    check = _core.check_bytes(data, what)
     reader = faiss.VectorIOReader()
-    faiss.copy_array_to_vector(data, reader.data)
-    index = faiss.read_index(reader)
-    if reader.rp < data.size:
-        _core.read_gmm_trailer(_ptr(index), int(reader.this))
+    # Only the FAISS part goes to faiss (what follows it is ours).
+    faiss.copy_array_to_vector(data[: check.info.faiss_size] if check.has_footer else data, reader.data)
+    try:
+        index = faiss.read_index(reader)
+    except RuntimeError as e:
+        raise RuntimeError(f"{what}: not a readable FAISS index (truncated or corrupt): {e}") from None
+    info = _core.finish_read(_ptr(index), int(reader.this), check, what)
+    _note(info)
     return index
