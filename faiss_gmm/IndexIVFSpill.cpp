@@ -31,13 +31,14 @@ const char* to_string(SpillRule rule) {
         case SpillRule::Posterior: return "posterior";
         case SpillRule::DistanceRatio: return "distance-ratio";
         case SpillRule::Soar: return "soar";
+        case SpillRule::Responsibility: return "responsibility";
     }
     return "?";
 }
 
 void SpillParams::validate() const {
     auto bad = [](const std::string& what) { throw std::invalid_argument("SpillParams: " + what); };
-    if (int(rule) < 0 || int(rule) > 3) bad("unknown rule " + std::to_string(int(rule)));
+    if (int(rule) < 0 || int(rule) > 4) bad("unknown rule " + std::to_string(int(rule)));
     if (max_copies < 1) bad("max_copies must be >= 1, got " + std::to_string(max_copies));
     if (!(budget == 0 || budget >= 1)) bad("budget must be 0 (off) or >= 1 entries per vector, got " + std::to_string(budget));
     if (budget > max_copies) bad("budget " + std::to_string(budget) + " > max_copies " + std::to_string(max_copies) + " cannot be met");
@@ -58,6 +59,7 @@ const faiss::IndexFlat* flat_quantizer(const faiss::IndexIVF* ivf) {
 double threshold_from_params(const SpillParams& s) {
     switch (s.rule) {
         case SpillRule::Posterior: return -std::log(s.tau); // (r_j/r_1)^(1/T) >= tau  <=>  (ℓ_1 − ℓ_j)/T <= −log tau
+        case SpillRule::Responsibility: return -std::log(s.tau); // r_j >= tau  <=>  −log r_j <= −log tau
         case SpillRule::DistanceRatio:
         case SpillRule::Soar: return s.epsilon;
         case SpillRule::None: return -INFINITY;
@@ -93,9 +95,11 @@ IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bo
     if (!flat_quantizer(ivf)) fail("the coarse quantizer must be a flat index (IndexFlat / GmmQuantizer)");
     if (!ivf->direct_map.no()) fail("the IVF has a DirectMap: it cannot hold several copies of an id");
     if (require_empty && ivf->ntotal > 0) fail("the IVF already holds vectors: wrap an empty index");
-    const bool needs_gmm = spill.rule == SpillRule::Posterior || spill.primary_by_posterior;
+    const bool needs_gmm = spill.rule == SpillRule::Posterior || spill.rule == SpillRule::Responsibility ||
+                           spill.primary_by_posterior;
     if (needs_gmm && !dynamic_cast<GmmQuantizer*>(ivf->quantizer)) {
-        fail("the posterior spill rule and primary_by_posterior need a GmmQuantizer (use IVF<n>_GMM...)");
+        fail("the posterior / responsibility spill rules and primary_by_posterior need a GmmQuantizer "
+             "(use IVF<n>_GMM...)");
     }
     is_trained = index->is_trained;
     ntotal = 0;
@@ -125,7 +129,8 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
     const int64_t K = q->ntotal, dd = ivf->d;
     const int m1 = spill.max_copies - 1;
     const GmmQuantizer* gq = dynamic_cast<const GmmQuantizer*>(q);
-    const bool use_post = spill.rule == SpillRule::Posterior || spill.primary_by_posterior;
+    const bool use_post = spill.rule == SpillRule::Posterior || spill.rule == SpillRule::Responsibility ||
+                          spill.primary_by_posterior;
     if (use_post && (!gq || gq->model.K != K)) {
         throw std::runtime_error("IndexIVFSpill: posterior spill / primary needs a trained GmmQuantizer");
     }
@@ -186,6 +191,8 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
                         if (spill.rule == SpillRule::Posterior) {
                             c = (double(ri[p]) - double(ri[j])) / spill.temperature;
                             if (std::isnan(c)) c = INFINITY; // both −inf: j is negligible
+                        } else if (spill.rule == SpillRule::Responsibility) {
+                            c = -double(ri[j]); // −log r_j: +inf for a negligible list
                         } else {
                             c = d1 > 0 ? li[j] / d1 - 1.0 : (li[j] == 0 ? 0.0 : INFINITY);
                         }

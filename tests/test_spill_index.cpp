@@ -146,6 +146,103 @@ TEST(SpillRules, PosteriorRatioWithTemperature) {
     EXPECT_NEAR(cost[0], 1.0, 1e-4); // (ℓ_0 − ℓ_1)/T = 2/2
 }
 
+// The research's rule: every list whose responsibility r_j ≥ tau (absolute). Checked against
+// responsibilities computed here in double from the model's definition (equal weights, unit
+// variances, 1-d): r_j = exp(−(x−μ_j)²/2) / Σ_k exp(−(x−μ_k)²/2).
+TEST(SpillRules, ResponsibilityAgainstDirectComputation) {
+    GmmModel m(4, 1, CovarianceType::Spherical);
+    m.means = {0, 3, 5, 20};
+    auto* q = new GmmQuantizer(1, 4);
+    q->set_model(m);
+    auto* ivf = new faiss::IndexIVFFlat(q, 1, 4);
+    ivf->own_fields = true;
+    ivf->is_trained = true;
+    SpillParams sp;
+    sp.rule = SpillRule::Responsibility;
+    sp.tau = 0.25; // = 1/K
+    sp.max_copies = 4;
+    IndexIVFSpill index(ivf, sp);
+    const std::vector<float> x = {1.5f, 2.0f, 4.0f, 0.2f, 12.5f};
+    std::vector<std::set<idx_t>> want(x.size());
+    std::vector<std::vector<double>> resp(x.size());
+    for (size_t i = 0; i < x.size(); i++) {
+        double z = 0;
+        for (double mu : m.means) z += std::exp(-0.5 * (x[i] - mu) * (x[i] - mu));
+        for (int j = 0; j < 4; j++) {
+            const double r = std::exp(-0.5 * (x[i] - m.means[j]) * (x[i] - m.means[j])) / z;
+            resp[i].push_back(r);
+            if (r >= sp.tau) want[i].insert(j);
+        }
+        // the nearest mean is the primary list even when its responsibility is < tau
+        int p = 0;
+        for (int j = 1; j < 4; j++) if (std::fabs(x[i] - m.means[j]) < std::fabs(x[i] - m.means[p])) p = j;
+        want[i].insert(p);
+    }
+    index.add(idx_t(x.size()), x.data());
+    auto L = lists_of(index.ivf);
+    for (size_t i = 0; i < x.size(); i++) EXPECT_EQ(L[idx_t(i)], want[i]) << "x = " << x[i];
+    EXPECT_EQ(L[0], (std::set<idx_t>{0, 1}));    // r = 0.50, 0.50, ~0, 0: both lists
+    EXPECT_EQ(L[2], (std::set<idx_t>{1, 2}));    // between 3 and 5
+    EXPECT_EQ(L[3], (std::set<idx_t>{0}));       // clearly in list 0
+    EXPECT_EQ(L[4], (std::set<idx_t>{2, 3}));    // r_2 = r_3 = 0.5 at the midpoint
+    // Costs are −log r_j, ascending, against the direct computation.
+    std::vector<idx_t> prim(x.size()), cand(x.size() * 3);
+    std::vector<float> cost(x.size() * 3);
+    index.spill_costs(idx_t(x.size()), x.data(), prim.data(), cost.data(), cand.data());
+    for (size_t i = 0; i < x.size(); i++) {
+        for (int t = 0; t < 3; t++) {
+            const idx_t j = cand[i * 3 + t];
+            if (j < 0 || !std::isfinite(cost[i * 3 + t])) continue;
+            EXPECT_NEAR(cost[i * 3 + t], -std::log(resp[i][j]), 1e-3 * (1 - std::log(resp[i][j])))
+                    << "x = " << x[i] << " list " << j;
+        }
+    }
+    // Needs a GMM.
+    auto* q2 = new faiss::IndexFlatL2(1);
+    const std::vector<float> means(m.means.begin(), m.means.end());
+    q2->add(4, means.data());
+    auto* ivf2 = new faiss::IndexIVFFlat(q2, 1, 4);
+    ivf2->own_fields = true;
+    ivf2->is_trained = true;
+    EXPECT_THROW(IndexIVFSpill(ivf2, sp), std::invalid_argument);
+    delete ivf2;
+}
+
+// _resp without a value is the research's tau = 1/nlist; with _spill<B> it meets the budget.
+TEST(SpillRules, ResponsibilityFactoryAndBudget) {
+    IvfOptions o;
+    std::string fd;
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_resp,Flat", &fd, &o));
+    EXPECT_EQ(fd, "IVF64,Flat");
+    EXPECT_EQ(o.spill_params.rule, SpillRule::Responsibility);
+    EXPECT_DOUBLE_EQ(o.spill_params.tau, 1.0 / 64);
+    EXPECT_EQ(o.spill_params.budget, 0);
+    EXPECT_EQ(o.spill_params.max_copies, 8);
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMMdiag_resp0.2_max3,Flat", &fd, &o));
+    EXPECT_DOUBLE_EQ(o.spill_params.tau, 0.2);
+    EXPECT_EQ(o.spill_params.max_copies, 3);
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_resp_spill1.5,Flat", &fd, &o));
+    EXPECT_EQ(o.spill_params.rule, SpillRule::Responsibility);
+    EXPECT_DOUBLE_EQ(o.spill_params.budget, 1.5);
+    EXPECT_THROW(parse_ivf_options("IVF64_resp,Flat", &fd, &o), std::invalid_argument);           // needs GMM
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_resp_soar_spill1.2,Flat", &fd, &o), std::invalid_argument);
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_resp0.1_spill1.2,Flat", &fd, &o), std::invalid_argument);
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_resp2,Flat", &fd, &o), std::invalid_argument);      // tau > 1
+
+    const int64_t n = 4000, d = 16;
+    std::vector<float> x = clustered_data(n, d, 24, 1.5f, 7);
+    auto index = trained("IVF32_GMM_resp_spill1.3,Flat", d, n, x);
+    auto* sp = as_spill_index(index.get());
+    ASSERT_NE(sp, nullptr);
+    EXPECT_NEAR(double(sp->n_entries()), 1.3 * n, 0.002 * n);
+    // Fixed 1/K: every admitted secondary list has r_j >= 1/K by the model's own posterior.
+    auto fixed = trained("IVF32_GMM_resp,Flat", d, n, x);
+    auto* sf = as_spill_index(fixed.get());
+    ASSERT_NE(sf, nullptr);
+    EXPECT_DOUBLE_EQ(sf->threshold, std::log(32.0));
+    EXPECT_GE(sf->n_entries(), n);
+}
+
 TEST(SpillBudget, MemoryBudgetMet) {
     const int64_t n = 4000, d = 16;
     std::vector<float> x = clustered_data(n, d, 24, 1.5f, 7);
@@ -429,7 +526,8 @@ TEST(SpillIO, SaveLoadRoundTrip) {
     const int64_t n = 3000, d = 16, nq = 30, k = 10;
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 21);
     for (const char* desc : {"IVF24_GMMdiag_spill1.4_probepost,Flat", "IVF24_spill1.3_soar0.5,SQ8",
-                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_spill1.3_pscale0.1_ppow0.5,Flat"}) {
+                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_spill1.3_pscale0.1_ppow0.5,Flat",
+                             "IVF24_GMM_resp_max4,SQ8"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         sp->set_nprobe(4);

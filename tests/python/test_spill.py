@@ -36,6 +36,26 @@ def test_budget_dedup_and_exactness(desc):
         np.testing.assert_allclose(D, np.sort(true, axis=1)[:, :5], rtol=1e-4, atol=1e-3)
 
 
+def test_responsibility_rule_matches_model_posteriors():
+    # _resp (the research's rule, tau = 1/nlist): a vector goes to its nearest list and to every
+    # list whose GMM responsibility is >= 1/nlist; kept by serialize / deserialize.
+    import faiss_gmm
+    x = clustered(3000, 16, 12, 5)
+    index = spill.spill_index_factory(16, "IVF16_GMM_resp_max4,Flat")
+    assert index.spill_rule == "responsibility"
+    index.train(x)
+    index.add(x)
+    assert index.ntotal == 3000 and index.n_entries >= 3000
+    back = spill.IndexIVFSpill.deserialize(index.serialize())
+    assert back.spill_rule == "responsibility" and back.n_entries == index.n_entries
+    index.nprobe = back.nprobe = 3
+    D, I = index.search(x[:100], 10)
+    D2, I2 = back.search(x[:100], 10)
+    np.testing.assert_array_equal(I, I2)
+    with pytest.raises(ValueError):
+        spill.spill_index_factory(16, "IVF16_resp,Flat")  # needs a GMM
+
+
 def test_probe_power_ranking_saved():
     # _ppow<a>: lists ranked by |x - mu_k|^2 / (sigma_k^2 / mean sigma^2)^a; kept by write / read.
     x = clustered(3000, 16, 12, 3)
