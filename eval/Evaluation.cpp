@@ -37,6 +37,12 @@ double now_s() {
 
 const std::regex kIvfToken("IVF([0-9]+)(_GMM(diag)?)?");
 
+// FAISS k-means subsamples to nlist * max_points_per_centroid rows; 0 means every row here
+// (as for GmmParams), which FAISS spells as a bound no data set reaches.
+int kmeans_max_points(const EvalParams& p) {
+    return p.max_points_per_centroid > 0 ? p.max_points_per_centroid : (1 << 30);
+}
+
 std::unique_ptr<faiss::Index> make_kmeans(int64_t d, const EvalParams& p, std::string* desc) {
     std::string faiss_desc = p.index_description;
     faiss_gmm::parse_gmm_description(p.index_description, &faiss_desc, nullptr); // strips a _GMM token if any
@@ -48,7 +54,7 @@ std::unique_ptr<faiss::Index> make_kmeans(int64_t d, const EvalParams& p, std::s
     }
     ivf->cp.niter = p.kmeans_niter;
     ivf->cp.seed = int(p.seed);
-    ivf->cp.max_points_per_centroid = p.max_points_per_centroid;
+    ivf->cp.max_points_per_centroid = kmeans_max_points(p);
     return index;
 }
 
@@ -82,7 +88,7 @@ IndexMaker option_maker(const std::string& base, const std::string& options) {
             faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index.get());
             ivf->cp.niter = p.kmeans_niter;
             ivf->cp.seed = int(p.seed);
-            ivf->cp.max_points_per_centroid = p.max_points_per_centroid;
+            ivf->cp.max_points_per_centroid = kmeans_max_points(p);
         }
         return index;
     };
@@ -149,6 +155,60 @@ const faiss::IndexIVF* coarse_lists(const faiss::Index* index, idx_t nq, const f
     std::vector<float> dis(size_t(nq) * nprobe);
     ivf->quantizer->search(nq, x, nprobe, dis.data(), lists.data());
     return ivf;
+}
+
+// The trained coarse quantizer of a method, for the later methods of the same
+// evaluate() call that train the same one: spill and probing variants differ only
+// in add / search, and the k-means and EM runs are deterministic for a seed, so
+// training once is the same as training again (it saves most of the time at 1M
+// vectors). Keyed by the quantizer kind (k-means, spherical or diagonal GMM); not
+// used behind a pre-transform, whose training would have to be reproduced too.
+struct TrainedQuantizer {
+    std::string method;            ///< the method that trained it
+    std::vector<float> centroids;  ///< k-means
+    GmmModel model;                ///< GMM (K > 0)
+};
+
+std::string quantizer_key(const faiss::Index* index) {
+    if (dynamic_cast<const faiss::IndexPreTransform*>(index)) return "";
+    if (auto* sp = faiss_gmm::as_spill_index(index)) {
+        if (dynamic_cast<const faiss::IndexPreTransform*>(sp->index)) return "";
+    }
+    const faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (!ivf) return "";
+    const std::string nl = std::to_string(ivf->nlist) + "/" + std::to_string(ivf->d);
+    if (auto* q = dynamic_cast<const GmmQuantizer*>(ivf->quantizer)) {
+        return std::string("gmm-") + to_string(q->params.covariance_type) + "/" + nl;
+    }
+    return dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer) ? "kmeans/" + nl : "";
+}
+
+// Installs a cached quantizer so that IndexIVF::train skips its own training
+// (train_q1: a trained quantizer holding nlist centroids) and trains only the codes.
+bool install_cached(faiss::Index* index, const TrainedQuantizer& t) {
+    faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (auto* q = dynamic_cast<GmmQuantizer*>(ivf->quantizer)) {
+        if (t.model.K == 0) return false;
+        q->set_model(t.model);
+        return true;
+    }
+    auto* flat = dynamic_cast<faiss::IndexFlat*>(ivf->quantizer);
+    if (!flat || t.centroids.empty()) return false;
+    flat->reset();
+    flat->add(idx_t(ivf->nlist), t.centroids.data());
+    return true;
+}
+
+TrainedQuantizer snapshot(const std::string& method, const faiss::Index* index) {
+    TrainedQuantizer t;
+    t.method = method;
+    const faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (auto* q = dynamic_cast<const GmmQuantizer*>(ivf->quantizer)) {
+        t.model = q->model;
+    } else if (auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer)) {
+        t.centroids.assign(flat->get_xb(), flat->get_xb() + size_t(flat->ntotal) * flat->d);
+    }
+    return t;
 }
 
 } // namespace
@@ -378,17 +438,25 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     report.groundtruth_s = data.groundtruth_time_s;
     report.params = p;
     report.train_threads = omp_get_max_threads();
+    std::map<std::string, TrainedQuantizer> trained;
     for (const auto& mk : makers) {
         MethodResult r;
         r.method = mk.first;
         std::unique_ptr<faiss::Index> index = mk.second(data.d(), p, &r.description);
+        const std::string key = p.share_quantizers ? quantizer_key(index.get()) : "";
+        auto cached = key.empty() ? trained.end() : trained.find(key);
+        if (cached != trained.end() && install_cached(index.get(), cached->second)) {
+            r.quantizer_from = cached->second.method;
+        }
         if (p.verbose) {
-            std::fprintf(stderr, "[%s] %s: training %s on %ld x %ld ...\n", data.name.c_str(), r.method.c_str(),
-                         r.description.c_str(), long(data.base.n), long(data.d()));
+            std::fprintf(stderr, "[%s] %s: training %s on %ld x %ld%s ...\n", data.name.c_str(), r.method.c_str(),
+                         r.description.c_str(), long(data.base.n), long(data.d()),
+                         r.quantizer_from.empty() ? "" : (" (coarse quantizer of " + r.quantizer_from + ")").c_str());
         }
         double t0 = now_s();
         index->train(data.base.n, data.base.data.data());
         r.train_s = now_s() - t0;
+        if (!key.empty() && r.quantizer_from.empty()) trained[key] = snapshot(r.method, index.get());
         t0 = now_s();
         index->add(data.base.n, data.base.data.data());
         r.add_s = now_s() - t0;

@@ -35,8 +35,10 @@ struct EvalParams {
 
     int64_t seed = 1234;               ///< seed of k-means and of GMM (overrides gmm.seed)
     int kmeans_niter = 25;             ///< k-means iterations of the baseline (faiss::ClusteringParameters::niter)
-    int max_points_per_centroid = 256; ///< training subsample for both methods (FAISS default)
+    int max_points_per_centroid = 256; ///< training subsample for both methods (FAISS default); 0 = every row
     GmmParams gmm;                     ///< EM settings of the GMM methods (covariance type is set per method)
+    bool share_quantizers = true;      ///< train each kind of coarse quantizer (k-means, GMM, GMM diag) once per
+                                       ///< evaluate() and give it to the spill / probing variants (same seed, same result)
 
     int search_threads = 1;            ///< OpenMP threads of the timed searches (QPS); 0 = all. Training uses all.
     int search_repeats = 1;            ///< timed runs per sweep point; the fastest is kept
@@ -64,6 +66,7 @@ struct MethodResult {
     int64_t nlist = 0;
     int64_t ntotal = 0;          ///< entries in the lists (> base size with spill)
     double train_s = 0;          ///< IndexIVF::train wall time (all threads)
+    std::string quantizer_from;  ///< non-empty: the coarse quantizer was trained by that method (train_s: the rest only)
     double add_s = 0;            ///< add wall time
     size_t invlists_bytes = 0;   ///< codes + ids of the inverted lists
     double imbalance = 0;        ///< nlist · Σ size² / N²

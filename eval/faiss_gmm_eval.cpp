@@ -37,7 +37,10 @@ index and methods:
   --nprobe LIST              default 1,2,4,...,nlist
   --k K                      recall@K (default 10)
   --stop-recall R            stop a sweep once recall >= R (default: never)
-  --seed S  --kmeans-niter N  --gmm-niter N  --gmm-init-niter N  --gmm-tol T  --max-points-per-centroid N
+  --seed S  --kmeans-niter N  --gmm-niter N  --gmm-init-niter N  --gmm-tol T
+  --max-points-per-centroid N   training sample of k-means and GMM: nlist * N rows (default 256); 0 = every row
+  --no-share-quantizers      retrain the coarse quantizer for every method (default: each kind once per run,
+                             reused by its spill / probing variants; same seed, same result)
   --gmm-device cpu|cuda|auto  E-step backend of the GMM methods (default cpu) ; --gmm-fast  fast GPU math (TF32)
   --gmm-verbose              EM progress
 measurement:
@@ -108,7 +111,8 @@ std::string substitute(std::string s, const std::string& key, const std::string&
 
 int main(int argc, char** argv) {
     std::map<std::string, std::string> opt;
-    const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--gmm-fast", "--help", "-h"};
+    const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--gmm-fast", "--no-share-quantizers",
+                                            "--help", "-h"};
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         bool is_flag = false;
@@ -185,6 +189,7 @@ int main(int argc, char** argv) {
         else throw std::invalid_argument("--gmm-device must be cpu, cuda or auto, not '" + device + "'");
         p.gmm.fast_math = opt.count("--gmm-fast") > 0;
         p.max_points_per_centroid = int(to_int(get("--max-points-per-centroid", std::to_string(p.max_points_per_centroid))));
+        p.share_quantizers = !opt.count("--no-share-quantizers");
         p.search_threads = int(to_int(get("--threads", "1")));
         p.search_repeats = int(to_int(get("--repeats", "1")));
         if (opt.count("--stop-recall")) {
