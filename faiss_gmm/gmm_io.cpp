@@ -23,7 +23,9 @@ namespace {
 constexpr uint32_t kTrailerMagic = 0x4d4d4746; // "FGMM" little-endian
 constexpr uint32_t kTrailerEnd = 0x46474d4d;   // "MMGF"
 // Version 2 adds GmmQuantizer::rank_by_posterior and probe_variance_weight,
-// version 3 probe_variance_power; versions 1 and 2 still read.
+// version 3 probe_variance_power; versions 1 and 2 still read. Since issue 14
+// removed those rankings they are written as off, and a file that turns one on
+// is refused with a message (faiss::read_index still reads it).
 constexpr uint32_t kTrailerVersion = 3;
 // Optional spill trailer after the GMM one (or right after FAISS's bytes for a
 // k-means spill index): the IndexIVFSpill settings and its distinct-vector count.
@@ -69,10 +71,20 @@ void get_vector(faiss::IOReader* r, std::vector<T>& v, uint64_t expected, const 
 }
 
 /// Installs a GmmQuantizer holding `model` in place of the flat quantizer FAISS
-/// read back, after checking both hold the same means.
+/// read back, after checking both hold the same means. Files of trailer versions 2
+/// and 3 may ask for a probe ranking that was removed (issue 14): refused, since
+/// searching them by L2 would not be the index that was saved.
 faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const GmmParams& params,
                            bool rank_by_posterior, double probe_variance_weight, double probe_variance_power) {
     std::unique_ptr<faiss::Index> owner(index);
+    if (rank_by_posterior || probe_variance_weight != 0 || probe_variance_power != 0) {
+        throw std::runtime_error(
+                std::string("GMM trailer asks for a probe ranking that faiss-gmm no longer has (") +
+                (rank_by_posterior ? "posterior ranking, _probepost"
+                                   : "variance-scaled ranking, _pscale / _ppow") +
+                "; removed in issue 14 because it never paid): faiss::read_index still reads the file as a plain "
+                "IVF probed by L2");
+    }
     auto check_means = [&](const faiss::IndexFlat* flat) {
         if (!flat || flat->ntotal != model.K || flat->d != model.d ||
             std::memcmp(flat->get_xb(), model.means.data(), sizeof(float) * model.K * model.d) != 0) {
@@ -84,9 +96,6 @@ faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const Gmm
         check_means(dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer));
         auto* q = new GmmQuantizer(model.d, model.K, params);
         q->set_model(model);
-        q->rank_by_posterior = rank_by_posterior;
-        q->probe_variance_weight = probe_variance_weight;
-        q->probe_variance_power = probe_variance_power;
         if (ivf->own_fields) delete ivf->quantizer;
         ivf->quantizer = q;
         ivf->own_fields = true;
@@ -97,9 +106,6 @@ faiss::Index* attach_model(faiss::Index* index, const GmmModel& model, const Gmm
     check_means(dynamic_cast<const faiss::IndexFlat*>(index));
     auto* q = new GmmQuantizer(model.d, model.K, params);
     q->set_model(model);
-    q->rank_by_posterior = rank_by_posterior;
-    q->probe_variance_weight = probe_variance_weight;
-    q->probe_variance_power = probe_variance_power;
     return q;
 }
 
@@ -220,8 +226,8 @@ void write_gmm_index(const faiss::Index* index, faiss::IOWriter* writer) {
     const GmmQuantizer* q = find_gmm_quantizer(index);
     if (!q) q = dynamic_cast<const GmmQuantizer*>(index);
     if (q && q->model.K > 0) {
-        write_gmm_model(q->model, q->params, q->rank_by_posterior, q->probe_variance_weight, q->probe_variance_power,
-                        writer);
+        // Version 3 layout, probe settings off (the rankings were removed in issue 14).
+        write_gmm_model(q->model, q->params, false, 0.0, 0.0, writer);
     }
     if (sp) {
         const SpillParams& s = sp->spill;

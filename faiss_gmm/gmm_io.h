@@ -2,7 +2,9 @@
 // (faiss::read_index reads it, with a flat quantizer holding the means) followed
 // by a trailer with the GMM model and its parameters (version 2 adds
 // GmmQuantizer::rank_by_posterior and probe_variance_weight, version 3
-// probe_variance_power; versions 1 and 2 still read); read_gmm_index puts a
+// probe_variance_power; versions 1 and 2 still read; those probe rankings were
+// removed in issue 14, so they are written as off and a file that turns one on
+// is refused with a message); read_gmm_index puts a
 // GmmQuantizer holding that model back in place. An IndexIVFSpill is written as
 // its inner index (every copy in the lists: plain FAISS reads it, duplicates and
 // all), the GMM trailer if any, then a spill trailer with the spill settings,
@@ -33,7 +35,8 @@ faiss::Index* read_gmm_index(const std::string& fname);
 faiss::Index* deserialize_gmm_index(const uint8_t* data, size_t size);
 
 /// The trailer alone: a model and its params (rank_by_posterior, probe_variance_weight,
-/// probe_variance_power: the quantizer's probing settings; 0 / false when not given).
+/// probe_variance_power: the removed probing settings of trailer versions 2 and 3, kept in the
+/// layout; read_gmm_index refuses a file where one is on).
 void write_gmm_model(const GmmModel& model, const GmmParams& params, faiss::IOWriter* writer);
 void write_gmm_model(const GmmModel& model, const GmmParams& params, bool rank_by_posterior,
                      double probe_variance_weight, faiss::IOWriter* writer);
