@@ -72,7 +72,7 @@ IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
 // Spill / probing variants (issue 6): "<base>_<options>" with base kmeans, gmm or
 // gmmdiag and the IVF-token options of gmm_index_factory ("kmeans_spill1.2" =
 // IVF<n>_spill1.2: k-means + distance-ratio spill at 1.2 entries per vector;
-// "gmm_spill1.5_probepost" = IVF<n>_GMM_spill1.5_probepost). The k-means ones get
+// "gmm_soar_spill1.5" = IVF<n>_GMM_soar_spill1.5). The k-means ones get
 // the baseline's k-means settings, the GMM ones the GMM settings.
 IndexMaker option_maker(const std::string& base, const std::string& options) {
     return [base, options](int64_t d, const EvalParams& p, std::string* desc) {

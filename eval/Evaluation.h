@@ -120,7 +120,7 @@ using IndexMaker = std::function<std::unique_ptr<faiss::Index>(int64_t d, const 
 void register_method(const std::string& name, IndexMaker maker);
 std::vector<std::string> registered_methods();
 /// Registered, or a spill / probing variant "<kmeans|gmm|gmmdiag>_<options>" whose options are
-/// gmm_index_factory's IVF-token options ("kmeans_spill1.2", "gmm_spill1.5_probepost", "gmm_soar_spill1.2").
+/// gmm_index_factory's IVF-token options ("kmeans_spill1.2", "gmm_spill1.5", "gmm_soar_spill1.2", "gmm_resp").
 bool is_method(const std::string& name);
 
 /// "IVF256,Flat" + "_GMM" -> "IVF256_GMM,Flat" (also behind OPQ/PCA prefixes).

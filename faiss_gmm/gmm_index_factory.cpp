@@ -92,15 +92,10 @@ bool apply_option(const std::string& o, IvfOptions* opts, bool* bad_value) {
         need(val.empty());
         opts->spill = true;
         opts->spill_params.primary_by_posterior = true;
-    } else if (key == "probepost") {
-        need(val.empty());
-        opts->probe_by_posterior = true;
-    } else if (key == "pscale") {
-        need(has);
-        opts->probe_variance_weight = v;
-    } else if (key == "ppow") {
-        need(has && std::isfinite(v));
-        opts->probe_variance_power = v;
+    } else if (key == "probepost" || key == "pscale" || key == "ppow") {
+        throw std::invalid_argument("gmm_index_factory: option \"" + o + "\" was removed: ranking lists by GMM "
+                                    "posterior or variance-scaled L2 needed more distance computations than L2 on "
+                                    "every data set measured (issue 14, eval/README.md); lists are probed by L2");
     }
     return true;
 }
@@ -137,7 +132,7 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                     throw std::invalid_argument(
                             "gmm_index_factory: cannot parse \"" + part + "\" in \"" + description +
                             "\" (expected IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]]"
-                            "[_ratio|_resp[<t>]][_max<m>][_ppost][_probepost|_pscale<g>][_ppow<a>])");
+                            "[_ratio|_resp[<t>]][_max<m>][_ppost])");
                 }
                 if (found) {
                     throw std::invalid_argument("gmm_index_factory: more than one IVF<n>_... token in \"" +
@@ -195,15 +190,6 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                                             description + "\"");
             }
         }
-        if ((opts.probe_by_posterior || opts.probe_variance_weight != 0 || opts.probe_variance_power != 0) &&
-            !opts.gmm) {
-            throw std::invalid_argument("gmm_index_factory: _probepost / _pscale / _ppow need _GMM or _GMMdiag in \"" +
-                                        description + "\"");
-        }
-        if (opts.probe_by_posterior && (opts.probe_variance_weight != 0 || opts.probe_variance_power != 0)) {
-            throw std::invalid_argument("gmm_index_factory: _probepost and _pscale / _ppow choose different "
-                                        "rankings in \"" + description + "\"");
-        }
         if (faiss_description) *faiss_description = rewritten;
         if (options) *options = opts;
     }
@@ -249,10 +235,7 @@ faiss::Index* gmm_index_factory(int d, const std::string& description, faiss::Me
     if (opts.gmm) {
         GmmParams p = params;
         p.covariance_type = opts.covariance_type;
-        GmmQuantizer* q = install_gmm_quantizer(index.get(), p);
-        q->rank_by_posterior = opts.probe_by_posterior;
-        q->probe_variance_weight = opts.probe_variance_weight;
-        q->probe_variance_power = opts.probe_variance_power;
+        install_gmm_quantizer(index.get(), p);
     }
     if (opts.spill) {
         if (faiss::IndexIVF* ivf = find_ivf(index.get())) {

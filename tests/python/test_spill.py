@@ -56,25 +56,11 @@ def test_responsibility_rule_matches_model_posteriors():
         spill.spill_index_factory(16, "IVF16_resp,Flat")  # needs a GMM
 
 
-def test_probe_power_ranking_saved():
-    # _ppow<a>: lists ranked by |x - mu_k|^2 / (sigma_k^2 / mean sigma^2)^a; kept by write / read.
-    x = clustered(3000, 16, 12, 3)
-    tempered = spill.spill_index_factory(16, "IVF32_GMM_spill1.2_ppow1,Flat")
-    plain = spill.spill_index_factory(16, "IVF32_GMM_spill1.2,Flat")
-    for index in (tempered, plain):
-        index.train(x)
-        index.add(x)
-        index.nprobe = 2
-    D, I = tempered.search(x[:200], 10)
-    _, I_plain = plain.search(x[:200], 10)
-    assert not np.array_equal(I, I_plain)  # the ranking changed which lists are probed
-    back = spill.IndexIVFSpill.deserialize(tempered.serialize())
-    back.nprobe = 2
-    D2, I2 = back.search(x[:200], 10)
-    np.testing.assert_array_equal(I, I2)
-    np.testing.assert_array_equal(D, D2)
-    with pytest.raises(ValueError):
-        spill.spill_index_factory(16, "IVF32_spill1.2_ppow1,Flat")  # needs a GMM
+def test_removed_probe_rankings_refused():
+    # _probepost / _pscale / _ppow were removed in issue 14 (they never paid): refused by name.
+    for desc in ("IVF32_GMM_spill1.2_ppow1,Flat", "IVF32_GMM_probepost_spill1.2,Flat"):
+        with pytest.raises(ValueError, match="was removed"):
+            spill.spill_index_factory(16, desc)
 
 
 def test_fastscan_refused():
