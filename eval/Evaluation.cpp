@@ -399,6 +399,43 @@ void compare_methods(EvalReport& report) {
     }
 }
 
+namespace {
+
+// QPS of every sweep point again, in rounds that visit each method in turn: on a
+// shared machine the load drifts over an hour-long run, which would otherwise be
+// charged to whichever method happened to be swept at a busy moment.
+void time_interleaved(const std::vector<std::unique_ptr<faiss::Index>>& indexes, const datasets::Dataset& data,
+                      const EvalParams& p, EvalReport& report) {
+    const int64_t nq = std::min<int64_t>(data.queries.n, std::max<int64_t>(1, p.timing_queries));
+    std::vector<float> D(size_t(nq) * p.k);
+    std::vector<idx_t> I(size_t(nq) * p.k);
+    const int saved_threads = omp_get_max_threads();
+    for (MethodResult& m : report.methods) {
+        for (SweepPoint& pt : m.points) pt.search_s = INFINITY;
+    }
+    for (int round = 0; round < p.timing_rounds; round++) {
+        for (size_t mi = 0; mi < indexes.size(); mi++) {
+            faiss::IndexIVF* ivf = faiss_gmm::find_ivf(indexes[mi].get());
+            for (SweepPoint& pt : report.methods[mi].points) {
+                ivf->nprobe = size_t(pt.nprobe);
+                omp_set_num_threads(p.search_threads > 0 ? p.search_threads : saved_threads);
+                const double t0 = now_s();
+                indexes[mi]->search(nq, data.queries.data.data(), p.k, D.data(), I.data());
+                const double t = now_s() - t0;
+                omp_set_num_threads(saved_threads);
+                pt.search_s = std::min(pt.search_s, t);
+                pt.qps = double(nq) / std::max(pt.search_s, 1e-9);
+            }
+        }
+        if (p.verbose) {
+            std::fprintf(stderr, "[%s] timing round %d/%d done (%ld queries per search)\n", data.name.c_str(),
+                         round + 1, p.timing_rounds, long(nq));
+        }
+    }
+}
+
+} // namespace
+
 EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     if (p.k < 1) {
         throw std::invalid_argument("evaluate: k must be >= 1");
@@ -439,6 +476,7 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     report.params = p;
     report.train_threads = omp_get_max_threads();
     std::map<std::string, TrainedQuantizer> trained;
+    std::vector<std::unique_ptr<faiss::Index>> kept; // for the timing rounds
     for (const auto& mk : makers) {
         MethodResult r;
         r.method = mk.first;
@@ -474,7 +512,9 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
         }
         r.points = sweep_nprobe(index.get(), data, p, r.method);
         report.methods.push_back(std::move(r));
+        if (p.timing_rounds > 0) kept.push_back(std::move(index));
     }
+    if (p.timing_rounds > 0) time_interleaved(kept, data, p, report);
     compare_methods(report);
     return report;
 }

@@ -42,6 +42,10 @@ struct EvalParams {
 
     int search_threads = 1;            ///< OpenMP threads of the timed searches (QPS); 0 = all. Training uses all.
     int search_repeats = 1;            ///< timed runs per sweep point; the fastest is kept
+    int timing_rounds = 0;             ///< > 0: QPS re-measured after all sweeps, in this many rounds that visit every
+                                       ///< method's points in turn (fastest kept), so a machine whose load changes
+                                       ///< over the run slows every method alike; keeps all indexes in memory
+    int64_t timing_queries = 500;      ///< queries of each timed search in those rounds (the first ones)
     bool verbose = true;               ///< progress on stderr
 };
 

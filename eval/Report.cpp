@@ -95,7 +95,8 @@ void write_json(const std::vector<EvalReport>& reports, const std::string& path)
           << ", \"kmeans_niter\": " << p.kmeans_niter << ", \"max_points_per_centroid\": " << p.max_points_per_centroid
           << ", \"gmm_niter\": " << p.gmm.niter << ", \"gmm_init_niter\": " << p.gmm.init_niter
           << ", \"gmm_tol\": " << jnum(p.gmm.tol) << ", \"search_threads\": " << p.search_threads
-          << ", \"search_repeats\": " << p.search_repeats << "},\n   \"methods\": [\n";
+          << ", \"search_repeats\": " << p.search_repeats << ", \"timing_rounds\": " << p.timing_rounds
+          << ", \"timing_queries\": " << p.timing_queries << "},\n   \"methods\": [\n";
         for (size_t mi = 0; mi < r.methods.size(); mi++) {
             const MethodResult& m = r.methods[mi];
             o << "    {\"method\": " << jstr(m.method) << ", \"description\": " << jstr(m.description)

@@ -46,6 +46,9 @@ index and methods:
 measurement:
   --threads T                threads of the timed searches (default 1; 0 = all). Training uses all.
   --repeats R                timed runs per point, fastest kept (default 1)
+  --timing-rounds R          re-time every point after all sweeps, R rounds over all methods in turn, fastest
+                             kept (a shared machine's load then slows every method alike); keeps the indexes
+  --timing-queries N         queries per timed search in those rounds (default 500)
 output:
   --out DIR                  (default eval/results) ; --tag NAME (default: dataset names)
   --no-plot                  skip the PNG ; --python PATH (default /usr/bin/python3)
@@ -140,7 +143,7 @@ int main(int argc, char** argv) {
             "--dataset", "--base", "--query", "--gt", "--metric", "--name", "--data-root", "--max-base",
             "--max-queries", "--index", "--nlist", "--methods", "--nprobe", "--k", "--stop-recall", "--seed",
             "--kmeans-niter", "--gmm-niter", "--gmm-init-niter", "--gmm-tol", "--max-points-per-centroid",
-            "--gmm-device", "--threads", "--repeats", "--out", "--tag", "--python"};
+            "--gmm-device", "--threads", "--repeats", "--timing-rounds", "--timing-queries", "--out", "--tag", "--python"};
     for (const auto& kv : opt) {
         bool ok = false;
         for (const auto& k : known) {
@@ -192,6 +195,8 @@ int main(int argc, char** argv) {
         p.share_quantizers = !opt.count("--no-share-quantizers");
         p.search_threads = int(to_int(get("--threads", "1")));
         p.search_repeats = int(to_int(get("--repeats", "1")));
+        p.timing_rounds = int(to_int(get("--timing-rounds", "0")));
+        p.timing_queries = to_int(get("--timing-queries", "500"));
         if (opt.count("--stop-recall")) {
             p.stop_recall = std::stod(get("--stop-recall", ""));
         }
