@@ -21,7 +21,8 @@ namespace faiss_gmm {
 namespace {
 
 // Lists per vector at most for the _resp rule without _max: the research's rule admits every list with
-// r_j >= 1/K; on debsift1m (nlist 1024, spherical GMM) fewer than 0.1 % of the vectors reach 8.
+// r_j >= 1/K, which can be many; the cap bounds the n x (max - 1) candidate arrays of the add
+// (spill_costs); the memory the rule then implies is what the harness reports (n_entries / ntotal).
 constexpr int kRespDefaultMaxCopies = 8;
 
 bool parse_number(const std::string& text, double* v) {
