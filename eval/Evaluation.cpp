@@ -37,6 +37,12 @@ double now_s() {
 
 const std::regex kIvfToken("IVF([0-9]+)(_GMM(diag)?)?");
 
+// FAISS k-means subsamples to nlist * max_points_per_centroid rows; 0 means every row here
+// (as for GmmParams), which FAISS spells as a bound no data set reaches.
+int kmeans_max_points(const EvalParams& p) {
+    return p.max_points_per_centroid > 0 ? p.max_points_per_centroid : (1 << 30);
+}
+
 std::unique_ptr<faiss::Index> make_kmeans(int64_t d, const EvalParams& p, std::string* desc) {
     std::string faiss_desc = p.index_description;
     faiss_gmm::parse_gmm_description(p.index_description, &faiss_desc, nullptr); // strips a _GMM token if any
@@ -48,7 +54,7 @@ std::unique_ptr<faiss::Index> make_kmeans(int64_t d, const EvalParams& p, std::s
     }
     ivf->cp.niter = p.kmeans_niter;
     ivf->cp.seed = int(p.seed);
-    ivf->cp.max_points_per_centroid = p.max_points_per_centroid;
+    ivf->cp.max_points_per_centroid = kmeans_max_points(p);
     return index;
 }
 
@@ -66,7 +72,7 @@ IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
 // Spill / probing variants (issue 6): "<base>_<options>" with base kmeans, gmm or
 // gmmdiag and the IVF-token options of gmm_index_factory ("kmeans_spill1.2" =
 // IVF<n>_spill1.2: k-means + distance-ratio spill at 1.2 entries per vector;
-// "gmm_spill1.5_probepost" = IVF<n>_GMM_spill1.5_probepost). The k-means ones get
+// "gmm_soar_spill1.5" = IVF<n>_GMM_soar_spill1.5). The k-means ones get
 // the baseline's k-means settings, the GMM ones the GMM settings.
 IndexMaker option_maker(const std::string& base, const std::string& options) {
     return [base, options](int64_t d, const EvalParams& p, std::string* desc) {
@@ -82,7 +88,7 @@ IndexMaker option_maker(const std::string& base, const std::string& options) {
             faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index.get());
             ivf->cp.niter = p.kmeans_niter;
             ivf->cp.seed = int(p.seed);
-            ivf->cp.max_points_per_centroid = p.max_points_per_centroid;
+            ivf->cp.max_points_per_centroid = kmeans_max_points(p);
         }
         return index;
     };
@@ -149,6 +155,60 @@ const faiss::IndexIVF* coarse_lists(const faiss::Index* index, idx_t nq, const f
     std::vector<float> dis(size_t(nq) * nprobe);
     ivf->quantizer->search(nq, x, nprobe, dis.data(), lists.data());
     return ivf;
+}
+
+// The trained coarse quantizer of a method, for the later methods of the same
+// evaluate() call that train the same one: spill and probing variants differ only
+// in add / search, and the k-means and EM runs are deterministic for a seed, so
+// training once is the same as training again (it saves most of the time at 1M
+// vectors). Keyed by the quantizer kind (k-means, spherical or diagonal GMM); not
+// used behind a pre-transform, whose training would have to be reproduced too.
+struct TrainedQuantizer {
+    std::string method;            ///< the method that trained it
+    std::vector<float> centroids;  ///< k-means
+    GmmModel model;                ///< GMM (K > 0)
+};
+
+std::string quantizer_key(const faiss::Index* index) {
+    if (dynamic_cast<const faiss::IndexPreTransform*>(index)) return "";
+    if (auto* sp = faiss_gmm::as_spill_index(index)) {
+        if (dynamic_cast<const faiss::IndexPreTransform*>(sp->index)) return "";
+    }
+    const faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (!ivf) return "";
+    const std::string nl = std::to_string(ivf->nlist) + "/" + std::to_string(ivf->d);
+    if (auto* q = dynamic_cast<const GmmQuantizer*>(ivf->quantizer)) {
+        return std::string("gmm-") + to_string(q->params.covariance_type) + "/" + nl;
+    }
+    return dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer) ? "kmeans/" + nl : "";
+}
+
+// Installs a cached quantizer so that IndexIVF::train skips its own training
+// (train_q1: a trained quantizer holding nlist centroids) and trains only the codes.
+bool install_cached(faiss::Index* index, const TrainedQuantizer& t) {
+    faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (auto* q = dynamic_cast<GmmQuantizer*>(ivf->quantizer)) {
+        if (t.model.K == 0) return false;
+        q->set_model(t.model);
+        return true;
+    }
+    auto* flat = dynamic_cast<faiss::IndexFlat*>(ivf->quantizer);
+    if (!flat || t.centroids.empty()) return false;
+    flat->reset();
+    flat->add(idx_t(ivf->nlist), t.centroids.data());
+    return true;
+}
+
+TrainedQuantizer snapshot(const std::string& method, const faiss::Index* index) {
+    TrainedQuantizer t;
+    t.method = method;
+    const faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (auto* q = dynamic_cast<const GmmQuantizer*>(ivf->quantizer)) {
+        t.model = q->model;
+    } else if (auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer)) {
+        t.centroids.assign(flat->get_xb(), flat->get_xb() + size_t(flat->ntotal) * flat->d);
+    }
+    return t;
 }
 
 } // namespace
@@ -339,6 +399,43 @@ void compare_methods(EvalReport& report) {
     }
 }
 
+namespace {
+
+// QPS of every sweep point again, in rounds that visit each method in turn: on a
+// shared machine the load drifts over an hour-long run, which would otherwise be
+// charged to whichever method happened to be swept at a busy moment.
+void time_interleaved(const std::vector<std::unique_ptr<faiss::Index>>& indexes, const datasets::Dataset& data,
+                      const EvalParams& p, EvalReport& report) {
+    const int64_t nq = std::min<int64_t>(data.queries.n, std::max<int64_t>(1, p.timing_queries));
+    std::vector<float> D(size_t(nq) * p.k);
+    std::vector<idx_t> I(size_t(nq) * p.k);
+    const int saved_threads = omp_get_max_threads();
+    for (MethodResult& m : report.methods) {
+        for (SweepPoint& pt : m.points) pt.search_s = INFINITY;
+    }
+    for (int round = 0; round < p.timing_rounds; round++) {
+        for (size_t mi = 0; mi < indexes.size(); mi++) {
+            faiss::IndexIVF* ivf = faiss_gmm::find_ivf(indexes[mi].get());
+            for (SweepPoint& pt : report.methods[mi].points) {
+                ivf->nprobe = size_t(pt.nprobe);
+                omp_set_num_threads(p.search_threads > 0 ? p.search_threads : saved_threads);
+                const double t0 = now_s();
+                indexes[mi]->search(nq, data.queries.data.data(), p.k, D.data(), I.data());
+                const double t = now_s() - t0;
+                omp_set_num_threads(saved_threads);
+                pt.search_s = std::min(pt.search_s, t);
+                pt.qps = double(nq) / std::max(pt.search_s, 1e-9);
+            }
+        }
+        if (p.verbose) {
+            std::fprintf(stderr, "[%s] timing round %d/%d done (%ld queries per search)\n", data.name.c_str(),
+                         round + 1, p.timing_rounds, long(nq));
+        }
+    }
+}
+
+} // namespace
+
 EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     if (p.k < 1) {
         throw std::invalid_argument("evaluate: k must be >= 1");
@@ -378,17 +475,26 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     report.groundtruth_s = data.groundtruth_time_s;
     report.params = p;
     report.train_threads = omp_get_max_threads();
+    std::map<std::string, TrainedQuantizer> trained;
+    std::vector<std::unique_ptr<faiss::Index>> kept; // for the timing rounds
     for (const auto& mk : makers) {
         MethodResult r;
         r.method = mk.first;
         std::unique_ptr<faiss::Index> index = mk.second(data.d(), p, &r.description);
+        const std::string key = p.share_quantizers ? quantizer_key(index.get()) : "";
+        auto cached = key.empty() ? trained.end() : trained.find(key);
+        if (cached != trained.end() && install_cached(index.get(), cached->second)) {
+            r.quantizer_from = cached->second.method;
+        }
         if (p.verbose) {
-            std::fprintf(stderr, "[%s] %s: training %s on %ld x %ld ...\n", data.name.c_str(), r.method.c_str(),
-                         r.description.c_str(), long(data.base.n), long(data.d()));
+            std::fprintf(stderr, "[%s] %s: training %s on %ld x %ld%s ...\n", data.name.c_str(), r.method.c_str(),
+                         r.description.c_str(), long(data.base.n), long(data.d()),
+                         r.quantizer_from.empty() ? "" : (" (coarse quantizer of " + r.quantizer_from + ")").c_str());
         }
         double t0 = now_s();
         index->train(data.base.n, data.base.data.data());
         r.train_s = now_s() - t0;
+        if (!key.empty() && r.quantizer_from.empty()) trained[key] = snapshot(r.method, index.get());
         t0 = now_s();
         index->add(data.base.n, data.base.data.data());
         r.add_s = now_s() - t0;
@@ -406,7 +512,9 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
         }
         r.points = sweep_nprobe(index.get(), data, p, r.method);
         report.methods.push_back(std::move(r));
+        if (p.timing_rounds > 0) kept.push_back(std::move(index));
     }
+    if (p.timing_rounds > 0) time_interleaved(kept, data, p, report);
     compare_methods(report);
     return report;
 }

@@ -35,11 +35,17 @@ struct EvalParams {
 
     int64_t seed = 1234;               ///< seed of k-means and of GMM (overrides gmm.seed)
     int kmeans_niter = 25;             ///< k-means iterations of the baseline (faiss::ClusteringParameters::niter)
-    int max_points_per_centroid = 256; ///< training subsample for both methods (FAISS default)
+    int max_points_per_centroid = 256; ///< training subsample for both methods (FAISS default); 0 = every row
     GmmParams gmm;                     ///< EM settings of the GMM methods (covariance type is set per method)
+    bool share_quantizers = true;      ///< train each kind of coarse quantizer (k-means, GMM, GMM diag) once per
+                                       ///< evaluate() and give it to the spill / probing variants (same seed, same result)
 
     int search_threads = 1;            ///< OpenMP threads of the timed searches (QPS); 0 = all. Training uses all.
     int search_repeats = 1;            ///< timed runs per sweep point; the fastest is kept
+    int timing_rounds = 0;             ///< > 0: QPS re-measured after all sweeps, in this many rounds that visit every
+                                       ///< method's points in turn (fastest kept), so a machine whose load changes
+                                       ///< over the run slows every method alike; keeps all indexes in memory
+    int64_t timing_queries = 500;      ///< queries of each timed search in those rounds (the first ones)
     bool verbose = true;               ///< progress on stderr
 };
 
@@ -64,6 +70,7 @@ struct MethodResult {
     int64_t nlist = 0;
     int64_t ntotal = 0;          ///< entries in the lists (> base size with spill)
     double train_s = 0;          ///< IndexIVF::train wall time (all threads)
+    std::string quantizer_from;  ///< non-empty: the coarse quantizer was trained by that method (train_s: the rest only)
     double add_s = 0;            ///< add wall time
     size_t invlists_bytes = 0;   ///< codes + ids of the inverted lists
     double imbalance = 0;        ///< nlist · Σ size² / N²
@@ -117,7 +124,7 @@ using IndexMaker = std::function<std::unique_ptr<faiss::Index>(int64_t d, const 
 void register_method(const std::string& name, IndexMaker maker);
 std::vector<std::string> registered_methods();
 /// Registered, or a spill / probing variant "<kmeans|gmm|gmmdiag>_<options>" whose options are
-/// gmm_index_factory's IVF-token options ("kmeans_spill1.2", "gmm_spill1.5_probepost", "gmm_soar_spill1.2").
+/// gmm_index_factory's IVF-token options ("kmeans_spill1.2", "gmm_spill1.5", "gmm_soar_spill1.2", "gmm_resp").
 bool is_method(const std::string& name);
 
 /// "IVF256,Flat" + "_GMM" -> "IVF256_GMM,Flat" (also behind OPQ/PCA prefixes).

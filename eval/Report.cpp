@@ -93,12 +93,13 @@ void write_json(const std::vector<EvalReport>& reports, const std::string& path)
           << ", \"kmeans_niter\": " << p.kmeans_niter << ", \"max_points_per_centroid\": " << p.max_points_per_centroid
           << ", \"gmm_niter\": " << p.gmm.niter << ", \"gmm_init_niter\": " << p.gmm.init_niter
           << ", \"gmm_tol\": " << jnum(p.gmm.tol) << ", \"search_threads\": " << p.search_threads
-          << ", \"search_repeats\": " << p.search_repeats << "},\n   \"methods\": [\n";
+          << ", \"search_repeats\": " << p.search_repeats << ", \"timing_rounds\": " << p.timing_rounds
+          << ", \"timing_queries\": " << p.timing_queries << "},\n   \"methods\": [\n";
         for (size_t mi = 0; mi < r.methods.size(); mi++) {
             const MethodResult& m = r.methods[mi];
             o << "    {\"method\": " << jstr(m.method) << ", \"description\": " << jstr(m.description)
               << ", \"nlist\": " << m.nlist << ", \"ntotal\": " << m.ntotal << ", \"train_s\": " << jnum(m.train_s)
-              << ", \"add_s\": " << jnum(m.add_s) << ", \"invlists_bytes\": " << m.invlists_bytes
+              << ", \"quantizer_from\": " << jstr(m.quantizer_from) << ", \"add_s\": " << jnum(m.add_s) << ", \"invlists_bytes\": " << m.invlists_bytes
               << ", \"imbalance\": " << jnum(m.imbalance) << ",\n     \"points\": [\n";
             for (size_t pi = 0; pi < m.points.size(); pi++) {
                 const SweepPoint& s = m.points[pi];
@@ -202,7 +203,8 @@ std::string markdown_details(const EvalReport& r) {
     }
     o << "\n";
     for (const MethodResult& m : r.methods) {
-        o << "- " << m.method << ": `" << m.description << "`, train " << fixed(m.train_s, 2) << " s, add "
+        o << "- " << m.method << ": `" << m.description << "`, train " << fixed(m.train_s, 2) << " s"
+          << (m.quantizer_from.empty() ? "" : " (coarse quantizer trained by " + m.quantizer_from + ")") << ", add "
           << fixed(m.add_s, 2) << " s, lists " << m.invlists_bytes << " bytes, imbalance " << fixed(m.imbalance, 3)
           << "\n";
     }

@@ -33,16 +33,22 @@ index and methods:
   --nlist N|auto             replaces {nlist}; auto = power of two nearest sqrt(N) (default auto)
   --methods LIST             kmeans,gmm,gmmdiag (default kmeans,gmm); spill / probing variants
                              <kmeans|gmm|gmmdiag>_<IVF options>, e.g. kmeans_spill1.2,
-                             gmm_spill1.5, gmm_soar_spill1.2, gmm_probepost (see gmm_index_factory.h)
+                             gmm_spill1.5, gmm_soar_spill1.2, gmm_resp (see gmm_index_factory.h)
   --nprobe LIST              default 1,2,4,...,nlist
   --k K                      recall@K (default 10)
   --stop-recall R            stop a sweep once recall >= R (default: never)
-  --seed S  --kmeans-niter N  --gmm-niter N  --gmm-init-niter N  --gmm-tol T  --max-points-per-centroid N
+  --seed S  --kmeans-niter N  --gmm-niter N  --gmm-init-niter N  --gmm-tol T
+  --max-points-per-centroid N   training sample of k-means and GMM: nlist * N rows (default 256); 0 = every row
+  --no-share-quantizers      retrain the coarse quantizer for every method (default: each kind once per run,
+                             reused by its spill / probing variants; same seed, same result)
   --gmm-device cpu|cuda|auto  E-step backend of the GMM methods (default cpu) ; --gmm-fast  fast GPU math (TF32)
   --gmm-verbose              EM progress
 measurement:
   --threads T                threads of the timed searches (default 1; 0 = all). Training uses all.
   --repeats R                timed runs per point, fastest kept (default 1)
+  --timing-rounds R          re-time every point after all sweeps, R rounds over all methods in turn, fastest
+                             kept (a shared machine's load then slows every method alike); keeps the indexes
+  --timing-queries N         queries per timed search in those rounds (default 500)
 output:
   --out DIR                  (default eval/results) ; --tag NAME (default: dataset names)
   --no-plot                  skip the PNG ; --python PATH (default /usr/bin/python3)
@@ -108,7 +114,8 @@ std::string substitute(std::string s, const std::string& key, const std::string&
 
 int main(int argc, char** argv) {
     std::map<std::string, std::string> opt;
-    const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--gmm-fast", "--help", "-h"};
+    const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--gmm-fast", "--no-share-quantizers",
+                                            "--help", "-h"};
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         bool is_flag = false;
@@ -136,7 +143,7 @@ int main(int argc, char** argv) {
             "--dataset", "--base", "--query", "--gt", "--metric", "--name", "--data-root", "--max-base",
             "--max-queries", "--index", "--nlist", "--methods", "--nprobe", "--k", "--stop-recall", "--seed",
             "--kmeans-niter", "--gmm-niter", "--gmm-init-niter", "--gmm-tol", "--max-points-per-centroid",
-            "--gmm-device", "--threads", "--repeats", "--out", "--tag", "--python"};
+            "--gmm-device", "--threads", "--repeats", "--timing-rounds", "--timing-queries", "--out", "--tag", "--python"};
     for (const auto& kv : opt) {
         bool ok = false;
         for (const auto& k : known) {
@@ -185,8 +192,11 @@ int main(int argc, char** argv) {
         else throw std::invalid_argument("--gmm-device must be cpu, cuda or auto, not '" + device + "'");
         p.gmm.fast_math = opt.count("--gmm-fast") > 0;
         p.max_points_per_centroid = int(to_int(get("--max-points-per-centroid", std::to_string(p.max_points_per_centroid))));
+        p.share_quantizers = !opt.count("--no-share-quantizers");
         p.search_threads = int(to_int(get("--threads", "1")));
         p.search_repeats = int(to_int(get("--repeats", "1")));
+        p.timing_rounds = int(to_int(get("--timing-rounds", "0")));
+        p.timing_queries = to_int(get("--timing-queries", "500"));
         if (opt.count("--stop-recall")) {
             p.stop_recall = std::stod(get("--stop-recall", ""));
         }

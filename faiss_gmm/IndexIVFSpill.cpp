@@ -31,13 +31,14 @@ const char* to_string(SpillRule rule) {
         case SpillRule::Posterior: return "posterior";
         case SpillRule::DistanceRatio: return "distance-ratio";
         case SpillRule::Soar: return "soar";
+        case SpillRule::Responsibility: return "responsibility";
     }
     return "?";
 }
 
 void SpillParams::validate() const {
     auto bad = [](const std::string& what) { throw std::invalid_argument("SpillParams: " + what); };
-    if (int(rule) < 0 || int(rule) > 3) bad("unknown rule " + std::to_string(int(rule)));
+    if (int(rule) < 0 || int(rule) > 4) bad("unknown rule " + std::to_string(int(rule)));
     if (max_copies < 1) bad("max_copies must be >= 1, got " + std::to_string(max_copies));
     if (!(budget == 0 || budget >= 1)) bad("budget must be 0 (off) or >= 1 entries per vector, got " + std::to_string(budget));
     if (budget > max_copies) bad("budget " + std::to_string(budget) + " > max_copies " + std::to_string(max_copies) + " cannot be met");
@@ -54,10 +55,57 @@ const faiss::IndexFlat* flat_quantizer(const faiss::IndexIVF* ivf) {
     return dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
 }
 
+// The ids one query has already scored: open addressing with linear probing, each
+// slot tagged with the query's epoch so that nothing is cleared between queries.
+// (std::unordered_set allocated a node per candidate, ~10^4 per query at 1M
+// vectors: heavy next to one 128-d distance, and it is on the QPS that users pay.)
+class VisitedIds {
+  public:
+    /// A new query that will insert at most `expected` ids (load factor <= 1/2).
+    void start(size_t expected) {
+        size_t cap = 16;
+        while (cap < 2 * expected) cap <<= 1;
+        if (cap > slots_.size()) {
+            slots_.assign(cap, Slot{});
+            epoch_ = 0;
+        }
+        if (++epoch_ == 0) { // wrapped: old tags could match again
+            std::fill(slots_.begin(), slots_.end(), Slot{});
+            epoch_ = 1;
+        }
+        mask_ = slots_.size() - 1;
+    }
+    /// True when id was not seen yet in this query.
+    bool insert(idx_t id) {
+        uint64_t h = uint64_t(id) * 0x9E3779B97F4A7C15ull;
+        size_t i = size_t(h ^ (h >> 29)) & mask_;
+        for (;;) {
+            Slot& s = slots_[i];
+            if (s.epoch != epoch_) {
+                s.epoch = epoch_;
+                s.id = id;
+                return true;
+            }
+            if (s.id == id) return false;
+            i = (i + 1) & mask_;
+        }
+    }
+
+  private:
+    struct Slot {
+        idx_t id = 0;
+        uint32_t epoch = 0;
+    };
+    std::vector<Slot> slots_;
+    size_t mask_ = 0;
+    uint32_t epoch_ = 0;
+};
+
 // Per-rule cost of a secondary list: smaller = more deserving, 0 = as good as the primary.
 double threshold_from_params(const SpillParams& s) {
     switch (s.rule) {
         case SpillRule::Posterior: return -std::log(s.tau); // (r_j/r_1)^(1/T) >= tau  <=>  (ℓ_1 − ℓ_j)/T <= −log tau
+        case SpillRule::Responsibility: return -std::log(s.tau); // r_j >= tau  <=>  −log r_j <= −log tau
         case SpillRule::DistanceRatio:
         case SpillRule::Soar: return s.epsilon;
         case SpillRule::None: return -INFINITY;
@@ -93,9 +141,11 @@ IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bo
     if (!flat_quantizer(ivf)) fail("the coarse quantizer must be a flat index (IndexFlat / GmmQuantizer)");
     if (!ivf->direct_map.no()) fail("the IVF has a DirectMap: it cannot hold several copies of an id");
     if (require_empty && ivf->ntotal > 0) fail("the IVF already holds vectors: wrap an empty index");
-    const bool needs_gmm = spill.rule == SpillRule::Posterior || spill.primary_by_posterior;
+    const bool needs_gmm = spill.rule == SpillRule::Posterior || spill.rule == SpillRule::Responsibility ||
+                           spill.primary_by_posterior;
     if (needs_gmm && !dynamic_cast<GmmQuantizer*>(ivf->quantizer)) {
-        fail("the posterior spill rule and primary_by_posterior need a GmmQuantizer (use IVF<n>_GMM...)");
+        fail("the posterior / responsibility spill rules and primary_by_posterior need a GmmQuantizer "
+             "(use IVF<n>_GMM...)");
     }
     is_trained = index->is_trained;
     ntotal = 0;
@@ -125,7 +175,8 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
     const int64_t K = q->ntotal, dd = ivf->d;
     const int m1 = spill.max_copies - 1;
     const GmmQuantizer* gq = dynamic_cast<const GmmQuantizer*>(q);
-    const bool use_post = spill.rule == SpillRule::Posterior || spill.primary_by_posterior;
+    const bool use_post = spill.rule == SpillRule::Posterior || spill.rule == SpillRule::Responsibility ||
+                          spill.primary_by_posterior;
     if (use_post && (!gq || gq->model.K != K)) {
         throw std::runtime_error("IndexIVFSpill: posterior spill / primary needs a trained GmmQuantizer");
     }
@@ -186,6 +237,8 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
                         if (spill.rule == SpillRule::Posterior) {
                             c = (double(ri[p]) - double(ri[j])) / spill.temperature;
                             if (std::isnan(c)) c = INFINITY; // both −inf: j is negligible
+                        } else if (spill.rule == SpillRule::Responsibility) {
+                            c = -double(ri[j]); // −log r_j: +inf for a negligible list
                         } else {
                             c = d1 > 0 ? li[j] / d1 - 1.0 : (li[j] == 0 ? 0.0 : INFINITY);
                         }
@@ -316,13 +369,18 @@ void IndexIVFSpill::search(idx_t n, const float* x, idx_t k, float* distances, i
 #pragma omp parallel reduction(+ : ndis)
     {
         std::unique_ptr<faiss::InvertedListScanner> sc(ivf->get_InvertedListScanner(false));
-        std::unordered_set<idx_t> seen;
+        VisitedIds seen;
 #pragma omp for schedule(dynamic, 8)
         for (idx_t i = 0; i < n; i++) {
             float* D = distances + size_t(i) * k;
             idx_t* I = labels + size_t(i) * k;
             faiss::maxheap_heapify(k, D, I);
-            seen.clear();
+            size_t expected = 0;
+            for (size_t p = 0; p < nprobe; p++) {
+                const idx_t l = cidx[size_t(i) * nprobe + p];
+                if (l >= 0) expected += il->list_size(l);
+            }
+            seen.start(expected);
             sc->set_query(xt + size_t(i) * dd);
             for (size_t p = 0; p < nprobe; p++) {
                 const idx_t l = cidx[size_t(i) * nprobe + p];
@@ -334,7 +392,7 @@ void IndexIVFSpill::search(idx_t n, const float* x, idx_t k, float* distances, i
                 faiss::InvertedLists::ScopedIds ids(il, l);
                 for (size_t j = 0; j < ls; j++) {
                     const idx_t id = ids[j];
-                    if (!seen.insert(id).second) continue; // met in an earlier list: already scored
+                    if (!seen.insert(id)) continue; // met in an earlier list: already scored
                     ndis++;
                     const float dis = sc->distance_to_code(codes.get() + j * code_size);
                     if (dis < D[0]) faiss::maxheap_replace_top(k, D, I, dis, id);

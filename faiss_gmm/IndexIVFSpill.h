@@ -27,6 +27,8 @@ enum class SpillRule : int32_t {
     DistanceRatio = 2, ///< any quantizer: list j if ‖x−c_j‖² ≤ (1+epsilon)‖x−c_1‖²
     Soar = 3,          ///< any quantizer: list j if ‖x−c_j‖² + λ⟨x−c_j, r̂_1⟩² ≤ (1+epsilon)‖x−c_1‖²,
                        ///< r̂_1 = (x−c_1)/‖x−c_1‖ (SOAR, Sun et al. 2023: prefer residuals not parallel to r_1)
+    Responsibility = 4, ///< GMM: list j if its responsibility (posterior) r_j ≥ tau, an absolute threshold
+                        ///< (the research's rule: tau = 1/K, a vector in every list it is at least uniformly likely in)
 };
 
 const char* to_string(SpillRule rule);
@@ -35,7 +37,7 @@ struct SpillParams {
     SpillRule rule = SpillRule::None;
     int max_copies = 2;          ///< lists per vector at most (primary included), ≥ 1
     double budget = 0;           ///< > 0: entries per vector to aim at (e.g. 1.2); the threshold is chosen at the first add
-    double tau = 0.1;            ///< Posterior rule threshold on (r_j/r_1)^(1/T), in (0, 1] (ignored when budget > 0)
+    double tau = 0.1;            ///< Posterior: threshold on (r_j/r_1)^(1/T); Responsibility: on r_j; in (0, 1] (ignored when budget > 0)
     double temperature = 1;      ///< Posterior rule temperature T > 0 (no effect once budget > 0: a monotone rescaling)
     double epsilon = 0.1;        ///< DistanceRatio / Soar threshold ≥ 0 (ignored when budget > 0)
     double soar_lambda = 1;      ///< Soar rule: weight of the parallel residual component, ≥ 0
@@ -54,7 +56,8 @@ class IndexIVFSpill : public faiss::Index {
 
     /// Threshold actually applied to a secondary list's cost (see spill_costs):
     /// Posterior: cost (ℓ_1 − ℓ_j)/T ≤ −log(tau), ℓ = log posterior; DistanceRatio:
-    /// cost ‖x−c_j‖²/‖x−c_1‖² − 1 ≤ epsilon; Soar: the amended ratio − 1 ≤ epsilon.
+    /// cost ‖x−c_j‖²/‖x−c_1‖² − 1 ≤ epsilon; Soar: the amended ratio − 1 ≤ epsilon;
+    /// Responsibility: cost −log r_j ≤ −log(tau).
     /// Set from the params, or by the budget calibration at the first add (the
     /// (budget − 1)·n cheapest pairs of that batch); later adds reuse it.
     double threshold = 0;
@@ -62,7 +65,7 @@ class IndexIVFSpill : public faiss::Index {
 
     /// Takes an untrained (or trained, empty) IVF / IndexPreTransform(IVF). Throws
     /// std::invalid_argument for FastScan IVFs, quantizers that are not flat,
-    /// a DirectMap, non-L2 metrics with the Posterior rule, a Posterior rule or
+    /// a DirectMap, non-L2 metrics with the Posterior rule, a Posterior / Responsibility rule or
     /// primary_by_posterior without a GmmQuantizer, or an index that already holds vectors.
     /// require_empty = false is for loaders (gmm_io), which then set ntotal and the threshold.
     IndexIVFSpill(faiss::Index* index, const SpillParams& spill, bool own_fields = true, bool require_empty = true);

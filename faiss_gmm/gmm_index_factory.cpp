@@ -20,6 +20,11 @@ namespace faiss_gmm {
 
 namespace {
 
+// Lists per vector at most for the _resp rule without _max: the research's rule admits every list with
+// r_j >= 1/K, which can be many; the cap bounds the n x (max - 1) candidate arrays of the add
+// (spill_costs); the memory the rule then implies is what the harness reports (n_entries / ntotal).
+constexpr int kRespDefaultMaxCopies = 8;
+
 bool parse_number(const std::string& text, double* v) {
     if (text.empty()) return false;
     size_t pos = 0;
@@ -33,7 +38,7 @@ bool parse_number(const std::string& text, double* v) {
 
 /// Applies one option of an IVF token ("GMM", "spill1.2", ...) to opts; false when unknown.
 bool apply_option(const std::string& o, IvfOptions* opts, bool* bad_value) {
-    static const std::regex opt("^(GMMdiag|GMM|spill|tau|T|eps|soar|ratio|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
+    static const std::regex opt("^(GMMdiag|GMM|spill|tau|T|eps|soar|ratio|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
     std::smatch m;
     if (!std::regex_match(o, m, opt)) return false;
     const std::string key = m[1].str(), val = m[2].str();
@@ -69,6 +74,14 @@ bool apply_option(const std::string& o, IvfOptions* opts, bool* bad_value) {
     } else if (key == "soar") {
         opts->rule_soar = true;
         if (has) opts->spill_params.soar_lambda = v;
+    } else if (key == "resp") {
+        opts->spill = true;
+        opts->rule_resp = true;
+        if (has) {
+            need(v > 0 && v <= 1);
+            opts->spill_params.tau = v;
+            opts->fixed_threshold = true;
+        }
     } else if (key == "ratio") {
         need(val.empty());
         opts->rule_ratio = true;
@@ -80,15 +93,10 @@ bool apply_option(const std::string& o, IvfOptions* opts, bool* bad_value) {
         need(val.empty());
         opts->spill = true;
         opts->spill_params.primary_by_posterior = true;
-    } else if (key == "probepost") {
-        need(val.empty());
-        opts->probe_by_posterior = true;
-    } else if (key == "pscale") {
-        need(has);
-        opts->probe_variance_weight = v;
-    } else if (key == "ppow") {
-        need(has && std::isfinite(v));
-        opts->probe_variance_power = v;
+    } else if (key == "probepost" || key == "pscale" || key == "ppow") {
+        throw std::invalid_argument("gmm_index_factory: option \"" + o + "\" was removed: ranking lists by GMM "
+                                    "posterior or variance-scaled L2 needed more distance computations than L2 on "
+                                    "every data set measured (issue 14, eval/README.md); lists are probed by L2");
     }
     return true;
 }
@@ -125,7 +133,7 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                     throw std::invalid_argument(
                             "gmm_index_factory: cannot parse \"" + part + "\" in \"" + description +
                             "\" (expected IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]]"
-                            "[_ratio][_max<m>][_ppost][_probepost|_pscale<g>][_ppow<a>])");
+                            "[_ratio|_resp[<t>]][_max<m>][_ppost])");
                 }
                 if (found) {
                     throw std::invalid_argument("gmm_index_factory: more than one IVF<n>_... token in \"" +
@@ -133,6 +141,11 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                 }
                 found = true;
                 opts = o;
+                // _resp without a value or a budget: the research's tau = 1/K.
+                if (opts.rule_resp && !opts.fixed_threshold && opts.spill_params.budget == 0) {
+                    opts.spill_params.tau = 1.0 / std::stod(m[1].str());
+                    opts.fixed_threshold = true;
+                }
                 part = "IVF" + m[1].str();
             }
         } else if (part.find("_GMM") != std::string::npos) {
@@ -144,12 +157,17 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
     if (found) {
         SpillParams& sp = opts.spill_params;
         if ((opts.rule_soar && opts.rule_ratio && !opts.fixed_threshold) ||
-            (opts.rule_posterior && (opts.rule_ratio || opts.rule_soar))) {
-            throw std::invalid_argument("gmm_index_factory: _soar, _ratio / _eps and _tau choose different rules in \"" + description + "\"");
+            (opts.rule_posterior && (opts.rule_ratio || opts.rule_soar)) ||
+            (opts.rule_resp && (opts.rule_posterior || opts.rule_ratio || opts.rule_soar))) {
+            throw std::invalid_argument("gmm_index_factory: _soar, _ratio / _eps, _tau and _resp choose different rules in \"" + description + "\"");
         }
         if (opts.spill || opts.rule_soar || opts.rule_ratio) {
             opts.spill = true;
-            if (opts.rule_soar) {
+            if (opts.rule_resp) {
+                sp.rule = SpillRule::Responsibility;
+                // Every list at least that likely: allow several copies unless _max says otherwise.
+                if (!opts.max_given) sp.max_copies = kRespDefaultMaxCopies;
+            } else if (opts.rule_soar) {
                 sp.rule = SpillRule::Soar;
             } else if (opts.rule_ratio || !opts.gmm) {
                 sp.rule = SpillRule::DistanceRatio;
@@ -168,19 +186,10 @@ bool parse_ivf_options(const std::string& description, std::string* faiss_descri
                 sp.rule = SpillRule::None; // _ppost alone: posterior primary, one list per vector
             }
             if (!opts.max_given && sp.budget > 2) sp.max_copies = int(std::ceil(sp.budget));
-            if ((opts.rule_posterior || sp.primary_by_posterior) && !opts.gmm) {
-                throw std::invalid_argument("gmm_index_factory: _tau / _ppost need _GMM or _GMMdiag in \"" +
+            if ((opts.rule_posterior || opts.rule_resp || sp.primary_by_posterior) && !opts.gmm) {
+                throw std::invalid_argument("gmm_index_factory: _tau / _resp / _ppost need _GMM or _GMMdiag in \"" +
                                             description + "\"");
             }
-        }
-        if ((opts.probe_by_posterior || opts.probe_variance_weight != 0 || opts.probe_variance_power != 0) &&
-            !opts.gmm) {
-            throw std::invalid_argument("gmm_index_factory: _probepost / _pscale / _ppow need _GMM or _GMMdiag in \"" +
-                                        description + "\"");
-        }
-        if (opts.probe_by_posterior && (opts.probe_variance_weight != 0 || opts.probe_variance_power != 0)) {
-            throw std::invalid_argument("gmm_index_factory: _probepost and _pscale / _ppow choose different "
-                                        "rankings in \"" + description + "\"");
         }
         if (faiss_description) *faiss_description = rewritten;
         if (options) *options = opts;
@@ -227,10 +236,7 @@ faiss::Index* gmm_index_factory(int d, const std::string& description, faiss::Me
     if (opts.gmm) {
         GmmParams p = params;
         p.covariance_type = opts.covariance_type;
-        GmmQuantizer* q = install_gmm_quantizer(index.get(), p);
-        q->rank_by_posterior = opts.probe_by_posterior;
-        q->probe_variance_weight = opts.probe_variance_weight;
-        q->probe_variance_power = opts.probe_variance_power;
+        install_gmm_quantizer(index.get(), p);
     }
     if (opts.spill) {
         if (faiss::IndexIVF* ivf = find_ivf(index.get())) {

@@ -4,22 +4,22 @@
 // The result is a regular FAISS index whose quantizer is a GmmQuantizer.
 //
 // Spill / probing options (issue 6), appended to the IVF token with '_':
-//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio][_max<m>][_ppost][_probepost|_pscale<γ>][_ppow<α>]
+//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio|_resp[<t>]][_max<m>][_ppost]
 //   _spill<B>   store border vectors in several lists, B entries per vector on average
 //               (threshold chosen at the first add); the rule is the GMM posterior ratio
 //               with _GMM*, the k-means distance ratio without
 //   _tau<t>     GMM posterior rule with the fixed threshold (r_j/r_1)^(1/T) ≥ t; _T<t> temperature
 //   _eps<e>     distance-ratio rule with the fixed threshold ‖x−c_j‖² ≤ (1+e)‖x−c_1‖²
 //   _ratio      distance-ratio rule even with _GMM*;  _soar[<λ>] SOAR-amended ratio (λ default 1)
+//   _resp[<t>]  GMM responsibility rule: every list j with r_j ≥ t (absolute; default t = 1/nlist,
+//               the research's rule; with _spill<B> the B·n most likely pairs); at most 8 lists unless _max
 //   _max<m>     at most m lists per vector (default 2, or ⌈B⌉ when B > 2)
 //   _ppost      primary list = highest posterior instead of nearest mean
-//   _probepost  the GmmQuantizer ranks lists by posterior at search (still true L2 distances)
-//   _pscale<γ>  the GmmQuantizer ranks lists by ‖x−μ_k‖² − γ·tr(Σ_k) (per-list scaling; true L2 returned)
-//   _ppow<α>    the GmmQuantizer ranks lists by ‖x−μ_k‖² / (σ²_k/σ̄²)^α (variance-tempered; α = 1:
-//               Mahalanobis for spherical; true L2 returned); not with _probepost
+//   (_probepost, _pscale<γ>, _ppow<α>: probe rankings by posterior / variance, removed in issue 14
+//   because they never paid; refused with a message saying so)
 // With a spill option the result is an IndexIVFSpill (deduplicated search) wrapping
 // the FAISS index; otherwise a regular FAISS index. Examples: "IVF1024_GMM_spill1.2,Flat",
-// "IVF1024_spill1.2,PQ16x4" (k-means + distance-ratio spill), "IVF256_GMMdiag_probepost,SQ8".
+// "IVF1024_spill1.2,PQ16x4" (k-means + distance-ratio spill), "IVF1024_GMM_soar_spill1.5,Flat".
 #pragma once
 
 #include <string>
@@ -38,10 +38,8 @@ struct IvfOptions {
     CovarianceType covariance_type = CovarianceType::Spherical;
     bool spill = false;              ///< an IndexIVFSpill is wanted
     SpillParams spill_params;        ///< its settings
-    bool probe_by_posterior = false; ///< _probepost
-    double probe_variance_weight = 0; ///< _pscale<γ>
-    double probe_variance_power = 0;  ///< _ppow<α>
-    bool fixed_threshold = false, rule_posterior = false, rule_ratio = false, rule_soar = false, max_given = false; ///< parse bookkeeping
+    bool fixed_threshold = false, rule_posterior = false, rule_ratio = false, rule_soar = false, rule_resp = false,
+         max_given = false; ///< parse bookkeeping
 };
 
 /// Parses the IVF<nlist>_... token (see above); false when the description has none of

@@ -28,7 +28,9 @@ constexpr uint32_t kTrailerMagic = 0x4d4d4746; // "FGMM" little-endian
 constexpr uint32_t kTrailerEnd = 0x46474d4d;   // "MMGF"
 // Version 2 adds GmmQuantizer::rank_by_posterior and probe_variance_weight,
 // version 3 probe_variance_power, version 4 the checksum footer (same fields as
-// version 3); versions 1 to 3 still read, unverified.
+// version 3); versions 1 to 3 still read, unverified. Since issue 14 removed
+// those probe rankings they are written as off, and a file that turns one on is
+// refused with a message (faiss::read_index still reads it).
 constexpr uint32_t kTrailerVersion = 4;
 constexpr uint32_t kFirstFooterTrailerVersion = 4;
 // Optional spill trailer after the GMM one (or right after FAISS's bytes for a
@@ -402,12 +404,19 @@ void check_means(const faiss::IndexFlat* flat, const GmmModel& model) {
     }
 }
 
+/// The GmmQuantizer of a trailer. Files of trailer versions 2 and 3 may ask for
+/// a probe ranking that was removed (issue 14: it never paid): refused, since
+/// searching them by L2 would not be the index that was saved.
 GmmQuantizer* make_quantizer(const GmmTrailer& t) {
+    if (t.rank_by_posterior || t.probe_variance_weight != 0 || t.probe_variance_power != 0) {
+        throw std::runtime_error(
+                std::string("GMM trailer asks for a probe ranking that faiss-gmm no longer has (") +
+                (t.rank_by_posterior ? "posterior ranking, _probepost" : "variance-scaled ranking, _pscale / _ppow") +
+                "; removed in issue 14 because it never paid): faiss::read_index still reads the file as a plain "
+                "IVF probed by L2");
+    }
     auto* q = new GmmQuantizer(t.model.d, t.model.K, t.params);
     q->set_model(t.model);
-    q->rank_by_posterior = t.rank_by_posterior;
-    q->probe_variance_weight = t.probe_variance_weight;
-    q->probe_variance_power = t.probe_variance_power;
     return q;
 }
 
@@ -454,9 +463,7 @@ GmmTrailer GmmTrailer::of(const faiss::Index* index) {
         t.has_gmm = true;
         t.model = q->model;
         t.params = q->params;
-        t.rank_by_posterior = q->rank_by_posterior;
-        t.probe_variance_weight = q->probe_variance_weight;
-        t.probe_variance_power = q->probe_variance_power;
+        // The removed probe rankings' fields stay in the layout, written as off.
     }
     if (const IndexIVFSpill* sp = as_spill_index(index)) {
         t.has_spill = true;

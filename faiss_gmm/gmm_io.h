@@ -11,7 +11,8 @@
 // Readers verify the checksum BEFORE parsing anything (so FAISS's reader never
 // sees damaged bytes through this API) and refuse a damaged file with a message.
 // History: GMM trailer version 2 added rank_by_posterior and
-// probe_variance_weight, version 3 probe_variance_power, version 4 (spill trailer
+// probe_variance_weight, version 3 probe_variance_power (probe rankings removed
+// in issue 14: written as off, refused when on), version 4 (spill trailer
 // version 2) the checksum footer. Files of GMM trailer versions 1-3 / spill
 // version 1 (no footer) still read, unverified: GmmFileInfo says so, and the
 // readers without an info argument print a note on stderr.
@@ -44,9 +45,11 @@ struct GmmTrailer {
     bool has_gmm = false;
     GmmModel model;
     GmmParams params;
-    bool rank_by_posterior = false;     ///< GmmQuantizer::rank_by_posterior
-    double probe_variance_weight = 0.0; ///< GmmQuantizer::probe_variance_weight
-    double probe_variance_power = 0.0;  ///< GmmQuantizer::probe_variance_power
+    // The probe rankings removed in issue 14 (trailer versions 2-3 carry them):
+    // written as off; a file with one on is refused when its quantizer is made.
+    bool rank_by_posterior = false;
+    double probe_variance_weight = 0.0;
+    double probe_variance_power = 0.0;
 
     // The spill trailer: present for an IndexIVFSpill.
     bool has_spill = false;

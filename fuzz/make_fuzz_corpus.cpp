@@ -236,12 +236,15 @@ void index_seeds() {
     } else {
         std::cerr << "note: the spill index's FAISS part differs from seed_index()'s: no spill trailer seed\n";
     }
-    // Probing settings set (rank_by_posterior stays off: the fields of trailer versions 2 and 3 non-zero).
-    auto probe = fuzz::seed_index();
-    find_gmm_quantizer(probe.get())->probe_variance_weight = 0.25;
-    find_gmm_quantizer(probe.get())->probe_variance_power = 0.5;
-    const Bytes full_probe = serialize_gmm_index(probe.get());
-    put("gmm_trailer", "spherical_probe", Bytes(full_probe.begin() + long(prefix.size()), full_probe.end()));
+    // Probing settings set (the fields of trailer versions 2 and 3 non-zero: probe_variance_weight at
+    // byte 96 and probe_variance_power at 104 of the trailer): the reader's refusal of the removed rankings.
+    Bytes probe(full.begin() + long(prefix.size()), full.end());
+    if (probe.size() >= 112) {
+        const double w = 0.25, a = 0.5;
+        std::memcpy(probe.data() + 96, &w, 8);
+        std::memcpy(probe.data() + 104, &a, 8);
+        put("gmm_trailer", "spherical_probe", probe);
+    }
     Bytes lying(full.begin() + long(prefix.size()), full.begin() + long(prefix.size()) + 8);
     append<int64_t>(lying, int64_t(1) << 40); // K
     append<int64_t>(lying, int64_t(1) << 20); // d

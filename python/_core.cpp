@@ -471,19 +471,6 @@ PYBIND11_MODULE(_core, m) {
     m.def("gmm_trailer_of_index", [](std::uintptr_t p) { return GmmTrailer::of(as_index(p)); },
           "The trailer gmm_io would write for the index (its GmmQuantizer's model, params, probing settings).");
 
-    m.def("set_gmm_probe_settings",
-          [](std::uintptr_t p, bool rank_by_posterior, double probe_variance_weight, double probe_variance_power) {
-              GmmQuantizer* q = gmm_quantizer_of(p);
-              if (!q) throw std::invalid_argument("set_gmm_probe_settings: the index has no GmmQuantizer");
-              if (!std::isfinite(probe_variance_weight) || !std::isfinite(probe_variance_power)) {
-                  throw std::invalid_argument("set_gmm_probe_settings: the weight and the power must be finite");
-              }
-              q->rank_by_posterior = rank_by_posterior;
-              q->probe_variance_weight = probe_variance_weight;
-              q->probe_variance_power = probe_variance_power;
-          },
-          py::arg("index_ptr"), py::arg("rank_by_posterior"), py::arg("probe_variance_weight"),
-          py::arg("probe_variance_power"));
 
     // Receives the FAISS part from faiss.PyCallbackIOWriter (faiss's Python copy
     // calls write(bytes) as it writes), checksums it on the way to an AtomicFile

@@ -316,7 +316,7 @@ TEST(GmmIOChecksum, TruncatedAndExtendedFilesAreRefused) {
 
 TEST(GmmIOChecksum, FilesAreVerifiedAndStayReadableByFaiss) {
     TempDir tmp;
-    auto index = trained("IVF8_GMMdiag_spill1.3_probepost,Flat", 8, 500, 5);
+    auto index = trained("IVF8_GMMdiag_spill1.3,Flat", 8, 500, 5);
     const std::string p = tmp.path("x.index");
     write_gmm_index(index.get(), p);
     const Bytes good = read_file(p);
@@ -344,11 +344,12 @@ TEST(GmmIOOldFormat, CommittedVersion3FilesStillReadUnverified) {
     struct Case {
         const char* file;
         CovarianceType type;
-        bool spill, probe;
+        bool spill;
     };
-    for (const Case& c : {Case{"ivf8_gmm_v3.index", CovarianceType::Spherical, false, false},
-                          Case{"ivf8_gmmdiag_probe_v3.index", CovarianceType::Diagonal, false, true},
-                          Case{"ivf8_gmm_spill_v3.index", CovarianceType::Spherical, true, false}}) {
+    // (ivf8_gmmdiag_probe_v3.index turns on a probe ranking removed in issue 14:
+    // refused, see RemovedProbeRankingIsRefused.)
+    for (const Case& c : {Case{"ivf8_gmm_v3.index", CovarianceType::Spherical, false},
+                          Case{"ivf8_gmm_spill_v3.index", CovarianceType::Spherical, true}}) {
         GmmFileInfo info;
         std::unique_ptr<faiss::Index> back(read_gmm_index(dir + c.file, &info));
         EXPECT_FALSE(info.verified) << c.file;
@@ -362,16 +363,13 @@ TEST(GmmIOOldFormat, CommittedVersion3FilesStillReadUnverified) {
         EXPECT_EQ(q->model.means, m.means) << c.file;
         EXPECT_EQ(q->model.variances, m.variances) << c.file;
         EXPECT_EQ(q->model.log_weights, m.log_weights) << c.file;
-        EXPECT_EQ(q->rank_by_posterior, c.probe) << c.file;
-        EXPECT_EQ(q->probe_variance_weight, c.probe ? 0.25 : 0.0) << c.file;
-        EXPECT_EQ(q->probe_variance_power, c.probe ? 0.5 : 0.0) << c.file;
         EXPECT_EQ(back->ntotal, 40) << c.file;
         EXPECT_EQ(as_spill_index(back.get()) != nullptr, c.spill) << c.file;
         // Written again, it is today's format, verified.
         const Bytes again = serialize_gmm_index(back.get());
         std::unique_ptr<faiss::Index> back2(deserialize_gmm_index(again.data(), again.size(), &info));
         EXPECT_TRUE(info.verified);
-        EXPECT_EQ(find_gmm_quantizer(back2.get())->probe_variance_power, q->probe_variance_power);
+        EXPECT_EQ(find_gmm_quantizer(back2.get())->model.means, q->model.means);
     }
     // Without an info argument the note goes to stderr.
     ::testing::internal::CaptureStderr();
@@ -380,8 +378,16 @@ TEST(GmmIOOldFormat, CommittedVersion3FilesStillReadUnverified) {
     EXPECT_TRUE(has(err, "ivf8_gmm_v3.index") && has(err, "unverified")) << err;
 }
 
+TEST(GmmIOOldFormat, RemovedProbeRankingIsRefused) {
+    const std::string path = std::string(FAISS_GMM_SOURCE_DIR) + "/tests/data/gmm_io_v3/ivf8_gmmdiag_probe_v3.index";
+    const std::string e = error_of([&] { delete read_gmm_index(path); });
+    EXPECT_TRUE(has(e, "no longer has") && has(e, "faiss::read_index")) << e;
+    std::unique_ptr<faiss::Index> plain(faiss::read_index(path.c_str()));
+    EXPECT_EQ(plain->ntotal, 40);
+}
+
 TEST(GmmIOOldFormat, OldWriterVersions1To3StillRead) {
-    auto index = trained("IVF8_GMM_spill1.3_pscale0.2_ppow0.5,Flat", 8, 500, 6);
+    auto index = trained("IVF8_GMM_spill1.3,Flat", 8, 500, 6);
     for (uint32_t v : {1u, 2u, 3u}) {
         const Bytes b = detail::serialize_gmm_index_old_format(index.get(), v);
         GmmFileInfo info;
@@ -390,8 +396,7 @@ TEST(GmmIOOldFormat, OldWriterVersions1To3StillRead) {
         EXPECT_EQ(info.gmm_version, v);
         const GmmQuantizer* q = find_gmm_quantizer(back.get());
         ASSERT_NE(q, nullptr);
-        EXPECT_EQ(q->probe_variance_weight, v >= 2 ? 0.2 : 0.0);
-        EXPECT_EQ(q->probe_variance_power, v >= 3 ? 0.5 : 0.0);
+        EXPECT_EQ(q->model.means, find_gmm_quantizer(index.get())->model.means);
         ASSERT_NE(as_spill_index(back.get()), nullptr);
     }
     EXPECT_THROW(detail::serialize_gmm_index_old_format(index.get(), 4), std::invalid_argument);
@@ -400,7 +405,7 @@ TEST(GmmIOOldFormat, OldWriterVersions1To3StillRead) {
 // ---------------------------------------------------------------- GmmTrailer
 
 TEST(GmmTrailerUnit, EverySettingSurvivesARoundTrip) {
-    auto index = trained("IVF8_GMMdiag_tau0.05_T2_max3_ppost_pscale0.1_ppow0.5,Flat", 8, 600, 7);
+    auto index = trained("IVF8_GMMdiag_tau0.05_T2_max3_ppost,Flat", 8, 600, 7);
     const GmmTrailer a = GmmTrailer::of(index.get());
     ASSERT_TRUE(a.has_gmm && a.has_spill);
     const Bytes b = serialize_gmm_index(index.get());
@@ -410,9 +415,9 @@ TEST(GmmTrailerUnit, EverySettingSurvivesARoundTrip) {
     EXPECT_EQ(t.model.variances, a.model.variances);
     EXPECT_EQ(t.params.niter, a.params.niter);
     EXPECT_EQ(t.params.seed, a.params.seed);
-    EXPECT_EQ(t.rank_by_posterior, a.rank_by_posterior);
-    EXPECT_EQ(t.probe_variance_weight, 0.1);
-    EXPECT_EQ(t.probe_variance_power, 0.5);
+    EXPECT_FALSE(t.rank_by_posterior); // removed probe rankings: written as off
+    EXPECT_EQ(t.probe_variance_weight, 0.0);
+    EXPECT_EQ(t.probe_variance_power, 0.0);
     EXPECT_EQ(int(t.spill.rule), int(a.spill.rule));
     EXPECT_EQ(t.spill.tau, 0.05);
     EXPECT_EQ(t.spill.temperature, 2.0);
@@ -425,7 +430,7 @@ TEST(GmmTrailerUnit, EverySettingSurvivesARoundTrip) {
     const Bytes qb = serialize_gmm_index(find_gmm_quantizer(index.get()));
     std::unique_ptr<faiss::Index> q(deserialize_gmm_index(qb.data(), qb.size()));
     ASSERT_NE(dynamic_cast<GmmQuantizer*>(q.get()), nullptr);
-    EXPECT_EQ(dynamic_cast<GmmQuantizer*>(q.get())->probe_variance_power, 0.5);
+    EXPECT_EQ(dynamic_cast<GmmQuantizer*>(q.get())->model.means, a.model.means);
 }
 
 // An index with empty lists: FAISS reads its empty vectors into a null data()

@@ -1,7 +1,7 @@
 // IndexIVFSpill (issue 6): spill rules on hand-made cases, memory budgets,
 // deduplicated search against a brute-force search of the probed lists' union,
-// posterior and variance-tempered probing, factory grammar, save/load (trailer
-// versions 1 to 3), remove_ids / reconstruct, and the FastScan refusal.
+// the research's responsibility rule, refusal of the removed probe rankings, factory grammar,
+// save/load (trailer versions 1 to 3), remove_ids / reconstruct, and the FastScan refusal.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQFastScan.h>
@@ -146,6 +146,103 @@ TEST(SpillRules, PosteriorRatioWithTemperature) {
     EXPECT_NEAR(cost[0], 1.0, 1e-4); // (ℓ_0 − ℓ_1)/T = 2/2
 }
 
+// The research's rule: every list whose responsibility r_j ≥ tau (absolute). Checked against
+// responsibilities computed here in double from the model's definition (equal weights, unit
+// variances, 1-d): r_j = exp(−(x−μ_j)²/2) / Σ_k exp(−(x−μ_k)²/2).
+TEST(SpillRules, ResponsibilityAgainstDirectComputation) {
+    GmmModel m(4, 1, CovarianceType::Spherical);
+    m.means = {0, 3, 5, 20};
+    auto* q = new GmmQuantizer(1, 4);
+    q->set_model(m);
+    auto* ivf = new faiss::IndexIVFFlat(q, 1, 4);
+    ivf->own_fields = true;
+    ivf->is_trained = true;
+    SpillParams sp;
+    sp.rule = SpillRule::Responsibility;
+    sp.tau = 0.25; // = 1/K
+    sp.max_copies = 4;
+    IndexIVFSpill index(ivf, sp);
+    const std::vector<float> x = {1.5f, 2.0f, 4.0f, 0.2f, 12.5f};
+    std::vector<std::set<idx_t>> want(x.size());
+    std::vector<std::vector<double>> resp(x.size());
+    for (size_t i = 0; i < x.size(); i++) {
+        double z = 0;
+        for (double mu : m.means) z += std::exp(-0.5 * (x[i] - mu) * (x[i] - mu));
+        for (int j = 0; j < 4; j++) {
+            const double r = std::exp(-0.5 * (x[i] - m.means[j]) * (x[i] - m.means[j])) / z;
+            resp[i].push_back(r);
+            if (r >= sp.tau) want[i].insert(j);
+        }
+        // the nearest mean is the primary list even when its responsibility is < tau
+        int p = 0;
+        for (int j = 1; j < 4; j++) if (std::fabs(x[i] - m.means[j]) < std::fabs(x[i] - m.means[p])) p = j;
+        want[i].insert(p);
+    }
+    index.add(idx_t(x.size()), x.data());
+    auto L = lists_of(index.ivf);
+    for (size_t i = 0; i < x.size(); i++) EXPECT_EQ(L[idx_t(i)], want[i]) << "x = " << x[i];
+    EXPECT_EQ(L[0], (std::set<idx_t>{0, 1}));    // r = 0.50, 0.50, ~0, 0: both lists
+    EXPECT_EQ(L[2], (std::set<idx_t>{1, 2}));    // between 3 and 5
+    EXPECT_EQ(L[3], (std::set<idx_t>{0}));       // clearly in list 0
+    EXPECT_EQ(L[4], (std::set<idx_t>{2, 3}));    // r_2 = r_3 = 0.5 at the midpoint
+    // Costs are −log r_j, ascending, against the direct computation.
+    std::vector<idx_t> prim(x.size()), cand(x.size() * 3);
+    std::vector<float> cost(x.size() * 3);
+    index.spill_costs(idx_t(x.size()), x.data(), prim.data(), cost.data(), cand.data());
+    for (size_t i = 0; i < x.size(); i++) {
+        for (int t = 0; t < 3; t++) {
+            const idx_t j = cand[i * 3 + t];
+            if (j < 0 || !std::isfinite(cost[i * 3 + t])) continue;
+            EXPECT_NEAR(cost[i * 3 + t], -std::log(resp[i][j]), 1e-3 * (1 - std::log(resp[i][j])))
+                    << "x = " << x[i] << " list " << j;
+        }
+    }
+    // Needs a GMM.
+    auto* q2 = new faiss::IndexFlatL2(1);
+    const std::vector<float> means(m.means.begin(), m.means.end());
+    q2->add(4, means.data());
+    auto* ivf2 = new faiss::IndexIVFFlat(q2, 1, 4);
+    ivf2->own_fields = true;
+    ivf2->is_trained = true;
+    EXPECT_THROW(IndexIVFSpill(ivf2, sp), std::invalid_argument);
+    delete ivf2;
+}
+
+// _resp without a value is the research's tau = 1/nlist; with _spill<B> it meets the budget.
+TEST(SpillRules, ResponsibilityFactoryAndBudget) {
+    IvfOptions o;
+    std::string fd;
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_resp,Flat", &fd, &o));
+    EXPECT_EQ(fd, "IVF64,Flat");
+    EXPECT_EQ(o.spill_params.rule, SpillRule::Responsibility);
+    EXPECT_DOUBLE_EQ(o.spill_params.tau, 1.0 / 64);
+    EXPECT_EQ(o.spill_params.budget, 0);
+    EXPECT_EQ(o.spill_params.max_copies, 8);
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMMdiag_resp0.2_max3,Flat", &fd, &o));
+    EXPECT_DOUBLE_EQ(o.spill_params.tau, 0.2);
+    EXPECT_EQ(o.spill_params.max_copies, 3);
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_resp_spill1.5,Flat", &fd, &o));
+    EXPECT_EQ(o.spill_params.rule, SpillRule::Responsibility);
+    EXPECT_DOUBLE_EQ(o.spill_params.budget, 1.5);
+    EXPECT_THROW(parse_ivf_options("IVF64_resp,Flat", &fd, &o), std::invalid_argument);           // needs GMM
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_resp_soar_spill1.2,Flat", &fd, &o), std::invalid_argument);
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_resp0.1_spill1.2,Flat", &fd, &o), std::invalid_argument);
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_resp2,Flat", &fd, &o), std::invalid_argument);      // tau > 1
+
+    const int64_t n = 4000, d = 16;
+    std::vector<float> x = clustered_data(n, d, 24, 1.5f, 7);
+    auto index = trained("IVF32_GMM_resp_spill1.3,Flat", d, n, x);
+    auto* sp = as_spill_index(index.get());
+    ASSERT_NE(sp, nullptr);
+    EXPECT_NEAR(double(sp->n_entries()), 1.3 * n, 0.002 * n);
+    // Fixed 1/K: every admitted secondary list has r_j >= 1/K by the model's own posterior.
+    auto fixed = trained("IVF32_GMM_resp,Flat", d, n, x);
+    auto* sf = as_spill_index(fixed.get());
+    ASSERT_NE(sf, nullptr);
+    EXPECT_DOUBLE_EQ(sf->threshold, std::log(32.0));
+    EXPECT_GE(sf->n_entries(), n);
+}
+
 TEST(SpillBudget, MemoryBudgetMet) {
     const int64_t n = 4000, d = 16;
     std::vector<float> x = clustered_data(n, d, 24, 1.5f, 7);
@@ -165,7 +262,7 @@ TEST(SpillSearch, DeduplicatedAndEqualToBruteForceOverProbedLists) {
     const int64_t n = 3000, d = 16, nq = 40, k = 10;
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 11);
     std::vector<float> q = clustered_data(nq, d, 20, 2.0f, 12);
-    for (const char* desc : {"IVF24_GMM_spill1.5,Flat", "IVF24_spill1.5_max3,Flat", "IVF24_GMM_spill1.5_probepost,Flat",
+    for (const char* desc : {"IVF24_GMM_spill1.5,Flat", "IVF24_spill1.5_max3,Flat", "IVF24_GMM_resp_spill1.5,Flat",
                              "IVF24_GMM_spill1.5,SQ8", "IVF24_spill1.5,PQ8x4", "IVF24_GMM_spill1.3_ppost,PQ8x4"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
@@ -231,139 +328,25 @@ TEST(SpillSearch, FlatDistancesAreExact) {
     for (int64_t i = 0; i < nq * k; i++) EXPECT_NEAR(D[i], D2[i], 1e-4);
 }
 
-TEST(SpillProbing, PosteriorRankingReturnsTrueL2) {
-    const int64_t n = 3000, d = 8, nq = 50;
-    std::vector<float> x = clustered_data(n, d, 12, 1.0f, 5);
-    for (const char* desc : {"IVF16_GMM_probepost,Flat", "IVF16_GMMdiag_probepost,Flat"}) {
-        std::unique_ptr<faiss::Index> index(gmm_index_factory(int(d), desc));
-        index->train(n, x.data());
-        auto* q = find_gmm_quantizer(index.get());
-        ASSERT_TRUE(q->rank_by_posterior);
-        const int64_t K = 16, np = 5;
-        std::vector<float> D(nq * np);
-        std::vector<idx_t> I(nq * np);
-        q->search(nq, x.data(), np, D.data(), I.data());
-        for (int64_t i = 0; i < nq; i++) {
-            std::vector<double> xd(x.begin() + i * d, x.begin() + (i + 1) * d);
-            std::vector<std::pair<double, int64_t>> lj;
-            for (int64_t c = 0; c < K; c++) lj.emplace_back(-q->model.log_joint(xd.data(), c), c);
-            std::sort(lj.begin(), lj.end());
-            for (int64_t p = 0; p < np; p++) {
-                EXPECT_EQ(I[i * np + p], lj[p].second) << desc;
-                double l2 = 0;
-                for (int64_t j = 0; j < d; j++) {
-                    double t = x[i * d + j] - q->model.means[I[i * np + p] * d + j];
-                    l2 += t * t;
-                }
-                EXPECT_NEAR(D[i * np + p], l2, 1e-3 * (1 + l2));
-            }
+// The probe rankings of issue 6 (_probepost, _pscale, _ppow) were removed in issue 14
+// (they never paid): the factory refuses them by name, and a saved file that turns one
+// on is refused with a message, while plain FAISS still reads it.
+TEST(SpillProbing, RemovedProbeRankingsRefused) {
+    for (const char* desc : {"IVF16_GMM_probepost,Flat", "IVF16_GMMdiag_spill1.2_ppow0.5,Flat",
+                             "IVF16_GMM_pscale0.1,Flat", "IVF16_ppow0.5,Flat"}) {
+        try {
+            std::unique_ptr<faiss::Index> idx(gmm_index_factory(8, desc));
+            FAIL() << desc << " accepted";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find("was removed"), std::string::npos) << e.what();
         }
     }
-}
-
-// probe_variance_power α: lists ranked by ‖x−μ_k‖² / (σ²_k/σ̄²)^α (σ²_k = tr Σ_k / d),
-// checked against a direct computation; distances returned stay true squared L2.
-TEST(SpillProbing, VarianceTemperedRankingReturnsTrueL2) {
-    const int64_t K = 16, d = 8, nq = 200, np = 6;
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
-        const GmmModel model = faiss_gmm::testing::random_model(K, d, type, 4.0f, 31);
-        std::vector<float> x = clustered_data(nq, d, K, 2.0f, 32);
-        std::vector<double> var(K); // σ²_k
-        double mean_var = 0;
-        for (int64_t c = 0; c < K; c++) {
-            for (int64_t j = 0; j < d; j++) var[c] += model.variance(c, j);
-            var[c] /= double(d);
-            mean_var += var[c] / double(K);
-        }
-        for (double alpha : {0.0, 0.25, 0.5, 1.0, -0.5}) {
-            GmmQuantizer q(d, K);
-            q.set_model(model);
-            q.probe_variance_power = alpha;
-            std::vector<float> D(nq * np);
-            std::vector<idx_t> I(nq * np);
-            q.search(nq, x.data(), np, D.data(), I.data());
-            int64_t differs_from_l2 = 0;
-            for (int64_t i = 0; i < nq; i++) {
-                std::vector<std::pair<double, int64_t>> score, l2;
-                for (int64_t c = 0; c < K; c++) {
-                    double e = 0;
-                    for (int64_t j = 0; j < d; j++) {
-                        const double t = double(x[i * d + j]) - model.means[c * d + j];
-                        e += t * t;
-                    }
-                    l2.emplace_back(e, c);
-                    // α = 1 on a spherical model is the Mahalanobis distance up to the constant σ̄².
-                    score.emplace_back(alpha == 1.0 ? e / var[c] * mean_var : e / std::pow(var[c] / mean_var, alpha),
-                                       c);
-                }
-                std::vector<std::pair<double, int64_t>> by_l2 = l2;
-                std::sort(score.begin(), score.end());
-                std::sort(by_l2.begin(), by_l2.end());
-                if (score[0].second != by_l2[0].second) differs_from_l2++;
-                for (int64_t p = 0; p < np; p++) {
-                    const idx_t got = I[i * np + p];
-                    ASSERT_GE(got, 0);
-                    // The p-th list returned has the p-th smallest score (ties within float rounding).
-                    double got_score = 0;
-                    for (auto& sc : score) {
-                        if (sc.second == got) got_score = sc.first;
-                    }
-                    EXPECT_NEAR(got_score, score[p].first, 1e-4 * (1 + score[p].first)) << "alpha " << alpha;
-                    EXPECT_NEAR(D[i * np + p], l2[size_t(got)].first, 1e-4 * (1 + l2[size_t(got)].first))
-                            << "alpha " << alpha << ": not the true squared L2";
-                }
-            }
-            if (alpha == 0.0) {
-                EXPECT_EQ(differs_from_l2, 0);
-            } else {
-                EXPECT_GT(differs_from_l2, 0) << "alpha " << alpha << ": the case does not exercise the scaling";
-            }
-        }
-    }
-    // A huge α saturates the scale instead of producing NaN scores: valid lists, true L2.
-    {
-        const GmmModel model = faiss_gmm::testing::random_model(K, d, CovarianceType::Spherical, 4.0f, 34);
-        GmmQuantizer q(d, K);
-        q.set_model(model);
-        q.probe_variance_power = 400;
-        std::vector<float> xq(model.means.begin(), model.means.begin() + 4 * d); // distance 0 to a mean
-        std::vector<float> D(4 * np);
-        std::vector<idx_t> I(4 * np);
-        q.search(4, xq.data(), np, D.data(), I.data());
-        for (int64_t i = 0; i < 4; i++) {
-            std::set<idx_t> seen(I.begin() + i * np, I.begin() + (i + 1) * np);
-            EXPECT_EQ(int64_t(seen.size()), np);
-            for (int64_t p = 0; p < np; p++) {
-                ASSERT_GE(I[i * np + p], 0);
-                double e = 0;
-                for (int64_t j = 0; j < d; j++) {
-                    const double t = double(xq[i * d + j]) - model.means[I[i * np + p] * d + j];
-                    e += t * t;
-                }
-                EXPECT_NEAR(D[i * np + p], e, 1e-4 * (1 + e));
-            }
-        }
-    }
-    // Through the factory and an IVF: the quantizer carries α, IVF distances stay exact.
-    const int64_t n = 3000;
-    std::vector<float> x = clustered_data(n, d, 12, 1.0f, 33);
-    auto index = trained("IVF16_GMM_spill1.2_ppow0.5,Flat", d, n, x);
-    ASSERT_DOUBLE_EQ(find_gmm_quantizer(index.get())->probe_variance_power, 0.5);
-    as_spill_index(index.get())->set_nprobe(16);
-    const int64_t k = 5;
-    std::vector<float> Di(10 * k), Df(10 * k);
-    std::vector<idx_t> Ii(10 * k), If(10 * k);
-    index->search(10, x.data(), k, Di.data(), Ii.data());
-    faiss::IndexFlatL2 flat(d);
-    flat.add(n, x.data());
-    flat.search(10, x.data(), k, Df.data(), If.data());
-    for (int64_t i = 0; i < 10 * k; i++) EXPECT_NEAR(Di[i], Df[i], 1e-4);
 }
 
 TEST(SpillFactory, GrammarAndErrors) {
     IvfOptions o;
     std::string fd;
-    ASSERT_TRUE(parse_ivf_options("OPQ8_16,IVF64_GMMdiag_tau0.05_T4_max3_probepost,PQ8", &fd, &o));
+    ASSERT_TRUE(parse_ivf_options("OPQ8_16,IVF64_GMMdiag_tau0.05_T4_max3,PQ8", &fd, &o));
     EXPECT_EQ(fd, "OPQ8_16,IVF64,PQ8");
     EXPECT_TRUE(o.gmm);
     EXPECT_EQ(o.covariance_type, CovarianceType::Diagonal);
@@ -372,7 +355,6 @@ TEST(SpillFactory, GrammarAndErrors) {
     EXPECT_DOUBLE_EQ(o.spill_params.tau, 0.05);
     EXPECT_DOUBLE_EQ(o.spill_params.temperature, 4);
     EXPECT_EQ(o.spill_params.max_copies, 3);
-    EXPECT_TRUE(o.probe_by_posterior);
     ASSERT_TRUE(parse_ivf_options("IVF64_spill1.2,Flat", &fd, &o));
     EXPECT_FALSE(o.gmm);
     EXPECT_EQ(o.spill_params.rule, SpillRule::DistanceRatio);
@@ -386,17 +368,8 @@ TEST(SpillFactory, GrammarAndErrors) {
     EXPECT_THROW(parse_ivf_options("IVF64_GMM_foo,Flat", &fd, &o), std::invalid_argument);
     EXPECT_THROW(parse_ivf_options("IVF64_spill1.2_tau0.1_GMM,Flat", &fd, &o), std::invalid_argument);
     EXPECT_THROW(parse_ivf_options("IVF64_tau0.1,Flat", &fd, &o), std::invalid_argument); // posterior needs GMM
-    EXPECT_THROW(parse_ivf_options("IVF64_probepost,Flat", &fd, &o), std::invalid_argument);
-    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_soar_spill1.5_ppow0.25,Flat", &fd, &o));
-    EXPECT_EQ(fd, "IVF64,Flat");
-    EXPECT_DOUBLE_EQ(o.probe_variance_power, 0.25);
-    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_ppow-0.5,Flat", &fd, &o));
-    EXPECT_FALSE(o.spill);
-    EXPECT_DOUBLE_EQ(o.probe_variance_power, -0.5);
-    EXPECT_THROW(parse_ivf_options("IVF64_ppow0.5,Flat", &fd, &o), std::invalid_argument);       // needs GMM
-    EXPECT_THROW(parse_ivf_options("IVF64_GMM_ppow,Flat", &fd, &o), std::invalid_argument);      // needs α
-    EXPECT_THROW(parse_ivf_options("IVF64_GMM_ppowx,Flat", &fd, &o), std::invalid_argument);
-    EXPECT_THROW(parse_ivf_options("IVF64_GMM_probepost_ppow0.5,Flat", &fd, &o), std::invalid_argument);
+    EXPECT_THROW(parse_ivf_options("IVF64_probepost,Flat", &fd, &o), std::invalid_argument);     // removed
+    EXPECT_THROW(parse_ivf_options("IVF64_GMM_soar_spill1.5_ppow0.25,Flat", &fd, &o), std::invalid_argument);
     EXPECT_THROW(gmm_index_factory(8, "IVF64_GMM_spill0.5,Flat"), std::invalid_argument);
     // Plain GMM strings are unchanged by the new grammar.
     CovarianceType t;
@@ -428,8 +401,9 @@ TEST(SpillFactory, FastScanRefusedClearly) {
 TEST(SpillIO, SaveLoadRoundTrip) {
     const int64_t n = 3000, d = 16, nq = 30, k = 10;
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 21);
-    for (const char* desc : {"IVF24_GMMdiag_spill1.4_probepost,Flat", "IVF24_spill1.3_soar0.5,SQ8",
-                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_spill1.3_pscale0.1_ppow0.5,Flat"}) {
+    for (const char* desc : {"IVF24_GMMdiag_spill1.4,Flat", "IVF24_spill1.3_soar0.5,SQ8",
+                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_soar_spill1.3,Flat",
+                             "IVF24_GMM_resp_max4,SQ8"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         sp->set_nprobe(4);
@@ -450,11 +424,7 @@ TEST(SpillIO, SaveLoadRoundTrip) {
         const GmmQuantizer* qa = find_gmm_quantizer(index.get());
         const GmmQuantizer* qb = find_gmm_quantizer(back.get());
         ASSERT_EQ(qa == nullptr, qb == nullptr);
-        if (qa) {
-            EXPECT_EQ(qa->rank_by_posterior, qb->rank_by_posterior);
-            EXPECT_EQ(qa->probe_variance_weight, qb->probe_variance_weight);
-            EXPECT_EQ(qa->probe_variance_power, qb->probe_variance_power);
-        }
+        if (qa) EXPECT_EQ(qa->model.means, qb->model.means);
         std::vector<float> Da(nq * k), Db(nq * k);
         std::vector<idx_t> Ia(nq * k), Ib(nq * k);
         sb->set_nprobe(4);
@@ -475,11 +445,13 @@ TEST(SpillIO, SaveLoadRoundTrip) {
 
 // Older trailers still read: version 1 (no probing settings) and version 2 (no
 // probe_variance_power), made from a version-3 file (the older writer, kept for
-// tests: no checksum footer) by editing its bytes.
-TEST(SpillIO, ReadsVersion1And2Trailers) {
+// tests: no checksum footer) by editing its bytes; a file whose removed probe
+// settings are on (versions 2 and 3) is refused with a message, and plain FAISS
+// still reads it.
+TEST(SpillIO, ReadsVersion1And2TrailersRefusesRemovedProbing) {
     const int64_t n = 2000, d = 8;
     std::vector<float> x = clustered_data(n, d, 10, 1.0f, 9);
-    auto index = trained("IVF16_GMM_pscale0.2_ppow0.5,Flat", d, n, x);
+    auto index = trained("IVF16_GMM,Flat", d, n, x);
     std::vector<uint8_t> v3 = detail::serialize_gmm_index_old_format(index.get(), 3);
     // rank_by_posterior (int32) and probe_variance_weight (double), the version-2
     // fields, sit 92 bytes after the magic (after fast_math); probe_variance_power
@@ -493,25 +465,35 @@ TEST(SpillIO, ReadsVersion1And2Trailers) {
         if (m == magic && v == 3) pos = i;
     }
     ASSERT_LT(pos, v3.size());
-    {
-        std::unique_ptr<faiss::Index> back(deserialize_gmm_index(v3.data(), v3.size()));
-        const GmmQuantizer* q = find_gmm_quantizer(back.get());
-        ASSERT_NE(q, nullptr);
-        EXPECT_EQ(q->probe_variance_weight, 0.2);
-        EXPECT_EQ(q->probe_variance_power, 0.5);
-    }
-    for (uint32_t version : {1u, 2u}) {
+    for (uint32_t version : {1u, 2u, 3u}) {
         std::vector<uint8_t> old = v3;
         std::memcpy(old.data() + pos + 4, &version, 4);
-        const long first = long(pos) + (version == 1 ? 92 : 104);
-        old.erase(old.begin() + first, old.begin() + long(pos) + 112);
+        if (version < 3) {
+            const long first = long(pos) + (version == 1 ? 92 : 104);
+            old.erase(old.begin() + first, old.begin() + long(pos) + 112);
+        }
         std::unique_ptr<faiss::Index> back(deserialize_gmm_index(old.data(), old.size()));
         const GmmQuantizer* q = find_gmm_quantizer(back.get());
         ASSERT_NE(q, nullptr) << "version " << version;
-        EXPECT_FALSE(q->rank_by_posterior);
-        EXPECT_EQ(q->probe_variance_weight, version == 2 ? 0.2 : 0.0) << "version " << version;
-        EXPECT_EQ(q->probe_variance_power, 0.0) << "version " << version;
         EXPECT_EQ(q->model.means, find_gmm_quantizer(index.get())->model.means);
+    }
+    const int32_t on = 1;
+    const double half = 0.5;
+    for (size_t field : {size_t(92), size_t(96), size_t(104)}) { // rank_by_posterior, _weight, _power
+        std::vector<uint8_t> probing = v3;
+        if (field == 92) std::memcpy(probing.data() + pos + field, &on, 4);
+        else std::memcpy(probing.data() + pos + field, &half, 8);
+        try {
+            std::unique_ptr<faiss::Index> back(deserialize_gmm_index(probing.data(), probing.size()));
+            FAIL() << "a file with a removed probe ranking (field at " << field << ") was accepted";
+        } catch (const std::runtime_error& e) {
+            EXPECT_NE(std::string(e.what()).find("no longer has"), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("faiss::read_index"), std::string::npos) << e.what();
+        }
+        faiss::VectorIOReader r;
+        r.data = probing;
+        std::unique_ptr<faiss::Index> plain(faiss::read_index(&r));
+        EXPECT_EQ(plain->ntotal, n);
     }
     // A version from the future is refused with a clear message (4 is today's, with a
     // checksum footer: without one it is refused as truncated).

@@ -58,10 +58,10 @@ def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs)
     normalize the vectors and use L2, which ranks them identically).
     """
     for part in description.split(","):
-        # The C++ factory also parses spill / probing options on the IVF token
-        # (IVF1024_GMM_spill1.2, _probepost, ...); they need an index type (or a
-        # quantizer flag) that this Python route does not set up yet, so refuse
-        # them instead of silently dropping them.
+        # The C++ factory also parses spill options on the IVF token
+        # (IVF1024_GMM_spill1.2, _soar, _resp, ...); they need an index type that
+        # faiss's SWIG layer does not know (faiss_gmm.spill has it), so refuse
+        # them here instead of silently dropping them.
         if re.match(r"^IVF\d+_", part) and not re.fullmatch(r"IVF\d+_GMM(diag)?", part):
             raise ValueError(f'"{part}" in "{description}": only IVF<nlist>_GMM and IVF<nlist>_GMMdiag are '
                              "supported by faiss_gmm.index_factory in Python (spill / probing options are not "

@@ -120,29 +120,50 @@ def test_plain_faiss_still_reads_the_files(small, tmp_path):
     assert plain.ntotal == small.ntotal and not faiss_gmm.is_gmm_index(plain)
 
 
+def warnings_ignored():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def ctx():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    return ctx()
+
+
 def test_old_files_read_with_a_warning():
     with pytest.warns(faiss_gmm.UnverifiedIndexWarning, match="version 3.*unverified"):
-        idx = faiss_gmm.read_index(os.path.join(FIXTURES, "ivf8_gmmdiag_probe_v3.index"))
+        idx = faiss_gmm.read_index(os.path.join(FIXTURES, "ivf8_gmm_v3.index"))
     t = _core.gmm_trailer_of_index(int(idx.this))
-    assert t.has_gmm and t.rank_by_posterior and t.probe_variance_weight == 0.25 and t.probe_variance_power == 0.5
-    assert idx.ntotal == 40
+    assert t.has_gmm and not t.rank_by_posterior and t.probe_variance_weight == 0 and t.probe_variance_power == 0
+    assert idx.ntotal > 0
     # Written again it is verified (no warning: warnings are errors here).
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         back = faiss_gmm.deserialize_index(faiss_gmm.serialize_index(idx))
-    assert _core.gmm_trailer_of_index(int(back.this)).probe_variance_power == 0.5
+    np.testing.assert_array_equal(faiss_gmm.get_gmm_model(back).means, faiss_gmm.get_gmm_model(idx).means)
 
 
-def test_probe_settings_pass_between_cpp_and_python(tmp_path):
+def test_old_file_with_a_removed_probe_ranking_is_refused():
+    # Version-3 file with rank_by_posterior / probe_variance_* on: those rankings were
+    # removed (issue 14), so it is refused with a message; plain faiss still reads it.
+    path = os.path.join(FIXTURES, "ivf8_gmmdiag_probe_v3.index")
+    with pytest.raises(Exception, match="no longer has"):
+        with warnings_ignored():
+            faiss_gmm.read_index(path)
+    assert faiss.read_index(path).ntotal == 40
+
+
+def test_trailer_passes_between_cpp_and_python(tmp_path):
     idx = _trained(600, "IVF8_GMMdiag,Flat")
-    _core.set_gmm_probe_settings(int(idx.this), True, 0.125, 0.75)
     # Python writes, C++ reads.
     py_file = str(tmp_path / "py.index")
     faiss_gmm.write_index(idx, py_file)
     t, info = _core.cpp_read_gmm_trailer(py_file)
     assert info.verified and info.gmm_version == 4
-    assert (t.rank_by_posterior, t.probe_variance_weight, t.probe_variance_power) == (True, 0.125, 0.75)
+    assert (t.rank_by_posterior, t.probe_variance_weight, t.probe_variance_power) == (False, 0.0, 0.0)
     np.testing.assert_array_equal(t.model.variances, faiss_gmm.get_gmm_model(idx).variances)
     # C++ writes (the same bytes), Python reads.
     cpp_file = str(tmp_path / "cpp.index")
@@ -150,8 +171,7 @@ def test_probe_settings_pass_between_cpp_and_python(tmp_path):
     with open(py_file, "rb") as a, open(cpp_file, "rb") as b:
         assert a.read() == b.read()
     back = faiss_gmm.read_index(cpp_file)
-    t2 = _core.gmm_trailer_of_index(int(back.this))
-    assert (t2.rank_by_posterior, t2.probe_variance_weight, t2.probe_variance_power) == (True, 0.125, 0.75)
+    np.testing.assert_array_equal(faiss_gmm.get_gmm_model(back).variances, faiss_gmm.get_gmm_model(idx).variances)
     xq = _data(20, seed=5)
     idx.nprobe = back.nprobe = 2
     np.testing.assert_array_equal(idx.search(xq, 5)[1], back.search(xq, 5)[1])
@@ -159,7 +179,7 @@ def test_probe_settings_pass_between_cpp_and_python(tmp_path):
 
 def test_spill_settings_pass_between_cpp_and_python(tmp_path):
     x = _data(3000, 16, seed=3)
-    index = spill.spill_index_factory(16, "IVF16_GMM_spill1.3_max3_ppow0.5,Flat", niter=5)
+    index = spill.spill_index_factory(16, "IVF16_GMM_spill1.3_max3,Flat", niter=5)
     index.train(x)
     index.add(x)
     fname = str(tmp_path / "s.index")
@@ -167,7 +187,7 @@ def test_spill_settings_pass_between_cpp_and_python(tmp_path):
     t, info = _core.cpp_read_gmm_trailer(fname)
     assert info.verified and info.spill_version == 2
     assert t.has_spill and t.spill_max_copies == 3 and t.spill_budget == 1.3 and t.spill_ntotal == 3000
-    assert t.spill_threshold == index.threshold and t.probe_variance_power == 0.5
+    assert t.spill_threshold == index.threshold and t.probe_variance_power == 0.0
     # faiss_gmm.read_index cannot return a spill index as a faiss object: it says so
     # instead of silently dropping the spill settings.
     with pytest.raises(ValueError, match="IndexIVFSpill"):

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Issue 14: GMM-IVF vs k-means IVF at the research's scale, on real data: debsift1m
+# (1M base x 128-d uint8 SIFT descriptors of Debian's photographs, 10K official queries,
+# 100K learn vectors; ../shared/datasets/debsift1m).
+#
+# usage: eval/run_1m.sh [--quick] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
+#   --quick     the headline comparison at nlist 1024, IVF,Flat, 256-per-list training: k-means,
+#               GMM, the best k-means spill and the recommended recipe (<= 30 min on 2 cores)
+#   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
+#               sample (256 per list) and on all 1M rows; k-means, GMM spherical, GMM diagonal;
+#               spill at 1.2 / 1.5 / 2.0 entries per vector by GMM posterior, k-means distance
+#               ratio, SOAR (both), and the research's responsibility rule (r_j >= 1/K); every
+#               setting chosen on held-out queries, then reported on the official ones. Hours on 2 cores.
+#   --build     the CMake build folder with faiss-gmm-eval and faiss-gmm-dataset (default: build)
+#   --data      where debsift1m lives; built there with make_dataset.sh when missing
+#               (default: build-data/debsift1m, ignored by git; ~7 min, needs apt)
+#   --queries   official queries used (default 2000 of the 10,000; 0 = all)
+#   --heldout   held-out queries taken from learn.bvecs, with their exact ground truth (default 2000)
+#
+# Nothing is tuned on query.bvecs: the held-out queries (learn.bvecs rows, never in the base)
+# choose the best k-means spill and the GMM recipe (eval/report_1m.py select); the official
+# queries only report. Results: eval/results/debsift1m-*.{md,csv,json,png}.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+quick=0
+build=$root/build
+data=$root/build-data/debsift1m
+nq=2000
+nheld=2000
+out=$here/results
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1; shift ;;
+        --build) build=$2; shift 2 ;;
+        --data) data=$2; shift 2 ;;
+        --queries) nq=$2; shift 2 ;;
+        --heldout) nheld=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+ev=$build/eval/faiss-gmm-eval
+ds=$build/datasets/faiss-gmm-dataset
+for t in "$ev" "$ds"; do
+    [ -x "$t" ] || { echo "run_1m.sh: $t missing: cmake --build $build --target faiss-gmm-eval faiss-gmm-dataset" >&2; exit 1; }
+done
+py=/usr/bin/python3
+mkdir -p "$out"
+
+# --- the data (never committed: build-data/ is ignored) ---
+if [ ! -s "$data/base.bvecs" ] || [ ! -s "$data/query.bvecs" ] || [ ! -s "$data/groundtruth.ivecs" ] ||
+   [ ! -s "$data/learn.bvecs" ]; then
+    echo "== debsift1m not found in $data: building it (make_dataset.sh, ~7 min)"
+    mk=$root/../shared/datasets/debsift1m/make_dataset.sh
+    [ -f "$mk" ] || { echo "run_1m.sh: $mk not found" >&2; exit 1; }
+    mkdir -p "$data"
+    if [ "$(id -u)" = 0 ]; then bash "$mk" "$data"; else sudo bash "$mk" "$data"; fi
+fi
+# Held-out queries: the first rows of learn.bvecs (other descriptors of the base images, none of
+# them in the base), with exact ground truth against the base.
+held=$data-heldout
+if [ ! -s "$held/heldout_gt.ivecs" ] || [ "$(cat "$held/rows" 2>/dev/null)" != "$nheld" ]; then
+    mkdir -p "$held"
+    "$ds" convert "$data/learn.bvecs" "$held/heldout.bvecs" --rows "0:$nheld"
+    "$ds" groundtruth "$data/base.bvecs" "$held/heldout.bvecs" "$held/heldout_gt.ivecs" --k 100
+    echo "$nheld" > "$held/rows"
+fi
+
+official=(--base "$data/base.bvecs" --query "$data/query.bvecs" --gt "$data/groundtruth.ivecs" --name debsift1m
+          --max-queries "$nq")
+heldout=(--base "$data/base.bvecs" --query "$held/heldout.bvecs" --gt "$held/heldout_gt.ivecs"
+         --name debsift1m-heldout)
+np1024=1,2,3,4,6,8,12,16,24,32,48,64,96,128,192,256
+np4096=1,2,4,6,8,12,16,24,32,48,64,96,128,192,256,384,512,768,1024
+# QPS: single-thread, re-timed after the sweeps in 3 rounds over all methods (fastest kept), so the
+# load of a shared machine drifting during the run does not favour whichever method ran at a quiet moment.
+common=(--stop-recall 0.995 --threads 1 --timing-rounds 3 --timing-queries 500 --no-plot --quiet)
+
+# --- quick: the headline at nlist 1024, settings chosen by the held-out study (full mode) ---
+# The k-means spill that did best on the held-out queries at 1.5x, and the recommended recipe
+# (eval/results/debsift1m-heldout-*.md; full mode re-derives both).
+KM_BEST=${KM_BEST:-kmeans_soar_spill1.5}
+RECIPE=${RECIPE:-gmm_soar_spill1.5}
+# QUICK_EXTRA: more methods for the same run (e.g. gmm_resp, the research's rule), sharing its quantizers.
+if [ "$quick" = 1 ]; then
+    "$ev" "${official[@]}" --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024 \
+        --methods "kmeans,gmm,$KM_BEST,$RECIPE${QUICK_EXTRA:+,$QUICK_EXTRA}" "${common[@]}" --out "$out" \
+        --tag debsift1m-quick
+    pairs="(a) GMM vs k-means:gmm:kmeans,(b) recipe vs best k-means spill:$RECIPE:$KM_BEST"
+    pairs+=",(c) recipe vs k-means no spill:$RECIPE:kmeans,(ref) best k-means spill vs none:$KM_BEST:kmeans"
+    pairs+=",(c) research rule r>=1/K vs k-means no spill:gmm_resp:kmeans"
+    "$py" "$here/report_1m.py" report "$out/debsift1m-quick-pairs" --pairs "$pairs" --png "$out/debsift1m-quick.png" \
+        "$out/debsift1m-quick.json"
+    exit 0
+fi
+
+# --- full study ---
+spill_methods() { # the spill variants at budget B for kind $1 (kmeans, gmm, gmmdiag)
+    local kind=$1 b=$2
+    if [ "$kind" = kmeans ]; then echo "kmeans_spill$b,kmeans_soar_spill$b"
+    else echo "${kind}_spill$b,${kind}_soar_spill$b,${kind}_ratio_spill$b"; fi
+}
+methods=kmeans,gmm,gmmdiag,gmm_resp
+for b in 1.2 1.5 2.0; do
+    methods+=",$(spill_methods kmeans $b),$(spill_methods gmm $b),gmmdiag_soar_spill$b"
+done
+runs=()
+for nlist in 1024 4096; do
+    np=$np1024; [ "$nlist" = 4096 ] && np=$np4096
+    for code in Flat SQ8; do
+        for mp in 256 0; do
+            tag=debsift1m-IVF$nlist-$code-train$([ "$mp" = 0 ] && echo all || echo $mp)
+            # Held-out first: every choice below is made on these queries.
+            "$ev" "${heldout[@]}" --index "IVF{nlist},$code" --nlist $nlist --nprobe $np --methods "$methods" \
+                --max-points-per-centroid $mp "${common[@]}" --out "$out" --tag "$tag-heldout"
+            km=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates kmeans_spill1.5,kmeans_soar_spill1.5 \
+                 "$out/$tag-heldout.json")
+            rec=$("$py" "$here/report_1m.py" select --max-mem 1.5 \
+                  --candidates "gmm_spill1.2,gmm_soar_spill1.2,gmm_ratio_spill1.2,gmm_spill1.5,gmm_soar_spill1.5,gmm_ratio_spill1.5,gmmdiag_soar_spill1.5,gmm_resp" \
+                  "$out/$tag-heldout.json")
+            echo "$tag: held-out choice: best k-means spill $km, GMM recipe $rec" | tee "$out/$tag-choice.txt"
+            "$ev" "${official[@]}" --index "IVF{nlist},$code" --nlist $nlist --nprobe $np --methods "$methods" \
+                --max-points-per-centroid $mp "${common[@]}" --out "$out" --tag "$tag"
+            pairs="(a) GMM vs k-means:gmm:kmeans,(a) GMM diag vs k-means:gmmdiag:kmeans"
+            for b in 1.2 1.5 2.0; do
+                pairs+=",(b) ${b}x posterior vs ratio:gmm_spill$b:kmeans_spill$b"
+                pairs+=",(b) ${b}x GMM+SOAR vs k-means+SOAR:gmm_soar_spill$b:kmeans_soar_spill$b"
+                pairs+=",(b) ${b}x GMM+SOAR vs k-means ratio:gmm_soar_spill$b:kmeans_spill$b"
+                pairs+=",(c) ${b}x GMM+SOAR vs k-means none:gmm_soar_spill$b:kmeans"
+            done
+            pairs+=",(c) research rule r>=1/K vs k-means none:gmm_resp:kmeans"
+            pairs+=",(b) recipe vs best k-means spill (held-out choice):$rec:$km,(c) recipe vs k-means none:$rec:kmeans"
+            "$py" "$here/report_1m.py" report "$out/$tag-pairs" --pairs "$pairs" --png "$out/$tag.png" "$out/$tag.json"
+            runs+=("$out/$tag.json")
+        done
+    done
+done
+pairs="(a) GMM vs k-means:gmm:kmeans,(b) 1.5x GMM+SOAR vs k-means+SOAR:gmm_soar_spill1.5:kmeans_soar_spill1.5"
+pairs+=",(c) 1.5x GMM+SOAR vs k-means none:gmm_soar_spill1.5:kmeans,(c) research rule vs k-means none:gmm_resp:kmeans"
+"$py" "$here/report_1m.py" report "$out/debsift1m-full-summary" --pairs "$pairs" --png "$out/debsift1m-full-summary.png" \
+    "${runs[@]}"
