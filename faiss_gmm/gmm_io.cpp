@@ -239,7 +239,7 @@ uint32_t read_spill_part(faiss::IOReader* r, GmmTrailer* t) {
     }
     SpillParams s;
     const int32_t rule = get<int32_t>(r, "spill rule");
-    if (rule < 0 || rule > 3) throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule));
+    if (rule < 0 || rule > 4) throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule));
     s.rule = SpillRule(rule);
     s.max_copies = get<int32_t>(r, "max_copies");
     s.budget = get<double>(r, "budget");
