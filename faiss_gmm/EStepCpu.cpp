@@ -184,9 +184,9 @@ constexpr float kRefineRelative = 1e-4f;
 constexpr float kRefineWindow = 16.2f; // log(1e7)
 
 /// Recomputes the log-densities of row i that may be wrong (see above) and
-/// returns the row's new maximum. Rare in the hot loop's terms: called only
-/// for rows whose worst-case error bound exceeds the tolerance.
-FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i, float mx) {
+/// returns the row's new maximum. Called only for rows where sweep 1 found a
+/// component whose expanded form may have cancelled (rare for ordinary models).
+FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i) {
     const int64_t K = a.K, d = a.d;
     float* s = a.scores + i * K;
     const float xn = a.sqnorm[i];
@@ -194,7 +194,6 @@ FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i, float mx)
     // component can matter only if s_k + err_k reaches lower − kRefineWindow.
     float lower = -INFINITY;
     for (int64_t k = 0; k < K; k++) lower = std::max(lower, s[k] - (a.err_slope[k] * xn + a.err_offset[k]));
-    (void)mx;
     bool loaded = false;
     for (int64_t k = 0; k < K; k++) {
         const float err = a.err_slope[k] * xn + a.err_offset[k];
@@ -273,7 +272,7 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
                 cancelled += (err > kRefineTolerance) & (err > kRefineRelative * term) ? 1 : 0;
             }
         }
-        if (cancelled && a.block) mx = refine_row(a, i, mx);
+        if (cancelled && a.block) mx = refine_row(a, i);
         // Sweep 2: exp(log p − max), summed.
         const float sum = use_avx2 ? detail::exp_shifted_sum_avx2(s, mx, kDrop, K, e)
                                    : detail::exp_shifted_sum(s, mx, kDrop, K, e);
