@@ -11,6 +11,7 @@
 #include "GmmModel.h"
 #include "GmmParams.h"
 #include "GmmTrainer.h"
+#include "ivf_lookup.h" // find_ivf, find_gmm_quantizer (declared there; kept reachable from here)
 
 namespace faiss_gmm {
 
@@ -40,14 +41,5 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
 /// quantizer_trains_alone = 1; the IVF owns it. Returns it. Throws for a
 /// non-IVF index, an inner-product IVF, or an already trained index.
 GmmQuantizer* install_gmm_quantizer(faiss::Index* index, const GmmParams& params = GmmParams());
-
-/// The IVF inside index (directly, or behind IndexPreTransform / IndexIDMap /
-/// IndexRefine / IndexIVFSpill), or nullptr.
-faiss::IndexIVF* find_ivf(faiss::Index* index);
-const faiss::IndexIVF* find_ivf(const faiss::Index* index);
-
-/// The GmmQuantizer of the IVF inside index, or nullptr.
-GmmQuantizer* find_gmm_quantizer(faiss::Index* index);
-const GmmQuantizer* find_gmm_quantizer(const faiss::Index* index);
 
 } // namespace faiss_gmm

@@ -20,6 +20,7 @@
 
 #include "EStepCpu.h"
 #include "GmmQuantizer.h"
+#include "ivf_lookup.h"
 
 namespace faiss_gmm {
 
@@ -121,9 +122,10 @@ IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bo
     // Errors before taking ownership, so the caller still owns index on throw.
     if (!index) throw std::invalid_argument("IndexIVFSpill: null index");
     spill.validate();
-    faiss::Index* inner = index;
-    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) inner = pt->index;
-    ivf = dynamic_cast<faiss::IndexIVF*>(inner);
+    const IvfPath path = find_ivf_path(index);
+    const bool one_transform_at_most =
+            path.wrappers.empty() || (path.wrappers.size() == 1 && path.transforms.size() == 1);
+    ivf = one_transform_at_most ? path.ivf : nullptr;
     if (!ivf) {
         own_fields = false;
         throw std::invalid_argument("IndexIVFSpill: needs an IndexIVF, directly or behind one IndexPreTransform");
@@ -308,12 +310,8 @@ void IndexIVFSpill::add(idx_t n, const float* x) {
 void IndexIVFSpill::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     if (!is_trained) throw std::invalid_argument("IndexIVFSpill::add: the index is not trained");
     if (n <= 0) return;
-    const float* xt = x;
     std::unique_ptr<const float[]> del;
-    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) {
-        xt = pt->apply_chain(n, x);
-        if (xt != x) del.reset(xt);
-    }
+    const float* xt = find_ivf_path(index).to_ivf_space(n, x, del);
     std::vector<idx_t> ids(n);
     for (idx_t i = 0; i < n; i++) ids[i] = xids ? xids[i] : ntotal + i;
     const int m = spill.max_copies;
@@ -351,12 +349,8 @@ void IndexIVFSpill::search(idx_t n, const float* x, idx_t k, float* distances, i
         nprobe = ivp->nprobe;
     }
     nprobe = std::max<size_t>(1, std::min<size_t>(nprobe, ivf->nlist));
-    const float* xt = x;
     std::unique_ptr<const float[]> del;
-    if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
-        xt = pt->apply_chain(n, x);
-        if (xt != x) del.reset(xt);
-    }
+    const float* xt = find_ivf_path(index).to_ivf_space(n, x, del);
     std::vector<idx_t> cidx(size_t(n) * nprobe);
     std::vector<float> cdis(size_t(n) * nprobe);
     // True squared L2 in cdis (GmmQuantizer guarantees it with posterior ranking

@@ -42,6 +42,7 @@
 #include "faiss_gmm/gmm_io.h"
 #include "faiss_gmm/AtomicFile.h"
 #include "faiss_gmm/IndexIVFSpill.h"
+#include "faiss_gmm/ivf_lookup.h"
 
 namespace py = pybind11;
 using namespace faiss_gmm;
@@ -88,33 +89,6 @@ Rows check_rows(const py::array& a, const char* what) {
     r.data = a.data();
     return r;
 }
-
-/// A VectorSource over a float64 array for backends that take only float32 or
-/// uint8 rows (the GPU): rows are converted to float32 into the caller's scratch
-/// buffer, so the trainer streams it like any other source.
-class Float64VectorSource : public VectorSource {
-  public:
-    Float64VectorSource(int64_t n, int64_t d, const double* x) : n_(n), d_(d), x_(x) {}
-    int64_t ntotal() const override { return n_; }
-    int64_t d() const override { return d_; }
-    DataType type() const override { return DataType::Float32; }
-    VectorBlock read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const override {
-        check_range(i0, n);
-        scratch.resize(size_t(n) * d_ * sizeof(float));
-        float* out = reinterpret_cast<float*>(scratch.data());
-        const double* in = x_ + size_t(i0) * d_;
-        const int64_t total = n * d_;
-        // In parallel: the trainer reads chunks from one thread between E-steps,
-        // and a serial conversion would leave the other cores idle every chunk.
-#pragma omp parallel for schedule(static) if (total > (1 << 16))
-        for (int64_t i = 0; i < total; i++) out[i] = float(in[i]);
-        return VectorBlock{scratch.data(), DataType::Float32, n, d_};
-    }
-
-  private:
-    int64_t n_, d_;
-    const double* x_;
-};
 
 /// The rows as a source, without copying. float64 rows stay float64 (the CPU
 /// E-step converts each block as it reads it) unless a GPU may read them.
@@ -383,6 +357,26 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("cuda_available", &cuda_available, "True when this build has the CUDA backend and a GPU is visible.");
 
+    m.def("parse_ivf_description",
+          [](const std::string& description) {
+              const IvfDescription p = parse_ivf_description(description);
+              py::dict r;
+              r["found"] = p.found;
+              r["faiss_description"] = p.faiss_description;
+              r["nlist"] = p.nlist;
+              r["token"] = p.token;
+              r["option_items"] = p.option_items;
+              r["gmm"] = p.options.gmm;
+              r["covariance_type"] = p.options.covariance_type;
+              r["spill"] = p.options.spill;
+              r["spill_rule"] = std::string(to_string(p.options.spill_params.rule));
+              r["faiss_ivf_token"] = p.faiss_ivf_token;
+              return r;
+          },
+          py::arg("description"),
+          "faiss_gmm::parse_ivf_description as a dict (the one parser of the IVF token); ValueError for a bad "
+          "token.");
+
     m.def("parse_gmm_description",
           [](const std::string& description) -> py::object {
               std::string faiss_description;
@@ -403,6 +397,14 @@ PYBIND11_MODULE(_core, m) {
           py::arg("index_ptr"), py::arg("params"));
 
     m.def("has_gmm_quantizer", [](std::uintptr_t p) { return gmm_quantizer_of(p) != nullptr; });
+
+    m.def("ivf_nlist",
+          [](std::uintptr_t p) -> std::optional<int64_t> {
+              const faiss::IndexIVF* ivf = find_ivf(as_index(p));
+              if (!ivf) return std::nullopt;
+              return int64_t(ivf->nlist);
+          },
+          "nlist of the IVF inside the index (faiss_gmm::find_ivf's walk), or None.");
 
     m.def("gmm_model_of_index",
           [](std::uintptr_t p) -> std::optional<GmmModel> {
