@@ -32,6 +32,11 @@ void GmmQuantizer::set_model(const GmmModel& m) {
     add(nlist, model.means.data());
 }
 
+std::shared_ptr<const GmmPosteriors> GmmQuantizer::posteriors() const {
+    if (model.K == 0) throw std::logic_error("GmmQuantizer::posteriors: the quantizer is not trained");
+    return posteriors_cache_.get(model);
+}
+
 GmmQuantizer* install_gmm_quantizer(faiss::Index* index, const GmmParams& params) {
     faiss::IndexIVF* ivf = find_ivf(index);
     if (!ivf) {

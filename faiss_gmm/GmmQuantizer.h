@@ -10,6 +10,7 @@
 
 #include "GmmModel.h"
 #include "GmmParams.h"
+#include "GmmPosteriors.h"
 #include "GmmTrainer.h"
 #include "ivf_lookup.h" // find_ivf, find_gmm_quantizer (declared there; kept reachable from here)
 
@@ -34,6 +35,14 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
 
     /// Sets a trained model (e.g. after loading): the means become the index content.
     void set_model(const GmmModel& m);
+
+    /// The posteriors of `model` (log-responsibilities, predict, ...), built once per
+    /// model and kept: rebuilt only when the model changes. Thread-safe; throws
+    /// std::logic_error before training.
+    std::shared_ptr<const GmmPosteriors> posteriors() const;
+
+  private:
+    GmmPosteriorsCache posteriors_cache_;
 };
 
 /// Replaces the coarse quantizer of `index` (an IndexIVF, possibly behind an

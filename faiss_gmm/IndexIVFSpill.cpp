@@ -18,7 +18,6 @@
 #include <string>
 #include <unordered_set>
 
-#include "EStepCpu.h"
 #include "GmmQuantizer.h"
 #include "ivf_lookup.h"
 
@@ -182,18 +181,15 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
     if (use_post && (!gq || gq->model.K != K)) {
         throw std::runtime_error("IndexIVFSpill: posterior spill / primary needs a trained GmmQuantizer");
     }
-    std::unique_ptr<EStepCpu> estep;
-    if (use_post) {
-        estep.reset(new EStepCpu());
-        estep->set_model(gq->model, nullptr);
-    }
+    // The quantizer's posteriors (built once per model): the rows centered on the mixture mean, as everywhere.
+    const std::shared_ptr<const GmmPosteriors> post = use_post ? gq->posteriors() : nullptr;
     const int64_t bs = 2048;
     std::vector<float> l2(size_t(bs) * K), logr(use_post ? size_t(bs) * K : 0);
     for (int64_t i0 = 0; i0 < n; i0 += bs) {
         const int64_t bn = std::min(bs, n - i0);
         const float* xb = xt + size_t(i0) * dd;
         faiss::pairwise_L2sqr(dd, bn, xb, K, q->get_xb(), l2.data());
-        if (use_post) estep->log_responsibilities(VectorBlock{xb, DataType::Float32, bn, dd}, logr.data(), nullptr);
+        if (use_post) post->log_posteriors(VectorBlock{xb, DataType::Float32, bn, dd}, logr.data(), nullptr);
 #pragma omp parallel
         {
             std::vector<float> cost(K);

@@ -49,6 +49,14 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
     auto need = [&](bool ok) {
         if (!ok) *bad_value = true;
     };
+    // _tau<t> / _eps<e>: a spill rule with a fixed threshold on its cost.
+    auto fixed_threshold = [&](double* threshold, bool* rule) {
+        need(has);
+        opts->spill = true;
+        *threshold = v;
+        st->fixed_threshold = true;
+        *rule = true;
+    };
     if (key == "GMM" || key == "GMMdiag") {
         need(val.empty());
         opts->gmm = true;
@@ -58,20 +66,12 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
         opts->spill = true;
         opts->spill_params.budget = v;
     } else if (key == "tau") {
-        need(has);
-        opts->spill = true;
-        opts->spill_params.tau = v;
-        st->fixed_threshold = true;
-        st->rule_posterior = true;
+        fixed_threshold(&opts->spill_params.tau, &st->rule_posterior);
     } else if (key == "T") {
         need(has);
         opts->spill_params.temperature = v;
     } else if (key == "eps") {
-        need(has);
-        opts->spill = true;
-        opts->spill_params.epsilon = v;
-        st->fixed_threshold = true;
-        st->rule_ratio = true;
+        fixed_threshold(&opts->spill_params.epsilon, &st->rule_ratio);
     } else if (key == "soar") {
         st->rule_soar = true;
         if (has) opts->spill_params.soar_lambda = v;
