@@ -95,7 +95,7 @@ Float64VectorSource::Float64VectorSource(int64_t n, int64_t d, const double* x) 
 VectorBlock Float64VectorSource::read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const {
     check_range(i0, n);
     scratch.resize(size_t(n) * d_ * sizeof(float));
-    float* out = reinterpret_cast<float*>(scratch.data());
+    float* out = static_cast<float*>(static_cast<void*>(scratch.data())); // std::vector storage: aligned for float
     const double* in = x_ + size_t(i0) * d_;
     const int64_t total = n * d_;
     // In parallel: the trainer reads chunks from one thread between E-steps, and
