@@ -15,7 +15,6 @@ namespace faiss_gmm {
 
 namespace {
 
-
 /// Per-thread accumulators: the statistics of the blocks one thread processed
 /// (accumulate()), or of one reproducible block (accumulate_reproducible()).
 using ThreadStats = SufficientStats;

@@ -40,11 +40,15 @@ for spec in "memcheck test_estep_cuda_exact *SanitizerExact" "racecheck test_est
   echo "$1 $2 $3: exit $r; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED' "$OUT/sanitizer_$1_$2.log" | tr '\n' ' ')"
   [ $r = 0 ] || grep -E "^=========" "$OUT/sanitizer_$1_$2.log" | head -12
 done
-echo "== benchmark: normal case, then a collapsed component (--narrow)"
+echo "== benchmark: normal case (before this change, if D/bin/bench_estep_cuda_base exists, then after), then a collapsed component (--narrow)"
+if [ -x "$BIN/bench_estep_cuda_base" ]; then
+  "$BIN/bench_estep_cuda_base" --no-stream --no-em --shapes 0 >"$OUT/bench_base.log" 2>&1 || rc=1
+  grep -vE "^\s*$" "$OUT/bench_base.log" | cut -c1-240 | tail -7
+fi
 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 0 >"$OUT/bench.log" 2>&1 || rc=1
 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 0 --modes accurate,fast-tf32,hopper-fast --narrow \
     >"$OUT/bench_narrow.log" 2>&1 || rc=1
-grep -vE "^\s*$" "$OUT/bench.log" | cut -c1-240 | tail -12
+grep -vE "^\s*$" "$OUT/bench.log" | cut -c1-240 | tail -7
 grep -vE "^\s*$" "$OUT/bench_narrow.log" | cut -c1-240 | tail -10
 echo "total $(( $(date +%s) - t0 )) s, rc $rc"
 exit $rc
