@@ -15,8 +15,6 @@ namespace faiss_gmm {
 
 namespace {
 
-constexpr double kLog2Pi = 1.8378770664093454835606594728112; // log(2π)
-
 /// Per-thread accumulators: the statistics of the blocks one thread processed
 /// (accumulate()), or of one reproducible block (accumulate_reproducible()).
 using ThreadStats = SufficientStats;
@@ -99,45 +97,7 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
             }
         }
     }
-    set_exact_form(center);
-}
-
-void EStepCpu::set_exact_form(const float* center) {
-    const GmmModel& model = model_;
-    const int64_t K = model.K, d = model.d;
-    const bool spherical = model.covariance_type == CovarianceType::Spherical;
-    // Error bound of the expanded log-density, from the float32 evaluation of
-    // ‖x‖² + ‖μ‖² − 2x·μ (spherical) or x·(μ/σ²) − ½x²·(1/σ²) − ½Σμ²/σ²
-    // (diagonal): a sum of D = d (2d) products has an error below D·u of the sum
-    // of their magnitudes (u = 2^-24), plus the three float additions, and
-    // 2|x·μ| <= ‖x‖² + ‖μ‖². Hence |error of log p| <= slope_k·‖x − c‖² + offset_k.
-    const double u = std::ldexp(1.0, -24);
-    err_slope_.resize(K);
-    err_offset_.resize(K);
-    exact_const_.resize(K);
-    quad_const_.resize(K);
-    exact_means_.resize(size_t(K) * d);
-    exact_inv_var_.resize(model.variances.size());
-    for (int64_t k = 0; k < K; k++) {
-        double log_det = 0, max_inv = 0, mu_term = 0, mu_sq = 0;
-        for (int64_t j = 0; j < d; j++) {
-            const double var = model.variance(k, j), mu = model.means[k * d + j];
-            log_det += kLog2Pi + std::log(var);
-            max_inv = std::max(max_inv, 1.0 / var);
-            mu_term += mu * mu / var;
-            mu_sq += mu * mu;
-            exact_means_[size_t(k * d + j)] = mu + (center ? double(center[j]) : 0.0);
-        }
-        for (int64_t j = 0; j < model.nvar(); j++) {
-            exact_inv_var_[size_t(k * model.nvar() + j)] = 1.0 / double(model.variances[k * model.nvar() + j]);
-        }
-        exact_const_[k] = double(model.log_weights[k]) - 0.5 * log_det;
-        quad_const_[k] = float(exact_const_[k]);
-        const double slope = spherical ? 2 * u * double(d + 3) * 0.5 * max_inv : u * double(2 * d + 3) * max_inv;
-        const double offset = spherical ? slope * mu_sq : u * double(2 * d + 3) * mu_term;
-        err_slope_[k] = float(slope);
-        err_offset_[k] = float(offset);
-    }
+    exact_ = exact_log_density(model_, center);
 }
 
 namespace {
@@ -171,19 +131,10 @@ struct FusedPassArgs {
     float* row_buf;              // d
 };
 
-/// log p(x, k) is recomputed in double from Σ_j (x_j − μ_kj)²/σ²_kj for every
-/// component whose float32 value may be off by more than this many nats and
-/// that may carry a responsibility above ~1e-7 (kRefineWindow below the row's
-/// best): a responsibility then moves by at most ~2·kRefineTolerance.
-constexpr float kRefineTolerance = 1e-6f;
-/// ... and whose bound exceeds this fraction of its quadratic term ½‖x − μ‖²/σ²
-/// (the expanded form has cancelled). Below it, the float32 evaluation is the
-/// E-step's ordinary accuracy, and rows of ordinary models pay one comparison
-/// per component.
-constexpr float kRefineRelative = 1e-4f;
-constexpr float kRefineWindow = 16.2f; // log(1e7)
+// kRefineTolerance, kRefineRelative, kRefineWindow and may_have_cancelled():
+// ExactLogDensity.h, shared with the CUDA backend.
 
-/// Recomputes the log-densities of row i that may be wrong (see above) and
+/// Recomputes the log-densities of row i that may be wrong (may_have_cancelled) and
 /// returns the row's new maximum. Called only for rows where sweep 1 found a
 /// component whose expanded form may have cancelled (rare for ordinary models).
 FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i) {
@@ -198,7 +149,7 @@ FAISS_GMM_NOINLINE float refine_row(const FusedPassArgs& a, int64_t i) {
     for (int64_t k = 0; k < K; k++) {
         const float err = a.err_slope[k] * xn + a.err_offset[k];
         const float term = a.quad_const[k] - s[k];
-        if (err <= kRefineTolerance || err <= kRefineRelative * term || s[k] + err < lower - kRefineWindow) continue;
+        if (!may_have_cancelled(err, term) || s[k] + err < lower - kRefineWindow) continue;
         if (!loaded) {
             a.block->row_to_float(i, a.row_buf);
             loaded = true;
@@ -258,7 +209,7 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
                 s[k] = lp;
                 mx = lp > mx ? lp : mx;
                 const float err = err_slope[k] * xn + err_offset[k];
-                cancelled += (err > kRefineTolerance) & (err > kRefineRelative * term) ? 1 : 0;
+                cancelled += may_have_cancelled(err, term) ? 1 : 0;
             }
         } else {
             const float* __restrict quad_const = a.quad_const;
@@ -269,7 +220,7 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
                 mx = lp > mx ? lp : mx;
                 const float term = quad_const[k] - lp; // ½ Σ (x − μ)²/σ², as evaluated
                 const float err = err_slope[k] * xn + err_offset[k];
-                cancelled += (err > kRefineTolerance) & (err > kRefineRelative * term) ? 1 : 0;
+                cancelled += may_have_cancelled(err, term) ? 1 : 0;
             }
         }
         if (cancelled && a.block) mx = refine_row(a, i);
@@ -446,12 +397,12 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                        log_resp,
                        &rows,
                        d,
-                       err_slope_.data(),
-                       err_offset_.data(),
-                       exact_const_.data(),
-                       quad_const_.data(),
-                       exact_means_.data(),
-                       exact_inv_var_.data(),
+                       exact_.err_slope.data(),
+                       exact_.err_offset.data(),
+                       exact_.exact_const.data(),
+                       exact_.quad_const.data(),
+                       exact_.exact_means.data(),
+                       exact_.exact_inv_var.data(),
                        ws.row_buf.data()};
     const int64_t nnz = fused_pass(args);
     if (log_resp) return; // log_responsibilities(): no statistics

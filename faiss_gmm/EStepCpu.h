@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "EStep.h"
+#include "ExactLogDensity.h"
 
 namespace faiss_gmm {
 
@@ -43,7 +44,6 @@ class EStepCpu : public EStep {
     void reserve_workspaces(int nthreads);
     // With log_resp (B × K) given, writes log r there; otherwise adds the block's
     // statistics to ws.stats. loglik (B) is written when non-null.
-    void set_exact_form(const float* center);
     /// Runs start(ws) once per thread, then block(ws, b) for b in [0, nblocks)
     /// over min(nthreads, nblocks) threads (workspace t for thread t); the first
     /// exception of any block is rethrown after the loop.
@@ -62,12 +62,7 @@ class EStepCpu : public EStep {
     std::vector<float> log_const_;      // c_k
     std::vector<float> mean_sqnorm_;    // ‖μ_k‖² (spherical)
     std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)
-    // Exact log-densities where the expanded form may have cancelled (issue 13):
-    std::vector<float> err_slope_, err_offset_; // bound of |error of log p(x, k)|: slope·‖x − c‖² + offset
-    std::vector<double> exact_const_;     // log w_k − ½ Σ_j log(2π σ²_kj), in double
-    std::vector<float> quad_const_;       // the same in float, for the cancellation test
-    std::vector<double> exact_means_;     // μ_k + center (the rows' own frame), in double
-    std::vector<double> exact_inv_var_;   // 1/σ² (K, or K×d)
+    ExactLogDensity exact_; // exact log-densities where the expanded form may have cancelled (issue 13)
 };
 
 } // namespace faiss_gmm

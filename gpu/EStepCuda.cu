@@ -106,6 +106,7 @@ struct EStepCuda::Worker {
     std::unique_ptr<HopperEStep> hopper;
     std::unique_ptr<BlockedEStep> blocked;
     ChunkAlgorithm* active = nullptr; // the current model's
+    int64_t refined_components = 0;   // the current model's narrow components (em.refine)
     bool has_results = false;         // the last accumulate() gave this worker rows
     EStepCudaReport report;
 
@@ -130,6 +131,7 @@ struct EStepCuda::Worker {
     void set_model(const EncodedModel& em) {
         DeviceScope scope(device);
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(*stream));
+        refined_components = em.refine ? int64_t(em.refine->narrow.size()) : 0;
         if (em.hopper && hopper_ok) {
             if (!hopper) hopper = std::make_unique<HopperEStep>(device, options, sm_count);
             active = hopper.get();
@@ -150,6 +152,7 @@ struct EStepCuda::Worker {
         report = EStepCudaReport();
         report.rows = rows.n;
         report.algorithm = active->name();
+        report.refined_components = refined_components;
         active->begin(*stream);
         FAISS_GMM_CUDA_CHECK(cudaEventRecord(*t_begin, *stream));
         pipeline->run(
@@ -301,8 +304,27 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     }
     const bool diag = model.covariance_type == CovarianceType::Diagonal;
     const bool fast = options_.fast_math;
-    const bool hopper = wants_hopper(options_.algorithm) && hopper_covers(diag, K_, d_, fast);
-    const EncodedModel em = encode_model(model, center, hopper, fast);
+    // Exact log-densities (issue 13): a model with narrow components runs Blocked + refinement.
+    // Blocked materializes each block's logits, so a kernel can recompute the (row, component)
+    // pairs the CPU backend would (ExactLogDensity.h) before the log-sum-exp, and sum the narrow
+    // components' statistics directly; the Hopper kernels keep the logits in registers and fold
+    // them into the sums in the same pass, so correcting them afterwards would mean redoing the
+    // rows. Such models are rare (a collapse, a tiny variance far from the center) and their
+    // E-step is then Blocked's, with fp32 GEMMs: the bound is that of fp32 products.
+    std::unique_ptr<RefineModel> refine =
+            options_.exact_log_densities ? encode_refinement(model, center) : nullptr;
+    const bool hopper_covered = wants_hopper(options_.algorithm) && hopper_covers(diag, K_, d_, fast);
+    if (refine && !said_refine_ && (options_.algorithm == EStepCudaAlgorithm::Hopper || fast)) {
+        fprintf(stderr,
+                "EStepCuda: %lld of %lld components are narrow (exact log-densities, issue 13): running Blocked "
+                "with refinement and fp32 GEMMs%s%s\n",
+                (long long)refine->narrow.size(), (long long)K_,
+                options_.algorithm == EStepCudaAlgorithm::Hopper ? ", not the Hopper kernels" : "",
+                fast ? ", not fast_math" : "");
+        said_refine_ = true;
+    }
+    const bool hopper = hopper_covered && !refine; // (before the move below)
+    const EncodedModel em = encode_model(model, center, hopper, fast, std::move(refine));
     for (auto& wk : workers_) wk->set_model(em);
     covariance_type_ = model.covariance_type;
     have_model_ = true;

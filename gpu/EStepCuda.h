@@ -23,7 +23,8 @@ enum class EStepCudaAlgorithm : int {
     /// distributed shared memory), two passes above. Accurate mode splits every operand in two fp16
     /// halves (three products per GEMM: fp32-level products) and runs one pass, so K ≤ 1024.
     /// Used for spherical models, d ≤ 128; any other case (diagonal, d > 128, accurate mode with
-    /// K > 1024, a non-Hopper GPU) runs Blocked instead.
+    /// K > 1024, a non-Hopper GPU) runs Blocked instead, and so does a model with narrow components
+    /// (EStepCudaOptions::exact_log_densities).
     Hopper = 2,
     Auto = 3, ///< Hopper where it applies (see above), else Blocked
 };
@@ -53,6 +54,12 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
+    /// Exact log-densities where the expanded form cancels (issue 13): a model with narrow components
+    /// (faiss_gmm/ExactLogDensity.h: a collapse, a variance ~1e-6 of the data's far from the center)
+    /// runs Blocked with fp32 GEMMs and its refinement kernels, whatever `algorithm` and `fast_math`
+    /// say (a line on stderr says so when they asked otherwise); other models run as before.
+    /// false: never refine (tests show what the refinement fixes).
+    bool exact_log_densities = true;
 };
 
 /// Per-GPU figures of the last accumulate() call (for benchmarks and logs).
@@ -66,6 +73,7 @@ struct EStepCudaReport {
     double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
     int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
     int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
+    int64_t refined_components = 0; ///< narrow components of the model (Blocked + refinement ran); 0: the ordinary path
 };
 
 class EStepCuda : public EStep {
@@ -115,6 +123,7 @@ class EStepCuda : public EStep {
     std::vector<std::unique_ptr<Worker>> workers_;
     CovarianceType covariance_type_ = CovarianceType::Spherical; // of the model set last
     bool have_model_ = false;
+    bool said_refine_ = false; // the stderr line of exact_log_densities was written
     char name_[32];
 };
 

@@ -5,12 +5,13 @@
 #include <tuple>
 
 #include "gpu/detail/BlockedKernels.cuh"
+#include "gpu/detail/RefineKernels.cuh"
 #include "gpu/detail/heuristics.h"
 
 namespace faiss_gmm::gpu::detail {
 
 BlockedEStep::BlockedEStep(int device, bool fast, int64_t block_bytes, bool poison, cudaStream_t stream)
-        : device_(device), fast_(fast), poison_(poison), block_bytes_(block_bytes) {
+        : device_(device), fast_requested_(fast), fast_(fast), poison_(poison), block_bytes_(block_bytes) {
     FAISS_GMM_CUBLAS_CHECK(cublasCreate(&cublas_));
     FAISS_GMM_CUBLAS_CHECK(cublasSetStream(cublas_, stream));
 }
@@ -46,11 +47,73 @@ void BlockedEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStr
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(W1_.get(), bm.w1.data(), bm.w1.size() * 4, cudaMemcpyHostToDevice));
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(bias_.get(), bm.bias.data(), bm.bias.size() * 4, cudaMemcpyHostToDevice));
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(acoef_.get(), bm.acoef.data(), bm.acoef.size() * 4, cudaMemcpyHostToDevice));
+    refine_ = em.refine != nullptr;
+    fast_ = fast_requested_ && !refine_; // the refinement's bound is that of fp32 products
+    narrow_.clear();
+    if (refine_) set_refinement(*em.refine);
+}
+
+namespace {
+template <typename T>
+void upload(DeviceBuffer& buf, int device, const std::vector<T>& v) {
+    buf.allocate(device, v.size() * sizeof(T), false);
+    FAISS_GMM_CUDA_CHECK(cudaMemcpy(buf.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+/// Doubles of narrow_sums_kernel's segment partials: at most 32 MiB, whatever the model.
+constexpr size_t kNarrowPartDoubles = size_t(4) << 20;
+} // namespace
+
+void BlockedEStep::set_refinement(const RefineModel& rm) {
+    const ExactLogDensity& e = rm.exact;
+    upload(r_slope_, device_, e.err_slope);
+    upload(r_offset_, device_, e.err_offset);
+    upload(r_quad_, device_, e.quad_const);
+    upload(r_const_, device_, e.exact_const);
+    upload(r_means_, device_, e.exact_means);
+    upload(r_inv_, device_, e.exact_inv_var);
+    narrow_ = rm.narrow;
+    upload(r_narrow_, device_, narrow_);
+    upload(zero_bias_, device_, std::vector<float>(size_t(Kp2_), 0.f));
+    const size_t per_segment = narrow_.size() * size_t(2 * d_ + 1);
+    const int64_t max_segments = (block_rows_ + kNarrowThreads - 1) / kNarrowThreads;
+    narrow_segments_ = std::clamp<int64_t>(int64_t(kNarrowPartDoubles / per_segment), 1, max_segments);
+    r_part_.allocate(device_, size_t(narrow_segments_) * per_segment * 8, poison_);
+    r_acc_.allocate(device_, per_segment * 8, poison_);
 }
 
 void BlockedEStep::begin(cudaStream_t stream) {
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_.get(), 0, acc_.bytes(), stream));
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(loglik_.get(), 0, loglik_.bytes(), stream));
+    if (refine_) {
+        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(r_acc_.get(), 0, narrow_.size() * size_t(2 * d_ + 1) * 8, stream));
+    }
+}
+
+template <typename Tin>
+void BlockedEStep::refine_block(const Tin* x, const float* Fb, int64_t nb, cudaStream_t stream) {
+    const RefineArgs ra{r_slope_.as<float>(), r_offset_.as<float>(), r_quad_.as<float>(), r_const_.as<double>(),
+                        r_means_.as<double>(),  r_inv_.as<double>(),    diag_ ? 0 : 1};
+    blocked_refine_kernel<Tin><<<unsigned((nb + 7) / 8), 256, 0, stream>>>(
+            S_.as<float>(), int(nb), int(K_), int(Kp2_), bias_.as<float>(), acoef_.as<float>(), Fb, int(ld2_),
+            diag_ ? -1 : int(Dfeat_ + 1), x, int(d_), ra);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_refine_kernel");
+}
+
+template <typename Tin>
+void BlockedEStep::narrow_sums(const Tin* x, int64_t nb, cudaStream_t stream) {
+    const int F = int(narrow_.size());
+    // Segments of a multiple of the kernel's row tile, as few as the partials buffer needs.
+    const int64_t tiles = (nb + kNarrowThreads - 1) / kNarrowThreads;
+    const int64_t seg_rows = (tiles + narrow_segments_ - 1) / narrow_segments_ * kNarrowThreads;
+    const int nseg = int((nb + seg_rows - 1) / seg_rows);
+    narrow_sums_kernel<Tin><<<dim3(unsigned(F), unsigned(nseg)), kNarrowThreads, 0, stream>>>(
+            S_.as<float>(), int(nb), int(Kp2_), x, int(d_), r_narrow_.as<int>(), F, r_means_.as<double>(),
+            int(seg_rows), r_part_.as<double>());
+    FAISS_GMM_CUDA_CHECK_LAUNCH("narrow_sums_kernel");
+    const size_t count = size_t(F) * size_t(2 * d_ + 1);
+    sum_segments_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(r_part_.as<double>(), nseg, count,
+                                                                          r_acc_.as<double>());
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sum_segments_kernel");
 }
 
 void BlockedEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport&) {
@@ -76,13 +139,17 @@ void BlockedEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
                                             W1_.get(), CUDA_R_32F, int(ld2_), Fb, CUDA_R_32F, int(ld2_), &zero,
                                             S_.get(), CUDA_R_32F, int(Kp2_), ct, CUBLAS_GEMM_DEFAULT));
         const unsigned grid = unsigned((nb + 7) / 8);
-        const int xx_col = diag_ ? -1 : int(Dfeat_ + 1);
+        // With refinement, S holds full logits: no bias and no ‖x‖² term left to add.
+        const Tin* xb = x + size_t(b0) * d_;
+        if (refine_) refine_block(xb, Fb, nb, stream);
+        const int xx_col = diag_ || refine_ ? -1 : int(Dfeat_ + 1);
         // (A variant holding the row in registers, one read of S instead of two, was tried:
         // the fast E-step at 1M x 1024 x 128 took 8.9 ms with it and 7.0 ms with this one, H200.)
-        blocked_responsibilities_kernel<<<grid, 256, 0, stream>>>(S_.as<float>(), int(nb), int(K_), int(Kp2_),
-                                                                  bias_.as<float>(), acoef_.as<float>(), Fb,
-                                                                  int(ld2_), xx_col, loglik_.as<double>());
+        blocked_responsibilities_kernel<<<grid, 256, 0, stream>>>(
+                S_.as<float>(), int(nb), int(K_), int(Kp2_), (refine_ ? zero_bias_ : bias_).as<float>(),
+                acoef_.as<float>(), Fb, int(ld2_), xx_col, loglik_.as<double>());
         FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
+        if (refine_) narrow_sums(xb, nb, stream);
         // Σ_b r_bk [x | x² | 1 | ‖x‖²]_b
         if (component_major()) {
             FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(Kp2_), int(ld2_), int(nb),
@@ -104,6 +171,11 @@ void BlockedEStep::download(cudaStream_t stream) {
     h_acc_.resize(size_t(Kp2_) * ld2_);
     FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc_.data(), acc_.get(), h_acc_.size() * 8, cudaMemcpyDeviceToHost, stream));
     FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik_, loglik_.get(), 8, cudaMemcpyDeviceToHost, stream));
+    h_racc_.resize(narrow_.size() * size_t(2 * d_ + 1));
+    if (refine_) {
+        FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_racc_.data(), r_acc_.get(), h_racc_.size() * 8,
+                                             cudaMemcpyDeviceToHost, stream));
+    }
     FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
@@ -113,10 +185,24 @@ void BlockedEStep::add_to(SufficientStats& stats) const {
     const bool cm = component_major();
     auto at = [&](int64_t k, int64_t e) { return cm ? h_acc_[e * Kp2_ + k] : h_acc_[k * ld2_ + e]; };
     const int64_t d = d_;
+    size_t f = 0; // next narrow component (ascending)
     for (int64_t k = 0; k < K_; k++) {
         const float* mu = means_.data() + k * d;
         const double nk = at(k, Dfeat_);
         stats.nk[k] += nk;
+        if (f < narrow_.size() && narrow_[f] == k) {
+            // Narrow: Σ r (x − c) = Σ r (x − m) + Σ r·μ and the second moment about μ, summed directly.
+            const double* dev = h_racc_.data() + f * size_t(2 * d + 1);
+            double sq = 0;
+            for (int64_t j = 0; j < d; j++) {
+                stats.sum_x[k * d + j] += dev[j] + dev[2 * d] * double(mu[j]);
+                if (diag_) stats.sum_sq[k * d + j] += dev[d + j];
+                else sq += dev[d + j];
+            }
+            if (!diag_) stats.sum_sq[k] += sq;
+            f++;
+            continue;
+        }
         // (four partial sums: this loop is on the critical path of every E-step)
         double cross4[4] = {0, 0, 0, 0};
         for (int64_t j = 0; j < d; j++) {
@@ -138,7 +224,8 @@ void BlockedEStep::add_to(SufficientStats& stats) const {
 
 size_t BlockedEStep::device_bytes() const {
     return center_.bytes() + W1_.bytes() + bias_.bytes() + acoef_.bytes() + F2_.bytes() + S_.bytes() + tmp_.bytes() +
-           acc_.bytes() + loglik_.bytes();
+           acc_.bytes() + loglik_.bytes() + r_slope_.bytes() + r_offset_.bytes() + r_quad_.bytes() + r_const_.bytes() +
+           r_means_.bytes() + r_inv_.bytes() + r_narrow_.bytes() + zero_bias_.bytes() + r_part_.bytes() + r_acc_.bytes();
 }
 
 } // namespace faiss_gmm::gpu::detail

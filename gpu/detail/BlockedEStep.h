@@ -34,9 +34,15 @@ class BlockedEStep final : public ChunkAlgorithm {
     /// Orientation of the second GEMM that cuBLAS ran faster for each compute type on an H200
     /// (bench/results): fp32 as R·Fᵀ (components major, tmp[j·Kp2 + k]), TF32 as F·Rᵀ (tmp[k·ld2 + j]).
     bool component_major() const { return !fast_; }
+    /// Model with narrow components (em.refine): uploads the refinement's terms.
+    void set_refinement(const RefineModel& rm);
+    template <typename Tin>
+    void refine_block(const Tin* x, const float* Fb, int64_t nb, cudaStream_t stream);
+    template <typename Tin>
+    void narrow_sums(const Tin* x, int64_t nb, cudaStream_t stream);
 
     int device_;
-    bool fast_, poison_;
+    bool fast_requested_, fast_, poison_; // fast_: this model's (fp32 when it needs refinement)
     int64_t block_bytes_;
     cublasHandle_t cublas_ = nullptr;
     // model
@@ -48,6 +54,12 @@ class BlockedEStep final : public ChunkAlgorithm {
     DeviceBuffer center_, W1_, bias_, acoef_, F2_, S_, tmp_, acc_, loglik_;
     std::vector<double> h_acc_; // Kp2 × ld2 feature sums, downloaded
     double h_loglik_ = 0;
+    // Exact log-densities (issue 13), for a model with narrow components only (RefineKernels.cuh).
+    bool refine_ = false;
+    std::vector<int32_t> narrow_;  // the narrow components
+    int64_t narrow_segments_ = 0;  // segments per block of narrow_sums_kernel (sized by its buffer)
+    DeviceBuffer r_slope_, r_offset_, r_quad_, r_const_, r_means_, r_inv_, r_narrow_, zero_bias_, r_part_, r_acc_;
+    std::vector<double> h_racc_;   // narrow_.size() × (2d + 1): Σ r (x − m), Σ r (x − m)², Σ r
 };
 
 } // namespace faiss_gmm::gpu::detail

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "gpu/detail/TileShapes.h"
 
@@ -133,8 +134,19 @@ HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool spli
     return hm;
 }
 
-EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast) {
+std::unique_ptr<RefineModel> encode_refinement(const GmmModel& model, const float* center) {
+    auto r = std::make_unique<RefineModel>();
+    r->exact = exact_log_density(model, center);
+    for (int64_t k : narrow_components(r->exact)) r->narrow.push_back(int32_t(k));
+    if (r->narrow.empty()) return nullptr;
+    return r;
+}
+
+EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast,
+                          std::unique_ptr<RefineModel> refine) {
+    if (hopper && refine) throw std::logic_error("encode_model: a model that needs refinement runs Blocked");
     EncodedModel em;
+    em.refine = std::move(refine);
     em.logits = encode_logits(model);
     em.blocked = encode_blocked(em.logits);
     if (hopper) em.hopper = std::make_unique<HopperModel>(encode_hopper(model, em.logits, !fast));

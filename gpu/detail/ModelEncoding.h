@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "faiss_gmm/ExactLogDensity.h"
 #include "faiss_gmm/GmmModel.h"
 
 namespace faiss_gmm::gpu::detail {
@@ -63,14 +64,28 @@ struct HopperModel : HopperShape {
 int hopper_padded_dim(int64_t d);
 HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool split);
 
+/// Exact log-densities (issue 13) for a model with narrow components (ExactLogDensity.h): the
+/// Blocked path's refinement kernels recompute in double the (row, component) pairs the CPU
+/// backend would, and sum the narrow components' statistics directly.
+struct RefineModel {
+    ExactLogDensity exact;       ///< the shared bound and exact terms (means in the rows' frame)
+    std::vector<int32_t> narrow; ///< the narrow components, ascending
+};
+/// The refinement data of a model, or null when it has no narrow component (the normal case:
+/// nothing changes). center as for encode_model.
+std::unique_ptr<RefineModel> encode_refinement(const GmmModel& model, const float* center);
+
 /// Everything set_model() hands to each GPU: the encodings and the center.
 struct EncodedModel {
     LogitModel logits;
     BlockedModel blocked;
     std::unique_ptr<HopperModel> hopper; ///< null when the Hopper kernels do not cover the model (heuristics.h)
+    std::unique_ptr<RefineModel> refine; ///< null unless the model has narrow components (then hopper is null)
     std::vector<float> center;           ///< d: the rows' center (zeros when none was given)
 };
-/// hopper: encode for the Hopper kernels too (the caller checked that they cover the model).
-EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast);
+/// hopper: encode for the Hopper kernels too (the caller checked that they cover the model and
+/// that refine is null: a model that needs refinement runs Blocked, see EStepCuda::set_model).
+EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast,
+                          std::unique_ptr<RefineModel> refine = nullptr);
 
 } // namespace faiss_gmm::gpu::detail

@@ -166,6 +166,33 @@ TEST(ModelEncoding, EncodeModelCentersAndChoosesParts) {
     EXPECT_TRUE(encode_model(m, nullptr, true, false).hopper->split);
 }
 
+TEST(ModelEncoding, RefinementOnlyForNarrowComponents) {
+    // Issue 13: the refinement data exists only for a model with narrow components
+    // (faiss_gmm/ExactLogDensity.h), lists exactly those, carries the means in the rows' frame,
+    // and excludes the Hopper encoding (such a model runs Blocked + refinement).
+    const int64_t K = 8, d = 24;
+    GmmModel m = random_model(K, d, CovarianceType::Spherical, 11);
+    std::vector<float> center(d, 100.0f);
+    EXPECT_EQ(encode_refinement(m, center.data()), nullptr) << "ordinary model";
+    m.variances[3] = 1e-9f; // collapsed
+    m.variances[6] = 3e-6f; // ~1e-6 of the data's scale (means ~3 per coordinate)
+    auto r = encode_refinement(m, center.data());
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->narrow, (std::vector<int32_t>{3, 6}));
+    EXPECT_EQ(r->exact.exact_means[size_t(3 * d + 5)], double(m.means[size_t(3 * d + 5)]) + 100.0);
+    EXPECT_THROW(encode_model(m, center.data(), true, false, std::move(r)), std::logic_error);
+    // The same for diagonal models: one narrow dimension makes its component narrow.
+    GmmModel g = random_model(K, d, CovarianceType::Diagonal, 12);
+    EXPECT_EQ(encode_refinement(g, nullptr), nullptr);
+    g.variances[size_t(5 * d + 7)] = 1e-9f;
+    auto rg = encode_refinement(g, nullptr);
+    ASSERT_NE(rg, nullptr);
+    EXPECT_EQ(rg->narrow, (std::vector<int32_t>{5}));
+    const EncodedModel em = encode_model(g, nullptr, false, false, std::move(rg));
+    ASSERT_NE(em.refine, nullptr);
+    EXPECT_EQ(em.hopper, nullptr);
+}
+
 TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_TRUE(hopper_covers(false, 1024, 128, false));
     EXPECT_FALSE(hopper_covers(false, 1025, 128, false)); // accurate: one pass only
