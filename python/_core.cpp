@@ -115,6 +115,42 @@ py::array_t<float> vec_to_array(const std::vector<float>& v, std::vector<py::ssi
     return a;
 }
 
+/// A float32 array's values into v, refusing any other size (pickle states).
+void array_to_vec(const py::array_t<float, py::array::c_style | py::array::forcecast>& a, std::vector<float>& v,
+                  const char* what) {
+    if (size_t(a.size()) != v.size()) {
+        throw std::invalid_argument(std::string("GmmModel state: ") + what + " has " + std::to_string(a.size()) +
+                                    " values, expected " + std::to_string(v.size()));
+    }
+    std::copy(a.data(), a.data() + a.size(), v.begin());
+}
+
+/// Pickle state of a model: the stored float32 arrays themselves (not the
+/// weights/variances views), so an unpickled model is the same to the bit and
+/// predicts exactly as the original.
+py::tuple model_state(const GmmModel& g) {
+    return py::make_tuple(g.K, g.d, int(g.covariance_type), vec_to_array(g.log_weights, {g.K}),
+                          vec_to_array(g.means, {g.K, g.d}),
+                          vec_to_array(g.variances, {py::ssize_t(g.variances.size())}));
+}
+
+GmmModel model_from_state(const py::tuple& t) {
+    if (t.size() != 6) throw std::invalid_argument("GmmModel state: expected 6 fields, got " + std::to_string(t.size()));
+    const auto K = t[0].cast<int64_t>(), d = t[1].cast<int64_t>();
+    const int type = t[2].cast<int>();
+    if (K < 1 || d < 1) throw std::invalid_argument("GmmModel state: K and d must be >= 1");
+    if (type != int(CovarianceType::Spherical) && type != int(CovarianceType::Diagonal)) {
+        throw std::invalid_argument("GmmModel state: unknown covariance type " + std::to_string(type));
+    }
+    GmmModel m(K, d, CovarianceType(type));
+    using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+    array_to_vec(t[3].cast<FloatArray>(), m.log_weights, "log_weights");
+    array_to_vec(t[4].cast<FloatArray>(), m.means, "means");
+    array_to_vec(t[5].cast<FloatArray>(), m.variances, "variances");
+    m.validate();
+    return m;
+}
+
 /// Builds and validates a model from Python arrays (weights, not log-weights,
 /// as scikit-learn's weights_init).
 GmmModel model_from_arrays(py::array_t<double, py::array::c_style | py::array::forcecast> weights,
@@ -275,6 +311,23 @@ PYBIND11_MODULE(_core, m) {
             .def_readonly("imbalance_factor", &GmmIterationStats::imbalance_factor)
             .def_readonly("nsplit", &GmmIterationStats::nsplit)
             .def_readonly("nfloored", &GmmIterationStats::nfloored)
+            .def(py::pickle(
+                    [](const GmmIterationStats& s) {
+                        return py::make_tuple(s.iteration, s.loglik, s.time_s, s.estep_time_s, s.imbalance_factor,
+                                              s.nsplit, s.nfloored);
+                    },
+                    [](const py::tuple& t) {
+                        if (t.size() != 7) throw std::invalid_argument("GmmIterationStats state: expected 7 fields");
+                        GmmIterationStats s;
+                        s.iteration = t[0].cast<int>();
+                        s.loglik = t[1].cast<double>();
+                        s.time_s = t[2].cast<double>();
+                        s.estep_time_s = t[3].cast<double>();
+                        s.imbalance_factor = t[4].cast<double>();
+                        s.nsplit = t[5].cast<int>();
+                        s.nfloored = t[6].cast<int>();
+                        return s;
+                    }))
             .def("__repr__", [](const GmmIterationStats& s) {
                 return "GmmIterationStats(iteration=" + std::to_string(s.iteration) +
                        ", loglik=" + std::to_string(s.loglik) + ", time_s=" + std::to_string(s.time_s) + ")";
@@ -293,6 +346,7 @@ PYBIND11_MODULE(_core, m) {
                 return g.covariance_type == CovarianceType::Spherical ? vec_to_array(g.variances, {g.K})
                                                                       : vec_to_array(g.variances, {g.K, g.d});
             })
+            .def(py::pickle(&model_state, &model_from_state))
             .def("__repr__", [](const GmmModel& g) {
                 return "GmmModel(K=" + std::to_string(g.K) + ", d=" + std::to_string(g.d) + ", " +
                        to_string(g.covariance_type) + ")";

@@ -19,12 +19,14 @@ read it back with the GmmQuantizer re-installed.
 """
 
 import os
+import types
 import warnings
 
 import faiss
 import numpy as np
 
 from . import _core
+from ._params import PARAM_NAMES as _PARAM_NAMES
 from ._params import covariance_type as _covariance_type
 from ._params import make_params
 
@@ -83,7 +85,7 @@ def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs)
     except RuntimeError as e:
         raise ValueError(f'FAISS cannot build "{faiss_description}" (from "{description}"): {e}') from None
     _core.install_gmm_quantizer(_ptr(index), p)
-    return index
+    return _keep_gmm_on_pickle(index)
 
 
 def train_ivf(index, xt, params=None, **kwargs):
@@ -112,7 +114,7 @@ def train_ivf(index, xt, params=None, **kwargs):
             raise ValueError(f"train_ivf: xt[{i0 + r}, {c}] is {xt[i0 + r, c]} (NaN or infinity)")
     # faiss's train releases the GIL itself (its SWIG wrappers do, for every call).
     index.train(xt)
-    return index
+    return _keep_gmm_on_pickle(index)
 
 
 def is_gmm_index(index):
@@ -198,7 +200,7 @@ def read_index(fname, io_flags=0):
     finally:
         del reader
     _note(info)
-    return index
+    return _keep_gmm_on_pickle(index)
 
 
 def serialize_index(index):
@@ -222,4 +224,50 @@ def deserialize_index(data):
         raise RuntimeError(f"{what}: not a readable FAISS index (truncated or corrupt): {e}") from None
     info = _core.finish_read(_ptr(index), int(reader.this), check, what)
     _note(info)
+    return _keep_gmm_on_pickle(index)
+
+
+# ---- pickle / copy.deepcopy ----
+# faiss's own pickling (index.__getstate__ = faiss.serialize_index) writes FAISS's
+# bytes only: a GMM index would come back as a plain IVF without its model. The
+# indexes this module returns carry their own __reduce_ex__ (an instance attribute,
+# which pickle and copy look up before the class's) that goes through
+# serialize_index / deserialize_index, so the GMM model, its params and the
+# probing settings survive. An index that reaches Python another way (e.g.
+# faiss.downcast_index of a sub-index) pickles as faiss pickles it.
+
+_ENUM_PARAMS = {"covariance_type": _core.CovarianceType, "init": _core.InitMethod, "device": _core.Device}
+
+
+def _params_state(p):
+    """GmmParams as a dict of plain values (enums as ints), for pickle."""
+    return {name: int(getattr(p, name)) if name in _ENUM_PARAMS else getattr(p, name) for name in _PARAM_NAMES}
+
+
+def _params_from_state(state):
+    p = _core.GmmParams()
+    for name, value in state.items():
+        setattr(p, name, _ENUM_PARAMS[name](value) if name in _ENUM_PARAMS else value)
+    p.validate()
+    return p
+
+
+def _reduce_gmm_index(index, protocol):
+    # An untrained index has no GMM trailer yet (nothing trained to write), so its
+    # quantizer's params travel beside the FAISS bytes and are installed again.
+    params = None if get_gmm_model(index) is not None else _params_state(get_gmm_params(index))
+    return (_unpickle_gmm_index, (bytes(serialize_index(index)), params))
+
+
+def _unpickle_gmm_index(data, params):
+    index = deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    if params is not None:
+        _core.install_gmm_quantizer(_ptr(index), _params_from_state(params))
+    return _keep_gmm_on_pickle(index)
+
+
+def _keep_gmm_on_pickle(index):
+    """index, made to pickle with its GMM when it has a GmmQuantizer."""
+    if is_gmm_index(index):
+        index.__reduce_ex__ = types.MethodType(_reduce_gmm_index, index)
     return index

@@ -15,6 +15,11 @@ reg_covar is added to every variance. Differences, all deliberate:
 * The E-step runs in float32 (blocked BLAS, centered data) and never holds an
   n_samples × n_components array; float64 input is converted block by block.
   predict_proba returns float32 (its N×K result is the one N×K array made).
+* Input: float32, float64 and uint8 arrays are read in place; other numeric
+  input (integers, booleans, object arrays of numbers) is converted to float64
+  as scikit-learn does. The estimator passes scikit-learn's check_estimator and
+  pickles (the model's float32 arrays travel as they are: an unpickled
+  estimator predicts bit for bit as the original).
 * A component whose mass falls below 1e-3 rows is re-seeded by splitting the
   heaviest one (sklearn would let it degenerate).
 * Extra arguments: device ("cpu" | "cuda" | "auto"), max_points_per_centroid
@@ -34,9 +39,6 @@ from ._params import make_params
 
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError"]
 
-_SUPPORTED_DTYPES = (np.float32, np.float64, np.uint8)
-
-
 class ConvergenceWarning(UserWarning):
     """EM stopped at max_iter before |Δ lower bound| < tol (as sklearn's)."""
 
@@ -45,20 +47,44 @@ class NotFittedError(ValueError, AttributeError):
     """The estimator is used before fit() (as sklearn's)."""
 
 
+# Kept as they are (the engine reads them in place); every other numeric dtype is
+# converted to float64 first, as scikit-learn's check_array(dtype="numeric") does.
+_NATIVE_DTYPES = (np.float32, np.float64, np.uint8)
+
+
 def _check_array(X, what="X"):
-    """X as a C-contiguous 2-D array of float32, float64 or uint8 (no copy when it
-    already is one); a clear ValueError otherwise."""
-    X = np.asarray(X)
-    if X.dtype.type not in _SUPPORTED_DTYPES:
-        raise ValueError(f"{what} has dtype {X.dtype}; faiss_gmm accepts float32, float64 or uint8 arrays "
-                         f"(convert with {what}.astype(np.float32))")
-    if X.ndim != 2:
-        raise ValueError(f"Expected a 2D array for {what}, got a {X.ndim}D array of shape {X.shape}; reshape "
-                         "your data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) "
-                         "for a single sample")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{what} is empty (shape {X.shape}): at least one sample and one feature are required")
-    return np.ascontiguousarray(X)
+    """X as a C-contiguous 2-D array of float32, float64 or uint8, with
+    scikit-learn's conventions and error messages: integer, boolean and object
+    arrays of numbers are converted to float64; sparse matrices, complex data,
+    1-D input and empty arrays are refused with the messages its estimators give
+    (sklearn.utils.validation.check_array), so code written against scikit-learn
+    sees the same errors."""
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):  # scipy.sparse without importing scipy
+        raise TypeError("A sparse matrix was passed, but dense data is required. Use X.toarray() to convert to a "
+                        "dense numpy array (faiss_gmm does not support sparse input).")
+    arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported\n{arr}\n")
+    if arr.dtype.type not in _NATIVE_DTYPES:
+        if arr.dtype.kind in "USV":
+            raise ValueError(f"dtype='numeric' is not compatible with arrays of bytes/strings ({what} has dtype "
+                             f"{arr.dtype}). Convert your data to numeric values explicitly instead.")
+        if arr.dtype.kind not in "biufO":
+            raise ValueError(f"{what} has dtype {arr.dtype}; faiss_gmm accepts numeric arrays "
+                             f"(convert with {what}.astype(np.float32))")
+        # numpy's own TypeError / ValueError for entries that are not numbers, as in scikit-learn.
+        arr = arr.astype(np.float64)
+    if arr.ndim != 2:
+        if arr.ndim < 2:
+            raise ValueError(f"Expected 2D array, got {'scalar array' if arr.ndim == 0 else '1D array'} instead:\n"
+                             f"array={arr}.\nReshape your data either using array.reshape(-1, 1) if your data has "
+                             "a single feature or array.reshape(1, -1) if it contains a single sample.")
+        raise ValueError(f"Found array with dim {arr.ndim}. Expected <= 2 (a 2D array for {what}).")
+    if arr.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    if arr.shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    return np.ascontiguousarray(arr)
 
 
 def _seed_sequence(random_state, n):

@@ -51,9 +51,10 @@ def test_bad_n_components(x, k):
 def test_sizes(x):
     with pytest.raises(ValueError, match="n_samples"):
         faiss_gmm.GaussianMixture(801).fit(x)  # K > N
-    with pytest.raises(ValueError, match="empty"):
+    # scikit-learn's messages (check_estimator looks for them).
+    with pytest.raises(ValueError, match=r"0 sample\(s\) \(shape=\(0, 8\)\) while a minimum of 1"):
         faiss_gmm.GaussianMixture(1).fit(np.zeros((0, D), np.float32))  # N = 0
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"0 feature\(s\) \(shape=\(10, 0\)\) while a minimum of 1"):
         faiss_gmm.GaussianMixture(1).fit(np.zeros((10, 0), np.float32))  # d = 0
     with pytest.raises(ValueError, match="2D"):
         faiss_gmm.GaussianMixture(1).fit(x[:, 0])
@@ -77,9 +78,24 @@ def test_dimension_mismatch(x):
 
 
 def test_unsupported_dtypes(x):
-    for bad in (x.astype(np.int64), x.astype(np.complex64), np.array([["a"] * D] * 10)):
-        with pytest.raises(ValueError, match="dtype"):
-            faiss_gmm.GaussianMixture(1).fit(bad)
+    # As scikit-learn: complex data and strings are refused, sparse matrices too.
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        faiss_gmm.GaussianMixture(1).fit(x.astype(np.complex64))
+    with pytest.raises(ValueError, match="not compatible with arrays of bytes/strings"):
+        faiss_gmm.GaussianMixture(1).fit(np.array([["a"] * D] * 10))
+    with pytest.raises(TypeError, match="sparse"):
+        scipy_sparse = pytest.importorskip("scipy.sparse")
+        faiss_gmm.GaussianMixture(1).fit(scipy_sparse.csr_matrix(x))
+
+
+def test_integer_and_object_input_is_converted_to_float64(x):
+    # As scikit-learn's check_array(dtype="numeric"): the same model as from the float64 array.
+    xi = np.round(x * 10).astype(np.int64)
+    ref = faiss_gmm.GaussianMixture(3, random_state=0, max_iter=3).fit(xi.astype(np.float64))
+    for variant in (xi, xi.astype(np.int32), xi.astype(object)):
+        got = faiss_gmm.GaussianMixture(3, random_state=0, max_iter=3).fit(variant)
+        assert np.array_equal(got.means_, ref.means_)
+        assert np.array_equal(got.predict(variant), ref.predict(xi.astype(np.float64)))
 
 
 def test_uint8_data_is_read_as_bytes_not_floats():

@@ -139,11 +139,11 @@ def test_no_convergence_warns(blobs):
 def test_bad_input(blobs):
     x, _, _ = blobs
     gm = GaussianMixture(3, max_iter=2, random_state=0)
-    with pytest.raises(ValueError, match="dtype int64"):
-        gm.fit(x.astype(np.int64))
-    with pytest.raises(ValueError, match="2D"):
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        gm.fit(x.astype(np.complex128))
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array instead"):
         gm.fit(x[:, 0])
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\)"):
         gm.fit(np.zeros((0, 4), np.float32))
     bad = x.copy()
     bad[17, 2] = np.nan
@@ -173,7 +173,7 @@ def test_bad_input(blobs):
         gm.predict(x[:, :3])
     with pytest.raises(ValueError, match="NaN"):
         gm.predict(bad * np.nan)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match="Complex data not supported"):
         gm.predict_proba(x.astype(np.complex64))
     if not faiss_gmm.cuda_available():
         with pytest.raises(RuntimeError, match="CUDA"):
