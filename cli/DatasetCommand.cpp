@@ -1,14 +1,16 @@
-// faiss-gmm-dataset: inspect, convert, subset, generate ANN datasets and compute
-// exact ground truth. Used by scripts/fetch_datasets.sh after downloading.
+// faiss-gmm dataset: inspect, convert, subset, generate ANN datasets and compute
+// exact ground truth. Used by scripts/fetch_datasets.sh after downloading. The
+// old name faiss-gmm-dataset runs the same code.
 //
-//   faiss-gmm-dataset info FILE
-//   faiss-gmm-dataset convert IN OUT [--rows I0:N] [--allow-prefix]
-//   faiss-gmm-dataset ann-benchmarks FILE.hdf5 OUTDIR NAME
-//   faiss-gmm-dataset groundtruth BASE QUERIES OUT.ivecs [--k 100] [--metric l2|ip|angular]
+//   faiss-gmm dataset info FILE
+//   faiss-gmm dataset convert IN OUT [--rows I0:N] [--allow-prefix]
+//   faiss-gmm dataset ann-benchmarks FILE.hdf5 OUTDIR NAME
+//   faiss-gmm dataset groundtruth BASE QUERIES OUT.ivecs [--k 100] [--metric l2|ip|angular]
 //                                 [--distances OUT.fvecs] [--block ROWS]
-//   faiss-gmm-dataset generate OUT [--n N] [--d D] [--components K] [--spread S]
+//   faiss-gmm dataset generate OUT [--n N] [--d D] [--components K] [--spread S]
 //                                 [--anisotropy A] [--scale-ratio R] [--skew W] [--noise F]
 //                                 [--uniform] [--seed S]
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/Commands.h"
 #include "datasets/BinFile.h"
 #include "datasets/Dataset.h"
 #include "datasets/FileWriter.h"
@@ -26,48 +29,53 @@
 #include "datasets/Synthetic.h"
 #include "datasets/VecsFile.h"
 
-using namespace faiss_gmm;
-using namespace faiss_gmm::datasets;
-
+namespace faiss_gmm {
+namespace cli {
 namespace {
 
-const char* kUsage =
-        "usage:\n"
-        "  faiss-gmm-dataset info FILE\n"
-        "  faiss-gmm-dataset convert IN OUT [--rows I0:N] [--allow-prefix]\n"
-        "      vectors: .fvecs .bvecs .fbin .u8bin IDX(.gz) file.hdf5[:name] -> .fvecs .bvecs .fbin .u8bin\n"
-        "      ids:     .ivecs .ibin .bin(big-ann gt) file.hdf5:neighbors  -> .ivecs .ibin\n"
-        "      --allow-prefix: accept a .fbin/.u8bin shorter than its header (partial download)\n"
-        "  faiss-gmm-dataset ann-benchmarks FILE.hdf5 OUTDIR NAME\n"
-        "      writes NAME_base.fvecs NAME_query.fvecs NAME_groundtruth.ivecs NAME_metric.txt\n"
-        "  faiss-gmm-dataset groundtruth BASE QUERIES OUT.ivecs [--k 100] [--metric l2|ip|angular]\n"
-        "      [--distances OUT.fvecs] [--block ROWS]\n"
-        "  faiss-gmm-dataset generate OUT [--n 10000] [--d 32] [--components 16] [--spread 4]\n"
-        "      [--anisotropy 1] [--scale-ratio 1] [--skew 0] [--noise 0] [--uniform] [--seed 1234]\n";
+using namespace faiss_gmm::datasets;
+
+std::string usage(const Invocation& inv) {
+    const std::string p = "  " + inv.prog();
+    return "usage:\n" +
+           p + " info FILE\n"
+           "      rows, dimension and type of a vector file, shape of an id file, datasets of an HDF5 file\n" +
+           p + " convert IN OUT [--rows I0:N] [--allow-prefix]\n"
+           "      vectors: .fvecs .bvecs .fbin .u8bin IDX(.gz) file.hdf5[:name] -> .fvecs .bvecs .fbin .u8bin\n"
+           "      ids:     .ivecs .ibin .bin(big-ann gt) file.hdf5:neighbors  -> .ivecs .ibin\n"
+           "      --allow-prefix: accept a .fbin/.u8bin shorter than its header (partial download)\n" +
+           p + " ann-benchmarks FILE.hdf5 OUTDIR NAME\n"
+           "      writes NAME_base.fvecs NAME_query.fvecs NAME_groundtruth.ivecs NAME_metric.txt\n" +
+           p + " groundtruth BASE QUERIES OUT.ivecs [--k 100] [--metric l2|ip|angular]\n"
+           "      [--distances OUT.fvecs] [--block ROWS]\n" +
+           p + " generate OUT [--n 10000] [--d 32] [--components 16] [--spread 4]\n"
+           "      [--anisotropy 1] [--scale-ratio 1] [--skew 0] [--noise 0] [--uniform] [--seed 1234]\n"
+           "(an index or model file: faiss-gmm info FILE)\n" +
+           inv.alias_note();
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Splits positional arguments from --key value options (flags take no value).
+// Splits positional arguments from --key value options of one subcommand: its
+// options with a value and its flags; anything else is a UsageError.
 struct Args {
     std::vector<std::string> pos;
     std::map<std::string, std::string> opt;
-    Args(int argc, char** argv, const std::vector<std::string>& flags) {
+    Args(int argc, char** argv, const std::vector<std::string>& options, const std::vector<std::string>& flags) {
+        auto listed = [](const std::vector<std::string>& list, const std::string& a) {
+            return std::find(list.begin(), list.end(), a) != list.end();
+        };
         for (int i = 2; i < argc; i++) {
             std::string a = argv[i];
-            if (a.rfind("--", 0) == 0) {
-                bool is_flag = false;
-                for (const auto& f : flags) {
-                    is_flag |= (a == f);
-                }
-                if (is_flag) {
-                    opt[a] = "1";
-                } else if (i + 1 < argc) {
-                    opt[a] = argv[++i];
-                } else {
-                    throw std::invalid_argument("option " + a + " needs a value");
-                }
+            if (listed(flags, a)) {
+                opt[a] = "1";
+            } else if (listed(options, a)) {
+                if (i + 1 == argc) throw UsageError("option " + a + " needs a value");
+                opt[a] = argv[++i];
+            } else if (a.rfind("--", 0) == 0) {
+                throw UsageError("unknown option '" + a + "' for " + argv[1]);
             } else {
                 pos.push_back(a);
             }
@@ -77,17 +85,10 @@ struct Args {
         auto it = opt.find(k);
         return it == opt.end() ? def : it->second;
     }
+    int64_t get_int(const std::string& k, int64_t def) const { return has(k) ? to_int64(k, get(k, "")) : def; }
+    double get_double(const std::string& k, double def) const { return has(k) ? to_double(k, get(k, "")) : def; }
     bool has(const std::string& k) const { return opt.count(k) > 0; }
 };
-
-int64_t to_int(const std::string& s) {
-    size_t pos;
-    long long v = std::stoll(s, &pos);
-    if (pos != s.size()) {
-        throw std::invalid_argument("not an integer: " + s);
-    }
-    return v;
-}
 
 bool is_id_file(const std::string& p) {
     return ends_with(p, ".ivecs") || ends_with(p, ".ibin") || ends_with(p, ".bin") ||
@@ -159,7 +160,7 @@ void stream_vectors(const VectorSource& src, int64_t i0, int64_t n, const std::s
 
 int cmd_info(const Args& a) {
     if (a.pos.size() != 1) {
-        throw std::invalid_argument("info takes one file");
+        throw UsageError("info takes one file");
     }
     const std::string& p = a.pos[0];
     if (ends_with(p, ".hdf5") || ends_with(p, ".h5")) {
@@ -187,7 +188,7 @@ int cmd_info(const Args& a) {
 
 int cmd_convert(const Args& a) {
     if (a.pos.size() != 2) {
-        throw std::invalid_argument("convert takes IN and OUT");
+        throw UsageError("convert takes IN and OUT");
     }
     const std::string &in = a.pos[0], &out = a.pos[1];
     int64_t i0 = 0, n = -1;
@@ -195,10 +196,10 @@ int cmd_convert(const Args& a) {
         std::string r = a.get("--rows", "");
         size_t c = r.find(':');
         if (c == std::string::npos) {
-            throw std::invalid_argument("--rows takes I0:N");
+            throw UsageError("--rows takes I0:N, got '" + r + "'");
         }
-        i0 = to_int(r.substr(0, c));
-        n = to_int(r.substr(c + 1));
+        i0 = to_int64("--rows (I0)", r.substr(0, c));
+        n = to_int64("--rows (N)", r.substr(c + 1));
     }
     if (is_id_file(in)) {
         IntMatrix ids = read_ids(in, i0, n);
@@ -215,7 +216,7 @@ int cmd_convert(const Args& a) {
 
 int cmd_ann_benchmarks(const Args& a) {
     if (a.pos.size() != 3) {
-        throw std::invalid_argument("ann-benchmarks takes FILE.hdf5 OUTDIR NAME");
+        throw UsageError("ann-benchmarks takes FILE.hdf5 OUTDIR NAME");
     }
     AnnBenchmarksData data = read_ann_benchmarks(a.pos[0]);
     std::string prefix = a.pos[1] + "/" + a.pos[2];
@@ -236,7 +237,7 @@ int cmd_ann_benchmarks(const Args& a) {
 
 int cmd_groundtruth(const Args& a) {
     if (a.pos.size() != 3) {
-        throw std::invalid_argument("groundtruth takes BASE QUERIES OUT.ivecs");
+        throw UsageError("groundtruth takes BASE QUERIES OUT.ivecs");
     }
     std::unique_ptr<VectorSource> base = open_vectors(a.pos[0]);
     FloatMatrix q = read_vectors(a.pos[1]);
@@ -246,8 +247,8 @@ int cmd_groundtruth(const Args& a) {
     }
     GroundTruthParams gp;
     gp.verbose = true;
-    gp.base_block = to_int(a.get("--block", std::to_string(gp.base_block)));
-    int k = int(to_int(a.get("--k", "100")));
+    gp.base_block = a.get_int("--block", gp.base_block);
+    int k = int(a.get_int("--k", 100));
     Metric metric = parse_metric(a.get("--metric", "l2"));
     GroundTruth gt = compute_ground_truth(*base, q.n, q.data.data(), k, metric, gp);
     write_ids(a.pos[2], gt.ids);
@@ -260,49 +261,67 @@ int cmd_groundtruth(const Args& a) {
 
 int cmd_generate(const Args& a) {
     if (a.pos.size() != 1) {
-        throw std::invalid_argument("generate takes OUT");
+        throw UsageError("generate takes OUT");
     }
     MixtureParams p;
-    p.n = to_int(a.get("--n", std::to_string(p.n)));
-    p.d = to_int(a.get("--d", std::to_string(p.d)));
-    p.ncomponents = to_int(a.get("--components", std::to_string(p.ncomponents)));
-    p.spread = std::stod(a.get("--spread", std::to_string(p.spread)));
-    p.anisotropy = std::stod(a.get("--anisotropy", std::to_string(p.anisotropy)));
-    p.scale_ratio = std::stod(a.get("--scale-ratio", std::to_string(p.scale_ratio)));
-    p.weight_skew = std::stod(a.get("--skew", std::to_string(p.weight_skew)));
-    p.noise_fraction = std::stod(a.get("--noise", std::to_string(p.noise_fraction)));
-    p.seed = uint64_t(to_int(a.get("--seed", std::to_string(p.seed))));
+    p.n = a.get_int("--n", p.n);
+    p.d = a.get_int("--d", p.d);
+    p.ncomponents = a.get_int("--components", p.ncomponents);
+    p.spread = a.get_double("--spread", p.spread);
+    p.anisotropy = a.get_double("--anisotropy", p.anisotropy);
+    p.scale_ratio = a.get_double("--scale-ratio", p.scale_ratio);
+    p.weight_skew = a.get_double("--skew", p.weight_skew);
+    p.noise_fraction = a.get_double("--noise", p.noise_fraction);
+    p.seed = uint64_t(a.get_int("--seed", int64_t(p.seed)));
     FloatMatrix x = a.has("--uniform") ? generate_uniform(p.n, p.d, p.seed) : generate_mixture(p).x;
     write_vectors(a.pos[0], x);
     std::printf("%s: %ld x %ld\n", a.pos[0].c_str(), long(x.n), long(x.d));
     return 0;
 }
 
+/// A subcommand: what it does, its options with a value, its flags.
+struct Subcommand {
+    int (*run)(const Args&);
+    std::vector<std::string> options;
+    std::vector<std::string> flags;
+};
+
 } // namespace
 
-int main(int argc, char** argv) {
+int dataset_command(int argc, char** argv, const Invocation& inv) {
+    const std::string prog = inv.prog();
     if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
-        std::fputs(kUsage, argc < 2 ? stderr : stdout);
+        if (argc < 2) std::fprintf(stderr, "%s: error: which subcommand? (info, convert, ann-benchmarks, groundtruth, generate)\n", prog.c_str());
+        std::fputs(usage(inv).c_str(), argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    std::string cmd = argv[1];
+    const std::map<std::string, Subcommand> subcommands = {
+            {"info", {cmd_info, {}, {}}},
+            {"convert", {cmd_convert, {"--rows"}, {"--allow-prefix"}}},
+            {"ann-benchmarks", {cmd_ann_benchmarks, {}, {}}},
+            {"groundtruth", {cmd_groundtruth, {"--k", "--metric", "--distances", "--block"}, {}}},
+            {"generate",
+             {cmd_generate,
+              {"--n", "--d", "--components", "--spread", "--anisotropy", "--scale-ratio", "--skew", "--noise", "--seed"},
+              {"--uniform"}}},
+    };
+    const std::string cmd = argv[1];
+    auto it = subcommands.find(cmd);
+    if (it == subcommands.end()) {
+        std::fprintf(stderr, "%s: error: unknown subcommand '%s' (info, convert, ann-benchmarks, groundtruth, generate)\n",
+                     prog.c_str(), cmd.c_str());
+        return 2;
+    }
     try {
-        Args a(argc, argv, {"--allow-prefix", "--uniform"});
-        if (cmd == "info") {
-            return cmd_info(a);
-        } else if (cmd == "convert") {
-            return cmd_convert(a);
-        } else if (cmd == "ann-benchmarks") {
-            return cmd_ann_benchmarks(a);
-        } else if (cmd == "groundtruth") {
-            return cmd_groundtruth(a);
-        } else if (cmd == "generate") {
-            return cmd_generate(a);
-        }
-        std::fprintf(stderr, "unknown command '%s'\n%s", cmd.c_str(), kUsage);
+        return it->second.run(Args(argc, argv, it->second.options, it->second.flags));
+    } catch (const UsageError& e) {
+        std::fprintf(stderr, "%s %s: error: %s (--help lists the options)\n", prog.c_str(), cmd.c_str(), e.what());
         return 2;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "faiss-gmm-dataset %s: error: %s\n", cmd.c_str(), e.what());
+        std::fprintf(stderr, "%s %s: error: %s\n", prog.c_str(), cmd.c_str(), e.what());
         return 1;
     }
 }
+
+} // namespace cli
+} // namespace faiss_gmm

@@ -1,5 +1,6 @@
-// faiss-gmm-eval: recall@k against distance computations, GMM-IVF vs k-means
+// faiss-gmm eval: recall@k against distance computations, GMM-IVF vs k-means
 // IVF, on one or more datasets. Writes CSV, JSON, a markdown report and a PNG.
+// The old name faiss-gmm-eval runs the same code.
 #include <omp.h>
 
 #include <algorithm>
@@ -13,15 +14,19 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include "cli/Commands.h"
 #include "datasets/Dataset.h"
 #include "eval/Evaluation.h"
 #include "eval/Report.h"
 
-using namespace faiss_gmm;
-
+namespace faiss_gmm {
+namespace cli {
 namespace {
 
-const char* kUsage = R"(usage: faiss-gmm-eval [options]
+std::string usage(const Invocation& inv) {
+    return "usage: " + inv.prog() + R"( [options]
+Builds k-means IVF (FAISS) and GMM-IVF indexes (and spill variants) on a dataset and measures recall@k
+against the distance computations per query over an nprobe sweep.
 dataset (one of):
   --dataset NAME[,NAME...]   built in: siftsmall bigann10k glove25-angular glove25-l2 fashion-mnist
   --base FILE --query FILE [--gt FILE] [--metric l2|angular] [--name NAME]
@@ -53,7 +58,8 @@ output:
   --out DIR                  (default eval/results) ; --tag NAME (default: dataset names)
   --no-plot                  skip the PNG ; --python PATH (default /usr/bin/python3)
   --quiet
-)";
+)" + inv.alias_note();
+}
 
 std::vector<std::string> split(const std::string& s, char sep) {
     std::vector<std::string> out;
@@ -65,15 +71,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
         }
     }
     return out;
-}
-
-int64_t to_int(const std::string& s) {
-    size_t pos;
-    long long v = std::stoll(s, &pos);
-    if (pos != s.size()) {
-        throw std::invalid_argument("not an integer: '" + s + "'");
-    }
-    return v;
 }
 
 std::string default_data_root() {
@@ -112,7 +109,8 @@ std::string substitute(std::string s, const std::string& key, const std::string&
 
 } // namespace
 
-int main(int argc, char** argv) {
+int eval_command(int argc, char** argv, const Invocation& inv) {
+    const std::string prog = inv.prog();
     std::map<std::string, std::string> opt;
     const std::vector<std::string> flags = {"--no-plot", "--quiet", "--gmm-verbose", "--gmm-fast", "--no-share-quantizers",
                                             "--help", "-h"};
@@ -127,7 +125,8 @@ int main(int argc, char** argv) {
         } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
             opt[a] = argv[++i];
         } else {
-            std::fprintf(stderr, "faiss-gmm-eval: bad argument '%s'\n%s", a.c_str(), kUsage);
+            std::fprintf(stderr, "%s: error: %s '%s' (--help lists the options)\n", prog.c_str(),
+                         a.rfind("--", 0) == 0 ? "missing value for" : "unexpected argument", a.c_str());
             return 2;
         }
     }
@@ -136,7 +135,7 @@ int main(int argc, char** argv) {
         return it == opt.end() ? def : it->second;
     };
     if (opt.count("--help") || opt.count("-h")) {
-        std::fputs(kUsage, stdout);
+        std::fputs(usage(inv).c_str(), stdout);
         return 0;
     }
     const std::vector<std::string> known = {
@@ -153,7 +152,8 @@ int main(int argc, char** argv) {
             ok |= kv.first == f;
         }
         if (!ok) {
-            std::fprintf(stderr, "faiss-gmm-eval: unknown option %s\n%s", kv.first.c_str(), kUsage);
+            std::fprintf(stderr, "%s: error: unknown option '%s' (--help lists the options)\n", prog.c_str(),
+                         kv.first.c_str());
             return 2;
         }
     }
@@ -172,36 +172,31 @@ int main(int argc, char** argv) {
             s.name = get("--name", s.base);
             specs.push_back(s);
         } else {
-            std::fprintf(stderr, "faiss-gmm-eval: give --dataset or --base and --query\n%s", kUsage);
-            return 2;
+            throw UsageError("give --dataset NAME or --base FILE and --query FILE");
         }
         eval::EvalParams p;
         p.verbose = !opt.count("--quiet");
         p.methods = split(get("--methods", "kmeans,gmm"), ',');
-        p.k = int(to_int(get("--k", "10")));
-        p.seed = to_int(get("--seed", std::to_string(p.seed)));
-        p.kmeans_niter = int(to_int(get("--kmeans-niter", std::to_string(p.kmeans_niter))));
-        p.gmm.niter = int(to_int(get("--gmm-niter", std::to_string(p.gmm.niter))));
-        p.gmm.init_niter = int(to_int(get("--gmm-init-niter", std::to_string(p.gmm.init_niter))));
-        p.gmm.tol = std::stod(get("--gmm-tol", std::to_string(p.gmm.tol)));
+        p.k = int(to_int64("--k", get("--k", "10")));
+        p.seed = to_int64("--seed", get("--seed", std::to_string(p.seed)));
+        p.kmeans_niter = int(to_int64("--kmeans-niter", get("--kmeans-niter", std::to_string(p.kmeans_niter))));
+        p.gmm.niter = int(to_int64("--gmm-niter", get("--gmm-niter", std::to_string(p.gmm.niter))));
+        p.gmm.init_niter = int(to_int64("--gmm-init-niter", get("--gmm-init-niter", std::to_string(p.gmm.init_niter))));
+        p.gmm.tol = to_double("--gmm-tol", get("--gmm-tol", std::to_string(p.gmm.tol)));
         p.gmm.verbose = opt.count("--gmm-verbose") > 0;
-        const std::string device = get("--gmm-device", "cpu");
-        if (device == "cpu") p.gmm.device = Device::Cpu;
-        else if (device == "cuda") p.gmm.device = Device::Cuda;
-        else if (device == "auto") p.gmm.device = Device::Auto;
-        else throw std::invalid_argument("--gmm-device must be cpu, cuda or auto, not '" + device + "'");
+        p.gmm.device = to_choice("--gmm-device", get("--gmm-device", "cpu"), {Device::Cpu, Device::Cuda, Device::Auto});
         p.gmm.fast_math = opt.count("--gmm-fast") > 0;
-        p.max_points_per_centroid = int(to_int(get("--max-points-per-centroid", std::to_string(p.max_points_per_centroid))));
+        p.max_points_per_centroid = int(to_int64("--max-points-per-centroid", get("--max-points-per-centroid", std::to_string(p.max_points_per_centroid))));
         p.share_quantizers = !opt.count("--no-share-quantizers");
-        p.search_threads = int(to_int(get("--threads", "1")));
-        p.search_repeats = int(to_int(get("--repeats", "1")));
-        p.timing_rounds = int(to_int(get("--timing-rounds", "0")));
-        p.timing_queries = to_int(get("--timing-queries", "500"));
+        p.search_threads = int(to_int64("--threads", get("--threads", "1")));
+        p.search_repeats = int(to_int64("--repeats", get("--repeats", "1")));
+        p.timing_rounds = int(to_int64("--timing-rounds", get("--timing-rounds", "0")));
+        p.timing_queries = to_int64("--timing-queries", get("--timing-queries", "500"));
         if (opt.count("--stop-recall")) {
-            p.stop_recall = std::stod(get("--stop-recall", ""));
+            p.stop_recall = to_double("--stop-recall", get("--stop-recall", ""));
         }
         for (const std::string& s : split(get("--nprobe", ""), ',')) {
-            p.nprobes.push_back(to_int(s));
+            p.nprobes.push_back(to_int64_at_least("--nprobe", s, 1));
         }
         // Refuse unknown methods before any data is loaded.
         const std::vector<std::string> known_methods = eval::registered_methods();
@@ -211,7 +206,7 @@ int main(int argc, char** argv) {
                 for (const std::string& k : known_methods) {
                     all += " " + k;
                 }
-                throw std::invalid_argument("unknown method '" + m + "' (known:" + all + ")");
+                throw UsageError("unknown method '" + m + "' (known:" + all + ")");
             }
         }
         const std::string index_template = get("--index", "IVF{nlist},Flat");
@@ -222,8 +217,8 @@ int main(int argc, char** argv) {
         std::vector<std::string> names;
         std::vector<eval::EvalReport> reports;
         for (datasets::DatasetSpec& s : specs) {
-            s.max_base = to_int(get("--max-base", "0"));
-            s.max_queries = to_int(get("--max-queries", "0"));
+            s.max_base = to_int64("--max-base", get("--max-base", "0"));
+            s.max_queries = to_int64("--max-queries", get("--max-queries", "0"));
             if (p.verbose) {
                 std::fprintf(stderr, "[%s] loading %s\n", s.name.c_str(), s.base.c_str());
             }
@@ -236,7 +231,7 @@ int main(int argc, char** argv) {
                                      ? (" in " + std::to_string(data.groundtruth_time_s) + " s").c_str()
                                      : "");
             }
-            int64_t nlist = nlist_opt == "auto" ? auto_nlist(data.base.n) : to_int(nlist_opt);
+            int64_t nlist = nlist_opt == "auto" ? auto_nlist(data.base.n) : to_int64_at_least("--nlist", nlist_opt, 1);
             p.index_description = substitute(index_template, "{nlist}", std::to_string(nlist));
             if (p.verbose) {
                 std::fprintf(stderr, "[%s] index %s (nlist %ld%s), methods %s, search threads %d, train threads %d\n",
@@ -276,8 +271,14 @@ int main(int argc, char** argv) {
         }
         std::printf("\n");
         return 0;
+    } catch (const UsageError& e) {
+        std::fprintf(stderr, "%s: error: %s (--help lists the options)\n", prog.c_str(), e.what());
+        return 2;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "faiss-gmm-eval: error: %s\n", e.what());
+        std::fprintf(stderr, "%s: error: %s\n", prog.c_str(), e.what());
         return 1;
     }
 }
+
+} // namespace cli
+} // namespace faiss_gmm

@@ -1,15 +1,16 @@
-// faiss-gmm-train-mpi: trains a GMM (and from it an IVF index) on a vector file
-// with data-parallel EM over MPI. Every rank memory-maps the file and reads only
-// its own range of rows; the ranks sum their E-step statistics and end with the
-// same model; rank 0 prints the progress and writes the result. Without mpirun
-// it runs as one rank.
+// faiss-gmm train: trains a GMM (and from it an IVF index) on a vector file.
+// In one process it reads any format faiss-gmm dataset reads; under mpirun with
+// several ranks it is the distributed trainer (data-parallel EM): every rank
+// memory-maps the file and reads only its own range of rows, the ranks sum their
+// E-step statistics and end with the same model, and rank 0 prints the progress
+// and writes the result. The old name faiss-gmm-train-mpi runs the same code.
 //
-//   mpirun -np R faiss-gmm-train-mpi --data FILE --k K [options]   (see kUsage)
+//   [mpirun -np R] faiss-gmm train FILE --k K [options]   (see usage())
 //
 // Failures are agreed on by every rank (faiss_gmm::check_all_ranks): rank 0
 // prints which ranks failed and why, and every rank exits with status 1. An
-// error no rank could agree on ends the job through MPI_Abort; a rank that dies
-// makes mpirun end the others.
+// error no rank could agree on ends the job through Communicator::abort; a rank
+// that dies makes mpirun end the others.
 #include <omp.h>
 
 #include <faiss/IndexIVF.h>
@@ -26,21 +27,25 @@
 #include <string>
 #include <vector>
 
+#include "cli/Commands.h"
 #include "datasets/Dataset.h"
 #include "faiss_gmm/Communicator.h"
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/GmmTrainer.h"
 #include "faiss_gmm/gmm_index_factory.h"
 #include "faiss_gmm/gmm_io.h"
-#include "mpi/MpiCommunicator.h"
 
-using namespace faiss_gmm;
-
+namespace faiss_gmm {
+namespace cli {
 namespace {
 
-const char* kUsage =
-        "usage: mpirun -np R faiss-gmm-train-mpi --data FILE --k K [options]\n"
-        "  --data FILE          .fvecs, .bvecs, .fbin or .u8bin (memory-mapped; each rank reads its own rows)\n"
+std::string usage(const Invocation& inv) {
+    const std::string prog = inv.prog();
+    return "usage: " + prog + " [FILE | --data FILE] --k K [options]       one process\n"
+           "       mpirun -np R " + prog + " --data FILE --k K [options]  distributed: one rank per machine, GPU or core\n"
+           "Trains a GMM on FILE and writes it (--out) as a model, or as the coarse quantizer of an IVF index (--index).\n"
+        "  FILE | --data FILE   the vectors: .fvecs .bvecs .fbin .u8bin (memory-mapped), IDX(.gz), file.hdf5[:name];\n"
+        "                       under mpirun with several ranks a memory-mapped one (each rank reads its own rows)\n"
         "  --k K                number of components (default with --index: its nlist)\n"
         "  --covariance C       spherical | diagonal (default spherical, or the --index's _GMM / _GMMdiag)\n"
         "  --niter N            EM iterations at most (default 25)\n"
@@ -61,7 +66,9 @@ const char* kUsage =
         "  --resume             continue from --checkpoint FILE: ends with the uninterrupted run's model, bit for bit\n"
         "  --collective-timeout S  end the job when a rank has not reached a collective step within S seconds\n"
         "                       (a rank that hangs without dying), naming the step and the rank (default 0: wait)\n"
-        "  --quiet              no per-iteration progress\n";
+        "  --quiet              no per-iteration progress (by default one line per EM iteration, with an ETA)\n" +
+           inv.alias_note();
+}
 
 struct Options {
     bool help = false;
@@ -78,41 +85,6 @@ struct Options {
     CheckpointOptions checkpoint;
     GmmParams params;
 };
-
-int64_t to_int64(const std::string& option, const std::string& value) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-        v = std::stoll(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != value.size()) throw std::invalid_argument(option + " expects an integer, got '" + value + "'");
-    return v;
-}
-
-double to_double(const std::string& option, const std::string& value) {
-    size_t used = 0;
-    double v = 0;
-    try {
-        v = std::stod(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != value.size()) throw std::invalid_argument(option + " expects a number, got '" + value + "'");
-    return v;
-}
-
-/// The choice whose to_string() is value.
-template <class E>
-E to_choice(const std::string& option, const std::string& value, std::initializer_list<E> choices) {
-    std::string names;
-    for (E c : choices) {
-        if (value == to_string(c)) return c;
-        names += std::string(names.empty() ? "" : " | ") + to_string(c);
-    }
-    throw std::invalid_argument(option + " expects " + names + ", got '" + value + "'");
-}
 
 Options parse_options(int argc, char** argv) {
     Options o;
@@ -151,26 +123,28 @@ Options parse_options(int argc, char** argv) {
             {"--add", &o.add}, {"--quiet", &o.quiet}, {"--help", &o.help}, {"--resume", &o.checkpoint.resume}};
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
-        if (flags.count(a)) {
-            *flags.at(a) = true;
+        if (flags.count(a) || a == "-h") {
+            *flags.at(a == "-h" ? "--help" : a) = true;
         } else if (with_value.count(a)) {
-            if (i + 1 == argc) throw std::invalid_argument(a + " needs a value");
+            if (i + 1 == argc) throw UsageError(a + " needs a value");
             with_value.at(a)(argv[++i]);
+        } else if (a.rfind("-", 0) != 0 && o.data.empty()) {
+            o.data = a; // the vector file, positional
         } else {
-            throw std::invalid_argument("unknown argument '" + a + "' (--help lists the options)");
+            throw UsageError("unknown argument '" + a + "' (--help lists the options)");
         }
     }
     if (o.help) return o;
-    if (o.data.empty()) throw std::invalid_argument("--data FILE is required");
-    if (o.k == 0 && o.index.empty()) throw std::invalid_argument("--k K is required (or --index with an IVF<nlist>)");
-    if (o.add && o.index.empty()) throw std::invalid_argument("--add needs --index");
-    if (o.threads < 0 || o.index_train_rows < 1) throw std::invalid_argument("--threads and --index-train-rows must be positive");
-    if (o.checkpoint.every < 0) throw std::invalid_argument("--checkpoint-every must be positive");
+    if (o.data.empty()) throw UsageError("the vector file is required (FILE or --data FILE)");
+    if (o.k == 0 && o.index.empty()) throw UsageError("--k K is required (or --index with an IVF<nlist>)");
+    if (o.add && o.index.empty()) throw UsageError("--add needs --index");
+    if (o.threads < 0 || o.index_train_rows < 1) throw UsageError("--threads and --index-train-rows must be positive");
+    if (o.checkpoint.every < 0) throw UsageError("--checkpoint-every must be positive");
     if ((o.checkpoint.resume || o.checkpoint.every > 0) && o.checkpoint.path.empty()) {
-        throw std::invalid_argument("--resume and --checkpoint-every need --checkpoint FILE");
+        throw UsageError("--resume and --checkpoint-every need --checkpoint FILE");
     }
     if (!o.checkpoint.path.empty() && o.checkpoint.every == 0) o.checkpoint.every = 5;
-    if (!(o.collective_timeout >= 0)) throw std::invalid_argument("--collective-timeout must be >= 0 seconds");
+    if (!(o.collective_timeout >= 0)) throw UsageError("--collective-timeout must be >= 0 seconds");
     p.verbose = !o.quiet;
     p.validate();
     return o;
@@ -266,21 +240,25 @@ void add_rows(Communicator& comm, std::unique_ptr<faiss::Index>& index, const Ve
     });
 }
 
-int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
+int run(Communicator& comm, int argc, char** argv, const Invocation& inv) {
     const auto t_start = std::chrono::steady_clock::now();
     const bool root = comm.rank() == 0;
+    const std::string prog = inv.prog();
     Options o;
     check_all_ranks(comm, [&] { o = parse_options(argc, argv); });
     if (o.help) {
-        if (root) std::fputs(kUsage, stdout);
+        if (root) std::fputs(usage(inv).c_str(), stdout);
         return 0;
     }
     if (o.threads > 0) omp_set_num_threads(o.threads);
     comm.set_collective_timeout(o.collective_timeout);
 
-    // Every rank maps the same file and keeps its own range of rows.
+    // Several ranks: every rank maps the same file and keeps its own range of rows.
+    // One process: any format (IDX and HDF5 are read into memory).
     std::unique_ptr<VectorSource> file;
-    check_all_ranks(comm, [&] { file = datasets::open_mapped_vectors(o.data); });
+    check_all_ranks(comm, [&] {
+        file = comm.size() > 1 ? datasets::open_mapped_vectors(o.data) : datasets::open_vectors(o.data);
+    });
     check_same_on_all_ranks(comm, {file->ntotal(), file->d(), int64_t(file->type())},
                             "the ranks do not see the same data in " + o.data + ":",
                             [](const std::vector<int64_t>& v) {
@@ -296,9 +274,9 @@ int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
         if (!o.index.empty()) index = make_index(o, file->d());
     });
     if (root) {
-        std::printf("faiss-gmm-train-mpi: %s: %lld x %lld %s; %d rank(s), up to %lld rows and %d thread(s) each; "
+        std::printf("%s: %s: %lld x %lld %s; %d rank(s), up to %lld rows and %d thread(s) each; "
                     "K = %lld\n",
-                    o.data.c_str(), (long long)file->ntotal(), (long long)file->d(), to_string(file->type()),
+                    prog.c_str(), o.data.c_str(), (long long)file->ntotal(), (long long)file->d(), to_string(file->type()),
                     comm.size(), (long long)range.size(), omp_get_max_threads(), (long long)o.k);
         std::fflush(stdout);
     }
@@ -309,9 +287,9 @@ int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
     const GmmModel model = trainer.fit(mine, o.k);
     if (root) {
         const GmmIterationStats& last = trainer.iteration_stats.back();
-        std::printf("faiss-gmm-train-mpi: %d EM iterations%s on %lld rows, backend %s: mean log-likelihood %.6g, "
+        std::printf("%s: %d EM iterations%s on %lld rows, backend %s: mean log-likelihood %.6g, "
                     "%.2f s\n",
-                    trainer.n_iter, trainer.converged ? " (converged)" : "", (long long)trainer.n_train,
+                    prog.c_str(), trainer.n_iter, trainer.converged ? " (converged)" : "", (long long)trainer.n_train,
                     trainer.backend.c_str(), last.loglik, seconds_since(t_start));
         std::fflush(stdout);
     }
@@ -325,7 +303,7 @@ int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
             const auto t_add = std::chrono::steady_clock::now();
             add_rows(comm, index, mine, rows, o.params.chunk_size);
             if (root) {
-                std::printf("faiss-gmm-train-mpi: added %lld rows in %.2f s\n", (long long)index->ntotal,
+                std::printf("%s: added %lld rows in %.2f s\n", prog.c_str(), (long long)index->ntotal,
                             seconds_since(t_add));
             }
         }
@@ -339,7 +317,7 @@ int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
     check_all_ranks(comm, [&] {
         if (root && !o.out.empty()) {
             write_gmm_index(index.get(), o.out);
-            std::printf("faiss-gmm-train-mpi: wrote %s\n", o.out.c_str());
+            std::printf("%s: wrote %s (%.2f s since the start)\n", prog.c_str(), o.out.c_str(), seconds_since(t_start));
         }
     });
     return 0;
@@ -347,21 +325,24 @@ int run(mpi::MpiCommunicator& comm, int argc, char** argv) {
 
 } // namespace
 
-int main(int argc, char** argv) {
-    mpi::MpiSession session(&argc, &argv);
-    mpi::MpiCommunicator comm;
+int train_command(Communicator& comm, int argc, char** argv, const Invocation& inv) {
+    const std::string prog = inv.prog();
     try {
-        return run(comm, argc, argv);
+        return run(comm, argc, argv, inv);
     } catch (const DistributedError& e) {
         // Every rank threw this, so none waits for another: end cleanly.
-        if (comm.rank() == 0) std::fprintf(stderr, "faiss-gmm-train-mpi: error:\n%s\n", e.what());
+        if (comm.rank() == 0) std::fprintf(stderr, "%s: error:\n%s\n", prog.c_str(), e.what());
         return 1;
     } catch (const std::exception& e) {
         if (comm.size() == 1) {
-            std::fprintf(stderr, "faiss-gmm-train-mpi: error: %s\n", e.what());
+            std::fprintf(stderr, "%s: error: %s\n", prog.c_str(), e.what());
             return 1;
         }
         // One rank only, maybe while others wait in a collective: end the job.
-        comm.abort(1, "faiss-gmm-train-mpi: rank " + std::to_string(comm.rank()) + ": " + e.what());
+        comm.abort(1, prog + ": rank " + std::to_string(comm.rank()) + ": " + e.what());
     }
+    return 1; // not reached: abort() does not return (the compiler cannot see that through the virtual call)
 }
+
+} // namespace cli
+} // namespace faiss_gmm

@@ -368,7 +368,8 @@ TEST(MpiTrain, BadArguments) {
     expect_clean_failure(train(2, "--data " + data + " --index PCA4,IVF8_GMM,Flat"), "pre-transforms");
     const RunResult help = train(2, "--help");
     EXPECT_EQ(help.status, 0) << help.output;
-    EXPECT_NE(help.output.find("usage: mpirun"), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("mpirun -np R faiss-gmm-train-mpi"), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("is now `faiss-gmm train`"), std::string::npos) << help.output;
 }
 
 namespace {
