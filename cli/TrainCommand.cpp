@@ -329,6 +329,10 @@ int train_command(Communicator& comm, int argc, char** argv, const Invocation& i
     const std::string prog = inv.prog();
     try {
         return run(comm, argc, argv, inv);
+    } catch (const UsageError& e) {
+        // One process (check_all_ranks passes the exception on as it is): bad usage.
+        std::fprintf(stderr, "%s: error: %s\n", prog.c_str(), e.what());
+        return 2;
     } catch (const DistributedError& e) {
         // Every rank threw this, so none waits for another: end cleanly.
         if (comm.rank() == 0) std::fprintf(stderr, "%s: error:\n%s\n", prog.c_str(), e.what());

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include "cli/CommandLine.h"
 #include "datasets/Dataset.h"
 #include "eval/Evaluation.h"
 #include "eval/Report.h"
@@ -71,17 +72,7 @@ struct Options {
 };
 
 int64_t positive_int(const std::string& option, const std::string& value) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-        v = std::stoll(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != value.size() || v < 1) {
-        throw std::invalid_argument(option + " expects a positive integer, got '" + value + "'");
-    }
-    return v;
+    return cli::to_int64_at_least(option, value, 1);
 }
 
 Options parse_options(int argc, char** argv, bool* help) {
@@ -94,7 +85,7 @@ Options parse_options(int argc, char** argv, bool* help) {
             return o;
         }
         auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            if (i + 1 >= argc) throw cli::UsageError(a + " needs a value");
             return argv[++i];
         };
         if (a == "--dataset") {
@@ -102,7 +93,7 @@ Options parse_options(int argc, char** argv, bool* help) {
             if (o.dataset == "debsift1m") {
                 o.dir = value();
             } else if (o.dataset != "fashion-mnist") {
-                throw std::invalid_argument("--dataset takes fashion-mnist or 'debsift1m DIR', got '" + o.dataset + "'");
+                throw cli::UsageError("--dataset takes fashion-mnist or 'debsift1m DIR', got '" + o.dataset + "'");
             }
         } else if (a == "--data") {
             o.dir = value();
@@ -121,7 +112,7 @@ Options parse_options(int argc, char** argv, bool* help) {
         } else if (a == "--python") {
             o.python = value();
         } else {
-            throw std::invalid_argument("unknown argument '" + a + "' (--help lists the options)");
+            throw cli::UsageError("unknown argument '" + a + "' (--help lists the options)");
         }
     }
     const bool sift = o.dataset == "debsift1m";
@@ -303,6 +294,9 @@ int main(int argc, char** argv) {
         }
         progress.step("plot: %s.png", base.c_str());
         return 0;
+    } catch (const cli::UsageError& e) {
+        std::fprintf(stderr, "faiss-gmm-demo: error: %s\n", e.what());
+        return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "faiss-gmm-demo: error: %s\n", e.what());
         return 1;
