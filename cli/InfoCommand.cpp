@@ -80,7 +80,7 @@ void print_info(const std::string& path, const faiss::Index* index, const GmmFil
     }
     std::printf("gmm trailer version: %u%s\n", info.gmm_version, info.gmm_version ? "" : " (none)");
     std::printf("spill trailer version: %u%s\n", info.spill_version, info.spill_version ? "" : " (none)");
-    std::printf("faiss bytes: %llu\n", (unsigned long long)info.faiss_size);
+    std::printf("faiss part: %llu bytes\n", (unsigned long long)info.faiss_size);
     std::printf("index type: %s\n", type_chain(index).c_str());
     std::printf("d: %d\n", int(index->d));
     std::printf("ntotal: %lld\n", (long long)index->ntotal);
