@@ -26,8 +26,8 @@ cmake -S "$ROOT" -B "$SAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug \
       -DFAISS_GMM_BUILD_TESTS=ON -DFAISS_GMM_BUILD_BENCH=OFF -DFAISS_GMM_BUILD_PYTHON=OFF \
       -DFAISS_GMM_BUILD_EVAL=ON -DFAISS_GMM_ENABLE_CUDA=OFF -DFAISS_GMM_ENABLE_MPI=OFF >/dev/null
 echo "== sanitizers: building with $JOBS jobs"
-# Only the test binaries (and the libraries they need): demo/ and the eval CLI
-# are not run by ctest. MPI is off: OpenMPI's own allocations would drown
+# Only the test binaries (and what they need: the libraries, and the programs
+# test_cli and test_demo run, faiss-gmm and faiss-gmm-demo). MPI is off: OpenMPI's own allocations would drown
 # LeakSanitizer; the distributed trainer is checked here through
 # tests/test_distributed_trainer.cpp (ranks as threads, no MPI).
 targets=$(cd "$ROOT/tests" && ls test_*.cpp | sed 's/\.cpp$//')
@@ -48,14 +48,15 @@ export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_
 # Sanitized code runs several times slower: two OpenMP threads match CI's cores.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 echo "== sanitizers: ctest"
-# test_bad_input and test_gmm_io_reliability feed corrupt or truncated index
-# bytes to FAISS's reader (the latter: files of the older format, without a
-# checksum, cut at every byte), which leaks the half-read index when it throws:
+# test_bad_input, test_gmm_io_reliability and test_cli feed corrupt or truncated
+# index bytes to FAISS's reader (test_gmm_io_reliability: files of the older
+# format, without a checksum, cut at every byte; test_cli: `faiss-gmm info` on a
+# cut file and on a vector file), which leaks the half-read index when it throws:
 # only those suites run with the FAISS-reader leak suppressions
 # (scripts/sanitizers/lsan.supp says why); every other suite, the IO round trips
 # included, runs without any.
 status=0
-FAISS_READER_SUITES='^(test_bad_input|test_gmm_io_reliability)$'
+FAISS_READER_SUITES='^(test_bad_input|test_gmm_io_reliability|test_cli)$'
 # shellcheck disable=SC2086
 (cd "$SAN_BUILD_DIR" && ctest --output-on-failure -j "$JOBS" --timeout 1200 -E "$FAISS_READER_SUITES" ${SAN_CTEST_ARGS:-}) || status=1
 # shellcheck disable=SC2086
