@@ -174,8 +174,15 @@ double mib(size_t bytes) {
     return double(bytes) / (1024.0 * 1024.0);
 }
 
+const eval::MethodResult& method_named(const eval::EvalReport& r, const std::string& name) {
+    for (const eval::MethodResult& m : r.methods) {
+        if (m.method == name) return m;
+    }
+    throw std::logic_error("the report has no method " + name);
+}
+
 void print_results(const eval::EvalReport& r) {
-    const eval::MethodResult& km = r.methods[0];
+    const eval::MethodResult& km = method_named(r, r.params.baseline);
     std::printf("\n## recall@%d against distance computations per query (%s, %lld base x %lld, %lld queries)\n\n", r.k,
                 r.dataset.c_str(), (long long)r.nb, (long long)r.d, (long long)r.nq);
     std::printf("distinct = vectors whose distance is computed (each once); entries = list entries scanned "
@@ -208,11 +215,8 @@ void print_results(const eval::EvalReport& r) {
     for (size_t i = 0; i < r.params.recall_targets.size(); i++) std::printf("---|");
     std::printf("\n");
     for (const eval::Comparison& c : r.comparisons) {
-        const eval::MethodResult* m = nullptr;
-        for (const eval::MethodResult& x : r.methods) {
-            if (x.method == c.method) m = &x;
-        }
-        std::printf("| %s | %.2fx |", c.method.c_str(), double(m->invlists_bytes) / double(km.invlists_bytes));
+        std::printf("| %s | %.2fx |", c.method.c_str(),
+                    double(method_named(r, c.method).invlists_bytes) / double(km.invlists_bytes));
         for (const eval::TargetRatio& t : c.targets) {
             if (std::isnan(t.ratio_distinct) || std::isnan(t.ratio_entries)) {
                 std::printf(" not reached |");
@@ -276,8 +280,8 @@ int main(int argc, char** argv) {
         eval::EvalReport r = eval::evaluate(data, p);
         print_results(r);
 
-        const eval::MethodResult& km = r.methods[0];
-        const eval::MethodResult& recipe = r.methods[2];
+        const eval::MethodResult& km = method_named(r, p.baseline);
+        const eval::MethodResult& recipe = method_named(r, recipe_method);
         std::printf("\nMemory: the recommended recipe stores %.2f list entries per vector: %.1f MiB of lists against "
                     "%.1f MiB for k-means IVF (%.2fx), plus the same %lld centroids.\n",
                     double(recipe.ntotal) / double(r.nb), mib(recipe.invlists_bytes), mib(km.invlists_bytes),
