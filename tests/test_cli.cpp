@@ -8,6 +8,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/index_io.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "datasets/Dataset.h"
+#include "datasets/IdxFile.h"
 #include "datasets/VecsFile.h"
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/GmmTrainer.h"
@@ -143,6 +145,29 @@ TEST(Cli, TrainWritesTheModelOfAnInProcessTrainer) {
     EXPECT_EQ(q->model.means, expected.means);
     EXPECT_EQ(q->model.variances, expected.variances);
     EXPECT_EQ(q->model.log_weights, expected.log_weights);
+}
+
+TEST(Cli, TrainReadsFormatsThatAreNotMemoryMapped) {
+    // An IDX (MNIST-style, gzipped) file of uint8 rows: read into memory in one process.
+    TempDir dir;
+    const int64_t n = 1200, d = 12;
+    const std::vector<float> x = clustered_data(n, d, 4, 6.0f, 3);
+    std::vector<uint8_t> bytes(x.size());
+    for (size_t i = 0; i < x.size(); i++) bytes[i] = uint8_t(std::min(255.0f, std::max(0.0f, 128.0f + 8.0f * x[i])));
+    const std::string idx = dir.file("x-ubyte.gz");
+    datasets::write_idx_gz(idx, {n, 3, 4}, bytes);
+    const std::string out = dir.file("m.gmm");
+    const RunResult r = cli("train " + idx + " --k 4 --niter 4 --quiet --out " + out);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(contains(r.output, idx + ": 1200 x 12 uint8")) << r.output;
+    GmmParams p;
+    p.niter = 4;
+    GmmTrainer trainer(p);
+    const GmmModel expected = trainer.fit(*datasets::open_vectors(idx), 4);
+    std::unique_ptr<faiss::Index> index(read_gmm_index(out));
+    const auto* q = dynamic_cast<const GmmQuantizer*>(index.get());
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(q->model.means, expected.means);
 }
 
 TEST(Cli, TrainBuildsAnIndexAndQuietSilencesTheIterations) {
