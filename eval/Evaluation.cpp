@@ -469,6 +469,10 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
                          r.description.c_str(), long(data.base.n), long(data.d()),
                          r.quantizer_from.empty() ? "" : (" (coarse quantizer of " + r.quantizer_from + ")").c_str());
         }
+        if (p.progress) {
+            p.progress(r.method + ": training " + r.description +
+                       (r.quantizer_from.empty() ? "" : " (coarse quantizer of " + r.quantizer_from + ")"));
+        }
         double t0 = now_s();
         index->train(data.base.n, data.base.data.data());
         r.train_s = now_s() - t0;
@@ -488,7 +492,14 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
             std::fprintf(stderr, "[%s] %s: trained in %.2f s, added in %.2f s, imbalance %.3f; nprobe sweep:\n",
                          data.name.c_str(), r.method.c_str(), r.train_s, r.add_s, r.imbalance);
         }
+        if (p.progress) {
+            char line[160];
+            std::snprintf(line, sizeof(line), "%s: trained in %.1f s, added in %.1f s; nprobe sweep", r.method.c_str(),
+                          r.train_s, r.add_s);
+            p.progress(line);
+        }
         r.points = sweep_nprobe(index.get(), data, p, r.method);
+        if (p.progress) p.progress(r.method + ": sweep done");
         report.methods.push_back(std::move(r));
         if (p.timing_rounds > 0) kept.push_back(std::move(index));
     }

@@ -47,6 +47,9 @@ struct EvalParams {
                                        ///< over the run slows every method alike; keeps all indexes in memory
     int64_t timing_queries = 500;      ///< queries of each timed search in those rounds (the first ones)
     bool verbose = true;               ///< progress on stderr
+    /// Called when each step of evaluate() starts and ends (a method's training, its sweep), with a
+    /// line saying what; for callers that show their own progress (the demo: elapsed time per step).
+    std::function<void(const std::string& step)> progress;
 };
 
 /// One point of an nprobe sweep (costs are means per query).

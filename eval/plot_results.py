@@ -45,7 +45,8 @@ def main():
     for ax, (ds, methods) in zip(axes.flat, data.items()):
         for m, pts in methods.items():
             pts.sort()
-            color, marker = styles.get(m, (None, "x"))
+            # spill variants (the demo's recommended recipe among them) in green
+            color, marker = styles.get(m, ("tab:green", "D") if "spill" in m else (None, "x"))
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, label=m, ms=4)
         ax.set_xscale("log")
         ax.set_xlabel("distance computations per query (distinct, list scan)")

@@ -47,6 +47,11 @@ class Communicator {
 
     void allreduce_sum(double* values, size_t n) { allreduce(values, n, ReduceOp::Sum); }
 
+    /// With seconds > 0, a rank that does not reach a collective within that time
+    /// ends the job with a message naming it and the step (MpiCommunicator); 0 waits
+    /// for ever. Communicators whose collectives cannot hang ignore it.
+    virtual void set_collective_timeout(double /*seconds*/) {}
+
     /// What the ranks are doing, in words ("E-step of iteration 3"), for messages
     /// about a rank that does not reach a collective (MpiCommunicator's timeout).
     void set_step(std::string step) { step_ = std::move(step); }

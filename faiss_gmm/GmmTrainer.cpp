@@ -212,6 +212,7 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
             std::printf("GMM: resumed from %s after %d iteration(s)\n", checkpoint.path.c_str(), first_iteration);
         }
     }
+    const auto t_em = std::chrono::steady_clock::now();
     for (int it = first_iteration; it < p.niter; it++) {
         const auto t_iter = std::chrono::steady_clock::now();
         // E-step: reproducible sums over every rank's blocks.
@@ -257,11 +258,13 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         total_floored += st.nfloored;
         n_iter = it + 1;
         if (verbose) {
+            // The iterations left at the mean pace so far: an upper bound, as tol may stop EM earlier.
+            const double eta = seconds_since(t_em) / double(it + 1 - first_iteration) * double(p.niter - it - 1);
             std::printf("%sEM iter %3d/%d: loglik %.6g (%+.3g)  imbalance %.3f  splits %d  floored %d  "
-                        "E-step %.3f s  total %.2f s\n",
+                        "E-step %.3f s  total %.2f s  ETA <= %.0f s\n",
                         nchunks > 1 ? "\r" : "", it + 1, p.niter, st.loglik,
                         std::isfinite(prev_loglik) ? st.loglik - prev_loglik : 0.0, st.imbalance_factor,
-                        st.nsplit, st.nfloored, st.estep_time_s, st.time_s);
+                        st.nsplit, st.nfloored, st.estep_time_s, st.time_s, eta);
             std::fflush(stdout);
         }
         if (p.tol > 0 && std::isfinite(prev_loglik) && std::fabs(st.loglik - prev_loglik) < p.tol) {

@@ -42,7 +42,7 @@ class MpiCommunicator : public Communicator {
     /// most twice as long plus a second, so rank 0 speaks first); a rank that does
     /// not arrive (hung, stopped, deadlocked) ends the job with a message naming
     /// it and step(). 0: collectives wait as long as MPI does.
-    void set_collective_timeout(double seconds) { timeout_s_ = seconds; }
+    void set_collective_timeout(double seconds) override { timeout_s_ = seconds; }
 
   private:
     void arrive();   // the arrival check before a collective (timeout > 0)

@@ -26,8 +26,8 @@ cmake -S "$ROOT" -B "$SAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug \
       -DFAISS_GMM_BUILD_TESTS=ON -DFAISS_GMM_BUILD_BENCH=OFF -DFAISS_GMM_BUILD_PYTHON=OFF \
       -DFAISS_GMM_BUILD_EVAL=ON -DFAISS_GMM_ENABLE_CUDA=OFF -DFAISS_GMM_ENABLE_MPI=OFF >/dev/null
 echo "== sanitizers: building with $JOBS jobs"
-# Only the test binaries (and the libraries they need): demo/ and the eval CLI
-# are not run by ctest. MPI is off: OpenMPI's own allocations would drown
+# Only the test binaries (and what they need: the libraries, and the programs
+# test_cli and test_demo run, faiss-gmm and faiss-gmm-demo). MPI is off: OpenMPI's own allocations would drown
 # LeakSanitizer; the distributed trainer is checked here through
 # tests/test_distributed_trainer.cpp (ranks as threads, no MPI).
 targets=$(cd "$ROOT/tests" && ls test_*.cpp | sed 's/\.cpp$//')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 7: clang-tidy (checks in .clang-tidy) and cppcheck on the library
-# sources: faiss_gmm/ (CPU part), datasets/, eval/, and mpi/ when the MPI
-# trainer is configured (MPI found). Any finding fails.
+# sources: faiss_gmm/ (CPU part), datasets/, eval/, cli/ (the faiss-gmm tool),
+# demo/, and mpi/ when the MPI trainer is configured (MPI found). Any finding fails.
 # Suppressions are inline (// NOLINT(check): why / // cppcheck-suppress id)
 # with their reason next to them. Called by `scripts/faiss-gmm.sh test`.
 # Environment: LINT_BUILD_DIR (default build-lint; only configured, for
@@ -24,7 +24,7 @@ cmake -S "$ROOT" -B "$LINT_BUILD_DIR" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
       -DFAISS_GMM_BUILD_TESTS=OFF -DFAISS_GMM_BUILD_BENCH=OFF -DFAISS_GMM_BUILD_PYTHON=OFF \
       -DFAISS_GMM_BUILD_EVAL=ON -DFAISS_GMM_ENABLE_CUDA=OFF >/dev/null
 cd "$ROOT"
-mapfile -t sources < <(ls faiss_gmm/*.cpp faiss_gmm/detail/*.cpp datasets/*.cpp eval/*.cpp 2>/dev/null)
+mapfile -t sources < <(ls faiss_gmm/*.cpp faiss_gmm/detail/*.cpp datasets/*.cpp eval/*.cpp cli/*.cpp demo/*.cpp 2>/dev/null)
 # mpi/ needs mpi.h's flags from the compile database: only when CMake configured it.
 if grep -q '/mpi/MpiCommunicator.cpp' "$LINT_BUILD_DIR/compile_commands.json"; then
   mapfile -t -O "${#sources[@]}" sources < <(ls mpi/*.cpp)

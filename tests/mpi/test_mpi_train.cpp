@@ -36,10 +36,14 @@
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/GmmTrainer.h"
 #include "faiss_gmm/gmm_io.h"
+#include "process_helpers.h"
 #include "test_helpers.h"
 
 using namespace faiss_gmm;
 using faiss_gmm::testing::clustered_data;
+using faiss_gmm::testing::run_shell;
+using faiss_gmm::testing::RunResult;
+using faiss_gmm::testing::TempDir;
 
 namespace {
 
@@ -65,26 +69,6 @@ class MpiEnvironment : public ::testing::Environment {
 };
 const auto* const kMpiEnvironment = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
-struct RunResult {
-    int status = -1;          ///< exit status of the command (124: timed out)
-    std::string output;       ///< stdout and stderr
-    double seconds = 0;
-};
-
-RunResult run_shell(const std::string& command) {
-    RunResult r;
-    const auto t0 = std::chrono::steady_clock::now();
-    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-    if (!pipe) throw std::runtime_error("popen failed for: " + command);
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, got);
-    const int status = pclose(pipe);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return r;
-}
-
 /// "timeout ... mpiexec --allow-run-as-root -np R" (CI runs as root).
 std::string mpiexec(int ranks) {
     return "timeout -k 10 " + std::to_string(kRunTimeout) + " " + FAISS_GMM_MPIEXEC + " --allow-run-as-root -np " +
@@ -97,18 +81,6 @@ const std::string kTool = FAISS_GMM_TRAIN_MPI;
 RunResult train(int ranks, const std::string& args) {
     return run_shell(mpiexec(ranks) + kTool + " " + args);
 }
-
-/// A scratch directory, removed with its files.
-struct TempDir {
-    TempDir() {
-        char tmpl[] = "/tmp/faiss_gmm_mpi_XXXXXX";
-        if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() { run_shell("rm -rf '" + path + "'"); }
-    std::string file(const std::string& name) const { return path + "/" + name; }
-    std::string path;
-};
 
 bool mpiexec_works() {
     return run_shell(mpiexec(1) + "true").status == 0;
@@ -368,7 +340,8 @@ TEST(MpiTrain, BadArguments) {
     expect_clean_failure(train(2, "--data " + data + " --index PCA4,IVF8_GMM,Flat"), "pre-transforms");
     const RunResult help = train(2, "--help");
     EXPECT_EQ(help.status, 0) << help.output;
-    EXPECT_NE(help.output.find("usage: mpirun"), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("mpirun -np R faiss-gmm-train-mpi"), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("is now `faiss-gmm train`"), std::string::npos) << help.output;
 }
 
 namespace {
