@@ -127,9 +127,9 @@ TEST(GmmTrainer, RecoversPlantedMixture) {
         // seed is fixed, so each outcome is deterministic, and these are the chances a
         // random seed would fail:
         // mean: ‖μ̂ − μ‖² = Σ_j var_j/n_k · χ²₁, <= max_j var_j/n_k · χ²₆ (n_k = w_k·n >= 6000):
-        //   0.15² >= 22·(9/9000), P(χ²₆ > 22) < 1.2e-3;
+        //   0.15² >= 22·(9/9000), P(χ²₆ > 22) = 1.2e-3;
         EXPECT_LT(std::sqrt(bestd), 0.15) << "mean of component " << k;
-        // weight: sd sqrt(w(1 − w)/n) <= 0.0029: 0.01 is 3.4 sd, P < 7e-4;
+        // weight: sd sqrt(w(1 − w)/n) <= 0.0029: 0.01 is 3.5 sd, P = 5e-4;
         EXPECT_NEAR(std::exp(m.log_weights[best]), w[k], 0.01) << "weight of component " << k;
         // variance: relative sd sqrt(2/n_k) <= 0.018: 0.1 is 5.5 sd, P < 4e-8 per entry.
         for (int j = 0; j < d; j++) {
