@@ -10,6 +10,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import faiss_gmm
+from estep_bounds import U, U_DOUBLE, estep_bounds, gamma
 from faiss_gmm import GaussianMixture
 
 N_ITER = 12
@@ -60,6 +61,65 @@ def test_matches_sklearn_iteration_by_iteration(blobs, cov, dtype):
     assert ours.score(x) == pytest.approx(sk.score(x), rel=1e-4)
     assert ours.bic(x) == pytest.approx(sk.bic(x), rel=1e-4)
     assert ours.aic(x) == pytest.approx(sk.aic(x), rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::faiss_gmm.ConvergenceWarning")
+@pytest.mark.parametrize("cov", ["spherical", "diag"])
+def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
+    """One E-step and M-step from the same model, against sklearn's float64 EM step,
+    each quantity within a rigorous bound: the float32 E-step's (estep_bounds, as
+    tests/error_bounds.h) carried through the M-step, plus float32 storage of the
+    result and sklearn's own float64 sums (γ^double_{n+8} of their magnitudes). The
+    rows are float32 values and their mirror images, so the data mean is exactly 0
+    and the engine's centering shifts nothing; the model's values are float32 too."""
+    x0, _, centers = blobs
+    f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64)
+    x = f32(np.vstack([x0, -x0]))
+    n, d = x.shape
+    k = 2 * centers.shape[0]
+    rng = np.random.default_rng(7)
+    means0 = f32(np.vstack([centers, -centers]) + rng.standard_normal((k, d)))
+    prec = np.full(k, 0.5) if cov == "spherical" else np.full((k, d), 0.5)  # variance 2, exact in float
+    init = dict(means_init=means0, weights_init=np.full(k, 1.0 / k), precisions_init=prec)
+    ours = GaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, **init).fit(x)
+    sk = SkGaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, reg_covar=1e-6, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(x)
+    log_w = np.log(np.full(k, 1.0 / k))
+    # The engine holds log w in float32: <= u(|log w| + 1) off sklearn's (w or log w rounded).
+    b = estep_bounds(x, means0, 1.0 / prec, log_w, cov == "spherical", 256,
+                     extra_delta=1.01 * U * (np.abs(log_w) + 1))
+    N = b["N"]
+    sk_sum = gamma(n + 8, U_DOUBLE)  # sklearn's n-row float64 sums, relative to their magnitudes
+    # log-likelihood of the starting model (mean over rows).
+    assert abs(ours.lower_bounds_[0] - sk.lower_bound_) <= (b["loglik"] + sk_sum * np.abs(b["lse"]).sum()) / n
+    # Weights N_k/n: ours off by B_N/n, then float32 log w (u|log w|), then renormalized.
+    w = N / n
+    w_err = b["nk"] / n + w * 1.01 * U * (np.abs(np.log(w)) + 1)
+    w_tol = w_err + w * 1.01 * w_err.sum() + sk_sum * w + 1e-14  # + sklearn's 10·eps in N_k
+    assert np.all(np.abs(ours.weights_ - sk.weights_) <= w_tol)
+    # Means Σ r x/N: ours off by (B_sx + |μ| B_N)/(N − B_N), then float32 (u|μ|).
+    mu = sk.means_
+    mu_err = (b["sum_x"] + np.abs(mu) * b["nk"][:, None]) / (N - b["nk"])[:, None]
+    mu_abs = np.einsum("ik,ij->kj", b["r"], np.abs(x)) / N[:, None]
+    assert np.all(np.abs(ours.means_ - mu) <= mu_err + U * np.abs(mu) + sk_sum * mu_abs)
+    # Variances: Σ r (x − μ_old)²/N − (μ − μ_old)² (+ reg_covar): ours off by
+    # (B_sq + V_old B_N)/(N − B_N) + (2|shift| + Δμ)Δμ, then float32 (u·v); sklearn's
+    # avg x² − 2μ avg x + μ² cancels: γ^double_{n+8} of Σ r (|x| + |μ|)²/N.
+    shift = np.abs(mu - means0)
+    shift_term = (2 * shift + mu_err) * mu_err
+    p_new = np.einsum("ik,ij->kj", b["r"], x ** 2) / N[:, None] + 2 * mu_abs * np.abs(mu) + mu ** 2
+    if cov == "spherical":
+        v_old = np.sum(b["r"] * b["dist"], axis=0) / N
+        v_err = ((b["sum_sq"] + v_old * b["nk"]) / (N - b["nk"]) + shift_term.sum(axis=1)) / d
+        v_sk = sk_sum * p_new.sum(axis=1) / d
+    else:
+        v_old = np.einsum("ik,ikj->kj", b["r"], (x[:, None, :] - means0[None]) ** 2) / N[:, None]
+        v_err = (b["sum_sq"] + v_old * b["nk"][:, None]) / (N - b["nk"])[:, None] + shift_term
+        v_sk = sk_sum * p_new
+    v = sk.covariances_
+    assert np.all(np.abs(ours.covariances_ - v) <= v_err + U * v + v_sk)
 
 
 @pytest.mark.parametrize("cov", ["spherical", "diag"])
