@@ -6,8 +6,9 @@
 // Standard model (Higham, "Accuracy and Stability of Numerical Algorithms", §2-3):
 // fl(a op b) = (a op b)(1 + θ), |θ| <= u; a sum or dot product of n terms, in ANY
 // order and with or without FMA, is off by at most γ_n · Σ|terms|, γ_n = n·u/(1 − n·u).
-// That covers every BLAS blocking and kernel (OpenBLAS Haswell, Sandybridge,
-// Prescott, ...), any OpenMP thread count and both the AVX2 and baseline builds.
+// That covers every conventional (non-Strassen) GEMM blocking and kernel (OpenBLAS
+// Haswell, Sandybridge, Prescott, ..., reference BLAS), any OpenMP thread count and
+// both the AVX2 and baseline builds.
 #pragma once
 
 #include <gtest/gtest.h>
