@@ -56,7 +56,7 @@ struct RowErrors {
 /// The CPU E-step's fused pass (EStepCpu.cpp, fused_pass_body): mx = max_k l̃_k;
 /// e_k = exp~(fl(l̃_k − mx)), 0 where fl(l̃_k − mx) < drop; sum = Σ e_k in float;
 /// r_k = fl(e_k · fl(1/sum)); log p = fl(mx + logf(sum)). With |l̃_k − l_k| <= δ_k:
-/// - component j can be kept only if l_j + δ_j >= l_max − δ_max + drop(1 + u) (set P),
+/// - component j can be kept only if l_j + δ_j >= l_max − δ_{k_max} + drop(1 + u) (set P),
 ///   dropped only if l_j − δ_j < max(l + δ) + drop (set Q);
 /// - a kept e_j/A, A = Σ_all exp(l_j − mx), is r_j·e^{±a_j}, a_j = δ_j + u|drop|(1 + u)
 ///   (the rounding of l̃_j − mx, |l̃_j − mx| <= |drop|) − log(1 − ε_exp); the float sum
