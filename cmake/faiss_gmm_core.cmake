@@ -23,6 +23,9 @@ add_library(faiss_gmm_core STATIC
 target_include_directories(faiss_gmm_core PUBLIC
     $<BUILD_INTERFACE:${FAISS_GMM_CORE_ROOT}>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+# std::thread (Float64VectorSource's conversion).
+find_package(Threads REQUIRED)
+target_link_libraries(faiss_gmm_core PUBLIC Threads::Threads)
 set_target_properties(faiss_gmm_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 # -fopenmp-simd: the "#pragma omp simd" loops vectorize without the OpenMP runtime.
 target_compile_options(faiss_gmm_core PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -fopenmp-simd>)

@@ -10,15 +10,14 @@
 #include <regex>
 #include <stdexcept>
 
-#include <faiss/IVFlib.h>
-#include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
-#include <faiss/IndexPreTransform.h>
 #include <faiss/index_factory.h>
 
 #include <faiss_gmm/GmmQuantizer.h>
 #include <faiss_gmm/IndexIVFSpill.h>
 #include <faiss_gmm/gmm_index_factory.h>
+#include <faiss_gmm/ivf_lookup.h>
+#include <faiss_gmm/ivf_token.h>
 
 #include "CostCounter.h"
 #include "Curve.h"
@@ -35,8 +34,6 @@ double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-const std::regex kIvfToken("IVF([0-9]+)(_GMM(diag)?)?");
-
 // FAISS k-means subsamples to nlist * max_points_per_centroid rows; 0 means every row here
 // (as for GmmParams), which FAISS spells as a bound no data set reaches.
 int kmeans_max_points(const EvalParams& p) {
@@ -44,11 +41,10 @@ int kmeans_max_points(const EvalParams& p) {
 }
 
 std::unique_ptr<faiss::Index> make_kmeans(int64_t d, const EvalParams& p, std::string* desc) {
-    std::string faiss_desc = p.index_description;
-    faiss_gmm::parse_gmm_description(p.index_description, &faiss_desc, nullptr); // strips a _GMM token if any
+    const std::string faiss_desc = parse_ivf_description(p.index_description).faiss_description; // without our options
     *desc = faiss_desc;
     std::unique_ptr<faiss::Index> index(faiss::index_factory(int(d), faiss_desc.c_str(), faiss::METRIC_L2));
-    faiss::IndexIVF* ivf = faiss::ivflib::try_extract_index_ivf(index.get());
+    faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index.get());
     if (!ivf) {
         throw std::invalid_argument("'" + faiss_desc + "' has no IVF part");
     }
@@ -69,6 +65,11 @@ IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
     };
 }
 
+// The IVF-token options of a "<base>_<options>" method: "GMM_spill1.2" for gmm_spill1.2.
+std::string method_options(const std::string& base, const std::string& options) {
+    return (base == "kmeans" ? "" : base == "gmm" ? "GMM_" : "GMMdiag_") + options;
+}
+
 // Spill / probing variants (issue 6): "<base>_<options>" with base kmeans, gmm or
 // gmmdiag and the IVF-token options of gmm_index_factory ("kmeans_spill1.2" =
 // IVF<n>_spill1.2: k-means + distance-ratio spill at 1.2 entries per vector;
@@ -76,13 +77,10 @@ IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
 // the baseline's k-means settings, the GMM ones the GMM settings.
 IndexMaker option_maker(const std::string& base, const std::string& options) {
     return [base, options](int64_t d, const EvalParams& p, std::string* desc) {
-        std::string faiss_desc = p.index_description;
-        faiss_gmm::parse_gmm_description(p.index_description, &faiss_desc, nullptr);
         GmmParams gp = p.gmm;
         gp.seed = p.seed;
         gp.max_points_per_centroid = p.max_points_per_centroid;
-        std::string suffix = base == "kmeans" ? "_" : base == "gmm" ? "_GMM_" : "_GMMdiag_";
-        *desc = with_ivf_suffix(faiss_desc, suffix + options);
+        *desc = with_ivf_options(p.index_description, method_options(base, options));
         std::unique_ptr<faiss::Index> index(gmm_index_factory(int(d), *desc, faiss::METRIC_L2, gp));
         if (base == "kmeans") {
             faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index.get());
@@ -120,10 +118,8 @@ bool lookup_method(const std::string& name, IndexMaker* maker) {
     std::smatch m;
     if (!std::regex_match(name, m, variant)) return false;
     const std::string base = m[1].str(), options = m[2].str();
-    std::string probe = std::string("IVF8") + (base == "kmeans" ? "_" : base == "gmm" ? "_GMM_" : "_GMMdiag_") + options + ",Flat";
     try {
-        faiss_gmm::IvfOptions o;
-        if (!faiss_gmm::parse_ivf_options(probe, nullptr, &o)) return false;
+        if (!parse_ivf_description(with_ivf_options("IVF8,Flat", method_options(base, options))).found) return false;
     } catch (const std::invalid_argument&) {
         return false;
     }
@@ -135,26 +131,17 @@ bool lookup_method(const std::string& name, IndexMaker* maker) {
 // same pre-transforms, then the quantizer's search (as IndexIVF::search does).
 const faiss::IndexIVF* coarse_lists(const faiss::Index* index, idx_t nq, const float* x, idx_t nprobe,
                                     std::vector<idx_t>& lists) {
-    if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
-        const float* xt = pt->apply_chain(nq, x);
-        std::unique_ptr<const float[]> del(xt == x ? nullptr : xt);
-        return coarse_lists(pt->index, nq, xt, nprobe, lists);
-    }
-    if (auto* idmap = dynamic_cast<const faiss::IndexIDMap*>(index)) {
-        return coarse_lists(idmap->index, nq, x, nprobe, lists);
-    }
-    if (auto* sp = faiss_gmm::as_spill_index(index)) {
-        return coarse_lists(sp->index, nq, x, nprobe, lists);
-    }
-    auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index);
-    if (!ivf) {
+    const IvfPath path = find_ivf_path(const_cast<faiss::Index*>(index)); // only read
+    if (!path.ivf) {
         throw std::invalid_argument("cost counting: the index has no IVF part reachable through "
-                                    "IndexPreTransform / IndexIDMap");
+                                    "IndexPreTransform / IndexIDMap / IndexRefine / IndexIVFSpill");
     }
+    std::unique_ptr<const float[]> owned;
+    const float* xt = path.to_ivf_space(nq, x, owned);
     lists.resize(size_t(nq) * nprobe);
     std::vector<float> dis(size_t(nq) * nprobe);
-    ivf->quantizer->search(nq, x, nprobe, dis.data(), lists.data());
-    return ivf;
+    path.ivf->quantizer->search(nq, xt, nprobe, dis.data(), lists.data());
+    return path.ivf;
 }
 
 // The trained coarse quantizer of a method, for the later methods of the same
@@ -170,12 +157,9 @@ struct TrainedQuantizer {
 };
 
 std::string quantizer_key(const faiss::Index* index) {
-    if (dynamic_cast<const faiss::IndexPreTransform*>(index)) return "";
-    if (auto* sp = faiss_gmm::as_spill_index(index)) {
-        if (dynamic_cast<const faiss::IndexPreTransform*>(sp->index)) return "";
-    }
-    const faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
-    if (!ivf) return "";
+    const IvfPath path = find_ivf_path(const_cast<faiss::Index*>(index)); // only read
+    const faiss::IndexIVF* ivf = path.ivf;
+    if (!ivf || !path.transforms.empty()) return "";
     const std::string nl = std::to_string(ivf->nlist) + "/" + std::to_string(ivf->d);
     if (auto* q = dynamic_cast<const GmmQuantizer*>(ivf->quantizer)) {
         return std::string("gmm-") + to_string(q->params.covariance_type) + "/" + nl;
@@ -233,19 +217,13 @@ std::vector<std::string> registered_methods() {
 }
 
 std::string with_ivf_suffix(const std::string& description, const std::string& suffix) {
-    std::smatch m;
-    if (!std::regex_search(description, m, kIvfToken)) {
-        throw std::invalid_argument("index description '" + description + "' has no IVF<nlist> token");
-    }
-    return m.prefix().str() + "IVF" + m[1].str() + suffix + m.suffix().str();
+    return with_ivf_options(description, suffix.empty() || suffix[0] != '_' ? suffix : suffix.substr(1));
 }
 
 int64_t nlist_of(const std::string& description) {
-    std::smatch m;
-    if (!std::regex_search(description, m, kIvfToken)) {
-        throw std::invalid_argument("index description '" + description + "' has no IVF<nlist> token");
-    }
-    return std::stoll(m[1].str());
+    const int64_t nlist = parse_ivf_description(description).nlist;
+    if (nlist == 0) throw std::invalid_argument("index description '" + description + "' has no IVF<nlist> token");
+    return nlist;
 }
 
 std::vector<SweepPoint> sweep_nprobe(faiss::Index* index, const datasets::Dataset& data, const EvalParams& p,

@@ -1,15 +1,8 @@
 #include "GmmQuantizer.h"
 
-#include <faiss/IVFlib.h>
-#include <faiss/IndexIDMap.h>
-#include <faiss/IndexPreTransform.h>
-#include <faiss/IndexRefine.h>
-
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include "IndexIVFSpill.h"
 
 namespace faiss_gmm {
 
@@ -39,27 +32,9 @@ void GmmQuantizer::set_model(const GmmModel& m) {
     add(nlist, model.means.data());
 }
 
-faiss::IndexIVF* find_ivf(faiss::Index* index) {
-    if (!index) return nullptr;
-    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index)) return ivf;
-    if (auto* sp = dynamic_cast<IndexIVFSpill*>(index)) return find_ivf(sp->index);
-    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) return find_ivf(pt->index);
-    if (auto* idmap = dynamic_cast<faiss::IndexIDMap*>(index)) return find_ivf(idmap->index);
-    if (auto* refine = dynamic_cast<faiss::IndexRefine*>(index)) return find_ivf(refine->base_index);
-    return nullptr;
-}
-
-const faiss::IndexIVF* find_ivf(const faiss::Index* index) {
-    return find_ivf(const_cast<faiss::Index*>(index));
-}
-
-GmmQuantizer* find_gmm_quantizer(faiss::Index* index) {
-    faiss::IndexIVF* ivf = find_ivf(index);
-    return ivf ? dynamic_cast<GmmQuantizer*>(ivf->quantizer) : nullptr;
-}
-
-const GmmQuantizer* find_gmm_quantizer(const faiss::Index* index) {
-    return find_gmm_quantizer(const_cast<faiss::Index*>(index));
+std::shared_ptr<const GmmPosteriors> GmmQuantizer::posteriors() const {
+    if (model.K == 0) throw std::logic_error("GmmQuantizer::posteriors: the quantizer is not trained");
+    return posteriors_cache_.get(model);
 }
 
 GmmQuantizer* install_gmm_quantizer(faiss::Index* index, const GmmParams& params) {

@@ -10,7 +10,9 @@
 
 #include "GmmModel.h"
 #include "GmmParams.h"
+#include "GmmPosteriors.h"
 #include "GmmTrainer.h"
+#include "ivf_lookup.h" // find_ivf, find_gmm_quantizer (declared there; kept reachable from here)
 
 namespace faiss_gmm {
 
@@ -33,6 +35,14 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
 
     /// Sets a trained model (e.g. after loading): the means become the index content.
     void set_model(const GmmModel& m);
+
+    /// The posteriors of `model` (log-responsibilities, predict, ...), built once per
+    /// model and kept: rebuilt only when the model changes. Thread-safe; throws
+    /// std::logic_error before training.
+    std::shared_ptr<const GmmPosteriors> posteriors() const;
+
+  private:
+    GmmPosteriorsCache posteriors_cache_;
 };
 
 /// Replaces the coarse quantizer of `index` (an IndexIVF, possibly behind an
@@ -40,14 +50,5 @@ class GmmQuantizer : public faiss::IndexFlatL2 {
 /// quantizer_trains_alone = 1; the IVF owns it. Returns it. Throws for a
 /// non-IVF index, an inner-product IVF, or an already trained index.
 GmmQuantizer* install_gmm_quantizer(faiss::Index* index, const GmmParams& params = GmmParams());
-
-/// The IVF inside index (directly, or behind IndexPreTransform / IndexIDMap /
-/// IndexRefine / IndexIVFSpill), or nullptr.
-faiss::IndexIVF* find_ivf(faiss::Index* index);
-const faiss::IndexIVF* find_ivf(const faiss::Index* index);
-
-/// The GmmQuantizer of the IVF inside index, or nullptr.
-GmmQuantizer* find_gmm_quantizer(faiss::Index* index);
-const GmmQuantizer* find_gmm_quantizer(const faiss::Index* index);
 
 } // namespace faiss_gmm

@@ -18,8 +18,8 @@
 #include <string>
 #include <unordered_set>
 
-#include "EStepCpu.h"
 #include "GmmQuantizer.h"
+#include "ivf_lookup.h"
 
 namespace faiss_gmm {
 
@@ -121,9 +121,10 @@ IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bo
     // Errors before taking ownership, so the caller still owns index on throw.
     if (!index) throw std::invalid_argument("IndexIVFSpill: null index");
     spill.validate();
-    faiss::Index* inner = index;
-    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) inner = pt->index;
-    ivf = dynamic_cast<faiss::IndexIVF*>(inner);
+    const IvfPath path = find_ivf_path(index);
+    const bool one_transform_at_most =
+            path.wrappers.empty() || (path.wrappers.size() == 1 && path.transforms.size() == 1);
+    ivf = one_transform_at_most ? path.ivf : nullptr;
     if (!ivf) {
         own_fields = false;
         throw std::invalid_argument("IndexIVFSpill: needs an IndexIVF, directly or behind one IndexPreTransform");
@@ -180,18 +181,15 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
     if (use_post && (!gq || gq->model.K != K)) {
         throw std::runtime_error("IndexIVFSpill: posterior spill / primary needs a trained GmmQuantizer");
     }
-    std::unique_ptr<EStepCpu> estep;
-    if (use_post) {
-        estep.reset(new EStepCpu());
-        estep->set_model(gq->model, nullptr);
-    }
+    // The quantizer's posteriors (built once per model): the rows centered on the mixture mean, as everywhere.
+    const std::shared_ptr<const GmmPosteriors> post = use_post ? gq->posteriors() : nullptr;
     const int64_t bs = 2048;
     std::vector<float> l2(size_t(bs) * K), logr(use_post ? size_t(bs) * K : 0);
     for (int64_t i0 = 0; i0 < n; i0 += bs) {
         const int64_t bn = std::min(bs, n - i0);
         const float* xb = xt + size_t(i0) * dd;
         faiss::pairwise_L2sqr(dd, bn, xb, K, q->get_xb(), l2.data());
-        if (use_post) estep->log_responsibilities(VectorBlock{xb, DataType::Float32, bn, dd}, logr.data(), nullptr);
+        if (use_post) post->log_posteriors(VectorBlock{xb, DataType::Float32, bn, dd}, logr.data(), nullptr);
 #pragma omp parallel
         {
             std::vector<float> cost(K);
@@ -308,12 +306,8 @@ void IndexIVFSpill::add(idx_t n, const float* x) {
 void IndexIVFSpill::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     if (!is_trained) throw std::invalid_argument("IndexIVFSpill::add: the index is not trained");
     if (n <= 0) return;
-    const float* xt = x;
     std::unique_ptr<const float[]> del;
-    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) {
-        xt = pt->apply_chain(n, x);
-        if (xt != x) del.reset(xt);
-    }
+    const float* xt = find_ivf_path(index).to_ivf_space(n, x, del);
     std::vector<idx_t> ids(n);
     for (idx_t i = 0; i < n; i++) ids[i] = xids ? xids[i] : ntotal + i;
     const int m = spill.max_copies;
@@ -351,12 +345,8 @@ void IndexIVFSpill::search(idx_t n, const float* x, idx_t k, float* distances, i
         nprobe = ivp->nprobe;
     }
     nprobe = std::max<size_t>(1, std::min<size_t>(nprobe, ivf->nlist));
-    const float* xt = x;
     std::unique_ptr<const float[]> del;
-    if (auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
-        xt = pt->apply_chain(n, x);
-        if (xt != x) del.reset(xt);
-    }
+    const float* xt = find_ivf_path(index).to_ivf_space(n, x, del);
     std::vector<idx_t> cidx(size_t(n) * nprobe);
     std::vector<float> cdis(size_t(n) * nprobe);
     // True squared L2 in cdis (GmmQuantizer guarantees it with posterior ranking

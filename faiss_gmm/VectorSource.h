@@ -72,6 +72,26 @@ class MemoryVectorSource : public VectorSource {
     VectorBlock block_;
 };
 
+/// float64 rows in memory served as float32 (not copied: the caller keeps them
+/// alive), for readers that take only float32 or uint8 rows (the GPU backend).
+/// Each read converts its rows into the caller's scratch buffer, so the trainer
+/// streams it like any other source and no float32 copy of all rows exists. The
+/// CPU E-step reads float64 rows itself (MemoryVectorSource over a Float64
+/// block); this source is for the others. Values outside float32's range become
+/// ±inf, which check_finite then reports.
+class Float64VectorSource : public VectorSource {
+  public:
+    Float64VectorSource(int64_t n, int64_t d, const double* x);
+    int64_t ntotal() const override { return n_; }
+    int64_t d() const override { return d_; }
+    DataType type() const override { return DataType::Float32; }
+    VectorBlock read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const override;
+
+  private:
+    int64_t n_, d_;
+    const double* x_;
+};
+
 /// Rows [begin, begin + count) of another source, as a source of their own (a
 /// rank's share of a file, in distributed training). Not owning: the base must
 /// outlive it. Reads go straight to the base, so nothing is loaded up front.

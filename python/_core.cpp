@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "faiss_gmm/EStep.h"
-#include "faiss_gmm/EStepCpu.h"
+#include "faiss_gmm/GmmPosteriors.h"
 #include "faiss_gmm/GmmModel.h"
 #include "faiss_gmm/GmmParams.h"
 #include "faiss_gmm/GmmQuantizer.h"
@@ -42,6 +42,7 @@
 #include "faiss_gmm/gmm_io.h"
 #include "faiss_gmm/AtomicFile.h"
 #include "faiss_gmm/IndexIVFSpill.h"
+#include "faiss_gmm/ivf_lookup.h"
 
 namespace py = pybind11;
 using namespace faiss_gmm;
@@ -88,33 +89,6 @@ Rows check_rows(const py::array& a, const char* what) {
     r.data = a.data();
     return r;
 }
-
-/// A VectorSource over a float64 array for backends that take only float32 or
-/// uint8 rows (the GPU): rows are converted to float32 into the caller's scratch
-/// buffer, so the trainer streams it like any other source.
-class Float64VectorSource : public VectorSource {
-  public:
-    Float64VectorSource(int64_t n, int64_t d, const double* x) : n_(n), d_(d), x_(x) {}
-    int64_t ntotal() const override { return n_; }
-    int64_t d() const override { return d_; }
-    DataType type() const override { return DataType::Float32; }
-    VectorBlock read(int64_t i0, int64_t n, std::vector<uint8_t>& scratch) const override {
-        check_range(i0, n);
-        scratch.resize(size_t(n) * d_ * sizeof(float));
-        float* out = reinterpret_cast<float*>(scratch.data());
-        const double* in = x_ + size_t(i0) * d_;
-        const int64_t total = n * d_;
-        // In parallel: the trainer reads chunks from one thread between E-steps,
-        // and a serial conversion would leave the other cores idle every chunk.
-#pragma omp parallel for schedule(static) if (total > (1 << 16))
-        for (int64_t i = 0; i < total; i++) out[i] = float(in[i]);
-        return VectorBlock{scratch.data(), DataType::Float32, n, d_};
-    }
-
-  private:
-    int64_t n_, d_;
-    const double* x_;
-};
 
 /// The rows as a source, without copying. float64 rows stay float64 (the CPU
 /// E-step converts each block as it reads it) unless a GPU may read them.
@@ -173,58 +147,6 @@ GmmModel model_from_arrays(py::array_t<double, py::array::c_style | py::array::f
     for (size_t i = 0; i < m.variances.size(); i++) m.variances[i] = float(variances.data()[i]);
     m.validate();
     return m;
-}
-
-/// The point the E-step centers rows on (see EStep::set_model): the mixture's
-/// mean Σ w_k μ_k, which after EM equals the training data's mean.
-std::vector<float> mixture_mean(const GmmModel& m) {
-    std::vector<double> c(m.d, 0.0);
-    for (int64_t k = 0; k < m.K; k++) {
-        const double w = std::exp(double(m.log_weights[k]));
-        for (int64_t j = 0; j < m.d; j++) c[j] += w * m.means[k * m.d + j];
-    }
-    return std::vector<float>(c.begin(), c.end());
-}
-
-// ------------------------------------------------------ blocked E-step ----
-
-/// Runs EStepCpu::log_responsibilities over the rows in chunks, so that only
-/// chunk × K floats of posteriors exist at a time (unless the caller asks for
-/// all of them, for predict_proba). fn(i0, n, log_resp or nullptr, loglik).
-template <class Fn>
-void for_each_chunk_posteriors(const GmmModel& model, const Rows& rows, int block_size, bool want_resp,
-                               float* full_resp, Fn fn) {
-    if (rows.d != model.d) {
-        throw std::invalid_argument("the rows have d = " + std::to_string(rows.d) + " but the model has d = " +
-                                    std::to_string(model.d));
-    }
-    EStepCpu estep(block_size);
-    // The E-step evaluates rows as x − center against a model in that same
-    // centered frame (it keeps ‖x‖² − 2x·μ + ‖μ‖² from cancelling in float32).
-    const std::vector<float> center = mixture_mean(model);
-    std::vector<float> neg(center.size());
-    for (size_t j = 0; j < center.size(); j++) neg[j] = -center[j];
-    estep.set_model(model.translated(neg.data()), center.data());
-    // ~32 MB of posteriors per chunk: large enough to keep every thread busy.
-    const int64_t chunk = std::clamp<int64_t>((int64_t(8) << 20) / std::max<int64_t>(model.K, 1), 1024, 1 << 18);
-    auto src = make_source(rows);
-    std::vector<uint8_t> scratch;
-    std::vector<float> resp, loglik;
-    for (int64_t i0 = 0; i0 < rows.n; i0 += chunk) {
-        const int64_t n = std::min(chunk, rows.n - i0);
-        VectorBlock b = src->read(i0, n, scratch);
-        check_finite(b, i0);
-        loglik.resize(n);
-        float* lr = nullptr;
-        if (full_resp) {
-            lr = full_resp + size_t(i0) * model.K;
-        } else if (want_resp) {
-            resp.resize(size_t(n) * model.K);
-            lr = resp.data();
-        }
-        estep.log_responsibilities(b, lr, loglik.data());
-        fn(i0, n, lr, loglik.data());
-    }
 }
 
 // -------------------------------------------------- faiss index pointers ----
@@ -383,6 +305,26 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("cuda_available", &cuda_available, "True when this build has the CUDA backend and a GPU is visible.");
 
+    m.def("parse_ivf_description",
+          [](const std::string& description) {
+              const IvfDescription p = parse_ivf_description(description);
+              py::dict r;
+              r["found"] = p.found;
+              r["faiss_description"] = p.faiss_description;
+              r["nlist"] = p.nlist;
+              r["token"] = p.token;
+              r["option_items"] = p.option_items;
+              r["gmm"] = p.options.gmm;
+              r["covariance_type"] = p.options.covariance_type;
+              r["spill"] = p.options.spill;
+              r["spill_rule"] = std::string(to_string(p.options.spill_params.rule));
+              r["faiss_ivf_token"] = p.faiss_ivf_token;
+              return r;
+          },
+          py::arg("description"),
+          "faiss_gmm::parse_ivf_description as a dict (the one parser of the IVF token); ValueError for a bad "
+          "token.");
+
     m.def("parse_gmm_description",
           [](const std::string& description) -> py::object {
               std::string faiss_description;
@@ -403,6 +345,14 @@ PYBIND11_MODULE(_core, m) {
           py::arg("index_ptr"), py::arg("params"));
 
     m.def("has_gmm_quantizer", [](std::uintptr_t p) { return gmm_quantizer_of(p) != nullptr; });
+
+    m.def("ivf_nlist",
+          [](std::uintptr_t p) -> std::optional<int64_t> {
+              const faiss::IndexIVF* ivf = find_ivf(as_index(p));
+              if (!ivf) return std::nullopt;
+              return int64_t(ivf->nlist);
+          },
+          "nlist of the IVF inside the index (faiss_gmm::find_ivf's walk), or None.");
 
     m.def("gmm_model_of_index",
           [](std::uintptr_t p) -> std::optional<GmmModel> {
@@ -606,21 +556,16 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("x"), py::arg("means"), py::arg("covariance_type"), py::arg("variance_floor"));
 
+    // scikit-learn's predict / predict_proba / score_samples: the library's GmmPosteriors
+    // (rows centered on the mixture mean, as for the quantizer and the spill index).
     m.def("predict",
           [](const GmmModel& model, const py::array& x, int block_size) {
               Rows rows = check_rows(x, "predict");
               py::array_t<int64_t> labels(rows.n);
               int64_t* out = labels.mutable_data();
-              const int64_t K = model.K;
+              auto src = make_source(rows);
               py::gil_scoped_release release;
-              for_each_chunk_posteriors(model, rows, block_size, true, nullptr,
-                                        [&](int64_t i0, int64_t n, const float* lr, const float*) {
-#pragma omp parallel for schedule(static)
-                                            for (int64_t i = 0; i < n; i++) {
-                                                const float* row = lr + i * K;
-                                                out[i0 + i] = std::max_element(row, row + K) - row;
-                                            }
-                                        });
+              GmmPosteriors(model, block_size).predict(*src, out);
               return labels;
           },
           py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
@@ -630,15 +575,9 @@ PYBIND11_MODULE(_core, m) {
               Rows rows = check_rows(x, "predict_proba");
               py::array_t<float> proba({rows.n, model.K});
               float* out = proba.mutable_data();
-              const int64_t K = model.K;
+              auto src = make_source(rows);
               py::gil_scoped_release release;
-              // Posteriors are written straight into the result: the N×K output
-              // is the only N×K array.
-              for_each_chunk_posteriors(model, rows, block_size, true, out,
-                                        [&](int64_t, int64_t n, float* lr, const float*) {
-#pragma omp parallel for schedule(static)
-                                            for (int64_t i = 0; i < n * K; i++) lr[i] = std::exp(lr[i]);
-                                        });
+              GmmPosteriors(model, block_size).predict_proba(*src, out);
               return proba;
           },
           py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
@@ -648,12 +587,30 @@ PYBIND11_MODULE(_core, m) {
               Rows rows = check_rows(x, "score_samples");
               py::array_t<double> ll(rows.n);
               double* out = ll.mutable_data();
+              auto src = make_source(rows);
               py::gil_scoped_release release;
-              for_each_chunk_posteriors(model, rows, block_size, false, nullptr,
-                                        [&](int64_t i0, int64_t n, const float*, const float* loglik) {
-                                            for (int64_t i = 0; i < n; i++) out[i0 + i] = loglik[i];
-                                        });
+              GmmPosteriors(model, block_size).score_samples(*src, out);
               return ll;
           },
           py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
+
+    // The posteriors of an index's GmmQuantizer (kept by the quantizer, as its spill rules use them).
+    m.def("index_log_posteriors",
+          [](std::uintptr_t index_ptr, const py::array& x) {
+              Rows rows = check_rows(x, "index_log_posteriors");
+              const GmmQuantizer* q = gmm_quantizer_of(index_ptr);
+              if (!q) throw std::invalid_argument("index_log_posteriors: the index has no GMM quantizer");
+              py::array_t<float> lr({rows.n, q->nlist});
+              py::array_t<float> ll(rows.n);
+              float* lr_out = lr.mutable_data();
+              float* ll_out = ll.mutable_data();
+              auto src = make_source(rows);
+              {
+                  py::gil_scoped_release release;
+                  q->posteriors()->log_posteriors(*src, lr_out, ll_out);
+              }
+              return py::make_tuple(lr, ll);
+          },
+          py::arg("index_ptr"), py::arg("x"),
+          "(log r (n, nlist), log p(x) (n)) from the index's GmmQuantizer::posteriors().");
 }

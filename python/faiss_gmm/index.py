@@ -19,7 +19,6 @@ read it back with the GmmQuantizer re-installed.
 """
 
 import os
-import re
 import warnings
 
 import faiss
@@ -57,20 +56,20 @@ def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs)
     the token. Only METRIC_L2 (GMM densities are Euclidean; for cosine search
     normalize the vectors and use L2, which ranks them identically).
     """
-    for part in description.split(","):
-        # The C++ factory also parses spill options on the IVF token
-        # (IVF1024_GMM_spill1.2, _soar, _resp, ...); they need an index type that
-        # faiss's SWIG layer does not know (faiss_gmm.spill has it), so refuse
-        # them here instead of silently dropping them.
-        if re.match(r"^IVF\d+_", part) and not re.fullmatch(r"IVF\d+_GMM(diag)?", part):
-            raise ValueError(f'"{part}" in "{description}": only IVF<nlist>_GMM and IVF<nlist>_GMMdiag are '
-                             "supported by faiss_gmm.index_factory in Python (spill / probing options are not "
-                             "available from Python yet)")
-    parsed = _core.parse_gmm_description(description)  # ValueError for a malformed _GMM token
-    if parsed is None:
+    parsed = _core.parse_ivf_description(description)  # the C++ parser; ValueError for a malformed token
+    # Options beyond _GMM / _GMMdiag (spill: IVF1024_GMM_spill1.2, _soar, _resp, ...)
+    # need an index type that faiss's SWIG layer does not know (faiss_gmm.spill has
+    # it), and IVF tokens of FAISS's own with options (IVF64_HNSW32) are not GMM:
+    # refused here instead of silently dropped.
+    odd = parsed["token"] if parsed["found"] and len(parsed["option_items"]) != 1 else parsed["faiss_ivf_token"]
+    if odd:
+        raise ValueError(f'"{odd}" in "{description}": only IVF<nlist>_GMM and IVF<nlist>_GMMdiag are '
+                         "supported by faiss_gmm.index_factory in Python (spill / probing options are not "
+                         "available from Python yet)")
+    if not parsed["gmm"]:
         raise ValueError(f'"{description}" has no IVF<nlist>_GMM or IVF<nlist>_GMMdiag token '
                          "(use faiss.index_factory for plain FAISS indexes)")
-    faiss_description, cov = parsed
+    faiss_description, cov = parsed["faiss_description"], parsed["covariance_type"]
     if metric != faiss.METRIC_L2:
         raise ValueError(f"faiss_gmm.index_factory supports only faiss.METRIC_L2 (got metric {metric}); for "
                          "cosine / inner-product search of normalized vectors use L2, which ranks them identically")
@@ -102,7 +101,7 @@ def train_ivf(index, xt, params=None, **kwargs):
     _core.install_gmm_quantizer(ptr, p)  # ValueError for a non-IVF, IP or trained index
     # Checked here so that bad input is a ValueError: raised inside faiss's
     # train() it would reach Python as faiss's generic RuntimeError.
-    nlist = faiss.extract_index_ivf(index).nlist
+    nlist = _core.ivf_nlist(ptr)  # install_gmm_quantizer found the IVF: not None
     if xt.shape[0] < nlist:
         raise ValueError(f"train_ivf: {xt.shape[0]} training vectors for nlist = {nlist} components "
                          "(need at least nlist; FAISS recommends 39 * nlist or more)")

@@ -224,3 +224,20 @@ def test_index_outlives_python_references(data):
     assert idx.search(xq, 1)[1].shape == (50, 1)
     del idx
     gc.collect()
+
+
+def test_factory_parses_with_the_library_parser():
+    # faiss_gmm.index_factory reads descriptions through the C++ parser of the IVF
+    # token (faiss_gmm/ivf_token.h), the one the C++ factory and the evaluation use.
+    p = faiss_gmm._core.parse_ivf_description("OPQ8_16,IVF64_GMMdiag_soar_spill1.5,PQ8")
+    assert p["found"] and p["gmm"] and p["spill"]
+    assert p["spill_rule"] == "soar"
+    assert p["covariance_type"] == faiss_gmm._core.CovarianceType.Diagonal
+    assert p["faiss_description"] == "OPQ8_16,IVF64,PQ8"
+    assert p["nlist"] == 64 and p["token"] == "IVF64_GMMdiag_soar_spill1.5"
+    assert p["option_items"] == ["GMMdiag", "soar", "spill1.5"]
+    assert faiss_gmm._core.parse_ivf_description("IVF64_HNSW32,Flat")["faiss_ivf_token"] == "IVF64_HNSW32"
+    with pytest.raises(ValueError, match="was removed"):
+        faiss_gmm.index_factory(D, "IVF16_GMM_probepost,Flat")
+    with pytest.raises(ValueError, match="only IVF<nlist>_GMM"):
+        faiss_gmm.index_factory(D, "IVF16_HNSW32,Flat")

@@ -323,3 +323,25 @@ def test_score_samples_exact_for_narrow_and_collapsed_components(cov):
     assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) <= 1e-6
     assert np.max(np.abs(ours.predict_proba(x) - want_proba)) <= 1e-5
     assert ours.predict(x)[0] == 0 and ours.predict(x)[1] == 1
+
+
+def test_estimator_and_index_share_the_library_posteriors():
+    """GaussianMixture.predict / score_samples and an IVF's GmmQuantizer (what its
+    spill rules use) both evaluate posteriors through faiss_gmm::GmmPosteriors, with
+    the same centering: on the index's own model they give the same numbers, bit for
+    bit (tests/test_posteriors.cpp checks that API against float64)."""
+    import faiss
+    rng = np.random.default_rng(3)
+    d = 16
+    x = (100.0 + rng.standard_normal((4000, d)) + np.repeat(rng.standard_normal((8, d)) * 4, 500, axis=0))
+    x = x.astype(np.float32)
+    index = faiss_gmm.index_factory(d, "IVF8_GMMdiag,Flat", niter=5)
+    index.train(x)
+    model = faiss_gmm.get_gmm_model(index)
+    log_resp, loglik = faiss_gmm._core.index_log_posteriors(int(index.this), x)
+    est = GaussianMixture(8, covariance_type="diag")
+    est.model_ = model
+    est.n_features_in_ = d
+    assert np.array_equal(est.score_samples(x), loglik.astype(np.float64))
+    assert np.array_equal(est.predict(x), np.argmax(log_resp, axis=1))
+    assert isinstance(index, faiss.Index)

@@ -1,0 +1,71 @@
+// The one parser of faiss-gmm's IVF token, used by the factory
+// (gmm_index_factory), the evaluation (eval/) and Python (faiss_gmm.index_factory):
+// FAISS's IVF<nlist> token with options appended with '_':
+//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio|_resp[<t>]][_max<m>][_ppost]
+//   _GMM / _GMMdiag  the coarse quantizer is a GMM with spherical / diagonal covariances
+//   _spill<B>   store border vectors in several lists, B entries per vector on average
+//               (threshold chosen at the first add); the rule is the GMM posterior ratio
+//               with _GMM*, the k-means distance ratio without
+//   _tau<t>     GMM posterior rule with the fixed threshold (r_j/r_1)^(1/T) ≥ t; _T<t> temperature
+//   _eps<e>     distance-ratio rule with the fixed threshold ‖x−c_j‖² ≤ (1+e)‖x−c_1‖²
+//   _ratio      distance-ratio rule even with _GMM*;  _soar[<λ>] SOAR-amended ratio (λ default 1)
+//   _resp[<t>]  GMM responsibility rule: every list j with r_j ≥ t (absolute; default t = 1/nlist,
+//               the research's rule; with _spill<B> the B·n most likely pairs); at most 8 lists unless _max
+//   _max<m>     at most m lists per vector (default 2, or ⌈B⌉ when B > 2)
+//   _ppost      primary list = highest posterior instead of nearest mean
+//   (_probepost, _pscale<γ>, _ppow<α>: probe rankings by posterior / variance, removed in issue 14
+//   because they never paid; refused with a message saying so)
+// Everything else in a description is FAISS's, passed through untouched.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "GmmParams.h"
+#include "IndexIVFSpill.h"
+
+namespace faiss_gmm {
+
+/// What the IVF token of a description asks for.
+struct IvfOptions {
+    bool gmm = false;                ///< _GMM / _GMMdiag given
+    CovarianceType covariance_type = CovarianceType::Spherical;
+    bool spill = false;              ///< an IndexIVFSpill is wanted
+    SpillParams spill_params;        ///< its settings
+};
+
+/// A description parsed: the IVF token with faiss-gmm options, if any, and the rest.
+struct IvfDescription {
+    bool found = false;            ///< the description has an IVF<nlist>_... token with faiss-gmm options
+    std::string faiss_description; ///< what faiss::index_factory builds: that token as IVF<nlist> (= input when !found)
+    int64_t nlist = 0;             ///< of that token (when !found: of the first IVF<nlist> token, FAISS's; 0 if none)
+    std::string token;             ///< that token as written, e.g. "IVF1024_GMM_soar_spill1.5"
+    std::vector<std::string> option_items; ///< its options in order, e.g. {"GMM", "soar", "spill1.5"}
+    IvfOptions options;            ///< what they ask for
+    std::string faiss_ivf_token;   ///< the first IVF<nlist>_... token left to FAISS (e.g. "IVF64_HNSW32"), else ""
+};
+
+/// Parses a factory description (see above). Throws std::invalid_argument, naming
+/// the token and the description, for a malformed or contradictory token of ours,
+/// more than one, or a removed option (with the reason it was removed).
+IvfDescription parse_ivf_description(const std::string& description);
+
+/// The description with its IVF token's faiss-gmm options replaced by `options`
+/// ("GMM_spill1.2", "GMMdiag", "spill1.5"; "" for none): how the evaluation turns a
+/// base description ("OPQ16_64,IVF1024,PQ16") into a method's. The result is parsed
+/// again, so bad options throw as in parse_ivf_description. Throws std::invalid_argument
+/// when the description has no IVF<nlist> token.
+std::string with_ivf_options(const std::string& description, const std::string& options);
+
+/// parse_ivf_description's outputs in the older form: false when the description has
+/// none of our options (then the outputs are untouched).
+bool parse_ivf_options(const std::string& description, std::string* faiss_description, IvfOptions* options);
+
+/// The covariance type a description asks for, and the FAISS description it maps
+/// to ("IVF1024_GMMdiag,PQ16" -> Diagonal, "IVF1024,PQ16"); false when there is no
+/// GMM token (spill options are stripped too).
+bool parse_gmm_description(const std::string& description, std::string* faiss_description,
+                           CovarianceType* covariance_type);
+
+} // namespace faiss_gmm

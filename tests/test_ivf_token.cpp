@@ -1,0 +1,189 @@
+// The one parser of the IVF token (faiss_gmm/ivf_token.h): every option alone and
+// in the combinations the factory documents, what is left to FAISS, and a clear
+// error (naming the token and the description) for every kind of bad token,
+// including the removed probe rankings' own message.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "faiss_gmm/ivf_token.h"
+
+using namespace faiss_gmm;
+
+namespace {
+
+/// The message parse_ivf_description throws for description ("" when it does not).
+std::string error_of(const std::string& description) {
+    try {
+        parse_ivf_description(description);
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "";
+}
+
+void expect_error(const std::string& description, const std::string& part) {
+    const std::string e = error_of(description);
+    EXPECT_NE(e.find(part), std::string::npos) << description << " -> \"" << e << "\", expected \"" << part << "\"";
+    EXPECT_NE(e.find(description), std::string::npos) << "the message does not name the description: " << e;
+}
+
+} // namespace
+
+TEST(IvfToken, CovarianceTokens) {
+    IvfDescription p = parse_ivf_description("OPQ16_64,IVF1024_GMM,PQ16");
+    EXPECT_TRUE(p.found);
+    EXPECT_EQ(p.faiss_description, "OPQ16_64,IVF1024,PQ16");
+    EXPECT_EQ(p.nlist, 1024);
+    EXPECT_EQ(p.token, "IVF1024_GMM");
+    EXPECT_EQ(p.option_items, std::vector<std::string>{"GMM"});
+    EXPECT_TRUE(p.options.gmm);
+    EXPECT_EQ(p.options.covariance_type, CovarianceType::Spherical);
+    EXPECT_FALSE(p.options.spill);
+    EXPECT_EQ(p.faiss_ivf_token, "");
+
+    p = parse_ivf_description("IVF256_GMMdiag,PQ16x4fsr");
+    EXPECT_EQ(p.faiss_description, "IVF256,PQ16x4fsr");
+    EXPECT_EQ(p.options.covariance_type, CovarianceType::Diagonal);
+    EXPECT_FALSE(p.options.spill);
+}
+
+TEST(IvfToken, SpillBudgetPicksTheRuleFromTheQuantizer) {
+    IvfDescription p = parse_ivf_description("IVF64_GMM_spill1.2,Flat");
+    EXPECT_TRUE(p.options.spill);
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Posterior); // GMM: posterior ratio
+    EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.2);
+    EXPECT_EQ(p.options.spill_params.max_copies, 2);
+    p = parse_ivf_description("IVF64_spill1.2,PQ16x4");
+    EXPECT_FALSE(p.options.gmm);
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::DistanceRatio); // k-means: distance ratio
+    EXPECT_EQ(p.faiss_description, "IVF64,PQ16x4");
+    p = parse_ivf_description("IVF64_GMM_spill2.5,Flat");
+    EXPECT_EQ(p.options.spill_params.max_copies, 3); // ⌈B⌉ when B > 2
+    p = parse_ivf_description("IVF64_GMM_spill2.5_max5,Flat");
+    EXPECT_EQ(p.options.spill_params.max_copies, 5);
+}
+
+TEST(IvfToken, FixedThresholdRules) {
+    IvfDescription p = parse_ivf_description("IVF64_GMMdiag_tau0.05_T4_max3,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Posterior);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.tau, 0.05);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.temperature, 4);
+    EXPECT_EQ(p.options.spill_params.max_copies, 3);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 0);
+    p = parse_ivf_description("IVF64_eps0.3,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::DistanceRatio);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.epsilon, 0.3);
+    p = parse_ivf_description("IVF64_GMM_ratio_spill1.5,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::DistanceRatio); // _ratio even with GMM
+}
+
+TEST(IvfToken, SoarAndResponsibilityRules) {
+    IvfDescription p = parse_ivf_description("IVF64_GMM_soar_spill1.5,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Soar);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 1);
+    EXPECT_EQ(p.option_items, (std::vector<std::string>{"GMM", "soar", "spill1.5"}));
+    p = parse_ivf_description("IVF64_soar2_eps0.2,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Soar);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 2);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.epsilon, 0.2);
+    p = parse_ivf_description("IVF64_GMM_resp,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Responsibility);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.tau, 1.0 / 64); // the research's 1/K
+    EXPECT_EQ(p.options.spill_params.max_copies, 8);
+    p = parse_ivf_description("IVF64_GMM_resp0.2_max3,Flat");
+    EXPECT_DOUBLE_EQ(p.options.spill_params.tau, 0.2);
+    EXPECT_EQ(p.options.spill_params.max_copies, 3);
+    p = parse_ivf_description("IVF64_GMM_resp_spill1.5,Flat");
+    EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.5);
+}
+
+TEST(IvfToken, PosteriorPrimaryAlone) {
+    const IvfDescription p = parse_ivf_description("IVF64_GMM_ppost,Flat");
+    EXPECT_TRUE(p.options.spill);
+    EXPECT_TRUE(p.options.spill_params.primary_by_posterior);
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::None); // one list per vector
+}
+
+TEST(IvfToken, WhatIsLeftToFaiss) {
+    for (const char* d : {"IVF64,Flat", "PCA32,IVF128,Flat", "HNSW32", "Flat", ""}) {
+        const IvfDescription p = parse_ivf_description(d);
+        EXPECT_FALSE(p.found) << d;
+        EXPECT_EQ(p.faiss_description, d);
+        EXPECT_EQ(p.faiss_ivf_token, "") << d;
+    }
+    EXPECT_EQ(parse_ivf_description("PCA32,IVF128,Flat").nlist, 128);
+    EXPECT_EQ(parse_ivf_description("HNSW32").nlist, 0);
+    const IvfDescription h = parse_ivf_description("IVF64_HNSW32,Flat"); // FAISS's own IVF token
+    EXPECT_FALSE(h.found);
+    EXPECT_EQ(h.faiss_ivf_token, "IVF64_HNSW32");
+    EXPECT_EQ(h.nlist, 64);
+    EXPECT_EQ(parse_ivf_description("IVF16_GMMfull,Flat").faiss_ivf_token, "IVF16_GMMfull");
+}
+
+TEST(IvfToken, BadValuesAreNamed) {
+    for (const char* d : {"IVF64_GMM_spill1.2.3,Flat", "IVF64_GMM2,Flat", "IVF64_GMM_ratio1_spill1.2,Flat",
+                          "IVF64_GMM_ppost1,Flat", "IVF64_GMM_resp2,Flat", "IVF64_GMM_resp0,Flat",
+                          "IVF64_GMM_spill1.2_max0,Flat", "IVF64_GMM_spill1.2_max65,Flat",
+                          "IVF64_GMM_spill1.2_max1.5,Flat", "IVF64_GMM_tau,Flat", "IVF64_eps,Flat",
+                          "IVF64_GMM_T_spill1.2,Flat", "IVF64_GMM_tau0.1_T1e,Flat"}) {
+        expect_error(d, "bad value in option");
+    }
+}
+
+TEST(IvfToken, MalformedTokensAreRefused) {
+    expect_error("IVF64_GMM_foo,Flat", "cannot parse \"IVF64_GMM_foo\"");
+    expect_error("IVF64_GMM_spillx,Flat", "cannot parse \"IVF64_GMM_spillx\""); // not a number: not an option
+    expect_error("IVF_GMM,Flat", "cannot parse \"IVF_GMM\"");
+    expect_error("IVFx_GMM,Flat", "(expected IVF<nlist>_GMM or IVF<nlist>_GMMdiag)");
+    expect_error("IVF16_GMM,IVF8_GMM,Flat", "more than one IVF<n>_... token");
+}
+
+TEST(IvfToken, ContradictionsAreRefused) {
+    for (const char* d : {"IVF64_GMM_soar_tau0.1,Flat", "IVF64_GMM_ratio_tau0.1,Flat", "IVF64_GMM_resp_soar_spill1.2,Flat",
+                          "IVF64_GMM_resp_ratio_spill1.2,Flat", "IVF64_soar_ratio_spill1.2,Flat"}) {
+        expect_error(d, "choose different rules");
+    }
+    expect_error("IVF64_GMM_spill1.2_tau0.1,Flat", "are exclusive");
+    expect_error("IVF64_GMM_resp0.1_spill1.2,Flat", "are exclusive");
+    expect_error("IVF64_GMM_soar,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
+    expect_error("IVF64_GMM_ratio,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
+    for (const char* d : {"IVF64_tau0.1,Flat", "IVF64_resp,Flat", "IVF64_ppost_spill1.2,Flat"}) {
+        expect_error(d, "need _GMM or _GMMdiag");
+    }
+}
+
+TEST(IvfToken, RemovedProbeRankingsKeepTheirMessage) {
+    for (const char* o : {"probepost", "pscale2", "ppow0.25"}) {
+        const std::string d = std::string("IVF64_GMM_soar_spill1.5_") + o + ",Flat";
+        const std::string e = error_of(d);
+        EXPECT_NE(e.find(std::string("option \"") + o + "\" was removed"), std::string::npos) << e;
+        EXPECT_NE(e.find("lists are probed by L2"), std::string::npos) << e;
+    }
+    EXPECT_NE(error_of("IVF64_probepost,Flat").find("was removed"), std::string::npos);
+}
+
+TEST(IvfToken, OlderEntryPointsAgree) {
+    std::string fd = "untouched";
+    IvfOptions o;
+    EXPECT_FALSE(parse_ivf_options("IVF64,Flat", &fd, &o));
+    EXPECT_EQ(fd, "untouched");
+    ASSERT_TRUE(parse_ivf_options("IVF64_GMM_soar_spill1.5,Flat", &fd, &o));
+    EXPECT_EQ(fd, "IVF64,Flat");
+    EXPECT_EQ(o.spill_params.rule, SpillRule::Soar);
+    CovarianceType t = CovarianceType::Spherical;
+    EXPECT_FALSE(parse_gmm_description("IVF64_spill1.2,Flat", &fd, &t)); // spill without GMM
+    ASSERT_TRUE(parse_gmm_description("IVF64_GMMdiag_spill1.2,Flat", &fd, &t));
+    EXPECT_EQ(fd, "IVF64,Flat"); // spill options stripped too
+    EXPECT_EQ(t, CovarianceType::Diagonal);
+}
+
+TEST(IvfToken, WithIvfOptionsReplacesOurOptions) {
+    EXPECT_EQ(with_ivf_options("IVF256,Flat", "GMM"), "IVF256_GMM,Flat");
+    EXPECT_EQ(with_ivf_options("OPQ16_64,IVF1024,PQ16", "GMMdiag_spill1.2"), "OPQ16_64,IVF1024_GMMdiag_spill1.2,PQ16");
+    EXPECT_EQ(with_ivf_options("IVF64_GMM_spill1.5,SQ8", "soar_spill1.2"), "IVF64_soar_spill1.2,SQ8");
+    EXPECT_EQ(with_ivf_options("IVF64_GMM,SQ8", ""), "IVF64,SQ8");
+    EXPECT_THROW(with_ivf_options("HNSW32", "GMM"), std::invalid_argument);
+    EXPECT_THROW(with_ivf_options("IVF64,Flat", "GMM_foo"), std::invalid_argument); // checked by the parser
+}
