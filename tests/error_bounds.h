@@ -216,21 +216,30 @@ inline void add_row_stats_bound(const RowStatsTerms& a, const GmmModel& m, const
 /// shift's double rounding would matter) are outside what this covers.
 class EStepRowErrors {
   public:
-    EStepRowErrors(const GmmModel& m, const float* center) : m_(m), center_(center) {
+    /// The E-step was given (m, center): m is in the frame of x − center. With
+    /// model_in_data_frame, m is in the rows' own frame and the E-step was given
+    /// m.translated(−center) (GmmPosteriors' convention): that float32 translation's
+    /// rounding, |Δμ_j| <= u|μ_j − c_j|, moves each log-density by at most
+    /// Σ_j (|x'_j − μ'_j| u|μ'_j| + (u μ'_j)²/2)/σ²_j (primes: the frame of c), added here.
+    EStepRowErrors(const GmmModel& m, const float* center, bool model_in_data_frame = false)
+        : m_(m), center_(center), moved_(model_in_data_frame) {
         const int64_t K = m.K, d = m.d;
         const bool spherical = m.covariance_type == CovarianceType::Spherical;
-        const std::vector<double> c = m.log_constants();
         const_mag_.resize(size_t(K));
         ref_const_.resize(size_t(K));
+        means_.resize(m.means.size());
         for (int64_t k = 0; k < K; k++) {
             double c0 = double(m.log_weights[size_t(k)]), mu_term = 0, ref = std::fabs(double(m.log_weights[size_t(k)]));
             for (int64_t j = 0; j < d; j++) {
-                const double var = m.variance(k, j), mu = m.means[size_t(k * d + j)];
+                const double var = m.variance(k, j);
+                const double mu = double(m.means[size_t(k * d + j)]) - (moved_ && center ? double(center[j]) : 0.0);
+                means_[size_t(k * d + j)] = mu;
                 c0 -= 0.5 * (kLog2Pi + std::log(var));
                 mu_term += 0.5 * mu * mu / var;
                 ref += 0.5 * (kLog2Pi + std::fabs(std::log(var)));
             }
-            const_mag_[size_t(k)] = spherical ? std::fabs(c[size_t(k)]) : std::fabs(c0) + mu_term;
+            // The E-step's constant: log w − ½Σ log(2πσ²) (spherical), minus Σ μ²/(2σ²) (diagonal).
+            const_mag_[size_t(k)] = spherical ? std::fabs(c0) : std::fabs(c0) + mu_term;
             ref_const_[size_t(k)] = ref;
         }
         xp.resize(size_t(d));
@@ -244,25 +253,29 @@ class EStepRowErrors {
         const double g3 = gamma(3), g2 = gamma(2), gd6 = gamma(double(d + 6)), g2d6 = gamma(double(2 * d + 6));
         const double gref = gamma_double(double(3 * d + 8)), gref_dist = gamma_double(double(d + 6));
         for (int64_t j = 0; j < d; j++) xp[size_t(j)] = double(x[j]) - (center_ ? double(center_[j]) : 0.0);
+        std::vector<double> own_frame(x, x + d);
         double lmax = -INFINITY;
         for (int64_t k = 0; k < K; k++) {
-            double dk = 0, sk = 0, tk = 0, qk = 0;
+            double dk = 0, sk = 0, tk = 0, qk = 0, moved = 0;
             for (int64_t j = 0; j < d; j++) {
-                const double xj = xp[size_t(j)], mu = m_.means[size_t(k * d + j)], var = m_.variance(k, j);
+                const double xj = xp[size_t(j)], mu = means_[size_t(k * d + j)], var = m_.variance(k, j);
                 const double s = (std::fabs(xj) + std::fabs(mu)) * (std::fabs(xj) + std::fabs(mu));
                 dk += (xj - mu) * (xj - mu);
                 sk += s;
                 tk += (std::fabs(xj) * std::fabs(mu) + 0.5 * xj * xj) / var;
                 qk += s / var;
+                const double dmu = kUnitRoundoff * std::fabs(mu);
+                moved += (std::fabs(xj - mu) * dmu + 0.5 * dmu * dmu) / var;
             }
             const double w = 0.5 / m_.variance(k, 0);
-            l[size_t(k)] = m_.log_joint(xp.data(), k);
+            l[size_t(k)] = m_.log_joint(moved_ ? own_frame.data() : xp.data(), k);
             lmax = std::max(lmax, l[size_t(k)]);
             dist[size_t(k)] = dk;
             dist_err[size_t(k)] = gd6 * sk;
             dist_err_ref[size_t(k)] = gref_dist * sk;
-            delta_float[size_t(k)] = spherical ? (1 + g3) * w * gd6 * sk + g3 * (w * dk + const_mag_[size_t(k)])
-                                               : g2d6 * tk + g2 * const_mag_[size_t(k)];
+            delta_float[size_t(k)] = (spherical ? (1 + g3) * w * gd6 * sk + g3 * (w * dk + const_mag_[size_t(k)])
+                                                : g2d6 * tk + g2 * const_mag_[size_t(k)]) +
+                                     (moved_ ? moved * (1 + kUnitRoundoff) : 0.0);
             delta_ref[size_t(k)] = gref * (ref_const_[size_t(k)] + 0.5 * qk);
         }
         double s = 0;
@@ -293,6 +306,8 @@ class EStepRowErrors {
     static constexpr double kLog2Pi = 1.8378770664093454835606594728112;
     const GmmModel& m_;
     const float* center_;
+    bool moved_;
+    std::vector<double> means_; ///< the model's means in the frame of x − center, in double
     std::vector<double> const_mag_, ref_const_;
 };
 

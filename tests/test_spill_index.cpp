@@ -17,6 +17,7 @@
 #include <memory>
 #include <set>
 
+#include "faiss_gmm/GmmPosteriors.h"
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/IndexIVFSpill.h"
 #include "faiss_gmm/gmm_index_factory.h"
@@ -169,8 +170,10 @@ TEST(SpillRules, PosteriorRatioWithTemperature) {
     std::vector<float> cost(1);
     c->spill_costs(1, &x, prim.data(), cost.data(), cand.data());
     // (ℓ_0 − ℓ_1)/T = 2/2, from the E-step's float log r (within log_resp_bound of
-    // exact each), then rounded to float.
-    faiss_gmm::testing::EStepRowErrors row(m, nullptr);
+    // exact each; evaluated centered on the mixture mean, as GmmPosteriors does), then
+    // rounded to float.
+    const GmmPosteriors post(m);
+    faiss_gmm::testing::EStepRowErrors row(m, post.center().data(), true);
     row.analyse(&x);
     const double tol = (row.log_resp_bound(0) + row.log_resp_bound(1)) / 2 + faiss_gmm::testing::kUnitRoundoff * 1.01;
     EXPECT_NEAR(cost[0], 1.0, tol);
@@ -219,7 +222,8 @@ TEST(SpillRules, ResponsibilityAgainstDirectComputation) {
     std::vector<idx_t> prim(x.size()), cand(x.size() * 3);
     std::vector<float> cost(x.size() * 3);
     index.spill_costs(idx_t(x.size()), x.data(), prim.data(), cost.data(), cand.data());
-    faiss_gmm::testing::EStepRowErrors row(m, nullptr);
+    const GmmPosteriors post(m); // the posteriors' frame: centered on the mixture mean
+    faiss_gmm::testing::EStepRowErrors row(m, post.center().data(), true);
     for (size_t i = 0; i < x.size(); i++) {
         row.analyse(&x[i]);
         for (int t = 0; t < 3; t++) {
