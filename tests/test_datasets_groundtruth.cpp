@@ -15,6 +15,7 @@
 #include "datasets/GroundTruth.h"
 #include "datasets/Synthetic.h"
 #include "datasets/VecsFile.h"
+#include "error_bounds.h"
 
 using namespace faiss_gmm;
 using namespace faiss_gmm::datasets;
@@ -151,9 +152,9 @@ TEST(DatasetsGroundTruth, MatchesBruteForceAllMetricsWithTies) {
         GroundTruth gt = compute_ground_truth(src, q.n, q.data.data(), 15, m, gp);
         GroundTruth bf = brute_force(base, q, 15, m);
         EXPECT_EQ(gt.ids.data, bf.ids.data) << to_string(m);
-        for (size_t i = 0; i < gt.distances.data.size(); i++) {
-            EXPECT_NEAR(gt.distances.data[i], bf.distances.data[i], 1e-5 * (1 + std::fabs(bf.distances.data[i])));
-        }
+        // The same ids, each distance from the same exact_distance() call rounded to float:
+        // bit-identical.
+        EXPECT_EQ(gt.distances.data, bf.distances.data) << to_string(m);
     }
     // Query 0 equals row 3 and its two copies (ids 700, 702): all at distance 0, lower id first.
     GroundTruth gt = compute_ground_truth(src, q.n, q.data.data(), 3, Metric::L2);
@@ -191,7 +192,9 @@ TEST(DatasetsSynthetic, DeterministicAndRangeIndependent) {
     MixtureSample part = generate_mixture(p, 1000, 500);
     EXPECT_TRUE(std::equal(part.x.data.begin(), part.x.data.end(), a.x.row(1000)));
     EXPECT_TRUE(std::equal(part.labels.begin(), part.labels.end(), a.labels.begin() + 1000));
-    // Noise share and component sizes follow the parameters (loosely: 3000 samples).
+    // Noise share and component sizes follow the parameters. Each row is noise with
+    // probability 0.1: sd sqrt(0.1·0.9/3000) = 0.0055, 0.03 is 5.5 sd (P = 4e-8 for a
+    // random seed; this seed is fixed, so the outcome is deterministic).
     int64_t noise = std::count(a.labels.begin(), a.labels.end(), -1);
     EXPECT_NEAR(double(noise) / p.n, 0.1, 0.03);
     std::vector<int64_t> counts(p.ncomponents, 0);
@@ -200,8 +203,11 @@ TEST(DatasetsSynthetic, DeterministicAndRangeIndependent) {
             counts[l]++;
         }
     }
-    EXPECT_GT(counts[0], 2 * counts[5]); // Zipf weights: 1 vs 1/6
-    EXPECT_NEAR(std::accumulate(a.weights.begin(), a.weights.end(), 0.0), 1.0, 1e-12);
+    // Zipf weights 1 vs 1/6: E[c0 − 2c5] = 3000·0.9·(0.408 − 2·0.068) = 734, sd 41: 18 sd.
+    EXPECT_GT(counts[0], 2 * counts[5]);
+    // K divisions by the double sum, then a K-term double sum: within γ^double_2K of 1.
+    EXPECT_NEAR(std::accumulate(a.weights.begin(), a.weights.end(), 0.0), 1.0,
+                faiss_gmm::testing::gamma_double(double(2 * p.ncomponents)));
     // Another seed, other data.
     p.seed = 99;
     EXPECT_NE(generate_mixture(p).x.data, a.x.data);
@@ -232,7 +238,11 @@ TEST(DatasetsSynthetic, AnisotropyShapesTheClusters) {
         }
     }
     double lo = *std::min_element(var.begin(), var.end()), hi = *std::max_element(var.begin(), var.end());
-    EXPECT_GT(std::sqrt(hi / lo), 10.0); // std ratio well above 1 (random draws in [0.1, 10])
+    // 16 per-dimension stds log-uniform in [0.1, 10] (ratio <= 100). Above 10 unless the 16
+    // draws span less than half the log range: P = 16·2^-15 − 15·2^-16 = 2.6e-4 (seed fixed).
+    EXPECT_GT(std::sqrt(hi / lo), 10.0);
+    // Each variance from 20000 draws (mean 0 known): relative sd sqrt(2/20000) = 1%; at 5 sd
+    // the std ratio is at most 100·sqrt(1.05/0.95) = 105 < 110.
     EXPECT_LE(std::sqrt(hi / lo), 110.0);
 }
 
@@ -247,7 +257,10 @@ TEST(DatasetsLoad, NamedDatasetsAndComputedGroundTruth) {
     EXPECT_EQ(d.queries.n, 50);
     EXPECT_EQ(d.groundtruth.n, 50);
     EXPECT_FALSE(d.groundtruth_computed);
-    EXPECT_NEAR(std::sqrt(std::inner_product(d.base.row(5), d.base.row(5) + d.d(), d.base.row(5), 0.0)), 1.0, 1e-5);
+    // Normalized in float by float(1/‖x‖) (‖x‖ in double): 2 roundings, within 2u(1 + u) of
+    // 1 (the double norm here adds ~1e-15); 3u used.
+    EXPECT_NEAR(std::sqrt(std::inner_product(d.base.row(5), d.base.row(5) + d.d(), d.base.row(5), 0.0)), 1.0,
+                3 * faiss_gmm::testing::kUnitRoundoff);
     // A base prefix: the shipped ground truth no longer applies and is recomputed.
     DatasetSpec p = named_dataset("siftsmall", root);
     p.max_base = 2000;

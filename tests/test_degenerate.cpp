@@ -107,6 +107,9 @@ TEST(Degenerate, FarFromTheOrigin) {
         GmmTrainer t(params(type));
         GmmModel m = t.fit(n, d, x.data(), 4);
         expect_finite(m, t, to_string(type));
+        // A regime test, not a tolerance: uncentered, ‖x‖² − 2x·μ + ‖μ‖² would be off by
+        // ~‖x‖²·d·2^-24 ≈ 8·1e10·6e-8 ≈ 5e3 per row; the clusters' variances are ~1 (a few
+        // tens at most should EM merge two of them, centres 3·N(0, 1) apart per coordinate).
         for (float v : m.variances) EXPECT_LT(v, 100.0f) << "variances of unit clusters, not of the offset";
     }
 }

@@ -8,11 +8,13 @@
 
 #include "faiss_gmm/BlockAlignedRows.h"
 #include "faiss_gmm/em_steps.h"
+#include "error_bounds.h"
 #include "test_helpers.h"
 
 using namespace faiss_gmm;
 using faiss_gmm::testing::clustered_data;
 using faiss_gmm::testing::random_model;
+constexpr double kU = faiss_gmm::testing::kUnitRoundoff; // float32's 2^-24
 
 namespace {
 
@@ -44,15 +46,17 @@ TEST(EmSteps, MStepIsTheClosedFormWithFloorAndEmptyComponents) {
         for (int64_t k = 0; k < 4; k++) {
             const double nk = stats.nk[size_t(k)];
             sq += nk * nk;
-            EXPECT_NEAR(std::exp(double(got.log_weights[size_t(k)])), nk / stats.n, 1e-6);
+            // float(log w): off by <= u·|log w|, so exp of it by that relative (+ a few 2^-53).
+            const double w = nk / stats.n;
+            EXPECT_NEAR(std::exp(double(got.log_weights[size_t(k)])), w, w * (kU * std::fabs(std::log(w)) + 0x1p-50));
             std::vector<double> mu(d), shift(d);
             double shift_sq = 0;
             for (int64_t j = 0; j < d; j++) {
                 mu[size_t(j)] = stats.sum_x[size_t(k * d + j)] / nk;
                 shift[size_t(j)] = mu[size_t(j)] - model.means[size_t(k * d + j)];
                 shift_sq += shift[size_t(j)] * shift[size_t(j)];
-                // float32 rounding of the new mean: half an ulp.
-                EXPECT_NEAR(got.means[size_t(k * d + j)], mu[size_t(j)], 1e-6 * (1 + std::fabs(mu[size_t(j)])));
+                // The same double expression as m_step's, then float32 rounding: <= u·|μ|.
+                EXPECT_NEAR(got.means[size_t(k * d + j)], mu[size_t(j)], kU * std::fabs(mu[size_t(j)]));
             }
             for (int64_t j = 0; j < model.nvar(); j++) {
                 double v = type == CovarianceType::Spherical
@@ -63,13 +67,17 @@ TEST(EmSteps, MStepIsTheClosedFormWithFloorAndEmptyComponents) {
                     v = floor;
                     floored++;
                 }
-                EXPECT_NEAR(got.variances[size_t(k * model.nvar() + j)], v, 1e-6 * v);
+                // The same double expression as m_step's, then float32 rounding: <= u·v.
+                EXPECT_NEAR(got.variances[size_t(k * model.nvar() + j)], v, kU * v);
             }
         }
         sq += stats.nk[4] * stats.nk[4];
         EXPECT_EQ(r.nfloored, floored);
         EXPECT_GT(floored, 0) << "the test should exercise the floor";
-        EXPECT_NEAR(r.imbalance_factor, sq * K / (stats.n * stats.n), 1e-12);
+        // The same double operations in the same order (an FMA contraction of Σ N_k² could
+        // differ): within γ^double_8 of the value.
+        const double want = sq * K / (stats.n * stats.n);
+        EXPECT_NEAR(r.imbalance_factor, want, faiss_gmm::testing::gamma_double(8) * want);
         // The empty component keeps its mean and variances.
         for (int64_t j = 0; j < d; j++) EXPECT_EQ(got.means[size_t(4 * d + j)], 1e4f);
     }
@@ -90,14 +98,22 @@ TEST(EmSteps, ReseedSplitsTheHeaviestComponentInTwo) {
     EXPECT_EQ(em::reseed_empty(m, stats, rng, model), 1);
     double wsum = 0;
     for (float lw : model.log_weights) wsum += std::exp(double(lw));
-    EXPECT_NEAR(wsum, 1.0, 1e-6);
-    EXPECT_NEAR(std::exp(double(model.log_weights[0])), 0.35, 1e-6);
+    // Renormalized in float: each log w off by <= u·(|log w| + 1) (its own rounding, the
+    // subtraction's, float(log Σw) and Σw's deviation from 1, all a few u), so the sum of
+    // the weights by Σ w·u(|log w| + 1).
+    double wsum_tol = 0;
+    for (float lw : model.log_weights) wsum_tol += std::exp(double(lw)) * kU * (std::fabs(double(lw)) + 1);
+    EXPECT_NEAR(wsum, 1.0, wsum_tol);
+    // log 0.35 = float(float(log 0.7) − log 2) − float(log Σw): three float roundings of
+    // values <= 1.1 plus Σw's own deviation from 1 (<= 3u): <= 5.5u in the log; 8u used.
+    EXPECT_NEAR(std::exp(double(model.log_weights[0])), 0.35, 0.35 * 8 * kU);
     EXPECT_EQ(model.log_weights[0], model.log_weights[2]);
     for (int64_t j = 0; j < d; j++) {
         const double delta = 0.1 * std::sqrt(double(before.variance(0, j)));
         const double mu = before.means[size_t(j)];
-        EXPECT_NEAR(std::fabs(model.means[size_t(j)] - mu), delta, 1e-5 * (1 + std::fabs(mu)));
-        EXPECT_NEAR(model.means[size_t(j)] + model.means[size_t(2 * d + j)], 2 * mu, 1e-5 * (1 + std::fabs(mu)));
+        // float(μ ± δ): off by <= u(|μ| + δ); their float sum adds <= u·2|μ| more.
+        EXPECT_NEAR(std::fabs(model.means[size_t(j)] - mu), delta, 2 * kU * (std::fabs(mu) + delta));
+        EXPECT_NEAR(model.means[size_t(j)] + model.means[size_t(2 * d + j)], 2 * mu, 4 * kU * (std::fabs(mu) + delta));
         EXPECT_EQ(model.variances[size_t(2 * d + j)], model.variances[size_t(j)]);
     }
     // Nothing to split: no split, weights still normalized.

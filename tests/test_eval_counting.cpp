@@ -85,7 +85,7 @@ TEST(EvalRecall, AngularDistanceUnits) {
     std::vector<float> q = {1, 0};
     std::vector<int64_t> I = {1};
     std::vector<double> rd = result_distances(datasets::Metric::Angular, 2, base.data(), 2, 1, q.data(), 1, I.data(), 1);
-    EXPECT_NEAR(rd[0], 1.0, 1e-12);
+    EXPECT_EQ(rd[0], 1.0); // integer components: the dot product and norms are exact, so is 1 − cos
 }
 
 namespace {
@@ -182,18 +182,25 @@ TEST(EvalCurve, Interpolation) {
     EXPECT_DOUBLE_EQ(cost_at_recall(cost, rec, 0.7, &first), 100);
     EXPECT_FALSE(first);
     // Halfway between 0.7 and 0.9 in recall = halfway in log cost: sqrt(100 * 1000).
-    EXPECT_NEAR(cost_at_recall(cost, rec, 0.8), std::sqrt(1e5), 1e-9);
+    // Double rounding only: t = (0.8 − 0.7)/(0.9 − 0.7) off by <= 26 ulps (the decimals'
+    // own rounding, amplified by the differences), three logs <= 1 ulp of 6.9, the sum and
+    // exp: exponent off by <= ~120·2^-53, so relative error <= 128·2^-53; 256·2^-53 used.
+    const double ulp = 0x1p-53;
+    EXPECT_NEAR(cost_at_recall(cost, rec, 0.8), std::sqrt(1e5), 256 * ulp * std::sqrt(1e5));
     EXPECT_DOUBLE_EQ(cost_at_recall(cost, rec, 0.4, &first), 10);
     EXPECT_TRUE(first);
     EXPECT_TRUE(std::isnan(cost_at_recall(cost, rec, 0.95)));
-    EXPECT_NEAR(recall_at_cost(cost, rec, std::sqrt(10.0 * 100)), 0.6, 1e-12);
+    // t = (log c − log 10)/(log 100 − log 10) = 1/2 to <= 20·2^-53 relative, then
+    // 0.5 + t·(0.7 − 0.5): <= 5·2^-53 absolute; 32·2^-53 used.
+    EXPECT_NEAR(recall_at_cost(cost, rec, std::sqrt(10.0 * 100)), 0.6, 32 * ulp);
     EXPECT_DOUBLE_EQ(recall_at_cost(cost, rec, 1000), 0.9);
     EXPECT_TRUE(std::isnan(recall_at_cost(cost, rec, 5)));
     EXPECT_TRUE(std::isnan(recall_at_cost(cost, rec, 2000)));
     // A non-monotone recall: the first crossing counts.
     std::vector<double> r2 = {0.5, 0.85, 0.8, 0.95};
     std::vector<double> c2 = {1, 10, 100, 1000};
-    EXPECT_NEAR(cost_at_recall(c2, r2, 0.85), 10, 1e-9);
+    // t = 1 exactly (the same difference over itself): exp(log 10), <= 4 ulps of 10.
+    EXPECT_NEAR(cost_at_recall(c2, r2, 0.85), 10, 8 * ulp * 10);
     std::vector<double> bad = {10, 5};
     std::vector<double> br = {0.1, 0.2};
     EXPECT_THROW(cost_at_recall(bad, br, 0.1), std::invalid_argument);
@@ -223,12 +230,17 @@ TEST(EvalCompare, RatiosAndGainsFromCurves) {
     ASSERT_EQ(r.comparisons.size(), 1u);
     const Comparison& c = r.comparisons[0];
     EXPECT_EQ(c.method, "gmm");
-    EXPECT_NEAR(c.targets[0].ratio_entries, 0.5, 1e-12);
-    EXPECT_NEAR(c.targets[1].ratio_distinct, 0.5, 1e-12);
+    // Each cost is exp(log c0 + 1·(log c1 − log c0)) at a curve point (t = 1 exactly):
+    // <= (2·|log c| + 2)·2^-53 ≈ 30·2^-53 relative, the ratio twice that; 128·2^-53 used.
+    const double ulp = 0x1p-53;
+    EXPECT_NEAR(c.targets[0].ratio_entries, 0.5, 128 * ulp * 0.5);
+    EXPECT_NEAR(c.targets[1].ratio_distinct, 0.5, 128 * ulp * 0.5);
     EXPECT_FALSE(c.targets[0].bound);
     // At k-means' cost 200, GMM's curve (costs 50..400) gives recall 0.9: gain 0.1.
-    EXPECT_NEAR(c.gains[1].gain, 0.1, 1e-12);
-    EXPECT_NEAR(c.gains[0].method_recall, 0.8, 1e-12);
+    // Recalls at curve points (t = 1 exactly): r0 + (r1 − r0), within 2 ulps of 1 of the
+    // decimal; the gain subtracts another: <= 6·2^-53 absolute; 16·2^-53 used.
+    EXPECT_NEAR(c.gains[1].gain, 0.1, 16 * ulp);
+    EXPECT_NEAR(c.gains[0].method_recall, 0.8, 16 * ulp);
     EXPECT_TRUE(std::isnan(c.gains[3].gain)); // 800 is beyond GMM's last point (400)
 }
 

@@ -21,6 +21,7 @@
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/gmm_index_factory.h"
 #include "faiss_gmm/gmm_io.h"
+#include "error_bounds.h"
 #include "test_helpers.h"
 
 using namespace faiss_gmm;
@@ -150,6 +151,10 @@ TEST_P(FactoryStrings, TrainAddSearch) {
     const double r = recall_at_10(*s, search(index.get(), *s, 64));
     const bool exact = std::string(GetParam()).find("Flat") != std::string::npos &&
                        std::string(GetParam()).find("PCA") == std::string::npos;
+    // Not a rounding-error bound: with Flat codes and every list probed the search is
+    // exhaustive, so only float ties at the 10th rank (IVF's direct vs the ground truth's
+    // BLAS distances) can cost recall; 0.999 allows 0.1% such swaps. For lossy codes 0.3 is
+    // a breakage floor (the encodings' recall is not derived here).
     EXPECT_GE(r, exact ? 0.999 : 0.3) << GetParam();
 }
 
@@ -213,9 +218,15 @@ TEST(GmmQuantizer, SearchReturnsTrueSquaredL2) {
     q.search(5, x.data(), 3, dist.data(), lab.data());
     for (int i = 0; i < 5; i++) {
         for (int j = 0; j < 3; j++) {
-            double ref = 0;
-            for (int c = 0; c < 16; c++) ref += std::pow(double(x[i * 16 + c]) - q.model.means[lab[i * 3 + j] * 16 + c], 2);
-            EXPECT_NEAR(dist[i * 3 + j], ref, 1e-3 * ref + 1e-3);
+            // A float32 squared distance, direct or expanded (‖x‖² + ‖μ‖² − 2x·μ): within
+            // 2γ_{d+3}(‖x‖² + ‖μ‖²) of exact, whatever the cancellation.
+            double ref = 0, norms = 0;
+            for (int c = 0; c < 16; c++) {
+                const double xc = x[i * 16 + c], mc = q.model.means[lab[i * 3 + j] * 16 + c];
+                ref += (xc - mc) * (xc - mc);
+                norms += xc * xc + mc * mc;
+            }
+            EXPECT_NEAR(dist[i * 3 + j], ref, 2 * faiss_gmm::testing::gamma(16 + 3) * norms);
         }
     }
 }
@@ -254,8 +265,11 @@ TEST(GmmClustering, FollowsTheFaissClusteringInterface) {
     EXPECT_EQ(std::vector<float>(index.get_xb(), index.get_xb() + 60), clus.centroids);
     ASSERT_EQ(clus.iteration_stats.size(), size_t(12));
     EXPECT_EQ(clus.iteration_stats.size(), clus.gmm_iteration_stats.size());
-    for (size_t i = 1; i < clus.iteration_stats.size(); i++) {
-        EXPECT_LE(clus.iteration_stats[i].obj, clus.iteration_stats[i - 1].obj + 1e-4f);
+    // obj is the negative mean log-likelihood of each iteration, as a float. (That EM never
+    // lowers it, up to the E-step's rounding-error bound, is test_trainer's
+    // LogLikelihoodNeverDecreases: the same trainer.)
+    for (size_t i = 0; i < clus.iteration_stats.size(); i++) {
+        EXPECT_EQ(clus.iteration_stats[i].obj, float(-clus.gmm_iteration_stats[i].loglik));
     }
     std::vector<float> w(4000, 1.0f);
     EXPECT_THROW(base.train(4000, x.data(), index, w.data()), std::invalid_argument);

@@ -18,6 +18,7 @@
 #include "faiss_gmm/EStepCpu.h"
 #include "faiss_gmm/ReproducibleSum.h"
 #include "faiss_gmm/SufficientStats.h"
+#include "error_bounds.h"
 #include "test_helpers.h"
 
 using namespace faiss_gmm;
@@ -185,14 +186,16 @@ TEST(ReproducibleSum, CpuEStepSameStatisticsForAnyThreadsAndBlockAlignedCalls) {
                 EXPECT_EQ(got.sum_sq, want.sum_sq) << what;
             }
         }
-        // And the values are the E-step's, against the float64 reference. Log-densities
-        // here are below 1e3 in magnitude; float32 evaluates them to ~1e3·2^-22, and
-        // responsibilities (hence N_k and Σ r x) inherit that relative error: 1e-3
-        // is a safe bound (test_estep_cpu checks the E-step's accuracy closely).
+        // And the values are the E-step's, against the float64 reference, within the
+        // rounding-error bound for these rows and this model (error_bounds.h; the exact
+        // sums' grid truncation, <= 2^-96 of the row bound per value, is far inside its
+        // double-summation term).
         SufficientStats ref(K, d, type);
         reference_estep(model, nullptr, n, x.data(), ref);
-        EXPECT_LE(faiss_gmm::testing::max_rel_error(want.nk, ref.nk), 1e-3);
-        EXPECT_LE(faiss_gmm::testing::max_rel_error(want.sum_x, ref.sum_x), 1e-3);
+        const VectorBlock rows{x.data(), DataType::Float32, n, d};
+        faiss_gmm::testing::expect_stats_within_bound(want, ref,
+                                                      faiss_gmm::testing::estep_error_bound(model, nullptr, rows, 64),
+                                                      to_string(type));
     }
 }
 

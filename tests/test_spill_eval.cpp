@@ -32,7 +32,11 @@ TEST(SpillEval, EqualMemoryAndDistinctCounting) {
     for (size_t m = 0; m < r.methods.size(); m++) {
         const MethodResult& res = r.methods[m];
         SCOPED_TRACE(res.method);
-        EXPECT_NEAR(double(res.ntotal), budget[m] * 4000, 4);
+        // The budget admits exactly (budget − 1)·4000 secondary pairs plus any tied in float
+        // with the last one: 28000 continuous costs of spacing ~1e-7 make an extra tie a ~1e-3
+        // event; 4 allowed. Never fewer.
+        EXPECT_GE(double(res.ntotal), budget[m] * 4000);
+        EXPECT_LE(double(res.ntotal), budget[m] * 4000 + 4);
         for (const SweepPoint& pt : res.points) {
             EXPECT_LE(pt.distinct, pt.entries);
             EXPECT_DOUBLE_EQ(pt.faiss_ndis, pt.distinct); // the spill search scores each id once

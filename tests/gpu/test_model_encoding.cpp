@@ -88,6 +88,9 @@ TEST(ModelEncoding, LogitsMatchLogJoint) {
                     if (lm.diag) l2 += lm.w[k * lm.Dfeat + d + j] * x[j] * x[j];
                 }
                 const double ref = m.log_joint(x.data(), k);
+                // Not derived: the float coefficients (2d + 2 of them, each rounded: u = 2^-24) give
+                // |error| <= γ_{2d+4}·ln2·(|bias| + |acoef|·‖x‖² + Σ_j |w_j x_j| (+ |w_dj| x_j²)), which
+                // can exceed 1e-5·|ref| under cancellation; that bound should replace this relative one.
                 EXPECT_NEAR(l2 * std::log(2.0), ref, 1e-5 * std::max(1.0, std::fabs(ref))) << to_string(cov);
             }
         }
@@ -141,6 +144,9 @@ TEST(ModelEncoding, HopperScalesTilingAndSplit) {
                     if (split) v += host_f16_value(hm.W[wlo + at]);
                     const double want = k < K && j < d ? lm.w[k * d + j] * sw : 0.0;
                     maxw = std::max(maxw, std::fabs(want));
+                    // fp16 rounding: <= 2^-11 relative (4.9e-4 < 1e-3) for normal values (|w̃| <= 2^14,
+                    // no overflow); hi + lo split: <= 2^-22 relative (2.4e-7 < 1e-6); + 1e-7 absolute
+                    // covers fp16 subnormals (spacing 2^-24, half of it 3e-8).
                     const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
                     ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split;
                 }

@@ -10,6 +10,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import faiss_gmm
+from estep_bounds import U, U_DOUBLE, estep_bounds, gamma
 from faiss_gmm import GaussianMixture
 
 N_ITER = 12
@@ -48,6 +49,16 @@ def test_matches_sklearn_iteration_by_iteration(blobs, cov, dtype):
     ours.fit(x.astype(dtype))
     ref, sk = sklearn_lower_bounds(x, k, cov, init, N_ITER)
     assert ours.n_iter_ == N_ITER and len(ours.lower_bounds_) == N_ITER
+    # Tolerances of a whole run: argued, not rigorous. Both start from the same model; ours
+    # reads x as float32 (u|x| ≈ 1e-6 here) and each iteration adds the float E-step's error,
+    # bounded rigorously one step at a time in test_one_em_step_within_rounding_bounds_of_sklearn
+    # (worst case on such blobs: loglik 5e-5 relative, weights 3e-5 relative, means 1e-3
+    # absolute, variances 2e-3 relative, spherical, to 5e-2, diagonal: the dense path's float
+    # block sums of Σ r x²). These blobs are 12 sd apart: responsibilities are 0/1 to ~1e-9, the
+    # EM map contracts strongly and per-step differences do not accumulate; and rounding errors
+    # behave as a random walk (~√n·u, ~1e-6 relative), not the worst case. The tolerances sit
+    # between the two: exceeded while the one-step test passes would mean an accumulation to
+    # investigate, not a proven bug.
     np.testing.assert_allclose(ours.lower_bounds_, ref, rtol=1e-4)
     assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-4)
     np.testing.assert_allclose(ours.weights_, sk.weights_, atol=1e-5)
@@ -60,6 +71,65 @@ def test_matches_sklearn_iteration_by_iteration(blobs, cov, dtype):
     assert ours.score(x) == pytest.approx(sk.score(x), rel=1e-4)
     assert ours.bic(x) == pytest.approx(sk.bic(x), rel=1e-4)
     assert ours.aic(x) == pytest.approx(sk.aic(x), rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::faiss_gmm.ConvergenceWarning")
+@pytest.mark.parametrize("cov", ["spherical", "diag"])
+def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
+    """One E-step and M-step from the same model, against sklearn's float64 EM step,
+    each quantity within a rigorous bound: the float32 E-step's (estep_bounds, as
+    tests/error_bounds.h) carried through the M-step, plus float32 storage of the
+    result and sklearn's own float64 sums (γ^double_{n+8} of their magnitudes). The
+    rows are float32 values and their mirror images, so the data mean is exactly 0
+    and the engine's centering shifts nothing; the model's values are float32 too."""
+    x0, _, centers = blobs
+    f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64)
+    x = f32(np.vstack([x0, -x0]))
+    n, d = x.shape
+    k = 2 * centers.shape[0]
+    rng = np.random.default_rng(7)
+    means0 = f32(np.vstack([centers, -centers]) + rng.standard_normal((k, d)))
+    prec = np.full(k, 0.5) if cov == "spherical" else np.full((k, d), 0.5)  # variance 2, exact in float
+    init = dict(means_init=means0, weights_init=np.full(k, 1.0 / k), precisions_init=prec)
+    ours = GaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, **init).fit(x)
+    sk = SkGaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, reg_covar=1e-6, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(x)
+    log_w = np.log(np.full(k, 1.0 / k))
+    # The engine holds log w in float32: <= u(|log w| + 1) off sklearn's (w or log w rounded).
+    b = estep_bounds(x, means0, 1.0 / prec, log_w, cov == "spherical", 256,
+                     extra_delta=1.01 * U * (np.abs(log_w) + 1))
+    N = b["N"]
+    sk_sum = gamma(n + 8, U_DOUBLE)  # sklearn's n-row float64 sums, relative to their magnitudes
+    # log-likelihood of the starting model (mean over rows).
+    assert abs(ours.lower_bounds_[0] - sk.lower_bound_) <= (b["loglik"] + sk_sum * np.abs(b["lse"]).sum()) / n
+    # Weights N_k/n: ours off by B_N/n, then float32 log w (u|log w|), then renormalized.
+    w = N / n
+    w_err = b["nk"] / n + w * 1.01 * U * (np.abs(np.log(w)) + 1)
+    w_tol = w_err + w * 1.01 * w_err.sum() + sk_sum * w + 1e-14  # + sklearn's 10·eps in N_k
+    assert np.all(np.abs(ours.weights_ - sk.weights_) <= w_tol)
+    # Means Σ r x/N: ours off by (B_sx + |μ| B_N)/(N − B_N), then float32 (u|μ|).
+    mu = sk.means_
+    mu_err = (b["sum_x"] + np.abs(mu) * b["nk"][:, None]) / (N - b["nk"])[:, None]
+    mu_abs = np.einsum("ik,ij->kj", b["r"], np.abs(x)) / N[:, None]
+    assert np.all(np.abs(ours.means_ - mu) <= mu_err + U * np.abs(mu) + sk_sum * mu_abs)
+    # Variances: Σ r (x − μ_old)²/N − (μ − μ_old)² (+ reg_covar): ours off by
+    # (B_sq + V_old B_N)/(N − B_N) + (2|shift| + Δμ)Δμ, then float32 (u·v); sklearn's
+    # avg x² − 2μ avg x + μ² cancels: γ^double_{n+8} of Σ r (|x| + |μ|)²/N.
+    shift = np.abs(mu - means0)
+    shift_term = (2 * shift + mu_err) * mu_err
+    p_new = np.einsum("ik,ij->kj", b["r"], x ** 2) / N[:, None] + 2 * mu_abs * np.abs(mu) + mu ** 2
+    if cov == "spherical":
+        v_old = np.sum(b["r"] * b["dist"], axis=0) / N
+        v_err = ((b["sum_sq"] + v_old * b["nk"]) / (N - b["nk"]) + shift_term.sum(axis=1)) / d
+        v_sk = sk_sum * p_new.sum(axis=1) / d
+    else:
+        v_old = np.einsum("ik,ikj->kj", b["r"], (x[:, None, :] - means0[None]) ** 2) / N[:, None]
+        v_err = (b["sum_sq"] + v_old * b["nk"][:, None]) / (N - b["nk"])[:, None] + shift_term
+        v_sk = sk_sum * p_new
+    v = sk.covariances_
+    assert np.all(np.abs(ours.covariances_ - v) <= v_err + U * v + v_sk)
 
 
 @pytest.mark.parametrize("cov", ["spherical", "diag"])
@@ -79,7 +149,11 @@ def test_attribute_shapes_as_sklearn(blobs, cov):
     assert ours.n_features_in_ == d
     assert ours.predict(x).shape == (len(x),)
     assert ours.predict_proba(x).shape == (len(x), k)
-    np.testing.assert_allclose(ours.predict_proba(x).sum(axis=1), 1.0, rtol=1e-5)
+    # exp(fl(l̃_k − log p̃)) in float: the row sums to 1 within ε_exp + γ_{K−1} (the float sum
+    # in log p̃) + logf's 2 ulp of log K + u|log p| + u·27.63 (the rounding of l̃_k − log p̃ for
+    # every non-negligible k) + expf's 2u + K·e^-27.63 (dropped terms): K + 40 + |log p| units of u.
+    tol = U * (k + 40 + np.abs(ours.score_samples(x)))
+    assert np.all(np.abs(ours.predict_proba(x).sum(axis=1) - 1.0) <= tol)
     assert ours.score_samples(x).shape == (len(x),)
 
 
@@ -99,8 +173,15 @@ def test_own_initialization_converges_and_separates(blobs):
     assert gm.fit_predict(x).shape == (len(x),)
     gm.set_params(warm_start=True, max_iter=3)
     lb = gm.lower_bound_
+    # Exact EM never lowers the log-likelihood; each measured value is within the E-step's
+    # bound of exact (estep_bounds, at the model between the two measurements, in the
+    # engine's centered frame: argued, since the models entering those iterations are EM
+    # steps of a converged fit away from it).
+    c = x.mean(axis=0)
+    spherical = gm.covariance_type == "spherical"
+    b = estep_bounds(x - c, gm.means_ - c, gm.covariances_, np.log(gm.weights_), spherical, gm.block_size)
     gm.fit(x)
-    assert gm.lower_bound_ >= lb - 1e-6
+    assert gm.lower_bound_ >= lb - 2 * b["loglik"] / len(x)
     assert gm.get_params()["max_iter"] == 3
     xs, ls = gm.sample(100, random_state=0)
     assert xs.shape == (100, x.shape[1]) and ls.shape == (100,)
@@ -113,6 +194,7 @@ def test_means_init_only(blobs):
     gm = GaussianMixture(k, means_init=centers, max_iter=20, tol=1e-6).fit(x)
     sk = SkGaussianMixture(k, covariance_type="spherical", means_init=centers, max_iter=20, tol=1e-6).fit(x)
     np.testing.assert_array_equal(gm.predict(x), sk.predict(x))
+    # Argued as in test_matches_sklearn_iteration_by_iteration (a whole run, here 20 iterations).
     assert gm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-4)
     gm2 = GaussianMixture(k, weights_init=np.full(k, 1.0 / k), random_state=0, max_iter=20).fit(x)
     assert gm2.converged_
@@ -125,7 +207,9 @@ def test_uint8_input():
     x8 = np.clip(centers[lab] + rng.normal(0, 4, (2000, 16)), 0, 255).astype(np.uint8)
     a = GaussianMixture(4, covariance_type="diag", random_state=0, max_iter=20).fit(x8)
     b = GaussianMixture(4, covariance_type="diag", random_state=0, max_iter=20).fit(x8.astype(np.float32))
-    np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=1e-5)
+    # uint8 values are exact in float32 and every step reads rows as float32: the same
+    # arithmetic on the same values, bit for bit.
+    np.testing.assert_array_equal(a.lower_bounds_, b.lower_bounds_)
     np.testing.assert_array_equal(a.predict(x8), b.predict(x8.astype(np.float32)))
 
 

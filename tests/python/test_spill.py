@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from estep_bounds import gamma
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 spill = pytest.importorskip("faiss_gmm.spill")
@@ -22,7 +23,10 @@ def test_budget_dedup_and_exactness(desc):
     index.train(x)
     index.add(x)
     assert index.ntotal == 3000
-    assert abs(index.n_entries - index.budget * 3000) <= 6
+    # The budget admits exactly (budget − 1)·3000 secondary pairs, plus any tied in float with
+    # the last one admitted (an extra tie among ~20000 continuous costs is a ~1e-3 event): never
+    # fewer; 6 ties allowed.
+    assert 0 <= index.n_entries - round(index.budget * 3000) <= 6
     index.nprobe = 4
     D, I = index.search(x[:50], 10)
     assert D.shape == (50, 10) and I.dtype == np.int64
@@ -32,8 +36,13 @@ def test_budget_dedup_and_exactness(desc):
     if desc.endswith("Flat"):
         index.nprobe = 16  # every list: exact
         D, I = index.search(x[:20], 5)
-        true = ((x[:20, None, :] - x[None, :, :]) ** 2).sum(-1)
-        np.testing.assert_allclose(D, np.sort(true, axis=1)[:, :5], rtol=1e-4, atol=1e-3)
+        x64 = x.astype(np.float64)
+        true = ((x64[:20, None, :] - x64[None, :, :]) ** 2).sum(-1)
+        # float32 squared distances, direct or expanded: within 2γ_{d+3}(‖q‖² + ‖y‖²) of exact,
+        # and the k-th smallest moves by at most the largest such error.
+        norms = (x64 ** 2).sum(1)
+        tol = 2 * gamma(16 + 3) * (norms[:20, None] + norms.max())
+        assert np.all(np.abs(D - np.sort(true, axis=1)[:, :5]) <= tol)
 
 
 def test_responsibility_rule_matches_model_posteriors():
@@ -87,7 +96,7 @@ def test_save_load_remove_reconstruct(tmp_path):
     np.testing.assert_array_equal(I, I2)
     b = spill.IndexIVFSpill.deserialize(index.serialize())
     assert b.n_entries == index.n_entries
-    np.testing.assert_allclose(index.reconstruct(117), x[17], atol=1e-5)
+    np.testing.assert_array_equal(index.reconstruct(117), x[17])  # Flat codes: the stored float32 row
     assert index.remove_ids(np.arange(100, 150, dtype=np.int64)) == 50
     assert index.ntotal == 1950
     with pytest.raises(ValueError):
