@@ -27,7 +27,7 @@ void expect_finite_model(const GmmModel& m) {
 } // namespace
 
 TEST(GmmTrainer, LogLikelihoodNeverDecreases) {
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
         for (InitMethod init : {InitMethod::FaissKMeans, InitMethod::KMeansPlusPlus}) {
             std::vector<float> x = clustered_data(4000, 12, 10, 1.5f, 3);
             GmmParams p;
@@ -184,7 +184,7 @@ TEST(GmmTrainer, DegenerateDataTrainsWithoutNaN) {
             x[i * d + 3] = 7.0f; // zero variance
             for (int64_t j = 0; j < d; j++) x[i * d + j] = x[i * d + j] * scale + (scale == 1.0f ? 1e4f : 0.0f);
         }
-        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
             GmmParams p;
             p.niter = 8;
             p.covariance_type = type;
