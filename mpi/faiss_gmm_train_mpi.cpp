@@ -42,7 +42,7 @@ const char* kUsage =
         "usage: mpirun -np R faiss-gmm-train-mpi --data FILE --k K [options]\n"
         "  --data FILE          .fvecs, .bvecs, .fbin or .u8bin (memory-mapped; each rank reads its own rows)\n"
         "  --k K                number of components (default with --index: its nlist)\n"
-        "  --covariance C       spherical | diagonal (default spherical, or the --index's _GMM / _GMMdiag)\n"
+        "  --covariance C       spherical | diagonal | full (default spherical, or the --index's _GMM / _GMMdiag / _GMMfull)\n"
         "  --niter N            EM iterations at most (default 25)\n"
         "  --tol T              stop when the mean log-likelihood changes by less (default 1e-3; 0 = all niter)\n"
         "  --seed S             subsampling, initialization and re-seeding seed (default 1234)\n"
@@ -122,7 +122,8 @@ Options parse_options(int argc, char** argv) {
             {"--k", [&](const std::string& v) { o.k = to_int64("--k", v); }},
             {"--covariance",
              [&](const std::string& v) {
-                 p.covariance_type = to_choice("--covariance", v, {CovarianceType::Spherical, CovarianceType::Diagonal});
+                 p.covariance_type = to_choice("--covariance", v,
+                                                     {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full});
                  o.covariance_given = true;
              }},
             {"--niter", [&](const std::string& v) { p.niter = int(to_int64("--niter", v)); }},
