@@ -160,7 +160,7 @@ def test_factory_errors(data):
     with pytest.raises(ValueError, match="no IVF<nlist>_GMM"):
         faiss_gmm.index_factory(D, "IVF16,Flat")
     with pytest.raises(ValueError, match="only IVF<nlist>_GMM"):
-        faiss_gmm.index_factory(D, "IVF16_GMMfull,Flat")
+        faiss_gmm.index_factory(D, "IVF16_GMMtied,Flat")
     with pytest.raises(ValueError, match="spill"):
         faiss_gmm.index_factory(D, "IVF16_GMM_spill1.2,Flat")
     with pytest.raises(ValueError, match="METRIC_L2"):
