@@ -175,10 +175,13 @@ GmmModel model_from_covariances(py::array_t<double, py::array::c_style | py::arr
         throw std::invalid_argument("GmmModel: covariances must have shape (K, d, d) = (" + std::to_string(K) + ", " +
                                     std::to_string(d) + ", " + std::to_string(d) + ")");
     }
-    GmmModel identity(K, d, CovarianceType::Full);
-    py::array_t<double> unit(std::vector<py::ssize_t>{K, d, d});
-    std::copy(identity.variances.begin(), identity.variances.end(), unit.mutable_data());
-    GmmModel m = model_from_arrays(weights, means, unit, CovarianceType::Full);
+    // Weights and means checked as from_arrays does, with unit variances standing in for
+    // the factors (d values, not d·d), then each factor from its covariance.
+    py::array_t<double> ones(std::vector<py::ssize_t>{K, d});
+    std::fill(ones.mutable_data(), ones.mutable_data() + K * d, 1.0);
+    GmmModel m = model_from_arrays(weights, means, ones, CovarianceType::Diagonal);
+    m.covariance_type = CovarianceType::Full;
+    m.variances.assign(size_t(K * d * d), 0.0f);
     for (int64_t k = 0; k < K; k++) m.set_covariance(k, covariances.data() + k * d * d);
     m.validate();
     return m;
