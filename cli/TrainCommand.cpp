@@ -47,7 +47,7 @@ std::string usage(const Invocation& inv) {
            "  FILE | --data FILE   the vectors: .fvecs .bvecs .fbin .u8bin (memory-mapped), IDX(.gz), file.hdf5[:name];\n"
            "                       under mpirun with several ranks a memory-mapped one (each rank reads its own rows)\n"
            "  --k K                number of components (default with --index: its nlist)\n"
-           "  --covariance C       spherical | diagonal (default spherical, or the --index's _GMM / _GMMdiag)\n"
+           "  --covariance C       spherical | diagonal | full (default spherical, or the --index's _GMM / _GMMdiag / _GMMfull)\n"
            "  --niter N            EM iterations at most (default 25)\n"
            "  --tol T              stop when the mean log-likelihood changes by less (default 1e-3; 0 = all niter)\n"
            "  --seed S             subsampling, initialization and re-seeding seed (default 1234)\n"
@@ -94,7 +94,8 @@ Options parse_options(int argc, char** argv) {
             {"--k", [&](const std::string& v) { o.k = to_int64("--k", v); }},
             {"--covariance",
              [&](const std::string& v) {
-                 p.covariance_type = to_choice("--covariance", v, {CovarianceType::Spherical, CovarianceType::Diagonal});
+                 p.covariance_type = to_choice("--covariance", v,
+                                               {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full});
                  o.covariance_given = true;
              }},
             {"--niter", [&](const std::string& v) { p.niter = int(to_int64("--niter", v)); }},
@@ -155,7 +156,7 @@ Options parse_options(int argc, char** argv) {
 std::unique_ptr<faiss::Index> make_index(Options& o, int64_t d) {
     std::unique_ptr<faiss::Index> index(gmm_index_factory(int(d), o.index, faiss::METRIC_L2, o.params));
     const GmmQuantizer* q = find_gmm_quantizer(index.get());
-    if (!q) throw std::invalid_argument("--index '" + o.index + "' has no GMM coarse quantizer (IVF<nlist>_GMM or _GMMdiag)");
+    if (!q) throw std::invalid_argument("--index '" + o.index + "' has no GMM coarse quantizer (IVF<nlist>_GMM, _GMMdiag or _GMMfull)");
     if (dynamic_cast<faiss::IndexPreTransform*>(index.get())) {
         // The model is trained on the raw rows; a transform in front would need it in the transformed space.
         throw std::invalid_argument("--index '" + o.index + "': pre-transforms (OPQ, PCA, ...) are not supported here: "

@@ -43,6 +43,9 @@ struct EStepCpu::Workspace {
     std::vector<int> nz_k;       // non-zero responsibilities of the block (sparse path): component,
     std::vector<float> nz_r;     // value,
     std::vector<int> nz_row_end; // and where each row's entries end
+    std::vector<float> proj;     // B × K·d: (x − c)ᵀU_k (full)
+    std::vector<float> zbuf;     // B × d: √r (x − μ_k) of the rows with r > 0 (full)
+    std::vector<float> syrk_out; // d × d: Σ r (x − μ_k)(x − μ_k)ᵀ of the block (full)
     ThreadStats stats;           // accumulate()'s statistics of this thread's blocks
     StatsAccumulator exact;      // accumulate_reproducible()'s sums of this thread's blocks
 };
@@ -85,6 +88,24 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
             mean_sqnorm_[k] = float(s);
             inv_two_var_[k] = float(0.5 / double(model.variances[k]));
         }
+    } else if (model.covariance_type == CovarianceType::Full) {
+        mean_sqnorm_.clear();
+        inv_two_var_.clear();
+        gemm_weights_.resize(size_t(K) * d * d);
+        mean_proj_.resize(size_t(K) * d);
+        for (int64_t k = 0; k < K; k++) {
+            const float* U = model.precision_cholesky(k);
+            const float* mu = model.means.data() + k * d;
+            for (int64_t j = 0; j < d; j++) {
+                double m = 0;
+                for (int64_t i = 0; i <= j; i++) {
+                    gemm_weights_[size_t((k * d + j) * d + i)] = U[i * d + j];
+                    m += double(mu[i]) * U[i * d + j];
+                }
+                for (int64_t i = j + 1; i < d; i++) gemm_weights_[size_t((k * d + j) * d + i)] = 0.0f;
+                mean_proj_[size_t(k * d + j)] = float(m);
+            }
+        }
     } else {
         gemm_weights_.resize(size_t(K) * 2 * d);
         mean_sqnorm_.clear();
@@ -110,6 +131,7 @@ namespace {
 struct FusedPassArgs {
     int64_t rows, K;
     bool spherical;
+    bool full;                // scores hold log p already (full_log_densities), refined
     const float* log_const;   // K
     const float* mean_sqnorm; // K (spherical)
     const float* inv_two_var; // K (spherical)
@@ -133,6 +155,79 @@ struct FusedPassArgs {
 
 // kRefineTolerance, kRefineRelative, kRefineWindow and may_have_cancelled():
 // ExactLogDensity.h, shared with the CUDA backend.
+
+/// The row in its own frame (a.row_buf) minus the exact mean of component k, in double.
+FAISS_GMM_ALWAYS_INLINE void exact_difference(const FusedPassArgs& a, int64_t k, double* diff) {
+    const double* mu = a.exact_means + k * a.d;
+    for (int64_t j = 0; j < a.d; j++) diff[j] = double(a.row_buf[j]) - mu[j];
+}
+
+/// Full covariances: recomputes in double, from the row in its own frame, the
+/// log-densities of row i whose float32 value may have cancelled (err in a.d2 from
+/// full_log_densities); the same test and window as refine_row.
+FAISS_GMM_NOINLINE void refine_row_full(const FusedPassArgs& a, int64_t i, std::vector<double>& diff) {
+    const int64_t K = a.K, d = a.d;
+    float* s = a.scores + i * K;
+    const float* err = a.d2 + i * K;
+    float lower = -INFINITY;
+    for (int64_t k = 0; k < K; k++) lower = std::max(lower, s[k] - err[k]);
+    bool loaded = false;
+    diff.resize(d);
+    for (int64_t k = 0; k < K; k++) {
+        if (!may_have_cancelled(err[k], a.quad_const[k] - s[k]) || s[k] + err[k] < lower - kRefineWindow) continue;
+        if (!loaded) {
+            a.block->row_to_float(i, a.row_buf);
+            loaded = true;
+        }
+        exact_difference(a, k, diff.data());
+        const double* U = a.exact_inv_var + k * d * d;
+        double q = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double y = 0;
+            for (int64_t m = 0; m <= j; m++) y += diff[m] * U[m * d + j];
+            q += y * y;
+        }
+        s[k] = float(a.exact_const[k] - 0.5 * q);
+    }
+}
+
+/// Full covariances, sweep 0 of the fused pass: log p(x, k) = c_k − ½‖y‖² with
+/// y = (x − c)ᵀU_k − μ_kᵀU_k from the block's sgemm (a.proj, rows × K·d), and its
+/// error bound (full_log_density_error) into a.d2; rows where some pair may have
+/// cancelled go through refine_row_full.
+FAISS_GMM_ALWAYS_INLINE void full_log_densities_body(const FusedPassArgs& a, const float* proj,
+                                                     const float* mean_proj) {
+    const int64_t K = a.K, d = a.d;
+    std::vector<double> diff;
+    for (int64_t i = 0; i < a.rows; i++) {
+        const float xnorm = std::sqrt(a.sqnorm[i]);
+        float* s = a.scores + i * K;
+        float* err = a.d2 + i * K;
+        int cancelled = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const float* __restrict p = proj + (i * K + k) * d;
+            const float* __restrict m = mean_proj + k * d;
+            float q = 0;
+#pragma omp simd reduction(+ : q)
+            for (int64_t j = 0; j < d; j++) {
+                const float y = p[j] - m[j];
+                q += y * y;
+            }
+            const float t = 0.5f * q;
+            s[k] = a.log_const[k] - t;
+            err[k] = full_log_density_error(a.err_slope[k] * xnorm + a.err_offset[k], t, d);
+            cancelled += may_have_cancelled(err[k], t) ? 1 : 0;
+        }
+        if (cancelled && a.block) refine_row_full(a, i, diff);
+    }
+}
+
+FAISS_GMM_TARGET_AVX2 void full_log_densities_avx2(const FusedPassArgs& a, const float* proj, const float* mp) {
+    full_log_densities_body(a, proj, mp);
+}
+void full_log_densities_baseline(const FusedPassArgs& a, const float* proj, const float* mp) {
+    full_log_densities_body(a, proj, mp);
+}
 
 /// Recomputes the log-densities of row i that may be wrong (may_have_cancelled) and
 /// returns the row's new maximum. Called only for rows where sweep 1 found a
@@ -195,7 +290,11 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
         const float xn = a.sqnorm[i];
         const float* __restrict err_slope = a.err_slope;
         const float* __restrict err_offset = a.err_offset;
-        if (a.spherical) {
+        if (a.full) {
+            // log p and its refinement: full_log_densities, before this pass.
+#pragma omp simd reduction(max : mx)
+            for (int64_t k = 0; k < K; k++) mx = s[k] > mx ? s[k] : mx;
+        } else if (a.spherical) {
             const float* __restrict mean_sqnorm = a.mean_sqnorm;
             const float* __restrict inv_two_var = a.inv_two_var;
             float* __restrict d2 = a.d2 + i * K;
@@ -354,11 +453,12 @@ void accumulate_sparse_baseline(int64_t B, int64_t d, int64_t D, bool spherical,
 void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const {
     const int64_t B = rows.n, K = model_.K, d = model_.d;
     const bool spherical = model_.covariance_type == CovarianceType::Spherical;
-    const int64_t D = spherical ? d : 2 * d;
+    const bool full = model_.covariance_type == CovarianceType::Full;
+    const int64_t D = model_.covariance_type == CovarianceType::Diagonal ? 2 * d : d;
     ws.features.resize(size_t(B) * D);
     ws.sqnorm.resize(B);
     ws.scores.resize(size_t(B) * K);
-    if (spherical) ws.d2.resize(size_t(B) * K);
+    if (spherical || full) ws.d2.resize(size_t(B) * K);
     ws.expbuf.resize(K);
 
     // Rows in the model's frame, as float (uint8 rows are converted here).
@@ -371,12 +471,17 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
             sq += f[j] * f[j];
         }
         ws.sqnorm[i] = sq;
-        if (!spherical) {
+        if (D == 2 * d) {
             for (int64_t j = 0; j < d; j++) f[d + j] = f[j] * f[j];
         }
     }
 
-    detail::gemm_abt(int(B), int(K), int(D), ws.features.data(), gemm_weights_.data(), ws.scores.data());
+    if (full) {
+        ws.proj.resize(size_t(B) * K * d);
+        detail::gemm_abt(int(B), int(K * d), int(d), ws.features.data(), gemm_weights_.data(), ws.proj.data());
+    } else {
+        detail::gemm_abt(int(B), int(K), int(D), ws.features.data(), gemm_weights_.data(), ws.scores.data());
+    }
 
     if (!loglik) {
         ws.loglik.resize(B);
@@ -386,6 +491,7 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
     FusedPassArgs args{B,
                        K,
                        spherical,
+                       full,
                        log_const_.data(),
                        mean_sqnorm_.data(),
                        inv_two_var_.data(),
@@ -404,12 +510,20 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                        exact_.exact_means.data(),
                        exact_.exact_inv_var.data(),
                        ws.row_buf.data()};
+    if (full) {
+        (detail::cpu_has_avx2_fma() ? full_log_densities_avx2 : full_log_densities_baseline)(
+                args, ws.proj.data(), mean_proj_.data());
+    }
     const int64_t nnz = fused_pass(args);
     if (log_resp) return; // log_responsibilities(): no statistics
 
     ThreadStats& acc = ws.stats;
     acc.n += double(B);
     for (int64_t i = 0; i < B; i++) acc.loglik += double(loglik[i]);
+    if (full) {
+        accumulate_full_block(B, ws);
+        return;
+    }
 
     if (B * K < kMinDensePairs || nnz * kDenseFractionDenominator < B * K) {
         // Sparse: lists of the non-zero responsibilities.
@@ -448,6 +562,45 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                 const double m = mu[j];
                 sq[j] += double(g[d + j]) - 2.0 * m * double(g[j]) + nk * m * m;
             }
+        }
+    }
+}
+
+void EStepCpu::accumulate_full_block(int64_t B, Workspace& ws) const {
+    const int64_t K = model_.K, d = model_.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    ThreadStats& acc = ws.stats;
+    const float* resp = ws.scores.data();
+    // N_k by a pass over R, Σ r x by sgemm (Rᵀ · features), in float over the block.
+    ws.block_nk.assign(K, 0.0f);
+    (detail::cpu_has_avx2_fma() ? sum_dense_weights_avx2 : sum_dense_weights_baseline)(
+            B, K, resp, nullptr, ws.block_nk.data(), nullptr);
+    ws.gemm_out.resize(size_t(K) * d);
+    detail::gemm_atb(int(K), int(d), int(B), resp, ws.features.data(), ws.gemm_out.data());
+    // Σ r (x − μ_k)(x − μ_k)ᵀ about the E-step's means (no cancellation in the
+    // M-step): per component, the rows that carry its responsibility scaled by √r,
+    // then one syrk. Cost ∝ the non-zero responsibilities, usually a few per row.
+    ws.zbuf.resize(size_t(B) * d);
+    ws.syrk_out.resize(size_t(d) * d);
+    for (int64_t k = 0; k < K; k++) {
+        acc.nk[k] += double(ws.block_nk[k]);
+        for (int64_t j = 0; j < d; j++) acc.sum_x[k * d + j] += double(ws.gemm_out[k * d + j]);
+        const float* mu = model_.means.data() + k * d;
+        int64_t m = 0;
+        for (int64_t i = 0; i < B; i++) {
+            const float r = resp[i * K + k];
+            if (!(r > 0.0f)) continue;
+            const float sr = std::sqrt(r);
+            const float* x = ws.features.data() + i * d;
+            float* z = ws.zbuf.data() + m * d;
+            for (int64_t j = 0; j < d; j++) z[j] = sr * (x[j] - mu[j]);
+            m++;
+        }
+        if (m == 0) continue;
+        detail::syrk_ata_upper(int(d), int(m), ws.zbuf.data(), ws.syrk_out.data());
+        double* sq = acc.sum_sq.data() + k * nsq;
+        for (int64_t a = 0; a < d; a++) {
+            const float* c = ws.syrk_out.data() + a * d;
+            for (int64_t b = a; b < d; b++) sq[SufficientStats::sq_index(a, b, d)] += double(c[b]);
         }
     }
 }

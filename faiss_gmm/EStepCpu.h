@@ -5,6 +5,10 @@
 // with a second sgemm (dense responsibilities) or sparsely (in high dimension
 // most rows have one or two non-negligible responsibilities). Memory is
 // O(threads · block_size · K + K·d): nothing proportional to N·K is allocated.
+// Full covariances: the sgemm is x·[U_1 … U_K] (K·d wide, minus the precomputed
+// μ_kᵀU_k), reduced per (row, component) to ½‖(x − μ_k)ᵀU_k‖², then the same fused
+// pass; the second moments are one syrk per component over the block's rows that
+// carry its responsibility. Memory O(threads · block_size · K·d + K·d²).
 // Blocks run in parallel (OpenMP) with per-thread accumulators that are summed
 // in thread order, so results are deterministic for a fixed thread count.
 #pragma once
@@ -51,6 +55,7 @@ class EStepCpu : public EStep {
     void for_each_block(int64_t nblocks, Start start, Block block);
     void check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const;
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
+    void accumulate_full_block(int64_t B, Workspace& ws) const;
 
     std::vector<std::unique_ptr<Workspace>> workspaces_;
     int block_size_;
@@ -58,7 +63,8 @@ class EStepCpu : public EStep {
     GmmModel model_;
     std::vector<float> center_;         // d, zeros when none
     // Precomputed per-model terms (see GmmModel::log_constants).
-    std::vector<float> gemm_weights_;   // spherical: μ (K×d); diagonal: [μ/σ², −1/(2σ²)] (K×2d)
+    std::vector<float> gemm_weights_;   // spherical: μ (K×d); diagonal: [μ/σ², −1/(2σ²)] (K×2d); full: row (k, j) = column j of U_k (K·d × d)
+    std::vector<float> mean_proj_;      // full: μ_kᵀU_k (K × d), computed in double
     std::vector<float> log_const_;      // c_k
     std::vector<float> mean_sqnorm_;    // ‖μ_k‖² (spherical)
     std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)

@@ -2,11 +2,40 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace faiss_gmm {
 
 namespace {
 constexpr double kLog2Pi = 1.8378770664093454835606594728112; // log(2π)
+} // namespace
+
+namespace {
+
+/// The full-covariance terms (see full_log_density_error in the header).
+ExactLogDensity exact_log_density_full(const GmmModel& model, const float* center, ExactLogDensity& e) {
+    const int64_t K = model.K, d = model.d;
+    const double u = std::ldexp(1.0, -24), gamma = double(d + 1) * u / (1 - double(d + 1) * u);
+    e.exact_inv_var.assign(model.variances.begin(), model.variances.end()); // U_k in double
+    const std::vector<double> c = model.log_constants();
+    for (int64_t k = 0; k < K; k++) {
+        double fro = 0, mu_sq = 0;
+        for (int64_t i = 0; i < d * d; i++) fro += double(model.variances[k * d * d + i]) * model.variances[k * d * d + i];
+        for (int64_t j = 0; j < d; j++) {
+            const double mu = model.means[k * d + j];
+            mu_sq += mu * mu;
+            e.exact_means[size_t(k * d + j)] = mu + (center ? double(center[j]) : 0.0);
+        }
+        e.exact_const[k] = c[k];
+        e.quad_const[k] = float(c[k]);
+        e.mean_sq[k] = mu_sq;
+        e.trace_var[k] = 0; // unused for full models (no narrow-component test)
+        e.err_slope[k] = float(gamma * (1 + u) * std::sqrt(fro));
+        e.err_offset[k] = float(u * (1 + u) * std::sqrt(mu_sq) * std::sqrt(fro));
+    }
+    return e;
+}
+
 } // namespace
 
 ExactLogDensity exact_log_density(const GmmModel& model, const float* center) {
@@ -15,6 +44,7 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center) {
     e.K = K;
     e.d = d;
     e.spherical = model.covariance_type == CovarianceType::Spherical;
+    e.full = model.covariance_type == CovarianceType::Full;
     const double u = std::ldexp(1.0, -24);
     e.err_slope.resize(K);
     e.err_offset.resize(K);
@@ -24,6 +54,7 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center) {
     e.trace_var.resize(K);
     e.exact_means.resize(size_t(K) * d);
     e.exact_inv_var.resize(model.variances.size());
+    if (e.full) return exact_log_density_full(model, center, e);
     for (int64_t k = 0; k < K; k++) {
         double log_det = 0, max_inv = 0, mu_term = 0, mu_sq = 0, trace = 0;
         for (int64_t j = 0; j < d; j++) {
@@ -53,6 +84,7 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center) {
 }
 
 std::vector<int64_t> narrow_components(const ExactLogDensity& e) {
+    if (e.full) throw std::invalid_argument("narrow_components: not defined for full covariances");
     std::vector<int64_t> out;
     for (int64_t k = 0; k < e.K; k++) {
         const double norm = std::sqrt(e.mean_sq[k]) + std::sqrt(e.trace_var[k]); // ‖x − c‖ of the typical row

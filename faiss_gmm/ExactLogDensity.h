@@ -9,6 +9,7 @@
 // which components are narrow enough for the CUDA backend to run its refining path.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -41,17 +42,41 @@ FAISS_GMM_HOST_DEVICE inline bool may_have_cancelled(float err, float term) {
     return (err > kRefineTolerance) & (err > kRefineRelative * term);
 }
 
+/// Full covariances: the fast E-step evaluates y = (x − c)ᵀU_k − μ_kᵀU_k (one
+/// float32 GEMM, the second term precomputed in double and rounded) and ½‖y‖².
+/// The subtraction cancels when ‖y‖ is far below ‖x − c‖·‖U_k‖. With u = 2^-24,
+/// γ_n = nu/(1 − nu) and ‖·‖_F the Frobenius norm, each y_j is off by at most
+///   (γ_{d+1} ‖x − c‖ + u ‖μ_k‖)(1 + u) ‖U_k,:j‖ + u |y_j|
+/// (d products of the float row — itself rounded once when centered — summed in any
+/// order, Cauchy–Schwarz on Σ_i |x_i||U_ij|; μ_kᵀU_k rounded once; the subtraction
+/// rounded once), so ‖ŷ − y‖ <= a + u‖y‖ with a = slope·‖x − c‖ + offset
+/// (ExactLogDensity::err_slope, err_offset for full models). Then
+///   |½‖ŷ‖² − ½‖y‖²| <= ‖ŷ − y‖‖ŷ‖ + ½‖ŷ − y‖²
+/// and the float32 sum of d squares adds γ_d of ½‖ŷ‖². This returns that bound
+/// (nats) from a and the evaluated term t = ½‖ŷ‖², with (1 + (d + 4)u) covering the
+/// u‖y‖ terms and the rounding of t itself. The relative part (≈ (d + 3)u·t) stays
+/// below kRefineRelative·t for d < 1600, so only the cancelling part `a` sends a
+/// pair to refinement.
+FAISS_GMM_HOST_DEVICE inline float full_log_density_error(float a, float t, int64_t d) {
+    const float u = 5.9604645e-8f; // 2^-24
+    const float grow = 1.0f + float(d + 4) * u;
+    const float norm_y = sqrtf(2.0f * t);
+    return grow * (a * norm_y + a * a + float(d + 3) * u * t);
+}
+
 /// Per component, what the test and the exact recomputation need.
 struct ExactLogDensity {
     int64_t K = 0, d = 0;
     bool spherical = true;
-    /// |float32 log p(x, k) − exact| <= err_slope[k]·‖x − c‖² + err_offset[k] (nats),
-    /// x − c the row in the E-step's (centered) frame.
+    bool full = false;
+    /// Spherical and diagonal: |float32 log p(x, k) − exact| <= err_slope[k]·‖x − c‖² +
+    /// err_offset[k] (nats), x − c the row in the E-step's (centered) frame. Full: the
+    /// bound of ‖ŷ − y‖ is err_slope[k]·‖x − c‖ + err_offset[k] (full_log_density_error).
     std::vector<float> err_slope, err_offset;
     std::vector<double> exact_const; ///< log w_k − ½ Σ_j log(2π σ²_kj), in double
     std::vector<float> quad_const;   ///< the same in float (term = quad_const − log p)
     std::vector<double> exact_means; ///< K × d: μ_k + center (the rows' own frame), in double
-    std::vector<double> exact_inv_var; ///< 1/σ²: K (spherical) or K × d
+    std::vector<double> exact_inv_var; ///< 1/σ²: K (spherical) or K × d; full: U_k (K × d × d)
     std::vector<double> mean_sq;     ///< K: ‖μ_k‖² in the E-step's frame
     std::vector<double> trace_var;   ///< K: Σ_j σ²_kj
 };
@@ -73,6 +98,8 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center);
 constexpr double kNarrowRelative = 1e-2;
 
 /// The narrow components of a model (ascending indices; empty for ordinary models).
+/// Spherical and diagonal only (the CUDA backend's test; it has no full kernel):
+/// std::invalid_argument for a full model.
 /// The CUDA backend refines only models that have some: its fused Hopper kernels
 /// never materialize the log-densities, so the test is per model (gpu/EStepCuda.h).
 std::vector<int64_t> narrow_components(const ExactLogDensity& e);

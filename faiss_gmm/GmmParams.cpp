@@ -9,6 +9,7 @@ const char* to_string(CovarianceType t) {
     switch (t) {
         case CovarianceType::Spherical: return "spherical";
         case CovarianceType::Diagonal: return "diagonal";
+        case CovarianceType::Full: return "full";
     }
     return "unknown";
 }
@@ -41,7 +42,7 @@ void require(bool ok, const std::string& what) {
 
 void GmmParams::validate() const {
     require(covariance_type == CovarianceType::Spherical ||
-                    covariance_type == CovarianceType::Diagonal,
+                    covariance_type == CovarianceType::Diagonal || covariance_type == CovarianceType::Full,
             "unknown covariance_type");
     require(niter >= 0, "niter must be >= 0, got " + std::to_string(niter));
     require(tol >= 0, "tol must be >= 0, got " + std::to_string(tol));

@@ -11,6 +11,7 @@ namespace faiss_gmm {
 enum class CovarianceType : int {
     Spherical = 0, ///< one variance per component: Σ_k = σ_k² I
     Diagonal = 1,  ///< one variance per component and dimension: Σ_k = diag(σ_k²)
+    Full = 2,      ///< a full d × d covariance per component, kept as the Cholesky factor of its precision
 };
 
 /// How the initial means are chosen (weights and variances follow from a hard
@@ -33,7 +34,7 @@ const char* to_string(InitMethod m);
 const char* to_string(Device d);
 
 struct GmmParams {
-    CovarianceType covariance_type = CovarianceType::Spherical; ///< spherical or diagonal covariances
+    CovarianceType covariance_type = CovarianceType::Spherical; ///< spherical, diagonal or full covariances
     int niter = 25;        ///< maximum number of EM iterations (FAISS k-means default)
     double tol = 1e-3;     ///< stop when the mean log-likelihood per vector changes by less (absolute, as scikit-learn); 0 = run all niter
     int64_t seed = 1234;   ///< seed for subsampling, initialization and re-seeding
@@ -45,7 +46,7 @@ struct GmmParams {
     int min_points_per_centroid = 39;  ///< warn (verbose) when fewer rows than K * this are given, as FAISS
 
     double min_variance_ratio = 1e-3;  ///< variance floor, relative to the data's mean per-dimension variance
-    double reg_covar = 0.0;            ///< absolute value added to every variance estimate (scikit-learn's reg_covar)
+    double reg_covar = 0.0;            ///< absolute value added to every variance estimate (full: to the covariance's diagonal; scikit-learn's reg_covar)
     double min_component_weight = 0.0; ///< a component with fewer than max(1e-3, this * N) rows of mass is re-seeded
 
     Device device = Device::Cpu;       ///< E-step backend

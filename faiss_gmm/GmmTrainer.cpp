@@ -230,9 +230,13 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
                 }
             }
         });
-        std::vector<double> flat = exact_stats.flat();
-        comm.allreduce_sum(flat.data(), flat.size()); // integer limbs: exact in any order
-        exact_stats.from_flat(flat);
+        if (comm.size() > 1) {
+            // A copy of every limb (4 per statistic: K·d(d+1)/2·4 doubles for full covariances),
+            // so only when there is another rank to sum with.
+            std::vector<double> flat = exact_stats.flat();
+            comm.allreduce_sum(flat.data(), flat.size()); // integer limbs: exact in any order
+            exact_stats.from_flat(flat);
+        }
         exact_stats.result(stats);
         GmmIterationStats st;
         st.iteration = it;

@@ -17,7 +17,7 @@ void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type) {
     loglik = 0;
     nk.assign(K, 0.0);
     sum_x.assign(size_t(K) * d, 0.0);
-    sum_sq.assign(size_t(K) * (type == CovarianceType::Spherical ? 1 : d), 0.0);
+    sum_sq.assign(size_t(K * nsq_of(type, d)), 0.0);
 }
 
 void SufficientStats::clear() {
@@ -104,6 +104,15 @@ void reference_estep(
                 }
             }
             if (model.covariance_type == CovarianceType::Spherical) stats.sum_sq[k] += r * sq;
+            if (model.covariance_type == CovarianceType::Full) {
+                double* s2 = stats.sum_sq.data() + k * SufficientStats::nsq_of(CovarianceType::Full, d);
+                for (int64_t a = 0; a < d; a++) {
+                    const double da = xd[a] - double(model.means[k * d + a]);
+                    for (int64_t b = a; b < d; b++) {
+                        s2[SufficientStats::sq_index(a, b, d)] += r * da * (xd[b] - double(model.means[k * d + b]));
+                    }
+                }
+            }
         }
     }
 }
@@ -111,7 +120,7 @@ void reference_estep(
 // ---- StatsAccumulator ----
 
 StatsAccumulator::StatsAccumulator(int64_t K, int64_t d, CovarianceType type) : K_(K), d_(d), type_(type) {
-    const size_t nsq = size_t(K) * (type == CovarianceType::Spherical ? 1 : d);
+    const size_t nsq = size_t(K * SufficientStats::nsq_of(type, d));
     values_.resize(size_t(K) + size_t(K) * d + nsq);
 }
 

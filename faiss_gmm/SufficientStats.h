@@ -28,7 +28,16 @@ struct SufficientStats {
     /// avoids the cancellation of Σ r x² − N μ² in the M-step):
     ///   spherical: K entries      Σ_n r_nk ‖x_n − μ_k‖²
     ///   diagonal:  K * d entries  Σ_n r_nk (x_nj − μ_kj)²
+    ///   full:      K * d(d+1)/2   Σ_n r_nk (x_ni − μ_ki)(x_nj − μ_kj), i <= j, the upper
+    ///              triangle packed row by row (sq_index); half the memory of K·d²
     std::vector<double> sum_sq;
+
+    /// Second-moment values per component: 1, d, or d(d+1)/2 (full).
+    static int64_t nsq_of(CovarianceType type, int64_t d) {
+        return type == CovarianceType::Spherical ? 1 : type == CovarianceType::Diagonal ? d : d * (d + 1) / 2;
+    }
+    /// Full: where (i, j), i <= j, of a component's second moment is in its packed triangle.
+    static int64_t sq_index(int64_t i, int64_t j, int64_t d) { return i * d - i * (i - 1) / 2 + (j - i); }
 
     SufficientStats() = default;
     SufficientStats(int64_t K, int64_t d, CovarianceType type) { reset(K, d, type); }

@@ -179,13 +179,13 @@ RowBounds row_bounds(const DataMoments& m, const std::vector<float>& center, con
         rb.x_bound = std::max({rb.x_bound, max[j] - double(center[j]), double(center[j]) - min[j]});
     }
     const int64_t d = model.d;
-    double mean_bound = 0; // spherical: max ‖μ_k‖; diagonal: max |μ_kj|
+    double mean_bound = 0; // spherical: max ‖μ_k‖; diagonal and full: max |μ_kj|
     for (int64_t k = 0; k < model.K; k++) {
         double sq = 0;
         for (int64_t j = 0; j < d; j++) {
             const double m = model.means[k * d + j];
             sq += m * m;
-            if (model.covariance_type == CovarianceType::Diagonal) mean_bound = std::max(mean_bound, std::fabs(m));
+            if (model.covariance_type != CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::fabs(m));
         }
         if (model.covariance_type == CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::sqrt(sq));
     }
@@ -240,6 +240,35 @@ GmmModel initial_model(Communicator& comm, const TrainingRows& train, int64_t K,
     return model;
 }
 
+namespace {
+
+/// Component k's covariance from its second moment about the E-step's mean,
+///   Σ = S/N_k − shift·shiftᵀ + reg_covar·I   (shift = new mean − old mean),
+/// with the variance floor applied to its eigenvalues (GmmModel::set_covariance).
+void full_covariance_m_step(const SufficientStats& stats, int64_t k, const std::vector<double>& shift,
+                            double reg_covar, double variance_floor, GmmModel& model, MStepResult& r) {
+    const int64_t d = model.d;
+    const double nk = stats.nk[k];
+    const double* sq = stats.sum_sq.data() + k * SufficientStats::nsq_of(CovarianceType::Full, d);
+    std::vector<double> cov(size_t(d * d));
+    for (int64_t a = 0; a < d; a++) {
+        for (int64_t b = a; b < d; b++) {
+            double v = sq[SufficientStats::sq_index(a, b, d)] / nk - shift[a] * shift[b];
+            if (a == b) v += reg_covar;
+            cov[a * d + b] = cov[b * d + a] = v;
+        }
+    }
+    try {
+        r.nfloored += model.set_covariance(k, cov.data(), variance_floor);
+    } catch (const std::invalid_argument& ex) {
+        throw std::invalid_argument(std::string("M-step: ") + ex.what() + " (mass N_k = " + std::to_string(nk) +
+                                    " rows, reg_covar = " + std::to_string(reg_covar) +
+                                    ", variance floor = " + std::to_string(variance_floor) + ")");
+    }
+}
+
+} // namespace
+
 MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double variance_floor, GmmModel& model) {
     const int64_t K = model.K, d = model.d, nvar = model.nvar();
     const CovarianceType cov = model.covariance_type;
@@ -263,6 +292,11 @@ MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double vari
             shift[j] = mu_new - double(model.means[k * d + j]);
             shift_sq += shift[j] * shift[j];
             model.means[k * d + j] = float(mu_new);
+        }
+        if (cov == CovarianceType::Full) {
+            full_covariance_m_step(stats, k, shift, p.reg_covar, variance_floor, model, r);
+            model.log_weights[k] = float(std::log(nk / total));
+            continue;
         }
         for (int64_t j = 0; j < nvar; j++) {
             // Second moment about the new mean = about the old one − N_k·shift².

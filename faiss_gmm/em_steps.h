@@ -68,15 +68,17 @@ GmmModel initial_model(Communicator& comm, const TrainingRows& train, int64_t K,
 
 /// What one M-step did.
 struct MStepResult {
-    int nfloored = 0;           ///< variances raised to the floor
+    int nfloored = 0;           ///< variances (full: eigenvalues) raised to the floor
     std::vector<int64_t> empty; ///< components with less than min_mass rows of mass (left for reseed_empty)
     double min_mass = 0;
     double imbalance_factor = 0; ///< K · Σ N_k² / N²
 };
 /// New weights, means and variances from the statistics (double precision; the
 /// second moment is about the E-step's means, shifted to the new ones), with
-/// reg_covar added and the floor applied. Empty components keep their means and
-/// variances and get their (tiny) weight.
+/// reg_covar added and the floor applied (full covariances: reg_covar on the
+/// diagonal, the floor on the eigenvalues; std::invalid_argument naming the
+/// component when a matrix is not positive definite after that). Empty components
+/// keep their means and variances and get their (tiny) weight.
 MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double variance_floor, GmmModel& model);
 
 /// Each empty component takes half of the heaviest non-empty one, the two means

@@ -20,7 +20,7 @@ faiss::Index* gmm_index_factory(int d, const std::string& description, faiss::Me
     const std::string& faiss_description = parsed.faiss_description;
     if (!parsed.found || (!opts.gmm && !opts.spill)) {
         throw std::invalid_argument("gmm_index_factory: \"" + description +
-                                    "\" has no IVF<nlist>_GMM, IVF<nlist>_GMMdiag or IVF<nlist>_spill... token "
+                                    "\" has no IVF<nlist>_GMM, IVF<nlist>_GMMdiag, IVF<nlist>_GMMfull or IVF<nlist>_spill... token "
                                     "(use faiss::index_factory for plain FAISS indexes)");
     }
     if (metric != faiss::METRIC_L2) {

@@ -1,6 +1,6 @@
 // index_factory for GMM-trained IVF indexes: FAISS's factory grammar plus the
-// coarse-quantizer tokens IVF<nlist>_GMM (spherical) and IVF<nlist>_GMMdiag
-// (diagonal), e.g. "IVF1024_GMM,PQ16" or "OPQ16_64,IVF256_GMMdiag,PQ16".
+// coarse-quantizer tokens IVF<nlist>_GMM (spherical), IVF<nlist>_GMMdiag
+// (diagonal) and IVF<nlist>_GMMfull (full), e.g. "IVF1024_GMM,PQ16" or "OPQ16_64,IVF256_GMMdiag,PQ16".
 // The result is a regular FAISS index whose quantizer is a GmmQuantizer.
 //
 // Spill options on the IVF token (IVF1024_GMM_spill1.2, _soar, _resp, ...): the grammar and

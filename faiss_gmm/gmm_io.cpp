@@ -30,8 +30,11 @@ constexpr uint32_t kTrailerEnd = 0x46474d4d;   // "MMGF"
 // version 3 probe_variance_power, version 4 the checksum footer (same fields as
 // version 3); versions 1 to 3 still read, unverified. Since issue 14 removed
 // those probe rankings they are written as off, and a file that turns one on is
-// refused with a message (faiss::read_index still reads it).
-constexpr uint32_t kTrailerVersion = 4;
+// refused with a message (faiss::read_index still reads it). Version 5 (issue 17)
+// allows covariance type 2 (full: K·d·d precision Cholesky factors in the
+// variances array), same fields as version 4, which still reads (footer, verified).
+constexpr uint32_t kTrailerVersion = 5;
+constexpr uint32_t kFirstFullCovarianceTrailerVersion = 5;
 constexpr uint32_t kFirstFooterTrailerVersion = 4;
 // Optional spill trailer after the GMM one (or right after FAISS's bytes for a
 // k-means spill index): the IndexIVFSpill settings and its distinct-vector count.
@@ -160,7 +163,13 @@ uint32_t read_gmm_part(faiss::IOReader* r, GmmTrailer* t) {
     model.K = get<int64_t>(r, "K");
     model.d = get<int64_t>(r, "d");
     const int32_t cov = get<int32_t>(r, "covariance type");
-    if (cov != 0 && cov != 1) throw std::runtime_error("GMM trailer: invalid covariance type " + std::to_string(cov));
+    const bool full_allowed = version >= kFirstFullCovarianceTrailerVersion;
+    if (cov != 0 && cov != 1 && !(cov == 2 && full_allowed)) {
+        throw std::runtime_error("GMM trailer: invalid covariance type " + std::to_string(cov) +
+                                 (cov == 2 ? " (full covariances need trailer version 5, this is version " +
+                                                     std::to_string(version) + ")"
+                                           : std::string()));
+    }
     model.covariance_type = CovarianceType(cov);
     params.covariance_type = model.covariance_type;
     params.niter = get<int32_t>(r, "niter");
@@ -187,7 +196,8 @@ uint32_t read_gmm_part(faiss::IOReader* r, GmmTrailer* t) {
     // Bounds before any allocation sized from the file: the caller checks K and d
     // against the index as well.
     if (model.K < 1 || model.d < 1 || model.K > (int64_t(1) << 31) || model.d > (1 << 20) ||
-        model.K * model.d > (int64_t(1) << 34)) {
+        model.K * model.d > (int64_t(1) << 34) ||
+        model.K * GmmModel::nvar_of(model.covariance_type, model.d) > (int64_t(1) << 34)) {
         throw std::runtime_error("GMM trailer: implausible K = " + std::to_string(model.K) + ", d = " +
                                  std::to_string(model.d));
     }
@@ -318,10 +328,11 @@ void parse_trailer_region(faiss::IOReader* in, uint64_t region, GmmFileCheck* c)
     uint32_t magic = get<uint32_t>(&r, "magic");
     if (magic == kTrailerMagic) {
         c->info.gmm_version = read_gmm_part(&r, &c->trailer);
-        if (c->info.gmm_version != kTrailerVersion) {
+        if (c->info.gmm_version < kFirstFooterTrailerVersion) {
             throw std::runtime_error("GMM trailer version " + std::to_string(c->info.gmm_version) +
-                                     " before a checksum footer (a version " + std::to_string(kTrailerVersion) +
-                                     " writer wrote it: corrupt file)");
+                                     " before a checksum footer (a version " +
+                                     std::to_string(kFirstFooterTrailerVersion) + " or later writer wrote it: "
+                                     "corrupt file)");
         }
         if (r.at_end()) return;
         magic = get<uint32_t>(&r, "magic");
@@ -420,14 +431,23 @@ GmmQuantizer* make_quantizer(const GmmTrailer& t) {
     return q;
 }
 
+/// The trailers and the footer, the GMM trailer in `gmm_version` (>= 4: only tests
+/// write an older one, through detail::serialize_gmm_index_old_format).
+void write_gmm_trailer(const GmmTrailer& t, uint32_t gmm_version, ChecksumIOWriter* w) {
+    const uint64_t faiss_size = w->size();
+    if (t.has_gmm) write_gmm_part(t, gmm_version, w);
+    if (t.has_spill) write_spill_part(t, kSpillVersion, w);
+    write_footer(w, faiss_size);
+}
+
 void write_all(const faiss::Index* index, faiss::IOWriter* writer, uint32_t gmm_version) {
     const IndexIVFSpill* sp = as_spill_index(index);
     const GmmTrailer t = GmmTrailer::of(index);
-    if (gmm_version == kTrailerVersion) {
+    if (gmm_version >= kFirstFooterTrailerVersion) {
         ChecksumIOWriter cw(writer);
         // FAISS writes the IVF with every copy: faiss::read_index reads it (duplicate ids and all).
         faiss::write_index(sp ? sp->index : index, &cw);
-        write_gmm_trailer(t, &cw);
+        write_gmm_trailer(t, gmm_version, &cw);
         return;
     }
     faiss::write_index(sp ? sp->index : index, writer);
@@ -483,10 +503,7 @@ size_t ChecksumIOWriter::operator()(const void* ptr, size_t size, size_t nitems)
 }
 
 void write_gmm_trailer(const GmmTrailer& t, ChecksumIOWriter* w) {
-    const uint64_t faiss_size = w->size();
-    if (t.has_gmm) write_gmm_part(t, kTrailerVersion, w);
-    if (t.has_spill) write_spill_part(t, kSpillVersion, w);
-    write_footer(w, faiss_size);
+    write_gmm_trailer(t, kTrailerVersion, w);
 }
 
 GmmTrailer read_gmm_trailer(faiss::IOReader* r) {
@@ -732,9 +749,15 @@ faiss::Index* deserialize_gmm_index(const uint8_t* data, size_t size, GmmFileInf
 
 namespace detail {
 std::vector<uint8_t> serialize_gmm_index_old_format(const faiss::Index* index, uint32_t gmm_trailer_version) {
-    if (gmm_trailer_version < 1 || gmm_trailer_version >= kFirstFooterTrailerVersion) {
+    if (gmm_trailer_version < 1 || gmm_trailer_version >= kTrailerVersion) {
         throw std::invalid_argument("serialize_gmm_index_old_format: version " + std::to_string(gmm_trailer_version) +
-                                    " is not an older one (1 to 3)");
+                                    " is not an older one (1 to " + std::to_string(kTrailerVersion - 1) + ")");
+    }
+    const GmmTrailer t = GmmTrailer::of(index);
+    if (t.has_gmm && t.model.covariance_type == CovarianceType::Full &&
+        gmm_trailer_version < kFirstFullCovarianceTrailerVersion) {
+        throw std::invalid_argument("serialize_gmm_index_old_format: trailer version " +
+                                    std::to_string(gmm_trailer_version) + " cannot hold full covariances");
     }
     faiss::VectorIOWriter writer;
     write_all(index, &writer, gmm_trailer_version);

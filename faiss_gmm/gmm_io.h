@@ -142,7 +142,8 @@ GmmTrailer read_gmm_trailer(faiss::IOReader* r);
 
 namespace detail {
 /// The writer of the older formats (GMM trailer version 1, 2 or 3, spill trailer
-/// version 1, no checksum footer), kept so that tests can make such files.
+/// version 1, no checksum footer; version 4: the footer, before full covariances),
+/// kept so that tests can make such files.
 std::vector<uint8_t> serialize_gmm_index_old_format(const faiss::Index* index, uint32_t gmm_trailer_version);
 } // namespace detail
 

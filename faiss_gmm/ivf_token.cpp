@@ -15,7 +15,7 @@ namespace {
 constexpr int kRespDefaultMaxCopies = 8;
 
 const char* const kGrammar =
-        "IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
+        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
 
 /// The options of one token while it is parsed: what they ask for, and which
 /// rule-choosing options were given (resolved into a SpillRule at the end).
@@ -38,7 +38,7 @@ bool parse_number(const std::string& text, double* v) {
 
 /// Applies one option of an IVF token ("GMM", "spill1.2", ...) to st; false when unknown.
 bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
-    static const std::regex opt("^(GMMdiag|GMM|spill|tau|T|eps|soar|ratio|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
+    static const std::regex opt("^(GMMdiag|GMMfull|GMM|spill|tau|T|eps|soar|ratio|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
     std::smatch m;
     if (!std::regex_match(o, m, opt)) return false;
     const std::string key = m[1].str(), val = m[2].str();
@@ -57,10 +57,12 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
         st->fixed_threshold = true;
         *rule = true;
     };
-    if (key == "GMM" || key == "GMMdiag") {
+    if (key == "GMM" || key == "GMMdiag" || key == "GMMfull") {
         need(val.empty());
         opts->gmm = true;
-        opts->covariance_type = key == "GMM" ? CovarianceType::Spherical : CovarianceType::Diagonal;
+        opts->covariance_type = key == "GMM"       ? CovarianceType::Spherical
+                                : key == "GMMdiag" ? CovarianceType::Diagonal
+                                                   : CovarianceType::Full;
     } else if (key == "spill") {
         need(has);
         opts->spill = true;
@@ -138,7 +140,7 @@ void resolve_rule(TokenState& st, const std::string& description) {
     }
     if (!st.max_given && sp.budget > 2) sp.max_copies = int(std::ceil(sp.budget));
     if ((st.rule_posterior || st.rule_resp || sp.primary_by_posterior) && !opts.gmm) {
-        throw std::invalid_argument("gmm_index_factory: _tau / _resp / _ppost need _GMM or _GMMdiag in \"" +
+        throw std::invalid_argument("gmm_index_factory: _tau / _resp / _ppost need _GMM, _GMMdiag or _GMMfull in \"" +
                                     description + "\"");
     }
 }
@@ -198,7 +200,7 @@ IvfDescription parse_ivf_description(const std::string& description) {
             }
         } else if (part.find("_GMM") != std::string::npos) {
             throw std::invalid_argument("gmm_index_factory: cannot parse \"" + part + "\" in \"" + description +
-                                        "\" (expected IVF<nlist>_GMM or IVF<nlist>_GMMdiag)");
+                                        "\" (expected IVF<nlist>_GMM, IVF<nlist>_GMMdiag or IVF<nlist>_GMMfull)");
         }
         rewritten += (rewritten.empty() ? "" : ",") + part;
     }

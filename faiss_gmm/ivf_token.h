@@ -1,8 +1,9 @@
 // The one parser of faiss-gmm's IVF token, used by the factory
 // (gmm_index_factory), the evaluation (eval/) and Python (faiss_gmm.index_factory):
 // FAISS's IVF<nlist> token with options appended with '_':
-//   IVF<nlist>[_GMM|_GMMdiag][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio|_resp[<t>]][_max<m>][_ppost]
-//   _GMM / _GMMdiag  the coarse quantizer is a GMM with spherical / diagonal covariances
+//   IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<λ>]][_ratio|_resp[<t>]][_max<m>][_ppost]
+//   _GMM / _GMMdiag / _GMMfull  the coarse quantizer is a GMM with spherical / diagonal / full
+//               covariances (the quantizer still returns true squared L2 to the means)
 //   _spill<B>   store border vectors in several lists, B entries per vector on average
 //               (threshold chosen at the first add); the rule is the GMM posterior ratio
 //               with _GMM*, the k-means distance ratio without
@@ -29,7 +30,7 @@ namespace faiss_gmm {
 
 /// What the IVF token of a description asks for.
 struct IvfOptions {
-    bool gmm = false;                ///< _GMM / _GMMdiag given
+    bool gmm = false;                ///< _GMM / _GMMdiag / _GMMfull given
     CovarianceType covariance_type = CovarianceType::Spherical;
     bool spill = false;              ///< an IndexIVFSpill is wanted
     SpillParams spill_params;        ///< its settings

@@ -148,6 +148,7 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
 
     // The data's moments are needed only to derive the fallback variance.
     const bool need_moments = fallback_variance < 0;
+    // Full: the upper triangles of Σ (x − μ_k)(x − μ_k)ᵀ, K × d × d (O(K·d²), as the model).
     std::vector<double> count(K, 0.0), sq(size_t(K) * nvar, 0.0), s1(d, 0.0), s2(d, 0.0);
     constexpr int64_t kChunk = 16384;
     std::vector<float> x, dist;
@@ -173,6 +174,12 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
             count[k] += 1;
             if (type == CovarianceType::Spherical) {
                 sq[k] += std::max(0.0f, dist[i]);
+            } else if (type == CovarianceType::Full) {
+                double* s = sq.data() + k * d * d;
+                for (int64_t a = 0; a < d; a++) {
+                    const double da = double(row[a]) - means[k * d + a];
+                    for (int64_t b = a; b < d; b++) s[a * d + b] += da * (double(row[b]) - means[k * d + b]);
+                }
             } else {
                 for (int64_t j = 0; j < d; j++) {
                     const double diff = double(row[j]) - means[k * d + j];
@@ -195,6 +202,17 @@ GmmModel model_from_hard_assignment(const VectorSource& data, int64_t K, const s
     for (int64_t k = 0; k < K; k++) wsum += std::max(count[k], 1.0);
     for (int64_t k = 0; k < K; k++) {
         model.log_weights[k] = float(std::log(std::max(count[k], 1.0) / wsum));
+        if (type == CovarianceType::Full) {
+            // Σ_k of the assigned rows (fallback_variance·I for none), floor on its eigenvalues.
+            double* s = sq.data() + k * d * d;
+            for (int64_t a = 0; a < d; a++) {
+                for (int64_t b = a; b < d; b++) {
+                    s[a * d + b] = count[k] > 0 ? s[a * d + b] / count[k] : (a == b ? fallback_variance : 0.0);
+                }
+            }
+            model.set_covariance(k, s, floor);
+            continue;
+        }
         for (int64_t j = 0; j < nvar; j++) {
             const double v = count[k] > 0
                     ? sq[k * nvar + j] / (count[k] * (type == CovarianceType::Spherical ? double(d) : 1.0))

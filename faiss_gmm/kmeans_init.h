@@ -19,7 +19,8 @@ std::vector<float> kmeans_plus_plus_means(int64_t n, int64_t d, const float* x, 
 
 /// A model with the given means whose weights and variances come from assigning
 /// every row to its nearest mean: w_k ∝ max(n_k, 1), σ² = mean squared distance
-/// (per dimension for diagonal), at least max(variance_floor, 1e-30); a
+/// (per dimension for diagonal; full: the assigned rows' covariance, its
+/// eigenvalues at least the floor), at least max(variance_floor, 1e-30); a
 /// component that got no row takes `fallback_variance`, or, when that is < 0,
 /// the data's mean per-dimension variance (1 if the data has none). Rows are read
 /// chunk by chunk (no float copy of the source) and checked to be finite.

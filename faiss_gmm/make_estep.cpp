@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <stdexcept>
 
 #include "EStep.h"
@@ -18,13 +19,27 @@ bool cuda_available() {
 }
 
 std::unique_ptr<EStep> make_estep(const GmmParams& params, int64_t K, int64_t d) {
+    // The CUDA backend has no full-covariance kernel yet (issue 17): Auto runs full
+    // models on the CPU with a line on stderr, explicit Cuda is refused rather than
+    // running a kernel that would read the d·d factors as d variances.
+    const bool full = params.covariance_type == CovarianceType::Full;
     switch (params.device) {
         case Device::Cpu:
             return std::make_unique<EStepCpu>(params.block_size);
         case Device::Auto:
             if (!cuda_available()) return std::make_unique<EStepCpu>(params.block_size);
+            if (full) {
+                std::fprintf(stderr, "faiss_gmm: device = auto: the CUDA E-step has no kernel for full "
+                                     "covariances yet, running the CPU E-step\n");
+                return std::make_unique<EStepCpu>(params.block_size);
+            }
             [[fallthrough]];
         case Device::Cuda:
+            if (full) {
+                throw std::invalid_argument("GmmParams.device = Cuda: the CUDA E-step does not support "
+                                            "covariance_type = full yet (use Device::Cpu or Device::Auto, "
+                                            "which runs full covariances on the CPU)");
+            }
 #ifdef FAISS_GMM_WITH_CUDA
             if (gpu::cuda_device_count() == 0) {
                 throw std::runtime_error("GmmParams.device = Cuda but no CUDA GPU is visible "

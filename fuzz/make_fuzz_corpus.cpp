@@ -226,6 +226,9 @@ void index_seeds() {
     const Bytes full_diag = serialize_gmm_index(diag.get());
     put("gmm_trailer", "diagonal",
         Bytes(full_diag.begin() + long(fuzz::faiss_bytes(diag.get()).size()), full_diag.end()));
+    auto full_cov = fuzz::seed_index(CovarianceType::Full); // trailer version 5 (issue 17)
+    const Bytes full_full = serialize_gmm_index(full_cov.get());
+    put("gmm_trailer", "full", Bytes(full_full.begin() + long(fuzz::faiss_bytes(full_cov.get()).size()), full_full.end()));
     // The spill trailer (IndexIVFSpill) follows the GMM trailer: a seed with both,
     // when the spill index's FAISS part is the same bytes as seed_index()'s.
     auto spill = fuzz::seed_index(CovarianceType::Spherical, true);

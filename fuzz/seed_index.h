@@ -28,8 +28,16 @@ inline std::unique_ptr<faiss::Index> seed_index(CovarianceType type = Covariance
         m.log_weights[k] = std::log(1.0f / K);
         for (int j = 0; j < d; j++) m.means[k * d + j] = float(k) + 0.25f * float(j);
     }
-    for (size_t i = 0; i < m.variances.size(); i++) m.variances[i] = 0.5f + 0.125f * float(i % 5);
-    std::string desc = type == CovarianceType::Diagonal ? "IVF8_GMMdiag" : "IVF8_GMM";
+    if (type == CovarianceType::Full) {
+        for (int k = 0; k < K; k++) { // Σ = 0.5·I + 0.1 (ones): positive definite
+            double cov[d * d];
+            for (int i = 0; i < d * d; i++) cov[i] = (i % (d + 1) == 0 ? 0.5 : 0.0) + 0.1;
+            m.set_covariance(k, cov);
+        }
+    } else {
+        for (size_t i = 0; i < m.variances.size(); i++) m.variances[i] = 0.5f + 0.125f * float(i % 5);
+    }
+    std::string desc = type == CovarianceType::Diagonal ? "IVF8_GMMdiag" : type == CovarianceType::Full ? "IVF8_GMMfull" : "IVF8_GMM";
     desc += spill ? "_spill1.2,Flat" : ",Flat";
     std::unique_ptr<faiss::Index> index(gmm_index_factory(d, desc));
     find_gmm_quantizer(index.get())->set_model(m);

@@ -297,6 +297,11 @@ const char* EStepCuda::name() const { return name_; }
 
 void EStepCuda::set_model(const GmmModel& model, const float* center) {
     model.validate();
+    if (model.covariance_type == CovarianceType::Full) {
+        // No full-covariance kernel yet (issue 17): refuse rather than read the d·d factors as variances.
+        throw std::invalid_argument("EStepCuda::set_model: covariance_type = full is not supported by the CUDA "
+                                    "E-step yet (use the CPU E-step: Device::Cpu, or Device::Auto)");
+    }
     if (model.K != K_ || model.d != d_) {
         throw std::invalid_argument("EStepCuda::set_model: model is K=" + std::to_string(model.K) +
                                     ", d=" + std::to_string(model.d) + " but this E-step was built for K=" +

@@ -115,6 +115,17 @@ py::array_t<float> vec_to_array(const std::vector<float>& v, std::vector<py::ssi
     return a;
 }
 
+/// The shape of GmmModel::variances as Python sees it: (K,), (K, d), or (K, d, d)
+/// for full covariances (the precisions' upper Cholesky factors).
+std::vector<py::ssize_t> model_variances_shape(const GmmModel& g) {
+    switch (g.covariance_type) {
+        case CovarianceType::Spherical: return {g.K};
+        case CovarianceType::Diagonal: return {g.K, g.d};
+        case CovarianceType::Full: break;
+    }
+    return {g.K, g.d, g.d};
+}
+
 /// A float32 array's values into v, refusing any other size (pickle states).
 void array_to_vec(const py::array_t<float, py::array::c_style | py::array::forcecast>& a, std::vector<float>& v,
                   const char* what) {
@@ -139,7 +150,8 @@ GmmModel model_from_state(const py::tuple& t) {
     const auto K = t[0].cast<int64_t>(), d = t[1].cast<int64_t>();
     const int type = t[2].cast<int>();
     if (K < 1 || d < 1) throw std::invalid_argument("GmmModel state: K and d must be >= 1");
-    if (type != int(CovarianceType::Spherical) && type != int(CovarianceType::Diagonal)) {
+    if (type != int(CovarianceType::Spherical) && type != int(CovarianceType::Diagonal) &&
+        type != int(CovarianceType::Full)) {
         throw std::invalid_argument("GmmModel state: unknown covariance type " + std::to_string(type));
     }
     GmmModel m(K, d, CovarianceType(type));
@@ -163,13 +175,16 @@ GmmModel model_from_arrays(py::array_t<double, py::array::c_style | py::array::f
         throw std::invalid_argument("GmmModel: weights must have shape (" + std::to_string(K) + ",)");
     }
     GmmModel m(K, d, type);
-    const bool sph = type == CovarianceType::Spherical;
-    if (sph ? (variances.ndim() != 1 || variances.shape(0) != K)
-            : (variances.ndim() != 2 || variances.shape(0) != K || variances.shape(1) != d)) {
-        throw std::invalid_argument(std::string("GmmModel: variances must have shape ") +
-                                    (sph ? "(K,) = (" + std::to_string(K) + ",)"
-                                         : "(K, d) = (" + std::to_string(K) + ", " + std::to_string(d) + ")") +
-                                    " for " + to_string(type) + " covariances");
+    const std::vector<py::ssize_t> shape = model_variances_shape(m);
+    if (variances.ndim() != py::ssize_t(shape.size()) ||
+        !std::equal(shape.begin(), shape.end(), variances.shape())) {
+        std::string want = "(" + std::to_string(K);
+        for (size_t i = 1; i < shape.size(); i++) want += ", " + std::to_string(shape[i]);
+        throw std::invalid_argument("GmmModel: variances must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                                    " for " + to_string(type) + " covariances" +
+                                    (type == CovarianceType::Full ? " (the precisions' Cholesky factors, as "
+                                                                    "scikit-learn's precisions_cholesky_)"
+                                                                  : ""));
     }
     for (int64_t k = 0; k < K; k++) {
         const double w = weights.data()[k];
@@ -181,6 +196,30 @@ GmmModel model_from_arrays(py::array_t<double, py::array::c_style | py::array::f
     }
     for (int64_t i = 0; i < K * d; i++) m.means[i] = float(means.data()[i]);
     for (size_t i = 0; i < m.variances.size(); i++) m.variances[i] = float(variances.data()[i]);
+    m.validate();
+    return m;
+}
+
+/// A full-covariance model from covariance matrices (K, d, d): each factored by
+/// GmmModel::set_covariance (its error names a component that is not positive definite).
+GmmModel model_from_covariances(py::array_t<double, py::array::c_style | py::array::forcecast> weights,
+                                py::array_t<double, py::array::c_style | py::array::forcecast> means,
+                                py::array_t<double, py::array::c_style | py::array::forcecast> covariances) {
+    if (means.ndim() != 2) throw std::invalid_argument("GmmModel: means must have shape (K, d)");
+    const int64_t K = means.shape(0), d = means.shape(1);
+    if (covariances.ndim() != 3 || covariances.shape(0) != K || covariances.shape(1) != d ||
+        covariances.shape(2) != d) {
+        throw std::invalid_argument("GmmModel: covariances must have shape (K, d, d) = (" + std::to_string(K) + ", " +
+                                    std::to_string(d) + ", " + std::to_string(d) + ")");
+    }
+    // Weights and means checked as from_arrays does, with unit variances standing in for
+    // the factors (d values, not d·d), then each factor from its covariance.
+    py::array_t<double> ones(std::vector<py::ssize_t>{K, d});
+    std::fill(ones.mutable_data(), ones.mutable_data() + K * d, 1.0);
+    GmmModel m = model_from_arrays(weights, means, ones, CovarianceType::Diagonal);
+    m.covariance_type = CovarianceType::Full;
+    m.variances.assign(size_t(K * d * d), 0.0f);
+    for (int64_t k = 0; k < K; k++) m.set_covariance(k, covariances.data() + k * d * d);
     m.validate();
     return m;
 }
@@ -274,7 +313,8 @@ PYBIND11_MODULE(_core, m) {
 
     py::enum_<CovarianceType>(m, "CovarianceType")
             .value("Spherical", CovarianceType::Spherical)
-            .value("Diagonal", CovarianceType::Diagonal);
+            .value("Diagonal", CovarianceType::Diagonal)
+            .value("Full", CovarianceType::Full);
     py::enum_<InitMethod>(m, "InitMethod")
             .value("FaissKMeans", InitMethod::FaissKMeans)
             .value("KMeansPlusPlus", InitMethod::KMeansPlusPlus)
@@ -342,10 +382,21 @@ PYBIND11_MODULE(_core, m) {
             .def_property_readonly("log_weights",
                                    [](const GmmModel& g) { return vec_to_array(g.log_weights, {g.K}); })
             .def_property_readonly("means", [](const GmmModel& g) { return vec_to_array(g.means, {g.K, g.d}); })
-            .def_property_readonly("variances", [](const GmmModel& g) {
-                return g.covariance_type == CovarianceType::Spherical ? vec_to_array(g.variances, {g.K})
-                                                                      : vec_to_array(g.variances, {g.K, g.d});
-            })
+            .def_static("from_covariances", &model_from_covariances, py::arg("weights"), py::arg("means"),
+                        py::arg("covariances"),
+                        "A full-covariance model from covariance matrices (K, d, d), factored in double.")
+            .def_property_readonly("variances",
+                                   [](const GmmModel& g) { return vec_to_array(g.variances, model_variances_shape(g)); },
+                                   "The covariance parameters: (K,) variances, (K, d) variances, or for full "
+                                   "covariances (K, d, d) upper Cholesky factors of the precisions")
+            .def_property_readonly("covariances", [](const GmmModel& g) {
+                py::array_t<double> a(std::vector<py::ssize_t>{g.K, g.d, g.d});
+                for (int64_t k = 0; k < g.K; k++) {
+                    const std::vector<double> c = g.covariance(k);
+                    std::copy(c.begin(), c.end(), a.mutable_data() + k * g.d * g.d);
+                }
+                return a;
+            }, "Σ_k as (K, d, d) float64 matrices, for every covariance type")
             .def(py::pickle(&model_state, &model_from_state))
             .def("__repr__", [](const GmmModel& g) {
                 return "GmmModel(K=" + std::to_string(g.K) + ", d=" + std::to_string(g.d) + ", " +

@@ -411,7 +411,7 @@ TEST(BadInput, CorruptIndexFiles) {
 }
 
 TEST(BadInput, UnsupportedFactoryStrings) {
-    for (const char* s : {"IVF16_GMM,Foo", "IVF_GMM,Flat", "IVFx_GMM,Flat", "IVF16_GMM,IVF8_GMM,Flat", "IVF16_GMMfull,Flat"}) {
+    for (const char* s : {"IVF16_GMM,Foo", "IVF_GMM,Flat", "IVFx_GMM,Flat", "IVF16_GMM,IVF8_GMM,Flat", "IVF16_GMMtied,Flat"}) {
         expect_error<std::invalid_argument>([&] { delete gmm_index_factory(8, s); }, "gmm_index_factory", s);
     }
     expect_error<std::invalid_argument>([&] { delete gmm_index_factory(8, "IVF16,Flat"); }, "gmm_index_factory",

@@ -47,7 +47,7 @@ TEST(Checkpoint, ResumedRunEndsWithTheUninterruptedModel) {
     std::vector<float> x = clustered_data(n, d, K, 1.0f, 51);
     x[0] += 40.0f; // an outlier that empties a component: re-seeding (and its random state) is resumed too
     const std::string path = ::testing::TempDir() + "faiss_gmm_checkpoint.bin";
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
         GmmTrainer whole(run_params(type));
         const GmmModel want = whole.fit(n, d, x.data(), K);
 

@@ -37,7 +37,7 @@ TEST(Determinism, SameSeedSameThreadsBitIdentical) {
     const std::vector<float> x = clustered_data(n, d, K, 1.0f, 21);
     for (int threads : {1, 2}) {
         ThreadCount tc(threads);
-        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
             auto run = [&] {
                 GmmParams p;
                 p.device = Device::Cpu;
@@ -130,7 +130,7 @@ TEST(Determinism, AnyThreadCountAndChunkSizeBitIdentical) {
     const std::vector<float> x = clustered_data(n, d, K, 1.0f, 26);
     const std::string path = ::testing::TempDir() + "determinism-any.fvecs";
     datasets::write_fvecs(path, n, d, x.data());
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
         for (InitMethod init : {InitMethod::FaissKMeans, InitMethod::KMeansPlusPlus}) {
             auto run = [&](int threads, int64_t chunk, bool from_file) {
                 ThreadCount tc(threads);

@@ -239,7 +239,7 @@ TEST(DistributedTrainer, RanksMatchOneProcess) {
     // initialize: both samples are drawn across the ranks' ranges.
     const int64_t n = 6000, d = 12, K = 16;
     const std::vector<float> x = clustered_data(n, d, K, 1.0f, 21);
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
         for (InitMethod init : {InitMethod::FaissKMeans, InitMethod::KMeansPlusPlus}) {
             GmmParams p;
             p.covariance_type = type;

@@ -105,7 +105,7 @@ TEST(GmmIndexFactory, ParsesGmmTokens) {
 
 TEST(GmmIndexFactory, RefusesBadDescriptionsAndMetrics) {
     EXPECT_THROW(gmm_index_factory(32, "IVF64,Flat"), std::invalid_argument) << "no GMM token";
-    EXPECT_THROW(gmm_index_factory(32, "IVF64_GMMfull,Flat"), std::invalid_argument);
+    EXPECT_THROW(gmm_index_factory(32, "IVF64_GMMtied,Flat"), std::invalid_argument);
     EXPECT_THROW(gmm_index_factory(32, "IVF64_GMM,Bogus"), std::invalid_argument);
     EXPECT_THROW(gmm_index_factory(32, "IVF64_GMM,IVF32_GMM,Flat"), std::invalid_argument);
     EXPECT_THROW(gmm_index_factory(32, "IVF64_GMM,Flat", faiss::METRIC_INNER_PRODUCT), std::invalid_argument);

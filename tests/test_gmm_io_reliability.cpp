@@ -271,7 +271,7 @@ TEST(GmmIOChecksum, EveryFlippedByteIsRefusedBeforeFaissParses) {
     GmmFileInfo info;
     std::unique_ptr<faiss::Index> ok(deserialize_gmm_index(good.data(), good.size(), &info));
     EXPECT_TRUE(info.verified);
-    EXPECT_EQ(info.gmm_version, 4u);
+    EXPECT_EQ(info.gmm_version, 5u);
     EXPECT_EQ(info.spill_version, 2u);
     EXPECT_EQ(info.faiss_size, faiss_size);
     EXPECT_TRUE(info.note.empty());
@@ -399,7 +399,21 @@ TEST(GmmIOOldFormat, OldWriterVersions1To3StillRead) {
         EXPECT_EQ(q->model.means, find_gmm_quantizer(index.get())->model.means);
         ASSERT_NE(as_spill_index(back.get()), nullptr);
     }
-    EXPECT_THROW(detail::serialize_gmm_index_old_format(index.get(), 4), std::invalid_argument);
+    EXPECT_THROW(detail::serialize_gmm_index_old_format(index.get(), 5), std::invalid_argument);
+}
+
+TEST(GmmIOOldFormat, Version4WithFooterStillReadsVerified) {
+    // Trailer version 5 (issue 17) only adds full covariances: version 4 files read as before.
+    auto index = trained("IVF8_GMMdiag_spill1.3,Flat", 8, 500, 6);
+    const Bytes b = detail::serialize_gmm_index_old_format(index.get(), 4);
+    GmmFileInfo info;
+    std::unique_ptr<faiss::Index> back(deserialize_gmm_index(b.data(), b.size(), &info));
+    EXPECT_TRUE(info.verified);
+    EXPECT_EQ(info.gmm_version, 4u);
+    const GmmQuantizer* q = find_gmm_quantizer(back.get());
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(q->model.variances, find_gmm_quantizer(index.get())->model.variances);
+    ASSERT_NE(as_spill_index(back.get()), nullptr);
 }
 
 // ---------------------------------------------------------------- GmmTrailer

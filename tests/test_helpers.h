@@ -38,7 +38,34 @@ inline std::vector<float> clustered_data(int64_t n, int64_t d, int64_t K, float 
     return x;
 }
 
-/// A random valid model: means near the data, variances in [0.5, 2]·base, random weights.
+/// A random symmetric positive definite d × d matrix (row-major, double) with
+/// eigenvalues spread geometrically over [base / cond, base] along random axes
+/// (a product of d random Householder reflections).
+inline std::vector<double> random_spd(int64_t d, double base, double cond, std::mt19937_64& rng) {
+    std::normal_distribution<double> g;
+    std::vector<double> q(size_t(d * d), 0.0), v(d);
+    for (int64_t i = 0; i < d; i++) q[i * d + i] = 1.0;
+    for (int64_t r = 0; r < d; r++) { // Q ← Q (I − 2vvᵀ/vᵀv)
+        double vv = 0;
+        for (auto& x : v) vv += (x = g(rng)) * x;
+        for (int64_t i = 0; i < d; i++) {
+            double qv = 0;
+            for (int64_t j = 0; j < d; j++) qv += q[i * d + j] * v[j];
+            for (int64_t j = 0; j < d; j++) q[i * d + j] -= 2 * qv * v[j] / vv;
+        }
+    }
+    std::vector<double> s(size_t(d * d), 0.0);
+    for (int64_t m = 0; m < d; m++) {
+        const double lambda = base * std::pow(cond, -double(m) / double(std::max<int64_t>(d - 1, 1)));
+        for (int64_t i = 0; i < d; i++) {
+            for (int64_t j = 0; j < d; j++) s[i * d + j] += q[i * d + m] * lambda * q[j * d + m];
+        }
+    }
+    return s;
+}
+
+/// A random valid model: means near the data, variances in [0.5, 2]·base, random weights;
+/// full covariances: random_spd with eigenvalues in [base/4, base]·[0.5, 2].
 inline GmmModel random_model(int64_t K, int64_t d, CovarianceType type, float base_var, uint64_t seed,
                              const std::vector<float>* means_from = nullptr) {
     std::mt19937_64 rng{seed};
@@ -46,7 +73,11 @@ inline GmmModel random_model(int64_t K, int64_t d, CovarianceType type, float ba
     std::uniform_real_distribution<float> u(0.5f, 2.0f);
     GmmModel m(K, d, type);
     for (size_t i = 0; i < m.means.size(); i++) m.means[i] = means_from ? (*means_from)[i] + 0.3f * g(rng) : 3.0f * g(rng);
-    for (auto& v : m.variances) v = base_var * u(rng);
+    if (type == CovarianceType::Full) {
+        for (int64_t k = 0; k < K; k++) m.set_covariance(k, random_spd(d, base_var * u(rng), 4.0, rng).data());
+    } else {
+        for (auto& v : m.variances) v = base_var * u(rng);
+    }
     double s = 0;
     std::vector<double> w(K);
     for (auto& x : w) s += (x = u(rng));

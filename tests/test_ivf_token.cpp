@@ -119,7 +119,11 @@ TEST(IvfToken, WhatIsLeftToFaiss) {
     EXPECT_FALSE(h.found);
     EXPECT_EQ(h.faiss_ivf_token, "IVF64_HNSW32");
     EXPECT_EQ(h.nlist, 64);
-    EXPECT_EQ(parse_ivf_description("IVF16_GMMfull,Flat").faiss_ivf_token, "IVF16_GMMfull");
+    EXPECT_EQ(parse_ivf_description("IVF16_GMMtied,Flat").faiss_ivf_token, "IVF16_GMMtied"); // not ours
+    const IvfDescription full = parse_ivf_description("IVF16_GMMfull,Flat"); // issue 17
+    EXPECT_TRUE(full.found && full.options.gmm);
+    EXPECT_EQ(full.options.covariance_type, CovarianceType::Full);
+    EXPECT_EQ(full.faiss_description, "IVF16,Flat");
 }
 
 TEST(IvfToken, BadValuesAreNamed) {
@@ -136,7 +140,7 @@ TEST(IvfToken, MalformedTokensAreRefused) {
     expect_error("IVF64_GMM_foo,Flat", "cannot parse \"IVF64_GMM_foo\"");
     expect_error("IVF64_GMM_spillx,Flat", "cannot parse \"IVF64_GMM_spillx\""); // not a number: not an option
     expect_error("IVF_GMM,Flat", "cannot parse \"IVF_GMM\"");
-    expect_error("IVFx_GMM,Flat", "(expected IVF<nlist>_GMM or IVF<nlist>_GMMdiag)");
+    expect_error("IVFx_GMM,Flat", "(expected IVF<nlist>_GMM, IVF<nlist>_GMMdiag or IVF<nlist>_GMMfull)");
     expect_error("IVF16_GMM,IVF8_GMM,Flat", "more than one IVF<n>_... token");
 }
 
@@ -150,7 +154,7 @@ TEST(IvfToken, ContradictionsAreRefused) {
     expect_error("IVF64_GMM_soar,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
     expect_error("IVF64_GMM_ratio,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
     for (const char* d : {"IVF64_tau0.1,Flat", "IVF64_resp,Flat", "IVF64_ppost_spill1.2,Flat"}) {
-        expect_error(d, "need _GMM or _GMMdiag");
+        expect_error(d, "need _GMM, _GMMdiag or _GMMfull");
     }
 }
 

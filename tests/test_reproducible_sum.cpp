@@ -154,7 +154,7 @@ TEST(ReproducibleSum, ScaleExponentIsTheNextPowerOfTwo) {
 TEST(ReproducibleSum, CpuEStepSameStatisticsForAnyThreadsAndBlockAlignedCalls) {
     const int64_t n = 5 * kReproducibleBlockRows + 123, d = 9, K = 11;
     const std::vector<float> x = faiss_gmm::testing::clustered_data(n, d, K, 1.0f, 31);
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
         const GmmModel model = faiss_gmm::testing::random_model(K, d, type, 1.0f, 32);
         double x_bound = 0, mean_norm = 0;
         for (float v : x) x_bound = std::max(x_bound, double(std::fabs(v)));

@@ -21,7 +21,9 @@ namespace {
 void expect_finite_model(const GmmModel& m) {
     for (float v : m.log_weights) ASSERT_TRUE(std::isfinite(v));
     for (float v : m.means) ASSERT_TRUE(std::isfinite(v));
-    for (float v : m.variances) ASSERT_TRUE(std::isfinite(v) && v > 0);
+    // Full: the precisions' Cholesky factors have zeros below the diagonal (validate() checks their shape).
+    const bool full = m.covariance_type == CovarianceType::Full;
+    for (float v : m.variances) ASSERT_TRUE(std::isfinite(v) && (full || v > 0));
     EXPECT_NO_THROW(m.validate());
 }
 
@@ -57,7 +59,7 @@ class BoundedEStep : public EStep {
 } // namespace
 
 TEST(GmmTrainer, LogLikelihoodNeverDecreases) {
-    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
         for (InitMethod init : {InitMethod::FaissKMeans, InitMethod::KMeansPlusPlus}) {
             std::vector<float> x = clustered_data(4000, 12, 10, 1.5f, 3);
             GmmParams p;
@@ -245,7 +247,7 @@ TEST(GmmTrainer, DegenerateDataTrainsWithoutNaN) {
             x[i * d + 3] = 7.0f; // zero variance
             for (int64_t j = 0; j < d; j++) x[i * d + j] = x[i * d + j] * scale + (scale == 1.0f ? 1e4f : 0.0f);
         }
-        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
             GmmParams p;
             p.niter = 8;
             p.covariance_type = type;

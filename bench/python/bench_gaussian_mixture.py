@@ -169,6 +169,15 @@ def report_section(args, name, rows, tm, load0, load1):
     return lines
 
 
+def write_report(report, out):
+    """Prints the markdown report and writes it to `out` (when given)."""
+    print()
+    print(report)
+    if out:
+        with open(out, "w") as f:
+            f.write(report)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
@@ -226,12 +235,7 @@ def main():
                  "cancels fixed costs. Peak RSS beyond input = VmHWM after fit − VmRSS just before fit, with the "
                  "peak mark reset to the current RSS (/proc/self/clear_refs) right before fit; the input array, "
                  "libraries and warm-up are already resident then. The largest over all runs.")
-    report = "\n".join(lines) + "\n"
-    print()
-    print(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
+    write_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -41,4 +41,11 @@ void gemm_atb(int m, int n, int k, const float* A, const float* B, float* C) {
     sgemm_("N", "T", &n, &m, &k, &one, B, &n, A, &m, &zero, C, &n);
 }
 
+void syrk_ata_upper(int n, int k, const float* A, float* C) {
+    // Column-major view: A is n×k (= Aᵀ), and the row-major upper triangle of C
+    // is the column-major lower one.
+    const float one = 1, zero = 0;
+    ssyrk_("L", "N", &n, &k, &one, A, &n, &zero, C, &n);
+}
+
 } // namespace faiss_gmm::detail

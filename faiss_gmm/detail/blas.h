@@ -7,6 +7,8 @@ extern "C" {
 int sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
            const float* beta, float* c, const int* ldc);
+int ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha, const float* a,
+           const int* lda, const float* beta, float* c, const int* ldc);
 }
 
 namespace faiss_gmm::detail {
@@ -30,5 +32,8 @@ class SingleThreadedBlas {
 void gemm_abt(int m, int n, int k, const float* A, const float* B, float* C);
 /// C (m×n, row-major) = A (k×m, row-major)ᵀ · B (k×n, row-major)
 void gemm_atb(int m, int n, int k, const float* A, const float* B, float* C);
+/// The upper triangle (i <= j) of C (n×n, row-major) = A (k×n, row-major)ᵀ · A;
+/// the strict lower triangle is left as it was.
+void syrk_ata_upper(int n, int k, const float* A, float* C);
 
 } // namespace faiss_gmm::detail

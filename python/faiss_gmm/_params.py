@@ -10,6 +10,7 @@ _COVARIANCE = {
     "spherical": CovarianceType.Spherical,
     "diag": CovarianceType.Diagonal,
     "diagonal": CovarianceType.Diagonal,
+    "full": CovarianceType.Full,
 }
 _INIT = {
     "kmeans": InitMethod.FaissKMeans,

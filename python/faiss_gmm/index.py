@@ -45,7 +45,7 @@ def _ptr(index):
 
 def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs):
     """faiss.index_factory plus the coarse-quantizer tokens IVF<nlist>_GMM
-    (spherical covariances) and IVF<nlist>_GMMdiag (diagonal).
+    (spherical covariances), IVF<nlist>_GMMdiag (diagonal) and IVF<nlist>_GMMfull (full).
 
     Returns the index faiss.index_factory builds for the description without
     "_GMM" (a faiss.Index of faiss's own package), whose IVF's coarse quantizer
@@ -59,17 +59,17 @@ def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs)
     normalize the vectors and use L2, which ranks them identically).
     """
     parsed = _core.parse_ivf_description(description)  # the C++ parser; ValueError for a malformed token
-    # Options beyond _GMM / _GMMdiag (spill: IVF1024_GMM_spill1.2, _soar, _resp, ...)
+    # Options beyond _GMM / _GMMdiag / _GMMfull (spill: IVF1024_GMM_spill1.2, _soar, _resp, ...)
     # need an index type that faiss's SWIG layer does not know (faiss_gmm.spill has
     # it), and IVF tokens of FAISS's own with options (IVF64_HNSW32) are not GMM:
     # refused here instead of silently dropped.
     odd = parsed["token"] if parsed["found"] and len(parsed["option_items"]) != 1 else parsed["faiss_ivf_token"]
     if odd:
-        raise ValueError(f'"{odd}" in "{description}": only IVF<nlist>_GMM and IVF<nlist>_GMMdiag are '
+        raise ValueError(f'"{odd}" in "{description}": only IVF<nlist>_GMM, _GMMdiag and _GMMfull are '
                          "supported by faiss_gmm.index_factory in Python (spill / probing options are not "
                          "available from Python yet)")
     if not parsed["gmm"]:
-        raise ValueError(f'"{description}" has no IVF<nlist>_GMM or IVF<nlist>_GMMdiag token '
+        raise ValueError(f'"{description}" has no IVF<nlist>_GMM, _GMMdiag or _GMMfull token '
                          "(use faiss.index_factory for plain FAISS indexes)")
     faiss_description, cov = parsed["faiss_description"], parsed["covariance_type"]
     if metric != faiss.METRIC_L2:
@@ -77,7 +77,7 @@ def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs)
                          "cosine / inner-product search of normalized vectors use L2, which ranks them identically")
     if "covariance_type" in kwargs and _covariance_type(kwargs["covariance_type"]) != cov:
         raise ValueError(f"covariance_type={kwargs['covariance_type']!r} contradicts the description "
-                         f'"{description}" (use IVF<n>_GMM for spherical, IVF<n>_GMMdiag for diagonal)')
+                         f'"{description}" (use IVF<n>_GMM for spherical, IVF<n>_GMMdiag for diagonal, IVF<n>_GMMfull for full)')
     p = make_params(params, **kwargs)
     p.covariance_type = cov
     try:

@@ -1,14 +1,16 @@
 """GaussianMixture: scikit-learn's estimator API on the faiss_gmm EM engine.
 
 Same constructor arguments, methods and fitted attributes as
-sklearn.mixture.GaussianMixture for the spherical and diagonal covariance
+sklearn.mixture.GaussianMixture for the spherical, diagonal and full covariance
 types, with the same conventions: lower_bound_ is the mean log-likelihood of
 the model entering the last EM iteration, convergence is |Δ lower bound| < tol,
-reg_covar is added to every variance. Differences, all deliberate:
+reg_covar is added to every variance (full: to the covariance's diagonal).
+Differences, all deliberate:
 
-* covariance_type "full" and "tied" are not supported (the engine models
-  spherical and diagonal Gaussians, which is what an IVF quantizer needs); the
-  default is "spherical".
+* covariance_type "tied" is not supported; the default is "spherical" (what an
+  IVF quantizer needs). "full" keeps sklearn's shapes: covariances_,
+  precisions_ and precisions_cholesky_ (upper triangular, as sklearn's) are
+  (n_components, n_features, n_features); precisions_init is (K, d, d).
 * init_params "kmeans" runs faiss k-means (init_niter iterations), not
   sklearn's KMeans; "k-means++" is D² seeding; "random"/"random_from_data" are
   not supported. means_init / weights_init / precisions_init work as in sklearn.
@@ -103,7 +105,7 @@ def _seed_sequence(random_state, n):
 
 
 class GaussianMixture:
-    """Gaussian mixture (spherical or diagonal covariances) fitted by EM.
+    """Gaussian mixture (spherical, diagonal or full covariances) fitted by EM.
 
     Parameters follow sklearn.mixture.GaussianMixture; see the module
     docstring for the differences and the extra, engine-level arguments."""
@@ -155,9 +157,9 @@ class GaussianMixture:
     def _check_parameters(self):
         if not isinstance(self.n_components, numbers.Integral) or self.n_components < 1:
             raise ValueError(f"n_components must be an integer >= 1, got {self.n_components!r}")
-        if self.covariance_type not in ("spherical", "diag"):
+        if self.covariance_type not in ("spherical", "diag", "full"):
             raise ValueError(f"covariance_type={self.covariance_type!r} is not supported: faiss_gmm fits "
-                             "'spherical' or 'diag' covariances")
+                             "'spherical', 'diag' or 'full' covariances")
         if not isinstance(self.n_init, numbers.Integral) or self.n_init < 1:
             raise ValueError(f"n_init must be an integer >= 1, got {self.n_init!r}")
         if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 0:
@@ -198,25 +200,34 @@ class GaussianMixture:
                 raise ValueError("weights_init should be in the range [0, 1]")
             if not np.allclose(np.abs(1.0 - np.sum(weights)), 0.0):
                 raise ValueError(f"weights_init should be normalized (sum = 1), but sum = {np.sum(weights):.5f}")
+        full = self.covariance_type == "full"
         if self.precisions_init is not None:
             prec = np.asarray(self.precisions_init, dtype=np.float64)
-            shape = (K,) if self.covariance_type == "spherical" else (K, d)
+            shape = {"spherical": (K,), "diag": (K, d), "full": (K, d, d)}[self.covariance_type]
             if prec.shape != shape:
                 raise ValueError(f"precisions_init should have the shape {shape} for covariance_type="
                                  f"{self.covariance_type!r}, but got {prec.shape}")
-            if not np.all(prec > 0) or not np.all(np.isfinite(prec)):
+            if not np.all(np.isfinite(prec)):
+                raise ValueError("precisions_init should be finite")
+            if full:
+                for k, p in enumerate(prec):
+                    if not np.allclose(p, p.T) or np.any(np.linalg.eigvalsh(p) <= 0):
+                        raise ValueError(f"precisions_init[{k}] should be symmetric, positive-definite")
+            elif not np.all(prec > 0):
                 raise ValueError("precisions_init should be positive and finite")
 
-        variances = None if prec is None else 1.0 / prec
+        # Covariances (full: (K, d, d) matrices) or variances, from the precisions.
+        variances = None if prec is None else np.linalg.inv(prec) if full else 1.0 / prec
         if weights is None or means is None or variances is None:
             if means is not None:
                 # Weights and variances from the hard assignment to the given means;
                 # sklearn adds reg_covar to its initial variance estimate too.
                 base = _core.model_from_means(X, means, cov, 0.0)
-                base_variances = base.variances.astype(np.float64) + self.reg_covar
+                base_variances = (base.covariances + self.reg_covar * np.eye(d) if full
+                                  else base.variances.astype(np.float64) + self.reg_covar)
             else:
                 base = _core.fit(X, K, make_params(params, niter=0))["model"]  # initialization only
-                base_variances = base.variances.astype(np.float64)
+                base_variances = base.covariances if full else base.variances.astype(np.float64)
             if weights is None:
                 weights = np.exp(base.log_weights.astype(np.float64))
                 weights /= weights.sum()
@@ -224,6 +235,8 @@ class GaussianMixture:
                 means = base.means.astype(np.float64)
             if variances is None:
                 variances = base_variances
+        if full:
+            return _core.GmmModel.from_covariances(weights, means, variances)
         return _core.GmmModel.from_arrays(weights, means, variances, cov)
 
     def fit(self, X, y=None):
@@ -268,9 +281,15 @@ class GaussianMixture:
         weights = np.exp(model.log_weights.astype(np.float64))
         self.weights_ = weights / weights.sum()
         self.means_ = model.means.astype(np.float64)
-        self.covariances_ = model.variances.astype(np.float64)
-        self.precisions_ = 1.0 / self.covariances_
-        self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
+        if self.covariance_type == "full":
+            # The model keeps U_k (upper, U_k U_kᵀ = Σ_k⁻¹), sklearn's precisions_cholesky_.
+            self.precisions_cholesky_ = model.variances.astype(np.float64)
+            self.precisions_ = np.einsum("kij,klj->kil", self.precisions_cholesky_, self.precisions_cholesky_)
+            self.covariances_ = model.covariances
+        else:
+            self.covariances_ = model.variances.astype(np.float64)
+            self.precisions_ = 1.0 / self.covariances_
+            self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
         self.converged_ = bool(result["converged"])
         self.n_iter_ = int(result["n_iter"])
         self.lower_bound_ = float(lower_bound)
@@ -315,7 +334,7 @@ class GaussianMixture:
 
     def _n_parameters(self):
         K, d = self.means_.shape
-        cov_params = K if self.covariance_type == "spherical" else K * d
+        cov_params = {"spherical": K, "diag": K * d, "full": K * d * (d + 1) // 2}[self.covariance_type]
         return int(cov_params + K * d + K - 1)
 
     def bic(self, X):
@@ -337,6 +356,10 @@ class GaussianMixture:
         rng = np.random.default_rng(random_state)
         counts = rng.multinomial(n_samples, self.weights_)
         labels = np.repeat(np.arange(self.n_components), counts)
+        if self.covariance_type == "full":
+            z = rng.standard_normal((n_samples, self.means_.shape[1]))
+            chol = np.linalg.cholesky(self.covariances_)  # (K, d, d), Σ = C Cᵀ
+            return self.means_[labels] + np.einsum("nij,nj->ni", chol[labels], z), labels
         std = np.sqrt(self.covariances_[labels])
         if std.ndim == 1:
             std = std[:, None]

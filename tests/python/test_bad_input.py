@@ -110,7 +110,7 @@ def test_uint8_data_is_read_as_bytes_not_floats():
 
 # ---------------------------------------------------------------- factory strings
 
-@pytest.mark.parametrize("desc", ["IVF16_GMM,Foo", "IVF_GMM,Flat", "IVFx_GMM,Flat", "IVF16_GMMfull,Flat",
+@pytest.mark.parametrize("desc", ["IVF16_GMM,Foo", "IVF_GMM,Flat", "IVFx_GMM,Flat", "IVF16_GMMtied,Flat",
                                   "IVF16_GMM,IVF8_GMM,Flat", "IVF16,Flat", "HNSW32", ""])
 def test_unsupported_factory_strings(desc):
     with pytest.raises(ValueError):

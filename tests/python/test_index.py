@@ -74,6 +74,7 @@ def test_parameter_space_and_extract(trained):
 @pytest.mark.parametrize("description, cov", [
     ("IVF16_GMM,Flat", "spherical"),
     ("IVF16_GMMdiag,SQ8", "diag"),
+    ("IVF16_GMMfull,Flat", "full"),
     ("PCA8,IVF16_GMM,Flat", "spherical"),
     ("OPQ4_16,IVF16_GMM,PQ4x4", "spherical"),
     ("IVF16_GMM,PQ4x4fs", "spherical"),
@@ -85,8 +86,10 @@ def test_factory_variants(description, cov, data):
     idx.train(xt[:400] if description.startswith("OPQ") else xt[:2000])
     model = faiss_gmm.get_gmm_model(idx)
     assert model is not None and model.K == 16
-    assert model.covariance_type == faiss_gmm.CovarianceType.Diagonal if cov == "diag" \
-        else faiss_gmm.CovarianceType.Spherical
+    # (A parenthesized mapping: `a == b if c else d` asserted the truthy enum d for spherical.)
+    assert model.covariance_type == {"spherical": faiss_gmm.CovarianceType.Spherical,
+                                     "diag": faiss_gmm.CovarianceType.Diagonal,
+                                     "full": faiss_gmm.CovarianceType.Full}[cov]
     idx.add(xb[:1000])
     _, I = idx.search(xq[:5], 3)
     assert (I >= 0).all()
@@ -164,7 +167,7 @@ def test_factory_errors(data):
     with pytest.raises(ValueError, match="no IVF<nlist>_GMM"):
         faiss_gmm.index_factory(D, "IVF16,Flat")
     with pytest.raises(ValueError, match="only IVF<nlist>_GMM"):
-        faiss_gmm.index_factory(D, "IVF16_GMMfull,Flat")
+        faiss_gmm.index_factory(D, "IVF16_GMMtied,Flat")
     with pytest.raises(ValueError, match="spill"):
         faiss_gmm.index_factory(D, "IVF16_GMM_spill1.2,Flat")
     with pytest.raises(ValueError, match="METRIC_L2"):

@@ -162,7 +162,7 @@ def test_trailer_passes_between_cpp_and_python(tmp_path):
     py_file = str(tmp_path / "py.index")
     faiss_gmm.write_index(idx, py_file)
     t, info = _core.cpp_read_gmm_trailer(py_file)
-    assert info.verified and info.gmm_version == 4
+    assert info.verified and info.gmm_version == 5
     assert (t.rank_by_posterior, t.probe_variance_weight, t.probe_variance_power) == (False, 0.0, 0.0)
     np.testing.assert_array_equal(t.model.variances, faiss_gmm.get_gmm_model(idx).variances)
     # C++ writes (the same bytes), Python reads.

@@ -22,7 +22,8 @@ def start(x, centers, cov, seed=1):
     rng = np.random.default_rng(seed)
     k, d = centers.shape
     means = centers + rng.standard_normal((k, d))
-    prec = np.full(k, 0.8) if cov == "spherical" else np.full((k, d), 0.8)
+    prec = {"spherical": np.full(k, 0.8), "diag": np.full((k, d), 0.8),
+            "full": np.tile(0.8 * np.eye(d), (k, 1, 1))}[cov]
     return dict(means_init=means, weights_init=np.full(k, 1.0 / k), precisions_init=prec)
 
 
@@ -39,7 +40,7 @@ def sklearn_lower_bounds(x, k, cov, init, n_iter):
     return np.array(bounds), sk
 
 
-@pytest.mark.parametrize("cov", ["spherical", "diag"])
+@pytest.mark.parametrize("cov", ["spherical", "diag", "full"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_matches_sklearn_iteration_by_iteration(blobs, cov, dtype):
     x, labels, centers = blobs
@@ -132,7 +133,7 @@ def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
     assert np.all(np.abs(ours.covariances_ - v) <= v_err + U * v + v_sk)
 
 
-@pytest.mark.parametrize("cov", ["spherical", "diag"])
+@pytest.mark.parametrize("cov", ["spherical", "diag", "full"])
 def test_attribute_shapes_as_sklearn(blobs, cov):
     x, _, centers = blobs
     k, d = centers.shape
@@ -239,7 +240,14 @@ def test_bad_input(blobs):
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         GaussianMixture(10).fit(x[:5])
     with pytest.raises(ValueError, match="covariance_type"):
-        GaussianMixture(3, covariance_type="full").fit(x)
+        GaussianMixture(3, covariance_type="tied").fit(x)
+    d = x.shape[1]
+    with pytest.raises(ValueError, match=r"precisions_init should have the shape \(3, 8, 8\)"):
+        GaussianMixture(3, covariance_type="full", precisions_init=np.ones((3, d))).fit(x)
+    not_pd = np.tile(np.eye(d), (3, 1, 1))
+    not_pd[1, 0, 0] = -1.0
+    with pytest.raises(ValueError, match=r"precisions_init\[1\] should be symmetric, positive-definite"):
+        GaussianMixture(3, covariance_type="full", precisions_init=not_pd).fit(x)
     with pytest.raises(ValueError, match="init_params"):
         GaussianMixture(3, init_params="random").fit(x)
     with pytest.raises(ValueError, match="means_init should have the shape"):

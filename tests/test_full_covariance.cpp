@@ -1,0 +1,458 @@
+// Full covariance matrices (issue 17) on the CPU: the model's factorization and
+// log-density, the blocked E-step's statistics against the float64 reference with
+// the error bound written beside each check (random SPD and ill-conditioned
+// covariances, d up to 128, ragged shapes, a cancelling far-away narrow component),
+// the M-step against a direct computation, the errors (not positive definite, the
+// CUDA backend), posteriors, the factory and save/load.
+#include <gtest/gtest.h>
+
+#include <faiss/IndexIVF.h>
+#include <faiss/utils/distances.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "faiss_gmm/EStep.h"
+#include "faiss_gmm/EStepCpu.h"
+#include "faiss_gmm/ExactLogDensity.h"
+#include "faiss_gmm/GmmPosteriors.h"
+#include "faiss_gmm/GmmQuantizer.h"
+#include "faiss_gmm/em_steps.h"
+#include "faiss_gmm/gmm_index_factory.h"
+#include "faiss_gmm/gmm_io.h"
+#include "faiss_gmm/ivf_lookup.h"
+#include "test_helpers.h"
+
+using namespace faiss_gmm;
+using faiss_gmm::testing::clustered_data;
+using faiss_gmm::testing::random_model;
+using faiss_gmm::testing::random_spd;
+
+namespace {
+
+constexpr double kU = 5.9604644775390625e-08;   // float32 unit roundoff 2^-24
+constexpr double kEps = 1.1102230246251565e-16; // float64 unit roundoff 2^-53
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+double gamma(double n, double u = kU) { return n * u / (1 - n * u); }
+
+/// log N(diff; 0, Σ) in long double straight from Σ (Gaussian elimination with
+/// partial pivoting: log det from the pivots, Σ⁻¹·diff by substitution), sharing
+/// nothing with GmmModel's Cholesky code.
+long double direct_log_density(const std::vector<double>& cov, const std::vector<double>& diff, int64_t d) {
+    std::vector<long double> a(size_t(d * (d + 1)));
+    for (int64_t i = 0; i < d; i++) {
+        for (int64_t j = 0; j < d; j++) a[i * (d + 1) + j] = cov[i * d + j];
+        a[i * (d + 1) + d] = diff[i];
+    }
+    long double log_det = 0;
+    const int64_t w = d + 1;
+    for (int64_t c = 0; c < d; c++) {
+        int64_t p = c;
+        for (int64_t r = c + 1; r < d; r++) {
+            if (std::fabs(a[r * w + c]) > std::fabs(a[p * w + c])) p = r;
+        }
+        for (int64_t j = 0; j < w; j++) std::swap(a[c * w + j], a[p * w + j]);
+        log_det += std::log(std::fabs(a[c * w + c]));
+        for (int64_t r = c + 1; r < d; r++) {
+            const long double f = a[r * w + c] / a[c * w + c];
+            for (int64_t j = c; j < w; j++) a[r * w + j] -= f * a[c * w + j];
+        }
+    }
+    std::vector<long double> z(d);
+    for (int64_t i = d - 1; i >= 0; i--) {
+        long double s = a[i * w + d];
+        for (int64_t j = i + 1; j < d; j++) s -= a[i * w + j] * z[j];
+        z[i] = s / a[i * w + i];
+    }
+    long double quad = 0;
+    for (int64_t i = 0; i < d; i++) quad += diff[i] * z[i];
+    return -0.5L * (d * kLog2Pi + log_det + quad);
+}
+
+double max_abs(const std::vector<double>& v) {
+    double m = 0;
+    for (double x : v) m = std::max(m, std::fabs(x));
+    return m;
+}
+
+} // namespace
+
+TEST(FullCovariance, FactorRoundTripAndLogJointAgreeWithTheCovariance) {
+    std::mt19937_64 rng{170};
+    for (int64_t d : {1, 2, 5, 33, 128}) {
+        for (double cond : {4.0, 1e4}) {
+            const std::vector<double> cov = random_spd(d, 2.0, cond, rng);
+            GmmModel m(1, d, CovarianceType::Full);
+            m.set_covariance(0, cov.data());
+            m.validate();
+            // U is stored in float32: each entry is off by u relatively, so U Uᵀ = Σ⁻¹ + E with
+            // ‖E‖ <= (2u + u²)·d·max|U|² <= (2d+1)u·‖Σ⁻¹‖ (|U_ij| <= ‖U‖₂ = ‖Σ⁻¹‖^½), and the
+            // covariance it encodes differs from Σ by <= cond·(2d+1)u·‖Σ‖ / (1 − cond·(2d+1)u);
+            // the double arithmetic of set_covariance/covariance adds O(d·cond·2^-53).
+            const std::vector<double> back = m.covariance(0);
+            const double rel = cond * (2 * d + 1) * kU / (1 - cond * (2 * d + 1) * kU) + 64 * d * cond * kEps;
+            double err = 0;
+            for (size_t i = 0; i < cov.size(); i++) err = std::max(err, std::fabs(back[i] - cov[i]));
+            EXPECT_LE(err, rel * max_abs(cov)) << "d=" << d << " cond=" << cond;
+            // log_joint (double, from U) against the density of the covariance U encodes
+            // (in long double from back = Σ̃): both evaluate the same model; the gap is double
+            // rounding, bounded by 64·d·cond·2^-53 of (|log det| + quad + d) (triangular
+            // inversion and Gaussian elimination are backward stable with O(d) growth).
+            std::normal_distribution<double> g;
+            std::vector<double> x(d), diff(d);
+            for (int t = 0; t < 5; t++) {
+                for (int64_t j = 0; j < d; j++) {
+                    x[j] = double(m.means[j]) + 3 * g(rng) * std::sqrt(back[j * d + j]);
+                    diff[j] = x[j] - double(m.means[j]);
+                }
+                const long double want = direct_log_density(back, diff, d);
+                const double got = m.log_joint(x.data(), 0) - double(m.log_weights[0]);
+                const double scale = std::fabs(double(want)) + 10 * d * std::log(cond + 1) + d;
+                EXPECT_NEAR(got, double(want), 64 * d * cond * kEps * scale) << "d=" << d << " cond=" << cond;
+            }
+        }
+    }
+}
+
+namespace {
+
+/// The E-step's statistics against reference_estep, each value within the bound
+/// derived from the error of the float32 log-densities, per (row n, component k):
+///  * E_nk = bound + 2u(|c_k| + t): the float32 form is within full_log_density_error's bound;
+///    a pair whose bound exceeds the refinement threshold max(kRefineTolerance,
+///    kRefineRelative·t) is recomputed in double (refined: bound → 0) unless it is more than
+///    kRefineWindow nats below the row's best; plus the rounding of c_k and of c_k − t in
+///    float (t = ½ quad, exact here; the double recomputation's own error is far below it);
+///  * log p(x_n) = lse is off by at most L_n = log Σ_k r_nk e^{E_nk} (each term of the sum
+///    off by a factor <= e^{E_nk}), so r_nk = exp(s_k − lse) by a factor <= e^{E_nk + L_n},
+///    plus the fast exp (~2 ulp), the float sum of K terms (γ_K) and the division (u):
+///    |Δr| <= r·(expm1(E + L) + 4u + γ_K + u) + 1e-12 (responsibilities below 1e-12 of the
+///    row's largest are dropped). A pair more than kRefineWindow nats below the row's best
+///    may keep an unrefined value; its true and computed r are both below e^-kRefineWindow;
+///  * block sums run in float over B rows (γ_B of the absolute terms) after rounding x − c
+///    (u) and, for the second moment, √r and x − μ (2u each, squared: 8u in all):
+///    |Δ N_k| <= Σ_n Δr + γ_B N_k, |Δ Σ r x| <= Σ_n (Δr + (γ_B + 2u) r)|x|,
+///    |Δ S_ab| <= Σ_n (Δr + (γ_B + 8u) r)|x_a − μ_a||x_b − μ_b|, |Δ loglik| <= Σ_n (L_n + γ_K + 2u|lse|).
+/// Returns the largest relative error bound of a responsibility seen (how tight this is).
+double expect_stats_within_bound(const GmmModel& m, const std::vector<float>& center, int64_t n,
+                                 const std::vector<float>& x, int block, const std::string& where) {
+    const int64_t K = m.K, d = m.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    EStepCpu estep(block);
+    estep.set_model(m, center.data());
+    SufficientStats got(K, d, CovarianceType::Full), ref(K, d, CovarianceType::Full);
+    estep.accumulate(VectorBlock{x.data(), DataType::Float32, n, d}, got);
+    reference_estep(m, center.data(), n, x.data(), ref);
+
+    const ExactLogDensity e = exact_log_density(m, center.data());
+    const std::vector<double> c = m.log_constants();
+    const double gb = gamma(double(block)), gk = gamma(double(K)), window = std::exp(-double(kRefineWindow));
+    std::vector<double> tol_nk(K, 0.0), tol_x(size_t(K * d), 0.0), tol_sq(size_t(K * nsq), 0.0);
+    std::vector<double> xd(d), logp(K), err(K);
+    double tol_loglik = 0, worst_rel = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double xn = 0;
+        for (int64_t j = 0; j < d; j++) {
+            xd[j] = double(x[i * d + j]) - double(center[j]);
+            xn += xd[j] * xd[j];
+        }
+        double mx = -INFINITY;
+        for (int64_t k = 0; k < K; k++) {
+            logp[k] = m.log_joint(xd.data(), k);
+            mx = std::max(mx, logp[k]);
+            const double t = c[k] - logp[k];
+            const double a = double(e.err_slope[k]) * std::sqrt(xn) + double(e.err_offset[k]);
+            const double bound = full_log_density_error(float(a), float(t), d) * (1 + 1e-6); // its float evaluation
+            // Refined (recomputed in double) when the bound exceeds the threshold: the E-step
+            // decides on its own float values, so within 1 % of the threshold either may happen.
+            const double threshold = std::max(double(kRefineTolerance), double(kRefineRelative) * t);
+            const bool refined = bound > 1.01 * threshold;
+            err[k] = (refined ? 0.0 : bound) + 2 * kU * (std::fabs(c[k]) + t);
+        }
+        double s = 0;
+        for (int64_t k = 0; k < K; k++) s += std::exp(logp[k] - mx);
+        const double lse = mx + std::log(s);
+        double lerr = 0;
+        for (int64_t k = 0; k < K; k++) {
+            if (logp[k] >= mx - kRefineWindow) lerr += std::exp(logp[k] - lse + err[k]);
+        }
+        lerr = std::log(std::max(lerr, 1.0));
+        tol_loglik += lerr + gk + 2 * kU * std::fabs(lse);
+        for (int64_t k = 0; k < K; k++) {
+            const double r = std::exp(logp[k] - lse);
+            const double rel = logp[k] < mx - kRefineWindow ? 0 : std::expm1(err[k] + lerr) + 5 * kU + gk;
+            const double dr = r * rel + (logp[k] < mx - kRefineWindow ? 2 * window : 0) + 1e-12;
+            if (r > 1e-3) worst_rel = std::max(worst_rel, rel);
+            tol_nk[k] += dr + gb * r;
+            for (int64_t a = 0; a < d; a++) {
+                const double da = std::fabs(xd[a] - double(m.means[k * d + a]));
+                tol_x[k * d + a] += (dr + (gb + 2 * kU) * r) * std::fabs(xd[a]);
+                for (int64_t b = a; b < d; b++) {
+                    tol_sq[k * nsq + SufficientStats::sq_index(a, b, d)] +=
+                            (dr + (gb + 8 * kU) * r) * da * std::fabs(xd[b] - double(m.means[k * d + b]));
+                }
+            }
+        }
+    }
+    EXPECT_EQ(got.n, ref.n) << where;
+    EXPECT_NEAR(got.loglik, ref.loglik, tol_loglik) << where;
+    for (int64_t k = 0; k < K; k++) EXPECT_NEAR(got.nk[k], ref.nk[k], tol_nk[k]) << where << " nk " << k;
+    for (size_t i = 0; i < ref.sum_x.size(); i++) {
+        EXPECT_NEAR(got.sum_x[i], ref.sum_x[i], tol_x[i]) << where << " sum_x " << i;
+    }
+    for (size_t i = 0; i < ref.sum_sq.size(); i++) {
+        EXPECT_NEAR(got.sum_sq[i], ref.sum_sq[i], tol_sq[i]) << where << " sum_sq " << i;
+    }
+    return worst_rel;
+}
+
+struct Shape {
+    int64_t n, d, K;
+    int block;
+};
+
+} // namespace
+
+class FullEStepShapes : public ::testing::TestWithParam<std::tuple<int, double>> {};
+
+TEST_P(FullEStepShapes, MatchesFloat64ReferenceWithinTheBound) {
+    // Ragged shapes: d = 1, d not a multiple of 8, K = 1, N below / not a multiple of the block, d = 128.
+    static const Shape kShapes[] = {{1, 3, 1, 256},    {7, 5, 3, 256},     {513, 13, 40, 64},
+                                    {300, 64, 20, 128}, {257, 128, 8, 256}, {130, 1, 4, 7}};
+    const int idx = std::get<0>(GetParam());
+    const Shape sh = kShapes[idx];
+    const double cond = std::get<1>(GetParam());
+    const uint64_t seed = 1700 + uint64_t(idx) * 13 + uint64_t(cond);
+    std::vector<float> centers;
+    const std::vector<float> x = clustered_data(sh.n, sh.d, sh.K, 1.0f, seed, &centers);
+    GmmModel m = random_model(sh.K, sh.d, CovarianceType::Full, 1.0f, seed + 1, &centers);
+    std::mt19937_64 rng{seed + 2};
+    for (int64_t k = 0; k < sh.K; k++) m.set_covariance(k, random_spd(sh.d, 1.5, cond, rng).data());
+    std::vector<float> center(sh.d);
+    std::normal_distribution<float> g;
+    for (auto& v : center) v = 0.1f * g(rng);
+    const double worst = expect_stats_within_bound(m, center, sh.n, x, sh.block,
+                                                   "n=" + std::to_string(sh.n) + " d=" + std::to_string(sh.d) +
+                                                           " K=" + std::to_string(sh.K) + " cond=" +
+                                                           std::to_string(cond));
+    std::printf("n=%lld d=%lld K=%lld cond=%g: responsibilities (r > 1e-3) within %.2e relative\n",
+                (long long)sh.n, (long long)sh.d, (long long)sh.K, cond, worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, FullEStepShapes,
+                         ::testing::Combine(::testing::Range(0, 6), ::testing::Values(4.0, 1e3)));
+
+TEST(FullCovariance, FarNarrowComponentIsRefined) {
+    // Component 0 sits 1e3 from the center with variances ~1e-4: X·U − μ·U cancels by
+    // ~‖μ‖‖U‖ ≈ 1e3·1e2·√d, far beyond float32. Its rows are refined in double.
+    const int64_t n = 400, d = 16, K = 3;
+    std::vector<float> centers;
+    std::vector<float> x = clustered_data(n, d, K, 1.0f, 171, &centers);
+    GmmModel m = random_model(K, d, CovarianceType::Full, 1.0f, 172, &centers);
+    std::mt19937_64 rng{173};
+    std::normal_distribution<float> g;
+    for (int64_t j = 0; j < d; j++) m.means[j] = 1000.0f + float(j);
+    m.set_covariance(0, random_spd(d, 1e-4, 10, rng).data());
+    for (int64_t i = 0; i < n; i += 4) { // a quarter of the rows near component 0
+        for (int64_t j = 0; j < d; j++) x[i * d + j] = m.means[j] + 0.005f * g(rng);
+    }
+    const std::vector<float> center(d, 0.0f);
+    const ExactLogDensity e = exact_log_density(m, center.data());
+    // The float32 form's bound on those rows: a ≈ slope·‖x‖, times ‖ŷ‖ ≥ 1 nat.
+    EXPECT_GT(full_log_density_error(e.err_slope[0] * 4000.0f + e.err_offset[0], float(d) / 2, d), 1.0f);
+    const double worst = expect_stats_within_bound(m, center, n, x, 64, "far narrow component");
+    EXPECT_LT(worst, 1e-2) << "the refined pairs' bound";
+}
+
+TEST(FullCovariance, MStepIsTheDirectCovarianceWithRegularizationAndFloor) {
+    const int64_t n = 3000, d = 6, K = 4;
+    std::vector<float> centers;
+    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 174, &centers);
+    const GmmModel model = random_model(K, d, CovarianceType::Full, 1.0f, 175, &centers); // no empty component
+    SufficientStats stats(K, d, CovarianceType::Full);
+    reference_estep(model, nullptr, n, x.data(), stats);
+    GmmParams p;
+    p.reg_covar = 1e-3;
+    GmmModel got = model;
+    const em::MStepResult r = em::m_step(stats, p, 0.0, got);
+    EXPECT_EQ(r.nfloored, 0);
+    ASSERT_TRUE(r.empty.empty());
+    // Direct: responsibilities from the E-step's model, new means, Σ r (x − μ_new)(x − μ_new)ᵀ / N_k + reg·I.
+    std::vector<double> xd(d), lp(K);
+    std::vector<double> nk(K, 0), mean(size_t(K * d), 0), cov(size_t(K * d * d), 0);
+    std::vector<std::vector<double>> resp(n, std::vector<double>(K));
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++) xd[j] = x[i * d + j];
+        double mx = -INFINITY, s = 0;
+        for (int64_t k = 0; k < K; k++) mx = std::max(mx, lp[k] = model.log_joint(xd.data(), k));
+        for (int64_t k = 0; k < K; k++) s += std::exp(lp[k] - mx);
+        for (int64_t k = 0; k < K; k++) {
+            resp[i][k] = std::exp(lp[k] - mx) / s;
+            nk[k] += resp[i][k];
+            for (int64_t j = 0; j < d; j++) mean[k * d + j] += resp[i][k] * xd[j];
+        }
+    }
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t j = 0; j < d; j++) mean[k * d + j] /= nk[k];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t k = 0; k < K; k++) {
+            for (int64_t a = 0; a < d; a++) {
+                for (int64_t b = 0; b < d; b++) {
+                    cov[(k * d + a) * d + b] += resp[i][k] * (x[i * d + a] - mean[k * d + a]) *
+                                                (x[i * d + b] - mean[k * d + b]) / nk[k];
+                }
+            }
+        }
+    }
+    for (int64_t k = 0; k < K; k++) {
+        std::vector<double> want(cov.begin() + k * d * d, cov.begin() + (k + 1) * d * d);
+        for (int64_t j = 0; j < d; j++) want[j * d + j] += p.reg_covar;
+        // The stored float32 factor encodes Σ within cond·(2d+1)u·‖Σ‖ (see the first test);
+        // cond <= max Σ_jj·‖Σ⁻¹‖ is bounded here by the trace over the regularization.
+        double trace = 0;
+        for (int64_t j = 0; j < d; j++) trace += want[j * d + j];
+        const double cond = trace / p.reg_covar;
+        const std::vector<double> back = got.covariance(k);
+        for (size_t i = 0; i < want.size(); i++) {
+            EXPECT_NEAR(back[i], want[i], cond * (2 * d + 1) * kU * 2 * max_abs(want) + 1e-12) << "k=" << k;
+        }
+        EXPECT_NEAR(std::exp(double(got.log_weights[k])), nk[k] / n, 1e-6);
+        for (int64_t j = 0; j < d; j++) EXPECT_NEAR(got.means[k * d + j], mean[k * d + j], 4 * kU * max_abs(mean) + 1e-9);
+    }
+    // A floor above some eigenvalues raises those to it.
+    GmmModel floored = model;
+    const double floor = 1.05; // the clusters' eigenvalues are ~1 (unit-variance blobs): some below, some above
+    const em::MStepResult rf = em::m_step(stats, p, floor, floored);
+    EXPECT_GT(rf.nfloored, 0);
+    for (int64_t k = 0; k < K; k++) {
+        const std::vector<double> s = floored.covariance(k);
+        // λ_min >= floor ⇔ Σ − floor·I is positive semi-definite: its diagonal is >= 0 (up to the float storage).
+        for (int64_t j = 0; j < d; j++) EXPECT_GE(s[j * d + j], floor * (1 - 1e-4)) << "k=" << k;
+    }
+}
+
+TEST(FullCovariance, NotPositiveDefiniteNamesTheComponent) {
+    // Component 1's mass lies on 3 rows in dimension 5: its covariance has rank 2.
+    const int64_t d = 5, K = 2;
+    SufficientStats s(K, d, CovarianceType::Full);
+    const double rows[3][d] = {{1, 2, 0, 0, 1}, {0, 1, 1, 0, 0}, {2, 0, 1, 0, 1}};
+    s.n = 103;
+    s.nk = {100, 3};
+    GmmModel m(K, d, CovarianceType::Full);
+    for (int64_t k = 0; k < 1; k++) {
+        for (int64_t a = 0; a < d; a++) s.sum_sq[SufficientStats::sq_index(a, a, d)] = 100; // N_0·I
+    }
+    for (const auto& row : rows) {
+        for (int64_t a = 0; a < d; a++) {
+            s.sum_x[d + a] += row[a];
+            for (int64_t b = a; b < d; b++) {
+                s.sum_sq[SufficientStats::nsq_of(CovarianceType::Full, d) + SufficientStats::sq_index(a, b, d)] +=
+                        row[a] * row[b];
+            }
+        }
+    }
+    GmmParams p;
+    GmmModel m1 = m;
+    try {
+        em::m_step(s, p, 0.0, m1);
+        FAIL() << "a rank-2 covariance was accepted";
+    } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("component 1"), std::string::npos) << what;
+        EXPECT_NE(what.find("not positive definite"), std::string::npos) << what;
+        EXPECT_NE(what.find("reg_covar"), std::string::npos) << what;
+    }
+    p.reg_covar = 1e-6; // scikit-learn's default makes it definite
+    GmmModel m2 = m;
+    EXPECT_NO_THROW(em::m_step(s, p, 0.0, m2));
+    GmmModel m3 = m; // so does the eigenvalue floor
+    p.reg_covar = 0;
+    EXPECT_GT(em::m_step(s, p, 1e-3, m3).nfloored, 0);
+}
+
+TEST(FullCovariance, CudaBackendRefusesFullModels) {
+    GmmParams p;
+    p.covariance_type = CovarianceType::Full;
+    p.device = Device::Cuda;
+    try {
+        make_estep(p, 4, 8);
+        FAIL() << "Device::Cuda accepted a full-covariance model";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("full"), std::string::npos) << e.what();
+    }
+    p.device = Device::Auto; // falls back to the CPU (a line on stderr when a GPU is present)
+    EXPECT_STREQ(make_estep(p, 4, 8)->name(), "cpu");
+}
+
+TEST(FullCovariance, PosteriorsMatchLogJoint) {
+    const int64_t n = 300, d = 9, K = 5;
+    std::vector<float> centers;
+    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 176, &centers);
+    const GmmModel m = random_model(K, d, CovarianceType::Full, 1.0f, 177, &centers);
+    GmmPosteriors post(m, 64);
+    std::vector<float> proba(size_t(n * K));
+    std::vector<double> score(n);
+    MemoryVectorSource src(n, d, x.data());
+    post.predict_proba(src, proba.data());
+    post.score_samples(src, score.data());
+    std::vector<double> xd(d), lp(K);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++) xd[j] = x[i * d + j];
+        double mx = -INFINITY, s = 0;
+        for (int64_t k = 0; k < K; k++) mx = std::max(mx, lp[k] = m.log_joint(xd.data(), k));
+        for (int64_t k = 0; k < K; k++) s += std::exp(lp[k] - mx);
+        const double lse = mx + std::log(s);
+        // Float32 evaluation in the mixture-mean frame: the log-densities are within the
+        // E-step's bound (≈ 1e-4 nats here: d = 9, ‖x − c‖ ~ 10, ‖U‖_F ~ 3) plus the
+        // rounding of c_k − t (u·(|c| + t) ~ 1e-5), so log p within 1e-3 and r within 1e-3.
+        EXPECT_NEAR(score[i], lse, 1e-3) << i;
+        for (int64_t k = 0; k < K; k++) EXPECT_NEAR(proba[i * K + k], std::exp(lp[k] - lse), 1e-3) << i;
+    }
+}
+
+TEST(FullCovariance, FactoryTrainSaveLoad) {
+    const int64_t n = 5000, d = 8, K = 16;
+    std::vector<float> centers;
+    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 178, &centers);
+    GmmParams p;
+    p.niter = 5;
+    p.reg_covar = 1e-6;
+    std::unique_ptr<faiss::Index> index(gmm_index_factory(d, "IVF16_GMMfull,Flat", faiss::METRIC_L2, p));
+    index->train(n, x.data());
+    index->add(n, x.data());
+    const GmmQuantizer* q = find_gmm_quantizer(index.get());
+    ASSERT_NE(q, nullptr);
+    ASSERT_EQ(q->model.covariance_type, CovarianceType::Full);
+    q->model.validate();
+    // The quantizer still returns true squared L2 to the means.
+    std::vector<float> dist(size_t(n) * 2);
+    std::vector<faiss::Index::idx_t> lab(size_t(n) * 2);
+    q->search(50, x.data(), 2, dist.data(), lab.data());
+    for (int64_t i = 0; i < 50; i++) {
+        const float want = faiss::fvec_L2sqr(x.data() + i * d, q->model.means.data() + lab[i * 2] * d, d);
+        EXPECT_NEAR(dist[i * 2], want, 1e-4f * (1 + want)) << i;
+    }
+    // Save / load keeps the model to the bit, in trailer version 5.
+    const std::vector<uint8_t> bytes = serialize_gmm_index(index.get());
+    GmmFileInfo info;
+    std::unique_ptr<faiss::Index> back(deserialize_gmm_index(bytes.data(), bytes.size(), &info));
+    EXPECT_TRUE(info.verified);
+    EXPECT_EQ(info.gmm_version, 5u);
+    const GmmQuantizer* qb = find_gmm_quantizer(back.get());
+    ASSERT_NE(qb, nullptr);
+    faiss_gmm::testing::expect_models_identical(qb->model, q->model, "round trip");
+    EXPECT_EQ(qb->model.covariance_type, CovarianceType::Full);
+    std::vector<float> d1(20 * 5), d2(20 * 5);
+    std::vector<faiss::Index::idx_t> l1(20 * 5), l2(20 * 5);
+    index->search(20, x.data(), 5, d1.data(), l1.data());
+    back->search(20, x.data(), 5, d2.data(), l2.data());
+    EXPECT_EQ(l1, l2);
+    EXPECT_EQ(d1, d2);
+    // Version 4 (before full covariances) cannot hold one.
+    EXPECT_THROW(detail::serialize_gmm_index_old_format(index.get(), 4), std::invalid_argument);
+}
