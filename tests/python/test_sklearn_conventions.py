@@ -15,12 +15,13 @@ from faiss_gmm import GaussianMixture
 
 
 @parametrize_with_checks([GaussianMixture(n_components=2, random_state=0),
-                          GaussianMixture(n_components=2, covariance_type="diag", random_state=0)])
+                          GaussianMixture(n_components=2, covariance_type="diag", random_state=0),
+                          GaussianMixture(n_components=2, covariance_type="full", random_state=0)])
 def test_sklearn_estimator_check(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("cov", ["spherical", "diag"])
+@pytest.mark.parametrize("cov", ["spherical", "diag", "full"])
 def test_pickle_round_trip_predicts_identically(blobs, cov):
     x, _, _ = blobs
     gm = GaussianMixture(n_components=6, covariance_type=cov, random_state=3, max_iter=5).fit(x)
