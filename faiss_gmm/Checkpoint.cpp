@@ -136,7 +136,12 @@ TrainingCheckpoint parse_checkpoint(const std::vector<uint8_t>& bytes, const std
     }
     const int64_t K = r.pod<int64_t>(), d = r.pod<int64_t>();
     const int32_t type = r.pod<int32_t>();
-    if (K < 1 || d < 1 || (type != 0 && type != 1) || K > (int64_t(1) << 40) / d) {
+    // Types 0-2 (spherical, diagonal, full); a full model holds K·d·d values, so the
+    // size limit is checked on d² then (every shape checked before anything is allocated).
+    const bool known_type = type == int32_t(CovarianceType::Spherical) || type == int32_t(CovarianceType::Diagonal) ||
+                            type == int32_t(CovarianceType::Full);
+    const int64_t per_component = type == int32_t(CovarianceType::Full) && d > 0 && d < (int64_t(1) << 20) ? d * d : d;
+    if (K < 1 || d < 1 || !known_type || d >= (int64_t(1) << 20) || K > (int64_t(1) << 40) / per_component) {
         throw std::runtime_error(where + ": checkpoint has an invalid model shape");
     }
     c.model = GmmModel(K, d, CovarianceType(type));

@@ -193,8 +193,8 @@ TEST(Cli, TrainBadInput) {
     expect_failure(cli("train " + data + " --k 4 --frobnicate"), 2, "unknown argument '--frobnicate'");
     expect_failure(cli("train " + data + " --k four"), 2, "--k expects an integer, got 'four'");
     expect_failure(cli("train " + data + " --k 4 --tol x"), 2, "--tol expects a number, got 'x'");
-    expect_failure(cli("train " + data + " --k 4 --covariance full"), 2,
-                   "--covariance expects spherical | diagonal, got 'full'");
+    expect_failure(cli("train " + data + " --k 4 --covariance tied"), 2,
+                   "--covariance expects spherical | diagonal | full, got 'tied'");
     expect_failure(cli("train " + data + " --k 4 --device gpu"), 2, "--device expects cpu | cuda | auto, got 'gpu'");
     expect_failure(cli("train " + data), 2, "--k K is required");
     expect_failure(cli("train --k 4"), 2, "the vector file is required");

@@ -190,6 +190,9 @@ TEST(ReproducibleSum, CpuEStepSameStatisticsForAnyThreadsAndBlockAlignedCalls) {
         // rounding-error bound for these rows and this model (error_bounds.h; the exact
         // sums' grid truncation, <= 2^-96 of the row bound per value, is far inside its
         // double-summation term).
+        // Full covariances: error_bounds.h does not model their E-step; test_full_covariance
+        // checks it against the reference within its own bound (FullEStepShapes).
+        if (type == CovarianceType::Full) continue;
         SufficientStats ref(K, d, type);
         reference_estep(model, nullptr, n, x.data(), ref);
         const VectorBlock rows{x.data(), DataType::Float32, n, d};
