@@ -177,6 +177,29 @@ TEST(MpiTrain, GeneratedFbinDiagonalKMeansPlusPlus) {
             dir);
 }
 
+TEST(MpiTrain, FaissGmmTrainUnderMpirunIsTheDistributedTrainer) {
+    // `faiss-gmm train` started by mpirun with several ranks runs the same
+    // distributed trainer as the old tool name: the same model, bit for bit, as
+    // one process (full covariances here, the type the other tests do not run).
+    SKIP_WITHOUT_MPIEXEC();
+    TempDir dir;
+    const std::string data = generated_file(dir, "x.fbin", 6000, 6, 3);
+    GmmParams p;
+    p.covariance_type = CovarianceType::Full;
+    p.niter = 5;
+    p.tol = 0;
+    const GmmModel want = train_in_process(data, 8, p);
+    for (int ranks : {2, 3}) {
+        const std::string out = dir.file("cli" + std::to_string(ranks) + ".faiss");
+        const RunResult r = run_shell(mpiexec(ranks) + std::string(FAISS_GMM_CLI) + " train " + data +
+                                      " --k 8 --covariance full --niter 5 --tol 0 --out " + out);
+        ASSERT_EQ(r.status, 0) << r.output;
+        EXPECT_NE(r.output.find(std::to_string(ranks) + " rank(s)"), std::string::npos) << r.output;
+        faiss_gmm::testing::expect_models_identical(read_model(out), want,
+                                                    "faiss-gmm train, " + std::to_string(ranks) + " ranks");
+    }
+}
+
 TEST(MpiTrain, GeneratedUint8Bvecs) {
     SKIP_WITHOUT_MPIEXEC();
     TempDir dir;
