@@ -4,6 +4,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/index_io.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -84,9 +85,18 @@ void get_vector(faiss::IOReader* r, std::vector<T>& v, uint64_t expected, const 
         throw std::runtime_error(std::string("GMM trailer: ") + what + " has " + std::to_string(n) +
                                  " entries, expected " + std::to_string(expected));
     }
-    v.resize(n);
-    if (n > 0 && (*r)(v.data(), sizeof(T), n) != n) {
-        throw std::runtime_error(std::string("GMM trailer truncated while reading ") + what);
+    // Read in chunks, never sized by the length field alone: a corrupt length
+    // (a full model's K·d·d can claim gigabytes) then allocates at most about twice
+    // the bytes the file really holds before the read comes back short.
+    constexpr uint64_t kChunk = uint64_t(1) << 20;
+    v.clear();
+    for (uint64_t done = 0; done < n;) {
+        const uint64_t m = std::min(kChunk, n - done);
+        v.resize(size_t(done + m));
+        if ((*r)(v.data() + done, sizeof(T), size_t(m)) != size_t(m)) {
+            throw std::runtime_error(std::string("GMM trailer truncated while reading ") + what);
+        }
+        done += m;
     }
 }
 
