@@ -112,21 +112,4 @@ inline void expect_models_identical(const GmmModel& a, const GmmModel& b, const 
     EXPECT_EQ(a.log_weights, b.log_weights) << where;
 }
 
-/// Means, variances and weights of `got` within rel_tol of `want`, each array
-/// relative to its own scale (max_rel_error).
-inline void expect_models_near(const GmmModel& got, const GmmModel& want, double rel_tol, const std::string& where) {
-    ASSERT_EQ(got.K, want.K) << where;
-    ASSERT_EQ(got.d, want.d) << where;
-    ASSERT_EQ(got.covariance_type, want.covariance_type) << where;
-    auto as_double = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
-    auto weights = [](const GmmModel& m) {
-        std::vector<double> w;
-        for (float lw : m.log_weights) w.push_back(std::exp(double(lw)));
-        return w;
-    };
-    EXPECT_LE(max_rel_error(as_double(got.means), as_double(want.means)), rel_tol) << where << ": means";
-    EXPECT_LE(max_rel_error(as_double(got.variances), as_double(want.variances)), rel_tol) << where << ": variances";
-    EXPECT_LE(max_rel_error(weights(got), weights(want)), rel_tol) << where << ": weights";
-}
-
 } // namespace faiss_gmm::testing
