@@ -116,12 +116,12 @@ void MpiCommunicator::arrive() {
                 check(MPI_Test(&requests[size_t(r - 1)], &done, MPI_STATUS_IGNORE), "MPI_Test");
                 if (!done) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
             }
-            abort(1, "faiss-gmm-train-mpi: rank(s) " + missing + " did not reach " + where() + " within " +
+            abort(1, "faiss-gmm (MPI): rank(s) " + missing + " did not reach " + where() + " within " +
                              seconds_text(timeout_s_) + " s (--collective-timeout): hung or stopped; ending the job");
         }
         for (int r = 1; r < size_; r++) {
             if (got[size_t(r)] != seq) {
-                abort(1, "faiss-gmm-train-mpi: rank " + std::to_string(r) + " is at collective " +
+                abort(1, "faiss-gmm (MPI): rank " + std::to_string(r) + " is at collective " +
                                  std::to_string(got[size_t(r)]) + " while rank 0 is at " + where() +
                                  ": the ranks disagree on the steps (a bug)");
             }
@@ -134,7 +134,7 @@ void MpiCommunicator::arrive() {
     check(MPI_Isend(&seq, 1, MPI_LONG_LONG, 0, kArrivalTag, comm_, &requests[0]), "MPI_Isend");
     check(MPI_Irecv(&go, 1, MPI_LONG_LONG, 0, kGoTag, comm_, &requests[1]), "MPI_Irecv");
     if (!wait(requests, 2 * timeout_s_ + 1)) {
-        abort(1, "faiss-gmm-train-mpi: rank " + std::to_string(rank_) + ": rank 0 did not reach " + where() +
+        abort(1, "faiss-gmm (MPI): rank " + std::to_string(rank_) + ": rank 0 did not reach " + where() +
                          " within " + seconds_text(2 * timeout_s_ + 1) + " s (--collective-timeout): hung or stopped");
     }
 }
@@ -142,7 +142,7 @@ void MpiCommunicator::arrive() {
 void MpiCommunicator::complete(std::vector<MPI_Request>& requests) {
     if (wait(requests, rank_ == 0 ? timeout_s_ : 2 * timeout_s_ + 1)) return;
     if (rank_ != 0) {
-        abort(1, "faiss-gmm-train-mpi: rank " + std::to_string(rank_) + ": " + where() + " did not complete within " +
+        abort(1, "faiss-gmm (MPI): rank " + std::to_string(rank_) + ": " + where() + " did not complete within " +
                          seconds_text(2 * timeout_s_ + 1) + " s (--collective-timeout): another rank stopped in it");
     }
     // Every rank arrived, and one stopped inside the collective: the ranks that
@@ -166,7 +166,7 @@ void MpiCommunicator::complete(std::vector<MPI_Request>& requests) {
         check(MPI_Test(&pongs[size_t(r - 1)], &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (!done) silent += (silent.empty() ? "" : ", ") + std::to_string(r);
     }
-    abort(1, "faiss-gmm-train-mpi: rank(s) " + (silent.empty() ? std::string("?") : silent) + " did not complete " +
+    abort(1, "faiss-gmm (MPI): rank(s) " + (silent.empty() ? std::string("?") : silent) + " did not complete " +
                      where() + " within " + seconds_text(timeout_s_) +
                      " s (--collective-timeout): hung or stopped; ending the job");
 }
