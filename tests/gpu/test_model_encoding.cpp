@@ -120,13 +120,21 @@ TEST(ModelEncoding, BlockedMatrix) {
 
 TEST(ModelEncoding, HopperScalesTilingAndSplit) {
     namespace s9 = sm90;
+    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal})
     for (bool split : {false, true}) {
         for (int64_t d : {1, 32, 33, 100, 128}) {
             const int64_t K = 130; // two component tiles, the second one mostly padding
-            const GmmModel m = random_model(K, d, CovarianceType::Spherical, 7 + d);
+            const bool diag = cov == CovarianceType::Diagonal;
+            const GmmModel m = random_model(K, d, cov, 7 + d + (diag ? 100 : 0));
             const LogitModel lm = encode_logits(m);
             const HopperModel hm = encode_hopper(m, lm, split);
-            EXPECT_EQ(hm.DP, hopper_padded_dim(d));
+            EXPECT_EQ(hm.diag, diag);
+            EXPECT_EQ(hm.DP, hopper_padded_dim(d, diag));
+            EXPECT_EQ(hm.DP, (diag ? 2 : 1) * hopper_padded_dim(d));
+            EXPECT_EQ(hm.wide(), !split && hm.DP > 128);
+            // Diagonal: x features in [0, DP/2), x² features in [DP/2, DP), the x² weights × s_x/s_q.
+            const int64_t half = diag ? hm.DP / 2 : hm.DP, D = lm.Dfeat;
+            const double wq = diag ? double(hm.sx) / hm.sq : 1.0;
             EXPECT_EQ(hm.FW, hm.DP + 8);
             EXPECT_EQ(hm.Kt, 2);
             EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
@@ -142,13 +150,15 @@ TEST(ModelEncoding, HopperScalesTilingAndSplit) {
                     const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
                     double v = host_f16_value(hm.W[at]);
                     if (split) v += host_f16_value(hm.W[wlo + at]);
-                    const double want = k < K && j < d ? lm.w[k * d + j] * sw : 0.0;
+                    const int64_t e = j < half ? j : d + (j - half); // weight of feature column j
+                    const bool used = k < K && (j < half ? j < d : diag && j - half < d);
+                    const double want = used ? lm.w[k * D + e] * sw * (j < half ? 1.0 : wq) : 0.0;
                     maxw = std::max(maxw, std::fabs(want));
                     // fp16 rounding: <= 2^-11 relative (4.9e-4 < 1e-3) for normal values (|w̃| <= 2^14,
                     // no overflow); hi + lo split: <= 2^-22 relative (2.4e-7 < 1e-6); + 1e-7 absolute
                     // covers fp16 subnormals (spacing 2^-24, half of it 3e-8).
                     const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
-                    ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split;
+                    ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split << " diag=" << diag;
                 }
                 EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
                 EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
@@ -203,7 +213,13 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_TRUE(hopper_covers(false, 1024, 128, false));
     EXPECT_FALSE(hopper_covers(false, 1025, 128, false)); // accurate: one pass only
     EXPECT_TRUE(hopper_covers(false, 65536, 128, true));   // fast: two passes above 1024
-    EXPECT_FALSE(hopper_covers(true, 64, 64, true));       // diagonal
+    EXPECT_TRUE(hopper_covers(true, 65536, 64, true));     // diagonal, 2d ≤ 128: the spherical kernels
+    EXPECT_TRUE(hopper_covers(true, 1024, 128, true));     // diagonal fast, d ≤ 128: the wide kernel
+    EXPECT_FALSE(hopper_covers(true, 1025, 65, true));     // ... one pass only
+    EXPECT_TRUE(hopper_covers(true, 1024, 64, false));     // diagonal accurate: 2d ≤ 128, K ≤ 1024
+    EXPECT_FALSE(hopper_covers(true, 1024, 65, false));
+    EXPECT_FALSE(hopper_covers(true, 1025, 64, false));
+    EXPECT_FALSE(hopper_covers(true, 64, 129, true));
     EXPECT_FALSE(hopper_covers(false, 64, 129, true));     // d > 128
     for (size_t free_b : {size_t(1) << 20, size_t(8) << 30, size_t(140) << 30}) {
         const int64_t rows = auto_chunk_rows(hopper_bytes_per_row(128, 136, false), free_b);
