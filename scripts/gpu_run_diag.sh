@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 16 (diagonal covariances on the Hopper path, the K scan) on a GPU machine in one call:
-# the host-only encoding tests, the GPU suites (the Hopper, Sanitizer, Sm90 and Siftsmall tests of
-# test_estep_cuda: the diagonal ones among them; test_estep_cuda_exact: the refinement routing),
+# the host-only encoding tests, the GPU suites (STAGE=check: the Hopper, Sanitizer, Sm90 and
+# Siftsmall tests of test_estep_cuda, the diagonal ones among them; STAGE=final: SanitizerSmall,
+# HopperFallsBack, Siftsmall, Sm90; test_estep_cuda_exact: the refinement routing),
 # compute-sanitizer memcheck and racecheck on SanitizerSmall (which runs the wide kernel, the
 # diagonal two-pass path and the accurate kernel on diagonal models), then the benchmark:
 #   STAGE=check: bench_estep_cuda on the diagonal shapes (Blocked TF32 before, Hopper fast and accurate now);
@@ -26,8 +27,11 @@ rc=0
 t0=$(date +%s)
 echo "== host-only: test_model_encoding"
 "$BIN/test_model_encoding" --gtest_brief=1 2>&1 | tail -3
-echo "== test_estep_cuda (Hopper, Sanitizer, Sm90, Siftsmall)"
-"$BIN/test_estep_cuda" --gtest_filter='*Hopper*:*Sanitizer*:*Sm90*:*Siftsmall*' >"$OUT/test.log" 2>&1 || rc=1
+# STAGE=final re-runs the quick ones only (the kernels are those STAGE=check tested; FILTER overrides).
+if [ "$STAGE" = check ]; then FILTER=${FILTER:-'*Hopper*:*Sanitizer*:*Sm90*:*Siftsmall*'}
+else FILTER=${FILTER:-'*SanitizerSmall*:*HopperFallsBack*:*Siftsmall*:*Sm90*'}; fi
+echo "== test_estep_cuda ($FILTER)"
+"$BIN/test_estep_cuda" --gtest_filter="$FILTER" >"$OUT/test.log" 2>&1 || rc=1
 grep -E "max relative|^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure|Expected|Which is|actual" "$OUT/test.log" \
     | cut -c1-200 | head -40
 grep -E "diagonal|siftsmall" "$OUT/test.log" | sort -t= -k1,1 | cut -c1-200 | head -80

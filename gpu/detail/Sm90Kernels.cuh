@@ -1,6 +1,9 @@
 // Kernels of the Hopper E-step (EStepCudaAlgorithm::Hopper): spherical
 // covariances, d ≤ 128, fast mode (fp16 tensor-core products, fp32
 // accumulation), wgmma + thread-block clusters + bulk copies (sm_90a).
+// Diagonal covariances run the same kernels on the features [x | x²]
+// (features_kernel with diag = 1; a_k = 0, the x² weights −1/(2σ²) in W):
+// d ≤ 64 here, 64 < d ≤ 128 on the wide kernel (Sm90SplitKernels.cuh).
 //
 // Why this shape (1M × 1024 × 128 on an H200 is the target; ~2.7e11 MACs per
 // product, 1e9 exponentials):
