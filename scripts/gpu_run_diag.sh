@@ -39,8 +39,8 @@ echo "== test_estep_cuda_exact"
 "$BIN/test_estep_cuda_exact" >"$OUT/test_exact.log" 2>&1 || rc=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure" "$OUT/test_exact.log" | head -10
 echo "tests: $(( $(date +%s) - t0 )) s"
-echo "== compute-sanitizer"
-for tool in memcheck racecheck; do
+echo "== compute-sanitizer (SANITIZERS='${SANITIZERS-memcheck racecheck}')"
+for tool in ${SANITIZERS-memcheck racecheck}; do
   compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/test_estep_cuda" --gtest_filter='*SanitizerSmall' \
       >"$OUT/sanitizer_$tool.log" 2>&1
   r=$?; [ $r = 0 ] || rc=1

@@ -116,6 +116,8 @@ def main():
     ap.add_argument("--research-rows", default="0,1,2,3", help="indices of --rows that also time the research kernels")
     ap.add_argument("--blocked-rows", default="2,3", help="indices of --rows that also time Blocked (the path before)")
     ap.add_argument("--fast-only-rows", default="4,5,6", help="indices of --rows timed in fast mode only (the K scan)")
+    ap.add_argument("--research-kernels", default="h100,diag,generic",
+                    help="which research kernels to time: h100 (spherical, autotuned), diag (autotuned), generic")
     ap.add_argument("--tmp", default="/tmp/bench_vs_research")
     ap.add_argument("--out", default="bench_vs_research.md")
     args = ap.parse_args()
@@ -128,6 +130,7 @@ def main():
     research_rows = {int(i) for i in args.research_rows.split(",") if i}
     blocked_rows = {int(i) for i in args.blocked_rows.split(",") if i}
     fast_only = {int(i) for i in args.fast_only_rows.split(",") if i}
+    kernels = set(args.research_kernels.split(","))
     with open(args.out, "w") as f:
         f.write(f"device: {dev}; torch {torch.__version__}\n\n")
         f.write("| row | ours fast | ours accurate | Blocked fast / accurate (before) | research H100 (bf16) | "
@@ -179,6 +182,8 @@ def main():
             else:
                 fn = lambda: flash_gmm_h100.flash_gmm_estep(X, mu, lss, logw)
             try:
+                if ("diag" if diag else "h100") not in kernels:
+                    raise RuntimeError("not timed in this run (--research-kernels)")
                 t0 = time.time()
                 out = fn()  # autotunes
                 torch.cuda.synchronize()
@@ -188,7 +193,7 @@ def main():
                 del out
             except Exception as ex:  # report, don't hide
                 rh = f"error: {type(ex).__name__}: {str(ex)[:80]}"
-            if not diag:
+            if not diag and "generic" in kernels:
                 bd = 1 << (d - 1).bit_length()
                 fg = lambda: flash_gmm.flash_gmm_estep(X, mu, lss, logw, BLOCK_D=bd)
                 try:
@@ -196,7 +201,7 @@ def main():
                     rg = f"{bench(fg, 3):.2f} ms (err {e['max']:.1e})"
                 except Exception as ex:
                     rg = f"error: {type(ex).__name__}: {str(ex)[:80]}"
-            else:
+            elif diag:
                 rg = "no diagonal generic kernel"
         row = f"{cov} N={N} K={K} d={d}"
         line = (f"| {row} | {cells['fast']} | {cells['accurate']} | {cells['blocked-fast']} / "
