@@ -120,51 +120,52 @@ TEST(ModelEncoding, BlockedMatrix) {
 
 TEST(ModelEncoding, HopperScalesTilingAndSplit) {
     namespace s9 = sm90;
-    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal})
-    for (bool split : {false, true}) {
-        for (int64_t d : {1, 32, 33, 100, 128}) {
-            const int64_t K = 130; // two component tiles, the second one mostly padding
-            const bool diag = cov == CovarianceType::Diagonal;
-            const GmmModel m = random_model(K, d, cov, 7 + d + (diag ? 100 : 0));
-            const LogitModel lm = encode_logits(m);
-            const HopperModel hm = encode_hopper(m, lm, split);
-            EXPECT_EQ(hm.diag, diag);
-            EXPECT_EQ(hm.DP, hopper_padded_dim(d, diag));
-            EXPECT_EQ(hm.DP, (diag ? 2 : 1) * hopper_padded_dim(d));
-            EXPECT_EQ(hm.wide(), !split && hm.DP > 128);
-            // Diagonal: x features in [0, DP/2), x² features in [DP/2, DP), the x² weights × s_x/s_q.
-            const int64_t half = diag ? hm.DP / 2 : hm.DP, D = lm.Dfeat;
-            const double wq = diag ? double(hm.sx) / hm.sq : 1.0;
-            EXPECT_EQ(hm.FW, hm.DP + 8);
-            EXPECT_EQ(hm.Kt, 2);
-            EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
-            const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
-            ASSERT_EQ(hm.W.size(), wlo * (split ? 2 : 1));
-            // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14.
-            const double sw = 1.0 / (double(hm.kinv) * hm.sx);
-            EXPECT_TRUE(is_pow2(float(sw)));
-            double maxw = 0;
-            for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
-                const int64_t ct = k / s9::kKc, c = k % s9::kKc;
-                for (int64_t j = 0; j < hm.DP; j++) {
-                    const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
-                    double v = host_f16_value(hm.W[at]);
-                    if (split) v += host_f16_value(hm.W[wlo + at]);
-                    const int64_t e = j < half ? j : d + (j - half); // weight of feature column j
-                    const bool used = k < K && (j < half ? j < d : diag && j - half < d);
-                    const double want = used ? lm.w[k * D + e] * sw * (j < half ? 1.0 : wq) : 0.0;
-                    maxw = std::max(maxw, std::fabs(want));
-                    // fp16 rounding: <= 2^-11 relative (4.9e-4 < 1e-3) for normal values (|w̃| <= 2^14,
-                    // no overflow); hi + lo split: <= 2^-22 relative (2.4e-7 < 1e-6); + 1e-7 absolute
-                    // covers fp16 subnormals (spacing 2^-24, half of it 3e-8).
-                    const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
-                    ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split << " diag=" << diag;
+    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (bool split : {false, true}) {
+            for (int64_t d : {1, 32, 33, 100, 128}) {
+                const int64_t K = 130; // two component tiles, the second one mostly padding
+                const bool diag = cov == CovarianceType::Diagonal;
+                const GmmModel m = random_model(K, d, cov, 7 + d + (diag ? 100 : 0));
+                const LogitModel lm = encode_logits(m);
+                const HopperModel hm = encode_hopper(m, lm, split);
+                EXPECT_EQ(hm.diag, diag);
+                EXPECT_EQ(hm.DP, hopper_padded_dim(d, diag));
+                EXPECT_EQ(hm.DP, (diag ? 2 : 1) * hopper_padded_dim(d));
+                EXPECT_EQ(hm.wide(), !split && hm.DP > 128);
+                // Diagonal: x features in [0, DP/2), x² features in [DP/2, DP), the x² weights × s_x/s_q.
+                const int64_t half = diag ? hm.DP / 2 : hm.DP, D = lm.Dfeat;
+                const double wq = diag ? double(hm.sx) / hm.sq : 1.0;
+                EXPECT_EQ(hm.FW, hm.DP + 8);
+                EXPECT_EQ(hm.Kt, 2);
+                EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
+                const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
+                ASSERT_EQ(hm.W.size(), wlo * (split ? 2 : 1));
+                // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14.
+                const double sw = 1.0 / (double(hm.kinv) * hm.sx);
+                EXPECT_TRUE(is_pow2(float(sw)));
+                double maxw = 0;
+                for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
+                    const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+                    for (int64_t j = 0; j < hm.DP; j++) {
+                        const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
+                        double v = host_f16_value(hm.W[at]);
+                        if (split) v += host_f16_value(hm.W[wlo + at]);
+                        const int64_t e = j < half ? j : d + (j - half); // weight of feature column j
+                        const bool used = k < K && (j < half ? j < d : diag && j - half < d);
+                        const double want = used ? lm.w[k * D + e] * sw * (j < half ? 1.0 : wq) : 0.0;
+                        maxw = std::max(maxw, std::fabs(want));
+                        // fp16 rounding: <= 2^-11 relative (4.9e-4 < 1e-3) for normal values (|w̃| <= 2^14,
+                        // no overflow); hi + lo split: <= 2^-22 relative (2.4e-7 < 1e-6); + 1e-7 absolute
+                        // covers fp16 subnormals (spacing 2^-24, half of it 3e-8).
+                        const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
+                        ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split << " diag=" << diag;
+                    }
+                    EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
+                    EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
                 }
-                EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
-                EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
+                EXPECT_GT(maxw, 8192.0);
+                EXPECT_LE(maxw, 16384.0);
             }
-            EXPECT_GT(maxw, 8192.0);
-            EXPECT_LE(maxw, 16384.0);
         }
     }
 }
