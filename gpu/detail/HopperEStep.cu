@@ -119,7 +119,11 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.K = int(lm.K);
     a.d = int(lm.d);
     a.model = hm;
-    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split: K ≤ 1024)
+    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split or wide: K ≤ 1024)
+    if (a.C == 0 && hm.tile64()) {
+        throw std::logic_error("HopperEStep: the accurate and wide kernels have one pass only (K <= 1024), K = " +
+                               std::to_string(lm.K) + " (heuristics.h: hopper_covers)");
+    }
     kernels_ = &hopper_kernels(hm.DP);
     kernels_->set_attributes();
     a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0; // (wide: its own)
