@@ -60,7 +60,8 @@ constexpr int kMaxParts = 2 * kMaxCluster;  // per-row partials: (CTA, warpgroup
 template <int DP, int Planes>
 struct Shape {
     static_assert(Planes == 1 || Planes == 2, "Planes: 1 (wide) or 2 (accurate)");
-    static_assert(DP % 32 == 0 && DP >= 32 && DP <= (Planes == 2 ? 128 : 256), "DP: 32 .. 128 (accurate), .. 256 (wide)");
+    static_assert(DP % 32 == 0 && DP >= 32 && DP <= (Planes == 2 ? 128 : 256),
+                  "DP: 32 .. 128 (accurate), .. 256 (wide)");
     static constexpr int FW = DP + 8;
     static constexpr int kHalfTileBytes = kBM * FW * 2; // the hi (or lo) block of a tile
     static constexpr int kTileBytes = Planes * kHalfTileBytes;

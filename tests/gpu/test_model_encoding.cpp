@@ -3,7 +3,9 @@
 // the Hopper scales, hi/lo split and tiling), the heuristics, and the option checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -168,6 +170,98 @@ TEST(ModelEncoding, HopperScalesTilingAndSplit) {
             }
         }
     }
+}
+
+TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
+    // End to end on the host: the features the kernels build (features_kernel: s_x·y, and for
+    // diagonal models s_q·y² from DP/2 on, in float, then fp16 planes) against the encoded weights,
+    // × kinv + a_k‖y‖² + b_k, give the float64 log2-density + log2 π_k of every (row, component)
+    // within the encoding's rounding bound. The products are summed in double here: the kernels'
+    // fp32 accumulation comes on top and is not part of this bound. Per feature e, with v̂ the
+    // stored value of v: fp16 rounding |v̂ − v| ≤ u|v| + 2^-25 (u = 2^-11; 2^-25: half the
+    // subnormal spacing); hi + lo (accurate mode) ≤ u²|v| + 2^-24, and the kernels drop lo·lo,
+    // ≤ (u|f| + 2^-25)(u|w| + 2^-25); the x² features carry two float roundings (≤ 2^-23 |f|);
+    // |f̂ŵ − fw| ≤ ε_f|w| + ε_w|f| + ε_f·ε_w. b_k and a_k are floats (2^-24 relative), and
+    // 1e-12 of the terms' magnitude covers double rounding. kinv is a power of two (exact).
+    namespace s9 = sm90;
+    const double u = std::ldexp(1.0, -11), tiny = std::ldexp(1.0, -25);
+    double worst = 0; // largest error / bound
+    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (bool split : {false, true}) {
+            for (int64_t d : {5, 64, 100, 128}) {
+                const int64_t K = 130;
+                const bool diag = cov == CovarianceType::Diagonal;
+                const GmmModel m = random_model(K, d, cov, 40 + d + (diag ? 7 : 0));
+                const LogitModel lm = encode_logits(m);
+                const HopperModel hm = encode_hopper(m, lm, split);
+                const int64_t half = diag ? hm.DP / 2 : hm.DP;
+                const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
+                std::mt19937_64 rng(77 + d);
+                std::normal_distribution<double> nd(0.0, 1.0);
+                for (int row = 0; row < 40; row++) {
+                    // A row near component (row % K), centered frame (center 0: y = x exactly).
+                    std::vector<float> y(static_cast<size_t>(d), 0.f);
+                    const int64_t src = row % K;
+                    for (int64_t j = 0; j < d; j++) {
+                        const double var = m.variances[size_t(diag ? src * d + j : src)];
+                        y[size_t(j)] = float(m.means[size_t(src * d + j)] + std::sqrt(var) * 1.5 * nd(rng));
+                    }
+                    // Features as the kernel computes them (float), their fp16 planes, and the error model.
+                    const size_t DPs = static_cast<size_t>(hm.DP);
+                    std::vector<double> f(DPs, 0.0), fh(DPs, 0.0), fl(DPs, 0.0);
+                    std::vector<double> ffloat(DPs, 0.0); // extra relative error before fp16
+                    double yy = 0;
+                    for (int64_t j = 0; j < d; j++) {
+                        yy += double(y[size_t(j)]) * y[size_t(j)];
+                        f[size_t(j)] = hm.sx * y[size_t(j)];
+                        if (diag) {
+                            f[size_t(half + j)] = (hm.sq * y[size_t(j)]) * y[size_t(j)]; // float, as in the kernel
+                            ffloat[size_t(half + j)] = std::ldexp(1.0, -23);
+                        }
+                    }
+                    for (int64_t e = 0; e < hm.DP; e++) {
+                        const uint16_t h = host_f16(float(f[size_t(e)]));
+                        fh[size_t(e)] = host_f16_value(h);
+                        if (split) fl[size_t(e)] = host_f16_value(host_f16(float(f[size_t(e)] - fh[size_t(e)])));
+                    }
+                    for (int64_t k = 0; k < K; k++) {
+                        const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+                        double dot = 0, bound = 0, mag = 0;
+                        for (int64_t e = 0; e < hm.DP; e++) {
+                            const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((e / 8) * s9::kKc + c) * 8 + e % 8;
+                            const double wh = host_f16_value(hm.W[at]), wl = split ? host_f16_value(hm.W[wlo + at]) : 0;
+                            dot += fh[size_t(e)] * wh + (split ? fh[size_t(e)] * wl + fl[size_t(e)] * wh : 0.0);
+                            // The exact weight of feature e (what hm.W rounds): lm.w × s_w (× s_x/s_q for x²).
+                            const double fa = std::fabs(f[size_t(e)]), wa = std::fabs(wh + wl);
+                            const double ef = (split ? u * u * fa + 2 * tiny : u * fa + tiny) + ffloat[size_t(e)] * fa;
+                            const double ew = split ? u * u * wa + 2 * tiny : u * wa + tiny;
+                            bound += ef * wa + ew * fa + ef * ew + (split ? (u * fa + tiny) * (u * wa + tiny) : 0.0);
+                            mag += fa * wa;
+                        }
+                        const float a_k = hm.ab[size_t(2 * k)], b_k = hm.ab[size_t(2 * k + 1)];
+                        const double got = double(hm.kinv) * dot + double(a_k) * yy + double(b_k);
+                        // float64 log2 π_k N_k(y).
+                        double q = 0, logdet = 0;
+                        for (int64_t j = 0; j < d; j++) {
+                            const double var = m.variances[size_t(diag ? k * d + j : k)];
+                            const double r = double(y[size_t(j)]) - m.means[size_t(k * d + j)];
+                            q += r * r / var;
+                            logdet += std::log(2 * M_PI * var);
+                        }
+                        const double want = (double(m.log_weights[size_t(k)]) - 0.5 * logdet - 0.5 * q) / std::log(2.0);
+                        const double small = std::fabs(b_k) + std::fabs(a_k) * yy; // the float terms
+                        const double tol = double(hm.kinv) * bound + std::ldexp(1.0, -24) * small +
+                                           1e-12 * (double(hm.kinv) * mag + small);
+                        const double err = std::fabs(got - want);
+                        worst = std::max(worst, err / tol);
+                        ASSERT_LE(err, tol) << to_string(cov) << " split=" << split << " d=" << d << " row=" << row
+                                            << " k=" << k << " got " << got << " want " << want;
+                    }
+                }
+            }
+        }
+    }
+    printf("  largest logit error / its bound: %.3f\n", worst);
 }
 
 TEST(ModelEncoding, EncodeModelCentersAndChoosesParts) {
