@@ -124,8 +124,11 @@ HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool spli
     rms2 = std::max(rms2, 1e-300);
     const double typical = split ? 1.0 : 16.0;
     hm.sx = pow2i(int(std::lround(std::log2(typical / std::sqrt(rms2)))));
-    // The squares' scale: ‖x‖² ~ d·rms2 (spherical), x_j² ~ rms2 (diagonal).
-    hm.sq = pow2i(int(std::lround(std::log2(typical / ((lm.diag ? 1.0 : double(d)) * rms2)))));
+    // The squares' scale: ‖x‖² ~ d·rms2 (spherical) near `typical`; x_j² ~ rms2 (diagonal) near 1 in
+    // both modes: fp16's relative precision does not depend on the scale, and the range does —
+    // at 1, a coordinate up to 256× the typical one squares below fp16's largest value (at 16: 64×).
+    const double typical_q = lm.diag ? 1.0 : typical;
+    hm.sq = pow2i(int(std::lround(std::log2(typical_q / ((lm.diag ? 1.0 : double(d)) * rms2)))));
     // Diagonal: the x² weights are × s_x/s_q, so that one kinv = 1/(s_x·s_w) undoes both halves.
     const double wq = lm.diag ? double(hm.sx) / double(hm.sq) : 1.0;
     double maxw = 0;

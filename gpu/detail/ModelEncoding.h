@@ -49,7 +49,8 @@ BlockedModel encode_blocked(const LogitModel& lm);
 /// Hopper kernels: fp16 weights with power-of-two scales (exact to undo), tiled as
 /// Sm90Kernels.cuh describes. Fast mode puts the typical centered value near 16 (values up to
 /// ~4000× typical fit fp16), accurate mode (split: hi + lo halves) near 1 (the lo halves of
-/// typical values stay normal); max|w| goes near 2^14 in both.
+/// typical values stay normal); a diagonal model's squares x_j² go near 1 in both modes
+/// (coordinates up to 256× typical fit); max|w| goes near 2^14 in both.
 struct HopperShape {
     bool split = false;         ///< accurate mode: hi/lo fp16 operands (Sm90SplitKernels.cuh), K ≤ 1024
     bool diag = false;          ///< diagonal: features [s_x·x (DP/2) | s_q·x² (DP/2)], weights [μ/σ² | −1/(2σ²)]

@@ -206,6 +206,9 @@ TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
                         const double var = m.variances[size_t(diag ? src * d + j : src)];
                         y[size_t(j)] = float(m.means[size_t(src * d + j)] + std::sqrt(var) * 1.5 * nd(rng));
                     }
+                    // Every 8th row has one outlier coordinate, 150× the typical value (~3.5 here): its
+                    // square must stay in fp16's range (diagonal: s_q puts x² near 1, so up to 256×).
+                    if (row % 8 == 7) y[size_t(row % d)] = float(150.0 * 3.5 * (row % 16 == 7 ? 1 : -1));
                     // Features as the kernel computes them (float), their fp16 planes, and the error model.
                     const size_t DPs = static_cast<size_t>(hm.DP);
                     std::vector<double> f(DPs, 0.0), fh(DPs, 0.0), fl(DPs, 0.0);
