@@ -6,6 +6,7 @@
 # compute-sanitizer memcheck and racecheck on SanitizerSmall (which runs the wide kernel, the
 # diagonal two-pass path and the accurate kernel on diagonal models), then the benchmark:
 #   STAGE=check: bench_estep_cuda on the diagonal shapes (Blocked TF32 before, Hopper fast and accurate now);
+#   STAGE=tests: no benchmark;
 #   STAGE=final: bench/gpu/bench_vs_research.py: ours and the research kernels of IBM/Flash-GMM on the
 #                same device-resident rows, errors against float64 (needs torch + triton and the
 #                research files in D/research: flash_gmm.py, flash_gmm_h100.py, flash_gmm_diag_h100.py).
@@ -53,7 +54,7 @@ if [ "$STAGE" = check ]; then
   "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1,10,13 --modes fast-tf32,hopper-fast,hopper-accurate \
       >"$OUT/bench.log" 2>&1 || rc=1
   grep -vE "^\s*$" "$OUT/bench.log" | cut -c1-240 | tail -8
-else
+elif [ "$STAGE" = final ]; then
   echo "== bench_vs_research"
   python3 "$D/bench/gpu/bench_vs_research.py" --kernels "$D/research" --ours "$BIN/bench_estep_file" \
       --out "$OUT/bench_vs_research.md" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_vs_research.log" | grep -v "^\s*$" | tail -40
