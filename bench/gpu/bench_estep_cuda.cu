@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
         if (a == "--only-mode" && i + 1 < argc) only_mode = std::atoi(argv[++i]);
         if (a == "--reps" && i + 1 < argc) reps_override = std::atoi(argv[++i]);
         if (a == "--modes" && i + 1 < argc) modes_arg = "," + std::string(argv[++i]) + ","; // names, comma-separated
-        if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..9
+        if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..13
         if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
     }
@@ -285,6 +285,11 @@ int main(int argc, char** argv) {
         shapes.push_back({1000000, 256, 128, CovarianceType::Spherical});
         shapes.push_back({1000000, 512, 128, CovarianceType::Spherical});
         shapes.push_back({1000000, 2048, 128, CovarianceType::Spherical});
+        // issue 16: diagonal at d = 96 (the wide kernel at 2d = 192), and the K scan (256 at 4M rows)
+        shapes.push_back({1000000, 1024, 96, CovarianceType::Diagonal});  // 10
+        shapes.push_back({4000000, 256, 128, CovarianceType::Spherical}); // 11
+        shapes.push_back({1000000, 16384, 128, CovarianceType::Spherical}); // 12
+        shapes.push_back({1000000, 1024, 64, CovarianceType::Diagonal});  // 13: the fast kernel at 2d = 128
     }
     printf("\nE-step time (median host wall time of accumulate(), rows resident on the GPU). Blocked: accurate | "
            "fast-tf32; Hopper: fast (fp16 wgmma, clusters), accurate (2xfp16 wgmma); cuBLAS floors: one N x K x d "

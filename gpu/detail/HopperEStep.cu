@@ -19,13 +19,26 @@ __global__ void sm90a_probe_kernel(int* out) { *out = FAISS_GMM_SM90A; }
 /// Raw sums of the Hopper kernels (acc: K × FW, columns [s·Σ r x̃ (DP) | s_n·N_k | s·Σ r‖x̃‖² | …],
 /// about the center c) → the statistics' increments about the model's means, in double, one warp
 /// per component: out (K × (d+2)) = [Σ r x̃ | N_k | Σ r‖x̃ − μ_k‖²], the last one as
-/// Σ r‖x̃‖² − 2 μ_k·Σ r x̃ + N_k ‖μ_k‖².
-__global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int d, int DP, int FW,
+/// Σ r‖x̃‖² − 2 μ_k·Σ r x̃ + N_k ‖μ_k‖². Diagonal (columns [s·Σ r x̃ (DP/2) | s_q·Σ r x̃² (DP/2) |
+/// s_n·N_k | …]): out (K × (2d+1)) = [Σ r x̃ | N_k | Σ r (x̃_j − μ_kj)² (d)], the last ones as
+/// Σ r x̃_j² − 2 μ_kj Σ r x̃_j + N_k μ_kj².
+__global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int d, int DP, int FW, int diag,
                                      const float* __restrict__ mu, const double* __restrict__ mu_sq, double x_scale,
                                      double n_scale, double q_scale, double* __restrict__ out) {
     const int k = int((blockIdx.x * size_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
     if (k >= K) return; // whole warps leave together
     const double* a = acc + size_t(k) * FW;
+    if (diag) {
+        double* o = out + size_t(k) * (2 * d + 1);
+        const double nk = a[DP] * n_scale;
+        if (lane == 0) o[d] = nk;
+        for (int j = lane; j < d; j += 32) {
+            const double f = a[j] * x_scale, m = double(mu[size_t(k) * d + j]);
+            o[j] = f;
+            o[d + 1 + j] = a[DP / 2 + j] * q_scale - 2.0 * m * f + nk * m * m;
+        }
+        return;
+    }
     double* o = out + size_t(k) * (d + 2);
     double cross = 0;
     for (int j = lane; j < d; j += 32) {
@@ -56,6 +69,8 @@ const HopperKernels& hopper_kernels(int DP) {
     case 64: return hopper_kernels_for<64>();
     case 96: return hopper_kernels_for<96>();
     case 128: return hopper_kernels_for<128>();
+    case 192: return hopper_kernels_for<192>();
+    case 256: return hopper_kernels_for<256>();
     default: throw std::logic_error("hopper_kernels: no kernels for tile width " + std::to_string(DP));
     }
 }
@@ -104,15 +119,19 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.K = int(lm.K);
     a.d = int(lm.d);
     a.model = hm;
-    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split: K ≤ 1024)
+    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split or wide: K ≤ 1024)
+    if (a.C == 0 && hm.tile64()) {
+        throw std::logic_error("HopperEStep: the accurate and wide kernels have one pass only (K <= 1024), K = " +
+                               std::to_string(lm.K) + " (heuristics.h: hopper_covers)");
+    }
     kernels_ = &hopper_kernels(hm.DP);
     kernels_->set_attributes();
-    a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0;
+    a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0; // (wide: its own)
     if (a.C > 0 && a.max_clusters < 1) {
         throw std::runtime_error("EStepCuda: the Hopper kernel cannot be launched with clusters of " +
                                  std::to_string(a.C) + " blocks on device " + std::to_string(device_));
     }
-    const int64_t BM = hm.split ? sm90::split::kBM : sm90::kBM;
+    const int64_t BM = hm.tile64() ? sm90::split::kBM : sm90::kBM;
     const size_t rows = size_t((chunk_rows + BM - 1) / BM * BM), FW = size_t(hm.FW);
     // Partial sums: what one launch writes, at most ~max(sm_count·128, Kp) components.
     const size_t nparts = size_t(hopper_partial_slices(a.C > 0, a.max_clusters, a.sm_count, hm.Kt));
@@ -125,9 +144,9 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     b.G.allocate(device_, rows * FW * 2 * (hm.split ? 2 : 1), poison_);
     b.xx.allocate(device_, rows * 4, poison_);
     if (a.C == 0) b.lse.allocate(device_, rows * 4, poison_);
-    b.part.allocate(device_, nparts * hm.Kt * sm90::kKc * FW * (hm.split ? 8 : 4), poison_);
+    b.part.allocate(device_, nparts * hm.Kt * sm90::kKc * FW * (hm.tile64() ? 8 : 4), poison_);
     b.acc.allocate(device_, size_t(lm.K) * FW * 8, poison_);
-    b.out.allocate(device_, size_t(lm.K) * (lm.d + 2) * 8, poison_);
+    b.out.allocate(device_, size_t(lm.K) * out_width() * 8, poison_);
     b.loglik.allocate(device_, 8, poison_);
     auto upload = [](DeviceBuffer& dst, const auto& v) {
         FAISS_GMM_CUDA_CHECK(cudaMemcpy(dst.get(), v.data(), v.size() * sizeof(v[0]), cudaMemcpyHostToDevice));
@@ -155,15 +174,16 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
 }
 
 void HopperEStep::download(cudaStream_t stream) {
-    // Columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…] (× 2^12 for the split kernel).
+    // Columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…] (diagonal: [s_x·Σ r x | s_q·Σ r x² | N_k | 0…])
+    // × 2^12 for the 64-row kernels.
     const HopperShape& m = args_.model;
     const int K = args_.K, d = args_.d;
-    const double ir = m.split ? 1.0 / double(sm90::split::kRScale) : 1.0;
+    const double ir = m.tile64() ? 1.0 / double(sm90::split::kRScale) : 1.0;
     finalize_sums_kernel<<<unsigned((K * 32 + 255) / 256), 256, 0, stream>>>(
-            buf_.acc.as<double>(), K, d, m.DP, m.FW, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx),
-            ir, ir / double(m.sq), buf_.out.as<double>());
+            buf_.acc.as<double>(), K, d, m.DP, m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(),
+            ir / double(m.sx), ir, ir / double(m.sq), buf_.out.as<double>());
     FAISS_GMM_CUDA_CHECK_LAUNCH("finalize_sums_kernel");
-    const size_t bytes = size_t(K) * (d + 2) * 8;
+    const size_t bytes = size_t(K) * out_width() * 8;
     h_out_.allocate(bytes + 8);
     FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_out_.get(), buf_.out.get(), bytes, cudaMemcpyDeviceToHost, stream));
     FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(h_out_.get()) + bytes, buf_.loglik.get(), 8,
@@ -173,13 +193,14 @@ void HopperEStep::download(cudaStream_t stream) {
 }
 
 void HopperEStep::add_to(SufficientStats& stats) const {
-    const int64_t d = args_.d;
+    const int64_t d = args_.d, nsq = args_.model.diag ? d : 1; // [Σ r x (d) | N_k | second moments (nsq)]
     const double* o = static_cast<const double*>(h_out_.get());
-    for (int64_t k = 0; k < args_.K; k++, o += d + 2) {
+    for (int64_t k = 0; k < args_.K; k++, o += out_width()) {
         double* sx = stats.sum_x.data() + k * d;
         for (int64_t j = 0; j < d; j++) sx[j] += o[j];
         stats.nk[k] += o[d];
-        stats.sum_sq[k] += o[d + 1];
+        double* sq = stats.sum_sq.data() + k * nsq;
+        for (int64_t j = 0; j < nsq; j++) sq[j] += o[d + 1 + j];
     }
 }
 

@@ -1,7 +1,8 @@
 // The Hopper algorithm of the CUDA E-step on one GPU (sm_90a; Sm90Kernels.cuh and
 // Sm90SplitKernels.cuh have the kernels and their design): spherical models, d ≤ 128; fast
 // mode (fp16 wgmma, one pass with clusters for K ≤ 1024, two passes above) and accurate mode
-// (2×fp16 split products, one pass, K ≤ 1024). The raw sums become the statistics'
+// (2×fp16 split products, one pass, K ≤ 1024); diagonal models as the same products over the
+// features [x | x²] (heuristics.h: hopper_covers says which shapes). The raw sums become the statistics'
 // increments on the GPU, so the host does one pass of additions.
 #pragma once
 
@@ -44,6 +45,8 @@ class HopperEStep final : public ChunkAlgorithm {
     HopperChunkArgs args_; // the launches' contract: model shape, knobs, buffers, streams
     PinnedBuffer h_out_;   // increments + loglik: pinned, so the download is a DMA, not a staged copy
     double h_loglik_ = 0;
+    /// Doubles per component of the increments: [Σ r x (d) | N_k | Σ r‖x − μ‖² (1) or Σ r (x_j − μ_j)² (d)].
+    size_t out_width() const { return size_t(args_.d) + 1 + (args_.model.diag ? size_t(args_.d) : 1); }
 };
 
 } // namespace faiss_gmm::gpu::detail

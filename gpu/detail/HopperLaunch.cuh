@@ -38,25 +38,36 @@ struct ClusterLaunch {
     ClusterLaunch& operator=(const ClusterLaunch&) = delete;
 };
 
+/// The kernels of a tile width: DP ≤ 128, the fast (128-row), two-pass and accurate (split) kernels;
+/// DP = 192, 256 (diagonal models' [x | x²] with d > 64), the wide kernel only (Sm90SplitKernels.cuh).
 template <int DP>
-void set_attributes() {
-    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              Shape<DP>::kSmem));
-    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              Shape<DP>::kSmem));
-    FAISS_GMM_CUDA_CHECK(
-            cudaFuncSetAttribute(lse_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape<DP>::kLseSmem));
-    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP>,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, split::Shape<DP>::kSmem));
-}
+constexpr bool kWideOnly = DP > 128;
 
 template <int DP>
-int max_active_clusters(bool is_split, int C, int sm_count, cudaStream_t stream) {
-    const ClusterLaunch l(sm_count, C, is_split ? split::Shape<DP>::kSmem : Shape<DP>::kSmem, stream);
-    int n = 0;
-    if (is_split) {
-        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, split::estep_split_kernel<DP>, &l.cfg));
+void set_attributes() {
+    constexpr auto smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    if constexpr (kWideOnly<DP>) {
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 1>, smem, split::Shape<DP, 1>::kSmem));
     } else {
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, false>, smem, Shape<DP>::kSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, smem, Shape<DP>::kSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(lse_kernel<DP>, smem, Shape<DP>::kLseSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 2>, smem, split::Shape<DP, 2>::kSmem));
+    }
+}
+
+/// is_split: the accurate kernel's clusters, else the fast one-pass kernel's (the wide kernel's for DP > 128).
+template <int DP>
+int max_active_clusters(bool is_split, int C, int sm_count, cudaStream_t stream) {
+    int n = 0;
+    if constexpr (kWideOnly<DP>) {
+        const ClusterLaunch l(sm_count, C, split::Shape<DP, 1>::kSmem, stream);
+        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, split::estep_split_kernel<DP, 1>, &l.cfg));
+    } else if (is_split) {
+        const ClusterLaunch l(sm_count, C, split::Shape<DP, 2>::kSmem, stream);
+        FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, split::estep_split_kernel<DP, 2>, &l.cfg));
+    } else {
+        const ClusterLaunch l(sm_count, C, Shape<DP>::kSmem, stream);
         FAISS_GMM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, estep_kernel<DP, false>, &l.cfg));
     }
     return n;
@@ -104,28 +115,32 @@ void reduce_parts(const HopperChunkArgs& a, int nparts) {
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::reduce_parts_kernel");
 }
 
-/// The launchers of one_pass for the accurate (Split = true: hi/lo features, the split kernel,
-/// double partial sums) or the fast kernel (fp16 features, the cluster kernel, float partials).
-template <typename Tin, int DP, bool Split>
+/// The one-pass kernels: the fast cluster kernel (128-row tiles, fp16 features, float partials),
+/// and the 64-row kernel of Sm90SplitKernels.cuh (double partial sums) with hi/lo features
+/// (Split: accurate mode) or one plane (Wide: fast mode, DP > 128).
+enum class OnePass { Fast, Wide, Split };
+
+/// The launchers of one_pass for one of the OnePass kernels.
+template <typename Tin, int DP, OnePass Kind>
 struct OnePassLaunch {
-    static constexpr int kBM = Split ? split::kBM : sm90::kBM;
-    static constexpr int kPlanes = Split ? 2 : 1; // hi/lo blocks per tile of G
-    using Part = std::conditional_t<Split, double, float>;
+    static constexpr bool Tile64 = Kind != OnePass::Fast;
+    static constexpr int kBM = Tile64 ? split::kBM : sm90::kBM;
+    static constexpr int kPlanes = Kind == OnePass::Split ? 2 : 1; // hi/lo blocks per tile of G
+    using Part = std::conditional_t<Tile64, double, float>;
     const HopperChunkArgs& a;
     const Tin* x;
     int vec;
     __half* G(int t0) const { return a.buf->G.as<__half>() + size_t(t0) * kPlanes * kBM * a.model.FW; }
     float* xx(int t0) const { return a.buf->xx.as<float>() + size_t(t0) * kBM; }
     void features(int t0, int nt, int rows, cudaStream_t st) const {
-        auto kernel = Split ? split::features_split_kernel<Tin, DP> : features_kernel<Tin, DP>;
-        kernel<<<unsigned(nt * kBM / 16), 256, 0, st>>>(x + size_t(t0) * kBM * a.d, rows, a.d,
-                                                         a.buf->center.as<float>(), a.model.sx, a.model.sq, G(t0),
-                                                         xx(t0), nt * kBM, vec);
-        FAISS_GMM_CUDA_CHECK_LAUNCH(Split ? "sm90::split::features_split_kernel" : "sm90::features_kernel");
+        features_kernel<Tin, DP, kBM, kPlanes><<<unsigned(nt * kBM / 16), 256, 0, st>>>(
+                x + size_t(t0) * kBM * a.d, rows, a.d, a.buf->center.as<float>(), a.model.sx, a.model.sq,
+                a.model.diag ? 1 : 0, G(t0), xx(t0), nt * kBM, vec);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel");
     }
     /// The kernel's arguments for tiles [t0, t0 + nt) holding `rows` valid rows, partial slices from `part`.
     auto args(int t0, int nt, int rows, Part* part) const {
-        std::conditional_t<Split, split::Args, Args> k{};
+        std::conditional_t<Tile64, split::Args, Args> k{};
         k.G = G(t0);
         k.xx = xx(t0);
         k.W = a.buf->W.as<const __half>();
@@ -136,7 +151,7 @@ struct OnePassLaunch {
         k.tiles = nt;
         k.Kt = a.model.Kt;
         k.kinv = a.model.kinv;
-        if constexpr (Split) {
+        if constexpr (Tile64) {
             k.flush_tiles = a.flush_tiles;
         } else {
             k.lse = a.buf->lse.as<float>();
@@ -151,10 +166,11 @@ struct OnePassLaunch {
         const size_t slice = size_t(a.model.Kt) * kKc * a.model.FW;
         Part* part = a.buf->part.as<Part>() + size_t(sub) * Q0 * slice;
         const auto k = args(t0, nt, rows, part);
-        const ClusterLaunch l(Q, a.C, Split ? split::Shape<DP>::kSmem : Shape<DP>::kSmem, a.stream);
-        if constexpr (Split) {
-            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, split::estep_split_kernel<DP>, k));
+        if constexpr (Tile64) {
+            const ClusterLaunch l(Q, a.C, split::Shape<DP, kPlanes>::kSmem, a.stream);
+            FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, split::estep_split_kernel<DP, kPlanes>, k));
         } else {
+            const ClusterLaunch l(Q, a.C, Shape<DP>::kSmem, a.stream);
             FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, estep_kernel<DP, false>, k));
         }
         if (Q < Q0) {
@@ -165,15 +181,15 @@ struct OnePassLaunch {
 
 /// Fast mode: the one-pass cluster kernel (K ≤ 1024) or the LSE kernel and the second pass
 /// (K > 1024), then the float reduction; accurate mode: the one-pass split kernel, then the
-/// double reduction.
+/// double reduction. (DP ≤ 128.)
 template <typename Tin, int DP>
-HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
+HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, int vec) {
     HopperLaunchShape shape;
     if (a.model.split) {
-        reduce_parts<double>(a, one_pass(a, OnePassLaunch<Tin, DP, true>{a, x, vec}, shape));
+        reduce_parts<double>(a, one_pass(a, OnePassLaunch<Tin, DP, OnePass::Split>{a, x, vec}, shape));
         return shape;
     }
-    const OnePassLaunch<Tin, DP, false> launch{a, x, vec};
+    const OnePassLaunch<Tin, DP, OnePass::Fast> launch{a, x, vec};
     if (a.C > 0) {
         reduce_parts<float>(a, one_pass(a, launch, shape));
         return shape;
@@ -190,6 +206,18 @@ HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
     shape.cluster = 0;
     reduce_parts<float>(a, Sn);
     return shape;
+}
+
+/// DP ≤ 128: chunk_fast_or_split; DP > 128: the wide kernel (K ≤ 1024), then the double reduction.
+template <typename Tin, int DP>
+HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
+    if constexpr (kWideOnly<DP>) {
+        HopperLaunchShape shape;
+        reduce_parts<double>(a, one_pass(a, OnePassLaunch<Tin, DP, OnePass::Wide>{a, x, vec}, shape));
+        return shape;
+    } else {
+        return chunk_fast_or_split<Tin, DP>(a, x, vec);
+    }
 }
 
 template <typename Tin, int DP>

@@ -94,26 +94,46 @@ BlockedModel encode_blocked(const LogitModel& lm) {
     return b;
 }
 
-int hopper_padded_dim(int64_t d) { return d <= 32 ? 32 : d <= 64 ? 64 : d <= 96 ? 96 : 128; }
+int hopper_padded_dim(int64_t d, bool diag) {
+    const int p = d <= 32 ? 32 : d <= 64 ? 64 : d <= 96 ? 96 : 128;
+    return diag ? 2 * p : p;
+}
 
 HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool split) {
     namespace s9 = sm90;
-    const int64_t K = lm.K, d = lm.d;
+    const int64_t K = lm.K, d = lm.d, D = lm.Dfeat;
     HopperModel hm;
     hm.split = split;
-    hm.DP = hopper_padded_dim(d);
+    hm.diag = lm.diag;
+    hm.DP = hopper_padded_dim(d, lm.diag);
     hm.FW = hm.DP + 8;
     hm.Kt = int((K + s9::kKc - 1) / s9::kKc);
-    // Typical squared centered value: Σ_k π_k (‖μ_k‖²/d + σ²_k).
-    double rms2 = 0, maxw = 0;
+    const int half = lm.diag ? hm.DP / 2 : hm.DP; // where the x² features start (diagonal)
+    // Typical squared centered value: Σ_k π_k (‖μ_k‖²/d + σ²_k), σ²_k the mean variance.
+    double rms2 = 0;
     for (int64_t k = 0; k < K; k++) {
-        for (int64_t j = 0; j < d; j++) maxw = std::max(maxw, std::fabs(lm.w[k * d + j]));
-        rms2 += std::exp(double(model.log_weights[k])) * (lm.mean_sq[k] / double(d) + double(model.variances[k]));
+        double var = 0;
+        if (lm.diag) {
+            for (int64_t j = 0; j < d; j++) var += double(model.variances[k * d + j]);
+            var /= double(d);
+        } else {
+            var = double(model.variances[k]);
+        }
+        rms2 += std::exp(double(model.log_weights[k])) * (lm.mean_sq[k] / double(d) + var);
     }
     rms2 = std::max(rms2, 1e-300);
     const double typical = split ? 1.0 : 16.0;
     hm.sx = pow2i(int(std::lround(std::log2(typical / std::sqrt(rms2)))));
-    hm.sq = pow2i(int(std::lround(std::log2(typical / (double(d) * rms2)))));
+    // The squares' scale: ‖x‖² ~ d·rms2 (spherical) near `typical`; x_j² ~ rms2 (diagonal) near 1 in
+    // both modes: fp16's relative precision does not depend on the scale, and the range does —
+    // at 1, a coordinate up to 256× the typical one squares below fp16's largest value (at 16: 64×).
+    const double typical_q = lm.diag ? 1.0 : typical;
+    hm.sq = pow2i(int(std::lround(std::log2(typical_q / ((lm.diag ? 1.0 : double(d)) * rms2)))));
+    // Diagonal: the x² weights are × s_x/s_q, so that one kinv = 1/(s_x·s_w) undoes both halves.
+    const double wq = lm.diag ? double(hm.sx) / double(hm.sq) : 1.0;
+    double maxw = 0;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t e = 0; e < D; e++) maxw = std::max(maxw, std::fabs(lm.w[k * D + e]) * (e < d ? 1.0 : wq));
     const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(16384.0 / maxw)))) : 1.f;
     hm.kinv = float(1.0 / (double(hm.sx) * double(sw)));
     const int DP = hm.DP;
@@ -122,9 +142,10 @@ HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool spli
     hm.ab.assign(size_t(hm.Kt) * s9::kKc * 2, 0.f);
     for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
         const int64_t ct = k / s9::kKc, c = k % s9::kKc;
-        for (int64_t j = 0; j < d && k < K; j++) {
+        for (int64_t e = 0; e < D && k < K; e++) {
+            const int64_t j = e < d ? e : half + (e - d); // feature column of weight e
             const size_t at = size_t(ct) * s9::kKc * DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
-            const double v = lm.w[k * d + j] * sw;
+            const double v = lm.w[k * D + e] * sw * (e < d ? 1.0 : wq);
             hm.W[at] = host_f16(float(v));
             if (split) hm.W[wlo + at] = host_f16(float(v - host_f16_value(hm.W[at])));
         }

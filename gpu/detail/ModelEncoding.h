@@ -49,19 +49,26 @@ BlockedModel encode_blocked(const LogitModel& lm);
 /// Hopper kernels: fp16 weights with power-of-two scales (exact to undo), tiled as
 /// Sm90Kernels.cuh describes. Fast mode puts the typical centered value near 16 (values up to
 /// ~4000× typical fit fp16), accurate mode (split: hi + lo halves) near 1 (the lo halves of
-/// typical values stay normal); max|w| goes near 2^14 in both.
+/// typical values stay normal); a diagonal model's squares x_j² go near 1 in both modes
+/// (coordinates up to 256× typical fit); max|w| goes near 2^14 in both.
 struct HopperShape {
     bool split = false;         ///< accurate mode: hi/lo fp16 operands (Sm90SplitKernels.cuh), K ≤ 1024
-    int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128); FW = DP + 8; Kt tiles of 128 components
-    float sx = 1, sq = 1;       ///< scales of x and of ‖x‖²
+    bool diag = false;          ///< diagonal: features [s_x·x (DP/2) | s_q·x² (DP/2)], weights [μ/σ² | −1/(2σ²)]
+    int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128; diagonal 64/128/192/256); FW = DP + 8; Kt tiles of 128 components
+    float sx = 1, sq = 1;       ///< scales of x and of the squares (‖x‖² spherical, x_j² diagonal)
     float kinv = 1;             ///< 1 / (s_x · s_w)
+    /// Fast mode with DP > 128 (diagonal, d > 64): the wide kernel (64-row tiles, one plane).
+    bool wide() const { return !split && DP > 128; }
+    /// Rows per tile: 64 for the accurate and wide kernels (double partial sums), else 128.
+    bool tile64() const { return split || wide(); }
 };
 struct HopperModel : HopperShape {
     std::vector<uint16_t> W; ///< Kt × 128 × DP halves, tiled; split: the hi block, then the lo block
     std::vector<float> ab;   ///< Kt·128 × 2: (acoef, bias); padding (0, kNegBig)
 };
-/// Features per row of the Hopper tiles for dimension d ≤ 128: 32, 64, 96 or 128.
-int hopper_padded_dim(int64_t d);
+/// Features per row of the Hopper tiles for dimension d ≤ 128: 32, 64, 96 or 128; diagonal
+/// models twice that (x and x² each padded so).
+int hopper_padded_dim(int64_t d, bool diag = false);
 HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool split);
 
 /// Exact log-densities (issue 13) for a model with narrow components (ExactLogDensity.h): the

@@ -1,6 +1,9 @@
 // Kernels of the Hopper E-step (EStepCudaAlgorithm::Hopper): spherical
 // covariances, d ≤ 128, fast mode (fp16 tensor-core products, fp32
 // accumulation), wgmma + thread-block clusters + bulk copies (sm_90a).
+// Diagonal covariances run the same kernels on the features [x | x²]
+// (features_kernel with diag = 1; a_k = 0, the x² weights −1/(2σ²) in W):
+// d ≤ 64 here, 64 < d ≤ 128 on the wide kernel (Sm90SplitKernels.cuh).
 //
 // Why this shape (1M × 1024 × 128 on an H200 is the target; ~2.7e11 MACs per
 // product, 1e9 exponentials):
@@ -162,38 +165,67 @@ __device__ __forceinline__ float load_centered_chunk(const Tin* __restrict__ x, 
     return ss;
 }
 
-/// Rows (float or uint8; d values) → tiled fp16 features G and ‖x − c‖² (fp32).
-/// Half a warp per row (lane l converts features 8l .. 8l+7, one 16-byte chunk), 16 rows per
-/// block, rows up to tiles·128 (padding rows written as zeros). vec: rows can be read with
-/// 16-byte (float) / 8-byte (uint8) loads (aligned base, d a multiple of 4 / 8).
-template <typename Tin, int DP>
+/// Two floats → fp16 pair bits (clamped to fp16's range first): the hi plane; Planes = 2 also
+/// gives lo = fp16(v − hi), the accurate kernel's second plane (Sm90SplitKernels.cuh).
+template <int Planes>
+__device__ __forceinline__ void to_planes(float a, float b, uint32_t& hi, uint32_t& lo) {
+    a = fminf(fmaxf(a, -65504.f), 65504.f);
+    b = fminf(fmaxf(b, -65504.f), 65504.f);
+    hi = pack_half2(a, b);
+    if constexpr (Planes == 2) {
+        const float2 back = __half22float2(*reinterpret_cast<const __half2*>(&hi));
+        lo = pack_half2(a - back.x, b - back.y);
+    }
+}
+
+/// Rows (float or uint8; d values) → tiled fp16 features G and ‖x − c‖² (fp32), for every
+/// Hopper kernel: tiles of BM rows (128: fast kernel; 64: accurate and wide kernels) and
+/// Planes fp16 planes per tile (2: the accurate kernel's hi and lo blocks). Features
+/// (Sm90Kernels.cuh, Sm90SplitKernels.cuh): spherical [s_x·x (DP) | 1 | s_q‖x‖² | 0 × 6];
+/// diagonal (diag = 1) [s_x·x (DP/2) | s_q·x² (DP/2) | 1 | 0 × 7]: the logits are then
+/// one product against [μ/σ² | −1/(2σ²)] and GEMM2 gives Σ r x and Σ r x² together.
+/// Half a warp per row (lane l converts x features 8l .. 8l+7, one 16-byte chunk, and for
+/// diag their squares), 16 rows per block, rows up to tiles·BM (padding rows written as
+/// zeros). vec: rows can be read with 16-byte (float) / 8-byte (uint8) loads.
+template <typename Tin, int DP, int BM, int Planes>
 __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x, int n, int d,
-                                                       const float* __restrict__ center, float sx, float sq,
+                                                       const float* __restrict__ center, float sx, float sq, int diag,
                                                        __half* __restrict__ G, float* __restrict__ xxg,
                                                        int rows_padded, int vec) {
-    constexpr int FW = DP + 8, XC = DP / 8; // XC ≤ 16 chunks of features; chunk XC = [1 | s_q‖x‖² | 0…]
+    constexpr int FW = DP + 8, XC = DP / 8; // XC ≤ 32 chunks of features; chunk XC = [1 | s_q‖x‖² | 0…]
+    const int XH = diag ? XC / 2 : XC;      // chunks of x (≤ 16: one per lane)
     const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
     const int l = threadIdx.x & 15;
     const bool valid = row < n;
     float y[8];
-    const float ss = load_centered_chunk(x, n, d, center, row, l, XC, vec, y);
+    const float ss = load_centered_chunk(x, n, d, center, row, l, XH, vec, y);
     if (row >= rows_padded) return;
-    auto sat = [](float f) { return fminf(fmaxf(f, -65504.f), 65504.f); };
-    const int tile = row / kBM, r = row - tile * kBM;
-    __half* Gt = G + size_t(tile) * kBM * FW;
-    if (l < XC) {
-        uint4 v;
-        v.x = pack_half2(sat(sx * y[0]), sat(sx * y[1]));
-        v.y = pack_half2(sat(sx * y[2]), sat(sx * y[3]));
-        v.z = pack_half2(sat(sx * y[4]), sat(sx * y[5]));
-        v.w = pack_half2(sat(sx * y[6]), sat(sx * y[7]));
-        *reinterpret_cast<uint4*>(Gt + size_t(l * kBM + r) * 8) = v;
+    const int tile = row / BM, r = row - tile * BM;
+    __half* Gh = G + size_t(tile) * Planes * BM * FW;
+    __half* Gl = Gh + BM * FW; // Planes = 2 only
+    auto put = [&](int chunk, const float (&v)[8]) {
+        uint4 h, lo;
+        to_planes<Planes>(v[0], v[1], h.x, lo.x);
+        to_planes<Planes>(v[2], v[3], h.y, lo.y);
+        to_planes<Planes>(v[4], v[5], h.z, lo.z);
+        to_planes<Planes>(v[6], v[7], h.w, lo.w);
+        *reinterpret_cast<uint4*>(Gh + size_t(chunk * BM + r) * 8) = h;
+        if constexpr (Planes == 2) *reinterpret_cast<uint4*>(Gl + size_t(chunk * BM + r) * 8) = lo;
+    };
+    if (l < XH) {
+        float v[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++) v[e] = sx * y[e];
+        put(l, v);
+        if (diag) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[e] = sq * y[e] * y[e];
+            put(XH + l, v);
+        }
     }
-    if (l == (XC < 16 ? XC : 0)) { // N_k and Σ r‖x‖² come out of GEMM2 through this chunk
-        uint4 v;
-        v.x = valid ? pack_half2(1.f, sat(sq * ss)) : 0u;
-        v.y = v.z = v.w = 0u;
-        *reinterpret_cast<uint4*>(Gt + size_t(XC * kBM + r) * 8) = v;
+    if (l == (XC < 16 ? XC : 0)) { // N_k (and Σ r‖x‖², spherical) come out of GEMM2 through this chunk
+        const float v[8] = {valid ? 1.f : 0.f, valid && !diag ? sq * ss : 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        put(XC, v);
         xxg[row] = valid ? ss : 0.f;
     }
 }

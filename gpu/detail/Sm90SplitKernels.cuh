@@ -35,6 +35,15 @@
 //  * W: [hi: Kt × 128 × DP | lo: same], each tiled as in Sm90Kernels.cuh.
 //  * R hi and lo in shared memory (64 rows × 128 comps each): comp k, row r at byte
 //    (k/8)·1024 + r·16 + (k%8)·2.
+//
+// The wide kernel (estep_split_kernel<DP, 1>, fast mode) is this kernel with one plane: only
+// the hi·hi products, fp16 responsibilities (× 2^12, so small ones stay normal), the same
+// 64-row tiles, double flushes and exchange. It serves diagonal models with d > 64, whose
+// features [x | x²] are DP = 192 or 256 wide (Sm90Kernels.cuh: features_kernel): the fast
+// kernel's 128-row tile at DP = 256 needs 68 KB per stage and 132 + 64 accumulator registers
+// per thread, the 64-row tile 34 KB and 132 + 32. GEMM1 is then m64n64 per warpgroup (both
+// operands from shared memory: ~128 B/clock of operand traffic, the SM's shared-memory rate,
+// where m64n128 needs ~96), the price of fitting.
 #pragma once
 
 #include "gpu/detail/Sm90Kernels.cuh"
@@ -44,12 +53,18 @@ namespace faiss_gmm::gpu::detail::sm90::split {
 // kBM (64 rows per tile) and kRScale: TileShapes.h; the flush interval: EStepCudaOptions::hopper_flush_tiles
 constexpr int kMaxParts = 2 * kMaxCluster;  // per-row partials: (CTA, warpgroup)
 
-template <int DP>
+/// Planes = 2: the accurate kernel (hi and lo halves of every operand), DP ≤ 128. Planes = 1:
+/// the wide kernel (fast mode, one fp16 plane) for diagonal models with d > 64, whose features
+/// [x | x²] are DP = 192 or 256 wide: the fast kernel's 128-row tiles would not fit (shared
+/// memory: a 68 KB tile per stage; registers: 132 accumulators of GEMM2 besides 64 of GEMM1).
+template <int DP, int Planes>
 struct Shape {
-    static_assert(DP % 32 == 0 && DP >= 32 && DP <= 128, "DP: 32, 64, 96 or 128");
+    static_assert(Planes == 1 || Planes == 2, "Planes: 1 (wide) or 2 (accurate)");
+    static_assert(DP % 32 == 0 && DP >= 32 && DP <= (Planes == 2 ? 128 : 256),
+                  "DP: 32 .. 128 (accurate), .. 256 (wide)");
     static constexpr int FW = DP + 8;
     static constexpr int kHalfTileBytes = kBM * FW * 2; // the hi (or lo) block of a tile
-    static constexpr int kTileBytes = 2 * kHalfTileBytes;
+    static constexpr int kTileBytes = Planes * kHalfTileBytes;
     static constexpr int kRowBytes = kBM * 4;
     static constexpr int kWBytes = kKc * DP * 2;        // hi (or lo) of a component tile
     static constexpr int kABBytes = kKc * 8;
@@ -57,9 +72,9 @@ struct Shape {
     static constexpr int kSlotBytes = 2 * kMaxParts * kBM * 8;
     static constexpr int kStageBytes = kTileBytes + kRowBytes; // tile | ‖x‖²
     static constexpr int oW = 0;                         // hi, lo at + kWBytes
-    static constexpr int oAB = oW + 2 * kWBytes;
+    static constexpr int oAB = oW + Planes * kWBytes;
     static constexpr int oR = oAB + kABBytes;            // hi, lo at + kRBytes
-    static constexpr int oSlot = oR + 2 * kRBytes;
+    static constexpr int oSlot = oR + Planes * kRBytes;
     static constexpr int oStage = oSlot + kSlotBytes;
     static constexpr int kFixed = oStage + 128;          // + mbarriers
     static constexpr int kStages = (kSmemLimit - kFixed) / kStageBytes >= 3 ? 3 : 2;
@@ -83,59 +98,27 @@ struct Args {
     int flush_tiles;  // accumulator → part every this many tiles
 };
 
-/// Rows (float or uint8; d values) → tiled hi/lo fp16 features and ‖x − c‖² (fp32).
-/// Same thread layout as sm90::features_kernel (half a warp per row, 16 rows per block).
-template <typename Tin, int DP>
-__global__ void __launch_bounds__(256) features_split_kernel(const Tin* __restrict__ x, int n, int d,
-                                                             const float* __restrict__ center, float sx, float sq,
-                                                             __half* __restrict__ G, float* __restrict__ xxg,
-                                                             int rows_padded, int vec) {
-    constexpr int FW = DP + 8, XC = DP / 8;
-    const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
-    const int l = threadIdx.x & 15;
-    const bool valid = row < n;
-    float y[8];
-    const float ss = load_centered_chunk(x, n, d, center, row, l, XC, vec, y);
-    if (row >= rows_padded) return;
-    // hi = fp16(v), lo = fp16(v − hi); v clamped to fp16's range first (the scales put the typical
-    // value near 1, so only values ~6.5e4 × typical are clamped).
-    auto split = [](float a, float b, uint32_t& hi, uint32_t& lo) {
-        a = fminf(fmaxf(a, -65504.f), 65504.f);
-        b = fminf(fmaxf(b, -65504.f), 65504.f);
-        const __half2 h = __floats2half2_rn(a, b);
-        const float2 back = __half22float2(h);
-        const __half2 r = __floats2half2_rn(a - back.x, b - back.y);
-        hi = *reinterpret_cast<const uint32_t*>(&h);
-        lo = *reinterpret_cast<const uint32_t*>(&r);
-    };
-    const int tile = row / kBM, r = row - tile * kBM;
-    __half* Gh = G + size_t(tile) * 2 * kBM * FW;
-    __half* Gl = Gh + kBM * FW;
-    if (l < XC) {
-        uint4 h, lo;
-        split(sx * y[0], sx * y[1], h.x, lo.x);
-        split(sx * y[2], sx * y[3], h.y, lo.y);
-        split(sx * y[4], sx * y[5], h.z, lo.z);
-        split(sx * y[6], sx * y[7], h.w, lo.w);
-        *reinterpret_cast<uint4*>(Gh + size_t(l * kBM + r) * 8) = h;
-        *reinterpret_cast<uint4*>(Gl + size_t(l * kBM + r) * 8) = lo;
-    }
-    if (l == (XC < 16 ? XC : 0)) { // [1 | s_q‖x‖²] (hi), [0 | its lo] (lo): N_k and Σ r‖x‖² out of GEMM2
-        uint32_t hq = 0, lq = 0;
-        split(1.f, valid ? sq * ss : 0.f, hq, lq);
-        uint4 h{valid ? hq : 0u, 0u, 0u, 0u}, lo{valid ? lq : 0u, 0u, 0u, 0u};
-        *reinterpret_cast<uint4*>(Gh + size_t(XC * kBM + r) * 8) = h;
-        *reinterpret_cast<uint4*>(Gl + size_t(XC * kBM + r) * 8) = lo;
-        xxg[row] = valid ? ss : 0.f;
+/// acc2 (+)= Rᵀ·X' for FW features (64-row tiles: 8 features of X' are 1024 bytes apart). wgmma
+/// has N ≤ 256, so FW = 264 (DP = 256) is two instructions, features 0..135 and 136..263; the
+/// second's accumulator registers are acc2[68..] (the m64nN layout puts column 8j + 2t at d[4j..]).
+template <int FW>
+__device__ __forceinline__ void gemm2_mma(float (&acc2)[FW / 2], uint64_t dR, uint64_t dX) {
+    if constexpr (FW <= 256) {
+        Wgmma<FW, 1, 1>::mma(acc2, dR, dX, 1);
+    } else {
+        static_assert(FW == 264, "FW > 256: only DP = 256 is split");
+        Wgmma<136, 1, 1>::mma(*reinterpret_cast<float(*)[68]>(&acc2[0]), dR, dX, 1);
+        Wgmma<128, 1, 1>::mma(*reinterpret_cast<float(*)[64]>(&acc2[68]), dR, dX + uint64_t(17 * 1024 / 16), 1);
     }
 }
 
 /// One pass, clusters of C = Kt ≤ 8 CTAs (CTA `rank` owns component tile `rank`);
-/// the clusters split the row tiles.
-template <int DP>
+/// the clusters split the row tiles. Planes: see Shape.
+template <int DP, int Planes>
 __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) {
 #if FAISS_GMM_SM90A
-    using S = Shape<DP>;
+    using S = Shape<DP, Planes>;
+    constexpr bool kSplit = Planes == 2;
     constexpr int FW = S::FW;
     constexpr int NS = S::kStages;
     extern __shared__ __align__(128) uint8_t smem[];
@@ -165,14 +148,14 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         uint64_t* bar = bars.full + stage;
         const int tile = tile0 + i;
         mbar_expect_tx(bar, S::kTileBytes + S::kRowBytes);
-        bulk_g2s(st, a.G + size_t(tile) * 2 * kBM * FW, S::kTileBytes, bar);
+        bulk_g2s(st, a.G + size_t(tile) * Planes * kBM * FW, S::kTileBytes, bar);
         bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, bar);
     };
     if (tid == 0) {
         const size_t wlo = size_t(a.Kt) * kKc * DP;
-        mbar_expect_tx(wbar, 2 * S::kWBytes + S::kABBytes);
+        mbar_expect_tx(wbar, Planes * S::kWBytes + S::kABBytes);
         bulk_g2s(smem + S::oW, a.W + size_t(rank) * kKc * DP, S::kWBytes, wbar);
-        bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(rank) * kKc * DP, S::kWBytes, wbar);
+        if (kSplit) bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(rank) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oAB, a.ab + size_t(rank) * kKc * 2, S::kABBytes, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
@@ -182,7 +165,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     float acc2[FW / 2]; // 2^12 Σ r·features: this warpgroup's 64 comps × FW
 #pragma unroll
     for (int i = 0; i < FW / 2; i++) acc2[i] = 0.f;
-    float e[32];        // 2^(logit − m_own) of the last epilogue (fp32: split in finish)
+    // 2^(logit − m_own) of the last epilogue: fp32 (split in finish), or (one plane) fp16 pairs
+    // already × kRScale, which keeps them normal down to 2^-26 (registers: acc2 has up to 132).
+    float e[kSplit ? 32 : 1];
+    uint32_t e16[kSplit ? 1 : 16];
     float mown[2] = {0.f, 0.f};
     double ll = 0;
 
@@ -191,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     // 16·2 features = 2 core columns (GEMM1: X 2048 B = 128 units, W 4096 B = 256 units) or
     // 16 rows = 2 core rows (GEMM2: 256 B = 16 units).
     const uint64_t dWh = make_desc(sW + wg * 8 * 128, 2048, 128);
-    const uint64_t dWl = make_desc(sW + S::kWBytes + wg * 8 * 128, 2048, 128);
+    const uint64_t dWl = make_desc(sW + S::kWBytes + wg * 8 * 128, 2048, 128); // (kSplit only)
     const uint64_t dRh = make_desc(sR + wg * 8 * 1024, 128, 1024);
     const uint64_t dRl = make_desc(sR + S::kRBytes + wg * 8 * 1024, 128, 1024);
     auto gemm1 = [&](int stage) {
@@ -203,8 +189,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         for (int kk = 0; kk < DP / 16; kk++) {
             const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
             Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
-            Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWl + wo, 1);
-            Wgmma<64, 0, 0>::mma(acc1, dXl + xo, dWh + wo, 1);
+            if constexpr (kSplit) {
+                Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWl + wo, 1);
+                Wgmma<64, 0, 0>::mma(acc1, dXl + xo, dWh + wo, 1);
+            }
         }
         wgmma_commit();
     };
@@ -216,9 +204,11 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
 #pragma unroll
         for (int kr = 0; kr < kBM / 16; kr++) {
             const uint64_t o = uint64_t(kr * 16);
-            Wgmma<FW, 1, 1>::mma(acc2, dRh + o, dXh + o, 1);
-            Wgmma<FW, 1, 1>::mma(acc2, dRh + o, dXl + o, 1);
-            Wgmma<FW, 1, 1>::mma(acc2, dRl + o, dXh + o, 1);
+            gemm2_mma<FW>(acc2, dRh + o, dXh + o);
+            if constexpr (kSplit) {
+                gemm2_mma<FW>(acc2, dRh + o, dXl + o);
+                gemm2_mma<FW>(acc2, dRl + o, dXh + o);
+            }
         }
         wgmma_commit();
     };
@@ -243,24 +233,29 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
             sum += __shfl_xor_sync(0xffffffffu, sum, 2);
             const float L = M + lg2(sum); // log2 Z of the row
             const bool valid = (tile0 + i) * kBM + r < a.n;
-            f[h] = valid ? ex2(mown[h] - L) * kRScale : 0.f;
+            f[h] = valid ? ex2(mown[h] - L) * (kSplit ? kRScale : 1.f) : 0.f; // (one plane: e16 has it)
             if (valid && rank == 0 && wg == 0 && t == 0) ll += double(L);
         }
         uint8_t* Rh = smem + S::oR;
-        uint8_t* Rl = Rh + S::kRBytes;
-        auto put = [&](int off, float u, float v) {
-            const __half2 h = __floats2half2_rn(u, v);
-            const float2 back = __half22float2(h);
-            const __half2 l = __floats2half2_rn(u - back.x, v - back.y);
-            *reinterpret_cast<__half2*>(Rh + off) = h;
-            *reinterpret_cast<__half2*>(Rl + off) = l;
-        };
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             // comps c0 + 8j + 2t, +1 → core column 8wg + j, bytes 4t..4t+3 of the row's 16
             const int off = (8 * wg + j) * 1024 + r0 * 16 + t * 4;
-            put(off, e[4 * j + 0] * f[0], e[4 * j + 1] * f[0]);
-            put(off + 8 * 16, e[4 * j + 2] * f[1], e[4 * j + 3] * f[1]);
+            if constexpr (kSplit) {
+                uint8_t* Rl = Rh + S::kRBytes;
+                auto put = [&](int at, float u, float v) {
+                    const __half2 h = __floats2half2_rn(u, v);
+                    const float2 back = __half22float2(h);
+                    const __half2 l = __floats2half2_rn(u - back.x, v - back.y);
+                    *reinterpret_cast<__half2*>(Rh + at) = h;
+                    *reinterpret_cast<__half2*>(Rl + at) = l;
+                };
+                put(off, e[4 * j + 0] * f[0], e[4 * j + 1] * f[0]);
+                put(off + 8 * 16, e[4 * j + 2] * f[1], e[4 * j + 3] * f[1]);
+            } else {
+                *reinterpret_cast<uint32_t*>(Rh + off) = hmul2_u32(e16[2 * j], pack_half2(f[0], f[0]));
+                *reinterpret_cast<uint32_t*>(Rh + off + 8 * 16) = hmul2_u32(e16[2 * j + 1], pack_half2(f[1], f[1]));
+            }
         }
         fence_proxy_async(); // R is read by wgmma next
     };
@@ -289,12 +284,16 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         float sm[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            e[4 * j + 0] = ex2(acc1[4 * j + 0] - m0);
-            e[4 * j + 1] = ex2(acc1[4 * j + 1] - m0);
-            e[4 * j + 2] = ex2(acc1[4 * j + 2] - m1);
-            e[4 * j + 3] = ex2(acc1[4 * j + 3] - m1);
-            sm[0][j & 3] += e[4 * j + 0] + e[4 * j + 1];
-            sm[1][j & 3] += e[4 * j + 2] + e[4 * j + 3];
+            const float e0 = ex2(acc1[4 * j + 0] - m0), e1 = ex2(acc1[4 * j + 1] - m0);
+            const float e2 = ex2(acc1[4 * j + 2] - m1), e3 = ex2(acc1[4 * j + 3] - m1);
+            if constexpr (kSplit) {
+                e[4 * j + 0] = e0, e[4 * j + 1] = e1, e[4 * j + 2] = e2, e[4 * j + 3] = e3;
+            } else {
+                e16[2 * j] = pack_half2(e0 * kRScale, e1 * kRScale);
+                e16[2 * j + 1] = pack_half2(e2 * kRScale, e3 * kRScale);
+            }
+            sm[0][j & 3] += e0 + e1;
+            sm[1][j & 3] += e2 + e3;
         }
         float s0 = (sm[0][0] + sm[0][1]) + (sm[0][2] + sm[0][3]);
         float s1 = (sm[1][0] + sm[1][1]) + (sm[1][2] + sm[1][3]);

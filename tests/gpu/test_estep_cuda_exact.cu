@@ -187,7 +187,8 @@ TEST_F(EStepCudaExact, ExplicitHopperAndFastMathRouteToTheRefinement) {
 
 TEST_F(EStepCudaExact, OrdinaryModelsKeepTheirPath) {
     // Well-separated clusters far from the origin, centered, variances of the clusters' own:
-    // no narrow component, so Auto keeps Hopper on a Hopper GPU and nothing is refined.
+    // no narrow component, so Auto keeps Hopper on a Hopper GPU and nothing is refined
+    // (spherical, and diagonal: the same rows and means, unit variances per dimension).
     const int64_t n = 4096, d = 64, K = 32;
     std::mt19937_64 rng(5);
     std::normal_distribution<float> g(0.0f, 1.0f);
@@ -197,16 +198,18 @@ TEST_F(EStepCudaExact, OrdinaryModelsKeepTheirPath) {
         for (int64_t j = 0; j < d; j++) x[size_t(i * d + j)] = mu[size_t((i % K) * d + j)] + g(rng);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++) center[size_t(j)] += x[size_t(i * d + j)] / float(n);
-    GmmModel m(K, d, CovarianceType::Spherical);
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t j = 0; j < d; j++) m.means[size_t(k * d + j)] = mu[size_t(k * d + j)] - center[size_t(j)];
-    EStepCudaOptions o;
-    EStepCuda es(K, d, o);
-    es.set_model(m, center.data());
-    SufficientStats s(K, d, CovarianceType::Spherical);
-    es.accumulate(VectorBlock{x.data(), DataType::Float32, n, d}, s);
-    EXPECT_EQ(es.last_report()[0].refined_components, 0);
-    if (gpu::hopper_kernels_available(0)) EXPECT_STREQ(es.last_report()[0].algorithm, "hopper");
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmModel m(K, d, type);
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < d; j++) m.means[size_t(k * d + j)] = mu[size_t(k * d + j)] - center[size_t(j)];
+        EStepCudaOptions o;
+        EStepCuda es(K, d, o);
+        es.set_model(m, center.data());
+        SufficientStats s(K, d, type);
+        es.accumulate(VectorBlock{x.data(), DataType::Float32, n, d}, s);
+        EXPECT_EQ(es.last_report()[0].refined_components, 0) << to_string(type);
+        if (gpu::hopper_kernels_available(0)) EXPECT_STREQ(es.last_report()[0].algorithm, "hopper") << to_string(type);
+    }
 }
 
 TEST_F(EStepCudaExact, SanitizerExact) {

@@ -3,7 +3,9 @@
 // the Hopper scales, hi/lo split and tiling), the heuristics, and the option checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -120,43 +122,149 @@ TEST(ModelEncoding, BlockedMatrix) {
 
 TEST(ModelEncoding, HopperScalesTilingAndSplit) {
     namespace s9 = sm90;
-    for (bool split : {false, true}) {
-        for (int64_t d : {1, 32, 33, 100, 128}) {
-            const int64_t K = 130; // two component tiles, the second one mostly padding
-            const GmmModel m = random_model(K, d, CovarianceType::Spherical, 7 + d);
-            const LogitModel lm = encode_logits(m);
-            const HopperModel hm = encode_hopper(m, lm, split);
-            EXPECT_EQ(hm.DP, hopper_padded_dim(d));
-            EXPECT_EQ(hm.FW, hm.DP + 8);
-            EXPECT_EQ(hm.Kt, 2);
-            EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
-            const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
-            ASSERT_EQ(hm.W.size(), wlo * (split ? 2 : 1));
-            // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14.
-            const double sw = 1.0 / (double(hm.kinv) * hm.sx);
-            EXPECT_TRUE(is_pow2(float(sw)));
-            double maxw = 0;
-            for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
-                const int64_t ct = k / s9::kKc, c = k % s9::kKc;
-                for (int64_t j = 0; j < hm.DP; j++) {
-                    const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
-                    double v = host_f16_value(hm.W[at]);
-                    if (split) v += host_f16_value(hm.W[wlo + at]);
-                    const double want = k < K && j < d ? lm.w[k * d + j] * sw : 0.0;
-                    maxw = std::max(maxw, std::fabs(want));
-                    // fp16 rounding: <= 2^-11 relative (4.9e-4 < 1e-3) for normal values (|w̃| <= 2^14,
-                    // no overflow); hi + lo split: <= 2^-22 relative (2.4e-7 < 1e-6); + 1e-7 absolute
-                    // covers fp16 subnormals (spacing 2^-24, half of it 3e-8).
-                    const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
-                    ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split;
+    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (bool split : {false, true}) {
+            for (int64_t d : {1, 32, 33, 100, 128}) {
+                const int64_t K = 130; // two component tiles, the second one mostly padding
+                const bool diag = cov == CovarianceType::Diagonal;
+                const GmmModel m = random_model(K, d, cov, 7 + d + (diag ? 100 : 0));
+                const LogitModel lm = encode_logits(m);
+                const HopperModel hm = encode_hopper(m, lm, split);
+                EXPECT_EQ(hm.diag, diag);
+                EXPECT_EQ(hm.DP, hopper_padded_dim(d, diag));
+                EXPECT_EQ(hm.DP, (diag ? 2 : 1) * hopper_padded_dim(d));
+                EXPECT_EQ(hm.wide(), !split && hm.DP > 128);
+                // Diagonal: x features in [0, DP/2), x² features in [DP/2, DP), the x² weights × s_x/s_q.
+                const int64_t half = diag ? hm.DP / 2 : hm.DP, D = lm.Dfeat;
+                const double wq = diag ? double(hm.sx) / hm.sq : 1.0;
+                EXPECT_EQ(hm.FW, hm.DP + 8);
+                EXPECT_EQ(hm.Kt, 2);
+                EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
+                const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
+                ASSERT_EQ(hm.W.size(), wlo * (split ? 2 : 1));
+                // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14.
+                const double sw = 1.0 / (double(hm.kinv) * hm.sx);
+                EXPECT_TRUE(is_pow2(float(sw)));
+                double maxw = 0;
+                for (int64_t k = 0; k < int64_t(hm.Kt) * s9::kKc; k++) {
+                    const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+                    for (int64_t j = 0; j < hm.DP; j++) {
+                        const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((j / 8) * s9::kKc + c) * 8 + j % 8;
+                        double v = host_f16_value(hm.W[at]);
+                        if (split) v += host_f16_value(hm.W[wlo + at]);
+                        const int64_t e = j < half ? j : d + (j - half); // weight of feature column j
+                        const bool used = k < K && (j < half ? j < d : diag && j - half < d);
+                        const double want = used ? lm.w[k * D + e] * sw * (j < half ? 1.0 : wq) : 0.0;
+                        maxw = std::max(maxw, std::fabs(want));
+                        // fp16 rounding: <= 2^-11 relative (4.9e-4 < 1e-3) for normal values (|w̃| <= 2^14,
+                        // no overflow); hi + lo split: <= 2^-22 relative (2.4e-7 < 1e-6); + 1e-7 absolute
+                        // covers fp16 subnormals (spacing 2^-24, half of it 3e-8).
+                        const double tol = (split ? 1e-6 : 1e-3) * std::fabs(want) + 1e-7;
+                        ASSERT_NEAR(v, want, tol) << "k=" << k << " j=" << j << " split=" << split << " diag=" << diag;
+                    }
+                    EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
+                    EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
                 }
-                EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
-                EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
+                EXPECT_GT(maxw, 8192.0);
+                EXPECT_LE(maxw, 16384.0);
             }
-            EXPECT_GT(maxw, 8192.0);
-            EXPECT_LE(maxw, 16384.0);
         }
     }
+}
+
+TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
+    // End to end on the host: the features the kernels build (features_kernel: s_x·y, and for
+    // diagonal models s_q·y² from DP/2 on, in float, then fp16 planes) against the encoded weights,
+    // × kinv + a_k‖y‖² + b_k, give the float64 log2-density + log2 π_k of every (row, component)
+    // within the encoding's rounding bound. The products are summed in double here: the kernels'
+    // fp32 accumulation comes on top and is not part of this bound. Per feature e, with v̂ the
+    // stored value of v: fp16 rounding |v̂ − v| ≤ u|v| + 2^-25 (u = 2^-11; 2^-25: half the
+    // subnormal spacing); hi + lo (accurate mode) ≤ u²|v| + 2^-24, and the kernels drop lo·lo,
+    // ≤ (u|f| + 2^-25)(u|w| + 2^-25); the x² features carry two float roundings (≤ 2^-23 |f|);
+    // |f̂ŵ − fw| ≤ ε_f|w| + ε_w|f| + ε_f·ε_w. b_k and a_k are floats (2^-24 relative), and
+    // 1e-12 of the terms' magnitude covers double rounding. kinv is a power of two (exact).
+    namespace s9 = sm90;
+    const double u = std::ldexp(1.0, -11), tiny = std::ldexp(1.0, -25);
+    double worst = 0; // largest error / bound
+    for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (bool split : {false, true}) {
+            for (int64_t d : {5, 64, 100, 128}) {
+                const int64_t K = 130;
+                const bool diag = cov == CovarianceType::Diagonal;
+                const GmmModel m = random_model(K, d, cov, 40 + d + (diag ? 7 : 0));
+                const LogitModel lm = encode_logits(m);
+                const HopperModel hm = encode_hopper(m, lm, split);
+                const int64_t half = diag ? hm.DP / 2 : hm.DP;
+                const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
+                std::mt19937_64 rng(77 + d);
+                std::normal_distribution<double> nd(0.0, 1.0);
+                for (int row = 0; row < 40; row++) {
+                    // A row near component (row % K), centered frame (center 0: y = x exactly).
+                    std::vector<float> y(static_cast<size_t>(d), 0.f);
+                    const int64_t src = row % K;
+                    for (int64_t j = 0; j < d; j++) {
+                        const double var = m.variances[size_t(diag ? src * d + j : src)];
+                        y[size_t(j)] = float(m.means[size_t(src * d + j)] + std::sqrt(var) * 1.5 * nd(rng));
+                    }
+                    // Every 8th row has one outlier coordinate, 150× the typical value (~3.5 here): its
+                    // square must stay in fp16's range (diagonal: s_q puts x² near 1, so up to 256×).
+                    if (row % 8 == 7) y[size_t(row % d)] = float(150.0 * 3.5 * (row % 16 == 7 ? 1 : -1));
+                    // Features as the kernel computes them (float), their fp16 planes, and the error model.
+                    const size_t DPs = static_cast<size_t>(hm.DP);
+                    std::vector<double> f(DPs, 0.0), fh(DPs, 0.0), fl(DPs, 0.0);
+                    std::vector<double> ffloat(DPs, 0.0); // extra relative error before fp16
+                    double yy = 0;
+                    for (int64_t j = 0; j < d; j++) {
+                        yy += double(y[size_t(j)]) * y[size_t(j)];
+                        f[size_t(j)] = hm.sx * y[size_t(j)];
+                        if (diag) {
+                            f[size_t(half + j)] = (hm.sq * y[size_t(j)]) * y[size_t(j)]; // float, as in the kernel
+                            ffloat[size_t(half + j)] = std::ldexp(1.0, -23);
+                        }
+                    }
+                    for (int64_t e = 0; e < hm.DP; e++) {
+                        const uint16_t h = host_f16(float(f[size_t(e)]));
+                        fh[size_t(e)] = host_f16_value(h);
+                        if (split) fl[size_t(e)] = host_f16_value(host_f16(float(f[size_t(e)] - fh[size_t(e)])));
+                    }
+                    for (int64_t k = 0; k < K; k++) {
+                        const int64_t ct = k / s9::kKc, c = k % s9::kKc;
+                        double dot = 0, bound = 0, mag = 0;
+                        for (int64_t e = 0; e < hm.DP; e++) {
+                            const size_t at = size_t(ct) * s9::kKc * hm.DP + size_t((e / 8) * s9::kKc + c) * 8 + e % 8;
+                            const double wh = host_f16_value(hm.W[at]), wl = split ? host_f16_value(hm.W[wlo + at]) : 0;
+                            dot += fh[size_t(e)] * wh + (split ? fh[size_t(e)] * wl + fl[size_t(e)] * wh : 0.0);
+                            // The exact weight of feature e (what hm.W rounds): lm.w × s_w (× s_x/s_q for x²).
+                            const double fa = std::fabs(f[size_t(e)]), wa = std::fabs(wh + wl);
+                            const double ef = (split ? u * u * fa + 2 * tiny : u * fa + tiny) + ffloat[size_t(e)] * fa;
+                            const double ew = split ? u * u * wa + 2 * tiny : u * wa + tiny;
+                            bound += ef * wa + ew * fa + ef * ew + (split ? (u * fa + tiny) * (u * wa + tiny) : 0.0);
+                            mag += fa * wa;
+                        }
+                        const float a_k = hm.ab[size_t(2 * k)], b_k = hm.ab[size_t(2 * k + 1)];
+                        const double got = double(hm.kinv) * dot + double(a_k) * yy + double(b_k);
+                        // float64 log2 π_k N_k(y).
+                        double q = 0, logdet = 0;
+                        for (int64_t j = 0; j < d; j++) {
+                            const double var = m.variances[size_t(diag ? k * d + j : k)];
+                            const double r = double(y[size_t(j)]) - m.means[size_t(k * d + j)];
+                            q += r * r / var;
+                            logdet += std::log(2 * M_PI * var);
+                        }
+                        const double want = (double(m.log_weights[size_t(k)]) - 0.5 * logdet - 0.5 * q) / std::log(2.0);
+                        const double small = std::fabs(b_k) + std::fabs(a_k) * yy; // the float terms
+                        const double tol = double(hm.kinv) * bound + std::ldexp(1.0, -24) * small +
+                                           1e-12 * (double(hm.kinv) * mag + small);
+                        const double err = std::fabs(got - want);
+                        worst = std::max(worst, err / tol);
+                        ASSERT_LE(err, tol) << to_string(cov) << " split=" << split << " d=" << d << " row=" << row
+                                            << " k=" << k << " got " << got << " want " << want;
+                    }
+                }
+            }
+        }
+    }
+    printf("  largest logit error / its bound: %.3f\n", worst);
 }
 
 TEST(ModelEncoding, EncodeModelCentersAndChoosesParts) {
@@ -203,7 +311,13 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_TRUE(hopper_covers(false, 1024, 128, false));
     EXPECT_FALSE(hopper_covers(false, 1025, 128, false)); // accurate: one pass only
     EXPECT_TRUE(hopper_covers(false, 65536, 128, true));   // fast: two passes above 1024
-    EXPECT_FALSE(hopper_covers(true, 64, 64, true));       // diagonal
+    EXPECT_TRUE(hopper_covers(true, 65536, 64, true));     // diagonal, 2d ≤ 128: the spherical kernels
+    EXPECT_TRUE(hopper_covers(true, 1024, 128, true));     // diagonal fast, d ≤ 128: the wide kernel
+    EXPECT_FALSE(hopper_covers(true, 1025, 65, true));     // ... one pass only
+    EXPECT_TRUE(hopper_covers(true, 1024, 64, false));     // diagonal accurate: 2d ≤ 128, K ≤ 1024
+    EXPECT_FALSE(hopper_covers(true, 1024, 65, false));
+    EXPECT_FALSE(hopper_covers(true, 1025, 64, false));
+    EXPECT_FALSE(hopper_covers(true, 64, 129, true));
     EXPECT_FALSE(hopper_covers(false, 64, 129, true));     // d > 128
     for (size_t free_b : {size_t(1) << 20, size_t(8) << 30, size_t(140) << 30}) {
         const int64_t rows = auto_chunk_rows(hopper_bytes_per_row(128, 136, false), free_b);
