@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -857,6 +858,179 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
     huge.chunk_rows = int64_t(1) << 40;
     EStepCuda big(4, 8, huge);
     EXPECT_THROW(big.set_model(p.model, p.center.data()), std::runtime_error);
+}
+
+// ---- Reproducible sums (issue 13): accumulate_reproducible gives the same bits for any
+// number of workers (several on GPU 0 stand for several GPUs of one kind: each worker has its
+// own stream, buffers and limbs, as on its own GPU), any chunk size, rows retained or
+// streamed, and a call cut into pieces on block boundaries; and its sums are as accurate as
+// accumulate()'s (the same bound: kTolAccurate / kTolFast).
+
+/// Per-row bounds for the accumulator's grids: max |x_j − c_j| and the largest second-moment
+/// term one row can add (‖x − μ_k‖², or (x_j − μ_kj)² for diagonal models).
+void set_bounds(const Problem& p, StatsAccumulator& acc) {
+    double xb = 0, sb = 0;
+    for (int64_t i = 0; i < p.n; i++) {
+        for (int64_t k = 0; k < p.K; k++) {
+            double sq = 0;
+            for (int64_t j = 0; j < p.d; j++) {
+                const double y = double(p.x[i * p.d + j]) - p.center[j];
+                const double e = y - p.model.means[k * p.d + j];
+                xb = std::max(xb, std::fabs(y));
+                sq = p.cov == CovarianceType::Diagonal ? std::max(sq, e * e) : sq + e * e;
+            }
+            sb = std::max(sb, sq);
+        }
+    }
+    acc.set_row_bounds(xb, sb);
+}
+
+/// The statistics of `pieces` calls (row ranges [cuts[i], cuts[i+1]), block-aligned) summed reproducibly.
+SufficientStats run_reproducible(const Problem& p, const EStepCudaOptions& o, const VectorBlock& rows,
+                                 const std::vector<int64_t>& cuts, bool retain, int64_t* refined = nullptr) {
+    EStepCuda es(p.K, p.d, o);
+    es.set_model(p.model, p.center.data());
+    if (retain) es.retain_rows(rows);
+    StatsAccumulator acc(p.K, p.d, p.cov);
+    set_bounds(p, acc);
+    for (size_t c = 0; c + 1 < cuts.size(); c++) es.accumulate_reproducible(rows.slice(cuts[c], cuts[c + 1] - cuts[c]), acc);
+    if (refined) *refined = es.last_report()[0].refined_components;
+    SufficientStats out;
+    acc.result(out);
+    return out;
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+void expect_same_bits(const SufficientStats& got, const SufficientStats& want, const std::string& label) {
+    EXPECT_EQ(got.n, want.n) << label;
+    EXPECT_EQ(std::memcmp(&got.loglik, &want.loglik, sizeof(double)), 0)
+            << label << ": loglik " << got.loglik << " vs " << want.loglik;
+    EXPECT_TRUE(same_bits(got.nk, want.nk)) << label << ": nk";
+    EXPECT_TRUE(same_bits(got.sum_x, want.sum_x)) << label << ": sum_x";
+    EXPECT_TRUE(same_bits(got.sum_sq, want.sum_sq)) << label << ": sum_sq";
+}
+
+/// One model and mode: the reference layout (1 worker, default chunks, one call) against the
+/// float64 reference, then every other layout against it bit for bit.
+void check_reproducible(const Problem& p, bool fast, EStepCudaAlgorithm algo, const std::string& what,
+                        bool expect_refined = false) {
+    g_algo = algo;
+    const VectorBlock rows = float_rows(p);
+    const int64_t R = kReproducibleBlockRows, n = p.n;
+    EStepCudaOptions o = opts(fast);
+    o.devices = {0};
+    int64_t refined = 0;
+    const SufficientStats base = run_reproducible(p, o, rows, {0, n}, false, &refined);
+    EXPECT_EQ(refined > 0, expect_refined) << what << ": refined components " << refined;
+    expect_close(base, reference(p), fast, what + " reproducible");
+    struct Layout {
+        const char* name;
+        std::vector<int> devices;
+        int64_t chunk_rows;
+        std::vector<int64_t> cuts;
+        bool retain;
+    };
+    const std::vector<Layout> layouts = {
+            {"2 workers", {0, 0}, 0, {0, n}, false},
+            {"3 workers", {0, 0, 0}, 0, {0, n}, false},
+            {"chunks of 1 block", {0}, R, {0, n}, false},
+            {"chunks of 2 blocks, 3 workers", {0, 0, 0}, 2 * R, {0, n}, false},
+            {"chunk_rows 5000 (1 block)", {0, 0}, 5000, {0, n}, false},
+            {"chunk_rows 1000 (1 block)", {0}, 1000, {0, n}, false},
+            {"2 pieces", {0}, 0, {0, 2 * R, n}, false},
+            {"3 pieces, 2 workers", {0, 0}, R, {0, R, 3 * R, n}, false},
+            {"retained, 3 workers", {0, 0, 0}, 0, {0, n}, true},
+            {"retained, 2 workers, 2 pieces", {0, 0}, 0, {0, R, n}, true},
+    };
+    for (const Layout& l : layouts) {
+        EStepCudaOptions ol = opts(fast);
+        ol.devices = l.devices;
+        ol.chunk_rows = l.chunk_rows;
+        expect_same_bits(run_reproducible(p, ol, rows, l.cuts, l.retain), base, what + ", " + l.name);
+    }
+}
+
+TEST_F(EStepCudaTest, ReproducibleBitsBlocked) {
+    // 3 whole blocks and a short one; spherical and diagonal, fp32 and TF32 products.
+    const int64_t n = 3 * kReproducibleBlockRows + 1234;
+    for (CovarianceType cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        Problem p = make_problem(n, 70, 40, cov, cov == CovarianceType::Spherical ? 901 : 902, false);
+        check_reproducible(p, false, EStepCudaAlgorithm::Blocked, std::string("blocked accurate ") + to_string(cov));
+        check_reproducible(p, true, EStepCudaAlgorithm::Blocked, std::string("blocked tf32 ") + to_string(cov));
+    }
+    // d > 32 lanes and a ragged last lane group.
+    Problem p = make_problem(2 * kReproducibleBlockRows + 5, 9, 150, CovarianceType::Diagonal, 903, false);
+    check_reproducible(p, false, EStepCudaAlgorithm::Blocked, "blocked accurate diagonal d=150");
+}
+
+TEST_F(EStepCudaTest, ReproducibleBitsBlockedRefined) {
+    // A collapsed component (variance 1e-9 of the data's, on a row far from the center): Blocked
+    // with exact log-densities and the narrow components' direct sums (issue 13 item 4).
+    for (CovarianceType cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        Problem p = make_problem(2 * kReproducibleBlockRows + 777, 20, 24, cov, 904, false);
+        for (int64_t j = 0; j < p.d; j++) p.model.means[j] = p.x[5 * p.d + j] - p.center[j];
+        for (int64_t j = 0; j < (cov == CovarianceType::Diagonal ? p.d : 1); j++) p.model.variances[j] = 1e-8f;
+        check_reproducible(p, false, EStepCudaAlgorithm::Auto, std::string("refined ") + to_string(cov), true);
+    }
+}
+
+TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
+    // One pass with clusters of 1 and 3 CTAs (fast and 2×fp16 accurate), and two passes (K > 1024).
+    const int64_t n = 3 * kReproducibleBlockRows + 1234;
+    int seed = 910;
+    for (int64_t K : {100, 300}) {
+        Problem p = make_problem(n, K, 96, CovarianceType::Spherical, seed++, false);
+        check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 K=" + std::to_string(K));
+        check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=" + std::to_string(K));
+        EStepCudaOptions o = opts(true);
+        o.hopper_sub_tiles = 1; // sub-chunks (each whole blocks) run while the next one's features are made
+        o.devices = {0, 0};
+        g_algo = EStepCudaAlgorithm::Hopper;
+        expect_same_bits(run_reproducible(p, o, float_rows(p), {0, n}, false),
+                         run_reproducible(p, opts(true), float_rows(p), {0, n}, false),
+                         "hopper fp16 K=" + std::to_string(K) + ", sub-chunks of 1 tile per cluster, 2 workers");
+    }
+    Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, seed++, false);
+    check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 two passes K=1100");
+}
+
+TEST_F(EStepCudaTest, SanitizerReproducible) {
+    // The reproducible path's kernels under compute-sanitizer (memcheck, racecheck): one block and
+    // a short one, 2 workers, chunks of one block, on every algorithm: Blocked (spherical,
+    // diagonal, refined), Hopper fast (clusters of 2; two passes) and accurate (clusters of 2).
+    const int64_t n = kReproducibleBlockRows + 300;
+    struct Case {
+        CovarianceType cov;
+        int64_t K;
+        bool fast;
+        EStepCudaAlgorithm algo;
+        bool narrow;
+    };
+    const Case cases[] = {
+            {CovarianceType::Spherical, 130, false, EStepCudaAlgorithm::Blocked, false},
+            {CovarianceType::Diagonal, 130, true, EStepCudaAlgorithm::Blocked, false},
+            {CovarianceType::Spherical, 30, false, EStepCudaAlgorithm::Auto, true},
+            {CovarianceType::Spherical, 130, true, EStepCudaAlgorithm::Hopper, false},
+            {CovarianceType::Spherical, 130, false, EStepCudaAlgorithm::Hopper, false},
+            {CovarianceType::Spherical, 1100, true, EStepCudaAlgorithm::Hopper, false},
+    };
+    int seed = 950;
+    for (const Case& c : cases) {
+        g_algo = c.algo;
+        Problem p = make_problem(n, c.K, 40, c.cov, seed++, false);
+        if (c.narrow) {
+            for (int64_t j = 0; j < p.d; j++) p.model.means[j] = p.x[3 * p.d + j] - p.center[j];
+            p.model.variances[0] = 1e-8f;
+        }
+        EStepCudaOptions o = opts(c.fast);
+        o.devices = {0, 0};
+        o.chunk_rows = kReproducibleBlockRows;
+        const SufficientStats got = run_reproducible(p, o, float_rows(p), {0, n}, false);
+        expect_close(got, reference(p), c.fast, "sanitizer reproducible K=" + std::to_string(c.K));
+    }
 }
 
 TEST_F(EStepCudaTest, ZZSummary) {
