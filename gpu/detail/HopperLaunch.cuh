@@ -73,12 +73,16 @@ int one_pass(const HopperChunkArgs& a, const L& launch, HopperLaunchShape& shape
     constexpr int BM = L::kBM;
     const int tiles = int((a.n + BM - 1) / BM);
     const int Q = std::min(a.max_clusters, tiles);
-    const int bt = a.block_tiles, blocks = bt > 0 ? (tiles + bt - 1) / bt : 0;
-    const int nsub = bt > 0 ? std::min(hopper_sub_chunks(tiles, a.sub_tiles, Q), blocks)
+    // Reproducible sums (bt > 0): sub-chunks of whole blocks, and of whole waves of Q blocks (but
+    // the last), since a cluster sums whole blocks: 64 blocks on 15 clusters would take 5 block
+    // times for 4.3 blocks of work, where 60 take 4.
+    const int bt = a.block_tiles, blocks = bt > 0 ? (tiles + bt - 1) / bt : 0, waves = bt > 0 ? (blocks + Q - 1) / Q : 0;
+    const int nsub = bt > 0 ? std::min(hopper_sub_chunks(tiles, a.sub_tiles, Q), waves)
                             : hopper_sub_chunks(tiles, a.sub_tiles, Q);
     int t0[kMaxSubChunks + 1];
-    for (int sub = 0; sub <= nsub; sub++) { // reproducible sums: sub-chunks of whole blocks
-        t0[sub] = bt > 0 ? std::min(tiles, int(int64_t(blocks) * sub / nsub) * bt) : int(int64_t(tiles) * sub / nsub);
+    for (int sub = 0; sub <= nsub; sub++) {
+        t0[sub] = bt > 0 ? std::min(tiles, int(std::min<int64_t>(blocks, int64_t(waves) * sub / nsub * Q)) * bt)
+                         : int(int64_t(tiles) * sub / nsub);
     }
     auto rows = [&](int sub) { return int(std::min<int64_t>(a.n - int64_t(t0[sub]) * BM, int64_t(t0[sub + 1] - t0[sub]) * BM)); };
     // The features may overwrite G only after the kernels of the previous chunk read it.

@@ -893,7 +893,10 @@ SufficientStats run_reproducible(const Problem& p, const EStepCudaOptions& o, co
     if (retain) es.retain_rows(rows);
     StatsAccumulator acc(p.K, p.d, p.cov);
     set_bounds(p, acc);
-    for (size_t c = 0; c + 1 < cuts.size(); c++) es.accumulate_reproducible(rows.slice(cuts[c], cuts[c + 1] - cuts[c]), acc);
+    for (size_t c = 0; c + 1 < cuts.size(); c++) {
+        const int64_t a = std::min(cuts[c], rows.n), b = std::min(cuts[c + 1], rows.n); // cuts past the end: fewer pieces
+        if (b > a) es.accumulate_reproducible(rows.slice(a, b - a), acc);
+    }
     if (refined) *refined = es.last_report()[0].refined_components;
     SufficientStats out;
     acc.result(out);
