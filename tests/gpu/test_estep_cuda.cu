@@ -910,23 +910,31 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
 // streamed, and a call cut into pieces on block boundaries; and its sums are as accurate as
 // accumulate()'s (the same derived bounds, expect_close).
 
-/// Per-row bounds for the accumulator's grids: max |x_j − c_j| and the largest second-moment
-/// term one row can add (‖x − μ_k‖², or (x_j − μ_kj)² for diagonal models).
+/// Per-row bounds for the accumulator's grids (they only place the limbs, any valid bound does):
+/// max |x_j − c_j|, and (max ‖x − c‖ + max ‖μ_k‖)² >= ‖x − μ_k‖² (spherical), (max |x_j − c_j| +
+/// max |μ_kj|)² >= (x_j − μ_kj)² (diagonal): O(n·d + K·d).
 void set_bounds(const Problem& p, StatsAccumulator& acc) {
-    double xb = 0, sb = 0;
+    double xb = 0, xn = 0, mb = 0, mn = 0;
     for (int64_t i = 0; i < p.n; i++) {
-        for (int64_t k = 0; k < p.K; k++) {
-            double sq = 0;
-            for (int64_t j = 0; j < p.d; j++) {
-                const double y = double(p.x[i * p.d + j]) - p.center[j];
-                const double e = y - p.model.means[k * p.d + j];
-                xb = std::max(xb, std::fabs(y));
-                sq = p.cov == CovarianceType::Diagonal ? std::max(sq, e * e) : sq + e * e;
-            }
-            sb = std::max(sb, sq);
+        double s = 0;
+        for (int64_t j = 0; j < p.d; j++) {
+            const double y = double(p.x[i * p.d + j]) - p.center[j];
+            xb = std::max(xb, std::fabs(y));
+            s += y * y;
         }
+        xn = std::max(xn, std::sqrt(s));
     }
-    acc.set_row_bounds(xb, sb);
+    for (int64_t k = 0; k < p.K; k++) {
+        double s = 0;
+        for (int64_t j = 0; j < p.d; j++) {
+            const double m = p.model.means[k * p.d + j];
+            mb = std::max(mb, std::fabs(m));
+            s += m * m;
+        }
+        mn = std::max(mn, std::sqrt(s));
+    }
+    const double sq = p.cov == CovarianceType::Diagonal ? (xb + mb) * (xb + mb) : (xn + mn) * (xn + mn);
+    acc.set_row_bounds(xb, sq);
 }
 
 /// The statistics of `pieces` calls (row ranges [cuts[i], cuts[i+1]), block-aligned) summed reproducibly.
@@ -982,15 +990,15 @@ void check_reproducible(const Problem& p, bool fast, EStepCudaAlgorithm algo, co
     };
     const std::vector<Layout> layouts = {
             {"2 workers", {0, 0}, 0, {0, n}, false},
-            {"3 workers", {0, 0, 0}, 0, {0, n}, false},
+            {"3 workers", {0, 0, 0}, 8 * R, {0, n}, false},
             {"chunks of 1 block", {0}, R, {0, n}, false},
             {"chunks of 2 blocks, 3 workers", {0, 0, 0}, 2 * R, {0, n}, false},
             {"chunk_rows 5000 (1 block)", {0, 0}, 5000, {0, n}, false},
             {"chunk_rows 1000 (1 block)", {0}, 1000, {0, n}, false},
-            {"2 pieces", {0}, 0, {0, 2 * R, n}, false},
+            {"2 pieces", {0}, 8 * R, {0, 2 * R, n}, false},
             {"3 pieces, 2 workers", {0, 0}, R, {0, R, 3 * R, n}, false},
-            {"retained, 3 workers", {0, 0, 0}, 0, {0, n}, true},
-            {"retained, 2 workers, 2 pieces", {0, 0}, 0, {0, R, n}, true},
+            {"retained, 3 workers", {0, 0, 0}, 8 * R, {0, n}, true},
+            {"retained, 2 workers, 2 pieces", {0, 0}, 8 * R, {0, R, n}, true},
     };
     for (const Layout& l : layouts) {
         EStepCudaOptions ol = opts(fast);
@@ -1032,13 +1040,25 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
         Problem p = make_problem(n, K, 96, CovarianceType::Spherical, seed++, false);
         check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 K=" + std::to_string(K));
         check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=" + std::to_string(K));
-        EStepCudaOptions o = opts(true);
-        o.hopper_sub_tiles = 1; // sub-chunks (each whole blocks) run while the next one's features are made
-        o.devices = {0, 0};
+    }
+    {
+        // Sub-chunks (whole waves of blocks, HopperLaunch.cuh) need more blocks than clusters: 33
+        // blocks on clusters of 8 CTAs (K = 1024, 15 clusters on an H100). One worker in one
+        // launch against 2 workers cut into sub-chunks of one wave (hopper_sub_tiles = 1).
         g_algo = EStepCudaAlgorithm::Hopper;
-        expect_same_bits(run_reproducible(p, o, float_rows(p), {0, n}, false),
-                         run_reproducible(p, opts(true), float_rows(p), {0, n}, false),
-                         "hopper fp16 K=" + std::to_string(K) + ", sub-chunks of 1 tile per cluster, 2 workers");
+        const int64_t big = 33 * kReproducibleBlockRows - 100;
+        Problem q = make_problem(big, 1024, 32, CovarianceType::Spherical, seed++, false);
+        EStepCudaOptions o = opts(true);
+        o.hopper_sub_tiles = 1;
+        o.devices = {0, 0};
+        for (bool fast : {true, false}) {
+            EStepCudaOptions a = opts(fast), b = o;
+            b.fast_math = fast;
+            expect_same_bits(run_reproducible(q, b, float_rows(q), {0, big}, false),
+                             run_reproducible(q, a, float_rows(q), {0, big}, false),
+                             std::string(fast ? "hopper fp16" : "hopper 2xfp16") +
+                                     " K=1024, 33 blocks: sub-chunks of one wave on 2 workers vs one launch");
+        }
     }
     Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, seed++, false);
     check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 two passes K=1100");
