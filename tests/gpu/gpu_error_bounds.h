@@ -43,6 +43,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "faiss_gmm/GmmModel.h"
@@ -68,25 +69,25 @@ inline GpuArithmetic gpu_arithmetic(bool hopper, bool fast) {
     return {3 * 0x1p-22 + 2 * kU32, 0x1p-23, kGpuExp, 0x1p-22 + kU32, 0x1p-22 + kU32, 0x1p-36, 0x1p-36}; // 2×fp16
 }
 
-/// Elementwise bound of |CUDA E-step − reference_estep| (loglik, nk, sum_x, sum_sq; n exact) for
-/// the model m given with `center`, the rows, and the mode's arithmetic: the GPU's error against
-/// exact arithmetic (above) plus the reference's own (error_bounds.h).
-inline SufficientStats gpu_estep_error_bound(const GmmModel& m, const float* center, const VectorBlock& rows,
-                                             const GpuArithmetic& g) {
+namespace detail_bounds {
+
+/// gpu_estep_error_bound's per-row terms for rows [begin, end), added to `bound` (all of it but the
+/// final log-likelihood sum term); returns Σ |log p(x)| of those rows.
+inline double add_gpu_rows_bound(const GmmModel& m, const float* center, const VectorBlock& rows, int64_t begin,
+                                 int64_t end, const GpuArithmetic& g, const gpu::detail::LogitModel& lm,
+                                 SufficientStats& bound) {
     const int64_t n = rows.n, K = m.K, d = m.d;
     const bool diag = m.covariance_type == CovarianceType::Diagonal;
-    const gpu::detail::LogitModel lm = gpu::detail::encode_logits(m);
     const double ln2 = std::log(2.0);
     const double g_prod = gamma(double(lm.Dfeat + 4), g.acc), g_float = gamma(double(d + 4));
     const double g_rows = gamma(double(std::max<int64_t>(n, 1)), g.acc), g_outer = gamma_double(double(n) + 8);
     const double eta = gamma(double(2 * K + 4), kU32 + g.exp);
-    SufficientStats bound(K, d, m.covariance_type);
-    const detail_bounds::RowStatsTerms ref_terms{kUnitRoundoffDouble, kUnitRoundoffDouble, double(n + d), 0};
+    const RowStatsTerms ref_terms{kUnitRoundoffDouble, kUnitRoundoffDouble, double(n + d), 0};
     EStepRowErrors row(m, center);
     std::vector<float> xf(static_cast<size_t>(d));
     std::vector<double> delta(static_cast<size_t>(K)), rho(static_cast<size_t>(K));
     double loglik_abs = 0;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = begin; i < end; i++) {
         rows.row_to_float(i, xf.data());
         row.analyse(xf.data());
         const std::vector<double>& xp = row.xp;
@@ -134,7 +135,38 @@ inline SufficientStats gpu_estep_error_bound(const GmmModel& m, const float* cen
                                            3 * r * g.abs_f * xmax * std::sqrt(double(d) * s2);
             }
         }
-        detail_bounds::add_row_stats_bound(ref_terms, m, xp, row.r, row.ref.rho, row.dist, row.dist_err_ref, bound);
+        add_row_stats_bound(ref_terms, m, xp, row.r, row.ref.rho, row.dist, row.dist_err_ref, bound);
+    }
+    return loglik_abs;
+}
+
+} // namespace detail_bounds
+
+/// Elementwise bound of |CUDA E-step − reference_estep| (loglik, nk, sum_x, sum_sq; n exact) for
+/// the model m given with `center`, the rows, and the mode's arithmetic: the GPU's error against
+/// exact arithmetic (above) plus the reference's own (error_bounds.h). Rows are analysed on up to
+/// 16 threads (each its own range; the bound is a sum of per-row terms).
+inline SufficientStats gpu_estep_error_bound(const GmmModel& m, const float* center, const VectorBlock& rows,
+                                             const GpuArithmetic& g) {
+    const int64_t n = rows.n;
+    const gpu::detail::LogitModel lm = gpu::detail::encode_logits(m);
+    const int nt = int(std::clamp<int64_t>(std::min<int64_t>(std::thread::hardware_concurrency(), 16), 1,
+                                           std::max<int64_t>(1, n / 64)));
+    std::vector<SufficientStats> parts(static_cast<size_t>(nt), SufficientStats(m.K, m.d, m.covariance_type));
+    std::vector<double> abs_ll(static_cast<size_t>(nt), 0.0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < nt; t++) {
+        threads.emplace_back([&, t] {
+            abs_ll[size_t(t)] = detail_bounds::add_gpu_rows_bound(m, center, rows, n * t / nt, n * (t + 1) / nt, g, lm,
+                                                                  parts[size_t(t)]);
+        });
+    }
+    for (auto& th : threads) th.join();
+    SufficientStats bound(m.K, m.d, m.covariance_type);
+    double loglik_abs = 0;
+    for (int t = 0; t < nt; t++) {
+        bound.add(parts[size_t(t)]);
+        loglik_abs += abs_ll[size_t(t)];
     }
     bound.loglik += 2 * gamma_double(double(n) + 8) * loglik_abs;
     bound.n = 0;
