@@ -23,8 +23,8 @@ if [ "${RERUN:-0}" = 1 ]; then # the second call of a session: what the first le
   stdbuf -oL timeout 60 "$BIN/test_estep_cuda" --gtest_filter='*Reproducible*-*Sanitizer*' >"$OUT/test_repro.log" 2>&1 || rc=1
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|^\[       OK|Failure|Expected|Which is|actual| reproducible" \
       "$OUT/test_repro.log" | cut -c1-200 | head -40
-  echo "== test_estep_cuda: the Hopper tests the first call's timeout cut"
-  timeout 45 "$BIN/test_estep_cuda" --gtest_filter='*HopperAccurate*:*HopperSubChunks*:*HopperMemory*:*MakeEstep*:*ErrorsAre*:*ZZSummary*' \
+  echo "== test_estep_cuda: the Hopper tests the first call's timeout cut (SKIP_REST=1: not run)"
+  [ "${SKIP_REST:-0}" = 1 ] || timeout 45 "$BIN/test_estep_cuda" --gtest_filter='*HopperAccurate*:*HopperSubChunks*:*HopperMemory*:*MakeEstep*:*ErrorsAre*:*ZZSummary*' \
       >"$OUT/test_rest.log" 2>&1 || rc=1
   grep -E "max relative|^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|^\[       OK|Failure|Expected|Which is" "$OUT/test_rest.log" | cut -c1-200 | head -20
   echo "== bench (hopper modes)"
@@ -42,11 +42,12 @@ fi
 echo "== host-only: test_model_encoding"
 "$BIN/test_model_encoding" --gtest_brief=1 2>&1 | tail -2
 echo "== test_estep_cuda (Reproducible* first, then the rest)"
-# (timeouts: the whole call must stay within this session's device budget)
-timeout 80 "$BIN/test_estep_cuda" --gtest_filter='*Reproducible*-*Sanitizer*' >"$OUT/test_repro.log" 2>&1 || rc=1
+# (timeouts: the first call of the session that wrote this cut the suite at 70 s; with the derived
+# bounds computed per case the whole suite takes several minutes: about 10 in all)
+timeout 180 "$BIN/test_estep_cuda" --gtest_filter='*Reproducible*-*Sanitizer*' >"$OUT/test_repro.log" 2>&1 || rc=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|^\[       OK|Failure|Expected|Which is|actual|reproducible" \
     "$OUT/test_repro.log" | cut -c1-220 | head -70
-timeout 70 "$BIN/test_estep_cuda" --gtest_filter='-*Reproducible*' >"$OUT/test.log" 2>&1 || rc=1
+timeout 300 "$BIN/test_estep_cuda" --gtest_filter='-*Reproducible*' >"$OUT/test.log" 2>&1 || rc=1
 grep -E "max relative|^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure|Expected|Which is|actual" "$OUT/test.log" \
     | cut -c1-200 | head -30
 echo "tests: $(( $(date +%s) - t0 )) s"
