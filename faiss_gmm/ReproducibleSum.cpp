@@ -12,10 +12,7 @@ constexpr double kTwoM32 = 1.0 / 4294967296.0; // 2^-32
 /// Limbs receive values below 2^32 per addition: after 2^20 additions they are
 /// below 2^52, so a merge of two such states stays below 2^53 (exact).
 constexpr int64_t kAdditionsBeforeCarry = int64_t(1) << 20;
-/// ExactSums limb j holds units of 2^(32 j + kExactMinExponent). The smallest
-/// subnormal 2^-1074 has its 53-bit mantissa at 2^-1126 >= 2^-1152, and the
-/// largest double's top limb plus carries stays below limb 72.
-constexpr int kExactMinExponent = -1152;
+constexpr int kExactMinExponent = ExactSums::kMinExponent;
 
 /// Carries limbs[0..count) (stride apart) upward so that all but the top one
 /// lie in [0, 2^32): a canonical form of the same exact value.
@@ -82,6 +79,12 @@ void ExactSums::merge(const ExactSums& other) {
     if (other.n_ != n_) throw std::invalid_argument("ExactSums::merge: sizes differ");
     normalize();
     for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += other.limbs_[t];
+    normalize();
+}
+
+void ExactSums::add_limbs(const int64_t* limbs) {
+    normalize(); // every limb below 2^32, so one addition below 2^52 stays exact
+    for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += double(limbs[t]);
     normalize();
 }
 
@@ -178,6 +181,12 @@ void FixedPointSums::merge(const FixedPointSums& other) {
     normalize();
     for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += other.limbs_[t];
     normalize();
+}
+
+void FixedPointSums::add_limbs(const int64_t* limbs) {
+    // Like one add_segment() over all values: every limb receives an integer below 2^32 but limb 0.
+    for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += double(limbs[t]);
+    done();
 }
 
 double FixedPointSums::value(size_t i) const {

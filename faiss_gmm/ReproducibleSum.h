@@ -43,6 +43,11 @@ constexpr int64_t kReproducibleBlockRows = 4096;
 class ExactSums {
   public:
     static constexpr int kLimbs = 72;
+    /// Limb j holds units of 2^(32 j + kMinExponent). The smallest subnormal
+    /// 2^-1074 has its 53-bit mantissa at 2^-1126 >= 2^-1152, and the largest
+    /// double's top limb plus carries stays below limb 72. (Public: the CUDA
+    /// E-step deposits values on the same limbs, gpu/detail/ReproducibleKernels.cuh.)
+    static constexpr int kMinExponent = -1152;
     explicit ExactSums(size_t n = 0) { resize(n); }
     void resize(size_t n);
     size_t size() const { return n_; }
@@ -51,6 +56,9 @@ class ExactSums {
     void add(const double* values);
     void add(size_t i, double v);
     void merge(const ExactSums& other);
+    /// Adds integer limbs (kLimbs per value, value-major, in units of limb j)
+    /// computed elsewhere (a GPU): exact while each is below 2^52 in magnitude.
+    void add_limbs(const int64_t* limbs);
     /// The exact sums rounded to double (a deterministic function of the
     /// exact sums: the same bits whatever the order of the additions).
     double value(size_t i) const;
@@ -85,6 +93,10 @@ class FixedPointSums {
     void add_segment(size_t begin, const double* values, size_t count);
     void done();
     void merge(const FixedPointSums& other);
+    /// Adds limbs computed elsewhere (a GPU) on this object's grids, limb-major
+    /// like limbs(): limbs 1..3 in [0, 2^32) (carried), limb 0 an integer. It
+    /// counts as one partial (done()).
+    void add_limbs(const int64_t* limbs);
     double value(size_t i) const;
     std::vector<double>& limbs() { return limbs_; }
     void normalize();

@@ -126,9 +126,11 @@ StatsAccumulator::StatsAccumulator(int64_t K, int64_t d, CovarianceType type) : 
 
 void StatsAccumulator::set_row_bounds(double x_bound, double sq_bound) {
     const size_t K = size_t(K_), Kd = size_t(K_) * d_;
+    x_exp_ = scale_exponent_for(x_bound);
+    sq_exp_ = scale_exponent_for(sq_bound);
     values_.set_scale(0, K, 0); // r <= 1
-    values_.set_scale(K, K + Kd, scale_exponent_for(x_bound));
-    values_.set_scale(K + Kd, values_.size(), scale_exponent_for(sq_bound));
+    values_.set_scale(K, K + Kd, x_exp_);
+    values_.set_scale(K + Kd, values_.size(), sq_exp_);
 }
 
 void StatsAccumulator::clear() {
@@ -156,6 +158,12 @@ void StatsAccumulator::merge(const StatsAccumulator& o) {
     n_ += o.n_;
     loglik_.merge(o.loglik_);
     values_.merge(o.values_);
+}
+
+void StatsAccumulator::add_limbs(int64_t rows, const int64_t* loglik_limbs, const int64_t* value_limbs) {
+    n_ += double(rows);
+    loglik_.add_limbs(loglik_limbs);
+    values_.add_limbs(value_limbs);
 }
 
 std::vector<double> StatsAccumulator::flat() {

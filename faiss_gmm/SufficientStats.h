@@ -69,10 +69,21 @@ class StatsAccumulator {
     /// the grids (2^-96 of the bound per value added is what truncation drops);
     /// a larger value still adds exactly while the total stays below 2^53 bounds.
     void set_row_bounds(double x_bound, double sq_bound);
+    /// The grids' exponents set_row_bounds() chose (scale 2^e): N_k's is 0, then
+    /// Σ r x's and the second moments'. For a backend that computes limbs itself.
+    int x_exponent() const { return x_exp_; }
+    int sq_exponent() const { return sq_exp_; }
     void clear();
     /// Adds a partial (same shape). Its values must be finite.
     void add(const SufficientStats& partial);
     void merge(const StatsAccumulator& other);
+    /// Adds sums computed elsewhere as limbs (a GPU: the CUDA E-step's
+    /// accumulate_reproducible): `rows` rows, the log-likelihood as
+    /// ExactSums::kLimbs integer limbs (each below 2^52), and nk, sum_x, sum_sq on
+    /// this accumulator's grids as FixedPointSums::add_limbs() takes them (limb-major).
+    void add_limbs(int64_t rows, const int64_t* loglik_limbs, const int64_t* value_limbs);
+    /// Values on the fixed-point grids (K + K·d + K·nsq): the length of one limb of add_limbs().
+    size_t nvalues() const { return values_.size(); }
     /// The limbs of all sums, for an allreduce (sum); then from_flat().
     std::vector<double> flat();
     void from_flat(const std::vector<double>& values);
@@ -85,6 +96,7 @@ class StatsAccumulator {
     double n_ = 0;          // a row count: integers add exactly in double
     ExactSums loglik_{1};   // the log-likelihood's magnitude has no useful bound
     FixedPointSums values_; // nk (K), sum_x (K·d), sum_sq (K or K·d)
+    int x_exp_ = 0, sq_exp_ = 0; // the grids of sum_x and sum_sq (set_row_bounds)
 };
 
 /// Float64 brute-force E-step, straight from GmmModel::log_joint: the reference

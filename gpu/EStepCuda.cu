@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -143,20 +144,32 @@ struct EStepCuda::Worker {
             FAISS_GMM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
             chunk_rows = auto_chunk_rows(active->bytes_per_row(em), free_b);
         }
-        active->set_model(em, chunk_rows, *stream);
+        // Buffers for at least one reproducible block (block_chunk_rows()).
+        active->set_model(em, std::max<int64_t>(chunk_rows, kReproducibleBlockRows), *stream);
     }
 
-    /// Processes rows (any memory kind); the increments stay in the active algorithm.
-    void run(const VectorBlock& rows) {
+    /// Chunks of a reproducible call: whole blocks, as many as chunk_rows holds (at least one).
+    int64_t block_chunk_rows() const {
+        const int64_t R = kReproducibleBlockRows;
+        return std::max(R, chunk_rows / R * R);
+    }
+
+    /// Processes rows (any memory kind); the increments stay in the active algorithm. grid:
+    /// reproducible sums (rows start on a block), the limbs on these grids; nullptr: sums.
+    void run(const VectorBlock& rows, const LimbGrid* grid) {
         DeviceScope scope(device);
         report = EStepCudaReport();
         report.rows = rows.n;
         report.algorithm = active->name();
         report.refined_components = refined_components;
-        active->begin(*stream);
+        if (grid) {
+            active->begin_reproducible(*grid, *stream);
+        } else {
+            active->begin(*stream);
+        }
         FAISS_GMM_CUDA_CHECK(cudaEventRecord(*t_begin, *stream));
         pipeline->run(
-                rows, chunk_rows, *stream,
+                rows, grid ? block_chunk_rows() : chunk_rows, *stream,
                 [&](const void* x, int64_t n) { active->chunk(x, rows.type, n, *stream, report); }, report);
         FAISS_GMM_CUDA_CHECK(cudaEventRecord(*t_end, *stream));
         active->download(*stream);
@@ -250,11 +263,14 @@ bool EStepCuda::copy_rows_to_gpus(const VectorBlock& rows) {
     auto r = std::make_unique<Retained>();
     r->host = rows;
     // Devices may repeat (several workers on one GPU): check each device's total.
+    // Each copy runs one block past its share (clipped to the rows), so that a reproducible call
+    // gives worker i the whole blocks that start in its share (shares_of) wherever they start.
+    auto copy_end = [&](int i) { return std::min(rows.n, r->end[i] + kReproducibleBlockRows); };
     std::vector<std::pair<int, size_t>> need;
     for (int i = 0; i < nw; i++) {
         r->begin.push_back(rows.n * i / nw);
         r->end.push_back(rows.n * (i + 1) / nw);
-        const size_t bytes = size_t(r->end[i] - r->begin[i]) * rows.row_bytes();
+        const size_t bytes = size_t(copy_end(i) - r->begin[i]) * rows.row_bytes();
         auto it = std::find_if(need.begin(), need.end(), [&](auto& e) { return e.first == workers_[i]->device; });
         if (it == need.end()) need.emplace_back(workers_[i]->device, bytes);
         else it->second += bytes;
@@ -272,7 +288,7 @@ bool EStepCuda::copy_rows_to_gpus(const VectorBlock& rows) {
     try {
         for (int i = 0; i < nw; i++) {
             auto copy = std::make_unique<DeviceBuffer>();
-            const size_t bytes = size_t(r->end[i] - r->begin[i]) * rows.row_bytes();
+            const size_t bytes = size_t(copy_end(i) - r->begin[i]) * rows.row_bytes();
             copy->allocate(workers_[i]->device, bytes, false);
             FAISS_GMM_CUDA_CHECK(cudaMemcpy(copy->get(), rows.row(r->begin[i]), bytes, cudaMemcpyDefault));
             r->copies.push_back(std::move(copy));
@@ -335,14 +351,11 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     have_model_ = true;
 }
 
-void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
+void EStepCuda::check_call(const VectorBlock& rows) const {
     if (!have_model_) throw std::logic_error("EStepCuda::accumulate called before set_model");
     if (rows.d != d_) {
         throw std::invalid_argument("EStepCuda::accumulate: rows have d=" + std::to_string(rows.d) +
                                     ", the model d=" + std::to_string(d_));
-    }
-    if (stats.K != K_ || stats.d != d_ || stats.covariance_type != covariance_type_) {
-        throw std::invalid_argument("EStepCuda::accumulate: stats shape does not match the model");
     }
     if (rows.n < 0 || (rows.n > 0 && rows.data == nullptr)) {
         throw std::invalid_argument("EStepCuda::accumulate: invalid rows (null data or negative n)");
@@ -351,51 +364,73 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         throw std::invalid_argument(std::string("EStepCuda::accumulate: ") + to_string(rows.type) +
                                     " rows are not supported on the GPU (convert to float32 or uint8)");
     }
-    if (rows.n == 0) return;
+}
 
-    // Contiguous share of rows per worker (statistics are sums, so any split works).
-    // Rows retained on the GPUs: each worker reads the part of its own copy that
-    // overlaps them (possibly nothing).
+std::vector<VectorBlock> EStepCuda::shares_of(const VectorBlock& rows, int64_t block) const {
+    // Contiguous share of rows per worker (statistics are sums, so any split works); with
+    // block > 1 (reproducible sums) every share is whole blocks of the call. Rows retained on
+    // the GPUs: each worker reads the part of its own copy that overlaps them (possibly nothing);
+    // with blocks, the blocks that start in its share, whole (the copy runs one block further).
     const int nw = int(workers_.size());
     std::vector<VectorBlock> shares(nw);
     const int64_t first = retained_ ? retained_->first_row_of(rows) : -1;
+    auto block_start = [&](int64_t r) { // first block start of the call at or after call row r
+        return std::min(rows.n, (r + block - 1) / block * block);
+    };
     for (int i = 0; i < nw; i++) {
         if (first >= 0) {
-            const int64_t a = std::max(first, retained_->begin[i]);
-            const int64_t b = std::min(first + rows.n, retained_->end[i]);
-            const size_t offset = size_t(a - retained_->begin[i]) * rows.row_bytes(); // a >= begin[i]
+            const int64_t a = block_start(std::max<int64_t>(retained_->begin[i] - first, 0));
+            const int64_t b = block_start(std::max<int64_t>(std::min(rows.n, retained_->end[i] - first), 0));
+            const size_t offset = size_t(first + a - retained_->begin[i]) * rows.row_bytes(); // first + a >= begin[i]
             shares[i] = VectorBlock{static_cast<const uint8_t*>(retained_->copies[i]->get()) + offset, rows.type,
                                     std::max<int64_t>(b - a, 0), d_};
         } else {
-            const int64_t a = rows.n * i / nw, b = rows.n * (i + 1) / nw;
+            const int64_t nblocks = (rows.n + block - 1) / block;
+            const int64_t a = std::min(rows.n, nblocks * i / nw * block);
+            const int64_t b = std::min(rows.n, nblocks * (i + 1) / nw * block);
             shares[i] = rows.slice(a, b - a);
         }
     }
+    return shares;
+}
+
+void EStepCuda::run_workers(const std::vector<VectorBlock>& shares, const void* limbs) {
+    const int nw = int(workers_.size());
+    const LimbGrid* grid = static_cast<const LimbGrid*>(limbs);
     auto run_share = [&](int i) {
         if (shares[i].n > 0) {
-            workers_[i]->run(shares[i]);
+            workers_[i]->run(shares[i], grid);
         } else {
             workers_[i]->clear_results();
         }
     };
     if (nw == 1) {
         run_share(0);
-    } else {
-        std::vector<std::exception_ptr> errors(nw);
-        std::vector<std::thread> threads;
-        for (int i = 0; i < nw; i++) {
-            threads.emplace_back([&, i] {
-                try {
-                    run_share(i);
-                } catch (...) {
-                    errors[i] = std::current_exception();
-                }
-            });
-        }
-        for (auto& t : threads) t.join();
-        for (auto& e : errors)
-            if (e) std::rethrow_exception(e);
+        return;
     }
+    std::vector<std::exception_ptr> errors(nw);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < nw; i++) {
+        threads.emplace_back([&, i] {
+            try {
+                run_share(i);
+            } catch (...) {
+                errors[i] = std::current_exception();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
+void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
+    check_call(rows);
+    if (stats.K != K_ || stats.d != d_ || stats.covariance_type != covariance_type_) {
+        throw std::invalid_argument("EStepCuda::accumulate: stats shape does not match the model");
+    }
+    if (rows.n == 0) return;
+    run_workers(shares_of(rows, 1), nullptr);
 
     // Each worker's algorithm adds its increments (statistics about the model's means, in double).
     double ll = 0;
@@ -405,6 +440,30 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     stats.loglik += ll;
     for (auto& wk : workers_)
         if (wk->has_results) wk->active->add_to(stats);
+}
+
+void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) {
+    check_call(rows);
+    if (acc.K() != K_ || acc.d() != d_ || acc.covariance_type() != covariance_type_) {
+        throw std::invalid_argument("EStepCuda::accumulate_reproducible: the accumulator's shape does not match "
+                                    "the model");
+    }
+    if (rows.n == 0) return;
+    LimbGrid grid;
+    grid.inv_nk = 1.0; // N_k's grid: scale 2^0 (StatsAccumulator::set_row_bounds)
+    grid.inv_x = std::ldexp(1.0, -acc.x_exponent());
+    grid.inv_sq = std::ldexp(1.0, -acc.sq_exponent());
+    grid.nvalues = int64_t(acc.nvalues());
+    grid.x_begin = K_;
+    grid.sq_begin = K_ + K_ * d_;
+    const std::vector<VectorBlock> shares = shares_of(rows, kReproducibleBlockRows);
+    run_workers(shares, &grid);
+    // Each worker's limbs are canonical (one addition's worth each): add them one by one.
+    for (size_t i = 0; i < workers_.size(); i++) {
+        if (!workers_[i]->has_results) continue;
+        const int64_t* l = workers_[i]->active->limbs();
+        acc.add_limbs(shares[i].n, l, l + kLoglikLimbs);
+    }
 }
 
 std::vector<EStepCudaReport> EStepCuda::last_report() const {

@@ -91,11 +91,19 @@ class EStepCuda : public EStep {
     /// rows may live in pageable host memory, pinned host memory or (one GPU
     /// only) device memory of that GPU; the cheapest path is taken for each.
     void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
+    /// Reproducible sums (issue 13): every kReproducibleBlockRows block of rows, counted from
+    /// rows' first row, is summed on one GPU in an order fixed by its rows alone, and its
+    /// statistics become integer limbs on acc's grids (gpu/detail/ReproducibleLimbs.h), which add
+    /// exactly: the same bits for any number of workers (GPUs of one kind), chunk size or
+    /// scheduling. Workers get whole blocks; chunks are whole blocks (chunk_rows rounded down to a
+    /// multiple, at least one block).
+    void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override;
     const char* name() const override;
     /// Large: each call ends with a device synchronization and a download of the
     /// statistics, and rows stream through the backend's own chunks anyway.
     int64_t preferred_rows_per_call() const override { return int64_t(1) << 30; }
-    /// Copies the rows to the GPUs, each worker its contiguous share, when they fit
+    /// Copies the rows to the GPUs, each worker its contiguous share (plus the next
+    /// kReproducibleBlockRows rows, so that a block starting in a share is whole there), when they fit
     /// with room to spare (at least max(4 GiB, 10 %) of each GPU stays free);
     /// accumulate() on these rows or slices of them then reads the copies instead
     /// of host memory. Otherwise the rows stay where they are but their pages are
@@ -119,6 +127,12 @@ class EStepCuda : public EStep {
     std::unique_ptr<Retained> retained_;
     void* pinned_rows_ = nullptr; // caller's rows registered by retain_rows()
     bool copy_rows_to_gpus(const VectorBlock& rows); // retain_rows: copies; false when they do not fit
+    /// accumulate(): checks, then worker i runs shares[i] (on its copy when retained), with
+    /// `limbs` (reproducible sums) or without.
+    void check_call(const VectorBlock& rows) const;
+    void run_workers(const std::vector<VectorBlock>& shares, const void* limbs);
+    /// Worker i's rows of `rows` (the rows' blocks from `block` rows on: see the .cu).
+    std::vector<VectorBlock> shares_of(const VectorBlock& rows, int64_t block) const;
     void pin_rows(const VectorBlock& rows);          // retain_rows: cudaHostRegister in place, if allowed
     EStepCudaOptions options_;
     int64_t K_, d_;

@@ -141,6 +141,58 @@ TEST(ReproducibleSum, FixedPointLimbsSurviveASumOverRanks) {
     for (size_t i = 0; i < n; i++) EXPECT_EQ(ranks[0].value(i), one.value(i));
 }
 
+TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
+    // The CUDA E-step's contract (gpu/detail/ReproducibleLimbs.h): each worker cuts its block
+    // partials into limbs on the accumulator's grids (the integers FixedPointSums / ExactSums
+    // form), sums them as integers, carries the value limbs, and StatsAccumulator::add_limbs adds
+    // every worker's limbs. Same bits as adding the partials one by one, for any split.
+    const int64_t K = 3, d = 4;
+    std::mt19937_64 rng(11);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    std::vector<SufficientStats> partials;
+    for (int b = 0; b < 60; b++) {
+        SufficientStats p(K, d, CovarianceType::Spherical);
+        p.n = 4096;
+        p.loglik = -1e4 * (1.5 + u(rng));
+        for (auto& v : p.nk) v = 2048 * (1 + u(rng));
+        for (auto& v : p.sum_x) v = 3e4 * u(rng);
+        for (auto& v : p.sum_sq) v = 1e6 * (1 + u(rng));
+        partials.push_back(p);
+    }
+    StatsAccumulator direct(K, d, CovarianceType::Spherical);
+    direct.set_row_bounds(8.0, 600.0);
+    for (const auto& p : partials) direct.add(p);
+    SufficientStats want;
+    direct.result(want);
+    for (int workers : {1, 2, 3}) {
+        StatsAccumulator via(K, d, CovarianceType::Spherical);
+        via.set_row_bounds(8.0, 600.0);
+        for (int w = 0; w < workers; w++) {
+            // One worker's limbs: the same grids, its blocks only, carried (canonical).
+            StatsAccumulator mine(K, d, CovarianceType::Spherical);
+            mine.set_row_bounds(8.0, 600.0);
+            int64_t rows = 0;
+            for (size_t b = size_t(w); b < partials.size(); b += size_t(workers)) {
+                mine.add(partials[b]);
+                rows += int64_t(partials[b].n);
+            }
+            const std::vector<double> flat = mine.flat(); // [n | 72 loglik limbs | 4 × nvalues], carried
+            std::vector<int64_t> limbs(flat.begin() + 1, flat.end());
+            for (size_t t = 0; t < limbs.size(); t++) ASSERT_EQ(double(limbs[t]), flat[t + 1]) << "limb " << t;
+            via.add_limbs(rows, limbs.data(), limbs.data() + ExactSums::kLimbs);
+        }
+        SufficientStats got;
+        via.result(got);
+        EXPECT_EQ(got.n, want.n);
+        EXPECT_EQ(got.loglik, want.loglik) << workers << " workers";
+        EXPECT_EQ(got.nk, want.nk) << workers << " workers";
+        EXPECT_EQ(got.sum_x, want.sum_x) << workers << " workers";
+        EXPECT_EQ(got.sum_sq, want.sum_sq) << workers << " workers";
+    }
+    EXPECT_EQ(direct.x_exponent(), 3);
+    EXPECT_EQ(direct.sq_exponent(), 10);
+}
+
 TEST(ReproducibleSum, ScaleExponentIsTheNextPowerOfTwo) {
     EXPECT_EQ(scale_exponent_for(1.0), 0);
     EXPECT_EQ(scale_exponent_for(1.5), 1);

@@ -160,9 +160,14 @@ struct Timing {
     int blocks = 0, cluster = 0;
 };
 
+/// How time_estep sums: accumulate() into SufficientStats; the trainer's path before the GPU had
+/// reproducible sums (EStep's default accumulate_reproducible: accumulate(), then one exact add of
+/// the whole call); EStepCuda::accumulate_reproducible (every 4096-row block on its own, limbs).
+enum class SumPath { Plain, PlainThenExact, Reproducible };
+
 /// Median seconds per accumulate() over device-resident rows (and the median device time).
 Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps,
-                  int hopper_exchange = 0) {
+                  int hopper_exchange = 0, SumPath path = SumPath::Plain) {
     EStepCudaOptions o;
     o.devices = {0};
     o.fast_math = mode.fast;
@@ -172,15 +177,32 @@ Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, c
     es.set_model(m, nullptr);
     VectorBlock rows{x_dev, DataType::Float32, N, d};
     SufficientStats st(m.K, d, m.covariance_type);
-    es.accumulate(rows, st); // warm-up: buffers, module load
+    StatsAccumulator acc(m.K, d, m.covariance_type);
+    float xb = 0; // grids from the model's means (rows of the data): they only place the limbs
+    for (float v : m.means) xb = std::max(xb, std::fabs(v));
+    acc.set_row_bounds(2.0 * xb, 4.0 * double(d) * 4.0 * xb * xb);
+    auto run = [&] {
+        if (path == SumPath::Plain) {
+            st.clear();
+            es.accumulate(rows, st);
+            return;
+        }
+        acc.clear();
+        if (path == SumPath::PlainThenExact) {
+            es.EStep::accumulate_reproducible(rows, acc); // the base class's: one partial per call
+        } else {
+            es.accumulate_reproducible(rows, acc);
+        }
+    };
+    run(); // warm-up: buffers, module load
     std::vector<double> t, g;
     for (int r = 0; r < reps; r++) {
-        st.clear();
         const double t0 = now_s();
-        es.accumulate(rows, st);
+        run();
         t.push_back(now_s() - t0);
         g.push_back(es.last_report()[0].gpu_ms);
     }
+    if (path != SumPath::Plain) acc.result(st);
     Timing res;
     res.wall_s = median(t);
     res.gpu_ms = median(g);
@@ -217,6 +239,7 @@ int main(int argc, char** argv) {
     std::string modes_arg, shapes_arg;
     bool hopper_variants = false;
     bool narrow = false; // --narrow: component 0 collapsed onto its row (issue 13): Blocked + refinement
+    bool reproducible = false; // --reproducible: the reproducible sums' cost per mode
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--quick") quick = true;
@@ -229,6 +252,7 @@ int main(int argc, char** argv) {
         if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..13
         if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
+        if (a == "--reproducible") reproducible = true; // also time accumulate_reproducible (issue 13)
     }
     if (only_mode >= kNumModes) {
         fprintf(stderr, "--only-mode %d: modes are 0..%d (accurate, fast-tf32, hopper-fast, hopper-accurate)\n",
@@ -357,6 +381,19 @@ int main(int argc, char** argv) {
         if (on[kHopperFast] && hopper_variants && hf.cluster > 0) { // EStepCudaOptions::hopper_exchange = 1
             const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, 1);
             printf("; EXCHANGE=1: %.2f ms wall, %.2f ms device", o.wall_s * 1e3, o.gpu_ms);
+        }
+        if (reproducible) { // the same modes, the two ways the trainer can sum (same machine, same call)
+            for (int i = 0; i < kNumModes; i++) {
+                if (!on[i]) continue;
+                const Timing pe = time_estep(x, s.N, s.d, m, kModes[i], reps, 0, SumPath::PlainThenExact);
+                const Timing rp = time_estep(x, s.N, s.d, m, kModes[i], reps, 0, SumPath::Reproducible);
+                printf("\n    reproducible %s (ran %s): accumulate %.3f ms (device %.3f) | + one exact add %.3f ms | "
+                       "accumulate_reproducible %.3f ms (device %.3f): %+.1f %% vs accumulate, %+.1f %% vs "
+                       "accumulate + exact add; loglik/row %.6f vs %.6f",
+                       kModes[i].column, rp.ran, tm[i].wall_s * 1e3, tm[i].gpu_ms, pe.wall_s * 1e3, rp.wall_s * 1e3,
+                       rp.gpu_ms, 100.0 * (rp.wall_s / tm[i].wall_s - 1), 100.0 * (rp.wall_s / pe.wall_s - 1),
+                       rp.loglik, tm[i].loglik);
+            }
         }
         printf("\n    mean loglik per row:");
         for (int i = 0; i < kNumModes; i++)

@@ -45,12 +45,14 @@ __global__ void __launch_bounds__(256) blocked_features_kernel(const Tin* __rest
 /// In place: S[b][k] (logits without bias, natural-log weights folded to log2)
 /// → r[b][k] = exp2(S + bias_k + acoef_k·xx_b − log2 Z_b). One warp per row,
 /// two reads of the row (online max/sum, then the exponentials); adds Σ ln Z.
-/// xx_b is read from column xx_col of F (spherical) or is 0 (acoef = 0).
+/// xx_b is read from column xx_col of F (spherical) or is 0 (acoef = 0). ll_slots (reproducible
+/// sums): each thread block writes its Σ ln Z to ll_slots[blockIdx.x] instead of adding it.
 __global__ void __launch_bounds__(256) blocked_responsibilities_kernel(float* __restrict__ S, int n, int K, int ldS,
                                                                        const float* __restrict__ bias,
                                                                        const float* __restrict__ acoef,
                                                                        const float* __restrict__ F, int ldF,
-                                                                       int xx_col, double* __restrict__ loglik) {
+                                                                       int xx_col, double* __restrict__ loglik,
+                                                                       double* __restrict__ ll_slots = nullptr) {
     __shared__ double red[8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
     const int row = blockIdx.x * 8 + warp;
@@ -85,7 +87,11 @@ __global__ void __launch_bounds__(256) blocked_responsibilities_kernel(float* __
     if (threadIdx.x == 0) {
         double t = 0;
         for (int w = 0; w < 8; w++) t += red[w];
-        atomicAdd(loglik, t);
+        if (ll_slots) {
+            ll_slots[blockIdx.x] = t;
+        } else {
+            atomicAdd(loglik, t);
+        }
     }
 }
 

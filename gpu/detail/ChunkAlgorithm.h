@@ -13,6 +13,7 @@
 #include "faiss_gmm/VectorSource.h"
 #include "gpu/EStepCuda.h"
 #include "gpu/detail/ModelEncoding.h"
+#include "gpu/detail/ReproducibleLimbs.h"
 
 namespace faiss_gmm::gpu::detail {
 
@@ -27,6 +28,13 @@ class ChunkAlgorithm {
     virtual void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) = 0;
     /// Zeroes the sums (start of an accumulate() call).
     virtual void begin(cudaStream_t stream) = 0;
+    /// Start of an accumulate_reproducible() call (ReproducibleLimbs.h): the chunks, which then
+    /// start on kReproducibleBlockRows blocks of the call, go block by block to integer limbs on
+    /// `grid`, each block summed in an order fixed by its rows alone; download() fetches the
+    /// limbs (limbs()), not the sums. begin() returns to ordinary sums.
+    virtual void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) = 0;
+    /// The limbs the last reproducible call downloaded.
+    const int64_t* limbs() const { return limbs_.host(); }
     /// Enqueues the work on n rows of `type` at device pointer x.
     virtual void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) = 0;
     /// Downloads the sums (synchronizes `stream`).
@@ -36,6 +44,10 @@ class ChunkAlgorithm {
     /// Σ ln Z of the downloaded rows.
     virtual double loglik() const = 0;
     virtual size_t device_bytes() const = 0;
+
+  protected:
+    bool by_block_ = false;    // a reproducible call is running (begin_reproducible)
+    ReproducibleLimbs limbs_;  // its limbs
 };
 
 } // namespace faiss_gmm::gpu::detail

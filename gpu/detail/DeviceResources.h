@@ -112,7 +112,13 @@ class DeviceBuffer {
             throw CudaOutOfMemory(msg);
         }
         bytes_ = nbytes;
-        if (poison) FAISS_GMM_CUDA_CHECK(cudaMemset(ptr_, 0xff, nbytes)); // 0xffffffff is a NaN
+        if (poison) {
+            FAISS_GMM_CUDA_CHECK(cudaMemset(ptr_, 0xff, nbytes)); // 0xffffffff is a NaN
+            // cudaMemset runs on the legacy default stream, which does not order with the
+            // non-blocking streams of the E-step: without this wait, a buffer allocated between
+            // two chunks could be poisoned after the stream's own initialization of it.
+            FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+        }
     }
     void* get() const { return ptr_; }
     size_t bytes() const { return bytes_; }

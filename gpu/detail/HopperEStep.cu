@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "gpu/detail/ReproducibleKernels.cuh"
 #include "gpu/detail/Sm90Primitives.cuh"
 
 namespace faiss_gmm::gpu::detail {
@@ -52,6 +53,80 @@ __global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int 
         const double nk = a[DP] * n_scale;
         o[d] = nk;
         o[d + 1] = a[DP + 1] * q_scale - 2.0 * cross + nk * mu_sq[k];
+    }
+}
+
+/// Reproducible sums: the blocks' raw sums (part: one Kp × FW slice per block, T = float for the
+/// 128-row fast kernel, double for the 64-row ones) → the statistics of each block, as
+/// finalize_sums_kernel computes them for a whole call (spherical or diagonal layout), cut into
+/// limbs on `grid` and added to `values`. One warp per component and group of blocks_per_warp
+/// blocks: the limbs of its blocks add up in registers (integers: any order), then atomically.
+/// d ≤ 128 (diagonal: DP = 2·padded d ≤ 256): at most 4 features per lane.
+template <typename T>
+__global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int blocks_per_warp, int Kp, int K,
+                                   int d, int DP, int FW, int diag, const float* __restrict__ mu,
+                                   const double* __restrict__ mu_sq, double x_scale, double n_scale, double q_scale,
+                                   LimbGrid grid, unsigned long long* __restrict__ values) {
+    const int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    const int k = int(w % K), group = int(w / K);
+    const int b0 = group * blocks_per_warp, b1 = min(nblocks, b0 + blocks_per_warp);
+    if (b0 >= b1) return; // whole warps leave together
+    const int nk_col = DP;                      // N_k: after the features in both layouts
+    const int x2_col = diag ? DP / 2 : DP + 1;  // Σ r x² (diagonal, per feature) or Σ r ‖x‖² (spherical)
+    long long lx[4][kValueLimbs] = {}, lq2[4][kValueLimbs] = {}, ln[kValueLimbs] = {}, lq[kValueLimbs] = {},
+              l[kValueLimbs];
+    for (int b = b0; b < b1; b++) {
+        const T* a = part + (size_t(b) * Kp + k) * FW;
+        const double nk = double(a[nk_col]) * n_scale;
+        double f[4], cross = 0;
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            const int j = lane + 32 * m;
+            f[m] = j < d ? double(a[j]) * x_scale : 0.0;
+            if (j < d) cross += double(mu[size_t(k) * d + j]) * f[m];
+        }
+        if (diag) {
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                const int j = lane + 32 * m;
+                if (j >= d) continue;
+                const double mu_j = double(mu[size_t(k) * d + j]);
+                fixed_limbs(double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq, l);
+#pragma unroll
+                for (int i = 0; i < kValueLimbs; i++) lq2[m][i] += l[i];
+            }
+        } else {
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) cross += __shfl_xor_sync(0xffffffffu, cross, off);
+        }
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            fixed_limbs(f[m], grid.inv_x, l);
+#pragma unroll
+            for (int i = 0; i < kValueLimbs; i++) lx[m][i] += l[i];
+        }
+        if (lane == 0) {
+            fixed_limbs(nk, grid.inv_nk, l);
+#pragma unroll
+            for (int i = 0; i < kValueLimbs; i++) ln[i] += l[i];
+            if (!diag) {
+                fixed_limbs(double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
+#pragma unroll
+                for (int i = 0; i < kValueLimbs; i++) lq[i] += l[i];
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        const int j = lane + 32 * m;
+        if (j >= d) continue;
+        add_value_limbs(values, grid.nvalues, grid.x_begin + int64_t(k) * d + j, lx[m]);
+        if (diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
+    }
+    if (lane == 0) {
+        add_value_limbs(values, grid.nvalues, k, ln);
+        if (!diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + k, lq);
     }
 }
 
@@ -159,8 +234,16 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
 }
 
 void HopperEStep::begin(cudaStream_t stream) {
+    by_block_ = false;
+    args_.block_tiles = 0;
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.acc.get(), 0, buf_.acc.bytes(), stream));
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.loglik.get(), 0, buf_.loglik.bytes(), stream));
+}
+
+void HopperEStep::begin_reproducible(const LimbGrid& grid, cudaStream_t stream) {
+    by_block_ = true;
+    args_.block_tiles = kReproRows / (args_.model.tile64() ? sm90::split::kBM : sm90::kBM);
+    limbs_.begin(device_, grid, stream);
 }
 
 void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) {
@@ -168,12 +251,45 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
     args_.uint8 = type == DataType::UInt8;
     args_.n = n;
     args_.stream = stream;
+    const HopperShape& m = args_.model;
+    const int nblocks = int((n + kReproRows - 1) / kReproRows);
+    const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW, part_bytes = m.tile64() ? 8 : 4;
+    if (by_block_) {
+        // (Grown on first use: a cudaFree of a smaller buffer synchronizes the device first.)
+        buf_.block_part.allocate(device_, size_t(nblocks) * slice * part_bytes, poison_);
+        buf_.llslots.allocate(device_, size_t(nblocks) * kLoglikSlots * 8, poison_);
+        // Slots no thread writes (the split kernel's second warpgroup, LSE tiles past a block) add 0.
+        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.llslots.get(), 0, size_t(nblocks) * kLoglikSlots * 8, stream));
+    }
     const HopperLaunchShape shape = kernels_->chunk(args_);
     report.blocks = shape.blocks;
     report.cluster = shape.cluster;
+    if (!by_block_) return;
+    // Each warp sums ~16 blocks (fewer atomics) while the K·groups warps keep the GPU busy.
+    const int groups = (nblocks + 15) / 16, per_warp = (nblocks + groups - 1) / groups;
+    const double ir = m.tile64() ? 1.0 / double(sm90::split::kRScale) : 1.0;
+    const unsigned grid = unsigned((int64_t(args_.K) * groups * 32 + 255) / 256);
+    const int Kp = m.Kt * sm90::kKc;
+    if (m.tile64()) {
+        block_limbs_kernel<double><<<grid, 256, 0, stream>>>(
+                buf_.block_part.as<double>(), nblocks, per_warp, Kp, args_.K, args_.d, m.DP, m.FW, m.diag ? 1 : 0,
+                buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir, ir / double(m.sq),
+                limbs_.grid(), limbs_.values());
+    } else {
+        block_limbs_kernel<float><<<grid, 256, 0, stream>>>(
+                buf_.block_part.as<float>(), nblocks, per_warp, Kp, args_.K, args_.d, m.DP, m.FW, m.diag ? 1 : 0,
+                buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir, ir / double(m.sq),
+                limbs_.grid(), limbs_.values());
+    }
+    FAISS_GMM_CUDA_CHECK_LAUNCH("block_limbs_kernel");
+    limbs_.add_loglik_blocks(buf_.llslots.as<double>(), nblocks, kLoglikSlots, kLn2, stream);
 }
 
 void HopperEStep::download(cudaStream_t stream) {
+    if (by_block_) {
+        limbs_.download(stream);
+        return;
+    }
     // Columns [s_x·Σ r x (DP) | N_k | s_q·Σ r ‖x‖² | 0…] (diagonal: [s_x·Σ r x | s_q·Σ r x² | N_k | 0…])
     // × 2^12 for the 64-row kernels.
     const HopperShape& m = args_.model;
@@ -207,10 +323,11 @@ void HopperEStep::add_to(SufficientStats& stats) const {
 size_t HopperEStep::device_bytes() const {
     size_t total = 0;
     for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
-                                  &buf_.lse, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik}) {
+                                  &buf_.lse, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik, &buf_.block_part,
+                                  &buf_.llslots}) {
         total += b->bytes();
     }
-    return total;
+    return total + limbs_.device_bytes();
 }
 
 } // namespace faiss_gmm::gpu::detail

@@ -26,6 +26,7 @@ class HopperEStep final : public ChunkAlgorithm {
     double bytes_per_row(const EncodedModel& em) const override;
     void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) override;
     void begin(cudaStream_t stream) override;
+    void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) override;
     void download(cudaStream_t stream) override;
     const char* name() const override { return "hopper"; }
     void add_to(SufficientStats& stats) const override;

@@ -84,9 +84,17 @@ int one_pass(const HopperChunkArgs& a, const L& launch, HopperLaunchShape& shape
     constexpr int BM = L::kBM;
     const int tiles = int((a.n + BM - 1) / BM);
     const int Q = std::min(a.max_clusters, tiles);
-    const int nsub = hopper_sub_chunks(tiles, a.sub_tiles, Q);
+    // Reproducible sums (bt > 0): sub-chunks of whole blocks, and of whole waves of Q blocks (but
+    // the last), since a cluster sums whole blocks: 64 blocks on 15 clusters would take 5 block
+    // times for 4.3 blocks of work, where 60 take 4.
+    const int bt = a.block_tiles, blocks = bt > 0 ? (tiles + bt - 1) / bt : 0, waves = bt > 0 ? (blocks + Q - 1) / Q : 0;
+    const int nsub = bt > 0 ? std::min(hopper_sub_chunks(tiles, a.sub_tiles, Q), waves)
+                            : hopper_sub_chunks(tiles, a.sub_tiles, Q);
     int t0[kMaxSubChunks + 1];
-    for (int sub = 0; sub <= nsub; sub++) t0[sub] = int(int64_t(tiles) * sub / nsub);
+    for (int sub = 0; sub <= nsub; sub++) {
+        t0[sub] = bt > 0 ? std::min(tiles, int(std::min<int64_t>(blocks, int64_t(waves) * sub / nsub * Q)) * bt)
+                         : int(int64_t(tiles) * sub / nsub);
+    }
     auto rows = [&](int sub) { return int(std::min<int64_t>(a.n - int64_t(t0[sub]) * BM, int64_t(t0[sub + 1] - t0[sub]) * BM)); };
     // The features may overwrite G only after the kernels of the previous chunk read it.
     FAISS_GMM_CUDA_CHECK(cudaEventRecord(a.feat_gate, a.stream));
@@ -151,6 +159,8 @@ struct OnePassLaunch {
         k.tiles = nt;
         k.Kt = a.model.Kt;
         k.kinv = a.model.kinv;
+        k.block_tiles = a.block_tiles;
+        k.llslots = a.block_tiles > 0 ? a.buf->llslots.as<double>() + size_t(t0 / a.block_tiles) * kLoglikSlots : nullptr;
         if constexpr (Tile64) {
             k.flush_tiles = a.flush_tiles;
         } else {
@@ -164,7 +174,9 @@ struct OnePassLaunch {
     /// short sub-chunk does not use are zeroed.
     void kernel(int sub, int t0, int nt, int rows, int Q, int Q0) const {
         const size_t slice = size_t(a.model.Kt) * kKc * a.model.FW;
-        Part* part = a.buf->part.as<Part>() + size_t(sub) * Q0 * slice;
+        const bool by_block = a.block_tiles > 0; // reproducible sums: one slice per block, each written once
+        Part* part = by_block ? a.buf->block_part.as<Part>() + size_t(t0 / a.block_tiles) * slice
+                              : a.buf->part.as<Part>() + size_t(sub) * Q0 * slice;
         const auto k = args(t0, nt, rows, part);
         if constexpr (Tile64) {
             const ClusterLaunch l(Q, a.C, split::Shape<DP, kPlanes>::kSmem, a.stream);
@@ -173,7 +185,7 @@ struct OnePassLaunch {
             const ClusterLaunch l(Q, a.C, Shape<DP>::kSmem, a.stream);
             FAISS_GMM_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, estep_kernel<DP, false>, k));
         }
-        if (Q < Q0) {
+        if (Q < Q0 && !by_block) {
             FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(part + Q * slice, 0, (Q0 - Q) * slice * sizeof(Part), a.stream));
         }
     }
@@ -184,18 +196,22 @@ struct OnePassLaunch {
 /// double reduction. (DP ≤ 128.)
 template <typename Tin, int DP>
 HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, int vec) {
+    // Reproducible sums (a.block_tiles > 0): the blocks' slices stay for the caller's limbs.
+    const bool by_block = a.block_tiles > 0;
     HopperLaunchShape shape;
     if (a.model.split) {
-        reduce_parts<double>(a, one_pass(a, OnePassLaunch<Tin, DP, OnePass::Split>{a, x, vec}, shape));
+        const int nparts = one_pass(a, OnePassLaunch<Tin, DP, OnePass::Split>{a, x, vec}, shape);
+        if (!by_block) reduce_parts<double>(a, nparts);
         return shape;
     }
     const OnePassLaunch<Tin, DP, OnePass::Fast> launch{a, x, vec};
     if (a.C > 0) {
-        reduce_parts<float>(a, one_pass(a, launch, shape));
+        const int nparts = one_pass(a, launch, shape);
+        if (!by_block) reduce_parts<float>(a, nparts);
         return shape;
     }
     const int tiles = int((a.n + kBM - 1) / kBM);
-    const Args k = launch.args(0, tiles, int(a.n), a.buf->part.as<float>());
+    const Args k = launch.args(0, tiles, int(a.n), (by_block ? a.buf->block_part : a.buf->part).as<float>());
     launch.features(0, tiles, int(a.n), a.stream);
     lse_kernel<DP><<<unsigned(tiles), kThreads, Shape<DP>::kLseSmem, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
@@ -204,7 +220,7 @@ HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, in
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::estep_kernel");
     shape.blocks = Sn * a.model.Kt;
     shape.cluster = 0;
-    reduce_parts<float>(a, Sn);
+    if (!by_block) reduce_parts<float>(a, Sn);
     return shape;
 }
 
@@ -213,7 +229,8 @@ template <typename Tin, int DP>
 HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
     if constexpr (kWideOnly<DP>) {
         HopperLaunchShape shape;
-        reduce_parts<double>(a, one_pass(a, OnePassLaunch<Tin, DP, OnePass::Wide>{a, x, vec}, shape));
+        const int nparts = one_pass(a, OnePassLaunch<Tin, DP, OnePass::Wide>{a, x, vec}, shape);
+        if (a.block_tiles == 0) reduce_parts<double>(a, nparts); // else the blocks' slices stay for the limbs
         return shape;
     } else {
         return chunk_fast_or_split<Tin, DP>(a, x, vec);

@@ -68,6 +68,7 @@
 #include <cstdint>
 
 #include "gpu/detail/Sm90Pipeline.cuh"
+#include "gpu/detail/ReproducibleLimbs.h" // kLoglikSlots
 #include "gpu/detail/Sm90Primitives.cuh"
 #include "gpu/detail/TileShapes.h" // kBM, kKc, kThreads, kMaxCluster, kSmemLimit, kNegBig, kPosBig
 
@@ -116,6 +117,11 @@ struct Args {
     int Kt;            // component tiles (Kp = 128·Kt)
     float kinv;        // 1 / (s_x · s_w)
     int exchange;      // one pass: 0 = st.async + mbarrier per tile; 1 = barrier.cluster per tile (see epilogue)
+    // Reproducible sums (ReproducibleKernels.cuh), block_tiles > 0: a part is whole blocks of
+    // block_tiles tiles, and each block's sums go to part slice `block` (not the part's), its
+    // Σ log2 Z to llslots[block][kLoglikSlots] (not loglik): no order-dependent accumulation.
+    int block_tiles;
+    double* llslots;
 };
 
 // ---------------------------------------------------------------- features
@@ -266,11 +272,11 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         C = int(cluster_nctarank());
         ctile = rank;
         part_id = int(blockIdx.x) / C; // cluster q of Q
-        part_tiles(a.tiles, part_id, int(gridDim.x) / C, tile0, tile1);
+        part_tiles(a.tiles, part_id, int(gridDim.x) / C, a.block_tiles, tile0, tile1);
     } else {
         ctile = int(blockIdx.x) % a.Kt;
         part_id = int(blockIdx.x) / a.Kt; // row split s of Sn
-        part_tiles(a.tiles, part_id, int(gridDim.x) / a.Kt, tile0, tile1);
+        part_tiles(a.tiles, part_id, int(gridDim.x) / a.Kt, a.block_tiles, tile0, tile1);
     }
     const int ntile = tile1 - tile0;
     const int r0 = wg * 64 + wq * 16 + g; // this thread's rows in a tile: r0, r0 + 8
@@ -465,23 +471,45 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         }
     };
 
+    // Partial statistics of this CTA into slice `slice`: comps ctile·128 + 64wg + 16wq + g (+8),
+    // features 8j + 2t (+1).
+    auto store_part = [&](int slice) {
+        float* P = a.part + (size_t(slice) * Kp + size_t(ctile) * kKc + r0) * FW;
+#pragma unroll
+        for (int j = 0; j < FW / 8; j++) {
+            *reinterpret_cast<float2*>(P + 8 * j + 2 * t) = make_float2(acc2[4 * j + 0], acc2[4 * j + 1]);
+            *reinterpret_cast<float2*>(P + 8 * FW + 8 * j + 2 * t) = make_float2(acc2[4 * j + 2], acc2[4 * j + 3]);
+        }
+    };
+    // Reproducible sums: local tiles [.., i_end) are done and tile i_end − 1 ends a block: its
+    // sums (from 0 at the block's first tile, in tile order) and Σ log2 Z leave, then restart.
+    auto flush_block = [&](int i_end) {
+        const int block = (tile0 + i_end - 1) / a.block_tiles;
+        store_part(block);
+#pragma unroll
+        for (int j = 0; j < FW / 2; j++) acc2[j] = 0.f;
+        if constexpr (!kLse) {
+            if (rank == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
+            ll = 0;
+        }
+    };
+    const bool by_block = a.block_tiles > 0;
     // (Running finish(i−1) after GEMM1(i) completes instead, which gives the exchange all of
     // GEMM1 to land, measured no faster on an H200: bench/results.)
-    run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [](int) {});
+    run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
+        if (by_block && i > 0 && (tile0 + i) % a.block_tiles == 0) flush_block(i);
+    });
     if constexpr (!kLse) {
         if (async_x) { // no CTA leaves while asynchronous stores of the cluster may be in flight
             cluster_arrive();
             cluster_wait();
         }
     }
-
-    // Partial statistics of this CTA: comps ctile·128 + 64wg + 16wq + g (+8), features 8j + 2t (+1).
-    float* P = a.part + (size_t(part_id) * Kp + size_t(ctile) * kKc + r0) * FW;
-#pragma unroll
-    for (int j = 0; j < FW / 8; j++) {
-        *reinterpret_cast<float2*>(P + 8 * j + 2 * t) = make_float2(acc2[4 * j + 0], acc2[4 * j + 1]);
-        *reinterpret_cast<float2*>(P + 8 * FW + 8 * j + 2 * t) = make_float2(acc2[4 * j + 2], acc2[4 * j + 3]);
+    if (by_block) {
+        if (ntile > 0) flush_block(ntile);
+        return;
     }
+    store_part(part_id);
     if constexpr (!kLse) {
         if (rank == 0) {
 #pragma unroll
@@ -601,7 +629,11 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
     if (tid == 0) {
         double tot = 0;
         for (int w = 0; w < kThreads / 32; w++) tot += red[w];
-        atomicAdd(a.loglik, tot * 0.69314718055994530942);
+        if (a.block_tiles > 0) { // reproducible sums: the tile's slot of its block (log2 units)
+            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
+        } else {
+            atomicAdd(a.loglik, tot * 0.69314718055994530942);
+        }
     }
 #else
     (void)a;

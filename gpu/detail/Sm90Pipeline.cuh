@@ -49,6 +49,19 @@ __device__ __forceinline__ void part_tiles(int tiles, int q, int Q, int& tile0, 
     tile1 = int(int64_t(tiles) * (q + 1) / Q);
 }
 
+/// Reproducible sums (block_tiles > 0): the same, in whole blocks of block_tiles tiles (one
+/// kReproducibleBlockRows block each), so that every block is summed by one part alone; the
+/// last block may be short. block_tiles = 0: part_tiles above.
+__device__ __forceinline__ void part_tiles(int tiles, int q, int Q, int block_tiles, int& tile0, int& tile1) {
+    if (block_tiles <= 0) {
+        part_tiles(tiles, q, Q, tile0, tile1);
+        return;
+    }
+    const int blocks = (tiles + block_tiles - 1) / block_tiles;
+    tile0 = min(tiles, int(int64_t(blocks) * q / Q) * block_tiles);
+    tile1 = min(tiles, int(int64_t(blocks) * (q + 1) / Q) * block_tiles);
+}
+
 /// The pipeline over ntile row tiles (local indices), stages full[0 .. NS): load(stage, i) fills
 /// a stage with local tile i (thread 0 only; the first NS are loaded by the caller's prologue),
 /// gemm1(stage), finish(i), gemm2(stage), epilogue(i, stage), after_gemm2(i) as described above.

@@ -96,6 +96,10 @@ struct Args {
     int Kt;           // component tiles = cluster size (≤ 8)
     float kinv;       // 1 / (s_x · s_w)
     int flush_tiles;  // accumulator → part every this many tiles
+    // Reproducible sums, as in sm90::Args: block_tiles > 0: whole blocks per cluster, each
+    // block's sums written to part slice `block` and its Σ log2 Z to llslots (flush_tiles unused).
+    int block_tiles;
+    double* llslots;
 };
 
 /// acc2 (+)= Rᵀ·X' for FW features (64-row tiles: 8 features of X' are 1024 bytes apart). wgmma
@@ -128,7 +132,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     const int P = 2 * C; // partials per row
     const int q = int(blockIdx.x) / C; // cluster q of gridDim.x / C
     int tile0, tile1;
-    part_tiles(a.tiles, q, int(gridDim.x) / C, tile0, tile1);
+    part_tiles(a.tiles, q, int(gridDim.x) / C, a.block_tiles, tile0, tile1);
     const int ntile = tile1 - tile0;
     const int r0 = wq * 16 + g;  // GEMM1: this thread's rows r0, r0 + 8 of a tile
     const int c0 = wg * 64;      // this warpgroup's components within the CTA
@@ -337,15 +341,36 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         first_flush = false;
     };
 
+    // Reproducible sums: tile i_end − 1 ends a block: its sums (from 0 at the block's first
+    // tile) → part slice `block`, its Σ log2 Z → the block's slots (threads of rank 0, wg 0).
+    auto flush_block = [&](int i_end) {
+        const int block = (tile0 + i_end - 1) / a.block_tiles;
+        double* Pp = a.part + (size_t(block) * Kp + size_t(rank) * kKc + c0 + wq * 16 + g) * FW;
+#pragma unroll
+        for (int j = 0; j < FW / 8; j++) {
+            *reinterpret_cast<double2*>(Pp + 8 * j + 2 * t) = make_double2(acc2[4 * j + 0], acc2[4 * j + 1]);
+            *reinterpret_cast<double2*>(Pp + 8 * FW + 8 * j + 2 * t) = make_double2(acc2[4 * j + 2], acc2[4 * j + 3]);
+            acc2[4 * j + 0] = acc2[4 * j + 1] = acc2[4 * j + 2] = acc2[4 * j + 3] = 0.f;
+        }
+        if (rank == 0 && wg == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
+        ll = 0;
+    };
+    const bool by_block = a.block_tiles > 0;
     int since_flush = 0;
     run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
-        if (i > 0 && ++since_flush == a.flush_tiles) {
+        if (by_block) {
+            if (i > 0 && (tile0 + i) % a.block_tiles == 0) flush_block(i);
+        } else if (i > 0 && ++since_flush == a.flush_tiles) {
             flush();
             since_flush = 0;
         }
     });
     cluster_arrive(); // no CTA leaves while asynchronous stores of the cluster may be in flight
     cluster_wait();
+    if (by_block) {
+        if (ntile > 0) flush_block(ntile);
+        return;
+    }
     flush();
     if (rank == 0) {
 #pragma unroll

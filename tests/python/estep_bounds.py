@@ -82,5 +82,27 @@ def estep_bounds(x, means, variances, log_weights, spherical, block, extra_delta
     else:
         fsq = grow(grow(rho, gamma(B + 5)), go)
         sum_sq = np.einsum("ik,ikj->kj", r * fsq, p)
-    return dict(l=l, r=r, lse=lse, N=r.sum(axis=0), p=p, dist=dist,
-                loglik=loglik.sum(), nk=nk, sum_x=sum_x, sum_sq=sum_sq)
+    return dict(l=l, r=r, lse=lse, N=r.sum(axis=0), p=p, dist=dist, delta=delta, rho=rho,
+                loglik_rows=loglik, loglik=loglik.sum(), nk=nk, sum_x=sum_x, sum_sq=sum_sq)
+
+
+def posterior_bounds(b):
+    """From estep_bounds' result b: bounds of score_samples (log p(x) per row) and of
+    predict_proba (GmmPosteriors, error_bounds.h EStepRowErrors::log_resp_bound: log r̃ =
+    fl(l̃_k − log p̃), then expf (1 ulp, so 2u with its rounding)) against exact arithmetic."""
+    ll = b["loglik_rows"]
+    f = b["delta"] + ll[:, None]
+    log_r = f + U * (1 + U) * (np.abs(b["l"] - b["lse"][:, None]) + f)
+    return ll, b["r"] * np.expm1(log_r + np.log1p(2 * U))
+
+
+def sklearn_delta(x, means, variances, log_weights, spherical):
+    """(K,) bound on sklearn's float64 log-densities against exact arithmetic: its
+    log det and Σ_j (x_j·p_j − μ_j·p_j)², p = √precision, are sums of ≤ 2d + 4 terms of
+    magnitude ≤ |log w| + ½ Σ_j (log 2π + |log σ²_j| + (|x_j| + |μ_j|)²/σ²_j), each with
+    a few roundings (the square root, the products): γ^double_{4d+16} of that (max over rows)."""
+    n, d = x.shape
+    var = np.repeat(variances[:, None], d, axis=1) if spherical else variances
+    mag = np.abs(log_weights) + 0.5 * np.sum(np.log(2 * np.pi) + np.abs(np.log(var)), axis=1)
+    quad = 0.5 * np.max(np.sum((np.abs(x)[:, None, :] + np.abs(means)[None]) ** 2 / var[None], axis=2), axis=0)
+    return gamma(4 * d + 16, U_DOUBLE) * (mag + quad)

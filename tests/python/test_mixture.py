@@ -10,7 +10,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import faiss_gmm
-from estep_bounds import U, U_DOUBLE, estep_bounds, gamma
+from estep_bounds import U, U_DOUBLE, estep_bounds, gamma, posterior_bounds, sklearn_delta
 from faiss_gmm import GaussianMixture
 
 N_ITER = 12
@@ -40,71 +40,35 @@ def sklearn_lower_bounds(x, k, cov, init, n_iter):
     return np.array(bounds), sk
 
 
-@pytest.mark.parametrize("cov", ["spherical", "diag", "full"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_matches_sklearn_iteration_by_iteration(blobs, cov, dtype):
-    x, labels, centers = blobs
-    k = centers.shape[0]
-    init = start(x, centers, cov)
-    ours = GaussianMixture(k, covariance_type=cov, max_iter=N_ITER, tol=0, **init)
-    ours.fit(x.astype(dtype))
-    ref, sk = sklearn_lower_bounds(x, k, cov, init, N_ITER)
-    assert ours.n_iter_ == N_ITER and len(ours.lower_bounds_) == N_ITER
-    # Tolerances of a whole run: argued, not rigorous. Both start from the same model; ours
-    # reads x as float32 (u|x| ≈ 1e-6 here) and each iteration adds the float E-step's error,
-    # bounded rigorously one step at a time in test_one_em_step_within_rounding_bounds_of_sklearn
-    # (worst case on such blobs: loglik 5e-5 relative, weights 3e-5 relative, means 1e-3
-    # absolute, variances 2e-3 relative, spherical, to 5e-2, diagonal: the dense path's float
-    # block sums of Σ r x²). These blobs are 12 sd apart: responsibilities are 0/1 to ~1e-9, the
-    # EM map contracts strongly and per-step differences do not accumulate; and rounding errors
-    # behave as a random walk (~√n·u, ~1e-6 relative), not the worst case. The tolerances sit
-    # between the two: exceeded while the one-step test passes would mean an accumulation to
-    # investigate, not a proven bug.
-    np.testing.assert_allclose(ours.lower_bounds_, ref, rtol=1e-4)
-    assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-4)
-    np.testing.assert_allclose(ours.weights_, sk.weights_, atol=1e-5)
-    np.testing.assert_allclose(ours.means_, sk.means_, atol=1e-3)
-    np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-3)
-    # Predictions on well-separated data: identical labels, matching posteriors.
-    np.testing.assert_array_equal(ours.predict(x), sk.predict(x))
-    np.testing.assert_allclose(ours.predict_proba(x), sk.predict_proba(x), atol=1e-4)
-    np.testing.assert_allclose(ours.score_samples(x), sk.score_samples(x), rtol=1e-4)
-    assert ours.score(x) == pytest.approx(sk.score(x), rel=1e-4)
-    assert ours.bic(x) == pytest.approx(sk.bic(x), rel=1e-4)
-    assert ours.aic(x) == pytest.approx(sk.aic(x), rel=1e-4)
+f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64)  # noqa: E731
 
 
-@pytest.mark.filterwarnings("ignore::faiss_gmm.ConvergenceWarning")
-@pytest.mark.parametrize("cov", ["spherical", "diag"])
-def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
-    """One E-step and M-step from the same model, against sklearn's float64 EM step,
-    each quantity within a rigorous bound: the float32 E-step's (estep_bounds, as
-    tests/error_bounds.h) carried through the M-step, plus float32 storage of the
-    result and sklearn's own float64 sums (γ^double_{n+8} of their magnitudes). The
-    rows are float32 values and their mirror images, so the data mean is exactly 0
-    and the engine's centering shifts nothing; the model's values are float32 too."""
-    x0, _, centers = blobs
-    f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64)
-    x = f32(np.vstack([x0, -x0]))
+def mirrored(blobs):
+    """The blobs' rows as float32 values and their mirror images, and the mirrored centers:
+    the data mean is exactly 0, so the engine's centering shifts nothing and the bounds of
+    estep_bounds (rows in the model's frame) apply to the rows as given."""
+    x0, labels, centers = blobs
+    return f32(np.vstack([x0, -x0])), np.concatenate([labels, labels + len(centers)]), np.vstack([centers, -centers])
+
+
+def assert_em_step_within_bounds(x, weights0, means0, variances0, ours, sk, cov):
+    """Our EM step and sklearn's float64 step, both from (weights0, means0, variances0)
+    (float32 values) on the float32 rows x (center 0): each quantity within a rigorous bound,
+    the float32 E-step's (estep_bounds, as tests/error_bounds.h) carried through the M-step,
+    plus float32 storage of the result, sklearn's own float64 sums (γ^double_{n+8} of their
+    magnitudes) and log-densities (sklearn_delta)."""
     n, d = x.shape
-    k = 2 * centers.shape[0]
-    rng = np.random.default_rng(7)
-    means0 = f32(np.vstack([centers, -centers]) + rng.standard_normal((k, d)))
-    prec = np.full(k, 0.5) if cov == "spherical" else np.full((k, d), 0.5)  # variance 2, exact in float
-    init = dict(means_init=means0, weights_init=np.full(k, 1.0 / k), precisions_init=prec)
-    ours = GaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, **init).fit(x)
-    sk = SkGaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, reg_covar=1e-6, **init)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sk.fit(x)
-    log_w = np.log(np.full(k, 1.0 / k))
-    # The engine holds log w in float32: <= u(|log w| + 1) off sklearn's (w or log w rounded).
-    b = estep_bounds(x, means0, 1.0 / prec, log_w, cov == "spherical", 256,
-                     extra_delta=1.01 * U * (np.abs(log_w) + 1))
+    spherical = cov == "spherical"
+    log_w = np.log(weights0)
+    # The engine holds log w in float32, normalized: <= u(|log w_k| + max_j |log w_j| + 1) off
+    # sklearn's log of the same weights (one rounding each, and the log of their sum).
+    extra = (1.01 * U * (np.abs(log_w) + np.abs(log_w).max() + 1)
+             + sklearn_delta(x, means0, variances0, log_w, spherical))
+    b = estep_bounds(x, means0, variances0, log_w, spherical, 256, extra_delta=extra)
     N = b["N"]
     sk_sum = gamma(n + 8, U_DOUBLE)  # sklearn's n-row float64 sums, relative to their magnitudes
     # log-likelihood of the starting model (mean over rows).
-    assert abs(ours.lower_bounds_[0] - sk.lower_bound_) <= (b["loglik"] + sk_sum * np.abs(b["lse"]).sum()) / n
+    assert abs(ours.lower_bounds_[-1] - sk.lower_bound_) <= (b["loglik"] + sk_sum * np.abs(b["lse"]).sum()) / n
     # Weights N_k/n: ours off by B_N/n, then float32 log w (u|log w|), then renormalized.
     w = N / n
     w_err = b["nk"] / n + w * 1.01 * U * (np.abs(np.log(w)) + 1)
@@ -121,7 +85,7 @@ def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
     shift = np.abs(mu - means0)
     shift_term = (2 * shift + mu_err) * mu_err
     p_new = np.einsum("ik,ij->kj", b["r"], x ** 2) / N[:, None] + 2 * mu_abs * np.abs(mu) + mu ** 2
-    if cov == "spherical":
+    if spherical:
         v_old = np.sum(b["r"] * b["dist"], axis=0) / N
         v_err = ((b["sum_sq"] + v_old * b["nk"]) / (N - b["nk"]) + shift_term.sum(axis=1)) / d
         v_sk = sk_sum * p_new.sum(axis=1) / d
@@ -131,6 +95,132 @@ def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
         v_sk = sk_sum * p_new
     v = sk.covariances_
     assert np.all(np.abs(ours.covariances_ - v) <= v_err + U * v + v_sk)
+
+
+def sklearn_at(model, cov):
+    """sklearn's GaussianMixture holding the parameters of our fitted `model` (no fit)."""
+    sk = SkGaussianMixture(model.n_components, covariance_type=cov)
+    sk.weights_, sk.means_, sk.covariances_ = model.weights_, model.means_, model.covariances_
+    sk.precisions_cholesky_ = 1.0 / np.sqrt(model.covariances_)
+    sk.precisions_ = 1.0 / model.covariances_
+    sk.converged_, sk.n_iter_, sk.lower_bound_ = True, model.n_iter_, model.lower_bound_
+    return sk
+
+
+def assert_posteriors_match_sklearn(model, x, cov):
+    """score_samples, predict_proba, predict, score, bic and aic of our fitted model against
+    sklearn's float64 evaluation of the same parameters, on float32 rows x (center 0):
+    within the bounds of both sides (posterior_bounds; sklearn_delta and its float64
+    log-sum-exp, γ^double_{K+8} of |log p| + 1)."""
+    n, d = x.shape
+    K = model.n_components
+    spherical = cov == "spherical"
+    w, means, var = model.weights_, model.means_, model.covariances_
+    log_w = np.log(w)
+    b = estep_bounds(x, means, var, log_w, spherical, 256,
+                     extra_delta=1.01 * U * (np.abs(log_w) + np.abs(log_w).max() + 1))
+    ll_ours, proba_ours = posterior_bounds(b)
+    sk_d = sklearn_delta(x, means, var, log_w, spherical)
+    ll_sk = sk_d.max() + gamma(K + 8, U_DOUBLE) * (np.abs(b["lse"]) + 1)
+    proba_sk = b["r"] * np.expm1(sk_d[None, :] + ll_sk[:, None]
+                                 + gamma(4, U_DOUBLE) * (np.abs(b["l"] - b["lse"][:, None]) + 1))
+    sk = sklearn_at(model, cov)
+    ll_tol = ll_ours + ll_sk
+    assert np.all(np.abs(model.score_samples(x) - sk.score_samples(x)) <= ll_tol)
+    # predict_proba returns float32: u·r more, and results below float32's smallest normal
+    # (2^-126) may come out 0 or subnormal: 2^-126 absolute.
+    proba_f32 = U * b["r"] + 2.0 ** -126
+    assert np.all(np.abs(model.predict_proba(x) - sk.predict_proba(x)) <= proba_ours + proba_sk + proba_f32)
+    # score: the mean (float64 sums on both sides); bic / aic: −2·n·score + a parameter count.
+    score_tol = ll_tol.sum() / n + 2 * gamma(n + 8, U_DOUBLE) * np.abs(b["lse"]).mean()
+    assert abs(model.score(x) - sk.score(x)) <= score_tol
+    size = 2 * n * (score_tol + U_DOUBLE * np.abs(b["lse"]).mean()) + 8 * U_DOUBLE * abs(sk.bic(x))
+    assert abs(model.bic(x) - sk.bic(x)) <= size
+    assert abs(model.aic(x) - sk.aic(x)) <= size
+    # predict: the same component wherever the top two log-densities are further apart than
+    # both sides' errors of them (here: every row, the blobs being far apart).
+    order = np.argsort(b["l"], axis=1)
+    top, second = order[:, -1], order[:, -2]
+    rows = np.arange(n)
+    err = b["delta"] + sk_d[None, :]
+    clear = b["l"][rows, top] - b["l"][rows, second] > err[rows, top] + err[rows, second]
+    assert clear.all()
+    np.testing.assert_array_equal(model.predict(x), sk.predict(x))
+
+
+@pytest.mark.filterwarnings("ignore::faiss_gmm.ConvergenceWarning")
+@pytest.mark.parametrize("cov", ["spherical", "diag"])
+def test_matches_sklearn_iteration_by_iteration(blobs, cov):
+    """A whole run of N_ITER iterations checked one EM step at a time: from the model ours
+    holds before each iteration, our step and sklearn's float64 step agree within the
+    rigorous one-step bound (assert_em_step_within_bounds), so nothing rests on an argument
+    about how errors accumulate over iterations; then our fitted model's posteriors against
+    sklearn's evaluation of the same parameters (assert_posteriors_match_sklearn). float64
+    and float32 input give the same float32 rows, hence the same model bit for bit."""
+    x, _, centers = mirrored(blobs)
+    n, d = x.shape
+    k = centers.shape[0]
+    rng = np.random.default_rng(1)
+    means0 = f32(centers + rng.standard_normal((k, d)))
+    var0 = np.full(k, 2.0) if cov == "spherical" else np.full((k, d), 2.0)  # exact in float32
+    model = (np.full(k, 1.0 / k), means0, var0)
+    init = dict(weights_init=model[0], means_init=model[1], precisions_init=1.0 / model[2])
+    ours = GaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, warm_start=True, **init)
+    ours32 = GaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, warm_start=True, **init)
+    for _ in range(N_ITER):
+        ours.fit(x)
+        ours32.fit(x.astype(np.float32))
+        for name in ("weights_", "means_", "covariances_", "lower_bound_"):
+            assert np.array_equal(getattr(ours, name), getattr(ours32, name)), name
+        sk = SkGaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, reg_covar=1e-6, weights_init=model[0],
+                               means_init=model[1], precisions_init=1.0 / model[2])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning after one iteration
+            sk.fit(x)
+        assert_em_step_within_bounds(x, *model, ours, sk, cov)
+        model = (ours.weights_, ours.means_, ours.covariances_)
+    assert_posteriors_match_sklearn(ours, x, cov)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_full_matches_sklearn_partition(blobs, dtype):
+    """Full covariances (their E-step's bound is C++ only: tests/test_full_covariance.cpp):
+    properties that need no tolerance. From the same start, ours and sklearn assign every row
+    to the same component, its own blob (the blobs are 12 sd apart, start() keeps their
+    order), and float64 and float32 input give the same model bit for bit."""
+    x, labels, centers = blobs
+    k = centers.shape[0]
+    init = start(x, centers, "full")
+    ours = GaussianMixture(k, covariance_type="full", max_iter=N_ITER, tol=0, **init).fit(x.astype(dtype))
+    other = GaussianMixture(k, covariance_type="full", max_iter=N_ITER, tol=0, **init)
+    other.fit(x.astype(np.float32 if dtype == np.float64 else np.float64))
+    assert np.array_equal(ours.means_, other.means_) and np.array_equal(ours.covariances_, other.covariances_)
+    _, sk = sklearn_lower_bounds(x, k, "full", init, N_ITER)
+    assert ours.n_iter_ == N_ITER and len(ours.lower_bounds_) == N_ITER
+    np.testing.assert_array_equal(ours.predict(x), sk.predict(x))
+    np.testing.assert_array_equal(ours.predict(x), labels)
+
+
+@pytest.mark.filterwarnings("ignore::faiss_gmm.ConvergenceWarning")
+@pytest.mark.parametrize("cov", ["spherical", "diag"])
+def test_one_em_step_within_rounding_bounds_of_sklearn(blobs, cov):
+    """One E-step and M-step from the same model against sklearn's float64 EM step, each
+    quantity within a rigorous bound (assert_em_step_within_bounds): the rows are float32
+    values and their mirror images, so the data mean is exactly 0 and the engine's
+    centering shifts nothing; the model's values are float32 too."""
+    x, _, centers = mirrored(blobs)
+    n, d = x.shape
+    k = centers.shape[0]
+    rng = np.random.default_rng(7)
+    means0 = f32(centers + rng.standard_normal((k, d)))
+    prec = np.full(k, 0.5) if cov == "spherical" else np.full((k, d), 0.5)  # variance 2, exact in float
+    init = dict(means_init=means0, weights_init=np.full(k, 1.0 / k), precisions_init=prec)
+    ours = GaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, **init).fit(x)
+    sk = SkGaussianMixture(k, covariance_type=cov, max_iter=1, tol=0, reg_covar=1e-6, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(x)
+    assert_em_step_within_bounds(x, np.full(k, 1.0 / k), means0, 1.0 / prec, ours, sk, cov)
 
 
 @pytest.mark.parametrize("cov", ["spherical", "diag", "full"])
@@ -188,15 +278,21 @@ def test_own_initialization_converges_and_separates(blobs):
     assert xs.shape == (100, x.shape[1]) and ls.shape == (100,)
 
 
+@pytest.mark.filterwarnings("ignore::faiss_gmm.ConvergenceWarning")
 def test_means_init_only(blobs):
-    """sklearn semantics: what is not given comes from the data."""
-    x, _, centers = blobs
+    """sklearn semantics: what is not given comes from the data. Both runs from the same means
+    end with the same partition (exact labels, no tolerance), and our fitted model's posteriors
+    match sklearn's evaluation of the same parameters within the bounds of both
+    (assert_posteriors_match_sklearn; mirrored rows: center 0)."""
+    x, _, centers = mirrored(blobs)
     k = centers.shape[0]
     gm = GaussianMixture(k, means_init=centers, max_iter=20, tol=1e-6).fit(x)
-    sk = SkGaussianMixture(k, covariance_type="spherical", means_init=centers, max_iter=20, tol=1e-6).fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = SkGaussianMixture(k, covariance_type="spherical", means_init=centers, max_iter=20, tol=1e-6).fit(x)
     np.testing.assert_array_equal(gm.predict(x), sk.predict(x))
-    # Argued as in test_matches_sklearn_iteration_by_iteration (a whole run, here 20 iterations).
-    assert gm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-4)
+    assert_posteriors_match_sklearn(gm, x, "spherical")
+    x, _, centers = blobs
     gm2 = GaussianMixture(k, weights_init=np.full(k, 1.0 / k), random_state=0, max_iter=20).fit(x)
     assert gm2.converged_
 
