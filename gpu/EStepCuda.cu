@@ -21,6 +21,7 @@
 #include "gpu/detail/BlockedEStep.h"
 #include "gpu/detail/CudaUtils.h"
 #include "gpu/detail/DeviceResources.h"
+#include "gpu/detail/FullEStep.h"
 #include "gpu/detail/HopperEStep.h"
 #include "gpu/detail/ModelEncoding.h"
 #include "gpu/detail/RowPipeline.h"
@@ -38,6 +39,10 @@ int cuda_device_count() {
         return 0;
     }
     return n;
+}
+
+bool full_covariance_supported(int64_t K, int64_t d) {
+    return d >= 1 && d <= kMaxFullDim && K >= 1 && K * d < (int64_t(1) << 31);
 }
 
 bool hopper_kernels_available(int device) {
@@ -105,6 +110,7 @@ struct EStepCuda::Worker {
     std::unique_ptr<RowPipeline> pipeline;
     std::unique_ptr<HopperEStep> hopper;
     std::unique_ptr<BlockedEStep> blocked;
+    std::unique_ptr<FullEStep> full; // full covariances (made for the first such model)
     ChunkAlgorithm* active = nullptr; // the current model's
     int64_t refined_components = 0;   // the current model's narrow components (em.refine)
     bool has_results = false;         // the last accumulate() gave this worker rows
@@ -132,7 +138,13 @@ struct EStepCuda::Worker {
         DeviceScope scope(device);
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(*stream));
         refined_components = em.refine ? int64_t(em.refine->narrow.size()) : 0;
-        if (em.hopper && hopper_ok) {
+        if (em.full) {
+            if (!full) {
+                full = std::make_unique<FullEStep>(device, options.fast_math, options.block_bytes,
+                                                   options.poison_buffers, sm_count, *stream);
+            }
+            active = full.get();
+        } else if (em.hopper && hopper_ok) {
             if (!hopper) hopper = std::make_unique<HopperEStep>(device, options, sm_count);
             active = hopper.get();
         } else {
@@ -164,7 +176,8 @@ struct EStepCuda::Worker {
         float ms = 0;
         FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, *t_begin, *t_end));
         report.gpu_ms = ms;
-        report.device_bytes = pipeline->device_bytes() + blocked->device_bytes() + (hopper ? hopper->device_bytes() : 0);
+        report.device_bytes = pipeline->device_bytes() + blocked->device_bytes() + (hopper ? hopper->device_bytes() : 0) +
+                              (full ? full->device_bytes() : 0);
         has_results = true;
     }
 
@@ -297,15 +310,24 @@ const char* EStepCuda::name() const { return name_; }
 
 void EStepCuda::set_model(const GmmModel& model, const float* center) {
     model.validate();
-    if (model.covariance_type == CovarianceType::Full) {
-        // No full-covariance kernel yet (issue 17): refuse rather than read the d·d factors as variances.
-        throw std::invalid_argument("EStepCuda::set_model: covariance_type = full is not supported by the CUDA "
-                                    "E-step yet (use the CPU E-step: Device::Cpu, or Device::Auto)");
-    }
     if (model.K != K_ || model.d != d_) {
         throw std::invalid_argument("EStepCuda::set_model: model is K=" + std::to_string(model.K) +
                                     ", d=" + std::to_string(model.d) + " but this E-step was built for K=" +
                                     std::to_string(K_) + ", d=" + std::to_string(d_));
+    }
+    if (model.covariance_type == CovarianceType::Full) {
+        // One algorithm for full covariances (detail/FullEStep.h), whatever options.algorithm says.
+        if (!full_covariance_supported(K_, d_)) {
+            throw std::invalid_argument("EStepCuda::set_model: covariance_type = full on the GPU needs d <= " +
+                                        std::to_string(kMaxFullDim) + " and K·d < 2^31 (this model: K=" +
+                                        std::to_string(K_) + ", d=" + std::to_string(d_) +
+                                        "); use the CPU E-step (Device::Cpu, or Device::Auto, which picks it)");
+        }
+        const EncodedModel em = encode_full_model(model, center);
+        for (auto& wk : workers_) wk->set_model(em);
+        covariance_type_ = model.covariance_type;
+        have_model_ = true;
+        return;
     }
     const bool diag = model.covariance_type == CovarianceType::Diagonal;
     const bool fast = options_.fast_math;

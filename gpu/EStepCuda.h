@@ -127,12 +127,22 @@ class EStepCuda : public EStep {
     char name_[32];
 };
 
+/// Full covariances (CovarianceType::Full) run one algorithm whatever `algorithm` says: per block of
+/// rows a GEMM against [U_1 … U_K], a fused squared-norm → log-density kernel, the responsibility
+/// kernel, an fp32 GEMM for N_k and Σ r x and a second-moment kernel (detail/FullEStep.h); fast_math
+/// makes the first GEMM TF32. d <= 128 (full_covariance_supported). Its log-densities are not refined
+/// (exact_log_densities applies to spherical and diagonal models).
+
 /// The backend make_estep() returns for Device::Cuda: every visible GPU,
 /// params.fast_math, params.chunk_size ignored (GPU chunks are sized by memory).
 std::unique_ptr<EStep> make_estep_cuda(const GmmParams& params, int64_t K, int64_t d);
 
 /// Number of visible CUDA GPUs; 0 when there is no driver or no GPU. Never throws.
 int cuda_device_count();
+
+/// True when the CUDA E-step computes full-covariance models of this shape (d <= 128 and K·d < 2^31:
+/// detail/FullEStep.h). Device::Auto runs other full models on the CPU. Never throws.
+bool full_covariance_supported(int64_t K, int64_t d);
 
 /// True when GPU `device` is a Hopper (compute capability 9.0) and this build carries the sm_90a
 /// kernels of EStepCudaAlgorithm::Hopper (FAISS_GMM_CUDA_ARCHITECTURES has "90a"). Never throws.

@@ -1,0 +1,120 @@
+// Kernels of the full-covariance E-step (FullEStep.h, issue 17). Per block of B rows:
+//  1. cuBLAS: P = X_c·[U_1 … U_K] (B × K·d, fp32 output; fp32 or TF32 products), X_c the
+//     centered rows, U_k the precision's upper Cholesky factor (FullModelEncoding.h);
+//  2. full_log_density_kernel: the squared norm of each d-wide slice of P minus μ_kᵀU_k,
+//     fused into the log2-density per (row, component) (B × K);
+//  3. blocked_responsibilities_kernel (BlockedKernels.cuh): log-sum-exp, responsibilities in
+//     place, Σ ln Z;
+//  4. cuBLAS (fp32): Rᵀ·[x | 1] → Σ r x and N_k;
+//  5. full_second_moment_kernel: Σ r (x − μ_k)(x − μ_k)ᵀ per component, the packed upper
+//     triangle SufficientStats uses, in fp32 over the block, added to double sums.
+// Memory O(B·K·d + K·d²): nothing of size N × K·d exists.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace faiss_gmm::gpu::detail {
+
+/// S[b][k] = logc2_k − ½·log2(e)·Σ_j (P[b][k·d + j] − mproj[k·d + j])², b < n, k < K (columns
+/// K..ldS−1 are left to the responsibility kernel). One warp per row; the 32 components of
+/// one round are stored together (coalesced).
+__global__ void __launch_bounds__(256) full_log_density_kernel(const float* __restrict__ P, int n, int K, int d,
+                                                               const float* __restrict__ mproj,
+                                                               const float* __restrict__ logc2,
+                                                               float* __restrict__ S, int ldS) {
+    const int row = blockIdx.x * 8 + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= n) return;
+    const float* pr = P + size_t(row) * size_t(K) * size_t(d);
+    float* sr = S + size_t(row) * ldS;
+    float mine = 0.f; // lane l keeps the value of component (round·32 + l)
+    for (int k = 0; k < K; k++) {
+        const float* p = pr + size_t(k) * d;
+        const float* m = mproj + size_t(k) * d;
+        float q = 0.f;
+        for (int j = lane; j < d; j += 32) {
+            const float y = p[j] - m[j];
+            q = fmaf(y, y, q);
+        }
+        for (int off = 16; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off);
+        if (lane == (k & 31)) mine = fmaf(-0.72134752044448170368f, q, logc2[k]); // ½·log2(e)
+        if ((k & 31) == 31 || k == K - 1) {
+            const int kk = (k & ~31) + lane;
+            if (kk <= k) sr[kk] = mine;
+        }
+    }
+}
+
+/// Rows of the second-moment kernel's shared tile (and its skip test: a tile whose rows all
+/// have r = 0 for the component costs one read of its responsibilities).
+constexpr int kMomentRows = 32;
+
+/// acc[k·nsq + sq_index(a, b)] += Σ_rows r_bk (x_ba − μ_ka)(x_bb − μ_kb), a <= b < d <= 128:
+/// one CTA per (component k = blockIdx.x, segment blockIdx.y of seg_rows rows). Each thread
+/// owns an 8 × 8 piece of the d × d product (rows ty + 16p, columns tx + 16q) in fp32
+/// registers over the segment; the tile z = √r·(x − μ_k) (kMomentRows × 128) is in shared
+/// memory. F: centered rows, stride ldF; R: responsibilities, stride ldR.
+__global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __restrict__ F, int ldF, int n, int d,
+                                                                 const float* __restrict__ R, int ldR,
+                                                                 const float* __restrict__ means, int seg_rows,
+                                                                 double* __restrict__ acc) {
+    __shared__ float z[kMomentRows][128];
+    __shared__ float sr[kMomentRows];
+    const int k = blockIdx.x;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int begin = blockIdx.y * seg_rows;
+    const int end = min(n, begin + seg_rows);
+    const float* mu = means + size_t(k) * d;
+    float c[8][8];
+#pragma unroll
+    for (int p = 0; p < 8; p++)
+#pragma unroll
+        for (int q = 0; q < 8; q++) c[p][q] = 0.f;
+    for (int row0 = begin; row0 < end; row0 += kMomentRows) {
+        int any = 0;
+        if (threadIdx.x < kMomentRows) {
+            const int b = row0 + threadIdx.x;
+            const float r = b < end ? R[size_t(b) * ldR + k] : 0.f;
+            sr[threadIdx.x] = sqrtf(r);
+            any = r > 0.f;
+        }
+        if (!__syncthreads_or(any)) continue; // (also orders sr before its reads below)
+        for (int e = threadIdx.x; e < kMomentRows * 128; e += 256) {
+            const int i = e >> 7, j = e & 127;
+            const int b = row0 + i;
+            z[i][j] = (b < end && j < d) ? sr[i] * (F[size_t(b) * ldF + j] - mu[j]) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int i = 0; i < kMomentRows; i++) {
+            float a[8], bb[8];
+#pragma unroll
+            for (int p = 0; p < 8; p++) a[p] = z[i][ty + 16 * p];
+#pragma unroll
+            for (int q = 0; q < 8; q++) bb[q] = z[i][tx + 16 * q];
+#pragma unroll
+            for (int p = 0; p < 8; p++)
+#pragma unroll
+                for (int q = 0; q < 8; q++) c[p][q] = fmaf(a[p], bb[q], c[p][q]);
+        }
+        __syncthreads(); // z and sr are rewritten by the next tile
+    }
+    const int64_t nsq = int64_t(d) * (d + 1) / 2;
+    double* out = acc + size_t(k) * nsq;
+#pragma unroll
+    for (int p = 0; p < 8; p++) {
+        const int a = ty + 16 * p;
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            const int b = tx + 16 * q;
+            // packed upper triangle, row by row (SufficientStats::sq_index)
+            if (a < d && b < d && a <= b && c[p][q] != 0.f) {
+                atomicAdd(out + (int64_t(a) * d - int64_t(a) * (a - 1) / 2 + (b - a)), double(c[p][q]));
+            }
+        }
+    }
+}
+
+} // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,36 @@
+// Host-only encoding of a full-covariance model for the CUDA E-step (FullModelEncoding.h).
+#include "gpu/detail/FullModelEncoding.h"
+
+#include <stdexcept>
+
+namespace faiss_gmm::gpu::detail {
+
+FullModel encode_full(const GmmModel& model) {
+    if (model.covariance_type != CovarianceType::Full) throw std::logic_error("encode_full: not a full model");
+    constexpr double kLog2e = 1.4426950408889634074;
+    FullModel fm;
+    const int64_t K = model.K, d = model.d;
+    fm.K = K;
+    fm.d = d;
+    fm.means = model.means;
+    fm.w.assign(size_t(K * d) * d, 0.f);
+    fm.mproj.assign(size_t(K * d), 0.f);
+    const std::vector<double> c = model.log_constants();
+    fm.logc2.resize(size_t(K));
+    for (int64_t k = 0; k < K; k++) {
+        const float* U = model.precision_cholesky(k);
+        const float* mu = model.means.data() + k * d;
+        for (int64_t j = 0; j < d; j++) {
+            double m = 0;
+            for (int64_t i = 0; i <= j; i++) {
+                fm.w[size_t((k * d + j) * d + i)] = U[i * d + j];
+                m += double(mu[i]) * double(U[i * d + j]);
+            }
+            fm.mproj[size_t(k * d + j)] = float(m);
+        }
+        fm.logc2[size_t(k)] = float(kLog2e * c[size_t(k)]);
+    }
+    return fm;
+}
+
+} // namespace faiss_gmm::gpu::detail
