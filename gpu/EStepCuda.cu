@@ -140,7 +140,11 @@ struct EStepCuda::Worker {
         refined_components = em.refine ? int64_t(em.refine->narrow.size()) : 0;
         if (em.full) {
             if (!full) {
-                full = std::make_unique<FullEStep>(device, options.fast_math, options.block_bytes,
+                // The fused tensor-core kernel (mma.sync: sm_80 and later) unless Blocked is asked for.
+                int major = 0;
+                FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+                const bool fused = options.algorithm != EStepCudaAlgorithm::Blocked && major >= 8;
+                full = std::make_unique<FullEStep>(device, options.fast_math, fused, options.block_bytes,
                                                    options.poison_buffers, sm_count, *stream);
             }
             active = full.get();

@@ -69,7 +69,7 @@ struct EStepCudaReport {
     size_t device_bytes = 0;      ///< bytes this backend holds on the GPU (model, chunk and staging buffers)
     size_t pinned_bytes = 0;      ///< pinned host staging bytes
     double h2d_bytes = 0;         ///< bytes copied host → device
-    const char* algorithm = "";   ///< algorithm that ran: "blocked" or "hopper"
+    const char* algorithm = "";   ///< algorithm that ran: "blocked", "hopper", "full-fused" or "full-blocked"
     double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
     int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
     int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
@@ -127,11 +127,13 @@ class EStepCuda : public EStep {
     char name_[32];
 };
 
-/// Full covariances (CovarianceType::Full) run one algorithm whatever `algorithm` says: per block of
-/// rows a GEMM against [U_1 … U_K], a fused squared-norm → log-density kernel, the responsibility
-/// kernel, an fp32 GEMM for N_k and Σ r x and a second-moment kernel (detail/FullEStep.h); fast_math
-/// makes the first GEMM TF32. d <= 128 (full_covariance_supported). Its log-densities are not refined
-/// (exact_log_densities applies to spherical and diagonal models).
+/// Full covariances (CovarianceType::Full, d <= 128: full_covariance_supported) run
+/// detail/FullEStep.h: its log-densities come from a fused tensor-core kernel (sm_80+; fp16 products
+/// in fast mode, three hi/lo fp16 products in accurate mode; EStepCudaReport::algorithm "full-fused")
+/// under Auto or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32)
+/// and a squared-norm kernel ("full-blocked"); then the responsibilities, an fp32 GEMM for N_k and
+/// Σ r x, and a second-moment kernel. Its log-densities are not refined (exact_log_densities applies
+/// to spherical and diagonal models).
 
 /// The backend make_estep() returns for Device::Cuda: every visible GPU,
 /// params.fast_math, params.chunk_size ignored (GPU chunks are sized by memory).

@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "gpu/detail/BlockedKernels.cuh"
+#include "gpu/detail/FullFusedKernel.cuh"
 #include "gpu/detail/FullKernels.cuh"
 #include "gpu/detail/FullModelEncoding.h"
 #include "gpu/detail/heuristics.h"
@@ -21,8 +23,10 @@ void upload(DeviceBuffer& buf, int device, const std::vector<T>& v) {
 }
 } // namespace
 
-FullEStep::FullEStep(int device, bool fast, int64_t block_bytes, bool poison, int sm_count, cudaStream_t stream)
-        : device_(device), fast_(fast), poison_(poison), block_bytes_(block_bytes), sm_count_(sm_count) {
+FullEStep::FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count,
+                     cudaStream_t stream)
+        : device_(device), fast_(fast), fused_(fused), poison_(poison), block_bytes_(block_bytes),
+          sm_count_(sm_count) {
     FAISS_GMM_CUBLAS_CHECK(cublasCreate(&cublas_));
     FAISS_GMM_CUBLAS_CHECK(cublasSetStream(cublas_, stream));
 }
@@ -37,7 +41,8 @@ FullEStep::~FullEStep() {
 double FullEStep::bytes_per_row(const EncodedModel& em) const {
     // the raw rows (double-buffered, float32 worst case) and the features; the block buffers are
     // sized by block_bytes, not per chunk row
-    return blocked_bytes_per_row(em.full->d, round_up(em.full->d + 2, 4));
+    const double halves = fused_ ? double(em.full->DP) * 2 * (fast_ ? 1 : 2) + 4 : 0; // Xh, Xl, 1/s_row
+    return blocked_bytes_per_row(em.full->d, round_up(em.full->d + 2, 4)) + halves;
 }
 
 void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t) {
@@ -47,8 +52,10 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
     ldx_ = round_up(d_ + 2, 4); // [x − c | 1 | ‖x − c‖²] (blocked_features_kernel), 16-byte rows
     Kp_ = round_up(K_, 4);
     nsq_ = d_ * (d_ + 1) / 2;
-    // Rows per block: block × K·d projections in block_bytes, at least 32 rows, at most a chunk.
-    block_rows_ = std::clamp<int64_t>(block_bytes_ / (K_ * d_ * 4), 32, std::max<int64_t>(32, chunk_rows));
+    // Rows per block: the block's buffers in block_bytes (blocked: the block × K·d projections;
+    // fused: the block × K log-densities), at least 32 rows, at most a chunk.
+    const int64_t row_bytes = fused_ ? Kp_ * 4 : K_ * d_ * 4;
+    block_rows_ = std::clamp<int64_t>(block_bytes_ / row_bytes, 32, std::max<int64_t>(32, chunk_rows));
     center_.allocate(device_, size_t(d_) * 4, false);
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(center_.get(), em.center.data(), size_t(d_) * 4, cudaMemcpyHostToDevice));
     upload(W_, device_, fm.w);
@@ -57,7 +64,18 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
     upload(means_, device_, fm.means);
     upload(zeros_, device_, std::vector<float>(size_t(Kp_), 0.f));
     F_.allocate(device_, size_t(chunk_rows) * ldx_ * 4, poison_);
-    P_.allocate(device_, size_t(block_rows_) * K_ * d_ * 4, poison_);
+    if (fused_) {
+        DP_ = fm.DP;
+        upload(Wh_, device_, fm.wh);
+        if (!fast_) upload(Wl_, device_, fm.wl);
+        upload(kinv_, device_, fm.kinv);
+        upload(mpad_, device_, fm.mproj_padded);
+        Xh_.allocate(device_, size_t(chunk_rows) * DP_ * 2, poison_);
+        if (!fast_) Xl_.allocate(device_, size_t(chunk_rows) * DP_ * 2, poison_);
+        rinv_.allocate(device_, size_t(chunk_rows) * 4, poison_);
+    } else {
+        P_.allocate(device_, size_t(block_rows_) * K_ * d_ * 4, poison_);
+    }
     S_.allocate(device_, size_t(block_rows_) * Kp_ * 4, poison_);
     tmp_.allocate(device_, size_t(Kp_) * ldx_ * 4, poison_);
     acc_.allocate(device_, size_t(Kp_) * ldx_ * 8, poison_);
@@ -84,22 +102,18 @@ void FullEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
     blocked_features_kernel<Tin><<<unsigned((nc + 7) / 8), 256, 0, stream>>>(x, int(nc), int(d_), center_.as<float>(),
                                                                              0, int(ldx_), F_.as<float>());
     FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_features_kernel");
+    if (fused_) {
+        full_half_rows_kernel<<<unsigned((nc + 7) / 8), 256, 0, stream>>>(
+                F_.as<float>(), int(ldx_), int(nc), int(d_), DP_, Xh_.as<__half>(), fast_ ? nullptr : Xl_.as<__half>(),
+                rinv_.as<float>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_half_rows_kernel");
+    }
     const float one = 1.f, zero = 0.f;
-    const int Kd = int(K_ * d_);
     for (int64_t b0 = 0; b0 < nc; b0 += block_rows_) {
         const int64_t nb = std::min(block_rows_, nc - b0);
         const float* Fb = F_.as<float>() + size_t(b0) * ldx_;
-        // P (K·d × nb, column-major) = Wᵀ·F: every component's projections of the block's rows.
-        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, Kd, int(nb), int(d_), &one, W_.get(),
-                                            CUDA_R_32F, int(d_), Fb, CUDA_R_32F, int(ldx_), &zero, P_.get(),
-                                            CUDA_R_32F, Kd,
-                                            fast_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-                                            CUBLAS_GEMM_DEFAULT));
+        log_densities(b0, nb, stream);
         const unsigned grid = unsigned((nb + 7) / 8);
-        full_log_density_kernel<<<grid, 256, 0, stream>>>(P_.as<float>(), int(nb), int(K_), int(d_),
-                                                          mproj_.as<float>(), logc2_.as<float>(), S_.as<float>(),
-                                                          int(Kp_));
-        FAISS_GMM_CUDA_CHECK_LAUNCH("full_log_density_kernel");
         blocked_responsibilities_kernel<<<grid, 256, 0, stream>>>(S_.as<float>(), int(nb), int(K_), int(Kp_),
                                                                   zeros_.as<float>(), zeros_.as<float>(), Fb,
                                                                   int(ldx_), -1, loglik_.as<double>());
@@ -126,6 +140,70 @@ void FullEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
     }
 }
 
+namespace {
+/// The fused kernel for one (DP, split) instance: its shared memory opted in once per process.
+template <int DP, bool kSplit>
+void launch_fused(dim3 grid, cudaStream_t stream, const __half* Xh, const __half* Xl, const float* rinv, int n,
+                  const __half* Wh, const __half* Wl, const float* kinv, const float* mp, const float* logc2, int K,
+                  int kc, float* S, int ldS) {
+    const size_t smem = full_fused_smem_bytes(DP, kSplit);
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(full_fused_log_density_kernel<DP, kSplit>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    full_fused_log_density_kernel<DP, kSplit>
+            <<<grid, 256, smem, stream>>>(Xh, Xl, rinv, n, Wh, Wl, kinv, mp, logc2, K, kc, S, ldS);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("full_fused_log_density_kernel");
+}
+} // namespace
+
+void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
+    if (!fused_) {
+        // P (K·d × nb, column-major) = Wᵀ·F: every component's projections of the block's rows.
+        const float one = 1.f, zero = 0.f;
+        const int Kd = int(K_ * d_);
+        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, Kd, int(nb), int(d_), &one, W_.get(),
+                                            CUDA_R_32F, int(d_), F_.as<float>() + size_t(b0) * ldx_, CUDA_R_32F,
+                                            int(ldx_), &zero, P_.get(), CUDA_R_32F, Kd,
+                                            fast_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT));
+        const dim3 grid(unsigned((nb + kDensityRows - 1) / kDensityRows),
+                        unsigned((K_ + kDensityComponents - 1) / kDensityComponents));
+        full_log_density_kernel<<<grid, 256, 0, stream>>>(P_.as<float>(), int(nb), int(K_), int(d_),
+                                                          mproj_.as<float>(), logc2_.as<float>(), S_.as<float>(),
+                                                          int(Kp_));
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_log_density_kernel");
+        return;
+    }
+    // Row tiles × component ranges (multiples of a staged round): about two CTAs per SM when the
+    // block has few row tiles.
+    const int64_t tiles = (nb + kFusedRows - 1) / kFusedRows;
+    const int64_t rounds = (K_ + kFusedRound - 1) / kFusedRound;
+    const int64_t ksplit = std::clamp<int64_t>((2 * sm_count_ + tiles - 1) / tiles, 1, rounds);
+    const int kc = int((rounds + ksplit - 1) / ksplit * kFusedRound);
+    const dim3 grid(unsigned(tiles), unsigned((K_ + kc - 1) / kc));
+    const __half* Xh = Xh_.as<__half>() + size_t(b0) * DP_;
+    const __half* Xl = fast_ ? nullptr : Xl_.as<__half>() + size_t(b0) * DP_;
+    const float* rinv = rinv_.as<float>() + b0;
+    const auto* Wh = Wh_.as<__half>();
+    const auto* Wl = fast_ ? nullptr : Wl_.as<__half>();
+    auto go = [&](auto dp, auto split) {
+        launch_fused<decltype(dp)::value, decltype(split)::value>(grid, stream, Xh, Xl, rinv, int(nb), Wh, Wl,
+                                                                  kinv_.as<float>(), mpad_.as<float>(),
+                                                                  logc2_.as<float>(), int(K_), kc, S_.as<float>(),
+                                                                  int(Kp_));
+    };
+    auto with_dp = [&](auto split) {
+        switch (DP_) {
+            case 32: return go(std::integral_constant<int, 32>(), split);
+            case 64: return go(std::integral_constant<int, 64>(), split);
+            case 96: return go(std::integral_constant<int, 96>(), split);
+            case 128: return go(std::integral_constant<int, 128>(), split);
+        }
+        throw std::logic_error("FullEStep: no fused kernel for DP = " + std::to_string(DP_));
+    };
+    if (fast_) with_dp(std::false_type());
+    else with_dp(std::true_type());
+}
+
 void FullEStep::download(cudaStream_t stream) {
     h_acc_.resize(size_t(Kp_) * ldx_);
     h_acc2_.resize(size_t(K_) * nsq_);
@@ -150,7 +228,8 @@ void FullEStep::add_to(SufficientStats& stats) const {
 
 size_t FullEStep::device_bytes() const {
     return center_.bytes() + W_.bytes() + mproj_.bytes() + logc2_.bytes() + means_.bytes() + zeros_.bytes() +
-           F_.bytes() + P_.bytes() + S_.bytes() + tmp_.bytes() + acc_.bytes() + acc2_.bytes() + loglik_.bytes();
+           F_.bytes() + P_.bytes() + S_.bytes() + tmp_.bytes() + acc_.bytes() + acc2_.bytes() + loglik_.bytes() +
+           Wh_.bytes() + Wl_.bytes() + kinv_.bytes() + mpad_.bytes() + Xh_.bytes() + Xl_.bytes() + rinv_.bytes();
 }
 
 } // namespace faiss_gmm::gpu::detail

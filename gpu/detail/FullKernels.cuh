@@ -17,32 +17,47 @@
 
 namespace faiss_gmm::gpu::detail {
 
-/// S[b][k] = logc2_k − ½·log2(e)·Σ_j (P[b][k·d + j] − mproj[k·d + j])², b < n, k < K (columns
-/// K..ldS−1 are left to the responsibility kernel). One warp per row; the 32 components of
-/// one round are stored together (coalesced).
+/// Rows (one per warp) and components of a CTA of full_log_density_kernel: the grid covers the
+/// block's rows × components, so a block of a few hundred rows still fills the GPU.
+constexpr int kDensityRows = 8;
+constexpr int kDensityComponents = 64; // a multiple of 32: each round of 32 is stored together
+
+/// Blocked path: S[b][k] = logc2_k − ½·log2(e)·Σ_j (P[b][k·d + j] − mproj[k·d + j])², b < n, k < K
+/// (columns K..ldS−1 are left to the responsibility kernel). One warp per (row, component range);
+/// four components at a time (independent loads in flight); the 32 values of a round are stored together.
 __global__ void __launch_bounds__(256) full_log_density_kernel(const float* __restrict__ P, int n, int K, int d,
                                                                const float* __restrict__ mproj,
                                                                const float* __restrict__ logc2,
                                                                float* __restrict__ S, int ldS) {
-    const int row = blockIdx.x * 8 + threadIdx.x / 32;
+    const int row = blockIdx.x * kDensityRows + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
+    const int k0 = blockIdx.y * kDensityComponents, k1 = min(K, k0 + kDensityComponents);
     if (row >= n) return;
     const float* pr = P + size_t(row) * size_t(K) * size_t(d);
     float* sr = S + size_t(row) * ldS;
     float mine = 0.f; // lane l keeps the value of component (round·32 + l)
-    for (int k = 0; k < K; k++) {
-        const float* p = pr + size_t(k) * d;
-        const float* m = mproj + size_t(k) * d;
-        float q = 0.f;
+    for (int kb = k0; kb < k1; kb += 4) {
+        float q[4] = {0.f, 0.f, 0.f, 0.f};
         for (int j = lane; j < d; j += 32) {
-            const float y = p[j] - m[j];
-            q = fmaf(y, y, q);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                if (kb + u < k1) {
+                    const float y = pr[size_t(kb + u) * d + j] - mproj[size_t(kb + u) * d + j];
+                    q[u] = fmaf(y, y, q[u]);
+                }
+            }
         }
-        for (int off = 16; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off);
-        if (lane == (k & 31)) mine = fmaf(-0.72134752044448170368f, q, logc2[k]); // ½·log2(e)
-        if ((k & 31) == 31 || k == K - 1) {
-            const int kk = (k & ~31) + lane;
-            if (kk <= k) sr[kk] = mine;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int k = kb + u;
+            if (k >= k1) break;
+            float v = q[u];
+            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+            if (lane == (k & 31)) mine = fmaf(-0.72134752044448170368f, v, logc2[k]); // ½·log2(e)
+            if ((k & 31) == 31 || k == k1 - 1) {
+                const int kk = (k & ~31) + lane;
+                if (kk <= k) sr[kk] = mine;
+            }
         }
     }
 }

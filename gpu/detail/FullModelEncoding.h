@@ -20,6 +20,13 @@ struct FullModel {
     std::vector<float> mproj; ///< K·d: μ_kᵀU_k
     std::vector<float> logc2; ///< K: log2(e)·(log w_k − d/2 log 2π + Σ_j log U_k,jj)
     std::vector<float> means; ///< K × d: μ_k (the second moments are about them)
+    // The fused kernel's operands (FullFusedKernel.cuh): U_k in fp16 with a power-of-two scale s_k
+    // (max|U_k|·s_k in [2^13, 2^14): exact to undo, far from fp16's overflow), transposed and padded
+    // to DP × DP, split in hi = fp16(v) and lo = fp16(v − hi) for the accurate kernel.
+    int DP = 0;                  ///< d rounded up to a multiple of 32 (the kernel's instantiations)
+    std::vector<uint16_t> wh, wl; ///< K × DP × DP halves: [k][j][i] = s_k·U_k[i][j] (hi, lo); zero padding
+    std::vector<float> kinv;     ///< K: 1/s_k
+    std::vector<float> mproj_padded; ///< K × DP: mproj with zero padding
 };
 FullModel encode_full(const GmmModel& model);
 

@@ -36,18 +36,31 @@ double gamma(double n, double u = kU) { return n * u / (1 - n * u); }
 
 bool have_gpu() { return gpu::cuda_device_count() > 0; }
 
-/// Rows of the test's block: FullEStep::set_model takes block_bytes / (4·K·d) rows, at least 32
-/// (and at most a chunk); the bound uses this upper limit for the float sums over a block.
-int64_t max_block_rows(const EStepCudaOptions& o, int64_t K, int64_t d) {
-    return std::max<int64_t>(32, o.block_bytes / (4 * K * d));
+/// Rows of a block: FullEStep::set_model takes block_bytes / (4·K·d) (blocked) or block_bytes /
+/// (4·K rounded up to 4) (fused) rows, at least 32; the bound uses this upper limit for the float
+/// sums over a block.
+int64_t max_block_rows(const EStepCudaOptions& o, int64_t n, int64_t K) {
+    return std::min<int64_t>(n, std::max<int64_t>(32, o.block_bytes / (4 * K)));
+}
+
+/// How the log-densities were computed (EStepCudaOptions::algorithm: Blocked, else fused).
+enum class Path { BlockedFp32, BlockedTf32, FusedFp16, FusedSplit };
+Path path_of(const EStepCudaOptions& o) {
+    const bool blocked = o.algorithm == gpu::EStepCudaAlgorithm::Blocked;
+    return blocked ? (o.fast_math ? Path::BlockedTf32 : Path::BlockedFp32)
+                   : (o.fast_math ? Path::FusedFp16 : Path::FusedSplit);
 }
 
 /// Bounds of |GPU − exact| for every statistic, from the GPU's arithmetic (FullKernels.cuh),
 /// per (row n, component k), x' = x − c (rounded once in float: u), U = U_k, m = μ_kᵀU rounded (u):
-///  * projections p_j = Σ_i x'_i U_ij: accurate, fp32 products summed in any order (γ_d); fast,
-///    TF32 inputs (each rounded by 2^-11) with a tensor-core fp32 sum (2u per addition allowed, for
-///    truncating accumulators): |Δp_j| <= e_p·a_j, a_j = Σ_i |x'_i||U_ij|, e_p = γ_d or
-///    (1 + 2^-11)² (1 + γ_d(2u)) − 1, plus the rounding of x' (u·a_j);
+///  * projections p_j = Σ_i x'_i U_ij, |Δp_j| <= e_p·a_j + abs_j, a_j = Σ_i |x'_i||U_ij|, plus the
+///    rounding of x' (u·a_j). Tensor-core sums are allowed 2u per addition (truncating accumulators):
+///    blocked fp32: e_p = γ_d; blocked TF32 and fused fp16: operands rounded by 2^-11 each,
+///    e_p = (1 + 2^-11)² (1 + γ_d(2u)) − 1; fused split (hi + lo halves, three products): each operand
+///    within 2^-22 of its value after the split, lo·lo dropped (2^-22): e_p = 3·2^-22 + γ_{3d}(2u).
+///    Fused operands are scaled by powers of two putting their largest entry near 2^14 (row by row,
+///    component by component), so fp16's underflow costs at most 2^-25 scaled = 2^-37 of that
+///    largest entry per operand: abs_j = 2^-36 (max|U_k|·Σ_i|x'_i| + max|x'|·Σ_i|U_ij|);
 ///  * y_j = p_j − m_j in float: δy_j = (1 + u)(|Δp_j| + u|m_j|) + u|y_j|;
 ///  * q = Σ y² in float (any order): |Δq| <= γ_d Σ ŷ² + Σ (2|y_j| δy_j + δy_j²), Σ ŷ² <= q + that sum;
 ///  * log2 p = fma(−½log2 e, q̂, c₂) with c₂ and ½log2 e rounded: |Δ ln p| <= ½(1 + 3u)(|Δq| + u q)
@@ -69,14 +82,20 @@ struct FullBound {
     double worst_rel_r = 0; // the largest relative bound of a responsibility > 1e-3 (how tight)
 };
 
-FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, const std::vector<float>& x, bool fast,
+FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, const std::vector<float>& x, Path path,
                            int64_t block_rows) {
     const int64_t K = m.K, d = m.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
     FullBound fb;
     fb.tol.reset(K, d, CovarianceType::Full);
     const std::vector<double> c = m.log_constants();
-    const double ep = fast ? (1 + std::ldexp(1.0, -11)) * (1 + std::ldexp(1.0, -11)) * (1 + gamma(double(d), 2 * kU)) - 1
-                           : gamma(double(d));
+    const double h = std::ldexp(1.0, -11);
+    const double ep = path == Path::BlockedFp32  ? gamma(double(d))
+                      : path == Path::FusedSplit ? 3 * std::ldexp(1.0, -22) + gamma(double(3 * d), 2 * kU)
+                                                 : (1 + h) * (1 + h) * (1 + gamma(double(d), 2 * kU)) - 1;
+    const bool fused = path == Path::FusedFp16 || path == Path::FusedSplit;
+    std::vector<double> umax(K, 0.0);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t i = 0; i < d * d; i++) umax[k] = std::max(umax[k], std::fabs(double(m.precision_cholesky(k)[i])));
     const double gb = gamma(double(block_rows)), gk = gamma(double(K));
     std::vector<double> xp(d), logp(K), err(K), slack(K, 0.0), diff(d);
     std::vector<double> mproj(size_t(K * d));
@@ -89,19 +108,25 @@ FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, co
         }
     }
     for (int64_t r = 0; r < n; r++) {
-        for (int64_t j = 0; j < d; j++) xp[j] = double(x[r * d + j]) - (center ? double(center[j]) : 0.0);
+        double xsum = 0, xmax = 0;
+        for (int64_t j = 0; j < d; j++) {
+            xp[j] = double(x[r * d + j]) - (center ? double(center[j]) : 0.0);
+            xsum += std::fabs(xp[j]);
+            xmax = std::max(xmax, std::fabs(xp[j]));
+        }
         double mx = -INFINITY;
         for (int64_t k = 0; k < K; k++) {
             const float* U = m.precision_cholesky(k);
             double q = 0, cross = 0;
             for (int64_t j = 0; j < d; j++) {
-                double p = 0, a = 0;
+                double p = 0, a = 0, usum = 0;
                 for (int64_t i = 0; i <= j; i++) {
                     p += xp[i] * U[i * d + j];
                     a += std::fabs(xp[i] * U[i * d + j]);
+                    usum += std::fabs(double(U[i * d + j]));
                 }
                 const double y = p - mproj[size_t(k * d + j)];
-                const double dp = (ep + kU) * a;
+                const double dp = (ep + kU) * a + (fused ? std::ldexp(umax[k] * xsum + xmax * usum, -36) : 0.0);
                 const double dy = (1 + kU) * (dp + kU * std::fabs(mproj[size_t(k * d + j)])) + kU * std::fabs(y);
                 q += y * y;
                 cross += 2 * std::fabs(y) * dy + dy * dy;
@@ -121,10 +146,13 @@ FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, co
         fb.tol.loglik += L + kLn2 * 2 * kU * std::fabs(lz2) + gk + 2 * kU * std::fabs(lse);
         for (int64_t k = 0; k < K; k++) {
             const double rk = std::exp(logp[k] - lse);
-            const double rel = std::expm1(err[k] + L + kLn2 * (2 * kU * std::fabs(lz2) +
-                                                                kU * std::fabs(logp[k] / kLn2 - lz2)) +
-                                          gk + 6 * kU);
-            const double dr = rk * rel + std::ldexp(1.0, -149);
+            const double t = err[k] + L + kLn2 * (2 * kU * std::fabs(lz2) + kU * std::fabs(logp[k] / kLn2 - lz2)) +
+                             gk + 6 * kU;
+            const double rel = std::expm1(t);
+            // r·expm1(t) <= exp(log r + t) keeps a vanishing r with a large t finite; a
+            // responsibility is at most 1 (+ its rounding), whatever t says.
+            const double dr = std::min(t < 30 ? rk * rel : std::exp(logp[k] - lse + t), 1 + 1e-6) +
+                              std::ldexp(1.0, -149);
             if (rk > 1e-3) fb.worst_rel_r = std::max(fb.worst_rel_r, rel);
             fb.tol.nk[k] += dr + gb * rk;
             const double cx = dr + (gb + 2 * kU) * rk, cs = dr + (gb + 8 * kU) * rk;
@@ -138,12 +166,12 @@ FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, co
                 slack[k] += cs * dmax * dmax;
                 continue;
             }
-            double* t = fb.tol.sum_sq.data() + k * nsq;
+            double* sq = fb.tol.sum_sq.data() + k * nsq;
             for (int64_t a = 0; a < d; a++)
-                for (int64_t b = a; b < d; b++) t[SufficientStats::sq_index(a, b, d)] += cs * diff[a] * diff[b];
+                for (int64_t b = a; b < d; b++) sq[SufficientStats::sq_index(a, b, d)] += cs * diff[a] * diff[b];
         }
     }
-    // double sums over blocks, chunks, workers and atomics: 1e-15 of each value's magnitude is spare
+    // the pairs with r < 1e-6, on every entry of their component
     for (int64_t k = 0; k < K; k++)
         for (int64_t i = 0; i < nsq; i++) fb.tol.sum_sq[k * nsq + i] += slack[k];
     return fb;
@@ -212,10 +240,12 @@ double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const s
     if (retain) es.retain_rows(rows);
     SufficientStats got(c.K, c.d, CovarianceType::Full), ref(c.K, c.d, CovarianceType::Full);
     es.accumulate(rows, got);
-    for (const auto& r : es.last_report()) EXPECT_STREQ(r.algorithm, r.rows ? "full" : "") << label;
+    const char* algorithm = o.algorithm == gpu::EStepCudaAlgorithm::Blocked ? "full-blocked" : "full-fused";
+    for (const auto& r : es.last_report()) EXPECT_STREQ(r.algorithm, r.rows ? algorithm : "") << label;
     reference_estep(p.model, p.center.data(), c.n, p.x.data(), ref);
-    const FullBound fb = full_stats_bound(p.model, p.center.data(), c.n, p.x, o.fast_math,
-                                          max_block_rows(o, c.K, c.d));
+    const FullBound fb = full_stats_bound(p.model, p.center.data(), c.n, p.x, path_of(o),
+                                          max_block_rows(o, c.n, c.K));
+    // (1e-15 of each value on top: the double sums over blocks, chunks, workers and atomics)
     EXPECT_EQ(got.n, ref.n) << label;
     EXPECT_NEAR(got.loglik, ref.loglik, fb.tol.loglik * (1 + 1e-9) + 1e-15 * std::fabs(ref.loglik)) << label;
     int bad = 0; // the first few failures are enough to read
@@ -236,24 +266,38 @@ double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const s
     const double e_nk = rel_err(got.nk, ref.nk), e_x = rel_err(got.sum_x, ref.sum_x);
     const double e_sq = rel_err(got.sum_sq, ref.sum_sq);
     const double worst = std::max({e_ll, e_nk, e_x, e_sq});
-    std::printf("  %-44s rel. error: loglik %.1e nk %.1e sum_x %.1e sum_sq %.1e (budget %.0e); r bound %.1e\n",
+    std::printf("  %-50s rel. error: loglik %.1e nk %.1e sum_x %.1e sum_sq %.1e (budget %.0e); r bound %.1e\n",
                 label.c_str(), e_ll, e_nk, e_x, e_sq, o.fast_math ? 5e-3 : 1e-4, fb.worst_rel_r);
     return worst;
 }
 
-std::string name_of(const Case& c, bool fast) {
+const char* path_name(Path p) {
+    return p == Path::BlockedFp32 ? "blocked fp32" : p == Path::BlockedTf32 ? "blocked tf32"
+                                   : p == Path::FusedFp16   ? "fused fp16"
+                                                            : "fused split";
+}
+
+std::string name_of(const Case& c, const EStepCudaOptions& o) {
     char b[160];
     std::snprintf(b, sizeof(b), "n=%lld K=%lld d=%lld cond=%g%s %s", (long long)c.n, (long long)c.K, (long long)c.d,
-                  c.cond, c.uint8_rows ? " uint8" : "", fast ? "fast" : "accurate");
+                  c.cond, c.uint8_rows ? " uint8" : "", path_name(path_of(o)));
     return b;
 }
 
-EStepCudaOptions test_options(bool fast) {
-    EStepCudaOptions o;
-    o.devices = {0};
-    o.fast_math = fast;
-    o.poison_buffers = true; // scratch reads of unwritten data show as NaN
-    return o;
+/// The four ways (fused or blocked log-densities, fast or accurate), scratch buffers NaN-poisoned.
+std::vector<EStepCudaOptions> all_paths() {
+    std::vector<EStepCudaOptions> v;
+    for (bool blocked : {false, true}) {
+        for (bool fast : {false, true}) {
+            EStepCudaOptions o;
+            o.devices = {0};
+            o.fast_math = fast;
+            o.algorithm = blocked ? gpu::EStepCudaAlgorithm::Blocked : gpu::EStepCudaAlgorithm::Auto;
+            o.poison_buffers = true; // scratch reads of unwritten data show as NaN
+            v.push_back(o);
+        }
+    }
+    return v;
 }
 
 } // namespace
@@ -268,7 +312,7 @@ TEST(EStepCudaFull, RaggedShapesWithinTheBound) {
     uint64_t seed = 9100;
     for (const Case& c : cases) {
         const Problem p = make_problem(c, seed++);
-        for (bool fast : {false, true}) check(c, p, test_options(fast), name_of(c, fast));
+        for (const auto& o : all_paths()) check(c, p, o, name_of(c, o));
     }
 }
 
@@ -277,22 +321,22 @@ TEST(EStepCudaFull, Uint8Rows) {
     Case c{1500, 10, 24, 10, 1.5f};
     c.uint8_rows = true;
     const Problem p = make_problem(c, 9200);
-    for (bool fast : {false, true}) check(c, p, test_options(fast), name_of(c, fast));
+    for (const auto& o : all_paths()) check(c, p, o, name_of(c, o));
 }
 
 TEST(EStepCudaFull, ChunksWorkersAndRetainedRows) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
     const Case c{3001, 12, 40, 10, 2.f};
     const Problem p = make_problem(c, 9300);
-    EStepCudaOptions o = test_options(false);
-    o.chunk_rows = 700;      // 5 chunks, the last one ragged (double buffers)
-    o.block_bytes = 200000;  // 104 rows per block: several blocks per chunk, a ragged last one
-    check(c, p, o, "5 chunks, blocks of 104 rows");
-    o.devices = {0, 0};      // two workers sharing the rows (a device may repeat)
-    check(c, p, o, "2 workers, chunks");
-    check(c, p, o, "2 workers, rows retained on the GPU", true);
-    o.fast_math = true;
-    check(c, p, o, "2 workers, chunks, fast");
+    for (EStepCudaOptions o : all_paths()) {
+        const std::string path = path_name(path_of(o));
+        o.chunk_rows = 700;      // 5 chunks, the last one ragged (double buffers)
+        o.block_bytes = 40000;   // blocked: 32 rows per block (the least), ragged; fused: a chunk per block
+        check(c, p, o, "5 chunks, " + path);
+        o.devices = {0, 0};      // two workers sharing the rows (a device may repeat)
+        check(c, p, o, "2 workers, chunks, " + path);
+        check(c, p, o, "2 workers, rows retained on the GPU, " + path, true);
+    }
 }
 
 TEST(EStepCudaFull, NearSingularCovariance) {
@@ -304,7 +348,7 @@ TEST(EStepCudaFull, NearSingularCovariance) {
     Problem p = make_problem(c, 9400);
     std::mt19937_64 rng{9401};
     p.model.set_covariance(0, random_spd(c.d, 1.0, 1e7, rng).data());
-    for (bool fast : {false, true}) check(c, p, test_options(fast), name_of(c, fast) + " + cond 1e7 component");
+    for (const auto& o : all_paths()) check(c, p, o, name_of(c, o) + " + cond 1e7 component");
 }
 
 TEST(EStepCudaFull, SanitizerFull) {
@@ -312,14 +356,18 @@ TEST(EStepCudaFull, SanitizerFull) {
     // for racecheck): two workers, chunks, several blocks, float32 and uint8 rows.
     if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
     Case c{333, 7, 20, 4, 2.f};
-    EStepCudaOptions o = test_options(false);
-    o.devices = {0, 0};
-    o.chunk_rows = 128;
-    o.block_bytes = 40000;
-    check(c, make_problem(c, 9500), o, "sanitizer float32");
+    const Problem pf = make_problem(c, 9500);
     c.uint8_rows = true;
-    o.fast_math = true;
-    check(c, make_problem(c, 9501), o, "sanitizer uint8 fast");
+    const Problem p8 = make_problem(c, 9501);
+    for (EStepCudaOptions o : all_paths()) {
+        o.devices = {0, 0};
+        o.chunk_rows = 128;
+        o.block_bytes = 4000; // 125 (fused) or 32 (blocked) rows per block: ragged blocks
+        c.uint8_rows = false;
+        check(c, pf, o, std::string("sanitizer float32 ") + path_name(path_of(o)));
+        c.uint8_rows = true;
+        check(c, p8, o, std::string("sanitizer uint8 ") + path_name(path_of(o)));
+    }
 }
 
 TEST(EStepCudaFull, TooLargeDimensionIsRefused) {
@@ -327,7 +375,7 @@ TEST(EStepCudaFull, TooLargeDimensionIsRefused) {
     EXPECT_TRUE(gpu::full_covariance_supported(1024, 128));
     EXPECT_FALSE(gpu::full_covariance_supported(4, 129));
     GmmModel m(2, 129, CovarianceType::Full);
-    EStepCuda es(2, 129, test_options(false));
+    EStepCuda es(2, 129, all_paths()[0]);
     try {
         es.set_model(m, nullptr);
         FAIL() << "a full model with d = 129 was accepted";
