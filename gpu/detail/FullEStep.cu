@@ -81,6 +81,9 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
     acc_.allocate(device_, size_t(Kp_) * ldx_ * 8, poison_);
     acc2_.allocate(device_, size_t(K_) * nsq_ * 8, poison_);
     loglik_.allocate(device_, 8, poison_);
+    // The poisoning memsets (tests) run on the legacy stream, which the worker's non-blocking
+    // stream does not wait for: they must be done before the first chunk writes these buffers.
+    if (poison_) FAISS_GMM_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 void FullEStep::begin(cudaStream_t stream) {

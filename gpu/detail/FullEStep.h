@@ -6,7 +6,7 @@
 //  * blocked: one cuBLAS GEMM against the K·d-wide matrix [U_1 … U_K] of precision factors (fast
 //    mode TF32, accurate fp32), then a squared-norm → log-density kernel;
 // then the responsibility kernel of Blocked, an fp32 GEMM for N_k and Σ r x, and a second-moment
-// kernel that skips the row tiles where a component has no responsibility. d ≤ kMaxFullDim.
+// kernel over the rows where a component has responsibility (gathered). d ≤ kMaxFullDim.
 #pragma once
 
 #include <cublas_v2.h>

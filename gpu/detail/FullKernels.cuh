@@ -1,14 +1,14 @@
 // Kernels of the full-covariance E-step (FullEStep.h, issue 17). Per block of B rows:
-//  1. cuBLAS: P = X_c·[U_1 … U_K] (B × K·d, fp32 output; fp32 or TF32 products), X_c the
-//     centered rows, U_k the precision's upper Cholesky factor (FullModelEncoding.h);
-//  2. full_log_density_kernel: the squared norm of each d-wide slice of P minus μ_kᵀU_k,
-//     fused into the log2-density per (row, component) (B × K);
-//  3. blocked_responsibilities_kernel (BlockedKernels.cuh): log-sum-exp, responsibilities in
+//  1. the log2-density of each (row, component) (B × K): fused (FullFusedKernel.cuh), or blocked:
+//     cuBLAS P = X_c·[U_1 … U_K] (B × K·d, fp32 output; fp32 or TF32 products), X_c the centered
+//     rows, U_k the precision's upper Cholesky factor (FullModelEncoding.h), then
+//     full_log_density_kernel: the squared norm of each d-wide slice of P minus μ_kᵀU_k;
+//  2. blocked_responsibilities_kernel (BlockedKernels.cuh): log-sum-exp, responsibilities in
 //     place, Σ ln Z;
-//  4. cuBLAS (fp32): Rᵀ·[x | 1] → Σ r x and N_k;
-//  5. full_second_moment_kernel: Σ r (x − μ_k)(x − μ_k)ᵀ per component, the packed upper
-//     triangle SufficientStats uses, in fp32 over the block, added to double sums.
-// Memory O(B·K·d + K·d²): nothing of size N × K·d exists.
+//  3. cuBLAS (fp32): Rᵀ·[x | 1] → Σ r x and N_k;
+//  4. full_second_moment_kernel: Σ r (x − μ_k)(x − μ_k)ᵀ per component over the rows with r > 0,
+//     the packed upper triangle SufficientStats uses, in fp32 over the block, added to double sums.
+// Memory O(B·K·d + K·d²) blocked, O(B·K + K·d²) fused: nothing of size N × K·d exists.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -62,23 +62,28 @@ __global__ void __launch_bounds__(256) full_log_density_kernel(const float* __re
     }
 }
 
-/// Rows of the second-moment kernel's shared tile (and its skip test: a tile whose rows all
-/// have r = 0 for the component costs one read of its responsibilities).
+/// Rows of the second-moment kernel's shared tile.
 constexpr int kMomentRows = 32;
 
 /// acc[k·nsq + sq_index(a, b)] += Σ_rows r_bk (x_ba − μ_ka)(x_bb − μ_kb), a <= b < d <= 128:
-/// one CTA per (component k = blockIdx.x, segment blockIdx.y of seg_rows rows). Each thread
-/// owns an 8 × 8 piece of the d × d product (rows ty + 16p, columns tx + 16q) in fp32
-/// registers over the segment; the tile z = √r·(x − μ_k) (kMomentRows × 128) is in shared
-/// memory. F: centered rows, stride ldF; R: responsibilities, stride ldR.
+/// one CTA per (component k = blockIdx.x, segment blockIdx.y of seg_rows rows). The CTA reads its
+/// component's responsibilities 256 rows at a time and compacts the rows with r > 0 (ballot and a
+/// block prefix, in row order: the sums do not depend on timing) into a shared list; each full
+/// tile of kMomentRows listed rows becomes z = √r·(x − μ_k) in shared memory, and each thread adds
+/// an 8 × 8 piece of zᵀz (rows ty + 16p, columns tx + 16q) to fp32 registers. Rows without
+/// responsibility (most of them, for a component among many) cost one read of r.
+/// F: centered rows, stride ldF; R: responsibilities, stride ldR.
 __global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __restrict__ F, int ldF, int n, int d,
                                                                  const float* __restrict__ R, int ldR,
                                                                  const float* __restrict__ means, int seg_rows,
                                                                  double* __restrict__ acc) {
     __shared__ float z[kMomentRows][128];
-    __shared__ float sr[kMomentRows];
+    __shared__ int list_row[kMomentRows + 256];
+    __shared__ float list_sr[kMomentRows + 256];
+    __shared__ int warp_count[8];
     const int k = blockIdx.x;
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tx = tid & 15, ty = tid >> 4;
     const int begin = blockIdx.y * seg_rows;
     const int end = min(n, begin + seg_rows);
     const float* mu = means + size_t(k) * d;
@@ -87,19 +92,12 @@ __global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __
     for (int p = 0; p < 8; p++)
 #pragma unroll
         for (int q = 0; q < 8; q++) c[p][q] = 0.f;
-    for (int row0 = begin; row0 < end; row0 += kMomentRows) {
-        int any = 0;
-        if (threadIdx.x < kMomentRows) {
-            const int b = row0 + threadIdx.x;
-            const float r = b < end ? R[size_t(b) * ldR + k] : 0.f;
-            sr[threadIdx.x] = sqrtf(r);
-            any = r > 0.f;
-        }
-        if (!__syncthreads_or(any)) continue; // (also orders sr before its reads below)
-        for (int e = threadIdx.x; e < kMomentRows * 128; e += 256) {
+    // z = √r·(x − μ_k) of listed rows [first, first + count) (zeros past count), then c += zᵀz.
+    auto tile = [&](int first, int count) {
+        for (int e = tid; e < kMomentRows * 128; e += 256) {
             const int i = e >> 7, j = e & 127;
-            const int b = row0 + i;
-            z[i][j] = (b < end && j < d) ? sr[i] * (F[size_t(b) * ldF + j] - mu[j]) : 0.f;
+            z[i][j] = (i < count && j < d) ? list_sr[first + i] * (F[size_t(list_row[first + i]) * ldF + j] - mu[j])
+                                           : 0.f;
         }
         __syncthreads();
 #pragma unroll 4
@@ -114,8 +112,46 @@ __global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __
 #pragma unroll
                 for (int q = 0; q < 8; q++) c[p][q] = fmaf(a[p], bb[q], c[p][q]);
         }
-        __syncthreads(); // z and sr are rewritten by the next tile
+        __syncthreads(); // z is rewritten by the next tile
+    };
+    int listed = 0; // rows in the list (block-uniform), fewer than kMomentRows between rounds
+    for (int row0 = begin; row0 < end; row0 += 256) {
+        const int b = row0 + tid;
+        const float r = b < end ? R[size_t(b) * ldR + k] : 0.f;
+        const bool keep = r > 0.f;
+        const unsigned ballot = __ballot_sync(0xffffffffu, keep);
+        if (lane == 0) warp_count[warp] = __popc(ballot);
+        __syncthreads();
+        int before = listed, total = listed;
+        for (int w = 0; w < 8; w++) {
+            before += w < warp ? warp_count[w] : 0;
+            total += warp_count[w];
+        }
+        if (keep) {
+            const int at = before + __popc(ballot & ((1u << lane) - 1u));
+            list_row[at] = b;
+            list_sr[at] = sqrtf(r);
+        }
+        __syncthreads();
+        int done = 0;
+        for (; total - done >= kMomentRows; done += kMomentRows) tile(done, kMomentRows);
+        // the rest (< kMomentRows) to the front of the list for the next round
+        const int rest = total - done;
+        int moved_row = 0;
+        float moved_sr = 0.f;
+        if (tid < rest) {
+            moved_row = list_row[done + tid];
+            moved_sr = list_sr[done + tid];
+        }
+        __syncthreads();
+        if (tid < rest) {
+            list_row[tid] = moved_row;
+            list_sr[tid] = moved_sr;
+        }
+        __syncthreads();
+        listed = rest;
     }
+    if (listed > 0) tile(0, listed);
     const int64_t nsq = int64_t(d) * (d + 1) / 2;
     double* out = acc + size_t(k) * nsq;
 #pragma unroll
