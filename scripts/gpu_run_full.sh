@@ -6,7 +6,8 @@
 # full kernel on the same recipe in the same call (bench/gpu/bench_flash_gmm_full.py with
 # flash_gmm_full_h100.py from D/flash, never committed). Prebuilt binaries come from D/bin
 # (cmake -S gpu -B build-gpu -G Ninja -DFAISS_GMM_CUDA_ARCHITECTURES=90a). From a checkout without
-# this branch, copy the binaries, this script and the Python bench into an ignored folder, e.g.
+# this branch, copy the binaries (bin/), this script (scripts/) and bench/gpu/bench_flash_gmm{,_full}.py
+# (bench/gpu/) into an ignored folder D, e.g.
 #   run(command="bash .device-carry/gpu-full/scripts/gpu_run_full.sh", carry=[".device-carry/gpu-full"])
 # STAGES (default "test sanitizer bench research") selects stages.
 set -u
@@ -48,7 +49,7 @@ for stage in $STAGES; do
     research)
       if [ -f "$D/flash/flash_gmm_full_h100.py" ]; then
         echo "== research full kernel (IBM/Flash-GMM flash_gmm_full_h100.py), same recipe"
-        PYTHONUNBUFFERED=1 timeout ${RESEARCH_TIMEOUT:-240} python3 "$D/scripts/bench_flash_gmm_full.py" \
+        PYTHONUNBUFFERED=1 timeout ${RESEARCH_TIMEOUT:-240} python3 "$D/bench/gpu/bench_flash_gmm_full.py" \
             --kernels "$D/flash" ${RESEARCH_ARGS:-} 2>&1 | tee "$OUT/bench_research.log" | grep -vE "^\s*$" | tail -15
         [ "${PIPESTATUS[0]}" = 0 ] || rc=1
       fi

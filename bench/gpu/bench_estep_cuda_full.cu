@@ -21,6 +21,7 @@
 #include "faiss_gmm/GmmModel.h"
 #include "faiss_gmm/SufficientStats.h"
 #include "gpu/EStepCuda.h"
+#include "tests/relative_error.h"
 
 using namespace faiss_gmm;
 using faiss_gmm::bench::median;
@@ -28,6 +29,7 @@ using faiss_gmm::bench::mix64;
 using faiss_gmm::bench::now_s;
 using faiss_gmm::gpu::EStepCuda;
 using faiss_gmm::gpu::EStepCudaOptions;
+using faiss_gmm::testing::relative_l2_error;
 
 namespace {
 
@@ -52,15 +54,6 @@ std::vector<float> make_rows(int64_t N, int64_t d, int64_t nc) {
     }
     for (auto& t : th) t.join();
     return x;
-}
-
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); i++) {
-        num += (a[i] - b[i]) * (a[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 struct Timing {
@@ -112,7 +105,8 @@ void errors(const float* x, int64_t n, const GmmModel& m, const Mode& mode, cons
     es.accumulate(VectorBlock{x, DataType::Float32, n, m.d}, st);
     printf("    %-16s vs float64 on %lld rows: loglik %.2e  nk %.2e  sum_x %.2e  sum_sq %.2e  (budget %.0e)\n",
            mode.name, (long long)n, std::fabs(st.loglik - ref.loglik) / std::fabs(ref.loglik),
-           rel_err(st.nk, ref.nk), rel_err(st.sum_x, ref.sum_x), rel_err(st.sum_sq, ref.sum_sq), mode.fast ? 5e-3 : 1e-4);
+           relative_l2_error(st.nk, ref.nk), relative_l2_error(st.sum_x, ref.sum_x),
+           relative_l2_error(st.sum_sq, ref.sum_sq), mode.fast ? 5e-3 : 1e-4);
 }
 
 } // namespace

@@ -6,41 +6,22 @@ as ours. The kernel is imported from --kernels, a folder outside the repository'
 (its code is never committed here)."""
 import argparse
 import math
+import os
 import sys
 import time
 
 import torch
 
-
-def data(N, d, nc, seed=1234):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    centers = 1.7 * (2 * torch.rand(nc, d, device="cuda", generator=g) - 1)
-    idx = torch.randint(0, nc, (N,), device="cuda", generator=g)
-    noise = torch.rand(N, d, device="cuda", generator=g) + torch.rand(N, d, device="cuda", generator=g) + \
-        torch.rand(N, d, device="cuda", generator=g) - 1.5
-    return centers[idx] + noise
-
-
-def bench(fn, reps):
-    fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        fn()
-        e1.record()
-        torch.cuda.synchronize()
-        ts.append(e0.elapsed_time(e1))
-    ts.sort()
-    return ts[len(ts) // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the rows and the timing (CUDA events, median after warm-up) of the spherical side-by-side benchmark
+from bench_flash_gmm import bench, data  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernels", required=True)
     ap.add_argument("--shapes", default="1000000x1024x128")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3)  # after bench()'s two warm-up calls
     args = ap.parse_args()
     sys.path.insert(0, args.kernels)
     import flash_gmm_full_h100 as full

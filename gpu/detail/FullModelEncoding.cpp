@@ -17,23 +17,10 @@ FullModel encode_full(const GmmModel& model) {
     fm.K = K;
     fm.d = d;
     fm.means = model.means;
-    fm.w.assign(size_t(K * d) * d, 0.f);
-    fm.mproj.assign(size_t(K * d), 0.f);
+    model.stacked_precision_factors(fm.w, fm.mproj);
     const std::vector<double> c = model.log_constants();
     fm.logc2.resize(size_t(K));
-    for (int64_t k = 0; k < K; k++) {
-        const float* U = model.precision_cholesky(k);
-        const float* mu = model.means.data() + k * d;
-        for (int64_t j = 0; j < d; j++) {
-            double m = 0;
-            for (int64_t i = 0; i <= j; i++) {
-                fm.w[size_t((k * d + j) * d + i)] = U[i * d + j];
-                m += double(mu[i]) * double(U[i * d + j]);
-            }
-            fm.mproj[size_t(k * d + j)] = float(m);
-        }
-        fm.logc2[size_t(k)] = float(kLog2e * c[size_t(k)]);
-    }
+    for (int64_t k = 0; k < K; k++) fm.logc2[size_t(k)] = float(kLog2e * c[size_t(k)]);
     const int64_t DP = (d + 31) / 32 * 32;
     fm.DP = int(DP);
     fm.wh.assign(size_t(K * DP * DP), 0);

@@ -18,6 +18,7 @@
 #include "faiss_gmm/SufficientStats.h"
 #include "faiss_gmm/VectorSource.h"
 #include "gpu/EStepCuda.h"
+#include "tests/relative_error.h"
 #include "tests/test_helpers.h"
 
 using namespace faiss_gmm;
@@ -26,6 +27,7 @@ using faiss_gmm::gpu::EStepCudaOptions;
 using faiss_gmm::testing::clustered_data;
 using faiss_gmm::testing::random_model;
 using faiss_gmm::testing::random_spd;
+using faiss_gmm::testing::relative_l2_error;
 
 namespace {
 
@@ -177,16 +179,6 @@ FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, co
     return fb;
 }
 
-/// ‖got − ref‖ / ‖ref‖ over one statistic (the issue's error measure, printed).
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); i++) {
-        num += (a[i] - b[i]) * (a[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
 struct Case {
     int64_t n, K, d;
     double cond;  // of each covariance
@@ -263,8 +255,8 @@ double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const s
     near(got.sum_x, ref.sum_x, fb.tol.sum_x, "sum_x");
     near(got.sum_sq, ref.sum_sq, fb.tol.sum_sq, "sum_sq");
     const double e_ll = std::fabs(got.loglik - ref.loglik) / std::max(1e-300, std::fabs(ref.loglik));
-    const double e_nk = rel_err(got.nk, ref.nk), e_x = rel_err(got.sum_x, ref.sum_x);
-    const double e_sq = rel_err(got.sum_sq, ref.sum_sq);
+    const double e_nk = relative_l2_error(got.nk, ref.nk), e_x = relative_l2_error(got.sum_x, ref.sum_x);
+    const double e_sq = relative_l2_error(got.sum_sq, ref.sum_sq);
     const double worst = std::max({e_ll, e_nk, e_x, e_sq});
     std::printf("  %-50s rel. error: loglik %.1e nk %.1e sum_x %.1e sum_sq %.1e (budget %.0e); r bound %.1e\n",
                 label.c_str(), e_ll, e_nk, e_x, e_sq, o.fast_math ? 5e-3 : 1e-4, fb.worst_rel_r);
