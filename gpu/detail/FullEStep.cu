@@ -169,7 +169,7 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
                                             fast_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
                                             CUBLAS_GEMM_DEFAULT));
         const dim3 grid(unsigned((nb + kDensityRows - 1) / kDensityRows),
-                        unsigned((K_ + kDensityComponents - 1) / kDensityComponents));
+                        unsigned(std::min<int64_t>((K_ + kDensityComponents - 1) / kDensityComponents, 65535)));
         full_log_density_kernel<<<grid, 256, 0, stream>>>(P_.as<float>(), int(nb), int(K_), int(d_),
                                                           mproj_.as<float>(), logc2_.as<float>(), S_.as<float>(),
                                                           int(Kp_));

@@ -31,32 +31,35 @@ __global__ void __launch_bounds__(256) full_log_density_kernel(const float* __re
                                                                float* __restrict__ S, int ldS) {
     const int row = blockIdx.x * kDensityRows + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
-    const int k0 = blockIdx.y * kDensityComponents, k1 = min(K, k0 + kDensityComponents);
     if (row >= n) return;
     const float* pr = P + size_t(row) * size_t(K) * size_t(d);
     float* sr = S + size_t(row) * ldS;
     float mine = 0.f; // lane l keeps the value of component (round·32 + l)
-    for (int kb = k0; kb < k1; kb += 4) {
-        float q[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int j = lane; j < d; j += 32) {
+    // (a grid-stride loop over component ranges: gridDim.y stays within its limit of 65535)
+    for (int k0 = blockIdx.y * kDensityComponents; k0 < K; k0 += gridDim.y * kDensityComponents) {
+        const int k1 = min(K, k0 + kDensityComponents);
+        for (int kb = k0; kb < k1; kb += 4) {
+            float q[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int j = lane; j < d; j += 32) {
 #pragma unroll
-            for (int u = 0; u < 4; u++) {
-                if (kb + u < k1) {
-                    const float y = pr[size_t(kb + u) * d + j] - mproj[size_t(kb + u) * d + j];
-                    q[u] = fmaf(y, y, q[u]);
+                for (int u = 0; u < 4; u++) {
+                    if (kb + u < k1) {
+                        const float y = pr[size_t(kb + u) * d + j] - mproj[size_t(kb + u) * d + j];
+                        q[u] = fmaf(y, y, q[u]);
+                    }
                 }
             }
-        }
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int k = kb + u;
-            if (k >= k1) break;
-            float v = q[u];
-            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-            if (lane == (k & 31)) mine = fmaf(-0.72134752044448170368f, v, logc2[k]); // ½·log2(e)
-            if ((k & 31) == 31 || k == k1 - 1) {
-                const int kk = (k & ~31) + lane;
-                if (kk <= k) sr[kk] = mine;
+            for (int u = 0; u < 4; u++) {
+                const int k = kb + u;
+                if (k >= k1) break;
+                float v = q[u];
+                for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+                if (lane == (k & 31)) mine = fmaf(-0.72134752044448170368f, v, logc2[k]); // ½·log2(e)
+                if ((k & 31) == 31 || k == k1 - 1) {
+                    const int kk = (k & ~31) + lane;
+                    if (kk <= k) sr[kk] = mine;
+                }
             }
         }
     }
