@@ -58,8 +58,6 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
     block_rows_ = std::clamp<int64_t>(block_bytes_ / row_bytes, 32, std::max<int64_t>(32, chunk_rows));
     center_.allocate(device_, size_t(d_) * 4, false);
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(center_.get(), em.center.data(), size_t(d_) * 4, cudaMemcpyHostToDevice));
-    upload(W_, device_, fm.w);
-    upload(mproj_, device_, fm.mproj);
     upload(logc2_, device_, fm.logc2);
     upload(means_, device_, fm.means);
     upload(zeros_, device_, std::vector<float>(size_t(Kp_), 0.f));
@@ -74,6 +72,8 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
         if (!fast_) Xl_.allocate(device_, size_t(chunk_rows) * DP_ * 2, poison_);
         rinv_.allocate(device_, size_t(chunk_rows) * 4, poison_);
     } else {
+        upload(W_, device_, fm.w);
+        upload(mproj_, device_, fm.mproj);
         P_.allocate(device_, size_t(block_rows_) * K_ * d_ * 4, poison_);
     }
     S_.allocate(device_, size_t(block_rows_) * Kp_ * 4, poison_);
