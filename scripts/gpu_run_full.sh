@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 17 (full covariances on the GPU) on a GPU machine in one call: the full-covariance GPU tests
-# (test_estep_cuda_full), the existing GPU suite when its binary is there (test_estep_cuda: shared
-# code changed), compute-sanitizer memcheck and racecheck on SanitizerFull, then the benchmark at
+# (test_estep_cuda_full, ~10 s on an H100), with EXISTING=1 the existing GPU suite too (test_estep_cuda,
+# ~140 s), compute-sanitizer memcheck and racecheck on SanitizerFull, then the benchmark at
 # 1M x 1024 x 128 (bench_estep_cuda_full: accurate and fast, errors against float64) and the research
 # full kernel on the same recipe in the same call (bench/gpu/bench_flash_gmm_full.py with
 # flash_gmm_full_h100.py from D/flash, never committed). Prebuilt binaries come from D/bin
@@ -9,7 +9,7 @@
 # this branch, copy the binaries (bin/), this script (scripts/) and bench/gpu/bench_flash_gmm{,_full}.py
 # (bench/gpu/) into an ignored folder D, e.g.
 #   run(command="bash .device-carry/gpu-full/scripts/gpu_run_full.sh", carry=[".device-carry/gpu-full"])
-# STAGES (default "test sanitizer bench research") selects stages.
+# STAGES (default "test sanitizer bench research") selects stages; "test sanitizer" takes ~25 s.
 set -u
 D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${BIN:-$D/bin}
@@ -27,7 +27,7 @@ for stage in $STAGES; do
       "$BIN/test_estep_cuda_full" >"$OUT/test_full.log" 2>&1 || rc=1
       grep -E "^  |^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure|bound|Expected|Which is" "$OUT/test_full.log" \
           | cut -c1-230 | head -70
-      if [ -x "$BIN/test_estep_cuda" ]; then
+      if [ "${EXISTING:-0}" = 1 ] && [ -x "$BIN/test_estep_cuda" ]; then
         echo "== test_estep_cuda (the existing suite)"
         "$BIN/test_estep_cuda" >"$OUT/test.log" 2>&1 || rc=1
         grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure" "$OUT/test.log" | cut -c1-200 | head -20
