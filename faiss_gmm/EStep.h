@@ -52,7 +52,8 @@ class EStep {
 };
 
 /// The backend params.device asks for. Device::Auto falls back to the CPU when no
-/// CUDA backend is built or no GPU is present; Device::Cuda throws then.
+/// CUDA backend is built or no GPU is present, and for full covariances with d > 128
+/// (gpu::full_covariance_supported); Device::Cuda throws then.
 std::unique_ptr<EStep> make_estep(const GmmParams& params, int64_t K, int64_t d);
 
 /// True when this build has the CUDA backend and a GPU is visible.

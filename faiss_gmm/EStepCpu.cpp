@@ -91,21 +91,7 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
     } else if (model.covariance_type == CovarianceType::Full) {
         mean_sqnorm_.clear();
         inv_two_var_.clear();
-        gemm_weights_.resize(size_t(K) * d * d);
-        mean_proj_.resize(size_t(K) * d);
-        for (int64_t k = 0; k < K; k++) {
-            const float* U = model.precision_cholesky(k);
-            const float* mu = model.means.data() + k * d;
-            for (int64_t j = 0; j < d; j++) {
-                double m = 0;
-                for (int64_t i = 0; i <= j; i++) {
-                    gemm_weights_[size_t((k * d + j) * d + i)] = U[i * d + j];
-                    m += double(mu[i]) * U[i * d + j];
-                }
-                for (int64_t i = j + 1; i < d; i++) gemm_weights_[size_t((k * d + j) * d + i)] = 0.0f;
-                mean_proj_[size_t(k * d + j)] = float(m);
-            }
-        }
+        model.stacked_precision_factors(gemm_weights_, mean_proj_);
     } else {
         gemm_weights_.resize(size_t(K) * 2 * d);
         mean_sqnorm_.clear();

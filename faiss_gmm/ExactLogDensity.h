@@ -98,7 +98,7 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center);
 constexpr double kNarrowRelative = 1e-2;
 
 /// The narrow components of a model (ascending indices; empty for ordinary models).
-/// Spherical and diagonal only (the CUDA backend's test; it has no full kernel):
+/// Spherical and diagonal only (the CUDA backend's test; its full-covariance path refines nothing):
 /// std::invalid_argument for a full model.
 /// The CUDA backend refines only models that have some: its fused Hopper kernels
 /// never materialize the log-densities, so the test is per model (gpu/EStepCuda.h).

@@ -309,6 +309,26 @@ std::vector<double> GmmModel::log_constants() const {
     return c;
 }
 
+void GmmModel::stacked_precision_factors(std::vector<float>& w, std::vector<float>& mean_proj) const {
+    if (covariance_type != CovarianceType::Full) {
+        throw std::invalid_argument("GmmModel::stacked_precision_factors: the model is not full-covariance");
+    }
+    w.assign(size_t(K * d) * size_t(d), 0.0f);
+    mean_proj.resize(size_t(K * d));
+    for (int64_t k = 0; k < K; k++) {
+        const float* U = precision_cholesky(k);
+        const float* mu = means.data() + k * d;
+        for (int64_t j = 0; j < d; j++) {
+            double m = 0;
+            for (int64_t i = 0; i <= j; i++) {
+                w[size_t((k * d + j) * d + i)] = U[i * d + j];
+                m += double(mu[i]) * U[i * d + j];
+            }
+            mean_proj[size_t(k * d + j)] = float(m);
+        }
+    }
+}
+
 GmmModel GmmModel::translated(const float* offset) const {
     GmmModel m = *this;
     for (int64_t k = 0; k < K; k++) {

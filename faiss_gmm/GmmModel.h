@@ -56,6 +56,12 @@ struct GmmModel {
     /// definite (and no floor makes it so) or its factor is not representable in float32.
     int set_covariance(int64_t k, const double* cov, double eigen_floor = 0);
 
+    /// Full only: the factors side by side for the blocked E-steps (CPU sgemm, CUDA GEMM and fused
+    /// kernel): w = (K·d) × d, row k·d + j = column j of U_k (zero below its diagonal), so that the
+    /// rows' projections (x − c)ᵀU_k of every component are one product; mean_proj = μ_kᵀU_k (K·d,
+    /// summed in double, then rounded).
+    void stacked_precision_factors(std::vector<float>& w, std::vector<float>& mean_proj) const;
+
     /// Throws std::invalid_argument unless sizes match K and d, every value is
     /// finite, every variance is > 0 (full: U_k upper triangular with a positive
     /// diagonal) and the weights sum to 1 (within 1e-3).

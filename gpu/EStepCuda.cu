@@ -22,6 +22,7 @@
 #include "gpu/detail/BlockedEStep.h"
 #include "gpu/detail/CudaUtils.h"
 #include "gpu/detail/DeviceResources.h"
+#include "gpu/detail/FullEStep.h"
 #include "gpu/detail/HopperEStep.h"
 #include "gpu/detail/ModelEncoding.h"
 #include "gpu/detail/RowPipeline.h"
@@ -39,6 +40,10 @@ int cuda_device_count() {
         return 0;
     }
     return n;
+}
+
+bool full_covariance_supported(int64_t K, int64_t d) {
+    return d >= 1 && d <= kMaxFullDim && K >= 1 && K * d < (int64_t(1) << 31);
 }
 
 bool hopper_kernels_available(int device) {
@@ -106,6 +111,7 @@ struct EStepCuda::Worker {
     std::unique_ptr<RowPipeline> pipeline;
     std::unique_ptr<HopperEStep> hopper;
     std::unique_ptr<BlockedEStep> blocked;
+    std::unique_ptr<FullEStep> full; // full covariances (made for the first such model)
     ChunkAlgorithm* active = nullptr; // the current model's
     int64_t refined_components = 0;   // the current model's narrow components (em.refine)
     bool has_results = false;         // the last accumulate() gave this worker rows
@@ -133,7 +139,17 @@ struct EStepCuda::Worker {
         DeviceScope scope(device);
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(*stream));
         refined_components = em.refine ? int64_t(em.refine->narrow.size()) : 0;
-        if (em.hopper && hopper_ok) {
+        if (em.full) {
+            if (!full) {
+                // The fused tensor-core kernel (mma.sync: sm_80 and later) unless Blocked is asked for.
+                int major = 0;
+                FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+                const bool fused = options.algorithm != EStepCudaAlgorithm::Blocked && major >= 8;
+                full = std::make_unique<FullEStep>(device, options.fast_math, fused, options.block_bytes,
+                                                   options.poison_buffers, sm_count, *stream);
+            }
+            active = full.get();
+        } else if (em.hopper && hopper_ok) {
             if (!hopper) hopper = std::make_unique<HopperEStep>(device, options, sm_count);
             active = hopper.get();
         } else {
@@ -177,7 +193,8 @@ struct EStepCuda::Worker {
         float ms = 0;
         FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, *t_begin, *t_end));
         report.gpu_ms = ms;
-        report.device_bytes = pipeline->device_bytes() + blocked->device_bytes() + (hopper ? hopper->device_bytes() : 0);
+        report.device_bytes = pipeline->device_bytes() + blocked->device_bytes() + (hopper ? hopper->device_bytes() : 0) +
+                              (full ? full->device_bytes() : 0);
         has_results = true;
     }
 
@@ -313,15 +330,24 @@ const char* EStepCuda::name() const { return name_; }
 
 void EStepCuda::set_model(const GmmModel& model, const float* center) {
     model.validate();
-    if (model.covariance_type == CovarianceType::Full) {
-        // No full-covariance kernel yet (issue 17): refuse rather than read the d·d factors as variances.
-        throw std::invalid_argument("EStepCuda::set_model: covariance_type = full is not supported by the CUDA "
-                                    "E-step yet (use the CPU E-step: Device::Cpu, or Device::Auto)");
-    }
     if (model.K != K_ || model.d != d_) {
         throw std::invalid_argument("EStepCuda::set_model: model is K=" + std::to_string(model.K) +
                                     ", d=" + std::to_string(model.d) + " but this E-step was built for K=" +
                                     std::to_string(K_) + ", d=" + std::to_string(d_));
+    }
+    if (model.covariance_type == CovarianceType::Full) {
+        // One algorithm for full covariances (detail/FullEStep.h), whatever options.algorithm says.
+        if (!full_covariance_supported(K_, d_)) {
+            throw std::invalid_argument("EStepCuda::set_model: covariance_type = full on the GPU needs d <= " +
+                                        std::to_string(kMaxFullDim) + " and K·d < 2^31 (this model: K=" +
+                                        std::to_string(K_) + ", d=" + std::to_string(d_) +
+                                        "); use the CPU E-step (Device::Cpu, or Device::Auto, which picks it)");
+        }
+        const EncodedModel em = encode_full_model(model, center);
+        for (auto& wk : workers_) wk->set_model(em);
+        covariance_type_ = model.covariance_type;
+        have_model_ = true;
+        return;
     }
     const bool diag = model.covariance_type == CovarianceType::Diagonal;
     const bool fast = options_.fast_math;
@@ -449,6 +475,14 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
                                     "the model");
     }
     if (rows.n == 0) return;
+    if (covariance_type_ == CovarianceType::Full) {
+        // FullEStep sums its second moments with double atomics (several row segments per
+        // component), so its block partials are not yet the same bits however the rows are cut:
+        // the whole call is one partial, added exactly (EStep's default: reproducible for a
+        // given cut of the rows into calls, which the trainer's fixed chunks give on one GPU).
+        EStep::accumulate_reproducible(rows, acc);
+        return;
+    }
     LimbGrid grid;
     grid.inv_nk = 1.0; // N_k's grid: scale 2^0 (StatsAccumulator::set_row_bounds)
     grid.inv_x = std::ldexp(1.0, -acc.x_exponent());

@@ -71,7 +71,7 @@ struct EStepCudaReport {
     size_t device_bytes = 0;      ///< bytes this backend holds on the GPU (model, chunk and staging buffers)
     size_t pinned_bytes = 0;      ///< pinned host staging bytes
     double h2d_bytes = 0;         ///< bytes copied host → device
-    const char* algorithm = "";   ///< algorithm that ran: "blocked" or "hopper"
+    const char* algorithm = "";   ///< algorithm that ran: "blocked", "hopper", "full-fused" or "full-blocked"
     double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
     int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
     int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
@@ -143,12 +143,24 @@ class EStepCuda : public EStep {
     char name_[32];
 };
 
+/// Full covariances (CovarianceType::Full, d <= 128: full_covariance_supported) run
+/// detail/FullEStep.h: its log-densities come from a fused tensor-core kernel (sm_80+; fp16 products
+/// in fast mode, three hi/lo fp16 products in accurate mode; EStepCudaReport::algorithm "full-fused")
+/// under Auto or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32)
+/// and a squared-norm kernel ("full-blocked"); then the responsibilities, an fp32 GEMM for N_k and
+/// Σ r x, and a second-moment kernel. Its log-densities are not refined (exact_log_densities applies
+/// to spherical and diagonal models).
+
 /// The backend make_estep() returns for Device::Cuda: every visible GPU,
 /// params.fast_math, params.chunk_size ignored (GPU chunks are sized by memory).
 std::unique_ptr<EStep> make_estep_cuda(const GmmParams& params, int64_t K, int64_t d);
 
 /// Number of visible CUDA GPUs; 0 when there is no driver or no GPU. Never throws.
 int cuda_device_count();
+
+/// True when the CUDA E-step computes full-covariance models of this shape (d <= 128 and K·d < 2^31:
+/// detail/FullEStep.h). Device::Auto runs other full models on the CPU. Never throws.
+bool full_covariance_supported(int64_t K, int64_t d);
 
 /// True when GPU `device` is a Hopper (compute capability 9.0) and this build carries the sm_90a
 /// kernels of EStepCudaAlgorithm::Hopper (FAISS_GMM_CUDA_ARCHITECTURES has "90a"). Never throws.

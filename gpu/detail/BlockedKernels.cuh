@@ -7,6 +7,7 @@
 // accumulators. Memory is O(B·K + K·d) with B chosen so that B·K stays bounded:
 // nothing of size N×K exists.
 #pragma once
+// (The non-template kernels are static: BlockedEStep.cu and FullEStep.cu both include this file.)
 
 #include <cuda_runtime.h>
 
@@ -47,7 +48,7 @@ __global__ void __launch_bounds__(256) blocked_features_kernel(const Tin* __rest
 /// two reads of the row (online max/sum, then the exponentials); adds Σ ln Z.
 /// xx_b is read from column xx_col of F (spherical) or is 0 (acoef = 0). ll_slots (reproducible
 /// sums): each thread block writes its Σ ln Z to ll_slots[blockIdx.x] instead of adding it.
-__global__ void __launch_bounds__(256) blocked_responsibilities_kernel(float* __restrict__ S, int n, int K, int ldS,
+static __global__ void __launch_bounds__(256) blocked_responsibilities_kernel(float* __restrict__ S, int n, int K, int ldS,
                                                                        const float* __restrict__ bias,
                                                                        const float* __restrict__ acoef,
                                                                        const float* __restrict__ F, int ldF,
@@ -96,7 +97,7 @@ __global__ void __launch_bounds__(256) blocked_responsibilities_kernel(float* __
 }
 
 /// acc[i] += tmp[i] (double accumulation of the per-block fp32 products).
-__global__ void add_to_double_kernel(const float* __restrict__ tmp, double* __restrict__ acc, size_t count) {
+static __global__ void add_to_double_kernel(const float* __restrict__ tmp, double* __restrict__ acc, size_t count) {
     const size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x;
     if (i < count) acc[i] += double(tmp[i]);
 }

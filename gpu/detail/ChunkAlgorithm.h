@@ -20,7 +20,7 @@ namespace faiss_gmm::gpu::detail {
 class ChunkAlgorithm {
   public:
     virtual ~ChunkAlgorithm() = default;
-    /// "blocked" or "hopper" (EStepCudaReport::algorithm).
+    /// "blocked", "hopper", "full-fused" or "full-blocked" (EStepCudaReport::algorithm).
     virtual const char* name() const = 0;
     /// Device bytes per chunk row for this model (sizes the chunks, heuristics.h).
     virtual double bytes_per_row(const EncodedModel& em) const = 0;

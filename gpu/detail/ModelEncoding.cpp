@@ -176,4 +176,12 @@ EncodedModel encode_model(const GmmModel& model, const float* center, bool hoppe
     return em;
 }
 
+EncodedModel encode_full_model(const GmmModel& model, const float* center) {
+    EncodedModel em;
+    em.full = std::make_unique<FullModel>(encode_full(model));
+    em.center.assign(model.d, 0.f);
+    if (center) std::copy(center, center + model.d, em.center.begin());
+    return em;
+}
+
 } // namespace faiss_gmm::gpu::detail

@@ -11,6 +11,7 @@
 
 #include "faiss_gmm/ExactLogDensity.h"
 #include "faiss_gmm/GmmModel.h"
+#include "gpu/detail/FullModelEncoding.h"
 
 namespace faiss_gmm::gpu::detail {
 
@@ -88,11 +89,15 @@ struct EncodedModel {
     BlockedModel blocked;
     std::unique_ptr<HopperModel> hopper; ///< null when the Hopper kernels do not cover the model (heuristics.h)
     std::unique_ptr<RefineModel> refine; ///< null unless the model has narrow components (then hopper is null)
+    std::unique_ptr<FullModel> full;     ///< full covariances only (encode_full_model; logits, blocked, hopper empty)
     std::vector<float> center;           ///< d: the rows' center (zeros when none was given)
 };
 /// hopper: encode for the Hopper kernels too (the caller checked that they cover the model and
 /// that refine is null: a model that needs refinement runs Blocked, see EStepCuda::set_model).
 EncodedModel encode_model(const GmmModel& model, const float* center, bool hopper, bool fast,
                           std::unique_ptr<RefineModel> refine = nullptr);
+
+/// A full-covariance model: em.full and the center, nothing else (FullEStep runs it).
+EncodedModel encode_full_model(const GmmModel& model, const float* center);
 
 } // namespace faiss_gmm::gpu::detail

@@ -1,0 +1,177 @@
+// Benchmark of the CUDA E-step for full covariances (issue 17; not a test). On one GPU, rows
+// resident on it: the median wall time of accumulate() (and its device time) of the fused path
+// (tensor-core log-densities: accurate = three hi/lo fp16 products, fast = fp16) and of the blocked
+// path (cuBLAS projections: accurate fp32, fast TF32), and the relative error of every statistic
+// of each against the float64 reference (reference_estep) on the last --check-rows rows. The data and
+// model are those of bench/gpu/bench_flash_gmm_full.py, which times the research kernel
+// (flash_gmm_full_h100.py) on the same recipe: rows around max(64, K/4) centers drawn uniformly
+// in [-1.7, 1.7]^d plus uniform noise of variance 1/4 per dimension, means = the first K rows,
+// Σ_k = 0.35·I, uniform weights. Prints a table; bench/results/gpu_full_covariance.md records it.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/gpu/bench_util.cuh"
+#include "faiss_gmm/GmmModel.h"
+#include "faiss_gmm/SufficientStats.h"
+#include "gpu/EStepCuda.h"
+#include "tests/relative_error.h"
+
+using namespace faiss_gmm;
+using faiss_gmm::bench::median;
+using faiss_gmm::bench::mix64;
+using faiss_gmm::bench::now_s;
+using faiss_gmm::gpu::EStepCuda;
+using faiss_gmm::gpu::EStepCudaOptions;
+using faiss_gmm::testing::relative_l2_error;
+
+namespace {
+
+float unif(uint64_t i, uint64_t stream) { return float(mix64(i * 0x9e3779b97f4a7c15ull + stream) >> 40) * (1.f / 16777216.f); }
+
+/// The rows of the recipe above, generated on the host by every core.
+std::vector<float> make_rows(int64_t N, int64_t d, int64_t nc) {
+    std::vector<float> x(size_t(N * d));
+    const int nt = int(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> th;
+    for (int t = 0; t < nt; t++) {
+        th.emplace_back([&, t] {
+            for (int64_t i = N * t / nt; i < N * (t + 1) / nt; i++) {
+                const uint64_t c = mix64(uint64_t(i) + 77) % uint64_t(nc);
+                for (int64_t j = 0; j < d; j++) {
+                    const uint64_t e = uint64_t(i * d + j);
+                    const float center = 1.7f * (2.f * unif(c * 4096 + uint64_t(j), 11) - 1.f);
+                    x[size_t(i * d + j)] = center + unif(e, 1) + unif(e, 2) + unif(e, 3) - 1.5f;
+                }
+            }
+        });
+    }
+    for (auto& t : th) t.join();
+    return x;
+}
+
+struct Timing {
+    double wall_ms = 0, gpu_ms = 0, loglik = 0;
+    size_t device_bytes = 0;
+};
+
+struct Mode {
+    const char* name;
+    bool fast;
+    gpu::EStepCudaAlgorithm algorithm;
+};
+const Mode kModes[] = {{"fused-accurate", false, gpu::EStepCudaAlgorithm::Auto},
+                       {"fused-fast", true, gpu::EStepCudaAlgorithm::Auto},
+                       {"blocked-accurate", false, gpu::EStepCudaAlgorithm::Blocked},
+                       {"blocked-fast", true, gpu::EStepCudaAlgorithm::Blocked}};
+
+EStepCudaOptions options_of(const Mode& mode) {
+    EStepCudaOptions o;
+    o.devices = {0};
+    o.fast_math = mode.fast;
+    o.algorithm = mode.algorithm;
+    return o;
+}
+
+Timing time_estep(const float* x_dev, int64_t N, const GmmModel& m, const Mode& mode, int reps) {
+    const EStepCudaOptions o = options_of(mode);
+    EStepCuda es(m.K, m.d, o);
+    es.set_model(m, nullptr);
+    const VectorBlock rows{x_dev, DataType::Float32, N, m.d};
+    SufficientStats st(m.K, m.d, CovarianceType::Full);
+    es.accumulate(rows, st); // warm-up: buffers, module load
+    std::vector<double> t, g;
+    for (int r = 0; r < reps; r++) {
+        st.clear();
+        const double t0 = now_s();
+        es.accumulate(rows, st);
+        t.push_back((now_s() - t0) * 1e3);
+        g.push_back(es.last_report()[0].gpu_ms);
+    }
+    return {median(t), median(g), st.loglik / double(N), es.last_report()[0].device_bytes};
+}
+
+/// Relative errors (loglik, N_k, Σ r x, second moments) of one mode on n rows at x.
+void errors(const float* x, int64_t n, const GmmModel& m, const Mode& mode, const SufficientStats& ref) {
+    EStepCuda es(m.K, m.d, options_of(mode));
+    es.set_model(m, nullptr);
+    SufficientStats st(m.K, m.d, CovarianceType::Full);
+    es.accumulate(VectorBlock{x, DataType::Float32, n, m.d}, st);
+    printf("    %-16s vs float64 on %lld rows: loglik %.2e  nk %.2e  sum_x %.2e  sum_sq %.2e  (budget %.0e)\n",
+           mode.name, (long long)n, std::fabs(st.loglik - ref.loglik) / std::fabs(ref.loglik),
+           relative_l2_error(st.nk, ref.nk), relative_l2_error(st.sum_x, ref.sum_x),
+           relative_l2_error(st.sum_sq, ref.sum_sq), mode.fast ? 5e-3 : 1e-4);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::string shapes = "1000000x1024x128";
+    int reps = 5;
+    int64_t check_rows = 256;
+    std::string modes; // --modes: names of kModes, comma-separated; empty = all
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--shapes" && i + 1 < argc) shapes = argv[++i]; // NxKxd, comma-separated
+        else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+        else if (a == "--check-rows" && i + 1 < argc) check_rows = std::atoll(argv[++i]);
+        else if (a == "--modes" && i + 1 < argc) modes = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--shapes NxKxd,...] [--reps R] [--check-rows n] [--modes m1,m2]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (gpu::cuda_device_count() == 0) {
+        printf("no CUDA GPU visible\n");
+        return 0;
+    }
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    printf("full covariances, rows resident on the GPU; median of %d accumulate() calls (wall; device time in "
+           "brackets)\n", reps);
+    for (size_t a = 0; a < shapes.size();) {
+        size_t b = shapes.find(',', a);
+        if (b == std::string::npos) b = shapes.size();
+        long long N = 0, K = 0, d = 0;
+        if (sscanf(shapes.substr(a, b - a).c_str(), "%lldx%lldx%lld", &N, &K, &d) != 3) {
+            fprintf(stderr, "bad shape '%s' (NxKxd)\n", shapes.substr(a, b - a).c_str());
+            return 2;
+        }
+        a = b + 1;
+        const std::vector<float> x = make_rows(N, d, std::max<int64_t>(64, K / 4));
+        GmmModel m(K, d, CovarianceType::Full);
+        std::vector<double> cov(size_t(d * d), 0.0);
+        for (int64_t j = 0; j < d; j++) cov[size_t(j * d + j)] = 0.35;
+        for (int64_t k = 0; k < K; k++) {
+            std::copy(x.begin() + k * d, x.begin() + (k + 1) * d, m.means.begin() + k * d);
+            m.set_covariance(k, cov.data());
+        }
+        float* x_dev = nullptr;
+        CK(cudaMalloc(&x_dev, x.size() * 4));
+        CK(cudaMemcpy(x_dev, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+        printf("N=%lld K=%lld d=%lld:\n", N, K, d);
+        for (const Mode& mode : kModes) {
+            if (!modes.empty() && ("," + modes + ",").find("," + std::string(mode.name) + ",") == std::string::npos)
+                continue;
+            const Timing t = time_estep(x_dev, N, m, mode, reps);
+            printf("    %-16s %8.1f ms (device %8.1f ms)  mean loglik/row %.5f  GPU memory held %.2f GiB\n", mode.name,
+                   t.wall_ms, t.gpu_ms, t.loglik, t.device_bytes / 1073741824.0);
+        }
+        CK(cudaFree(x_dev));
+        const int64_t n = std::min<int64_t>(check_rows, N);
+        if (n > 0) {
+            SufficientStats ref(K, d, CovarianceType::Full);
+            const float* last = x.data() + (N - n) * d; // the last rows (the first K are the means)
+            reference_estep(m, nullptr, n, last, ref);
+            for (const Mode& mode : kModes) errors(last, n, m, mode, ref);
+        }
+    }
+    return 0;
+}

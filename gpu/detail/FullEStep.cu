@@ -1,0 +1,238 @@
+// The full-covariance algorithm of the CUDA E-step on one GPU (FullEStep.h).
+#include "gpu/detail/FullEStep.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "gpu/detail/BlockedKernels.cuh"
+#include "gpu/detail/FullFusedKernel.cuh"
+#include "gpu/detail/FullKernels.cuh"
+#include "gpu/detail/FullModelEncoding.h"
+#include "gpu/detail/heuristics.h"
+
+namespace faiss_gmm::gpu::detail {
+
+namespace {
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+template <typename T>
+void upload(DeviceBuffer& buf, int device, const std::vector<T>& v) {
+    buf.allocate(device, v.size() * sizeof(T), false);
+    FAISS_GMM_CUDA_CHECK(cudaMemcpy(buf.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+} // namespace
+
+FullEStep::FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count,
+                     cudaStream_t stream)
+        : device_(device), fast_(fast), fused_(fused), poison_(poison), block_bytes_(block_bytes),
+          sm_count_(sm_count) {
+    FAISS_GMM_CUBLAS_CHECK(cublasCreate(&cublas_));
+    FAISS_GMM_CUBLAS_CHECK(cublasSetStream(cublas_, stream));
+}
+
+FullEStep::~FullEStep() {
+    if (cublas_) {
+        DeviceScope scope(device_);
+        cublasDestroy(cublas_);
+    }
+}
+
+double FullEStep::bytes_per_row(const EncodedModel& em) const {
+    // the raw rows (double-buffered, float32 worst case) and the features; the block buffers are
+    // sized by block_bytes, not per chunk row
+    const double halves = fused_ ? double(em.full->DP) * 2 * (fast_ ? 1 : 2) + 4 : 0; // Xh, Xl, 1/s_row
+    return blocked_bytes_per_row(em.full->d, round_up(em.full->d + 2, 4)) + halves;
+}
+
+void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t) {
+    const FullModel& fm = *em.full;
+    K_ = fm.K;
+    d_ = fm.d;
+    ldx_ = round_up(d_ + 2, 4); // [x − c | 1 | ‖x − c‖²] (blocked_features_kernel), 16-byte rows
+    Kp_ = round_up(K_, 4);
+    nsq_ = d_ * (d_ + 1) / 2;
+    // Rows per block: the block's buffers in block_bytes (blocked: the block × K·d projections;
+    // fused: the block × K log-densities), at least 32 rows, at most a chunk.
+    const int64_t row_bytes = fused_ ? Kp_ * 4 : K_ * d_ * 4;
+    block_rows_ = std::clamp<int64_t>(block_bytes_ / row_bytes, 32, std::max<int64_t>(32, chunk_rows));
+    center_.allocate(device_, size_t(d_) * 4, false);
+    FAISS_GMM_CUDA_CHECK(cudaMemcpy(center_.get(), em.center.data(), size_t(d_) * 4, cudaMemcpyHostToDevice));
+    upload(logc2_, device_, fm.logc2);
+    upload(means_, device_, fm.means);
+    upload(zeros_, device_, std::vector<float>(size_t(Kp_), 0.f));
+    F_.allocate(device_, size_t(chunk_rows) * ldx_ * 4, poison_);
+    if (fused_) {
+        DP_ = fm.DP;
+        upload(Wh_, device_, fm.wh);
+        if (!fast_) upload(Wl_, device_, fm.wl);
+        upload(kinv_, device_, fm.kinv);
+        upload(mpad_, device_, fm.mproj_padded);
+        Xh_.allocate(device_, size_t(chunk_rows) * DP_ * 2, poison_);
+        if (!fast_) Xl_.allocate(device_, size_t(chunk_rows) * DP_ * 2, poison_);
+        rinv_.allocate(device_, size_t(chunk_rows) * 4, poison_);
+    } else {
+        upload(W_, device_, fm.w);
+        upload(mproj_, device_, fm.mproj);
+        P_.allocate(device_, size_t(block_rows_) * K_ * d_ * 4, poison_);
+    }
+    S_.allocate(device_, size_t(block_rows_) * Kp_ * 4, poison_);
+    tmp_.allocate(device_, size_t(Kp_) * ldx_ * 4, poison_);
+    acc_.allocate(device_, size_t(Kp_) * ldx_ * 8, poison_);
+    acc2_.allocate(device_, size_t(K_) * nsq_ * 8, poison_);
+    loglik_.allocate(device_, 8, poison_);
+    // The poisoning memsets (tests) run on the legacy stream, which the worker's non-blocking
+    // stream does not wait for: they must be done before the first chunk writes these buffers.
+    if (poison_) FAISS_GMM_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void FullEStep::begin(cudaStream_t stream) {
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_.get(), 0, size_t(Kp_) * ldx_ * 8, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc2_.get(), 0, size_t(K_) * nsq_ * 8, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(loglik_.get(), 0, 8, stream));
+}
+
+void FullEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport&) {
+    if (type == DataType::Float32) {
+        run_chunk(static_cast<const float*>(x), n, stream);
+    } else {
+        run_chunk(static_cast<const uint8_t*>(x), n, stream);
+    }
+}
+
+template <typename Tin>
+void FullEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
+    blocked_features_kernel<Tin><<<unsigned((nc + 7) / 8), 256, 0, stream>>>(x, int(nc), int(d_), center_.as<float>(),
+                                                                             0, int(ldx_), F_.as<float>());
+    FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_features_kernel");
+    if (fused_) {
+        full_half_rows_kernel<<<unsigned((nc + 7) / 8), 256, 0, stream>>>(
+                F_.as<float>(), int(ldx_), int(nc), int(d_), DP_, Xh_.as<__half>(), fast_ ? nullptr : Xl_.as<__half>(),
+                rinv_.as<float>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_half_rows_kernel");
+    }
+    const float one = 1.f, zero = 0.f;
+    for (int64_t b0 = 0; b0 < nc; b0 += block_rows_) {
+        const int64_t nb = std::min(block_rows_, nc - b0);
+        const float* Fb = F_.as<float>() + size_t(b0) * ldx_;
+        log_densities(b0, nb, stream);
+        const unsigned grid = unsigned((nb + 7) / 8);
+        blocked_responsibilities_kernel<<<grid, 256, 0, stream>>>(S_.as<float>(), int(nb), int(K_), int(Kp_),
+                                                                  zeros_.as<float>(), zeros_.as<float>(), Fb,
+                                                                  int(ldx_), -1, loglik_.as<double>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
+        // tmp (ldx × Kp, column-major) = Fᵀ·R: [Σ r x | N_k | …] per component, fp32 in both modes
+        // (K·d·B products: cheap next to the projections, and TF32 here would cost 2^-11 of Σ r x).
+        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(ldx_), int(Kp_), int(nb), &one, Fb,
+                                            CUDA_R_32F, int(ldx_), S_.get(), CUDA_R_32F, int(Kp_), &zero,
+                                            tmp_.get(), CUDA_R_32F, int(ldx_), CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT));
+        const size_t count = size_t(Kp_) * ldx_;
+        add_to_double_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(tmp_.as<float>(), acc_.as<double>(),
+                                                                               count);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("add_to_double_kernel");
+        // Second moments: about two CTAs per SM in all, segments of whole shared-memory tiles.
+        const int64_t tiles = (nb + kMomentRows - 1) / kMomentRows;
+        const int64_t nseg = std::clamp<int64_t>((2 * sm_count_ + K_ - 1) / K_, 1, tiles);
+        const int64_t seg_rows = (tiles + nseg - 1) / nseg * kMomentRows;
+        const dim3 mgrid(unsigned(K_), unsigned((nb + seg_rows - 1) / seg_rows));
+        full_second_moment_kernel<<<mgrid, 256, 0, stream>>>(Fb, int(ldx_), int(nb), int(d_), S_.as<float>(),
+                                                            int(Kp_), means_.as<float>(), int(seg_rows),
+                                                            acc2_.as<double>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+    }
+}
+
+namespace {
+/// The fused kernel for one (DP, split) instance: its shared memory opted in once per process.
+template <int DP, bool kSplit>
+void launch_fused(dim3 grid, cudaStream_t stream, const __half* Xh, const __half* Xl, const float* rinv, int n,
+                  const __half* Wh, const __half* Wl, const float* kinv, const float* mp, const float* logc2, int K,
+                  int kc, float* S, int ldS) {
+    const size_t smem = full_fused_smem_bytes(DP, kSplit);
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(full_fused_log_density_kernel<DP, kSplit>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    full_fused_log_density_kernel<DP, kSplit>
+            <<<grid, 256, smem, stream>>>(Xh, Xl, rinv, n, Wh, Wl, kinv, mp, logc2, K, kc, S, ldS);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("full_fused_log_density_kernel");
+}
+} // namespace
+
+void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
+    if (!fused_) {
+        // P (K·d × nb, column-major) = Wᵀ·F: every component's projections of the block's rows.
+        const float one = 1.f, zero = 0.f;
+        const int Kd = int(K_ * d_);
+        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, Kd, int(nb), int(d_), &one, W_.get(),
+                                            CUDA_R_32F, int(d_), F_.as<float>() + size_t(b0) * ldx_, CUDA_R_32F,
+                                            int(ldx_), &zero, P_.get(), CUDA_R_32F, Kd,
+                                            fast_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT));
+        const dim3 grid(unsigned((nb + kDensityRows - 1) / kDensityRows),
+                        unsigned(std::min<int64_t>((K_ + kDensityComponents - 1) / kDensityComponents, 65535)));
+        full_log_density_kernel<<<grid, 256, 0, stream>>>(P_.as<float>(), int(nb), int(K_), int(d_),
+                                                          mproj_.as<float>(), logc2_.as<float>(), S_.as<float>(),
+                                                          int(Kp_));
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_log_density_kernel");
+        return;
+    }
+    // Row tiles × component ranges (multiples of a staged round): about two CTAs per SM when the
+    // block has few row tiles.
+    const int64_t tiles = (nb + kFusedRows - 1) / kFusedRows;
+    const int64_t rounds = (K_ + kFusedRound - 1) / kFusedRound;
+    const int64_t ksplit = std::clamp<int64_t>((2 * sm_count_ + tiles - 1) / tiles, 1, rounds);
+    const int kc = int((rounds + ksplit - 1) / ksplit * kFusedRound);
+    const dim3 grid(unsigned(tiles), unsigned((K_ + kc - 1) / kc));
+    const __half* Xh = Xh_.as<__half>() + size_t(b0) * DP_;
+    const __half* Xl = fast_ ? nullptr : Xl_.as<__half>() + size_t(b0) * DP_;
+    const float* rinv = rinv_.as<float>() + b0;
+    const auto* Wh = Wh_.as<__half>();
+    const auto* Wl = fast_ ? nullptr : Wl_.as<__half>();
+    auto go = [&](auto dp, auto split) {
+        launch_fused<decltype(dp)::value, decltype(split)::value>(grid, stream, Xh, Xl, rinv, int(nb), Wh, Wl,
+                                                                  kinv_.as<float>(), mpad_.as<float>(),
+                                                                  logc2_.as<float>(), int(K_), kc, S_.as<float>(),
+                                                                  int(Kp_));
+    };
+    auto with_dp = [&](auto split) {
+        switch (DP_) {
+            case 32: return go(std::integral_constant<int, 32>(), split);
+            case 64: return go(std::integral_constant<int, 64>(), split);
+            case 96: return go(std::integral_constant<int, 96>(), split);
+            case 128: return go(std::integral_constant<int, 128>(), split);
+        }
+        throw std::logic_error("FullEStep: no fused kernel for DP = " + std::to_string(DP_));
+    };
+    if (fast_) with_dp(std::false_type());
+    else with_dp(std::true_type());
+}
+
+void FullEStep::download(cudaStream_t stream) {
+    h_acc_.resize(size_t(Kp_) * ldx_);
+    h_acc2_.resize(size_t(K_) * nsq_);
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc_.data(), acc_.get(), h_acc_.size() * 8, cudaMemcpyDeviceToHost, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc2_.data(), acc2_.get(), h_acc2_.size() * 8, cudaMemcpyDeviceToHost,
+                                         stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik_, loglik_.get(), 8, cudaMemcpyDeviceToHost, stream));
+    FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void FullEStep::add_to(SufficientStats& stats) const {
+    // Σ r (x − c) and N_k from the GEMM's columns; the second moments are about the model's means already.
+    for (int64_t k = 0; k < K_; k++) {
+        const double* a = h_acc_.data() + k * ldx_;
+        stats.nk[k] += a[d_];
+        for (int64_t j = 0; j < d_; j++) stats.sum_x[k * d_ + j] += a[j];
+        const double* s = h_acc2_.data() + k * nsq_;
+        double* out = stats.sum_sq.data() + k * nsq_;
+        for (int64_t i = 0; i < nsq_; i++) out[i] += s[i];
+    }
+}
+
+size_t FullEStep::device_bytes() const {
+    return center_.bytes() + W_.bytes() + mproj_.bytes() + logc2_.bytes() + means_.bytes() + zeros_.bytes() +
+           F_.bytes() + P_.bytes() + S_.bytes() + tmp_.bytes() + acc_.bytes() + acc2_.bytes() + loglik_.bytes() +
+           Wh_.bytes() + Wl_.bytes() + kinv_.bytes() + mpad_.bytes() + Xh_.bytes() + Xl_.bytes() + rinv_.bytes();
+}
+
+} // namespace faiss_gmm::gpu::detail

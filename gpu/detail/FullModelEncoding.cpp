@@ -1,0 +1,52 @@
+// Host-only encoding of a full-covariance model for the CUDA E-step (FullModelEncoding.h).
+#include "gpu/detail/FullModelEncoding.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "gpu/detail/ModelEncoding.h"
+
+namespace faiss_gmm::gpu::detail {
+
+FullModel encode_full(const GmmModel& model) {
+    if (model.covariance_type != CovarianceType::Full) throw std::logic_error("encode_full: not a full model");
+    constexpr double kLog2e = 1.4426950408889634074;
+    FullModel fm;
+    const int64_t K = model.K, d = model.d;
+    fm.K = K;
+    fm.d = d;
+    fm.means = model.means;
+    model.stacked_precision_factors(fm.w, fm.mproj);
+    const std::vector<double> c = model.log_constants();
+    fm.logc2.resize(size_t(K));
+    for (int64_t k = 0; k < K; k++) fm.logc2[size_t(k)] = float(kLog2e * c[size_t(k)]);
+    const int64_t DP = (d + 31) / 32 * 32;
+    fm.DP = int(DP);
+    fm.wh.assign(size_t(K * DP * DP), 0);
+    fm.wl.assign(size_t(K * DP * DP), 0);
+    fm.kinv.resize(size_t(K));
+    fm.mproj_padded.assign(size_t(K * DP), 0.f);
+    for (int64_t k = 0; k < K; k++) {
+        const float* row = fm.w.data() + size_t(k * d * d);
+        float mx = 0;
+        for (int64_t i = 0; i < d * d; i++) mx = std::max(mx, std::fabs(row[i]));
+        int e = 0;
+        std::frexp(mx, &e); // mx in [2^(e−1), 2^e)
+        const float s = pow2i(14 - e), inv = pow2i(e - 14);
+        fm.kinv[size_t(k)] = inv;
+        for (int64_t j = 0; j < d; j++) {
+            for (int64_t i = 0; i < d; i++) {
+                const float v = s * row[j * d + i];
+                const uint16_t hi = host_f16(v);
+                const size_t at = size_t((k * DP + j) * DP + i);
+                fm.wh[at] = hi;
+                fm.wl[at] = host_f16(float(double(v) - host_f16_value(hi)));
+            }
+            fm.mproj_padded[size_t(k * DP + j)] = fm.mproj[size_t(k * d + j)];
+        }
+    }
+    return fm;
+}
+
+} // namespace faiss_gmm::gpu::detail
