@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The merged tree's GPU checks in one device call: every GPU test binary (test_estep_cuda in 4
+# gtest shards run side by side: its float64 references and bounds are CPU work), compute-sanitizer
+# memcheck and racecheck on the Sanitizer* cases of each binary, then the main benchmark shape
+# (1M x 1024 x 128: spherical Hopper fast / accurate with ordinary and reproducible sums, diagonal
+# Hopper fast, full covariances fused fast / accurate). Prebuilt binaries come from $BIN (built
+# here with -DFAISS_GMM_CUDA_ARCHITECTURES="80;90a"), siftsmall from $D/shared/datasets/siftsmall:
+#   run(command="bash .device-carry/suite/scripts/gpu_run_suite.sh", carry=[".device-carry/suite"])
+# Logs go to $OUT (the device tool's folder); the exit status is 1 when anything failed.
+set -u
+D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
+BIN=${BIN:-$D/bin}
+export FAISS_GMM_SHARED_DIR=${FAISS_GMM_SHARED_DIR:-$D/shared}
+OUT=${OUT:-$D/out}
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
+rc=0
+t0=$(date +%s)
+summary() { grep -hE "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure$|Expected|Which is|^  Actual" "$@" | cut -c1-200 | head -40; }
+
+echo "== host-only: test_model_encoding, test_full_model_encoding"
+for t in test_model_encoding test_full_model_encoding; do
+  "$BIN/$t" --gtest_brief=1 >"$OUT/$t.log" 2>&1 || rc=1
+  summary "$OUT/$t.log"
+done
+
+echo "== test_estep_cuda (4 shards), test_estep_cuda_exact, test_estep_cuda_full, side by side"
+pids=()
+for i in 0 1 2 3; do
+  GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-150} "$BIN/test_estep_cuda" \
+      --gtest_filter='-*ZZSummary' >"$OUT/shard$i.log" 2>&1 &
+  pids+=($!)
+done
+timeout ${TEST_TIMEOUT:-150} "$BIN/test_estep_cuda_exact" >"$OUT/exact.log" 2>&1 & pids+=($!)
+timeout ${TEST_TIMEOUT:-150} "$BIN/test_estep_cuda_full" >"$OUT/full.log" 2>&1 & pids+=($!)
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+cat "$OUT"/shard?.log >"$OUT/test_estep_cuda.log"
+summary "$OUT/test_estep_cuda.log" "$OUT/exact.log" "$OUT/full.log"
+grep -hE "^\[ +(OK|FAILED) " "$OUT/test_estep_cuda.log" "$OUT/exact.log" "$OUT/full.log" | awk '{print $2}' | sort | uniq -c
+echo "tests: $(( $(date +%s) - t0 )) s"
+
+echo "== compute-sanitizer (memcheck and racecheck, side by side)"
+pids=()
+for spec in "memcheck test_estep_cuda *SanitizerSmall" "memcheck test_estep_cuda *SanitizerReproducible" \
+            "racecheck test_estep_cuda *SanitizerReproducible" "memcheck test_estep_cuda_exact *SanitizerExact" \
+            "memcheck test_estep_cuda_full *SanitizerFull" "racecheck test_estep_cuda_full *SanitizerFull"; do
+  set -- $spec
+  log="$OUT/san_$1_$2_${3//\*/}.log"
+  timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool "$1" --error-exitcode 3 "$BIN/$2" --gtest_filter="$3" >"$log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+for f in "$OUT"/san_*.log; do
+  echo "$(basename "$f"): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) ' "$f" | tr '\n' ' ')"
+done
+echo "tests + sanitizers: $(( $(date +%s) - t0 )) s"
+
+if [ "${BENCH:-1}" = 1 ]; then
+  echo "== bench_estep_cuda: 1M x 1024 x 128 spherical (shape 0), ordinary and reproducible sums"
+  timeout 40 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 0 --reproducible --modes hopper-fast,hopper-accurate \
+      2>&1 | tee "$OUT/bench_sph.log" | grep -vE "^\s*$" | tail -12 || rc=1
+  echo "== bench_estep_cuda: diagonal 1M x 1024 x 128 (shape 1)"
+  timeout 25 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes fast-tf32,hopper-fast \
+      2>&1 | tee "$OUT/bench_diag.log" | grep -vE "^\s*$" | tail -8 || rc=1
+  echo "== bench_estep_cuda_full: 1M x 1024 x 128"
+  timeout 40 "$BIN/bench_estep_cuda_full" --reps 3 --shapes 1000000x1024x128 2>&1 | tee "$OUT/bench_full.log" | tail -8 || rc=1
+fi
+echo "total: $(( $(date +%s) - t0 )) s, rc $rc"
+# Every log in one archive (the device tool brings back at most 8 files).
+(cd "$OUT" && tar czf /tmp/gpu_suite_logs.tgz ./*.log machine.txt && rm -f ./*.log && mv /tmp/gpu_suite_logs.tgz .)
+exit $rc
