@@ -4,8 +4,12 @@
 // further lists chosen by a spill rule (GMM posterior ratio, k-means distance
 // ratio, or a SOAR-like orthogonality-amended distance), either with a fixed
 // threshold or with the threshold chosen at the first add to meet a memory
-// budget (copies per vector). Search scores each candidate id once per query
-// (a visited set), so every id appears at most once in the results.
+// budget (copies per vector). Search scores each candidate id once per query,
+// from the first probed list holding it (a visited set: a bitset over the id
+// range, or a hash table for sparse ids), feeding runs of unseen entries to
+// FAISS's own list kernel (InvertedListScanner::scan_codes), so every id appears
+// at most once in the results and a scanned entry costs about what it costs in
+// IndexIVF::search.
 // FAISS cannot represent this (ntotal would count copies, nothing deduplicates,
 // FastScan aborts on precomputed assignments), hence a wrapper faiss::Index that
 // owns the IVF (possibly behind an IndexPreTransform) and drives its add_core /
