@@ -553,6 +553,11 @@ TEST(SpillIO, SaveLoadRoundTrip) {
         EXPECT_EQ(sb->spill.soar_lambda, sp->spill.soar_lambda);
         EXPECT_EQ(sb->spill.primary_by_posterior, sp->spill.primary_by_posterior);
         EXPECT_EQ(sb->threshold, sp->threshold);
+        // Not stored: the loader's constructor reads the id range back from the lists (the search's visited set).
+        EXPECT_EQ(sb->min_id, 0);
+        EXPECT_EQ(sb->max_id, n - 1);
+        EXPECT_EQ(sp->min_id, 0);
+        EXPECT_EQ(sp->max_id, n - 1);
         const GmmQuantizer* qa = find_gmm_quantizer(index.get());
         const GmmQuantizer* qb = find_gmm_quantizer(back.get());
         ASSERT_EQ(qa == nullptr, qb == nullptr);
