@@ -9,7 +9,7 @@
 #   --grid      the grid rows the 2-core VM can afford, each with the k-means spill and the recipe
 #               that the held-out queries chose at nlist 1024 (nothing re-chosen): GMM diagonal and
 #               SQ8 at nlist 1024 (256/list), full covariance at nlist 1024 (every method on a
-#               32-per-list sample: full EM at K = 1024, d = 128 costs ~K*d^2 per row and
+#               32-per-list sample, 8 EM iterations: full EM at K = 1024, d = 128 costs ~K*d^2 per row and
 #               iteration), nlist 4096 (64/list = 262,144 rows, nlist 1024's sample size);
 #               ~70 min on the 2-core VM
 #   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
@@ -126,11 +126,12 @@ if [ "$mode" = grid ]; then
         --index "IVF{nlist},SQ8" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 256 \
         --methods kmeans,gmm,kmeans_soar_spill1.5,gmm_soar_spill1.5
     # Costs only (no timing rounds, 1,000 queries): the question is whether full covariances
-    # place the means better at all.
+    # place the means better at all. 8 EM iterations for both GMMs: a full-covariance iteration
+    # took ~110 s on the busy VM (25 would not fit the session).
     grid_run debsift1m-IVF1024-Flat-full-train32 \
         "(a) GMM full vs k-means:gmmfull:kmeans,(a) GMM spherical vs k-means:gmm:kmeans,(a') GMM full vs GMM spherical:gmmfull:gmm" \
         --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 32 \
-        --methods kmeans,gmm,gmmfull --gmm-verbose --max-queries 1000 --threads 2 --timing-rounds 0
+        --methods kmeans,gmm,gmmfull --gmm-verbose --gmm-niter 8 --max-queries 1000 --threads 2 --timing-rounds 0
     grid_run debsift1m-IVF4096-Flat-train64 "(a) GMM vs k-means:gmm:kmeans,$soar_pairs" \
         --index "IVF{nlist},Flat" --nlist 4096 --nprobe $np4096g --max-points-per-centroid 64 \
         --methods kmeans,gmm,kmeans_soar_spill1.5,gmm_soar_spill1.5
