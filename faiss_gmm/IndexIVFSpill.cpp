@@ -66,9 +66,10 @@ class VisitedIds {
     /// Ids of the index lie in [lo, hi]; the bitset is used when that span is at most
     /// kDenseBitsPerEntry bits per stored entry (8 bytes per entry and thread at most).
     VisitedIds(idx_t lo, idx_t hi, int64_t n_entries) : lo_(lo) {
-        const int64_t span = hi >= lo ? hi - lo + 1 : 0;
-        dense_ = span <= kDenseBitsPerEntry * std::max<int64_t>(n_entries, 1);
-        if (dense_) bits_.assign(size_t((span + 63) / 64), 0);
+        // In unsigned arithmetic: hi − lo + 1 overflows int64 for ids {0, INT64_MAX}.
+        const uint64_t diff = hi >= lo ? uint64_t(hi) - uint64_t(lo) : 0;
+        dense_ = diff < uint64_t(kDenseBitsPerEntry) * uint64_t(std::max<int64_t>(n_entries, 1));
+        if (dense_) bits_.assign(size_t(diff / 64 + 1), 0);
     }
     /// A new query that will insert at most `expected` ids.
     void start(size_t expected) {
@@ -88,7 +89,7 @@ class VisitedIds {
     /// True when id was not seen yet in this query (and marks it seen).
     bool insert(idx_t id) {
         if (dense_) {
-            const uint64_t b = uint64_t(id - lo_);
+            const uint64_t b = uint64_t(id) - uint64_t(lo_);
             uint64_t& w = bits_[b >> 6];
             const uint64_t bit = uint64_t(1) << (b & 63);
             if (w & bit) return false;
@@ -122,8 +123,7 @@ class VisitedIds {
             if (ls == 0) continue;
             faiss::InvertedLists::ScopedIds ids(il, lists[p]);
             for (size_t j = 0; j < ls; j++) {
-                const uint64_t b = uint64_t(ids[j] - lo_);
-                bits_[b >> 6] = 0;
+                bits_[(uint64_t(ids[j]) - uint64_t(lo_)) >> 6] = 0;
             }
         }
     }

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -386,7 +387,7 @@ TEST(SpillSearch, DeduplicatedAndEqualToBruteForceOverProbedLists) {
 
 // The visited set: a bitset over [min_id, max_id] when the ids are dense enough (add()'s
 // 0, 1, ...; stride 50: cleared along the probed ids when a query scans fewer entries than the
-// bitset has words), a hash table otherwise (ids far apart). Every variant must return the
+// bitset has words), a hash table otherwise (ids far apart, or a span past INT64_MAX). Every variant must return the
 // results of the add() index, query after query (nothing left marked from an earlier one).
 TEST(SpillSearch, SameResultsWhateverTheIds) {
     const int64_t n = 3000, d = 16, nq = 40, k = 10;
@@ -394,15 +395,20 @@ TEST(SpillSearch, SameResultsWhateverTheIds) {
     std::vector<float> q = clustered_data(nq, d, 20, 2.0f, 12);
     const char* desc = "IVF24_spill1.5,Flat";
     auto ref = trained(desc, d, n, x);
-    for (const auto& [offset, stride] : {std::pair<idx_t, idx_t>{0, 50}, {idx_t(3) << 40, 1000003}}) {
+    // stride 0: ids 0 .. n − 2 and INT64_MAX, a span that overflows int64 (hash table).
+    const idx_t top = std::numeric_limits<idx_t>::max();
+    for (const auto& [offset, stride] : {std::pair<idx_t, idx_t>{0, 50}, {idx_t(3) << 40, 1000003}, {0, 0}}) {
+        auto id_of = [&, offset = offset, stride = stride](idx_t i) {
+            return stride == 0 ? (i == n - 1 ? top : i) : offset + stride * i;
+        };
         std::unique_ptr<faiss::Index> index(gmm_index_factory(int(d), desc));
         index->train(n, x.data());
         std::vector<idx_t> ids(n);
-        for (int64_t i = 0; i < n; i++) ids[i] = offset + stride * i;
+        for (int64_t i = 0; i < n; i++) ids[i] = id_of(i);
         index->add_with_ids(n, x.data(), ids.data());
         auto* sp = as_spill_index(index.get());
         EXPECT_EQ(sp->min_id, offset);
-        EXPECT_EQ(sp->max_id, offset + stride * (n - 1));
+        EXPECT_EQ(sp->max_id, id_of(n - 1));
         for (size_t nprobe : {1, 3, 8, 24}) {
             sp->set_nprobe(nprobe);
             as_spill_index(ref.get())->set_nprobe(nprobe);
@@ -413,7 +419,7 @@ TEST(SpillSearch, SameResultsWhateverTheIds) {
                 ref->search(nq, q.data(), k, Dr.data(), Ir.data());
                 for (int64_t t = 0; t < nq * k; t++) {
                     EXPECT_EQ(D[t], Dr[t]) << "stride " << stride << " nprobe " << nprobe;
-                    EXPECT_EQ(I[t], Ir[t] < 0 ? -1 : offset + stride * Ir[t]) << "stride " << stride;
+                    EXPECT_EQ(I[t], Ir[t] < 0 ? -1 : id_of(Ir[t])) << "stride " << stride;
                 }
             }
         }
