@@ -36,8 +36,8 @@ dataset (one of):
 index and methods:
   --index DESC               FAISS description of the baseline (default "IVF{nlist},Flat"; PQ/SQ variants work)
   --nlist N|auto             replaces {nlist}; auto = power of two nearest sqrt(N) (default auto)
-  --methods LIST             kmeans,gmm,gmmdiag (default kmeans,gmm); spill / probing variants
-                             <kmeans|gmm|gmmdiag>_<IVF options>, e.g. kmeans_spill1.2,
+  --methods LIST             kmeans,gmm,gmmdiag,gmmfull (default kmeans,gmm); spill / probing variants
+                             <kmeans|gmm|gmmdiag|gmmfull>_<IVF options>, e.g. kmeans_spill1.2,
                              gmm_spill1.5, gmm_soar_spill1.2, gmm_resp (grammar: faiss_gmm/ivf_token.h)
   --nprobe LIST              default 1,2,4,...,nlist
   --k K                      recall@K (default 10)

@@ -67,11 +67,12 @@ IndexMaker gmm_maker(CovarianceType type, const char* suffix) {
 
 // The IVF-token options of a "<base>_<options>" method: "GMM_spill1.2" for gmm_spill1.2.
 std::string method_options(const std::string& base, const std::string& options) {
-    return (base == "kmeans" ? "" : base == "gmm" ? "GMM_" : "GMMdiag_") + options;
+    if (base == "kmeans") return options;
+    return (base == "gmm" ? "GMM_" : base == "gmmdiag" ? "GMMdiag_" : "GMMfull_") + options;
 }
 
 // Spill / probing variants (issue 6): "<base>_<options>" with base kmeans, gmm or
-// gmmdiag and the IVF-token options of gmm_index_factory ("kmeans_spill1.2" =
+// gmmdiag / gmmfull and the IVF-token options of gmm_index_factory ("kmeans_spill1.2" =
 // IVF<n>_spill1.2: k-means + distance-ratio spill at 1.2 entries per vector;
 // "gmm_soar_spill1.5" = IVF<n>_GMM_soar_spill1.5). The k-means ones get
 // the baseline's k-means settings, the GMM ones the GMM settings.
@@ -98,6 +99,7 @@ std::map<std::string, IndexMaker>& registry() {
             {"kmeans", make_kmeans},
             {"gmm", gmm_maker(CovarianceType::Spherical, "_GMM")},
             {"gmmdiag", gmm_maker(CovarianceType::Diagonal, "_GMMdiag")},
+            {"gmmfull", gmm_maker(CovarianceType::Full, "_GMMfull")},
             // The issue's equal-memory comparison; any other "<base>_<options>" name works too.
             {"kmeans_spill1.2", option_maker("kmeans", "spill1.2")},
             {"kmeans_spill1.5", option_maker("kmeans", "spill1.5")},
@@ -107,14 +109,14 @@ std::map<std::string, IndexMaker>& registry() {
     return r;
 }
 
-// Registered, or of the form <kmeans|gmm|gmmdiag>_<IVF options>; needs registry_mutex held.
+// Registered, or of the form <kmeans|gmm|gmmdiag|gmmfull>_<IVF options>; needs registry_mutex held.
 bool lookup_method(const std::string& name, IndexMaker* maker) {
     auto it = registry().find(name);
     if (it != registry().end()) {
         if (maker) *maker = it->second;
         return true;
     }
-    static const std::regex variant("^(kmeans|gmmdiag|gmm)_([A-Za-z0-9._-]+)$");
+    static const std::regex variant("^(kmeans|gmmdiag|gmmfull|gmm)_([A-Za-z0-9._-]+)$");
     std::smatch m;
     if (!std::regex_match(name, m, variant)) return false;
     const std::string base = m[1].str(), options = m[2].str();

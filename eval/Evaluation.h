@@ -26,7 +26,7 @@ namespace eval {
 
 struct EvalParams {
     std::string index_description = "IVF256,Flat"; ///< FAISS description of the baseline; GMM methods insert _GMM / _GMMdiag after IVF<nlist>
-    std::vector<std::string> methods = {"kmeans", "gmm"}; ///< built in: kmeans, gmm (spherical), gmmdiag; more via register_method()
+    std::vector<std::string> methods = {"kmeans", "gmm"}; ///< built in: kmeans, gmm (spherical), gmmdiag, gmmfull; more via register_method()
     std::string baseline = "kmeans";   ///< the method the others are compared with
     std::vector<int64_t> nprobes;      ///< empty: 1, 2, 4, ..., nlist (nlist included)
     int k = 10;                        ///< recall@k
@@ -126,7 +126,7 @@ using IndexMaker = std::function<std::unique_ptr<faiss::Index>(int64_t d, const 
 /// Makes a method available by name (replaces one of the same name).
 void register_method(const std::string& name, IndexMaker maker);
 std::vector<std::string> registered_methods();
-/// Registered, or a spill / probing variant "<kmeans|gmm|gmmdiag>_<options>" whose options are
+/// Registered, or a spill / probing variant "<kmeans|gmm|gmmdiag|gmmfull>_<options>" whose options are
 /// gmm_index_factory's IVF-token options ("kmeans_spill1.2", "gmm_spill1.5", "gmm_soar_spill1.2", "gmm_resp").
 bool is_method(const std::string& name);
 

@@ -17,6 +17,7 @@ The approximate 10-NN of the base (each k-means list against its --knn-lists nea
 Held-out queries only (learn.bvecs rows): nothing here may be chosen on query.bvecs.
 
 usage: leads_study.py --base base.bvecs --query heldout.bvecs --gt heldout_gt.ivecs --cache DIR [--out F.md]
+       (.fvecs rows work too: --name NAME for the header, e.g. glove25_tw12k's L2 set)
 """
 import argparse
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import faiss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from membership_study import Base, choose, choose_voted, cost_at, read_vecs, train_quantizer  # noqa: E402
+from membership_study import Base, choose, choose_voted, cost_at, read_rows, read_vecs, train_quantizer  # noqa: E402
 from protocol_study import curves  # noqa: E402
 
 TARGETS = (0.9, 0.95, 0.99)
@@ -166,9 +167,10 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated lead prefixes (a,b,c,d) to run")
     ap.add_argument("--P", type=int, default=256)
     ap.add_argument("--out", default="")
+    ap.add_argument("--name", default="debsift1m", help="the data set's name, for the report's header")
     a = ap.parse_args()
-    xb = read_vecs(a.base, np.uint8).astype(np.float32)
-    xq = read_vecs(a.query, np.uint8, a.max_queries).astype(np.float32)
+    xb = read_rows(a.base)
+    xq = read_rows(a.query, a.max_queries)
     gt = read_vecs(a.gt, np.int32, a.max_queries)
     n, d, K = xb.shape[0], xb.shape[1], a.nlist
     only = set(a.only.split(",")) if a.only else {"a", "b", "c", "d"}
@@ -239,7 +241,7 @@ def main():
                 lam = (s1 / var.mean()) ** gamma
                 c = (base.dj + lam * base.dot * base.dot / base.d1) / base.d1 - 1
                 report(f"{kind} (d) soar lambda=(var1/mean)^{gamma:g} 1.5x", two(prim, choose(base, c, 1.5)), rank=rank)
-    text = [f"Leads screen: {os.path.basename(a.query)} ({xq.shape[0]} queries), debsift1m, nlist {K}, 256/list "
+    text = [f"Leads screen: {os.path.basename(a.query)} ({xq.shape[0]} queries), {a.name}, nlist {K}, 256/list "
             f"sample training, seed {a.seed}; base 10-NN approximate (each k-means list against its {a.knn_lists} "
             "nearest lists).", "",
             "Cells: k-means IVF without spill's distinct computations / the rule's, at recall@10 = 0.9 / 0.95 / 0.99.",

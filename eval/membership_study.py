@@ -38,6 +38,15 @@ def read_vecs(path, dtype, n=None):
     return raw[: rows * rec].reshape(rows, rec)[:, 4:].copy().view(dtype).reshape(rows, d)
 
 
+def read_rows(path, n=None):
+    """Vectors as float32 rows, from .bvecs (uint8, debsift1m) or .fvecs (float32, e.g. glove25_tw12k)."""
+    if path.endswith(".fvecs"):
+        return read_vecs(path, np.float32, n)
+    if path.endswith(".bvecs"):
+        return read_vecs(path, np.uint8, n).astype(np.float32)
+    raise ValueError(f"{path}: expected a .bvecs or .fvecs file")
+
+
 def train_quantizer(kind, xb, nlist, seed, cache, full):
     """Centroids (and GMM variances / log weights) trained as faiss-gmm-eval does."""
     tag = f"{kind}-{nlist}-{seed}{'-full' if full else ''}"

@@ -3,9 +3,15 @@
 # (1M base x 128-d uint8 SIFT descriptors of Debian's photographs, 10K official queries,
 # 100K learn vectors; ../shared/datasets/debsift1m).
 #
-# usage: eval/run_1m.sh [--quick] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
+# usage: eval/run_1m.sh [--quick|--grid] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
 #   --quick     the headline comparison at nlist 1024, IVF,Flat, 256-per-list training: k-means,
 #               GMM, the best k-means spill and the recommended recipe (<= 30 min on 2 cores)
+#   --grid      the grid rows the 2-core VM can afford, each with the k-means spill and the recipe
+#               that the held-out queries chose at nlist 1024 (nothing re-chosen): GMM diagonal and
+#               SQ8 at nlist 1024 (256/list), full covariance at nlist 1024 (every method on a
+#               32-per-list sample, 8 EM iterations: full EM at K = 1024, d = 128 costs ~K*d^2 per row and
+#               iteration), nlist 4096 (64/list = 262,144 rows, nlist 1024's sample size);
+#               ~70 min on the 2-core VM
 #   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
 #               sample (256 per list) and on all 1M rows; k-means, GMM spherical, GMM diagonal;
 #               spill at 1.2 / 1.5 / 2.0 entries per vector by GMM posterior, k-means distance
@@ -25,7 +31,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-quick=0
+mode=full
 build=$root/build
 data=$root/build-data/debsift1m
 nq=2000
@@ -33,13 +39,14 @@ nheld=2000
 out=$here/results
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) quick=1; shift ;;
+        --quick) mode=quick; shift ;;
+        --grid) mode=grid; shift ;;
         --build) build=$2; shift 2 ;;
         --data) data=$2; shift 2 ;;
         --queries) nq=$2; shift 2 ;;
         --heldout) nheld=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -86,7 +93,7 @@ common=(--stop-recall 0.995 --threads 1 --timing-rounds 3 --timing-queries 500 -
 KM_BEST=${KM_BEST:-kmeans_soar_spill1.5}
 RECIPE=${RECIPE:-gmm_soar_spill1.5}
 # QUICK_EXTRA: more methods for the same run (e.g. gmm_resp, the research's rule), sharing its quantizers.
-if [ "$quick" = 1 ]; then
+if [ "$mode" = quick ]; then
     "$ev" "${official[@]}" --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024 \
         --methods "kmeans,gmm,$KM_BEST,$RECIPE${QUICK_EXTRA:+,$QUICK_EXTRA}" "${common[@]}" --out "$out" \
         --tag debsift1m-quick
@@ -95,6 +102,39 @@ if [ "$quick" = 1 ]; then
     pairs+=",(c) research rule r>=1/K vs k-means no spill:gmm_resp:kmeans"
     "$py" "$here/report_1m.py" report "$out/debsift1m-quick-pairs" --pairs "$pairs" --png "$out/debsift1m-quick.png" \
         "$out/debsift1m-quick.json"
+    exit 0
+fi
+
+# --- grid: one row per question, settings carried over from the held-out choice at nlist 1024 ---
+if [ "$mode" = grid ]; then
+    np1024g=4,6,8,12,16,24,32,48,64,96,128
+    np4096g=8,12,16,24,32,48,64,96,128,192,256,384
+    grid_run() { # tag, pairs, then the harness arguments
+        local tag=$1 pairs=$2
+        shift 2
+        echo "== $tag ($(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg))"
+        "$ev" "${official[@]}" "${common[@]}" --out "$out" --tag "$tag" "$@" # later options win
+        "$py" "$here/report_1m.py" report "$out/$tag-pairs" --pairs "$pairs" --png "$out/$tag.png" "$out/$tag.json"
+    }
+    soar_pairs="(b) recipe vs best k-means spill:gmm_soar_spill1.5:kmeans_soar_spill1.5"
+    soar_pairs+=",(c) recipe vs k-means no spill:gmm_soar_spill1.5:kmeans,(ref) k-means+SOAR vs none:kmeans_soar_spill1.5:kmeans"
+    grid_run debsift1m-IVF1024-Flat-diag \
+        "(a) GMM diag vs k-means:gmmdiag:kmeans,(b) GMM diag+SOAR vs k-means+SOAR:gmmdiag_soar_spill1.5:kmeans_soar_spill1.5,(c) GMM diag+SOAR vs k-means none:gmmdiag_soar_spill1.5:kmeans,(ref) k-means+SOAR vs none:kmeans_soar_spill1.5:kmeans" \
+        --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 256 \
+        --methods kmeans,gmmdiag,kmeans_soar_spill1.5,gmmdiag_soar_spill1.5
+    grid_run debsift1m-IVF1024-SQ8 "(a) GMM vs k-means:gmm:kmeans,$soar_pairs" \
+        --index "IVF{nlist},SQ8" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 256 \
+        --methods kmeans,gmm,kmeans_soar_spill1.5,gmm_soar_spill1.5
+    # Costs only (no timing rounds, 1,000 queries): the question is whether full covariances
+    # place the means better at all. 8 EM iterations for both GMMs: a full-covariance iteration
+    # took ~110 s on the busy VM (25 would not fit the session).
+    grid_run debsift1m-IVF1024-Flat-full-train32 \
+        "(a) GMM full vs k-means:gmmfull:kmeans,(a) GMM spherical vs k-means:gmm:kmeans,(a') GMM full vs GMM spherical:gmmfull:gmm" \
+        --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 32 \
+        --methods kmeans,gmm,gmmfull --gmm-verbose --gmm-niter 8 --max-queries 1000 --threads 2 --timing-rounds 0
+    grid_run debsift1m-IVF4096-Flat-train64 "(a) GMM vs k-means:gmm:kmeans,$soar_pairs" \
+        --index "IVF{nlist},Flat" --nlist 4096 --nprobe $np4096g --max-points-per-centroid 64 \
+        --methods kmeans,gmm,kmeans_soar_spill1.5,gmm_soar_spill1.5
     exit 0
 fi
 

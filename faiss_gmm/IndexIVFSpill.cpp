@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <stdexcept>
@@ -55,16 +56,26 @@ const faiss::IndexFlat* flat_quantizer(const faiss::IndexIVF* ivf) {
     return dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
 }
 
-// The ids one query has already scored: open addressing with linear probing, each
-// slot tagged with the query's epoch so that nothing is cleared between queries.
-// (std::unordered_set allocated a node per candidate, ~10^4 per query at 1M
+// The ids one query has already scored. Ids in a small range (add() numbers them 0, 1, ...)
+// are one bit each in a bitset over that range, which stays in cache (125 KB at 1M vectors);
+// other ids (add_with_ids) go to an open-addressing table tagged with the query's epoch. Neither
+// allocates per query. (std::unordered_set allocated a node per candidate, ~10^4 per query at 1M
 // vectors: heavy next to one 128-d distance, and it is on the QPS that users pay.)
 class VisitedIds {
   public:
-    /// A new query that will insert at most `expected` ids (load factor <= 1/2).
+    /// Ids of the index lie in [lo, hi]; the bitset is used when that span is at most
+    /// kDenseBitsPerEntry bits per stored entry (8 bytes per entry and thread at most).
+    VisitedIds(idx_t lo, idx_t hi, int64_t n_entries) : lo_(lo) {
+        // In unsigned arithmetic: hi − lo + 1 overflows int64 for ids {0, INT64_MAX}.
+        const uint64_t diff = hi >= lo ? uint64_t(hi) - uint64_t(lo) : 0;
+        dense_ = diff < uint64_t(kDenseBitsPerEntry) * uint64_t(std::max<int64_t>(n_entries, 1));
+        if (dense_) bits_.assign(size_t(diff / 64 + 1), 0);
+    }
+    /// A new query that will insert at most `expected` ids.
     void start(size_t expected) {
+        if (dense_) return; // cleared by finish()
         size_t cap = 16;
-        while (cap < 2 * expected) cap <<= 1;
+        while (cap < 2 * expected) cap <<= 1; // load factor <= 1/2
         if (cap > slots_.size()) {
             slots_.assign(cap, Slot{});
             epoch_ = 0;
@@ -75,8 +86,16 @@ class VisitedIds {
         }
         mask_ = slots_.size() - 1;
     }
-    /// True when id was not seen yet in this query.
+    /// True when id was not seen yet in this query (and marks it seen).
     bool insert(idx_t id) {
+        if (dense_) {
+            const uint64_t b = uint64_t(id) - uint64_t(lo_);
+            uint64_t& w = bits_[b >> 6];
+            const uint64_t bit = uint64_t(1) << (b & 63);
+            if (w & bit) return false;
+            w |= bit;
+            return true;
+        }
         uint64_t h = uint64_t(id) * 0x9E3779B97F4A7C15ull;
         size_t i = size_t(h ^ (h >> 29)) & mask_;
         for (;;) {
@@ -90,12 +109,34 @@ class VisitedIds {
             i = (i + 1) & mask_;
         }
     }
+    /// End of a query that scanned `scanned` entries, the ids of `lists`: the bitset is
+    /// cleared bit by bit along those ids, or wholesale when that is fewer words to write.
+    void finish(const faiss::InvertedLists* il, const idx_t* lists, size_t nlists, size_t scanned) {
+        if (!dense_) return; // the next epoch forgets this query
+        if (scanned >= bits_.size()) {
+            std::fill(bits_.begin(), bits_.end(), 0);
+            return;
+        }
+        for (size_t p = 0; p < nlists; p++) {
+            if (lists[p] < 0) continue;
+            const size_t ls = il->list_size(lists[p]);
+            if (ls == 0) continue;
+            faiss::InvertedLists::ScopedIds ids(il, lists[p]);
+            for (size_t j = 0; j < ls; j++) {
+                bits_[(uint64_t(ids[j]) - uint64_t(lo_)) >> 6] = 0;
+            }
+        }
+    }
 
   private:
+    static constexpr int64_t kDenseBitsPerEntry = 64;
     struct Slot {
         idx_t id = 0;
         uint32_t epoch = 0;
     };
+    idx_t lo_;
+    bool dense_ = false;
+    std::vector<uint64_t> bits_;
     std::vector<Slot> slots_;
     size_t mask_ = 0;
     uint32_t epoch_ = 0;
@@ -150,6 +191,17 @@ IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bo
     }
     is_trained = index->is_trained;
     ntotal = 0;
+    // A loader hands over filled lists: their id range (the search's visited set depends on it).
+    const faiss::InvertedLists* il = ivf->invlists;
+    for (size_t l = 0; il && l < il->nlist; l++) {
+        const size_t ls = il->list_size(l);
+        if (ls == 0) continue;
+        faiss::InvertedLists::ScopedIds ids(il, l);
+        for (size_t j = 0; j < ls; j++) {
+            min_id = std::min(min_id, ids[j]);
+            max_id = std::max(max_id, ids[j]);
+        }
+    }
     if (spill.budget == 0) {
         threshold = threshold_from_params(spill);
         threshold_set = true;
@@ -168,6 +220,8 @@ void IndexIVFSpill::train(idx_t n, const float* x) {
 void IndexIVFSpill::reset() {
     index->reset();
     ntotal = 0;
+    min_id = std::numeric_limits<idx_t>::max();
+    max_id = -1;
     if (spill.budget > 0) threshold_set = false; // recalibrated at the next add
 }
 
@@ -309,7 +363,10 @@ void IndexIVFSpill::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     std::unique_ptr<const float[]> del;
     const float* xt = find_ivf_path(index).to_ivf_space(n, x, del);
     std::vector<idx_t> ids(n);
-    for (idx_t i = 0; i < n; i++) ids[i] = xids ? xids[i] : ntotal + i;
+    for (idx_t i = 0; i < n; i++) {
+        ids[i] = xids ? xids[i] : ntotal + i;
+        if (ids[i] < 0) throw std::invalid_argument("IndexIVFSpill::add_with_ids: id " + std::to_string(ids[i]) + " is negative (-1 marks a missing result)");
+    }
     const int m = spill.max_copies;
     std::vector<idx_t> lists(size_t(n) * m);
     compute_assignment(n, xt, lists.data());
@@ -330,6 +387,10 @@ void IndexIVFSpill::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
             ls.push_back(l);
         }
         if (!is.empty()) ivf->add_core(idx_t(is.size()), xs.data(), is.data(), ls.data());
+    }
+    for (idx_t id : ids) {
+        min_id = std::min(min_id, id);
+        max_id = std::max(max_id, id);
     }
     ntotal += n;
 }
@@ -359,35 +420,44 @@ void IndexIVFSpill::search(idx_t n, const float* x, idx_t k, float* distances, i
 #pragma omp parallel reduction(+ : ndis)
     {
         std::unique_ptr<faiss::InvertedListScanner> sc(ivf->get_InvertedListScanner(false));
-        VisitedIds seen;
+        VisitedIds seen(min_id, max_id, n_entries());
 #pragma omp for schedule(dynamic, 8)
         for (idx_t i = 0; i < n; i++) {
             float* D = distances + size_t(i) * k;
             idx_t* I = labels + size_t(i) * k;
+            const idx_t* probed = cidx.data() + size_t(i) * nprobe;
             faiss::maxheap_heapify(k, D, I);
             size_t expected = 0;
             for (size_t p = 0; p < nprobe; p++) {
-                const idx_t l = cidx[size_t(i) * nprobe + p];
-                if (l >= 0) expected += il->list_size(l);
+                if (probed[p] >= 0) expected += il->list_size(probed[p]);
             }
             seen.start(expected);
             sc->set_query(xt + size_t(i) * dd);
             for (size_t p = 0; p < nprobe; p++) {
-                const idx_t l = cidx[size_t(i) * nprobe + p];
+                const idx_t l = probed[p];
                 if (l < 0) continue;
                 const size_t ls = il->list_size(l);
                 if (ls == 0) continue;
                 sc->set_list(l, cdis[size_t(i) * nprobe + p]);
                 faiss::InvertedLists::ScopedCodes codes(il, l);
                 faiss::InvertedLists::ScopedIds ids(il, l);
-                for (size_t j = 0; j < ls; j++) {
-                    const idx_t id = ids[j];
-                    if (!seen.insert(id)) continue; // met in an earlier list: already scored
-                    ndis++;
-                    const float dis = sc->distance_to_code(codes.get() + j * code_size);
-                    if (dis < D[0]) faiss::maxheap_replace_top(k, D, I, dis, id);
+                // Runs of ids not met in an earlier list go to FAISS's own kernel
+                // (scan_codes: the loop IndexIVF::search runs); a copy met before is
+                // skipped, so each id is scored once, from the first probed list holding it.
+                size_t j = 0;
+                while (j < ls) {
+                    if (!seen.insert(ids[j])) {
+                        j++;
+                        continue;
+                    }
+                    size_t end = j + 1;
+                    while (end < ls && seen.insert(ids[end])) end++;
+                    sc->scan_codes(end - j, codes.get() + j * code_size, ids.get() + j, D, I, size_t(k));
+                    ndis += end - j;
+                    j = end + 1; // ids[end], if any, was met before
                 }
             }
+            seen.finish(il, probed, nprobe, expected);
             faiss::maxheap_reorder(k, D, I);
         }
     }

@@ -4,8 +4,12 @@
 // further lists chosen by a spill rule (GMM posterior ratio, k-means distance
 // ratio, or a SOAR-like orthogonality-amended distance), either with a fixed
 // threshold or with the threshold chosen at the first add to meet a memory
-// budget (copies per vector). Search scores each candidate id once per query
-// (a visited set), so every id appears at most once in the results.
+// budget (copies per vector). Search scores each candidate id once per query,
+// from the first probed list holding it (a visited set: a bitset over the id
+// range, or a hash table for sparse ids), feeding runs of unseen entries to
+// FAISS's own list kernel (InvertedListScanner::scan_codes), so every id appears
+// at most once in the results and a scanned entry costs about what it costs in
+// IndexIVF::search.
 // FAISS cannot represent this (ntotal would count copies, nothing deduplicates,
 // FastScan aborts on precomputed assignments), hence a wrapper faiss::Index that
 // owns the IVF (possibly behind an IndexPreTransform) and drives its add_core /
@@ -13,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -63,6 +68,12 @@ class IndexIVFSpill : public faiss::Index {
     double threshold = 0;
     bool threshold_set = false;
 
+    /// Smallest and largest id stored (max_id < min_id: none), kept by add and the constructor.
+    /// Search marks the ids it has scored in a bitset over [min_id, max_id] when that span is
+    /// small (add() numbers ids 0, 1, ...), else in a hash table.
+    idx_t min_id = std::numeric_limits<idx_t>::max();
+    idx_t max_id = -1;
+
     /// Takes an untrained (or trained, empty) IVF / IndexPreTransform(IVF). Throws
     /// std::invalid_argument for FastScan IVFs, quantizers that are not flat,
     /// a DirectMap, non-L2 metrics with the Posterior rule, a Posterior / Responsibility rule or
@@ -80,7 +91,7 @@ class IndexIVFSpill : public faiss::Index {
 
     void train(idx_t n, const float* x) override;
     void add(idx_t n, const float* x) override;
-    /// Ids must be unique across all adds (the dedup is by id).
+    /// Ids must be unique across all adds (the dedup is by id) and non-negative.
     void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
     /// Deduplicated: each id at most once; candidates met in several lists scored once.
     /// SearchParametersIVF may override nprobe.

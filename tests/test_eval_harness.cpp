@@ -41,10 +41,10 @@ TEST(EvalHarness, KmeansAndGmmSweep) {
     datasets::Dataset ds = small_dataset();
     EvalParams p;
     p.index_description = "IVF32,Flat";
-    p.methods = {"kmeans", "gmm", "gmmdiag"};
+    p.methods = {"kmeans", "gmm", "gmmdiag", "gmmfull"};
     p.verbose = false;
     EvalReport r = evaluate(ds, p);
-    ASSERT_EQ(r.methods.size(), 3u);
+    ASSERT_EQ(r.methods.size(), 4u);
     for (const MethodResult& m : r.methods) {
         SCOPED_TRACE(m.method);
         EXPECT_EQ(m.nlist, 32);
@@ -72,7 +72,7 @@ TEST(EvalHarness, KmeansAndGmmSweep) {
         EXPECT_DOUBLE_EQ(m.points.back().entries, 4000.0);
         EXPECT_DOUBLE_EQ(m.points.back().recall, 1.0);
     }
-    ASSERT_EQ(r.comparisons.size(), 2u);
+    ASSERT_EQ(r.comparisons.size(), 3u);
     for (const Comparison& c : r.comparisons) {
         EXPECT_EQ(c.baseline, "kmeans");
         for (const TargetRatio& t : c.targets) {
@@ -99,13 +99,14 @@ TEST(EvalHarness, KmeansAndGmmSweep) {
     write_json({r}, dir + "/r.json");
     std::string csv = slurp(dir + "/r.csv");
     EXPECT_NE(csv.find("dataset,metric,nb,nq,d,k,method"), std::string::npos);
-    EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 6);
+    EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 4 * 6);
     std::string json = slurp(dir + "/r.json");
     EXPECT_NE(json.find("\"comparisons\""), std::string::npos);
     EXPECT_EQ(json.find("nan"), std::string::npos); // NaN is written as null
     std::string md = markdown_summary({r});
     EXPECT_NE(md.find("| synthetic |"), std::string::npos);
     EXPECT_NE(markdown_details(r).find("| gmmdiag | 32 |"), std::string::npos);
+    EXPECT_NE(r.methods[3].description.find("IVF32_GMMfull"), std::string::npos) << r.methods[3].description;
 }
 
 TEST(EvalHarness, QuantizedVariantsAndStopRecall) {

@@ -18,6 +18,7 @@ TEST(SpillEval, EqualMemoryAndDistinctCounting) {
     EXPECT_TRUE(is_method("gmm_soar_spill1.5_max3"));
     EXPECT_FALSE(is_method("gmmdiag_probepost")); // removed in issue 14
     EXPECT_TRUE(is_method("gmm_resp"));
+    EXPECT_TRUE(is_method("gmmfull_soar_spill1.5"));
     EXPECT_FALSE(is_method("gmm_bogus1"));
     EXPECT_FALSE(is_method("kmeans_tau0.1")); // the posterior rule needs a GMM
 

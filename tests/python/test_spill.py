@@ -105,3 +105,23 @@ def test_save_load_remove_reconstruct(tmp_path):
     import faiss
     plain = faiss.read_index(fname)
     assert plain.ntotal == back.n_entries
+
+
+def test_search_same_whatever_the_ids():
+    # The search's visited set is a bitset over the id range when ids are dense (add()'s 0, 1, ...)
+    # and a hash table when they are far apart: both give the add() index's results.
+    x = clustered(3000, 16, 12, 3)
+    ref = spill.spill_index_factory(16, "IVF16_spill1.5,Flat")
+    ref.train(x)
+    ref.add(x)
+    far = spill.spill_index_factory(16, "IVF16_spill1.5,Flat")
+    far.train(x)
+    far.add_with_ids(x, (np.int64(1) << 40) + 999983 * np.arange(3000, dtype=np.int64))
+    for nprobe in (1, 4, 16):
+        ref.nprobe = far.nprobe = nprobe
+        D, I = ref.search(x[:50], 10)
+        D2, I2 = far.search(x[:50], 10)
+        np.testing.assert_array_equal(D, D2)
+        np.testing.assert_array_equal(np.where(I < 0, -1, (np.int64(1) << 40) + 999983 * I), I2)
+    with pytest.raises(ValueError, match="negative"):
+        far.add_with_ids(x[:1], np.array([-1], dtype=np.int64))
