@@ -112,12 +112,16 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
         }
     }
     exact_ = exact_log_density(model_, center);
+    if (model_.covariance_type == CovarianceType::Full) {
+        // Its U_k in double (K·d² doubles, 32 MiB at K = 256, d = 128) are the model's
+        // float U_k widened: refine_row_full widens them as it reads instead.
+        std::vector<double>().swap(exact_.exact_inv_var);
+    }
 }
 
 void EStepCpu::set_full_model() {
     const int64_t K = model_.K, d = model_.d;
-    std::vector<float> stacked; // row (k, j) = column j of U_k (K·d × d)
-    model_.stacked_precision_factors(stacked, mean_proj_);
+    model_.precision_mean_projections(mean_proj_);
     band_end_.clear();
     band_offset_.assign(1, 0);
     for (int64_t j0 = 0; j0 < d; j0 += kFullBandColumns) {
@@ -128,7 +132,8 @@ void EStepCpu::set_full_model() {
     full_group_ = std::clamp<int64_t>(full_scratch_floats_ / (int64_t(block_size_) * d), 1, K);
     // Group g (components [k0, k0 + ng)) starts at k0 · band_offset_.back(); its band c
     // (columns [j0, j1)) at + ng · band_offset_[c], row (k0 + kl, j) at + (kl·(j1 − j0) + j − j0)·j1,
-    // holding U_k[0..j1, j] (U_k[m, j] = 0 for m > j: the band's only zeros).
+    // holding U_k[0..j1, j] (U_k[m, j] = 0 for m > j: the band's only zeros). Written
+    // straight from the model: no K·d² stacked copy next to it.
     const int64_t per_component = band_offset_.back();
     gemm_weights_.resize(size_t(K * per_component));
     for (int64_t k0 = 0; k0 < K; k0 += full_group_) {
@@ -138,9 +143,10 @@ void EStepCpu::set_full_model() {
             const int64_t j1 = band_end_[c];
             float* band = gemm_weights_.data() + k0 * per_component + ng * band_offset_[c];
             for (int64_t kl = 0; kl < ng; kl++) {
+                const float* U = model_.precision_cholesky(k0 + kl);
                 for (int64_t j = j0; j < j1; j++) {
-                    const float* col = stacked.data() + ((k0 + kl) * d + j) * d;
-                    std::copy(col, col + j1, band + (kl * (j1 - j0) + j - j0) * j1);
+                    float* row = band + (kl * (j1 - j0) + j - j0) * j1;
+                    for (int64_t m = 0; m < j1; m++) row[m] = m <= j ? U[m * d + j] : 0.0f;
                 }
             }
             j0 = j1;
@@ -188,7 +194,8 @@ struct FusedPassArgs {
     const double* exact_const;   // K
     const float* quad_const;     // K: exact_const as float (log p = quad_const − ½ Σ (x − μ)²/σ²)
     const double* exact_means;   // K × d, in the rows' frame
-    const double* exact_inv_var; // K or K × d
+    const double* exact_inv_var; // K or K × d (not full)
+    const float* full_factors;   // full: the model's U_k (K × d × d)
     float* row_buf;              // d
 };
 
@@ -219,7 +226,7 @@ FAISS_GMM_NOINLINE void refine_row_full(const FusedPassArgs& a, int64_t i, std::
             loaded = true;
         }
         exact_difference(a, k, diff.data());
-        const double* U = a.exact_inv_var + k * d * d;
+        const float* U = a.full_factors + k * d * d; // widened to double exactly
         double q = 0;
         for (int64_t j = 0; j < d; j++) {
             double y = 0;
@@ -570,6 +577,7 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                        exact_.quad_const.data(),
                        exact_.exact_means.data(),
                        exact_.exact_inv_var.data(),
+                       full ? model_.variances.data() : nullptr,
                        ws.row_buf.data()};
     if (full) {
         // One group of components at a time: its product stays in cache.
