@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -43,11 +45,11 @@ struct EStepCpu::Workspace {
     std::vector<int> nz_k;       // non-zero responsibilities of the block (sparse path): component,
     std::vector<float> nz_r;     // value,
     std::vector<int> nz_row_end; // and where each row's entries end
-    std::vector<float> proj;     // B × K·d: (x − c)ᵀU_k (full)
+    std::vector<float> proj;     // B × (one group's components)·d: (x − c)ᵀU_k, band by band (full)
+    std::vector<uint8_t> full_cancelled; // B: some log-density of the row may have cancelled (full)
     std::vector<float> zbuf;     // B × d: √r (x − μ_k) of the rows with r > 0 (full)
     std::vector<float> syrk_out; // d × d: Σ r (x − μ_k)(x − μ_k)ᵀ of the block (full)
-    ThreadStats stats;           // accumulate()'s statistics of this thread's blocks
-    StatsAccumulator exact;      // accumulate_reproducible()'s sums of this thread's blocks
+    ThreadStats stats;           // accumulate()'s statistics of this thread's blocks, or one reproducible block's
 };
 
 EStepCpu::~EStepCpu() = default;
@@ -62,9 +64,14 @@ void EStepCpu::reserve_workspaces(int nthreads) {
     while (int(workspaces_.size()) < nthreads) workspaces_.push_back(std::make_unique<Workspace>());
 }
 
-EStepCpu::EStepCpu(int block_size, int nthreads) : block_size_(block_size), nthreads_(nthreads) {
+EStepCpu::EStepCpu(int block_size, int nthreads, int64_t full_scratch_floats)
+    : block_size_(block_size), nthreads_(nthreads), full_scratch_floats_(full_scratch_floats) {
     if (block_size < 1) {
         throw std::invalid_argument("EStepCpu: block_size must be >= 1");
+    }
+    if (full_scratch_floats < 1) {
+        throw std::invalid_argument("EStepCpu: full_scratch_floats must be >= 1, got " +
+                                    std::to_string(full_scratch_floats));
     }
     if (nthreads_ <= 0) nthreads_ = omp_get_max_threads();
 }
@@ -91,7 +98,7 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
     } else if (model.covariance_type == CovarianceType::Full) {
         mean_sqnorm_.clear();
         inv_two_var_.clear();
-        model.stacked_precision_factors(gemm_weights_, mean_proj_);
+        set_full_model();
     } else {
         gemm_weights_.resize(size_t(K) * 2 * d);
         mean_sqnorm_.clear();
@@ -105,6 +112,58 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
         }
     }
     exact_ = exact_log_density(model_, center);
+    if (model_.covariance_type == CovarianceType::Full) {
+        // Its U_k in double (K·d² doubles, 32 MiB at K = 256, d = 128) are the model's
+        // float U_k widened: refine_row_full widens them as it reads instead.
+        std::vector<double>().swap(exact_.exact_inv_var);
+    }
+}
+
+void EStepCpu::set_full_model() {
+    const int64_t K = model_.K, d = model_.d;
+    model_.precision_mean_projections(mean_proj_);
+    band_end_.clear();
+    band_offset_.assign(1, 0);
+    for (int64_t j0 = 0; j0 < d; j0 += kFullBandColumns) {
+        const int64_t j1 = std::min(d, j0 + kFullBandColumns);
+        band_end_.push_back(j1);
+        band_offset_.push_back(band_offset_.back() + (j1 - j0) * j1);
+    }
+    full_group_ = std::clamp<int64_t>(full_scratch_floats_ / (int64_t(block_size_) * d), 1, K);
+    // Group g (components [k0, k0 + ng)) starts at k0 · band_offset_.back(); its band c
+    // (columns [j0, j1)) at + ng · band_offset_[c], row (k0 + kl, j) at + (kl·(j1 − j0) + j − j0)·j1,
+    // holding U_k[0..j1, j] (U_k[m, j] = 0 for m > j: the band's only zeros). Written
+    // straight from the model: no K·d² stacked copy next to it.
+    const int64_t per_component = band_offset_.back();
+    gemm_weights_.resize(size_t(K * per_component));
+    for (int64_t k0 = 0; k0 < K; k0 += full_group_) {
+        const int64_t ng = std::min(full_group_, K - k0);
+        int64_t j0 = 0;
+        for (size_t c = 0; c < band_end_.size(); c++) {
+            const int64_t j1 = band_end_[c];
+            float* band = gemm_weights_.data() + k0 * per_component + ng * band_offset_[c];
+            for (int64_t kl = 0; kl < ng; kl++) {
+                const float* U = model_.precision_cholesky(k0 + kl);
+                for (int64_t j = j0; j < j1; j++) {
+                    float* row = band + (kl * (j1 - j0) + j - j0) * j1;
+                    for (int64_t m = 0; m < j1; m++) row[m] = m <= j ? U[m * d + j] : 0.0f;
+                }
+            }
+            j0 = j1;
+        }
+    }
+}
+
+void EStepCpu::full_group_product(int64_t B, int64_t k0, int64_t ng, Workspace& ws) const {
+    const int64_t d = model_.d;
+    const float* w = gemm_weights_.data() + k0 * band_offset_.back();
+    int64_t j0 = 0;
+    for (size_t c = 0; c < band_end_.size(); c++) {
+        const int64_t j1 = band_end_[c], width = ng * (j1 - j0);
+        detail::gemm_abt(int(B), int(width), int(j1), ws.features.data(), int(d), w + ng * band_offset_[c], int(j1),
+                         ws.proj.data() + B * ng * j0, int(width));
+        j0 = j1;
+    }
 }
 
 namespace {
@@ -117,7 +176,7 @@ namespace {
 struct FusedPassArgs {
     int64_t rows, K;
     bool spherical;
-    bool full;                // scores hold log p already (full_log_densities), refined
+    bool full;                // scores hold log p already (full_group_log_densities, refine_full_rows)
     const float* log_const;   // K
     const float* mean_sqnorm; // K (spherical)
     const float* inv_two_var; // K (spherical)
@@ -135,7 +194,8 @@ struct FusedPassArgs {
     const double* exact_const;   // K
     const float* quad_const;     // K: exact_const as float (log p = quad_const − ½ Σ (x − μ)²/σ²)
     const double* exact_means;   // K × d, in the rows' frame
-    const double* exact_inv_var; // K or K × d
+    const double* exact_inv_var; // K or K × d (not full)
+    const float* full_factors;   // full: the model's U_k (K × d × d)
     float* row_buf;              // d
 };
 
@@ -150,7 +210,7 @@ FAISS_GMM_ALWAYS_INLINE void exact_difference(const FusedPassArgs& a, int64_t k,
 
 /// Full covariances: recomputes in double, from the row in its own frame, the
 /// log-densities of row i whose float32 value may have cancelled (err in a.d2 from
-/// full_log_densities); the same test and window as refine_row.
+/// full_group_log_densities); the same test and window as refine_row.
 FAISS_GMM_NOINLINE void refine_row_full(const FusedPassArgs& a, int64_t i, std::vector<double>& diff) {
     const int64_t K = a.K, d = a.d;
     float* s = a.scores + i * K;
@@ -166,7 +226,7 @@ FAISS_GMM_NOINLINE void refine_row_full(const FusedPassArgs& a, int64_t i, std::
             loaded = true;
         }
         exact_difference(a, k, diff.data());
-        const double* U = a.exact_inv_var + k * d * d;
+        const float* U = a.full_factors + k * d * d; // widened to double exactly
         double q = 0;
         for (int64_t j = 0; j < d; j++) {
             double y = 0;
@@ -177,42 +237,67 @@ FAISS_GMM_NOINLINE void refine_row_full(const FusedPassArgs& a, int64_t i, std::
     }
 }
 
-/// Full covariances, sweep 0 of the fused pass: log p(x, k) = c_k − ½‖y‖² with
-/// y = (x − c)ᵀU_k − μ_kᵀU_k from the block's sgemm (a.proj, rows × K·d), and its
-/// error bound (full_log_density_error) into a.d2; rows where some pair may have
-/// cancelled go through refine_row_full.
-FAISS_GMM_ALWAYS_INLINE void full_log_densities_body(const FusedPassArgs& a, const float* proj,
-                                                     const float* mean_proj) {
-    const int64_t K = a.K, d = a.d;
-    std::vector<double> diff;
-    for (int64_t i = 0; i < a.rows; i++) {
+/// Full covariances, sweep 0 of the fused pass, for components [k0, k0 + ng):
+/// log p(x, k) = c_k − ½‖y‖² with y = (x − c)ᵀU_k − μ_kᵀU_k from full_group_product
+/// (band c, columns [j0, j1): B × ng × (j1 − j0) floats at proj + B·ng·j0), and its
+/// error bound (full_log_density_error) into a.d2. Rows where some pair may have
+/// cancelled are flagged in `cancelled`, for refine_full_rows once every group is in.
+/// The sum of ‖y‖² runs band by band whatever the group size, so the bits do not
+/// depend on it.
+FAISS_GMM_ALWAYS_INLINE void full_group_log_densities_body(const FusedPassArgs& a, int64_t k0, int64_t ng,
+                                                           const float* proj, const float* mean_proj,
+                                                           const int64_t* band_end, int64_t nbands,
+                                                           uint8_t* cancelled) {
+    const int64_t K = a.K, d = a.d, B = a.rows;
+    for (int64_t i = 0; i < B; i++) {
         const float xnorm = std::sqrt(a.sqnorm[i]);
-        float* s = a.scores + i * K;
-        float* err = a.d2 + i * K;
-        int cancelled = 0;
-        for (int64_t k = 0; k < K; k++) {
-            const float* __restrict p = proj + (i * K + k) * d;
-            const float* __restrict m = mean_proj + k * d;
+        int flagged = 0;
+        for (int64_t kl = 0; kl < ng; kl++) {
+            const int64_t k = k0 + kl;
             float q = 0;
-#pragma omp simd reduction(+ : q)
-            for (int64_t j = 0; j < d; j++) {
-                const float y = p[j] - m[j];
-                q += y * y;
+            int64_t j0 = 0;
+            for (int64_t c = 0; c < nbands; c++) {
+                const int64_t w = band_end[c] - j0;
+                const float* __restrict p = proj + B * ng * j0 + (i * ng + kl) * w;
+                const float* __restrict m = mean_proj + k * d + j0;
+                float qb = 0;
+#pragma omp simd reduction(+ : qb)
+                for (int64_t j = 0; j < w; j++) {
+                    const float y = p[j] - m[j];
+                    qb += y * y;
+                }
+                q += qb;
+                j0 = band_end[c];
             }
             const float t = 0.5f * q;
-            s[k] = a.log_const[k] - t;
-            err[k] = full_log_density_error(a.err_slope[k] * xnorm + a.err_offset[k], t, d);
-            cancelled += may_have_cancelled(err[k], t) ? 1 : 0;
+            const float err = full_log_density_error(a.err_slope[k] * xnorm + a.err_offset[k], t, d);
+            a.scores[i * K + k] = a.log_const[k] - t;
+            a.d2[i * K + k] = err;
+            flagged |= may_have_cancelled(err, t) ? 1 : 0;
         }
-        if (cancelled && a.block) refine_row_full(a, i, diff);
+        cancelled[i] |= uint8_t(flagged);
     }
 }
 
-FAISS_GMM_TARGET_AVX2 void full_log_densities_avx2(const FusedPassArgs& a, const float* proj, const float* mp) {
-    full_log_densities_body(a, proj, mp);
+FAISS_GMM_TARGET_AVX2 void full_group_log_densities_avx2(const FusedPassArgs& a, int64_t k0, int64_t ng,
+                                                         const float* proj, const float* mean_proj,
+                                                         const int64_t* band_end, int64_t nbands,
+                                                         uint8_t* cancelled) {
+    full_group_log_densities_body(a, k0, ng, proj, mean_proj, band_end, nbands, cancelled);
 }
-void full_log_densities_baseline(const FusedPassArgs& a, const float* proj, const float* mp) {
-    full_log_densities_body(a, proj, mp);
+void full_group_log_densities_baseline(const FusedPassArgs& a, int64_t k0, int64_t ng, const float* proj,
+                                       const float* mean_proj, const int64_t* band_end, int64_t nbands,
+                                       uint8_t* cancelled) {
+    full_group_log_densities_body(a, k0, ng, proj, mean_proj, band_end, nbands, cancelled);
+}
+
+/// The flagged rows of a block through refine_row_full.
+void refine_full_rows(const FusedPassArgs& a, const uint8_t* cancelled) {
+    if (!a.block) return;
+    std::vector<double> diff;
+    for (int64_t i = 0; i < a.rows; i++) {
+        if (cancelled[i]) refine_row_full(a, i, diff);
+    }
 }
 
 /// Recomputes the log-densities of row i that may be wrong (may_have_cancelled) and
@@ -277,7 +362,7 @@ FAISS_GMM_ALWAYS_INLINE int64_t fused_pass_body(const FusedPassArgs& a, bool use
         const float* __restrict err_slope = a.err_slope;
         const float* __restrict err_offset = a.err_offset;
         if (a.full) {
-            // log p and its refinement: full_log_densities, before this pass.
+            // log p and its refinement: full_group_log_densities and refine_full_rows, before this pass.
 #pragma omp simd reduction(max : mx)
             for (int64_t k = 0; k < K; k++) mx = s[k] > mx ? s[k] : mx;
         } else if (a.spherical) {
@@ -462,10 +547,7 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
         }
     }
 
-    if (full) {
-        ws.proj.resize(size_t(B) * K * d);
-        detail::gemm_abt(int(B), int(K * d), int(d), ws.features.data(), gemm_weights_.data(), ws.proj.data());
-    } else {
+    if (!full) {
         detail::gemm_abt(int(B), int(K), int(D), ws.features.data(), gemm_weights_.data(), ws.scores.data());
     }
 
@@ -495,10 +577,21 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                        exact_.quad_const.data(),
                        exact_.exact_means.data(),
                        exact_.exact_inv_var.data(),
+                       full ? model_.variances.data() : nullptr,
                        ws.row_buf.data()};
     if (full) {
-        (detail::cpu_has_avx2_fma() ? full_log_densities_avx2 : full_log_densities_baseline)(
-                args, ws.proj.data(), mean_proj_.data());
+        // One group of components at a time: its product stays in cache.
+        ws.proj.resize(size_t(B) * full_group_ * d);
+        ws.full_cancelled.assign(B, 0);
+        const auto group_pass =
+                detail::cpu_has_avx2_fma() ? full_group_log_densities_avx2 : full_group_log_densities_baseline;
+        for (int64_t k0 = 0; k0 < K; k0 += full_group_) {
+            const int64_t ng = std::min(full_group_, K - k0);
+            full_group_product(B, k0, ng, ws);
+            group_pass(args, k0, ng, ws.proj.data(), mean_proj_.data(), band_end_.data(),
+                       int64_t(band_end_.size()), ws.full_cancelled.data());
+        }
+        refine_full_rows(args, ws.full_cancelled.data());
     }
     const int64_t nnz = fused_pass(args);
     if (log_resp) return; // log_responsibilities(): no statistics
@@ -644,15 +737,16 @@ void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator
     check_call(rows, acc.K(), acc.d(), acc.covariance_type());
     if (rows.n == 0) return;
     // A block's partial is computed by one thread, in the same sub-blocks,
-    // whatever the thread count, and added exactly: any thread may take it.
+    // whatever the thread count, and added exactly: any thread may take it, and
+    // the deposits may come in any order, so they go straight into acc (under a
+    // lock: a deposit is a few ms next to a block's E-step) rather than into
+    // per-thread copies of its limbs (4 limbs + scales per value: 100 MiB a
+    // copy for full covariances at K = 256, d = 128).
     const int64_t R = kReproducibleBlockRows;
     const int64_t nblocks = (rows.n + R - 1) / R;
+    std::mutex deposit;
     for_each_block(
-            nblocks,
-            [&](Workspace& ws) {
-                ws.exact = acc;   // the grids (scales) of acc, ...
-                ws.exact.clear(); // ... none of its sums
-            },
+            nblocks, [](Workspace&) {},
             [&](Workspace& ws, int64_t b) {
                 const int64_t r0 = b * R, rn = std::min<int64_t>(R, rows.n - r0);
                 ws.stats.reset(model_.K, model_.d, model_.covariance_type);
@@ -660,9 +754,9 @@ void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator
                     process_block(rows.slice(r0 + i0, std::min<int64_t>(block_size_, rn - i0)), ws, nullptr,
                                   nullptr);
                 }
-                ws.exact.add(ws.stats);
+                std::lock_guard<std::mutex> lock(deposit);
+                acc.add(ws.stats);
             });
-    for (int64_t t = 0; t < std::min<int64_t>(nthreads_, nblocks); t++) acc.merge(workspace(int(t)).exact);
 }
 
 void EStepCpu::log_responsibilities(const VectorBlock& rows, float* log_resp, float* loglik) {

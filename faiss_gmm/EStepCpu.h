@@ -5,10 +5,14 @@
 // with a second sgemm (dense responsibilities) or sparsely (in high dimension
 // most rows have one or two non-negligible responsibilities). Memory is
 // O(threads · block_size · K + K·d): nothing proportional to N·K is allocated.
-// Full covariances: the sgemm is x·[U_1 … U_K] (K·d wide, minus the precomputed
-// μ_kᵀU_k), reduced per (row, component) to ½‖(x − μ_k)ᵀU_k‖², then the same fused
-// pass; the second moments are one syrk per component over the block's rows that
-// carry its responsibility. Memory O(threads · block_size · K·d + K·d²).
+// Full covariances: the product x·[U_1 … U_K] (minus the precomputed μ_kᵀU_k),
+// reduced per (row, component) to ½‖(x − μ_k)ᵀU_k‖², then the same fused pass; the
+// second moments are one syrk per component over the block's rows that carry its
+// responsibility. The product runs a group of components at a time, so its
+// output stays in cache (full_scratch_floats per thread, not block_size · K·d),
+// and in bands of columns of U_k: band [j0, j1) needs only x's first j1
+// coordinates (U_k is upper triangular), which skips most of the zeros.
+// Memory O(threads · (full_scratch_floats + K·d²) + K·d²).
 // Blocks run in parallel (OpenMP) with per-thread accumulators that are summed
 // in thread order, so results are deterministic for a fixed thread count.
 #pragma once
@@ -23,8 +27,19 @@ namespace faiss_gmm {
 
 class EStepCpu : public EStep {
   public:
+    /// Full covariances: floats of one thread's scratch for the log-density
+    /// product (1 MiB: the group of components whose product fits stays in L2).
+    static constexpr int64_t kDefaultFullScratchFloats = int64_t(1) << 18;
+    /// Full covariances: columns of U_k per band of the product (see above).
+    static constexpr int64_t kFullBandColumns = 32;
+
     /// block_size: rows per block (≥ 1). nthreads ≤ 0: omp_get_max_threads().
-    explicit EStepCpu(int block_size = 256, int nthreads = 0);
+    /// full_scratch_floats (≥ 1): see kDefaultFullScratchFloats. Part of the
+    /// configuration, like block_size: the products' shapes follow from it, and
+    /// OpenBLAS may round a product of another shape differently in the last bit;
+    /// results never depend on the thread count or how rows are cut into calls.
+    explicit EStepCpu(int block_size = 256, int nthreads = 0,
+                      int64_t full_scratch_floats = kDefaultFullScratchFloats);
     ~EStepCpu() override;
 
     void set_model(const GmmModel& model, const float* center) override;
@@ -56,6 +71,10 @@ class EStepCpu : public EStep {
     void check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const;
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
     void accumulate_full_block(int64_t B, Workspace& ws) const;
+    void set_full_model();
+    /// Full covariances: the per-thread product of one component group, band by
+    /// band, into ws.proj (layout: see full_group_log_densities in the .cpp).
+    void full_group_product(int64_t B, int64_t k0, int64_t ng, Workspace& ws) const;
 
     std::vector<std::unique_ptr<Workspace>> workspaces_;
     int block_size_;
@@ -63,8 +82,12 @@ class EStepCpu : public EStep {
     GmmModel model_;
     std::vector<float> center_;         // d, zeros when none
     // Precomputed per-model terms (see GmmModel::log_constants).
-    std::vector<float> gemm_weights_;   // spherical: μ (K×d); diagonal: [μ/σ², −1/(2σ²)] (K×2d); full: row (k, j) = column j of U_k (K·d × d)
+    std::vector<float> gemm_weights_;   // spherical: μ (K×d); diagonal: [μ/σ², −1/(2σ²)] (K×2d); full: banded, see set_full_model
     std::vector<float> mean_proj_;      // full: μ_kᵀU_k (K × d), computed in double
+    int64_t full_scratch_floats_;
+    int64_t full_group_ = 1;            // full: components per product (from full_scratch_floats_)
+    std::vector<int64_t> band_end_;     // full: band c holds columns [band_end_[c-1], band_end_[c]) of each U_k
+    std::vector<int64_t> band_offset_;  // full: Σ over earlier bands of width · band_end (floats per component)
     std::vector<float> log_const_;      // c_k
     std::vector<float> mean_sqnorm_;    // ‖μ_k‖² (spherical)
     std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)

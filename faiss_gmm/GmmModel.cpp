@@ -310,20 +310,27 @@ std::vector<double> GmmModel::log_constants() const {
 }
 
 void GmmModel::stacked_precision_factors(std::vector<float>& w, std::vector<float>& mean_proj) const {
-    if (covariance_type != CovarianceType::Full) {
-        throw std::invalid_argument("GmmModel::stacked_precision_factors: the model is not full-covariance");
-    }
+    precision_mean_projections(mean_proj);
     w.assign(size_t(K * d) * size_t(d), 0.0f);
+    for (int64_t k = 0; k < K; k++) {
+        const float* U = precision_cholesky(k);
+        for (int64_t j = 0; j < d; j++) {
+            for (int64_t i = 0; i <= j; i++) w[size_t((k * d + j) * d + i)] = U[i * d + j];
+        }
+    }
+}
+
+void GmmModel::precision_mean_projections(std::vector<float>& mean_proj) const {
+    if (covariance_type != CovarianceType::Full) {
+        throw std::invalid_argument("GmmModel: precision factors of a model that is not full-covariance");
+    }
     mean_proj.resize(size_t(K * d));
     for (int64_t k = 0; k < K; k++) {
         const float* U = precision_cholesky(k);
         const float* mu = means.data() + k * d;
         for (int64_t j = 0; j < d; j++) {
             double m = 0;
-            for (int64_t i = 0; i <= j; i++) {
-                w[size_t((k * d + j) * d + i)] = U[i * d + j];
-                m += double(mu[i]) * U[i * d + j];
-            }
+            for (int64_t i = 0; i <= j; i++) m += double(mu[i]) * U[i * d + j];
             mean_proj[size_t(k * d + j)] = float(m);
         }
     }

@@ -61,6 +61,9 @@ struct GmmModel {
     /// rows' projections (x − c)ᵀU_k of every component are one product; mean_proj = μ_kᵀU_k (K·d,
     /// summed in double, then rounded).
     void stacked_precision_factors(std::vector<float>& w, std::vector<float>& mean_proj) const;
+    /// Full only: mean_proj = μ_kᵀU_k alone (K·d, summed in double, then rounded), for a
+    /// backend that lays the factors out itself.
+    void precision_mean_projections(std::vector<float>& mean_proj) const;
 
     /// Throws std::invalid_argument unless sizes match K and d, every value is
     /// finite, every variance is > 0 (full: U_k upper triangular with a positive

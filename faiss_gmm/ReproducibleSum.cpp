@@ -1,5 +1,6 @@
 #include "ReproducibleSum.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -109,8 +110,8 @@ double ExactSums::value(size_t i) const {
 
 void FixedPointSums::resize(size_t n) {
     n_ = n;
-    inv_scale_.assign(n, 1.0);
-    scale_.assign(n, 1.0);
+    runs_.clear();
+    if (n > 0) runs_.push_back(Run{0, n, 1.0, 1.0});
     limbs_.assign(n * kLimbs, 0.0);
     pending_ = 0;
 }
@@ -122,10 +123,17 @@ void FixedPointSums::clear() {
 
 void FixedPointSums::set_scale(size_t begin, size_t end, int exponent) {
     if (begin > end || end > n_) throw std::out_of_range("FixedPointSums::set_scale: range outside the sums");
-    for (size_t i = begin; i < end; i++) {
-        scale_[i] = std::ldexp(1.0, exponent);
-        inv_scale_[i] = std::ldexp(1.0, -exponent);
+    if (begin == end) return;
+    // The runs before begin and after end keep their scales (cut at begin / end).
+    std::vector<Run> runs;
+    for (const Run& r : runs_) {
+        if (r.begin < begin) runs.push_back(Run{r.begin, std::min(r.end, begin), r.scale, r.inv_scale});
     }
+    runs.push_back(Run{begin, end, std::ldexp(1.0, exponent), std::ldexp(1.0, -exponent)});
+    for (const Run& r : runs_) {
+        if (r.end > end) runs.push_back(Run{std::max(r.begin, end), r.end, r.scale, r.inv_scale});
+    }
+    runs_ = std::move(runs);
 }
 
 void FixedPointSums::add(const double* values) {
@@ -139,26 +147,32 @@ void FixedPointSums::done() {
 
 void FixedPointSums::add_segment(size_t begin, const double* values, size_t count) {
     if (begin + count > n_) throw std::out_of_range("FixedPointSums::add_segment: past the end of the sums");
-    double* __restrict l0 = limbs_.data() + begin;
-    double* __restrict l1 = l0 + n_;
-    double* __restrict l2 = l1 + n_;
-    double* __restrict l3 = l2 + n_;
-    const double* __restrict inv = inv_scale_.data() + begin;
-    // q − trunc(q) is exact, and so are the scalings by powers of two: every
-    // limb receives an exact integer, and what is left below 2^-96 is dropped.
+    const size_t end = begin + count;
+    for (const Run& r : runs_) {
+        const size_t b = std::max(begin, r.begin), e = std::min(end, r.end);
+        if (b >= e) continue;
+        double* __restrict l0 = limbs_.data() + b;
+        double* __restrict l1 = l0 + n_;
+        double* __restrict l2 = l1 + n_;
+        double* __restrict l3 = l2 + n_;
+        const double* __restrict v = values + (b - begin);
+        const double inv = r.inv_scale;
+        // q − trunc(q) is exact, and so are the scalings by powers of two: every
+        // limb receives an exact integer, and what is left below 2^-96 is dropped.
 #pragma omp simd
-    for (size_t i = 0; i < count; i++) {
-        double q = values[i] * inv[i];
-        const double t0 = std::trunc(q);
-        q = (q - t0) * kTwo32;
-        const double t1 = std::trunc(q);
-        q = (q - t1) * kTwo32;
-        const double t2 = std::trunc(q);
-        q = (q - t2) * kTwo32;
-        l0[i] += t0;
-        l1[i] += t1;
-        l2[i] += t2;
-        l3[i] += std::trunc(q);
+        for (size_t i = 0; i < e - b; i++) {
+            double q = v[i] * inv;
+            const double t0 = std::trunc(q);
+            q = (q - t0) * kTwo32;
+            const double t1 = std::trunc(q);
+            q = (q - t1) * kTwo32;
+            const double t2 = std::trunc(q);
+            q = (q - t2) * kTwo32;
+            l0[i] += t0;
+            l1[i] += t1;
+            l2[i] += t2;
+            l3[i] += std::trunc(q);
+        }
     }
 }
 
@@ -198,7 +212,10 @@ double FixedPointSums::value(size_t i) const {
         l[j - 1] += c;
     }
     const double frac = (l[1] + (l[2] + l[3] * kTwoM32) * kTwoM32) * kTwoM32;
-    return (l[0] + frac) * scale_[i];
+    // The run holding i: the last one that begins at or before it.
+    const auto run = std::upper_bound(runs_.begin(), runs_.end(), i,
+                                      [](size_t v, const Run& r) { return v < r.begin; }) - 1;
+    return (l[0] + frac) * run->scale;
 }
 
 } // namespace faiss_gmm

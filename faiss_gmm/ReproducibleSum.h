@@ -104,7 +104,13 @@ class FixedPointSums {
   private:
     size_t n_ = 0;
     int64_t pending_ = 0;
-    std::vector<double> inv_scale_, scale_;
+    /// Runs of values sharing one scale, in order, covering [0, n_): a few (one per
+    /// set_scale()), where a scale per value would add two doubles to the four limbs.
+    struct Run {
+        size_t begin, end;
+        double scale, inv_scale;
+    };
+    std::vector<Run> runs_;
     std::vector<double> limbs_; // limb-major: limbs_[j * n_ + i], so add() vectorizes
 };
 

@@ -140,9 +140,10 @@ namespace {
 ///    |Δ S_ab| <= Σ_n (Δr + (γ_B + 8u) r)|x_a − μ_a||x_b − μ_b|, |Δ loglik| <= Σ_n (L_n + γ_K + 2u|lse|).
 /// Returns the largest relative error bound of a responsibility seen (how tight this is).
 double expect_stats_within_bound(const GmmModel& m, const std::vector<float>& center, int64_t n,
-                                 const std::vector<float>& x, int block, const std::string& where) {
+                                 const std::vector<float>& x, int block, const std::string& where,
+                                 int64_t scratch = EStepCpu::kDefaultFullScratchFloats) {
     const int64_t K = m.K, d = m.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
-    EStepCpu estep(block);
+    EStepCpu estep(block, 0, scratch);
     estep.set_model(m, center.data());
     SufficientStats got(K, d, CovarianceType::Full), ref(K, d, CovarianceType::Full);
     estep.accumulate(VectorBlock{x.data(), DataType::Float32, n, d}, got);
@@ -461,4 +462,59 @@ TEST(FullCovariance, FactoryTrainSaveLoad) {
     EXPECT_EQ(d1, d2);
     // Version 4 (before full covariances) cannot hold one.
     EXPECT_THROW(detail::serialize_gmm_index_old_format(index.get(), 4), std::invalid_argument);
+}
+
+TEST(FullCovariance, ProductGroupSizeKeepsTheBoundAndTheReproducibility) {
+    // The log-density product runs a group of components at a time (as many as fit
+    // full_scratch_floats) in bands of kFullBandColumns columns of U_k: a memory/speed
+    // knob. Every group size must stay within the float64 reference's bound, with
+    // ragged last groups (K not a multiple of it), ragged last bands (d not a multiple
+    // of the band width), d = 1 and d = 128. Not bit-identical across group sizes:
+    // OpenBLAS picks its kernel by shape, and a product of another width may round an
+    // entry differently (seen: the 9-row last block of n = 777, d = 70, K = 13). For
+    // one configuration the products' shapes depend only on block_size, d, K and the
+    // scratch, never on threads or on how the rows are cut into calls, so the
+    // reproducible sums stay the same bits for any of those: checked here per size.
+    struct Case {
+        int64_t n, d, K;
+        int block;
+    };
+    const int64_t band = EStepCpu::kFullBandColumns;
+    for (const Case cs : {Case{300, 1, 5, 64}, Case{513, band + 1, 7, 128}, Case{777, 2 * band + 6, 13, 256},
+                          Case{kReproducibleBlockRows + 257, 128, 9, 100}}) {
+        std::vector<float> centers;
+        const std::vector<float> x = clustered_data(cs.n, cs.d, cs.K, 1.0f, 1900 + uint64_t(cs.d), &centers);
+        const GmmModel m = random_model(cs.K, cs.d, CovarianceType::Full, 1.0f, 1901, &centers);
+        double x_bound = 0, mean_norm = 0;
+        for (float v : x) x_bound = std::max(x_bound, double(std::fabs(v)));
+        for (float v : m.means) mean_norm = std::max(mean_norm, double(std::fabs(v)));
+        const double sq_bound = std::pow(std::sqrt(double(cs.d)) * (x_bound + mean_norm), 2); // (‖x‖ + ‖μ‖)²
+        auto reproducible = [&](int64_t scratch, int threads, int64_t call_rows) {
+            EStepCpu estep(cs.block, threads, scratch);
+            estep.set_model(m, nullptr);
+            StatsAccumulator acc(cs.K, cs.d, CovarianceType::Full);
+            acc.set_row_bounds(x_bound, sq_bound);
+            for (int64_t i0 = 0; i0 < cs.n; i0 += call_rows) {
+                estep.accumulate_reproducible(
+                        VectorBlock{x.data() + i0 * cs.d, DataType::Float32, std::min(call_rows, cs.n - i0), cs.d},
+                        acc);
+            }
+            SufficientStats s;
+            acc.result(s);
+            return s;
+        };
+        const int64_t per_component = int64_t(cs.block) * cs.d; // scratch floats of one component
+        for (int64_t scratch : {int64_t(1), 2 * per_component + 1, 5 * per_component, int64_t(1) << 40}) {
+            const std::string what = "n=" + std::to_string(cs.n) + " d=" + std::to_string(cs.d) +
+                                     " K=" + std::to_string(cs.K) + ", scratch " + std::to_string(scratch);
+            expect_stats_within_bound(m, std::vector<float>(cs.d, 0.0f), cs.n, x, cs.block, what, scratch);
+            const SufficientStats want = reproducible(scratch, 1, cs.n);
+            const SufficientStats got = reproducible(scratch, 2, kReproducibleBlockRows);
+            EXPECT_EQ(got.loglik, want.loglik) << what;
+            EXPECT_EQ(got.nk, want.nk) << what;
+            EXPECT_EQ(got.sum_x, want.sum_x) << what;
+            EXPECT_EQ(got.sum_sq, want.sum_sq) << what;
+        }
+    }
+    EXPECT_THROW(EStepCpu(64, 1, 0), std::invalid_argument);
 }

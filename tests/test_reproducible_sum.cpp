@@ -278,3 +278,23 @@ TEST(ReproducibleSum, BlockAlignedRowsOnOneRankCoverEveryRowOnce) {
     }
     EXPECT_EQ(next, n);
 }
+
+TEST(ReproducibleSum, OverlappingScalesKeepTheLastOnePerValue) {
+    // Scales are kept as runs (not one per value): later set_scale() calls cut the
+    // runs they overlap. 9·2^-95 lands on grid 2^(e − 96) of scale 2^e truncated toward
+    // zero: 0 for e = 6, 2·2^-93 = 2^-92 for e = 3, itself for e = -2.
+    FixedPointSums sums(10);
+    sums.set_scale(0, 10, 3);
+    sums.set_scale(2, 5, -2);
+    sums.set_scale(4, 8, 6);
+    sums.set_scale(9, 9, 40); // empty: no effect
+    const double v = 9 * std::ldexp(1.0, -95);
+    const std::vector<double> values(10, v);
+    sums.add(values.data());
+    const int want_exp[10] = {3, 3, -2, -2, 6, 6, 6, 6, 3, 3};
+    for (int i = 0; i < 10; i++) {
+        const double want = want_exp[i] == 6 ? 0.0 : want_exp[i] == 3 ? std::ldexp(1.0, -92) : v;
+        EXPECT_EQ(sums.value(size_t(i)), want) << "value " << i << ", scale 2^" << want_exp[i];
+    }
+    EXPECT_THROW(sums.set_scale(5, 11, 0), std::out_of_range);
+}

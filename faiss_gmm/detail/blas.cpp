@@ -30,9 +30,13 @@ SingleThreadedBlas::~SingleThreadedBlas() {
 }
 
 void gemm_abt(int m, int n, int k, const float* A, const float* B, float* C) {
+    gemm_abt(m, n, k, A, k, B, k, C, n);
+}
+
+void gemm_abt(int m, int n, int k, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
     // Column-major view: Cᵀ (n×m) = B (k×n col-major)ᵀ · A (k×m col-major).
     const float one = 1, zero = 0;
-    sgemm_("T", "N", &n, &m, &k, &one, B, &k, A, &k, &zero, C, &n);
+    sgemm_("T", "N", &n, &m, &k, &one, B, &ldb, A, &lda, &zero, C, &ldc);
 }
 
 void gemm_atb(int m, int n, int k, const float* A, const float* B, float* C) {

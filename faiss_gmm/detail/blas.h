@@ -30,6 +30,8 @@ class SingleThreadedBlas {
 
 /// C (m×n, row-major) = A (m×k, row-major) · B (n×k, row-major)ᵀ
 void gemm_abt(int m, int n, int k, const float* A, const float* B, float* C);
+/// The same with leading dimensions (row strides): A's rows lda apart, B's ldb, C's ldc.
+void gemm_abt(int m, int n, int k, const float* A, int lda, const float* B, int ldb, float* C, int ldc);
 /// C (m×n, row-major) = A (k×m, row-major)ᵀ · B (k×n, row-major)
 void gemm_atb(int m, int n, int k, const float* A, const float* B, float* C);
 /// The upper triangle (i <= j) of C (n×n, row-major) = A (k×n, row-major)ᵀ · A;
