@@ -29,7 +29,7 @@ import numpy as np
 import faiss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from membership_study import Base, choose, choose_voted, cost_at, read_rows, read_vecs, train_quantizer  # noqa: E402
+from membership_study import Base, add_data_arguments, choose, choose_voted, cost_at, read_rows, read_vecs, train_quantizer  # noqa: E402
 from protocol_study import curves  # noqa: E402
 
 TARGETS = (0.9, 0.95, 0.99)
@@ -153,13 +153,7 @@ def smoothed_primary(base, knn):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", required=True)
-    ap.add_argument("--query", required=True)
-    ap.add_argument("--gt", required=True)
-    ap.add_argument("--nlist", type=int, default=1024)
-    ap.add_argument("--max-queries", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--cache", required=True)
+    add_data_arguments(ap, cache_required=True)
     ap.add_argument("--knn-lists", type=int, default=12)
     ap.add_argument("--quantizers", default="kmeans,gmm")
     ap.add_argument("--vote-nprobe", type=int, nargs="*", default=[1, 4, 8], help="(b): t values")

@@ -47,6 +47,21 @@ def read_rows(path, n=None):
     raise ValueError(f"{path}: expected a .bvecs or .fvecs file")
 
 
+def add_data_arguments(ap, cache_required=False):
+    """The options every study shares: the data set, the IVF size, the queries used, the seed and the
+    training cache (train_quantizer)."""
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--query", required=True)
+    ap.add_argument("--gt", required=True)
+    ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--max-queries", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1234)
+    if cache_required:
+        ap.add_argument("--cache", required=True)
+    else:
+        ap.add_argument("--cache", default="")
+
+
 def train_quantizer(kind, xb, nlist, seed, cache, full):
     """Centroids (and GMM variances / log weights) trained as faiss-gmm-eval does."""
     tag = f"{kind}-{nlist}-{seed}{'-full' if full else ''}"
@@ -183,14 +198,8 @@ def cost_at(costs, recall, target):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", required=True)
-    ap.add_argument("--query", required=True)
-    ap.add_argument("--gt", required=True)
-    ap.add_argument("--nlist", type=int, default=1024)
+    add_data_arguments(ap)
     ap.add_argument("--budget", type=float, nargs="+", default=[1.5])
-    ap.add_argument("--max-queries", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--cache", default="")
     ap.add_argument("--full", action="store_true", help="train on all base rows")
     ap.add_argument("--quantizers", default="kmeans,gmm", help="kmeans, gmm, gmmdiag, each optionally :full")
     ap.add_argument("--P", type=int, default=256)

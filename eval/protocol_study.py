@@ -28,7 +28,7 @@ import numpy as np
 import faiss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from membership_study import Base, choose, cost_at, read_vecs, train_quantizer  # noqa: E402
+from membership_study import Base, add_data_arguments, choose, cost_at, read_vecs, train_quantizer  # noqa: E402
 
 
 def responsibilities(base, var, logw, d):
@@ -97,13 +97,7 @@ def gain_at_matched(ref, res, measure, grid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", required=True)
-    ap.add_argument("--query", required=True)
-    ap.add_argument("--gt", required=True)
-    ap.add_argument("--nlist", type=int, default=1024)
-    ap.add_argument("--max-queries", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--cache", default="")
+    add_data_arguments(ap)
     ap.add_argument("--max-lists", type=int, default=8)
     ap.add_argument("--P", type=int, default=256)
     ap.add_argument("--out", default="")
