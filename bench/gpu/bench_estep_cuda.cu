@@ -283,13 +283,7 @@ int main(int argc, char** argv) {
         if (only_mode >= 0) return i == only_mode;
         return modes_arg.empty() || modes_arg.find("," + std::string(kModes[i].name) + ",") != std::string::npos;
     };
-    if (gpu::cuda_device_count() == 0) {
-        printf("no CUDA GPU visible\n");
-        return 0;
-    }
-    cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    if (!bench::announce_device(gpu::cuda_device_count())) return 0;
     cublasHandle_t h;
     CB(cublasCreate(&h));
 

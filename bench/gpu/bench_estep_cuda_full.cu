@@ -127,13 +127,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (gpu::cuda_device_count() == 0) {
-        printf("no CUDA GPU visible\n");
-        return 0;
-    }
-    cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    if (!bench::announce_device(gpu::cuda_device_count())) return 0;
     printf("full covariances, rows resident on the GPU; median of %d accumulate() calls (wall; device time in "
            "brackets)\n", reps);
     for (size_t a = 0; a < shapes.size();) {

@@ -27,6 +27,19 @@ inline double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+/// Prints the GPU the benchmark times (device 0); false, after saying so, when none is visible
+/// (`visible`: the number of CUDA devices).
+inline bool announce_device(int visible) {
+    if (visible == 0) {
+        printf("no CUDA GPU visible\n");
+        return false;
+    }
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    return true;
+}
+
 inline double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];

@@ -12,17 +12,8 @@
 namespace faiss_gmm::gpu::detail {
 
 BlockedEStep::BlockedEStep(int device, bool fast, int64_t block_bytes, bool poison, cudaStream_t stream)
-        : device_(device), fast_requested_(fast), fast_(fast), poison_(poison), block_bytes_(block_bytes) {
-    FAISS_GMM_CUBLAS_CHECK(cublasCreate(&cublas_));
-    FAISS_GMM_CUBLAS_CHECK(cublasSetStream(cublas_, stream));
-}
-
-BlockedEStep::~BlockedEStep() {
-    if (cublas_) {
-        DeviceScope scope(device_);
-        cublasDestroy(cublas_);
-    }
-}
+        : device_(device), fast_requested_(fast), fast_(fast), poison_(poison), block_bytes_(block_bytes),
+          cublas_(device, stream) {}
 
 namespace {
 template <typename T>

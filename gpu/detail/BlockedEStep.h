@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gpu/detail/ChunkAlgorithm.h"
+#include "gpu/detail/CublasHandle.h"
 #include "gpu/detail/DeviceResources.h"
 
 namespace faiss_gmm::gpu::detail {
@@ -17,7 +18,6 @@ class BlockedEStep final : public ChunkAlgorithm {
   public:
     /// On `device` (current when constructed); block_bytes: EStepCudaOptions::block_bytes.
     BlockedEStep(int device, bool fast, int64_t block_bytes, bool poison, cudaStream_t stream);
-    ~BlockedEStep() override;
     const char* name() const override { return "blocked"; }
     double bytes_per_row(const EncodedModel& em) const override;
     void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) override;
@@ -55,7 +55,7 @@ class BlockedEStep final : public ChunkAlgorithm {
     int device_;
     bool fast_requested_, fast_, poison_; // fast_: this model's (fp32 when it needs refinement)
     int64_t block_bytes_;
-    cublasHandle_t cublas_ = nullptr;
+    CublasHandle cublas_;
     // model
     int64_t K_ = 0, d_ = 0, Dfeat_ = 0, ld2_ = 0, Kp2_ = 0, block_rows_ = 0;
     bool diag_ = false;

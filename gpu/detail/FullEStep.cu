@@ -26,17 +26,7 @@ void upload(DeviceBuffer& buf, int device, const std::vector<T>& v) {
 FullEStep::FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count,
                      cudaStream_t stream)
         : device_(device), fast_(fast), fused_(fused), poison_(poison), block_bytes_(block_bytes),
-          sm_count_(sm_count) {
-    FAISS_GMM_CUBLAS_CHECK(cublasCreate(&cublas_));
-    FAISS_GMM_CUBLAS_CHECK(cublasSetStream(cublas_, stream));
-}
-
-FullEStep::~FullEStep() {
-    if (cublas_) {
-        DeviceScope scope(device_);
-        cublasDestroy(cublas_);
-    }
-}
+          sm_count_(sm_count), cublas_(device, stream) {}
 
 double FullEStep::bytes_per_row(const EncodedModel& em) const {
     // the raw rows (double-buffered, float32 worst case) and the features; the block buffers are

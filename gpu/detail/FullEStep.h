@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gpu/detail/ChunkAlgorithm.h"
+#include "gpu/detail/CublasHandle.h"
 #include "gpu/detail/DeviceResources.h"
 
 namespace faiss_gmm::gpu::detail {
@@ -25,7 +26,6 @@ class FullEStep final : public ChunkAlgorithm {
     /// bytes of the block × K·d projections).
     /// fused: the tensor-core log-density kernel (the GPU must be sm_80 or later), else blocked.
     FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count, cudaStream_t stream);
-    ~FullEStep() override;
     const char* name() const override { return fused_ ? "full-fused" : "full-blocked"; }
     double bytes_per_row(const EncodedModel& em) const override;
     void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) override;
@@ -50,7 +50,7 @@ class FullEStep final : public ChunkAlgorithm {
     bool fast_, fused_, poison_;
     int64_t block_bytes_;
     int sm_count_;
-    cublasHandle_t cublas_ = nullptr;
+    CublasHandle cublas_;
     int64_t K_ = 0, d_ = 0, ldx_ = 0, Kp_ = 0, nsq_ = 0, block_rows_ = 0;
     int DP_ = 0; // fused: d padded to a multiple of 32
     // model: W ((K·d) × d), μ_kᵀU_k, log2 constants, means, zeros (bias/acoef of the responsibility kernel)
