@@ -51,6 +51,14 @@ void VectorBlock::row_to_float(int64_t i, float* out) const {
     }
 }
 
+VectorBlock VectorBlock::slice(int64_t i0, int64_t count) const {
+    if (i0 < 0 || count < 0 || i0 > n || count > n - i0) {
+        throw std::out_of_range("VectorBlock::slice: rows [" + std::to_string(i0) + ", " + std::to_string(i0 + count) +
+                                ") out of range (the block has " + std::to_string(n) + " rows)");
+    }
+    return VectorBlock{row(i0), type, count, d};
+}
+
 void VectorSource::check_range(int64_t i0, int64_t n) const {
     if (i0 < 0 || n < 0 || i0 > ntotal() || n > ntotal() - i0) {
         throw std::out_of_range("VectorSource: rows [" + std::to_string(i0) + ", " +

@@ -32,10 +32,9 @@ struct VectorBlock {
     const uint8_t* row(int64_t i) const {
         return static_cast<const uint8_t*>(data) + size_t(i) * row_bytes();
     }
-    /// Rows [i0, i0 + count) as a block of their own.
-    VectorBlock slice(int64_t i0, int64_t count) const {
-        return VectorBlock{row(i0), type, count, d};
-    }
+    /// Rows [i0, i0 + count) as a block of their own; std::out_of_range when they are not all rows of
+    /// this block (a slice past the end would hand the E-step memory it does not own).
+    VectorBlock slice(int64_t i0, int64_t count) const;
     /// Copies row i into out[0..d) as float.
     void row_to_float(int64_t i, float* out) const;
 };

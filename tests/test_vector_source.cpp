@@ -80,3 +80,22 @@ TEST(Float64VectorSource, RefusesBadArgumentsAndRanges) {
     EXPECT_THROW(src.read(1, 2, scratch), std::out_of_range);
     EXPECT_THROW(src.read(-1, 1, scratch), std::out_of_range);
 }
+
+TEST(VectorBlock, SliceRefusesRowsOutsideTheBlock) {
+    const std::vector<float> x(5 * 2, 0.0f);
+    const VectorBlock b{x.data(), DataType::Float32, 5, 2};
+    const VectorBlock s = b.slice(1, 4);
+    EXPECT_EQ(s.n, 4);
+    EXPECT_EQ(static_cast<const float*>(s.data), x.data() + 2);
+    EXPECT_EQ(b.slice(5, 0).n, 0); // the empty slice at the end is allowed
+    EXPECT_THROW(b.slice(2, 4), std::out_of_range);
+    EXPECT_THROW(b.slice(-1, 1), std::out_of_range);
+    EXPECT_THROW(b.slice(0, -1), std::out_of_range);
+    try {
+        b.slice(3, 3);
+        FAIL() << "a slice past the end was accepted";
+    } catch (const std::out_of_range& e) {
+        EXPECT_NE(std::string(e.what()).find("rows [3, 6) out of range (the block has 5 rows)"), std::string::npos)
+            << e.what();
+    }
+}
