@@ -33,6 +33,10 @@ class ChunkAlgorithm {
     /// `grid`, each block summed in an order fixed by its rows alone; download() fetches the
     /// limbs (limbs()), not the sums. begin() returns to ordinary sums.
     virtual void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) = 0;
+    /// The rows of the unit a reproducible call sums on its own (set by set_model): the chunks,
+    /// the workers' shares and the pieces of a call that give the same bits are whole units,
+    /// counted from the call's first row. kReproducibleBlockRows, or a multiple (FullEStep.h).
+    virtual int64_t reproducible_block_rows() const { return kReproducibleBlockRows; }
     /// The limbs the last reproducible call downloaded.
     const int64_t* limbs() const { return limbs_.host(); }
     /// Enqueues the work on n rows of `type` at device pointer x.
