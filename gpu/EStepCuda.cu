@@ -493,8 +493,8 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
     // Each worker's limbs are canonical (one addition's worth each): add them one by one.
     for (size_t i = 0; i < workers_.size(); i++) {
         if (!workers_[i]->has_results) continue;
-        const int64_t* l = workers_[i]->active->limbs();
-        acc.add_limbs(shares[i].n, l, l + kLoglikLimbs);
+        const ChunkAlgorithm& a = *workers_[i]->active;
+        acc.add_limbs(shares[i].n, a.loglik_limbs(), a.value_limbs());
     }
 }
 

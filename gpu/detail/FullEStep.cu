@@ -204,12 +204,21 @@ void FullEStep::run_chunk_by_group(int64_t nc, cudaStream_t stream) {
         for (int64_t s0 = 0; s0 < nb; s0 += sub_rows_) {
             log_densities(g0 + s0, std::min(sub_rows_, nb - s0), stream, S_.as<float>() + size_t(s0) * Kp_);
         }
-        const int64_t slots = (nb + 7) / 8; // one per thread block of the responsibility kernel
+        // Σ ln Z: one slot per thread block of the responsibility kernel (8 rows), summed in runs of
+        // kLoglikSlots (fixed by the slot's place in the group; a short last run padded with
+        // zeros), each run's sum deposited exactly by a thread of its own. (One thread over all of a
+        // group's 8192 slots, a chain of dependent loads, was most of the groups' device time:
+        // bench/results/gpu_reproducible_sums.md.)
+        const int64_t slots = (nb + 7) / 8, runs = (slots + kLoglikSlots - 1) / kLoglikSlots;
+        if (slots < runs * kLoglikSlots) { // (the buffer holds group_rows_ / 8 slots: whole runs)
+            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(ll_slots_.as<double>() + slots, 0,
+                                                 size_t(runs * kLoglikSlots - slots) * 8, stream));
+        }
         blocked_responsibilities_kernel<<<unsigned(slots), 256, 0, stream>>>(
                 S_.as<float>(), int(nb), int(K_), int(Kp_), zeros_.as<float>(), zeros_.as<float>(), Fb, int(ldx_), -1,
                 nullptr, ll_slots_.as<double>());
         FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
-        limbs_.add_loglik_blocks(ll_slots_.as<double>(), 1, int(slots), 1.0, stream);
+        limbs_.add_loglik_blocks(ll_slots_.as<double>(), int(runs), kLoglikSlots, 1.0, stream);
         FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(ldx_), int(Kp_), int(nb), &one, Fb,
                                             CUDA_R_32F, int(ldx_), S_.get(), CUDA_R_32F, int(Kp_), &zero,
                                             tmp_.get(), CUDA_R_32F, int(ldx_), CUBLAS_COMPUTE_32F,
