@@ -16,14 +16,16 @@
 // the group's values cut into the caller's integer limbs (ReproducibleLimbs.h): the same bits
 // for any chunking or workers (GPUs of one kind), since chunks and shares are whole groups.
 // Why groups, not single 4096-row blocks as the spherical and diagonal paths: a partial has
-// K·d(d+1)/2 second moments (8.4M at K = 1024, d = 128), each read and cut into limbs once per
-// partial, against 4096·K·d²/2 fmas of moment work per block only where responsibilities are
-// non-zero (a few components per row): per 4096-row block the limbs would cost as much as the
-// E-step (bench/results/gpu_reproducible_sums.md has the measurement), per group of 16 blocks a
-// sixteenth of that. G is fixed by K and block_bytes alone (the group's S buffer of G × K
-// log-densities stays within block_bytes, as the ordinary path's block does), never by
-// chunk_rows or the number of workers. What G costs: a call cut into pieces gives the same bits
-// only when the pieces are whole groups (MPI ranks of the trainer cut on 4096-row blocks).
+// K·d(d+1)/2 second moments (8.4M at K = 1024, d = 128), each written, read and cut into limbs
+// once per partial, while the moment work of a block is only where responsibilities are non-zero
+// (a few components per row). Measured at 1M × 1024 × 128 on an H100 (bench_estep_cuda_full
+// --reproducible, bench/results/gpu_reproducible_sums.md): groups of one block cost +20.5 %
+// (fp16) / +12.2 % (accurate) device time over accumulate(), groups of 16 blocks +1.4 % / +1.5 %.
+// G is fixed by K and block_bytes alone (the group's S buffer of G × K log-densities stays within
+// block_bytes, as the ordinary path's block does: 16 blocks up to K = 1024 with the default
+// 256 MiB), never by chunk_rows or the number of workers. What G costs: a call cut into pieces
+// gives the same bits only when the pieces are whole groups (the trainer's MPI ranks cut on
+// 4096-row blocks: their full-covariance GPU sums are the same bits only for a fixed rank count).
 #pragma once
 
 #include <cublas_v2.h>
