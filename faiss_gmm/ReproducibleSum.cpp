@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "ParallelRanges.h"
+
 namespace faiss_gmm {
 
 namespace {
@@ -13,6 +15,8 @@ constexpr double kTwoM32 = 1.0 / 4294967296.0; // 2^-32
 /// Limbs receive values below 2^32 per addition: after 2^20 additions they are
 /// below 2^52, so a merge of two such states stays below 2^53 (exact).
 constexpr int64_t kAdditionsBeforeCarry = int64_t(1) << 20;
+/// Limbs per thread of the large passes (8 MiB): a spherical GPU call's 4.3 MB adds on one thread.
+constexpr int64_t kLimbsPerThread = int64_t(1) << 20;
 constexpr int kExactMinExponent = ExactSums::kMinExponent;
 
 /// Carries limbs[0..count) (stride apart) upward so that all but the top one
@@ -117,7 +121,10 @@ void FixedPointSums::resize(size_t n) {
 }
 
 void FixedPointSums::clear() {
-    std::fill(limbs_.begin(), limbs_.end(), 0.0);
+    double* sums = limbs_.data();
+    parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
+        std::fill(sums + a, sums + b, 0.0);
+    });
     pending_ = 0;
 }
 
@@ -197,9 +204,15 @@ void FixedPointSums::merge(const FixedPointSums& other) {
     normalize();
 }
 
-void FixedPointSums::add_limbs(const int64_t* limbs) {
+void FixedPointSums::add_limbs(const double* limbs) {
     // Like one add_segment() over all values: every limb receives an integer below 2^32 but limb 0.
-    for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += double(limbs[t]);
+    // Exact additions, so any split gives the same limbs. Threads for large sums (full
+    // covariances: 4 limbs × K·d(d+1)/2, 275 MB at K = 1024, d = 128): the pass is memory-bound,
+    // and one thread took most of a GPU call's host time (bench/results/gpu_reproducible_sums.md).
+    double* sums = limbs_.data();
+    parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
+        for (int64_t t = a; t < b; t++) sums[t] += limbs[t];
+    });
     done();
 }
 

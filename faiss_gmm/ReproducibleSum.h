@@ -94,9 +94,12 @@ class FixedPointSums {
     void done();
     void merge(const FixedPointSums& other);
     /// Adds limbs computed elsewhere (a GPU) on this object's grids, limb-major
-    /// like limbs(): limbs 1..3 in [0, 2^32) (carried), limb 0 an integer. It
-    /// counts as one partial (done()).
-    void add_limbs(const int64_t* limbs);
+    /// like limbs(), as doubles holding integers: limbs 1..3 in [0, 2^32)
+    /// (carried), limb 0 below 2^53 in magnitude. Doubles, not int64: the GPU
+    /// converts them (exactly), so the host's pass is a plain vectorized add
+    /// (half the time of converting int64 here, bench/results/gpu_reproducible_sums.md).
+    /// It counts as one partial (done()).
+    void add_limbs(const double* limbs);
     double value(size_t i) const;
     std::vector<double>& limbs() { return limbs_; }
     void normalize();

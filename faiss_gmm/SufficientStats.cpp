@@ -160,7 +160,7 @@ void StatsAccumulator::merge(const StatsAccumulator& o) {
     values_.merge(o.values_);
 }
 
-void StatsAccumulator::add_limbs(int64_t rows, const int64_t* loglik_limbs, const int64_t* value_limbs) {
+void StatsAccumulator::add_limbs(int64_t rows, const int64_t* loglik_limbs, const double* value_limbs) {
     n_ += double(rows);
     loglik_.add_limbs(loglik_limbs);
     values_.add_limbs(value_limbs);

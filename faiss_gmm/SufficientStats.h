@@ -81,7 +81,7 @@ class StatsAccumulator {
     /// accumulate_reproducible): `rows` rows, the log-likelihood as
     /// ExactSums::kLimbs integer limbs (each below 2^52), and nk, sum_x, sum_sq on
     /// this accumulator's grids as FixedPointSums::add_limbs() takes them (limb-major).
-    void add_limbs(int64_t rows, const int64_t* loglik_limbs, const int64_t* value_limbs);
+    void add_limbs(int64_t rows, const int64_t* loglik_limbs, const double* value_limbs);
     /// Values on the fixed-point grids (K + K·d + K·nsq): the length of one limb of add_limbs().
     size_t nvalues() const { return values_.size(); }
     /// The limbs of all sums, for an allreduce (sum); then from_flat().

@@ -13,7 +13,8 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <thread>
+
+#include "ParallelRanges.h"
 
 namespace faiss_gmm {
 
@@ -110,15 +111,9 @@ VectorBlock Float64VectorSource::read(int64_t i0, int64_t n, std::vector<uint8_t
     // a serial conversion would leave the other cores idle every chunk. Threads of
     // our own (the core links no OpenMP runtime), only where a chunk is large
     // enough to pay for starting them (~10 µs each against ~1 ns per element).
-    const int64_t kMinPerThread = int64_t(1) << 16;
-    const int64_t nt = std::clamp<int64_t>(total / kMinPerThread, 1, std::max(1u, std::thread::hardware_concurrency()));
-    auto convert = [&](int64_t a, int64_t b) {
+    parallel_ranges(total, int64_t(1) << 16, [&](int64_t a, int64_t b) {
         for (int64_t i = a; i < b; i++) out[i] = float(in[i]);
-    };
-    std::vector<std::thread> threads;
-    for (int64_t t = 1; t < nt; t++) threads.emplace_back(convert, total * t / nt, total * (t + 1) / nt);
-    convert(0, total / nt);
-    for (std::thread& th : threads) th.join();
+    });
     return VectorBlock{scratch.data(), DataType::Float32, n, d_};
 }
 

@@ -164,9 +164,10 @@ struct EStepCuda::Worker {
         active->set_model(em, std::max<int64_t>(chunk_rows, kReproducibleBlockRows), *stream);
     }
 
-    /// Chunks of a reproducible call: whole blocks, as many as chunk_rows holds (at least one).
+    /// Chunks of a reproducible call: whole units (blocks, or FullEStep's groups), as many as
+    /// chunk_rows holds (at least one).
     int64_t block_chunk_rows() const {
-        const int64_t R = kReproducibleBlockRows;
+        const int64_t R = active->reproducible_block_rows();
         return std::max(R, chunk_rows / R * R);
     }
 
@@ -280,9 +281,13 @@ bool EStepCuda::copy_rows_to_gpus(const VectorBlock& rows) {
     auto r = std::make_unique<Retained>();
     r->host = rows;
     // Devices may repeat (several workers on one GPU): check each device's total.
-    // Each copy runs one block past its share (clipped to the rows), so that a reproducible call
-    // gives worker i the whole blocks that start in its share (shares_of) wherever they start.
-    auto copy_end = [&](int i) { return std::min(rows.n, r->end[i] + kReproducibleBlockRows); };
+    // Each copy runs one unit past its share (clipped to the rows), so that a reproducible call
+    // gives worker i the whole units that start in its share (shares_of) wherever they start: a
+    // block, or for shapes a full-covariance model may have, FullEStep's largest group (at most
+    // 65536 rows of d <= 128: 32 MiB).
+    const int64_t reach = full_covariance_supported(K_, d_) ? kFullMaxGroupBlocks * kReproducibleBlockRows
+                                                             : kReproducibleBlockRows;
+    auto copy_end = [&](int i) { return std::min(rows.n, r->end[i] + reach); };
     std::vector<std::pair<int, size_t>> need;
     for (int i = 0; i < nw; i++) {
         r->begin.push_back(rows.n * i / nw);
@@ -475,14 +480,6 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
                                     "the model");
     }
     if (rows.n == 0) return;
-    if (covariance_type_ == CovarianceType::Full) {
-        // FullEStep sums its second moments with double atomics (several row segments per
-        // component), so its block partials are not yet the same bits however the rows are cut:
-        // the whole call is one partial, added exactly (EStep's default: reproducible for a
-        // given cut of the rows into calls, which the trainer's fixed chunks give on one GPU).
-        EStep::accumulate_reproducible(rows, acc);
-        return;
-    }
     LimbGrid grid;
     grid.inv_nk = 1.0; // N_k's grid: scale 2^0 (StatsAccumulator::set_row_bounds)
     grid.inv_x = std::ldexp(1.0, -acc.x_exponent());
@@ -490,13 +487,14 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
     grid.nvalues = int64_t(acc.nvalues());
     grid.x_begin = K_;
     grid.sq_begin = K_ + K_ * d_;
-    const std::vector<VectorBlock> shares = shares_of(rows, kReproducibleBlockRows);
+    // The unit summed on its own (the same model on every worker: the same unit).
+    const std::vector<VectorBlock> shares = shares_of(rows, workers_[0]->active->reproducible_block_rows());
     run_workers(shares, &grid);
     // Each worker's limbs are canonical (one addition's worth each): add them one by one.
     for (size_t i = 0; i < workers_.size(); i++) {
         if (!workers_[i]->has_results) continue;
-        const int64_t* l = workers_[i]->active->limbs();
-        acc.add_limbs(shares[i].n, l, l + kLoglikLimbs);
+        const ChunkAlgorithm& a = *workers_[i]->active;
+        acc.add_limbs(shares[i].n, a.loglik_limbs(), a.value_limbs());
     }
 }
 

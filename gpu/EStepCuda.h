@@ -96,7 +96,9 @@ class EStepCuda : public EStep {
     /// statistics become integer limbs on acc's grids (gpu/detail/ReproducibleLimbs.h), which add
     /// exactly: the same bits for any number of workers (GPUs of one kind), chunk size or
     /// scheduling. Workers get whole blocks; chunks are whole blocks (chunk_rows rounded down to a
-    /// multiple, at least one block).
+    /// multiple, at least one block). Full covariances: the unit is a group of 1 to 16 blocks
+    /// fixed by K and block_bytes (detail/FullEStep.h), so a call cut into pieces gives the same
+    /// bits when the pieces are whole groups.
     void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override;
     const char* name() const override;
     /// Large: each call ends with a device synchronization and a download of the

@@ -177,9 +177,18 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
                 rows += int64_t(partials[b].n);
             }
             const std::vector<double> flat = mine.flat(); // [n | 72 loglik limbs | 4 × nvalues], carried
-            std::vector<int64_t> limbs(flat.begin() + 1, flat.end());
-            for (size_t t = 0; t < limbs.size(); t++) ASSERT_EQ(double(limbs[t]), flat[t + 1]) << "limb " << t;
-            via.add_limbs(rows, limbs.data(), limbs.data() + ExactSums::kLimbs);
+            std::vector<int64_t> loglik(flat.begin() + 1, flat.begin() + 1 + ExactSums::kLimbs);
+            for (size_t t = 0; t < loglik.size(); t++) ASSERT_EQ(double(loglik[t]), flat[t + 1]) << "limb " << t;
+            // value limbs as the GPU hands them over: integers in doubles, 1..3 in [0, 2^32)
+            const double* values = flat.data() + 1 + ExactSums::kLimbs;
+            for (size_t t = 0; t < mine.nvalues(); t++) {
+                ASSERT_EQ(values[t], std::trunc(values[t])) << "limb 0 of value " << t;
+                for (int j = 1; j < FixedPointSums::kLimbs; j++) {
+                    const double l = values[j * mine.nvalues() + t];
+                    ASSERT_TRUE(l >= 0 && l < 4294967296.0 && l == std::trunc(l)) << "limb " << j << " of " << t;
+                }
+            }
+            via.add_limbs(rows, loglik.data(), values);
         }
         SufficientStats got;
         via.result(got);
@@ -191,6 +200,22 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     }
     EXPECT_EQ(direct.x_exponent(), 3);
     EXPECT_EQ(direct.sq_exponent(), 10);
+}
+
+TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
+    // FixedPointSums::add_limbs and clear() split sums of 2^20 limbs or more across threads
+    // (faiss_gmm/ParallelRanges.h): 3·2^18 values (3·2^20 limbs: up to 3 pieces) must get every
+    // limb, once, as one thread would: a deliberately different value in each slot, integers
+    // (canonical: limbs 1..3 below 2^32), added twice, against the sums done here slot by slot.
+    const size_t n = size_t(3) << 18, nl = n * FixedPointSums::kLimbs;
+    FixedPointSums sums(n);
+    std::vector<double> limbs(nl);
+    for (size_t t = 0; t < nl; t++) limbs[t] = t < n ? double(int64_t(t % 1000003) - 500000) : double(t % 4294967291u);
+    sums.add_limbs(limbs.data());
+    sums.add_limbs(limbs.data());
+    for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], 2 * limbs[t]) << "limb slot " << t;
+    sums.clear();
+    for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], 0.0) << "limb slot " << t;
 }
 
 TEST(ReproducibleSum, ScaleExponentIsTheNextPowerOfTwo) {

@@ -178,9 +178,7 @@ Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, c
     VectorBlock rows{x_dev, DataType::Float32, N, d};
     SufficientStats st(m.K, d, m.covariance_type);
     StatsAccumulator acc(m.K, d, m.covariance_type);
-    float xb = 0; // grids from the model's means (rows of the data): they only place the limbs
-    for (float v : m.means) xb = std::max(xb, std::fabs(v));
-    acc.set_row_bounds(2.0 * xb, 4.0 * double(d) * 4.0 * xb * xb);
+    bench::grids_from_means(acc, m);
     auto run = [&] {
         if (path == SumPath::Plain) {
             st.clear();

@@ -7,6 +7,8 @@
 // (flash_gmm_full_h100.py) on the same recipe: rows around max(64, K/4) centers drawn uniformly
 // in [-1.7, 1.7]^d plus uniform noise of variance 1/4 per dimension, means = the first K rows,
 // Σ_k = 0.35·I, uniform weights. Prints a table; bench/results/gpu_full_covariance.md records it.
+// --reproducible also times accumulate_reproducible() (issue 13: per-group integer limbs,
+// gpu/detail/FullEStep.h); --block-bytes sets EStepCudaOptions::block_bytes, and with it the group.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include "faiss_gmm/GmmModel.h"
 #include "faiss_gmm/SufficientStats.h"
 #include "gpu/EStepCuda.h"
+#include "gpu/detail/FullEStep.h"
 #include "tests/relative_error.h"
 
 using namespace faiss_gmm;
@@ -61,6 +64,11 @@ struct Timing {
     size_t device_bytes = 0;
 };
 
+/// accumulate() (ordinary sums); accumulate() then one exact add of the call's statistics (EStep's
+/// default accumulate_reproducible: the GPU's full-covariance path before per-group limbs);
+/// EStepCuda::accumulate_reproducible() (per-group limbs, issue 13).
+enum class SumPath { Plain, PlainThenExact, Reproducible };
+
 struct Mode {
     const char* name;
     bool fast;
@@ -71,29 +79,45 @@ const Mode kModes[] = {{"fused-accurate", false, gpu::EStepCudaAlgorithm::Auto},
                        {"blocked-accurate", false, gpu::EStepCudaAlgorithm::Blocked},
                        {"blocked-fast", true, gpu::EStepCudaAlgorithm::Blocked}};
 
-EStepCudaOptions options_of(const Mode& mode) {
+EStepCudaOptions options_of(const Mode& mode, int64_t block_bytes = 0) {
     EStepCudaOptions o;
     o.devices = {0};
     o.fast_math = mode.fast;
     o.algorithm = mode.algorithm;
+    if (block_bytes > 0) o.block_bytes = block_bytes;
     return o;
 }
 
-Timing time_estep(const float* x_dev, int64_t N, const GmmModel& m, const Mode& mode, int reps) {
-    const EStepCudaOptions o = options_of(mode);
+Timing time_estep(const float* x_dev, int64_t N, const GmmModel& m, const Mode& mode, int reps,
+                  int64_t block_bytes = 0, SumPath path = SumPath::Plain) {
+    const EStepCudaOptions o = options_of(mode, block_bytes);
     EStepCuda es(m.K, m.d, o);
     es.set_model(m, nullptr);
     const VectorBlock rows{x_dev, DataType::Float32, N, m.d};
     SufficientStats st(m.K, m.d, CovarianceType::Full);
-    es.accumulate(rows, st); // warm-up: buffers, module load
+    StatsAccumulator acc(m.K, m.d, CovarianceType::Full);
+    bench::grids_from_means(acc, m);
+    auto run = [&] {
+        if (path == SumPath::Plain) {
+            st.clear();
+            es.accumulate(rows, st);
+        } else if (path == SumPath::PlainThenExact) {
+            acc.clear();
+            es.EStep::accumulate_reproducible(rows, acc); // the base class's: one partial per call
+        } else {
+            acc.clear();
+            es.accumulate_reproducible(rows, acc);
+        }
+    };
+    run(); // warm-up: buffers, module load
     std::vector<double> t, g;
     for (int r = 0; r < reps; r++) {
-        st.clear();
         const double t0 = now_s();
-        es.accumulate(rows, st);
+        run();
         t.push_back((now_s() - t0) * 1e3);
         g.push_back(es.last_report()[0].gpu_ms);
     }
+    if (path != SumPath::Plain) acc.result(st);
     return {median(t), median(g), st.loglik / double(N), es.last_report()[0].device_bytes};
 }
 
@@ -116,14 +140,34 @@ int main(int argc, char** argv) {
     int reps = 5;
     int64_t check_rows = 256;
     std::string modes; // --modes: names of kModes, comma-separated; empty = all
+    bool reproducible = false;
+    std::vector<int64_t> block_bytes = {0}; // 0: EStepCudaOptions' default
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
+        if (a == "--reproducible") { // also time accumulate_reproducible (issue 13)
+            reproducible = true;
+            continue;
+        }
+        if (a == "--block-bytes" && i + 1 < argc) { // MiB, comma-separated (sets the reproducible group too)
+            block_bytes.clear();
+            std::string v = argv[++i];
+            for (size_t p = 0; p < v.size();) {
+                size_t q = v.find(',', p);
+                if (q == std::string::npos) q = v.size();
+                block_bytes.push_back(int64_t(std::atof(v.substr(p, q - p).c_str()) * 1048576.0));
+                p = q + 1;
+            }
+            continue;
+        }
         if (a == "--shapes" && i + 1 < argc) shapes = argv[++i]; // NxKxd, comma-separated
         else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
         else if (a == "--check-rows" && i + 1 < argc) check_rows = std::atoll(argv[++i]);
         else if (a == "--modes" && i + 1 < argc) modes = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--shapes NxKxd,...] [--reps R] [--check-rows n] [--modes m1,m2]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--shapes NxKxd,...] [--reps R] [--check-rows n] [--modes m1,m2] [--reproducible] "
+                    "[--block-bytes MiB,...]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -154,9 +198,22 @@ int main(int argc, char** argv) {
         for (const Mode& mode : kModes) {
             if (!modes.empty() && ("," + modes + ",").find("," + std::string(mode.name) + ",") == std::string::npos)
                 continue;
-            const Timing t = time_estep(x_dev, N, m, mode, reps);
-            printf("    %-16s %8.1f ms (device %8.1f ms)  mean loglik/row %.5f  GPU memory held %.2f GiB\n", mode.name,
-                   t.wall_ms, t.gpu_ms, t.loglik, t.device_bytes / 1073741824.0);
+            for (int64_t bb : block_bytes) {
+                const int64_t bytes = bb > 0 ? bb : EStepCudaOptions().block_bytes;
+                const Timing t = time_estep(x_dev, N, m, mode, reps, bb);
+                printf("    %-16s block_bytes %4lld MiB: %8.1f ms (device %8.1f ms)  mean loglik/row %.5f  GPU memory "
+                       "held %.2f GiB\n",
+                       mode.name, (long long)(bytes >> 20), t.wall_ms, t.gpu_ms, t.loglik, t.device_bytes / 1073741824.0);
+                if (!reproducible) continue;
+                const Timing e = time_estep(x_dev, N, m, mode, reps, bb, SumPath::PlainThenExact);
+                const Timing r = time_estep(x_dev, N, m, mode, reps, bb, SumPath::Reproducible);
+                printf("    %-16s   + one exact add %8.1f ms | reproducible, groups of %lld rows: %8.1f ms (device %8.1f "
+                       "ms): %+.1f %% wall, %+.1f %% device vs accumulate, %+.1f %% vs + exact add; mean loglik/row "
+                       "%.5f\n",
+                       mode.name, e.wall_ms, (long long)gpu::detail::full_reproducible_group_rows(K, bytes), r.wall_ms,
+                       r.gpu_ms, 100.0 * (r.wall_ms / t.wall_ms - 1), 100.0 * (r.gpu_ms / t.gpu_ms - 1),
+                       100.0 * (r.wall_ms / e.wall_ms - 1), r.loglik);
+            }
         }
         CK(cudaFree(x_dev));
         const int64_t n = std::min<int64_t>(check_rows, N);

@@ -1,15 +1,19 @@
 // Shared by the GPU benchmark programs: fail-fast CUDA checks, wall-clock time,
-// medians, and the 64-bit mixer the data generators hash with.
+// medians, the grids of a reproducible call, and the 64-bit mixer the data generators hash with.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
+
+#include "faiss_gmm/GmmModel.h"
+#include "faiss_gmm/SufficientStats.h"
 
 // A benchmark has nothing to recover: print where and exit.
 #define CK(x)                                                                                  \
@@ -38,6 +42,15 @@ inline bool announce_device(int visible) {
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
     return true;
+}
+
+/// Grids of a reproducible call's accumulator from the model's means, which the benchmarks draw
+/// among the rows: |x_j − μ_j| <= 2·max|μ| and ‖x − μ‖² <= 4·d·(2·max|μ|)², with the centre at 0
+/// (the grids only place the limbs; any valid bound does).
+inline void grids_from_means(StatsAccumulator& acc, const GmmModel& m) {
+    float xb = 0;
+    for (float v : m.means) xb = std::max(xb, std::fabs(v));
+    acc.set_row_bounds(2.0 * xb, 4.0 * double(m.d) * 4.0 * xb * xb);
 }
 
 inline double median(std::vector<double> v) {

@@ -31,10 +31,15 @@ class ChunkAlgorithm {
     /// Start of an accumulate_reproducible() call (ReproducibleLimbs.h): the chunks, which then
     /// start on kReproducibleBlockRows blocks of the call, go block by block to integer limbs on
     /// `grid`, each block summed in an order fixed by its rows alone; download() fetches the
-    /// limbs (limbs()), not the sums. begin() returns to ordinary sums.
+    /// limbs (loglik_limbs(), value_limbs()), not the sums. begin() returns to ordinary sums.
     virtual void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) = 0;
-    /// The limbs the last reproducible call downloaded.
-    const int64_t* limbs() const { return limbs_.host(); }
+    /// The rows of the unit a reproducible call sums on its own (set by set_model): the chunks,
+    /// the workers' shares and the pieces of a call that give the same bits are whole units,
+    /// counted from the call's first row. kReproducibleBlockRows, or a multiple (FullEStep.h).
+    virtual int64_t reproducible_block_rows() const { return kReproducibleBlockRows; }
+    /// The limbs the last reproducible call downloaded: Σ ln Z's, and the values' (doubles).
+    const int64_t* loglik_limbs() const { return limbs_.host(); }
+    const double* value_limbs() const { return limbs_.host_values(); }
     /// Enqueues the work on n rows of `type` at device pointer x.
     virtual void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) = 0;
     /// Downloads the sums (synchronizes `stream`).

@@ -10,18 +10,55 @@
 #include "gpu/detail/FullFusedKernel.cuh"
 #include "gpu/detail/FullKernels.cuh"
 #include "gpu/detail/FullModelEncoding.h"
+#include "gpu/detail/ReproducibleKernels.cuh"
 #include "gpu/detail/heuristics.h"
 
 namespace faiss_gmm::gpu::detail {
 
 namespace {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/// Reproducible sums: a group's N_k (column d of tmp) and Σ r (x − c) (columns 0..d−1) per
+/// component (tmp: the ldx × Kp fp32 product, component k's column at k·ldx), cut into limbs on
+/// `grid` and added (integers: any order). One thread per (component, column).
+__global__ void full_first_moment_limbs_kernel(const float* __restrict__ tmp, int K, int d, int ldx, LimbGrid grid,
+                                               unsigned long long* __restrict__ values) {
+    const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+    if (i >= int64_t(K) * (d + 1)) return;
+    const int64_t k = i / (d + 1);
+    const int j = int(i % (d + 1));
+    const double v = tmp[size_t(k) * ldx + j];
+    if (v == 0) return; // no limbs to add
+    long long l[kValueLimbs];
+    fixed_limbs(v, j == d ? grid.inv_nk : grid.inv_x, l);
+    add_value_limbs(values, grid.nvalues, j == d ? k : grid.x_begin + k * d + j, l);
+}
+
+/// Reproducible sums: a group's second moments, the fp32 partials of its nseg segments (part:
+/// segment-major, K·nsq each) summed in segment order in double, cut into limbs on `grid` and
+/// added. One thread per value.
+__global__ void full_second_moment_limbs_kernel(const float* __restrict__ part, int nseg, int64_t count,
+                                                LimbGrid grid, unsigned long long* __restrict__ values) {
+    const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+    if (i >= count) return;
+    double v = 0;
+    for (int s = 0; s < nseg; s++) v += double(part[size_t(s) * count + i]);
+    if (v == 0) return;
+    long long l[kValueLimbs];
+    fixed_limbs(v, grid.inv_sq, l);
+    add_value_limbs(values, grid.nvalues, grid.sq_begin + i, l);
+}
 template <typename T>
 void upload(DeviceBuffer& buf, int device, const std::vector<T>& v) {
     buf.allocate(device, v.size() * sizeof(T), false);
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(buf.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
 }
 } // namespace
+
+int64_t full_reproducible_group_rows(int64_t K, int64_t block_bytes) {
+    const int64_t blocks = block_bytes / (round_up(K, 4) * 4) / kReproducibleBlockRows;
+    return kReproducibleBlockRows * std::clamp<int64_t>(blocks, 1, kFullMaxGroupBlocks);
+}
 
 FullEStep::FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count,
                      cudaStream_t stream)
@@ -45,7 +82,12 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
     // Rows per block: the block's buffers in block_bytes (blocked: the block × K·d projections;
     // fused: the block × K log-densities), at least 32 rows, at most a chunk.
     const int64_t row_bytes = fused_ ? Kp_ * 4 : K_ * d_ * 4;
+    // Reproducible sums run whole groups per chunk: the chunk buffers hold one at least.
+    group_rows_ = full_reproducible_group_rows(K_, block_bytes_);
+    chunk_rows = std::max(chunk_rows, group_rows_);
     block_rows_ = std::clamp<int64_t>(block_bytes_ / row_bytes, 32, std::max<int64_t>(32, chunk_rows));
+    // (not block_rows_, which depends on chunk_rows: a cuBLAS product's sums may depend on its shape)
+    sub_rows_ = std::clamp<int64_t>(block_bytes_ / row_bytes, 32, group_rows_);
     center_.allocate(device_, size_t(d_) * 4, false);
     FAISS_GMM_CUDA_CHECK(cudaMemcpy(center_.get(), em.center.data(), size_t(d_) * 4, cudaMemcpyHostToDevice));
     upload(logc2_, device_, fm.logc2);
@@ -77,21 +119,41 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
 }
 
 void FullEStep::begin(cudaStream_t stream) {
+    by_block_ = false;
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc_.get(), 0, size_t(Kp_) * ldx_ * 8, stream));
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(acc2_.get(), 0, size_t(K_) * nsq_ * 8, stream));
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(loglik_.get(), 0, 8, stream));
 }
 
+void FullEStep::begin_reproducible(const LimbGrid& grid, cudaStream_t stream) {
+    by_block_ = true;
+    limbs_.begin(device_, grid, stream);
+    // S holds a group's log-densities (then responsibilities); part_ the moment kernel's partials,
+    // at most as many segments as moment_segment_rows allows for any group (≤ 2·SMs / K, ≤ tiles).
+    S_.allocate(device_, size_t(group_rows_) * Kp_ * 4, poison_);
+    const int64_t nseg = std::min((2 * sm_count_ + K_ - 1) / K_, group_rows_ / kMomentRows);
+    part_.allocate(device_, size_t(nseg) * K_ * nsq_ * 4, poison_);
+    ll_slots_.allocate(device_, size_t(group_rows_ / 8) * 8, poison_);
+}
+
 void FullEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport&) {
     if (type == DataType::Float32) {
-        run_chunk(static_cast<const float*>(x), n, stream);
+        prepare_rows(static_cast<const float*>(x), n, stream);
     } else {
-        run_chunk(static_cast<const uint8_t*>(x), n, stream);
+        prepare_rows(static_cast<const uint8_t*>(x), n, stream);
     }
+    if (by_block_) run_chunk_by_group(n, stream);
+    else run_chunk(n, stream);
+}
+
+int64_t FullEStep::moment_segment_rows(int64_t nb) const {
+    const int64_t tiles = (nb + kMomentRows - 1) / kMomentRows;
+    const int64_t nseg = std::clamp<int64_t>((2 * sm_count_ + K_ - 1) / K_, 1, tiles);
+    return (tiles + nseg - 1) / nseg * kMomentRows;
 }
 
 template <typename Tin>
-void FullEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
+void FullEStep::prepare_rows(const Tin* x, int64_t nc, cudaStream_t stream) {
     blocked_features_kernel<Tin><<<unsigned((nc + 7) / 8), 256, 0, stream>>>(x, int(nc), int(d_), center_.as<float>(),
                                                                              0, int(ldx_), F_.as<float>());
     FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_features_kernel");
@@ -101,6 +163,9 @@ void FullEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
                 rinv_.as<float>());
         FAISS_GMM_CUDA_CHECK_LAUNCH("full_half_rows_kernel");
     }
+}
+
+void FullEStep::run_chunk(int64_t nc, cudaStream_t stream) {
     const float one = 1.f, zero = 0.f;
     for (int64_t b0 = 0; b0 < nc; b0 += block_rows_) {
         const int64_t nb = std::min(block_rows_, nc - b0);
@@ -121,15 +186,56 @@ void FullEStep::run_chunk(const Tin* x, int64_t nc, cudaStream_t stream) {
         add_to_double_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(tmp_.as<float>(), acc_.as<double>(),
                                                                                count);
         FAISS_GMM_CUDA_CHECK_LAUNCH("add_to_double_kernel");
-        // Second moments: about two CTAs per SM in all, segments of whole shared-memory tiles.
-        const int64_t tiles = (nb + kMomentRows - 1) / kMomentRows;
-        const int64_t nseg = std::clamp<int64_t>((2 * sm_count_ + K_ - 1) / K_, 1, tiles);
-        const int64_t seg_rows = (tiles + nseg - 1) / nseg * kMomentRows;
+        const int64_t seg_rows = moment_segment_rows(nb);
         const dim3 mgrid(unsigned(K_), unsigned((nb + seg_rows - 1) / seg_rows));
         full_second_moment_kernel<<<mgrid, 256, 0, stream>>>(Fb, int(ldx_), int(nb), int(d_), S_.as<float>(),
                                                             int(Kp_), means_.as<float>(), int(seg_rows),
-                                                            acc2_.as<double>());
+                                                            acc2_.as<double>(), nullptr);
         FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+    }
+}
+
+void FullEStep::run_chunk_by_group(int64_t nc, cudaStream_t stream) {
+    const float one = 1.f, zero = 0.f;
+    for (int64_t g0 = 0; g0 < nc; g0 += group_rows_) {
+        // Everything below is a function of the group's rows (and nb, fixed by the call) alone.
+        const int64_t nb = std::min(group_rows_, nc - g0);
+        const float* Fb = F_.as<float>() + size_t(g0) * ldx_;
+        for (int64_t s0 = 0; s0 < nb; s0 += sub_rows_) {
+            log_densities(g0 + s0, std::min(sub_rows_, nb - s0), stream, S_.as<float>() + size_t(s0) * Kp_);
+        }
+        // Σ ln Z: one slot per thread block of the responsibility kernel (8 rows), summed in runs of
+        // kLoglikSlots (fixed by the slot's place in the group; a short last run padded with
+        // zeros), each run's sum deposited exactly by a thread of its own. (One thread over all of a
+        // group's 8192 slots, a chain of dependent loads, was most of the groups' device time:
+        // bench/results/gpu_reproducible_sums.md.)
+        const int64_t slots = (nb + 7) / 8, runs = (slots + kLoglikSlots - 1) / kLoglikSlots;
+        if (slots < runs * kLoglikSlots) { // (the buffer holds group_rows_ / 8 slots: whole runs)
+            FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(ll_slots_.as<double>() + slots, 0,
+                                                 size_t(runs * kLoglikSlots - slots) * 8, stream));
+        }
+        blocked_responsibilities_kernel<<<unsigned(slots), 256, 0, stream>>>(
+                S_.as<float>(), int(nb), int(K_), int(Kp_), zeros_.as<float>(), zeros_.as<float>(), Fb, int(ldx_), -1,
+                nullptr, ll_slots_.as<double>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
+        limbs_.add_loglik_blocks(ll_slots_.as<double>(), int(runs), kLoglikSlots, 1.0, stream);
+        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(ldx_), int(Kp_), int(nb), &one, Fb,
+                                            CUDA_R_32F, int(ldx_), S_.get(), CUDA_R_32F, int(Kp_), &zero,
+                                            tmp_.get(), CUDA_R_32F, int(ldx_), CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT));
+        const int64_t nfirst = K_ * (d_ + 1);
+        full_first_moment_limbs_kernel<<<unsigned((nfirst + 255) / 256), 256, 0, stream>>>(
+                tmp_.as<float>(), int(K_), int(d_), int(ldx_), limbs_.grid(), limbs_.values());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_first_moment_limbs_kernel");
+        const int64_t seg_rows = moment_segment_rows(nb), nseg = (nb + seg_rows - 1) / seg_rows;
+        full_second_moment_kernel<<<dim3(unsigned(K_), unsigned(nseg)), 256, 0, stream>>>(
+                Fb, int(ldx_), int(nb), int(d_), S_.as<float>(), int(Kp_), means_.as<float>(), int(seg_rows), nullptr,
+                part_.as<float>());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+        const int64_t count = K_ * nsq_;
+        full_second_moment_limbs_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
+                part_.as<float>(), int(nseg), count, limbs_.grid(), limbs_.values());
+        FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_limbs_kernel");
     }
 }
 
@@ -148,7 +254,8 @@ void launch_fused(dim3 grid, cudaStream_t stream, const __half* Xh, const __half
 }
 } // namespace
 
-void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
+void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream, float* S) {
+    if (!S) S = S_.as<float>();
     if (!fused_) {
         // P (K·d × nb, column-major) = Wᵀ·F: every component's projections of the block's rows.
         const float one = 1.f, zero = 0.f;
@@ -161,8 +268,7 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
         const dim3 grid(unsigned((nb + kDensityRows - 1) / kDensityRows),
                         unsigned(std::min<int64_t>((K_ + kDensityComponents - 1) / kDensityComponents, 65535)));
         full_log_density_kernel<<<grid, 256, 0, stream>>>(P_.as<float>(), int(nb), int(K_), int(d_),
-                                                          mproj_.as<float>(), logc2_.as<float>(), S_.as<float>(),
-                                                          int(Kp_));
+                                                          mproj_.as<float>(), logc2_.as<float>(), S, int(Kp_));
         FAISS_GMM_CUDA_CHECK_LAUNCH("full_log_density_kernel");
         return;
     }
@@ -181,8 +287,7 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
     auto go = [&](auto dp, auto split) {
         launch_fused<decltype(dp)::value, decltype(split)::value>(grid, stream, Xh, Xl, rinv, int(nb), Wh, Wl,
                                                                   kinv_.as<float>(), mpad_.as<float>(),
-                                                                  logc2_.as<float>(), int(K_), kc, S_.as<float>(),
-                                                                  int(Kp_));
+                                                                  logc2_.as<float>(), int(K_), kc, S, int(Kp_));
     };
     auto with_dp = [&](auto split) {
         switch (DP_) {
@@ -198,6 +303,10 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream) {
 }
 
 void FullEStep::download(cudaStream_t stream) {
+    if (by_block_) {
+        limbs_.download(stream);
+        return;
+    }
     h_acc_.resize(size_t(Kp_) * ldx_);
     h_acc2_.resize(size_t(K_) * nsq_);
     FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc_.data(), acc_.get(), h_acc_.size() * 8, cudaMemcpyDeviceToHost, stream));
@@ -222,7 +331,7 @@ void FullEStep::add_to(SufficientStats& stats) const {
 size_t FullEStep::device_bytes() const {
     return center_.bytes() + W_.bytes() + mproj_.bytes() + logc2_.bytes() + means_.bytes() + zeros_.bytes() +
            F_.bytes() + P_.bytes() + S_.bytes() + tmp_.bytes() + acc_.bytes() + acc2_.bytes() + loglik_.bytes() +
-           Wh_.bytes() + Wl_.bytes() + kinv_.bytes() + mpad_.bytes() + Xh_.bytes() + Xl_.bytes() + rinv_.bytes();
+           Wh_.bytes() + Wl_.bytes() + kinv_.bytes() + mpad_.bytes() + Xh_.bytes() + Xl_.bytes() + rinv_.bytes() + part_.bytes() + ll_slots_.bytes() + limbs_.device_bytes();
 }
 
 } // namespace faiss_gmm::gpu::detail

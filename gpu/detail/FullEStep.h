@@ -7,11 +7,29 @@
 //    mode TF32, accurate fp32), then a squared-norm → log-density kernel;
 // then the responsibility kernel of Blocked, an fp32 GEMM for N_k and Σ r x, and a second-moment
 // kernel over the rows where a component has responsibility (gathered). d ≤ kMaxFullDim.
+//
+// Reproducible sums (begin_reproducible, issue 13): the unit is a group of G consecutive
+// kReproducibleBlockRows blocks of the call (full_reproducible_group_rows), summed on its own:
+// log-densities and responsibilities row by row (each value a function of its row alone), N_k
+// and Σ r x by one cuBLAS product of the group's fixed shape, the second moments by the moment
+// kernel with segments fixed by the group's row count (fp32 partials written, not added), then
+// the group's values cut into the caller's integer limbs (ReproducibleLimbs.h): the same bits
+// for any chunking or workers (GPUs of one kind), since chunks and shares are whole groups.
+// Why groups, not single 4096-row blocks as the spherical and diagonal paths: a partial has
+// K·d(d+1)/2 second moments (8.4M at K = 1024, d = 128), each written, read and cut into limbs
+// once per partial, while the moment work of a block is only where responsibilities are non-zero
+// (a few components per row). Measured at 1M × 1024 × 128 on an H100 (bench_estep_cuda_full
+// --reproducible, bench/results/gpu_reproducible_sums.md): groups of one block cost +20.5 %
+// (fp16) / +12.2 % (accurate) device time over accumulate(), groups of 16 blocks +1.4 % / +1.5 %.
+// G is fixed by K and block_bytes alone (the group's S buffer of G × K log-densities stays within
+// block_bytes, as the ordinary path's block does: 16 blocks up to K = 1024 with the default
+// 256 MiB), never by chunk_rows or the number of workers. What G costs: a call cut into pieces
+// gives the same bits only when the pieces are whole groups (the trainer's MPI ranks cut on
+// 4096-row blocks: their full-covariance GPU sums are the same bits only for a fixed rank count).
 #pragma once
 
 #include <cublas_v2.h>
 
-#include <stdexcept>
 #include <vector>
 
 #include "gpu/detail/ChunkAlgorithm.h"
@@ -19,6 +37,15 @@
 #include "gpu/detail/DeviceResources.h"
 
 namespace faiss_gmm::gpu::detail {
+
+/// Most kReproducibleBlockRows blocks in a reproducible group: 65536 rows, the ordinary path's
+/// block at K = 1024 with the default block_bytes. EStepCuda's retained copies reach this far
+/// past a worker's share for full-covariance shapes.
+constexpr int64_t kFullMaxGroupBlocks = 16;
+
+/// Rows of a reproducible group for K components (FullEStep.h's note): the kReproducibleBlockRows
+/// blocks whose K log-densities (fp32, K rounded up to 4) fit in block_bytes, 1 to kFullMaxGroupBlocks.
+int64_t full_reproducible_group_rows(int64_t K, int64_t block_bytes);
 
 class FullEStep final : public ChunkAlgorithm {
   public:
@@ -30,10 +57,8 @@ class FullEStep final : public ChunkAlgorithm {
     double bytes_per_row(const EncodedModel& em) const override;
     void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) override;
     void begin(cudaStream_t stream) override;
-    /// Not available: EStepCuda::accumulate_reproducible adds a full-covariance call as one partial.
-    void begin_reproducible(const LimbGrid&, cudaStream_t) override {
-        throw std::logic_error("FullEStep: reproducible block sums are not implemented for full covariances");
-    }
+    void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) override;
+    int64_t reproducible_block_rows() const override { return group_rows_; }
     void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) override;
     void download(cudaStream_t stream) override;
     void add_to(SufficientStats& stats) const override;
@@ -41,10 +66,19 @@ class FullEStep final : public ChunkAlgorithm {
     size_t device_bytes() const override;
 
   private:
+    /// F (and the fused path's fp16 rows) of the chunk's nc rows.
     template <typename Tin>
-    void run_chunk(const Tin* x, int64_t n, cudaStream_t stream);
-    /// S (block × Kp) = log2 densities of nb rows starting at chunk row b0 (fused or blocked).
-    void log_densities(int64_t b0, int64_t nb, cudaStream_t stream);
+    void prepare_rows(const Tin* x, int64_t nc, cudaStream_t stream);
+    /// Ordinary sums: blocks of block_rows_ rows, added to acc_ / acc2_ / loglik_.
+    void run_chunk(int64_t nc, cudaStream_t stream);
+    /// Reproducible sums: groups of group_rows_ rows (the chunk starts on a group), limbs.
+    void run_chunk_by_group(int64_t nc, cudaStream_t stream);
+    /// S rows [0, nb) (Kp wide) = log2 densities of the nb rows starting at chunk row b0
+    /// (fused or blocked); S = S_ unless given.
+    void log_densities(int64_t b0, int64_t nb, cudaStream_t stream, float* S = nullptr);
+    /// Rows of a cut of the second-moment kernel over nb rows (about two CTAs per SM in all, whole
+    /// shared-memory tiles): a function of nb, K and the SM count only.
+    int64_t moment_segment_rows(int64_t nb) const;
 
     int device_;
     bool fast_, fused_, poison_;
@@ -52,6 +86,8 @@ class FullEStep final : public ChunkAlgorithm {
     int sm_count_;
     CublasHandle cublas_;
     int64_t K_ = 0, d_ = 0, ldx_ = 0, Kp_ = 0, nsq_ = 0, block_rows_ = 0;
+    int64_t group_rows_ = kReproducibleBlockRows; // reproducible unit (full_reproducible_group_rows)
+    int64_t sub_rows_ = 0; // blocked log-densities of a group: pieces of this many rows from its start
     int DP_ = 0; // fused: d padded to a multiple of 32
     // model: W ((K·d) × d), μ_kᵀU_k, log2 constants, means, zeros (bias/acoef of the responsibility kernel)
     DeviceBuffer center_, W_, mproj_, logc2_, means_, zeros_;
@@ -59,6 +95,8 @@ class FullEStep final : public ChunkAlgorithm {
     DeviceBuffer F_, P_, S_, tmp_, acc_, acc2_, loglik_;
     // fused: U_k in fp16 (hi, lo), 1/s_k, μ_kᵀU_k padded; the chunk's rows in fp16 (hi, lo) and 1/s_row
     DeviceBuffer Wh_, Wl_, kinv_, mpad_, Xh_, Xl_, rinv_;
+    // reproducible sums: a group's second-moment partials (fp32, segment × K × nsq), Σ ln Z slots
+    DeviceBuffer part_, ll_slots_;
     std::vector<double> h_acc_;  // Kp × ldx: [Σ r x | N_k | …] per component
     std::vector<double> h_acc2_; // K × d(d+1)/2: the second moments
     double h_loglik_ = 0;

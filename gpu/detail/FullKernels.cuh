@@ -75,11 +75,13 @@ constexpr int kMomentRows = 32;
 /// tile of kMomentRows listed rows becomes z = √r·(x − μ_k) in shared memory, and each thread adds
 /// an 8 × 8 piece of zᵀz (rows ty + 16p, columns tx + 16q) to fp32 registers. Rows without
 /// responsibility (most of them, for a component among many) cost one read of r.
-/// F: centered rows, stride ldF; R: responsibilities, stride ldR.
+/// F: centered rows, stride ldF; R: responsibilities, stride ldR. part (reproducible sums): the
+/// CTA writes its fp32 sums, zeros included, to part[(blockIdx.y·K + k)·nsq + ·] instead of adding
+/// them to acc (acc unused), so that the segments can be summed in a fixed order.
 __global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __restrict__ F, int ldF, int n, int d,
                                                                  const float* __restrict__ R, int ldR,
                                                                  const float* __restrict__ means, int seg_rows,
-                                                                 double* __restrict__ acc) {
+                                                                 double* __restrict__ acc, float* __restrict__ part) {
     __shared__ float z[kMomentRows][128];
     __shared__ int list_row[kMomentRows + 256];
     __shared__ float list_sr[kMomentRows + 256];
@@ -157,6 +159,7 @@ __global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __
     if (listed > 0) tile(0, listed);
     const int64_t nsq = int64_t(d) * (d + 1) / 2;
     double* out = acc + size_t(k) * nsq;
+    float* mine = part ? part + (size_t(blockIdx.y) * gridDim.x + k) * nsq : nullptr;
 #pragma unroll
     for (int p = 0; p < 8; p++) {
         const int a = ty + 16 * p;
@@ -164,8 +167,10 @@ __global__ void __launch_bounds__(256) full_second_moment_kernel(const float* __
         for (int q = 0; q < 8; q++) {
             const int b = tx + 16 * q;
             // packed upper triangle, row by row (SufficientStats::sq_index)
-            if (a < d && b < d && a <= b && c[p][q] != 0.f) {
-                atomicAdd(out + (int64_t(a) * d - int64_t(a) * (a - 1) / 2 + (b - a)), double(c[p][q]));
+            if (a < d && b < d && a <= b) {
+                const int64_t at = int64_t(a) * d - int64_t(a) * (a - 1) / 2 + (b - a);
+                if (mine) mine[at] = c[p][q];
+                else if (c[p][q] != 0.f) atomicAdd(out + at, double(c[p][q]));
             }
         }
     }

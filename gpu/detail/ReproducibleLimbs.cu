@@ -20,7 +20,9 @@ __global__ void loglik_blocks_kernel(const double* __restrict__ slots, int nbloc
 }
 
 /// The value limbs → canonical form before the download (limbs 1..3 in [0, 2^32), carries
-/// into limb 0), which is what FixedPointSums::add_limbs takes. One thread per value.
+/// into limb 0), written back as doubles (exact: limb 0 is a sum over rows of values below one
+/// grid scale each, far below 2^53), which is what FixedPointSums::add_limbs takes. One thread
+/// per value (it alone reads and writes the value's limbs).
 __global__ void carry_value_limbs_kernel(unsigned long long* __restrict__ values, int64_t nvalues) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     if (i >= nvalues) return;
@@ -33,8 +35,9 @@ __global__ void carry_value_limbs_kernel(unsigned long long* __restrict__ values
         l[j] -= c * (1ll << 32);
         l[j - 1] += c;
     }
+    double* out = reinterpret_cast<double*>(values);
 #pragma unroll
-    for (int j = 0; j < kValueLimbs; j++) values[size_t(j) * nvalues + i] = (unsigned long long)l[j];
+    for (int j = 0; j < kValueLimbs; j++) out[size_t(j) * nvalues + i] = double(l[j]);
 }
 
 } // namespace

@@ -15,6 +15,8 @@
 // Layout of a worker's limbs (int64, two's complement; unsigned for atomicAdd):
 //   [ExactSums::kLimbs limbs of Σ ln Z | FixedPointSums::kLimbs × nvalues, limb-major]
 // with the values in StatsAccumulator order: N_k (K), Σ r x (K·d), second moments (K·nsq).
+// download() carries the value limbs and turns them into doubles in place (exact integers,
+// what FixedPointSums stores): the host then adds them without a conversion per limb.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -53,10 +55,14 @@ class ReproducibleLimbs {
     /// Σ ln Z of `nblocks` blocks, each the sum of its `per_block` slots (in order) times `unit`
     /// (ln 2 for slots in log2 units), added exactly.
     void add_loglik_blocks(const double* slots, int nblocks, int per_block, double unit, cudaStream_t stream);
-    /// Carries the value limbs into canonical form, downloads all limbs (synchronizes `stream`).
+    /// Carries the value limbs into canonical form, as doubles, downloads all limbs (synchronizes
+    /// `stream`). Until the next begin() the device's value limbs are doubles.
     void download(cudaStream_t stream);
-    /// The downloaded limbs: kLoglikLimbs, then kValueLimbs × grid().nvalues (limb-major).
+    /// The downloaded limbs of Σ ln Z (kLoglikLimbs, ExactSums::add_limbs).
     const int64_t* host() const { return static_cast<const int64_t*>(host_.get()); }
+    /// The downloaded value limbs, kValueLimbs × grid().nvalues (limb-major) exact integers as
+    /// doubles, canonical (FixedPointSums::add_limbs).
+    const double* host_values() const { return reinterpret_cast<const double*>(host() + kLoglikLimbs); }
     size_t device_bytes() const { return dev_.bytes(); }
 
   private:

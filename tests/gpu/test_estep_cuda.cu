@@ -24,11 +24,15 @@
 #include "gpu/detail/Sm90Primitives.cuh"
 #include "gpu/detail/heuristics.h"
 #include "tests/gpu/gpu_error_bounds.h"
+#include "tests/gpu/reproducible_bits.h"
 
 using namespace faiss_gmm;
 using faiss_gmm::gpu::EStepCuda;
 using faiss_gmm::gpu::EStepCudaAlgorithm;
 using faiss_gmm::gpu::EStepCudaOptions;
+using faiss_gmm::testing::expect_same_bits;
+using faiss_gmm::testing::ReproLayout;
+using faiss_gmm::testing::reproducible_layouts;
 
 namespace {
 
@@ -1008,62 +1012,11 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
 // streamed, and a call cut into pieces on block boundaries; and its sums are as accurate as
 // accumulate()'s (the same derived bounds, expect_close).
 
-/// Per-row bounds for the accumulator's grids (they only place the limbs, any valid bound does):
-/// max |x_j − c_j|, and (max ‖x − c‖ + max ‖μ_k‖)² >= ‖x − μ_k‖² (spherical), (max |x_j − c_j| +
-/// max |μ_kj|)² >= (x_j − μ_kj)² (diagonal): O(n·d + K·d).
-void set_bounds(const Problem& p, StatsAccumulator& acc) {
-    double xb = 0, xn = 0, mb = 0, mn = 0;
-    for (int64_t i = 0; i < p.n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < p.d; j++) {
-            const double y = double(p.x[i * p.d + j]) - p.center[j];
-            xb = std::max(xb, std::fabs(y));
-            s += y * y;
-        }
-        xn = std::max(xn, std::sqrt(s));
-    }
-    for (int64_t k = 0; k < p.K; k++) {
-        double s = 0;
-        for (int64_t j = 0; j < p.d; j++) {
-            const double m = p.model.means[k * p.d + j];
-            mb = std::max(mb, std::fabs(m));
-            s += m * m;
-        }
-        mn = std::max(mn, std::sqrt(s));
-    }
-    const double sq = p.cov == CovarianceType::Diagonal ? (xb + mb) * (xb + mb) : (xn + mn) * (xn + mn);
-    acc.set_row_bounds(xb, sq);
-}
-
 /// The statistics of `pieces` calls (row ranges [cuts[i], cuts[i+1]), block-aligned) summed reproducibly.
 SufficientStats run_reproducible(const Problem& p, const EStepCudaOptions& o, const VectorBlock& rows,
                                  const std::vector<int64_t>& cuts, bool retain, int64_t* refined = nullptr) {
-    EStepCuda es(p.K, p.d, o);
-    es.set_model(p.model, p.center.data());
-    if (retain) es.retain_rows(rows);
-    StatsAccumulator acc(p.K, p.d, p.cov);
-    set_bounds(p, acc);
-    for (size_t c = 0; c + 1 < cuts.size(); c++) {
-        const int64_t a = std::min(cuts[c], rows.n), b = std::min(cuts[c + 1], rows.n); // cuts past the end: fewer pieces
-        if (b > a) es.accumulate_reproducible(rows.slice(a, b - a), acc);
-    }
-    if (refined) *refined = es.last_report()[0].refined_components;
-    SufficientStats out;
-    acc.result(out);
-    return out;
-}
-
-bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-}
-
-void expect_same_bits(const SufficientStats& got, const SufficientStats& want, const std::string& label) {
-    EXPECT_EQ(got.n, want.n) << label;
-    EXPECT_EQ(std::memcmp(&got.loglik, &want.loglik, sizeof(double)), 0)
-            << label << ": loglik " << got.loglik << " vs " << want.loglik;
-    EXPECT_TRUE(same_bits(got.nk, want.nk)) << label << ": nk";
-    EXPECT_TRUE(same_bits(got.sum_x, want.sum_x)) << label << ": sum_x";
-    EXPECT_TRUE(same_bits(got.sum_sq, want.sum_sq)) << label << ": sum_sq";
+    const ReproLayout layout{"", o.devices, o.chunk_rows, cuts, retain};
+    return faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, layout, refined);
 }
 
 /// One model and mode: the reference layout (1 worker, default chunks, one call) against the
@@ -1079,30 +1032,9 @@ void check_reproducible(const Problem& p, bool fast, EStepCudaAlgorithm algo, co
     const SufficientStats base = run_reproducible(p, o, rows, {0, n}, false, &refined);
     EXPECT_EQ(refined > 0, expect_refined) << what << ": refined components " << refined;
     expect_close(base, reference(p), fast, what + " reproducible");
-    struct Layout {
-        const char* name;
-        std::vector<int> devices;
-        int64_t chunk_rows;
-        std::vector<int64_t> cuts;
-        bool retain;
-    };
-    const std::vector<Layout> layouts = {
-            {"2 workers", {0, 0}, 0, {0, n}, false},
-            {"3 workers", {0, 0, 0}, 8 * R, {0, n}, false},
-            {"chunks of 1 block", {0}, R, {0, n}, false},
-            {"chunks of 2 blocks, 3 workers", {0, 0, 0}, 2 * R, {0, n}, false},
-            {"chunk_rows 5000 (1 block)", {0, 0}, 5000, {0, n}, false},
-            {"chunk_rows 1000 (1 block)", {0}, 1000, {0, n}, false},
-            {"2 pieces", {0}, 8 * R, {0, 2 * R, n}, false},
-            {"3 pieces, 2 workers", {0, 0}, R, {0, R, 3 * R, n}, false},
-            {"retained, 3 workers", {0, 0, 0}, 8 * R, {0, n}, true},
-            {"retained, 2 workers, 2 pieces", {0, 0}, 8 * R, {0, R, n}, true},
-    };
-    for (const Layout& l : layouts) {
-        EStepCudaOptions ol = opts(fast);
-        ol.devices = l.devices;
-        ol.chunk_rows = l.chunk_rows;
-        expect_same_bits(run_reproducible(p, ol, rows, l.cuts, l.retain), base, what + ", " + l.name);
+    for (const ReproLayout& l : reproducible_layouts(R, n)) {
+        expect_same_bits(faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), opts(fast), rows, l),
+                         base, what + ", " + l.name);
     }
 }
 

@@ -2,7 +2,8 @@
 // reference (reference_estep): every statistic within the error bound of the GPU's arithmetic
 // (full_stats_bound below), fresh random inputs of ragged shapes (N, K, d = 1 … 128), both
 // precision modes, float32 and uint8 rows, several chunks, several workers, rows retained on the
-// GPU, a near-singular covariance, NaN-poisoned scratch buffers, and the errors. The relative
+// GPU, a near-singular covariance, NaN-poisoned scratch buffers, the errors, and reproducible sums
+// (the same bits for any workers, chunks and pieces). The relative
 // errors are printed beside the issue's budgets (accurate 1e-4, fast 5e-3). Every test skips when
 // no GPU is visible.
 #include <gtest/gtest.h>
@@ -18,6 +19,8 @@
 #include "faiss_gmm/SufficientStats.h"
 #include "faiss_gmm/VectorSource.h"
 #include "gpu/EStepCuda.h"
+#include "gpu/detail/FullEStep.h"
+#include "tests/gpu/reproducible_bits.h"
 #include "tests/relative_error.h"
 #include "tests/test_helpers.h"
 
@@ -25,6 +28,11 @@ using namespace faiss_gmm;
 using faiss_gmm::gpu::EStepCuda;
 using faiss_gmm::gpu::EStepCudaOptions;
 using faiss_gmm::testing::clustered_data;
+using faiss_gmm::testing::expect_same_bits;
+using faiss_gmm::testing::ReproLayout;
+using faiss_gmm::testing::reproducible_layouts;
+using faiss_gmm::testing::run_reproducible;
+using faiss_gmm::testing::set_row_bounds_of;
 using faiss_gmm::testing::random_model;
 using faiss_gmm::testing::random_spd;
 using faiss_gmm::testing::relative_l2_error;
@@ -222,21 +230,23 @@ VectorBlock rows_of(const Problem& p, const Case& c) {
                         : VectorBlock{p.x.data(), DataType::Float32, c.n, c.d};
 }
 
-/// Runs the GPU E-step on the problem and checks every statistic against the reference within
-/// the bound; returns the largest relative error over the statistics (the issue's measure).
-double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const std::string& label,
-             bool retain = false) {
-    EStepCuda es(c.K, c.d, o);
-    es.set_model(p.model, p.center.data());
-    const VectorBlock rows = rows_of(p, c);
-    if (retain) es.retain_rows(rows);
-    SufficientStats got(c.K, c.d, CovarianceType::Full), ref(c.K, c.d, CovarianceType::Full);
-    es.accumulate(rows, got);
-    const char* algorithm = o.algorithm == gpu::EStepCudaAlgorithm::Blocked ? "full-blocked" : "full-fused";
-    for (const auto& r : es.last_report()) EXPECT_STREQ(r.algorithm, r.rows ? algorithm : "") << label;
+/// Absolute errors a reproducible call adds to each N_k, Σ r x and second moment: every partial
+/// (a group) is truncated toward zero below 2^-96 of its grid's scale (FixedPointSums).
+struct Truncation {
+    double nk = 0, x = 0, sq = 0;
+};
+
+/// Checks every statistic of `got` against the reference within the bound (fp32 sums over at
+/// most block_rows rows, plus `trunc`); returns the largest relative error over the statistics
+/// (the issue's measure).
+double compare(const Case& c, const Problem& p, const EStepCudaOptions& o, const SufficientStats& got,
+               int64_t block_rows, const Truncation& trunc, const std::string& label) {
+    SufficientStats ref(c.K, c.d, CovarianceType::Full);
     reference_estep(p.model, p.center.data(), c.n, p.x.data(), ref);
-    const FullBound fb = full_stats_bound(p.model, p.center.data(), c.n, p.x, path_of(o),
-                                          max_block_rows(o, c.n, c.K));
+    FullBound fb = full_stats_bound(p.model, p.center.data(), c.n, p.x, path_of(o), block_rows);
+    for (auto& t : fb.tol.nk) t += trunc.nk;
+    for (auto& t : fb.tol.sum_x) t += trunc.x;
+    for (auto& t : fb.tol.sum_sq) t += trunc.sq;
     // (1e-15 of each value on top: the double sums over blocks, chunks, workers and atomics)
     EXPECT_EQ(got.n, ref.n) << label;
     EXPECT_NEAR(got.loglik, ref.loglik, fb.tol.loglik * (1 + 1e-9) + 1e-15 * std::fabs(ref.loglik)) << label;
@@ -261,6 +271,20 @@ double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const s
     std::printf("  %-50s rel. error: loglik %.1e nk %.1e sum_x %.1e sum_sq %.1e (budget %.0e); r bound %.1e\n",
                 label.c_str(), e_ll, e_nk, e_x, e_sq, o.fast_math ? 5e-3 : 1e-4, fb.worst_rel_r);
     return worst;
+}
+
+/// Runs the GPU E-step (accumulate) on the problem and compares it with the reference.
+double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const std::string& label,
+             bool retain = false) {
+    EStepCuda es(c.K, c.d, o);
+    es.set_model(p.model, p.center.data());
+    const VectorBlock rows = rows_of(p, c);
+    if (retain) es.retain_rows(rows);
+    SufficientStats got(c.K, c.d, CovarianceType::Full);
+    es.accumulate(rows, got);
+    const char* algorithm = o.algorithm == gpu::EStepCudaAlgorithm::Blocked ? "full-blocked" : "full-fused";
+    for (const auto& r : es.last_report()) EXPECT_STREQ(r.algorithm, r.rows ? algorithm : "") << label;
+    return compare(c, p, o, got, max_block_rows(o, c.n, c.K), Truncation(), label);
 }
 
 const char* path_name(Path p) {
@@ -292,7 +316,85 @@ std::vector<EStepCudaOptions> all_paths() {
     return v;
 }
 
+// ---- Reproducible sums (issue 13): accumulate_reproducible sums each group of G blocks
+// (FullEStep.h) on its own into integer limbs: the same bits for 1, 2 and 3 workers, any chunk
+// size, rows retained or streamed, and calls cut into pieces on group boundaries; and within the
+// bound of accumulate()'s arithmetic with fp32 sums over a group, plus the limbs' truncation.
+
+/// block_bytes that make FullEStep's reproducible group `blocks` blocks for K components (its S
+/// buffer of G × K log-densities, K rounded up to 4, holds exactly that many blocks).
+int64_t block_bytes_for_group(int64_t K, int64_t blocks) {
+    return (K + 3) / 4 * 4 * 4 * blocks * kReproducibleBlockRows;
+}
+
+/// One case and path: one worker, default chunks, one call against the float64 reference; every
+/// other layout (tests/gpu/reproducible_bits.h) against it bit for bit.
+void check_reproducible(const Case& c, const Problem& p, EStepCudaOptions o, int64_t group_blocks,
+                        const std::string& what) {
+    o.block_bytes = block_bytes_for_group(c.K, group_blocks);
+    const int64_t G = group_blocks * kReproducibleBlockRows;
+    ASSERT_EQ(gpu::detail::full_reproducible_group_rows(c.K, o.block_bytes), G) << what;
+    const VectorBlock rows = rows_of(p, c);
+    const SufficientStats base =
+            run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, {"1 worker", {0}, 0, {0, c.n}, false});
+    // The bound of the group's sums: fp32 over at most G rows; one row more covers the double
+    // sum of a group's moment segments (at most 2·SMs of them: γ(2^-53) < 2^-40 of Σ|partials|,
+    // against γ_G's 2^-24 per row). The limbs: one truncation per group below 2^-96 of the scale.
+    StatsAccumulator grids(c.K, c.d, CovarianceType::Full);
+    set_row_bounds_of(p.x.data(), c.n, p.center.data(), p.model, grids);
+    const double groups = double((c.n + G - 1) / G);
+    Truncation t;
+    t.nk = groups * std::ldexp(1.0, -96);
+    t.x = groups * std::ldexp(1.0, grids.x_exponent() - 96);
+    t.sq = groups * std::ldexp(1.0, grids.sq_exponent() - 96);
+    compare(c, p, o, base, std::min(c.n, G) + 1, t, what + " reproducible");
+    for (const ReproLayout& l : reproducible_layouts(G, c.n)) {
+        expect_same_bits(run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, l), base,
+                         what + ", " + l.name);
+    }
+}
+
 } // namespace
+
+TEST(EStepCudaFull, ReproducibleBits) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+    // Groups of 2 blocks: 3 whole groups and a short one, all four paths; K = 20 cuts the moment
+    // kernel into segments (K < 2·SMs), uint8 rows on one path.
+    Case c{3 * 2 * kReproducibleBlockRows + 1234, 20, 24, 10, 2.f};
+    const Problem p = make_problem(c, 9600);
+    for (const auto& o : all_paths()) check_reproducible(c, p, o, 2, name_of(c, o));
+    Case c8 = c;
+    c8.uint8_rows = true;
+    const Problem p8 = make_problem(c8, 9601);
+    check_reproducible(c8, p8, all_paths()[1], 2, name_of(c8, all_paths()[1]));
+    // d = 128 (the widest fused tile), groups of one block; K = 300: one moment segment per component.
+    const Case w{2 * kReproducibleBlockRows + 77, 6, 128, 4, 1.f};
+    const Problem pw = make_problem(w, 9602);
+    for (int i : {0, 1}) check_reproducible(w, pw, all_paths()[i], 1, name_of(w, all_paths()[i]));
+    const Case k{2 * kReproducibleBlockRows + 500, 300, 16, 4, 2.f};
+    const Problem pk = make_problem(k, 9603);
+    check_reproducible(k, pk, all_paths()[1], 1, name_of(k, all_paths()[1]));
+}
+
+TEST(EStepCudaFull, SanitizerReproducibleFull) {
+    // The reproducible path's kernels under compute-sanitizer (memcheck, racecheck): a group of 2
+    // blocks and a short one, 2 workers, chunks of one group, 3 pieces, fused and blocked.
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+    const Case c{2 * kReproducibleBlockRows + 300, 7, 20, 4, 2.f};
+    const Problem p = make_problem(c, 9700);
+    const VectorBlock rows = rows_of(p, c);
+    const int64_t G = 2 * kReproducibleBlockRows;
+    for (int i : {0, 3}) {
+        EStepCudaOptions o = all_paths()[i];
+        o.block_bytes = block_bytes_for_group(c.K, 2);
+        const std::string what = std::string("sanitizer reproducible ") + path_name(path_of(o));
+        const SufficientStats one =
+                run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, {"1", {0}, 0, {0, c.n}, false});
+        const SufficientStats cut = run_reproducible(p.model, p.center.data(), p.x.data(), o, rows,
+                                                     {"3 pieces, 2 workers", {0, 0}, G, {0, G, c.n}, false});
+        expect_same_bits(cut, one, what);
+    }
+}
 
 TEST(EStepCudaFull, RaggedShapesWithinTheBound) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
