@@ -303,6 +303,13 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
                  : "memory");
 #endif
 }
+/// One arrival (no transaction bytes) on bar, with release semantics: what this thread read or
+/// wrote before is done for whoever waits on the phase it completes.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if FAISS_GMM_SM90A
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+#endif
+}
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 #if FAISS_GMM_SM90A
     const uint32_t a = smem_u32(bar);
