@@ -1199,7 +1199,8 @@ TEST_F(EStepCudaTest, ReproducibleBitsBlockedRefined) {
 }
 
 TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
-    // One pass with clusters of 1 and 3 CTAs, and two passes (K > 1024), fast and 2×fp16 accurate.
+    // One pass with clusters of 1 and 3 CTAs (fast and 2×fp16 accurate), and two passes (K > 1024,
+    // fast; accurate: ReproducibleBitsHopperAccurateTwoPass).
     const int64_t n = 3 * kReproducibleBlockRows + 1234;
     int seed = 910;
     for (int64_t K : {100, 300}) {
@@ -1228,6 +1229,12 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
     }
     Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, seed++, false);
     check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 two passes K=1100");
+}
+
+TEST_F(EStepCudaTest, ReproducibleBitsHopperAccurateTwoPass) {
+    // Accurate mode above K = 1024: lse_split_kernel writes each 64-row tile's Σ log2 Z to its
+    // block's slot, the second pass each block's sums to its own slice (whole blocks per row split).
+    Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, 920, false);
     check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 two passes K=1100");
 }
 
