@@ -579,6 +579,15 @@ __device__ __forceinline__ void merge_lse_quad(float (&m)[2], float (&s)[2]) {
     }
 }
 
+/// End of an LSE pass (A: Args of either pass-1 kernel): the 4 threads of each row merge their
+/// (max, sum), log2 Z of rows row0, row0 + 8 → a.lse, and Σ log2 Z of the tile's rows (the CTA's
+/// warps in groups of tile_warps, one row tile each: `tile` is the thread's) → the tile's slot of
+/// its block (reproducible sums; tiles past a.tiles, padding, write none), or the CTA's sum, in
+/// nats, → a.loglik. In a fixed order: the slots' bits do not depend on the launch.
+template <class A>
+__device__ __forceinline__ void finish_lse(const A& a, float (&m)[2], float (&s)[2], int row0, int tile,
+                                           int tile_warps);
+
 /// log2 Z = m + log2 s of rows row0 and row0 + 8 → lse (+big for padding rows, ≥ n, whose
 /// responsibilities are then 0); returns the valid rows' Σ log2 Z.
 __device__ __forceinline__ double store_row_lse(const float (&m)[2], const float (&s)[2], int row0, int n,
@@ -592,6 +601,31 @@ __device__ __forceinline__ double store_row_lse(const float (&m)[2], const float
         ll += row < n ? double(L) : 0.0;
     }
     return ll;
+}
+
+template <class A>
+__device__ __forceinline__ void finish_lse(const A& a, float (&m)[2], float (&s)[2], int row0, int tile,
+                                           int tile_warps) {
+    const int tid = threadIdx.x, lane = tid & 31;
+    merge_lse_quad(m, s);
+    double ll = (lane & 3) == 0 ? store_row_lse(m, s, row0, a.n, a.lse) : 0.0;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
+    __shared__ double red[kThreads / 32];
+    if (lane == 0) red[tid >> 5] = ll;
+    __syncthreads();
+    if (a.block_tiles > 0) { // reproducible sums: the tile's slot of its block (log2 units)
+        if (tid % (32 * tile_warps) == 0 && tile < a.tiles) {
+            const int w0 = tid / 32;
+            double tot = 0;
+            for (int w = w0; w < w0 + tile_warps; w++) tot += red[w];
+            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
+        }
+    } else if (tid == 0) {
+        double tot = 0;
+        for (int w = 0; w < kThreads / 32; w++) tot += red[w];
+        atomicAdd(a.loglik, tot * 0.69314718055994530942);
+    }
 }
 
 /// One CTA per tile of 128 rows: streams every component tile through two
@@ -651,22 +685,7 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
         __syncthreads(); // both warpgroups are done with this W stage
         if (tid == 0 && ct + 2 < a.Kt) load_w(stage, ct + 2);
     }
-    merge_lse_quad(m, s);
-    double ll = t == 0 ? store_row_lse(m, s, tile * kBM + r0, a.n, a.lse) : 0.0;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
-    __shared__ double red[kThreads / 32];
-    if (lane == 0) red[tid >> 5] = ll;
-    __syncthreads();
-    if (tid == 0) {
-        double tot = 0;
-        for (int w = 0; w < kThreads / 32; w++) tot += red[w];
-        if (a.block_tiles > 0) { // reproducible sums: the tile's slot of its block (log2 units)
-            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
-        } else {
-            atomicAdd(a.loglik, tot * 0.69314718055994530942);
-        }
-    }
+    finish_lse(a, m, s, tile * kBM + r0, tile, kThreads / 32);
 #else
     (void)a;
     __trap();

@@ -42,8 +42,10 @@
 // split logits, r = 2^(logit − log2 Z) (no exchange), and GEMM2 as above. Pass 1 keeps both
 // warpgroups busy on one tile each (64 rows × the 128 components of a W stage, m64n128, three
 // products per 16 features) and streams the Kt hi/lo weight tiles through two stages; a stage
-// is released (an mbarrier counting the CTA's 8 warps) as soon as its products are done and
-// its (a, b) read, so one warpgroup's products overlap the other's exponentials. Per pair of
+// is released (named barrier 1 + stage: the other 7 warps arrive, warp 0 waits and refills) as
+// soon as its products are done and its (a, b) read, so one warpgroup's products overlap the
+// other's exponentials. (An mbarrier counting the warps did the same; compute-sanitizer's
+// racecheck does not see its arrive → wait as ordering the reads before the bulk copy.) Per pair of
 // 64-row tiles the weights are read once from L2 (Kt × 66 KB): 128 rows per W read, as the
 // fast LSE kernel's; 64 would double the L2 traffic (~65 GB at 1M × 16384).
 //
@@ -125,6 +127,22 @@ __device__ __forceinline__ void gemm2_mma(float (&acc2)[FW / 2], uint64_t dR, ui
         static_assert(FW == 264, "FW > 256: only DP = 256 is split");
         Wgmma<136, 1, 1>::mma(*reinterpret_cast<float(*)[68]>(&acc2[0]), dR, dX, 1);
         Wgmma<128, 1, 1>::mma(*reinterpret_cast<float(*)[64]>(&acc2[68]), dR, dX + uint64_t(17 * 1024 / 16), 1);
+    }
+}
+
+/// acc (=, then +=) the logits' products over DP features, m64nN wgmma: Xh·Whᵀ, and for Planes = 2
+/// also Xh·Wlᵀ + Xl·Whᵀ. X in 64-row blocks (16 features: +2048 B), W in 128-component tiles (+4096 B).
+template <int DP, int N, int Planes>
+__device__ __forceinline__ void split_products(float (&acc)[N / 2], uint64_t dXh, uint64_t dXl, uint64_t dWh,
+                                               uint64_t dWl) {
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; kk++) {
+        const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
+        Wgmma<N, 0, 0>::mma(acc, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
+        if constexpr (Planes == 2) {
+            Wgmma<N, 0, 0>::mma(acc, dXh + xo, dWl + wo, 1);
+            Wgmma<N, 0, 0>::mma(acc, dXl + xo, dWh + wo, 1);
+        }
     }
 }
 
@@ -214,15 +232,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         const uint64_t dXh = make_desc(sX, 1024, 128), dXl = make_desc(sX + S::kHalfTileBytes, 1024, 128);
         fence_operand(acc1);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < DP / 16; kk++) {
-            const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
-            Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
-            if constexpr (kSplit) {
-                Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWl + wo, 1);
-                Wgmma<64, 0, 0>::mma(acc1, dXl + xo, dWh + wo, 1);
-            }
-        }
+        split_products<DP, 64, Planes>(acc1, dXh, dXl, dWh, dWl);
         wgmma_commit();
     };
     auto gemm2 = [&](int stage) {
@@ -459,14 +469,10 @@ __global__ void __launch_bounds__(kThreads, 1) lse_split_kernel(const Args a) {
     const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int tile = 2 * int(blockIdx.x) + wg;
     const int r0 = wq * 16 + g; // this thread's rows r0, r0 + 8 of its warpgroup's tile
-    // [0]: the tiles; [1], [2]: W stage full; [3], [4]: W stage free (one arrival per warp)
+    // [0]: the tiles; [1], [2]: W stage full. (Stage s free: named barrier 1 + s.)
     uint64_t* bars = reinterpret_cast<uint64_t*>(smem + S::oBar);
     if (tid == 0) {
-        mbar_init(bars, 1);
-        for (int st = 0; st < 2; st++) {
-            mbar_init(bars + 1 + st, 1);
-            mbar_init(bars + 3 + st, kThreads / 32);
-        }
+        for (int b = 0; b < 3; b++) mbar_init(bars + b, 1);
         fence_mbar_init();
     }
     __syncthreads();
@@ -496,50 +502,31 @@ __global__ void __launch_bounds__(kThreads, 1) lse_split_kernel(const Args a) {
     float acc[64];
     for (int ct = 0; ct < a.Kt; ct++) {
         const int stage = ct & 1;
-        const uint32_t use = uint32_t(ct >> 1) & 1u; // phase of this stage's barriers
-        mbar_wait(bars + 1 + stage, use);
+        mbar_wait(bars + 1 + stage, uint32_t(ct >> 1) & 1u);
         const uint8_t* st = smem + S::oW + stage * S::kStage;
         const uint64_t dWh = make_desc(smem_u32(st), 2048, 128), dWl = make_desc(smem_u32(st + S::kWBytes), 2048, 128);
         fence_operand(acc);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < DP / 16; kk++) {
-            const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
-            Wgmma<128, 0, 0>::mma(acc, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
-            Wgmma<128, 0, 0>::mma(acc, dXh + xo, dWl + wo, 1);
-            Wgmma<128, 0, 0>::mma(acc, dXl + xo, dWh + wo, 1);
-        }
+        split_products<DP, 128, 2>(acc, dXh, dXl, dWh, dWl);
         wgmma_commit();
         wgmma_wait<0>();
         fence_operand(acc);
         float tmax[2];
         tile_logits(acc, reinterpret_cast<const float4*>(st + 2 * S::kWBytes), t, a.kinv, x0, x1, tmax);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bars + 3 + stage); // this warp is done with the stage
+        // The stage is refilled with component tile ct + 2: each warp of 1..7 releases it here (its
+        // products are done, its (a, b) read), warp 0 after its exponentials waits for them and
+        // refills. A warp arrives at stage s again only after the refill has landed, so the
+        // barrier's generations do not mix.
+        const bool refill = ct + 2 < a.Kt;
+        if (refill && tid >= 32) named_arrive(1 + stage, kThreads);
         online_lse_update(acc, tmax, m, s);
-        if (tid < 32 && ct + 2 < a.Kt) { // warp 0 refills the stage once all 8 warps released it
-            mbar_wait(bars + 3 + stage, use);
+        if (refill && tid < 32) {
+            named_sync(1 + stage, kThreads);
             if (lane == 0) load_w(stage, ct + 2);
             __syncwarp();
         }
     }
-    merge_lse_quad(m, s);
-    double ll = t == 0 ? store_row_lse(m, s, tile * kBM + r0, a.n, a.lse) : 0.0;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
-    __shared__ double red[kThreads / 32];
-    if (lane == 0) red[tid >> 5] = ll;
-    __syncthreads();
-    if (a.block_tiles > 0) { // reproducible sums: each tile's Σ log2 Z in its block's slot (padding tile: none)
-        if ((tid & 127) == 0 && tile < a.tiles) {
-            const double tot = (red[4 * wg] + red[4 * wg + 1]) + (red[4 * wg + 2] + red[4 * wg + 3]);
-            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
-        }
-    } else if (tid == 0) {
-        double tot = 0;
-        for (int w = 0; w < kThreads / 32; w++) tot += red[w];
-        atomicAdd(a.loglik, tot * 0.69314718055994530942);
-    }
+    finish_lse(a, m, s, tile * kBM + r0, tile, 4); // a warpgroup per tile
 #else
     (void)a;
     __trap();

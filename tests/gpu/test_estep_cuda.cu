@@ -723,34 +723,41 @@ TEST_F(EStepCudaTest, HopperRandomShapes) {
     }
 }
 
+/// One problem through the Hopper path's memory paths: pageable and pinned rows in chunks of 700,
+/// device-resident rows in chunks of 1024 (one worker), `workers` workers on GPU 0 in chunks of 900.
+void check_hopper_memory_paths(const Problem& p, const SufficientStats& ref, bool fast, int workers,
+                               const std::string& tag) {
+    EStepCudaOptions o = opts(fast);
+    o.chunk_rows = 700;
+    expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, fast, tag + "pageable, 8 chunks");
+    const size_t bytes = p.x.size() * 4;
+    float* pinned = nullptr;
+    ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+    std::copy(p.x.begin(), p.x.end(), pinned);
+    expect_close(run_hopper(p, o, VectorBlock{pinned, DataType::Float32, p.n, p.d}, "hopper"), ref, fast,
+                 tag + "pinned, 8 chunks");
+    cudaFreeHost(pinned);
+    float* dev = nullptr;
+    ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    EStepCudaOptions o1 = opts(fast);
+    o1.devices = {0};
+    o1.chunk_rows = 1024;
+    expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, fast,
+                 tag + "device-resident, 5 chunks");
+    cudaFree(dev);
+    EStepCudaOptions o2 = opts(fast);
+    o2.devices = std::vector<int>(size_t(workers), 0);
+    o2.chunk_rows = 900;
+    expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, fast,
+                 tag + std::to_string(workers) + " workers on GPU 0");
+}
+
 TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
     g_algo = EStepCudaAlgorithm::Hopper;
     {
         Problem p = make_problem(5000, 300, 128, CovarianceType::Spherical, 601, false);
-        SufficientStats ref = reference(p);
-        EStepCudaOptions o = opts(true);
-        o.chunk_rows = 700; // 8 chunks of 6 ragged tiles
-        expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, true, "pageable, 8 chunks");
-        const size_t bytes = p.x.size() * 4;
-        float* pinned = nullptr;
-        ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
-        std::copy(p.x.begin(), p.x.end(), pinned);
-        expect_close(run_hopper(p, o, VectorBlock{pinned, DataType::Float32, p.n, p.d}, "hopper"), ref, true,
-                     "pinned, 8 chunks");
-        cudaFreeHost(pinned);
-        float* dev = nullptr;
-        ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
-        EStepCudaOptions o1 = opts(true);
-        o1.devices = {0};
-        o1.chunk_rows = 1024;
-        expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, true,
-                     "device-resident, 5 chunks");
-        cudaFree(dev);
-        EStepCudaOptions o2 = opts(true);
-        o2.devices = {0, 0};
-        o2.chunk_rows = 900;
-        expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, true, "2 workers on GPU 0");
+        check_hopper_memory_paths(p, reference(p), true, 2, ""); // chunks of 700 rows: 6 ragged tiles
     }
     {
         Problem p = make_problem(3000, 1200, 64, CovarianceType::Spherical, 602, false);
@@ -834,23 +841,7 @@ TEST_F(EStepCudaTest, HopperDiagonalChunksUint8WorkersSubChunks) {
             Problem p = make_problem(5000, 300, d, CovarianceType::Diagonal, seed++, false);
             const SufficientStats ref = reference(p);
             const std::string tag = std::string("diagonal ") + (fast ? "fast" : "accurate") + " d=" + std::to_string(d);
-            EStepCudaOptions o = opts(fast);
-            o.chunk_rows = 700; // 8 chunks of ragged tiles
-            expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, fast, tag + ", pageable, 8 chunks");
-            const size_t bytes = p.x.size() * 4;
-            float* dev = nullptr;
-            ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
-            ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
-            EStepCudaOptions o1 = opts(fast);
-            o1.devices = {0};
-            o1.chunk_rows = 1024;
-            expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, fast,
-                         tag + ", device-resident, 5 chunks");
-            cudaFree(dev);
-            EStepCudaOptions o2 = opts(fast);
-            o2.devices = {0, 0};
-            o2.chunk_rows = 900;
-            expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, fast, tag + ", 2 workers on GPU 0");
+            check_hopper_memory_paths(p, ref, fast, 2, tag + ", ");
             EStepCudaOptions o3 = opts(fast);
             o3.hopper_sub_tiles = 1; // sub-chunks whose features run under the previous kernel
             o3.hopper_flush_tiles = 1;
@@ -938,29 +929,8 @@ TEST_F(EStepCudaTest, HopperAccurateTwoPass) {
     }
     Problem p = make_problem(5000, 1200, 128, CovarianceType::Spherical, seed++, false);
     const SufficientStats ref = reference(p);
-    EStepCudaOptions o = opts(false);
-    o.chunk_rows = 700; // 7 chunks of 11 tiles (a padding tile each) and a short one
-    expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, false, "accurate two-pass pageable, 8 chunks");
-    const size_t bytes = p.x.size() * 4;
-    float* pinned = nullptr;
-    ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
-    std::copy(p.x.begin(), p.x.end(), pinned);
-    expect_close(run_hopper(p, o, VectorBlock{pinned, DataType::Float32, p.n, p.d}, "hopper"), ref, false,
-                 "accurate two-pass pinned, 8 chunks");
-    cudaFreeHost(pinned);
-    float* dev = nullptr;
-    ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
-    EStepCudaOptions o1 = opts(false);
-    o1.devices = {0};
-    o1.chunk_rows = 1024;
-    expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, false,
-                 "accurate two-pass device-resident, 5 chunks");
-    cudaFree(dev);
-    EStepCudaOptions o2 = opts(false);
-    o2.devices = {0, 0, 0};
-    o2.chunk_rows = 900;
-    expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, false, "accurate two-pass 3 workers on GPU 0");
+    // Chunks of 700 rows: 11 tiles of 64, a padding tile each; of 900: 15 tiles.
+    check_hopper_memory_paths(p, ref, false, 3, "accurate two-pass ");
     for (int flush : {1, 1000000}) { // the flush interval only bounds fp32 accumulation error
         EStepCudaOptions of = opts(false);
         of.hopper_flush_tiles = flush;
