@@ -21,11 +21,11 @@ enum class EStepCudaAlgorithm : int {
     /// Hopper (sm_90a: H100/H200) fused kernel: wgmma tensor cores, fp16 operands with power-of-two
     /// scales, one pass for K ≤ 1024 (a cluster of ≤ 8 CTAs shares each row's log-sum-exp through
     /// distributed shared memory), two passes above. Accurate mode splits every operand in two fp16
-    /// halves (three products per GEMM: fp32-level products) and runs one pass, so K ≤ 1024.
+    /// halves (three products per GEMM: fp32-level products), one pass or two likewise.
     /// Used for spherical models, d ≤ 128, and diagonal models (the same products over the features
-    /// [x | x²]): fast mode d ≤ 64 or d ≤ 128 with K ≤ 1024, accurate mode d ≤ 64 with K ≤ 1024
-    /// (gpu/detail/heuristics.h: hopper_covers); any other case (d > 128, accurate mode with
-    /// K > 1024, other diagonal shapes, a non-Hopper GPU) runs Blocked instead, and so does a model with narrow components
+    /// [x | x²]): fast mode d ≤ 64 or d ≤ 128 with K ≤ 1024, accurate mode d ≤ 64
+    /// (gpu/detail/heuristics.h: hopper_covers); any other case (d > 128, other diagonal shapes,
+    /// a non-Hopper GPU) runs Blocked instead, and so does a model with narrow components
     /// (EStepCudaOptions::exact_log_densities).
     Hopper = 2,
     Auto = 3, ///< Hopper where it applies (see above), else Blocked

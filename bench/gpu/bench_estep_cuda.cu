@@ -2,7 +2,8 @@
 //  * per E-step time of ours on device-resident rows: Blocked (accurate fp32, fast tf32) and
 //    Hopper (fast fp16, accurate 2×fp16 wgmma), next to
 //    cuBLAS GEMM floors of the same shape (one N×K×d product in bf16, tf32, fp32); --modes and
-//    --shapes select;
+//    --shapes select; --sub-tiles-scan 128,32 also times the one-pass Hopper modes at those
+//    EStepCudaOptions::hopper_sub_tiles (when a chunk is cut into sub-chunks);
 //  * streaming N = 100M rows from pageable host memory (float32 and uint8), through staging
 //    copies and pinned in place by retain_rows(): time per pass against max(transfer time at the
 //    measured pinned H2D bandwidth, kernel time), and the GPU memory the backend holds;
@@ -166,13 +167,15 @@ struct Timing {
 enum class SumPath { Plain, PlainThenExact, Reproducible };
 
 /// Median seconds per accumulate() over device-resident rows (and the median device time).
+/// hopper_sub_tiles: EStepCudaOptions::hopper_sub_tiles (0: its default).
 Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps,
-                  int hopper_exchange = 0, SumPath path = SumPath::Plain) {
+                  int hopper_exchange = 0, SumPath path = SumPath::Plain, int hopper_sub_tiles = 0) {
     EStepCudaOptions o;
     o.devices = {0};
     o.fast_math = mode.fast;
     o.algorithm = mode.algo;
     o.hopper_exchange = hopper_exchange;
+    if (hopper_sub_tiles > 0) o.hopper_sub_tiles = hopper_sub_tiles;
     EStepCuda es(m.K, d, o);
     es.set_model(m, nullptr);
     VectorBlock rows{x_dev, DataType::Float32, N, d};
@@ -236,6 +239,7 @@ int main(int argc, char** argv) {
     int64_t stream_n = 100000000;
     std::string modes_arg, shapes_arg;
     bool hopper_variants = false;
+    std::vector<int> sub_tiles_scan; // --sub-tiles-scan 128,32,16: the one-pass Hopper modes at these hopper_sub_tiles
     bool narrow = false; // --narrow: component 0 collapsed onto its row (issue 13): Blocked + refinement
     bool reproducible = false; // --reproducible: the reproducible sums' cost per mode
     for (int i = 1; i < argc; i++) {
@@ -249,6 +253,13 @@ int main(int argc, char** argv) {
         if (a == "--modes" && i + 1 < argc) modes_arg = "," + std::string(argv[++i]) + ","; // names, comma-separated
         if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..13
         if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
+        if (a == "--sub-tiles-scan" && i + 1 < argc) {
+            for (std::string v = argv[++i]; !v.empty();) {
+                const size_t c = v.find(',');
+                sub_tiles_scan.push_back(std::max(1, std::atoi(v.substr(0, c).c_str())));
+                v = c == std::string::npos ? "" : v.substr(c + 1);
+            }
+        }
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
         if (a == "--reproducible") reproducible = true; // also time accumulate_reproducible (issue 13)
     }
@@ -373,6 +384,14 @@ int main(int argc, char** argv) {
         if (on[kHopperFast] && hopper_variants && hf.cluster > 0) { // EStepCudaOptions::hopper_exchange = 1
             const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, 1);
             printf("; EXCHANGE=1: %.2f ms wall, %.2f ms device", o.wall_s * 1e3, o.gpu_ms);
+        }
+        for (int st : sub_tiles_scan) { // sub-chunks of a chunk (HopperLaunch.cuh: one_pass), one-pass kernels only
+            for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
+                if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
+                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, 0, SumPath::Plain, st);
+                printf("\n    %s hopper_sub_tiles=%d: %.3f ms (device %.3f)", kModes[i].column, st, v.wall_s * 1e3,
+                       v.gpu_ms);
+            }
         }
         if (reproducible) { // the same modes, the two ways the trainer can sum (same machine, same call)
             for (int i = 0; i < kNumModes; i++) {

@@ -194,9 +194,9 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.K = int(lm.K);
     a.d = int(lm.d);
     a.model = hm;
-    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for split or wide: K ≤ 1024)
-    if (a.C == 0 && hm.tile64()) {
-        throw std::logic_error("HopperEStep: the accurate and wide kernels have one pass only (K <= 1024), K = " +
+    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for the wide kernel: K ≤ 1024)
+    if (a.C == 0 && hm.wide()) {
+        throw std::logic_error("HopperEStep: the wide kernel has one pass only (K <= 1024), K = " +
                                std::to_string(lm.K) + " (heuristics.h: hopper_covers)");
     }
     kernels_ = &hopper_kernels(hm.DP);
@@ -206,7 +206,9 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
         throw std::runtime_error("EStepCuda: the Hopper kernel cannot be launched with clusters of " +
                                  std::to_string(a.C) + " blocks on device " + std::to_string(device_));
     }
-    const int64_t BM = hm.tile64() ? sm90::split::kBM : sm90::kBM;
+    // Rows of G, ‖x‖² and log2 Z: whole tiles; 128 rows for two passes (the accurate LSE kernel
+    // reads 64-row tiles in pairs).
+    const int64_t BM = hm.tile64() && a.C > 0 ? sm90::split::kBM : sm90::kBM;
     const size_t rows = size_t((chunk_rows + BM - 1) / BM * BM), FW = size_t(hm.FW);
     // Partial sums: what one launch writes, at most ~max(sm_count·128, Kp) components.
     const size_t nparts = size_t(hopper_partial_slices(a.C > 0, a.max_clusters, a.sm_count, hm.Kt));

@@ -1,7 +1,7 @@
 // The Hopper algorithm of the CUDA E-step on one GPU (sm_90a; Sm90Kernels.cuh and
 // Sm90SplitKernels.cuh have the kernels and their design): spherical models, d ≤ 128; fast
-// mode (fp16 wgmma, one pass with clusters for K ≤ 1024, two passes above) and accurate mode
-// (2×fp16 split products, one pass, K ≤ 1024); diagonal models as the same products over the
+// mode (fp16 wgmma) and accurate mode (2×fp16 split products), each one pass with clusters for
+// K ≤ 1024 and two passes above; diagonal models as the same products over the
 // features [x | x²] (heuristics.h: hopper_covers says which shapes). The raw sums become the statistics'
 // increments on the GPU, so the host does one pass of additions.
 #pragma once

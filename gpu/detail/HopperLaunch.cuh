@@ -53,6 +53,9 @@ void set_attributes() {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, smem, Shape<DP>::kSmem));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(lse_kernel<DP>, smem, Shape<DP>::kLseSmem));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 2>, smem, split::Shape<DP, 2>::kSmem));
+        FAISS_GMM_CUDA_CHECK(
+                cudaFuncSetAttribute(split::estep_split_kernel<DP, 2, true>, smem, split::Shape<DP, 2>::kSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::lse_split_kernel<DP>, smem, split::LseShape<DP>::kSmem));
     }
 }
 
@@ -161,10 +164,10 @@ struct OnePassLaunch {
         k.kinv = a.model.kinv;
         k.block_tiles = a.block_tiles;
         k.llslots = a.block_tiles > 0 ? a.buf->llslots.as<double>() + size_t(t0 / a.block_tiles) * kLoglikSlots : nullptr;
+        k.lse = a.buf->lse.as<float>(); // (two passes only)
         if constexpr (Tile64) {
             k.flush_tiles = a.flush_tiles;
         } else {
-            k.lse = a.buf->lse.as<float>();
             k.exchange = a.exchange;
         }
         return k;
@@ -191,15 +194,36 @@ struct OnePassLaunch {
     }
 };
 
+/// Accurate mode, K > 1024: the features (tiles padded to an even count: lse_split_kernel takes
+/// them in pairs), lse_split_kernel, the second pass on Sn row splits × Kt component tiles, then
+/// the double reduction of the Sn slices.
+template <typename Tin, int DP>
+HopperLaunchShape two_pass_split(const HopperChunkArgs& a, const Tin* x, int vec) {
+    const OnePassLaunch<Tin, DP, OnePass::Split> launch{a, x, vec};
+    const bool by_block = a.block_tiles > 0;
+    const int tiles = int((a.n + split::kBM - 1) / split::kBM), pairs = (tiles + 1) / 2;
+    const split::Args k = launch.args(0, tiles, int(a.n), (by_block ? a.buf->block_part : a.buf->part).as<double>());
+    launch.features(0, 2 * pairs, int(a.n), a.stream);
+    split::lse_split_kernel<DP><<<unsigned(pairs), kThreads, split::LseShape<DP>::kSmem, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::split::lse_split_kernel");
+    const int Sn = hopper_row_splits(tiles, a.sm_count, a.model.Kt);
+    split::estep_split_kernel<DP, 2, true>
+            <<<unsigned(Sn * a.model.Kt), kThreads, split::Shape<DP, 2>::kSmem, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::split::estep_split_kernel (second pass)");
+    if (!by_block) reduce_parts<double>(a, Sn);
+    return HopperLaunchShape{Sn * a.model.Kt, 0};
+}
+
 /// Fast mode: the one-pass cluster kernel (K ≤ 1024) or the LSE kernel and the second pass
-/// (K > 1024), then the float reduction; accurate mode: the one-pass split kernel, then the
-/// double reduction. (DP ≤ 128.)
+/// (K > 1024), then the float reduction; accurate mode: the one-pass split kernel (K ≤ 1024) or
+/// two_pass_split, then the double reduction. (DP ≤ 128.)
 template <typename Tin, int DP>
 HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, int vec) {
     // Reproducible sums (a.block_tiles > 0): the blocks' slices stay for the caller's limbs.
     const bool by_block = a.block_tiles > 0;
     HopperLaunchShape shape;
     if (a.model.split) {
+        if (a.C == 0) return two_pass_split<Tin, DP>(a, x, vec);
         const int nparts = one_pass(a, OnePassLaunch<Tin, DP, OnePass::Split>{a, x, vec}, shape);
         if (!by_block) reduce_parts<double>(a, nparts);
         return shape;

@@ -53,7 +53,7 @@ BlockedModel encode_blocked(const LogitModel& lm);
 /// typical values stay normal); a diagonal model's squares x_j² go near 1 in both modes
 /// (coordinates up to 256× typical fit); max|w| goes near 2^14 in both.
 struct HopperShape {
-    bool split = false;         ///< accurate mode: hi/lo fp16 operands (Sm90SplitKernels.cuh), K ≤ 1024
+    bool split = false;         ///< accurate mode: hi/lo fp16 operands (Sm90SplitKernels.cuh)
     bool diag = false;          ///< diagonal: features [s_x·x (DP/2) | s_q·x² (DP/2)], weights [μ/σ² | −1/(2σ²)]
     int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128; diagonal 64/128/192/256); FW = DP + 8; Kt tiles of 128 components
     float sx = 1, sq = 1;       ///< scales of x and of the squares (‖x‖² spherical, x_j² diagonal)

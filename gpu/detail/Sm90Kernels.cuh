@@ -525,6 +525,109 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 
 // ---------------------------------------------------------------- LSE pass (K > 1024)
 
+// The LSE passes' arithmetic, shared by lse_kernel (fast) and split::lse_split_kernel (accurate):
+// a thread holds, of the m64n128 fragment of one component tile, rows r0 and r0 + 8 × 32 comps.
+
+/// Logits (log2 units) of one component tile in acc: kinv·(x̃·w̃) + a_k‖x‖² + b_k, with (a, b)
+/// from ab4 and x0, x1 the rows' ‖x‖²; tmax: their max per row (this thread's 32 columns).
+__device__ __forceinline__ void tile_logits(float (&acc)[64], const float4* ab4, int t, float kinv, float x0,
+                                            float x1, float (&tmax)[2]) {
+    tmax[0] = kNegBig;
+    tmax[1] = kNegBig;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const float4 ab = ab4[4 * j + t];
+        acc[4 * j + 0] = fmaf(acc[4 * j + 0], kinv, fmaf(ab.x, x0, ab.y));
+        acc[4 * j + 1] = fmaf(acc[4 * j + 1], kinv, fmaf(ab.z, x0, ab.w));
+        acc[4 * j + 2] = fmaf(acc[4 * j + 2], kinv, fmaf(ab.x, x1, ab.y));
+        acc[4 * j + 3] = fmaf(acc[4 * j + 3], kinv, fmaf(ab.z, x1, ab.w));
+        tmax[0] = fmaxf(tmax[0], fmaxf(acc[4 * j + 0], acc[4 * j + 1]));
+        tmax[1] = fmaxf(tmax[1], fmaxf(acc[4 * j + 2], acc[4 * j + 3]));
+    }
+}
+
+/// The running (max m, Σ 2^(l − m)) s of the two rows, updated with the tile's logits (tmax: their
+/// max); the sum in two chains per row (one chain was latency-bound with one CTA per SM).
+__device__ __forceinline__ void online_lse_update(const float (&acc)[64], const float (&tmax)[2], float (&m)[2],
+                                                  float (&s)[2]) {
+    const float n0 = fmaxf(m[0], tmax[0]), n1 = fmaxf(m[1], tmax[1]);
+    float a0 = s[0] * ex2(m[0] - n0), a1 = s[1] * ex2(m[1] - n1), b0 = 0.f, b1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < 16; j += 2) {
+        a0 += ex2(acc[4 * j + 0] - n0) + ex2(acc[4 * j + 1] - n0);
+        a1 += ex2(acc[4 * j + 2] - n1) + ex2(acc[4 * j + 3] - n1);
+        b0 += ex2(acc[4 * j + 4] - n0) + ex2(acc[4 * j + 5] - n0);
+        b1 += ex2(acc[4 * j + 6] - n1) + ex2(acc[4 * j + 7] - n1);
+    }
+    m[0] = n0;
+    m[1] = n1;
+    s[0] = a0 + b0;
+    s[1] = a1 + b1;
+}
+
+/// Merges the running (max, sum) of the 4 threads of each row (lanes differing in bits 0 and 1).
+__device__ __forceinline__ void merge_lse_quad(float (&m)[2], float (&s)[2]) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const float mo = __shfl_xor_sync(0xffffffffu, m[h], off), so = __shfl_xor_sync(0xffffffffu, s[h], off);
+            const float n = fmaxf(m[h], mo);
+            s[h] = s[h] * ex2(m[h] - n) + so * ex2(mo - n);
+            m[h] = n;
+        }
+    }
+}
+
+/// End of an LSE pass (A: Args of either pass-1 kernel): the 4 threads of each row merge their
+/// (max, sum), log2 Z of rows row0, row0 + 8 → a.lse, and Σ log2 Z of the tile's rows (the CTA's
+/// warps in groups of tile_warps, one row tile each: `tile` is the thread's) → the tile's slot of
+/// its block (reproducible sums; tiles past a.tiles, padding, write none), or the CTA's sum, in
+/// nats, → a.loglik. In a fixed order: the slots' bits do not depend on the launch.
+template <class A>
+__device__ __forceinline__ void finish_lse(const A& a, float (&m)[2], float (&s)[2], int row0, int tile,
+                                           int tile_warps);
+
+/// log2 Z = m + log2 s of rows row0 and row0 + 8 → lse (+big for padding rows, ≥ n, whose
+/// responsibilities are then 0); returns the valid rows' Σ log2 Z.
+__device__ __forceinline__ double store_row_lse(const float (&m)[2], const float (&s)[2], int row0, int n,
+                                                float* __restrict__ lse) {
+    double ll = 0;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = row0 + 8 * h;
+        const float L = m[h] + lg2(s[h]);
+        lse[row] = row < n ? L : kPosBig;
+        ll += row < n ? double(L) : 0.0;
+    }
+    return ll;
+}
+
+template <class A>
+__device__ __forceinline__ void finish_lse(const A& a, float (&m)[2], float (&s)[2], int row0, int tile,
+                                           int tile_warps) {
+    const int tid = threadIdx.x, lane = tid & 31;
+    merge_lse_quad(m, s);
+    double ll = (lane & 3) == 0 ? store_row_lse(m, s, row0, a.n, a.lse) : 0.0;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
+    __shared__ double red[kThreads / 32];
+    if (lane == 0) red[tid >> 5] = ll;
+    __syncthreads();
+    if (a.block_tiles > 0) { // reproducible sums: the tile's slot of its block (log2 units)
+        if (tid % (32 * tile_warps) == 0 && tile < a.tiles) {
+            const int w0 = tid / 32;
+            double tot = 0;
+            for (int w = w0; w < w0 + tile_warps; w++) tot += red[w];
+            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
+        }
+    } else if (tid == 0) {
+        double tot = 0;
+        for (int w = 0; w < kThreads / 32; w++) tot += red[w];
+        atomicAdd(a.loglik, tot * 0.69314718055994530942);
+    }
+}
+
 /// One CTA per tile of 128 rows: streams every component tile through two
 /// shared-memory stages and keeps an online (max, sum) per row and thread;
 /// writes log2 Z (+big for padding rows) and adds Σ ln Z to loglik.
@@ -558,7 +661,7 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
     const float* xs = reinterpret_cast<const float*>(smem + S::kTileBytes);
     const float x0 = xs[r0], x1 = xs[r0 + 8];
     const uint32_t sX = smem_u32(smem);
-    float m0 = kNegBig, m1 = kNegBig, s0 = 0.f, s1 = 0.f;
+    float m[2] = {kNegBig, kNegBig}, s[2] = {0.f, 0.f};
     float acc[64];
     for (int ct = 0; ct < a.Kt; ct++) {
         const int stage = ct & 1;
@@ -576,65 +679,13 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
         wgmma_commit();
         wgmma_wait<0>();
         fence_operand(acc);
-        const float4* ab4 = reinterpret_cast<const float4*>(st + S::kWBytes);
-        float t0 = kNegBig, t1 = kNegBig;
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const float4 ab = ab4[4 * j + t];
-            acc[4 * j + 0] = fmaf(acc[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
-            acc[4 * j + 1] = fmaf(acc[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
-            acc[4 * j + 2] = fmaf(acc[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
-            acc[4 * j + 3] = fmaf(acc[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
-            t0 = fmaxf(t0, fmaxf(acc[4 * j + 0], acc[4 * j + 1]));
-            t1 = fmaxf(t1, fmaxf(acc[4 * j + 2], acc[4 * j + 3]));
-        }
-        const float n0 = fmaxf(m0, t0), n1 = fmaxf(m1, t1);
-        s0 *= ex2(m0 - n0);
-        s1 *= ex2(m1 - n1);
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            s0 += ex2(acc[4 * j + 0] - n0) + ex2(acc[4 * j + 1] - n0);
-            s1 += ex2(acc[4 * j + 2] - n1) + ex2(acc[4 * j + 3] - n1);
-        }
-        m0 = n0;
-        m1 = n1;
+        float tmax[2];
+        tile_logits(acc, reinterpret_cast<const float4*>(st + S::kWBytes), t, a.kinv, x0, x1, tmax);
+        online_lse_update(acc, tmax, m, s);
         __syncthreads(); // both warpgroups are done with this W stage
         if (tid == 0 && ct + 2 < a.Kt) load_w(stage, ct + 2);
     }
-    // Merge the 4 threads of each row.
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-        const float mo0 = __shfl_xor_sync(0xffffffffu, m0, off), so0 = __shfl_xor_sync(0xffffffffu, s0, off);
-        const float mo1 = __shfl_xor_sync(0xffffffffu, m1, off), so1 = __shfl_xor_sync(0xffffffffu, s1, off);
-        const float n0 = fmaxf(m0, mo0), n1 = fmaxf(m1, mo1);
-        s0 = s0 * ex2(m0 - n0) + so0 * ex2(mo0 - n0);
-        s1 = s1 * ex2(m1 - n1) + so1 * ex2(mo1 - n1);
-        m0 = n0;
-        m1 = n1;
-    }
-    double ll = 0;
-    if (t == 0) {
-        const int row0 = tile * kBM + r0;
-        const float L0 = m0 + lg2(s0), L1 = m1 + lg2(s1);
-        const bool v0 = row0 < a.n, v1 = row0 + 8 < a.n;
-        a.lse[row0] = v0 ? L0 : kPosBig;
-        a.lse[row0 + 8] = v1 ? L1 : kPosBig;
-        ll = (v0 ? double(L0) : 0.0) + (v1 ? double(L1) : 0.0);
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
-    __shared__ double red[kThreads / 32];
-    if (lane == 0) red[tid >> 5] = ll;
-    __syncthreads();
-    if (tid == 0) {
-        double tot = 0;
-        for (int w = 0; w < kThreads / 32; w++) tot += red[w];
-        if (a.block_tiles > 0) { // reproducible sums: the tile's slot of its block (log2 units)
-            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
-        } else {
-            atomicAdd(a.loglik, tot * 0.69314718055994530942);
-        }
-    }
+    finish_lse(a, m, s, tile * kBM + r0, tile, kThreads / 32);
 #else
     (void)a;
     __trap();

@@ -303,6 +303,14 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
                  : "memory");
 #endif
 }
+/// Named barrier `id` (1 .. 15; 0 is __syncthreads) of `count` threads (whole warps): arrive
+/// without waiting (a consumer releasing a buffer), or arrive and wait for all `count` (its producer).
+__device__ __forceinline__ void named_arrive(int id, int count) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void named_sync(int id, int count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 #if FAISS_GMM_SM90A
     const uint32_t a = smem_u32(bar);

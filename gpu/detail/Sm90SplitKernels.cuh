@@ -1,10 +1,11 @@
 // Accurate mode of the Hopper E-step (EStepCudaAlgorithm::Hopper without fast_math):
 // the one-pass cluster kernel of Sm90Kernels.cuh with every tensor-core product
 // split in two fp16 halves ("2×fp16", three products per GEMM), for spherical
-// models, d ≤ 128 and K ≤ 1024. The fast kernel's design notes (cluster of
-// C = ceil(K/128) CTAs, per-row (max, sum-exp) exchanged through distributed
-// shared memory, software pipeline GEMM1(i) | finish(i−1) | GEMM2(i−1) |
-// epilogue(i)) hold here; what differs, and why:
+// models, d ≤ 128 and K ≤ 1024 (two passes above: see "K > 1024" below). The
+// fast kernel's design notes (cluster of C = ceil(K/128) CTAs, per-row
+// (max, sum-exp) exchanged through distributed shared memory, software
+// pipeline GEMM1(i) | finish(i−1) | GEMM2(i−1) | epilogue(i)) hold here; what
+// differs, and why:
 //
 //  * Precision. Every fp16 operand v is stored as hi = fp16(v) and
 //    lo = fp16(v − hi); a product is hi·hi + hi·lo + lo·hi, so what is dropped
@@ -35,6 +36,21 @@
 //  * W: [hi: Kt × 128 × DP | lo: same], each tiled as in Sm90Kernels.cuh.
 //  * R hi and lo in shared memory (64 rows × 128 comps each): comp k, row r at byte
 //    (k/8)·1024 + r·16 + (k%8)·2.
+//
+// K > 1024 (two passes, as the fast kernel's): lse_split_kernel computes log2 Z of every row
+// with the split logits (pass 1), then estep_split_kernel<DP, 2, true> runs without clusters,
+// block b owning component tile b % Kt and row split b / Kt (pass 2): it recomputes the same
+// split logits, r = 2^(logit − log2 Z) (no exchange), and GEMM2 as above. Pass 1 keeps both
+// warpgroups busy on one tile each (64 rows × the 128 components of a W stage, m64n128, three
+// products per 16 features) and streams the Kt hi/lo weight tiles through two stages; a stage
+// is released (named barrier 1 + stage: the other 7 warps arrive, warp 0 waits and refills) as
+// soon as its products are done and its (a, b) read, so one warpgroup's products overlap the
+// other's exponentials. (An mbarrier counting the warps did the same; compute-sanitizer's
+// racecheck does not see its arrive → wait as ordering the reads before the bulk copy.) Per
+// pair of 64-row tiles the weights are read once from L2 (Kt × 66 KB): 128 rows per W read, as
+// the fast LSE kernel's; 64 would double the L2 traffic (~65 GB at 1M × 16384). Measured on an
+// H100 at 1M × 16384 × 128: 65 ms for both passes (Blocked fp32: 353 ms; bench/results/
+// gpu_accurate_twopass.md).
 //
 // The wide kernel (estep_split_kernel<DP, 1>, fast mode) is this kernel with one plane: only
 // the hi·hi products, fp16 responsibilities (× 2^12, so small ones stay normal), the same
@@ -70,7 +86,7 @@ struct Shape {
     static constexpr int kABBytes = kKc * 8;
     static constexpr int kRBytes = kBM * kKc * 2;       // hi (or lo) of R
     static constexpr int kSlotBytes = 2 * kMaxParts * kBM * 8;
-    static constexpr int kStageBytes = kTileBytes + kRowBytes; // tile | ‖x‖²
+    static constexpr int kStageBytes = kTileBytes + 2 * kRowBytes; // tile | ‖x‖² | log2 Z (two passes)
     static constexpr int oW = 0;                         // hi, lo at + kWBytes
     static constexpr int oAB = oW + Planes * kWBytes;
     static constexpr int oR = oAB + kABBytes;            // hi, lo at + kRBytes
@@ -91,9 +107,10 @@ struct Args {
     const float* ab;  // Kp × 2, as in Sm90Kernels.cuh
     double* part;     // clusters × Kp × FW: Σ 2^12·r·[x̃ | 1 | ‖x‖²·s_q], one slice per cluster
     double* loglik;   // Σ_n ln Z_n, added atomically
+    float* lse;       // two passes: tiles × 64 log2 Z (lse_split_kernel out, estep_split_kernel<.., true> in)
     int n;            // valid rows of the chunk
     int tiles;        // ceil(n / 64)
-    int Kt;           // component tiles = cluster size (≤ 8)
+    int Kt;           // component tiles (one pass: = cluster size ≤ 8)
     float kinv;       // 1 / (s_x · s_w)
     int flush_tiles;  // accumulator → part every this many tiles
     // Reproducible sums, as in sm90::Args: block_tiles > 0: whole blocks per cluster, each
@@ -116,23 +133,51 @@ __device__ __forceinline__ void gemm2_mma(float (&acc2)[FW / 2], uint64_t dR, ui
     }
 }
 
-/// One pass, clusters of C = Kt ≤ 8 CTAs (CTA `rank` owns component tile `rank`);
-/// the clusters split the row tiles. Planes: see Shape.
-template <int DP, int Planes>
+/// acc (=, then +=) the logits' products over DP features, m64nN wgmma: Xh·Whᵀ, and for Planes = 2
+/// also Xh·Wlᵀ + Xl·Whᵀ. X in 64-row blocks (16 features: +2048 B), W in 128-component tiles (+4096 B).
+template <int DP, int N, int Planes>
+__device__ __forceinline__ void split_products(float (&acc)[N / 2], uint64_t dXh, uint64_t dXl, uint64_t dWh,
+                                               uint64_t dWl) {
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; kk++) {
+        const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
+        Wgmma<N, 0, 0>::mma(acc, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
+        if constexpr (Planes == 2) {
+            Wgmma<N, 0, 0>::mma(acc, dXh + xo, dWl + wo, 1);
+            Wgmma<N, 0, 0>::mma(acc, dXl + xo, dWh + wo, 1);
+        }
+    }
+}
+
+/// kLse = false: one pass, clusters of C = Kt ≤ 8 CTAs (CTA `rank` owns component tile
+/// `rank`); the clusters split the row tiles. kLse = true (accurate, K > 1024): second pass,
+/// no cluster; block b owns component tile b % Kt and row split b / Kt, log2 Z per row comes
+/// from lse_split_kernel. Planes: see Shape.
+template <int DP, int Planes, bool kLse = false>
 __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) {
 #if FAISS_GMM_SM90A
     using S = Shape<DP, Planes>;
     constexpr bool kSplit = Planes == 2;
+    static_assert(kSplit || !kLse, "two passes: the accurate kernel only");
     constexpr int FW = S::FW;
     constexpr int NS = S::kStages;
     extern __shared__ __align__(128) uint8_t smem[];
 
     const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int rank = int(cluster_ctarank()), C = int(cluster_nctarank());
-    const int P = 2 * C; // partials per row
-    const int q = int(blockIdx.x) / C; // cluster q of gridDim.x / C
+    int rank = 0, C = 1, ctile, q; // q: cluster (one pass) or row split (two passes) → its partial slice
     int tile0, tile1;
-    part_tiles(a.tiles, q, int(gridDim.x) / C, a.block_tiles, tile0, tile1);
+    if constexpr (kLse) {
+        ctile = int(blockIdx.x) % a.Kt;
+        q = int(blockIdx.x) / a.Kt;
+        part_tiles(a.tiles, q, int(gridDim.x) / a.Kt, a.block_tiles, tile0, tile1);
+    } else {
+        rank = int(cluster_ctarank());
+        C = int(cluster_nctarank());
+        ctile = rank;
+        q = int(blockIdx.x) / C; // cluster q of gridDim.x / C
+        part_tiles(a.tiles, q, int(gridDim.x) / C, a.block_tiles, tile0, tile1);
+    }
+    const int P = 2 * C; // partials per row (one pass)
     const int ntile = tile1 - tile0;
     const int r0 = wq * 16 + g;  // GEMM1: this thread's rows r0, r0 + 8 of a tile
     const int c0 = wg * 64;      // this warpgroup's components within the CTA
@@ -146,21 +191,22 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     uint8_t* stage_base = smem + S::oStage;
     float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxParts][kBM]
 
-    bars.init(tid, true);
+    bars.init(tid, !kLse);
     auto load_tile = [&](int stage, int i) { // local tile i
         uint8_t* st = stage_base + stage * S::kStageBytes;
         uint64_t* bar = bars.full + stage;
         const int tile = tile0 + i;
-        mbar_expect_tx(bar, S::kTileBytes + S::kRowBytes);
+        mbar_expect_tx(bar, S::kTileBytes + (kLse ? 2 : 1) * S::kRowBytes);
         bulk_g2s(st, a.G + size_t(tile) * Planes * kBM * FW, S::kTileBytes, bar);
         bulk_g2s(st + S::kTileBytes, a.xx + size_t(tile) * kBM, S::kRowBytes, bar);
+        if constexpr (kLse) bulk_g2s(st + S::kTileBytes + S::kRowBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, bar);
     };
     if (tid == 0) {
         const size_t wlo = size_t(a.Kt) * kKc * DP;
         mbar_expect_tx(wbar, Planes * S::kWBytes + S::kABBytes);
-        bulk_g2s(smem + S::oW, a.W + size_t(rank) * kKc * DP, S::kWBytes, wbar);
-        if (kSplit) bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(rank) * kKc * DP, S::kWBytes, wbar);
-        bulk_g2s(smem + S::oAB, a.ab + size_t(rank) * kKc * 2, S::kABBytes, wbar);
+        bulk_g2s(smem + S::oW, a.W + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
+        if (kSplit) bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
+        bulk_g2s(smem + S::oAB, a.ab + size_t(ctile) * kKc * 2, S::kABBytes, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
@@ -189,15 +235,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         const uint64_t dXh = make_desc(sX, 1024, 128), dXl = make_desc(sX + S::kHalfTileBytes, 1024, 128);
         fence_operand(acc1);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < DP / 16; kk++) {
-            const uint64_t xo = uint64_t(kk * 128), wo = uint64_t(kk * 256);
-            Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWh + wo, kk > 0 ? 1 : 0);
-            if constexpr (kSplit) {
-                Wgmma<64, 0, 0>::mma(acc1, dXh + xo, dWl + wo, 1);
-                Wgmma<64, 0, 0>::mma(acc1, dXl + xo, dWh + wo, 1);
-            }
-        }
+        split_products<DP, 64, Planes>(acc1, dXh, dXl, dWh, dWl);
         wgmma_commit();
     };
     auto gemm2 = [&](int stage) {
@@ -218,27 +256,29 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     };
     // Responsibilities of tile i (local index) × 2^12 → R hi/lo in shared memory.
     auto finish = [&](int i) {
-        mbar_wait(xbar + (i & 1), uint32_t(i >> 1) & 1u); // every partial of tile i has landed
-        const float2* sl = slots + (i & 1) * kMaxParts * kBM;
-        float f[2];
+        float f[2] = {kRScale, kRScale}; // two passes: e = 2^(logit − log2 Z) already (padding rows: 0)
+        if constexpr (!kLse) {
+            mbar_wait(xbar + (i & 1), uint32_t(i >> 1) & 1u); // every partial of tile i has landed
+            const float2* sl = slots + (i & 1) * kMaxParts * kBM;
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = r0 + 8 * h;
-            float M = kNegBig;
-            for (int p = t; p < P; p += 4) M = fmaxf(M, sl[p * kBM + r].x);
-            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 1));
-            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 2));
-            float sum = 0.f;
-            for (int p = t; p < P; p += 4) {
-                const float2 v = sl[p * kBM + r];
-                sum += v.y * ex2(v.x - M);
+            for (int h = 0; h < 2; h++) {
+                const int r = r0 + 8 * h;
+                float M = kNegBig;
+                for (int p = t; p < P; p += 4) M = fmaxf(M, sl[p * kBM + r].x);
+                M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 1));
+                M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 2));
+                float sum = 0.f;
+                for (int p = t; p < P; p += 4) {
+                    const float2 v = sl[p * kBM + r];
+                    sum += v.y * ex2(v.x - M);
+                }
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                const float L = M + lg2(sum); // log2 Z of the row
+                const bool valid = (tile0 + i) * kBM + r < a.n;
+                f[h] = valid ? ex2(mown[h] - L) * (kSplit ? kRScale : 1.f) : 0.f; // (one plane: e16 has it)
+                if (valid && rank == 0 && wg == 0 && t == 0) ll += double(L);
             }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            const float L = M + lg2(sum); // log2 Z of the row
-            const bool valid = (tile0 + i) * kBM + r < a.n;
-            f[h] = valid ? ex2(mown[h] - L) * (kSplit ? kRScale : 1.f) : 0.f; // (one plane: e16 has it)
-            if (valid && rank == 0 && wg == 0 && t == 0) ll += double(L);
         }
         uint8_t* Rh = smem + S::oR;
 #pragma unroll
@@ -267,6 +307,17 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     auto epilogue = [&](int i, int stage) {
         const float* xs = reinterpret_cast<const float*>(stage_base + stage * S::kStageBytes + S::kTileBytes);
         const float x0 = xs[r0], x1 = xs[r0 + 8];
+        if constexpr (kLse) { // e = 2^(logit − log2 Z), log2 Z of the rows after ‖x‖² in the stage
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float4 ab = ab4[32 * wg + 4 * j + t];
+                e[4 * j + 0] = ex2(fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y)) - xs[kBM + r0]);
+                e[4 * j + 1] = ex2(fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w)) - xs[kBM + r0]);
+                e[4 * j + 2] = ex2(fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y)) - xs[kBM + r0 + 8]);
+                e[4 * j + 3] = ex2(fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w)) - xs[kBM + r0 + 8]);
+            }
+            return;
+        }
         float mx[2][4] = {{kNegBig, kNegBig, kNegBig, kNegBig}, {kNegBig, kNegBig, kNegBig, kNegBig}};
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -323,7 +374,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     // added to by later ones), then acc2 = 0. Comps rank·128 + c0 + 16wq + g (+8), features 8j + 2t (+1).
     bool first_flush = true;
     auto flush = [&]() {
-        double* Pp = a.part + (size_t(q) * Kp + size_t(rank) * kKc + c0 + wq * 16 + g) * FW;
+        double* Pp = a.part + (size_t(q) * Kp + size_t(ctile) * kKc + c0 + wq * 16 + g) * FW;
 #pragma unroll
         for (int j = 0; j < FW / 8; j++) {
             double2* p0 = reinterpret_cast<double2*>(Pp + 8 * j + 2 * t);
@@ -345,15 +396,15 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     // tile) → part slice `block`, its Σ log2 Z → the block's slots (threads of rank 0, wg 0).
     auto flush_block = [&](int i_end) {
         const int block = (tile0 + i_end - 1) / a.block_tiles;
-        double* Pp = a.part + (size_t(block) * Kp + size_t(rank) * kKc + c0 + wq * 16 + g) * FW;
+        double* Pp = a.part + (size_t(block) * Kp + size_t(ctile) * kKc + c0 + wq * 16 + g) * FW;
 #pragma unroll
         for (int j = 0; j < FW / 8; j++) {
             *reinterpret_cast<double2*>(Pp + 8 * j + 2 * t) = make_double2(acc2[4 * j + 0], acc2[4 * j + 1]);
             *reinterpret_cast<double2*>(Pp + 8 * FW + 8 * j + 2 * t) = make_double2(acc2[4 * j + 2], acc2[4 * j + 3]);
             acc2[4 * j + 0] = acc2[4 * j + 1] = acc2[4 * j + 2] = acc2[4 * j + 3] = 0.f;
         }
-        if (rank == 0 && wg == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
-        ll = 0;
+        if (!kLse && rank == 0 && wg == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
+        ll = 0; // (two passes: lse_split_kernel writes the blocks' Σ log2 Z)
     };
     const bool by_block = a.block_tiles > 0;
     int since_flush = 0;
@@ -365,18 +416,120 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
             since_flush = 0;
         }
     });
-    cluster_arrive(); // no CTA leaves while asynchronous stores of the cluster may be in flight
-    cluster_wait();
+    if constexpr (!kLse) {
+        cluster_arrive(); // no CTA leaves while asynchronous stores of the cluster may be in flight
+        cluster_wait();
+    }
     if (by_block) {
         if (ntile > 0) flush_block(ntile);
         return;
     }
     flush();
-    if (rank == 0) {
+    if (!kLse && rank == 0) {
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
         if (lane == 0 && wg == 0) atomicAdd(a.loglik, ll * 0.69314718055994530942);
     }
+#else
+    (void)a;
+    __trap();
+#endif
+}
+
+// ---------------------------------------------------------------- LSE pass (accurate, K > 1024)
+
+/// Shared memory of lse_split_kernel: two 64-row tiles (hi | lo each), their ‖x‖², two stages
+/// of one component tile's weights (hi | lo | (a, b)), mbarriers.
+template <int DP>
+struct LseShape {
+    static_assert(DP % 32 == 0 && DP >= 32 && DP <= 128, "DP: 32 .. 128");
+    static constexpr int FW = DP + 8;
+    static constexpr int kHalfTileBytes = kBM * FW * 2;
+    static constexpr int kTileBytes = 2 * kHalfTileBytes; // hi | lo of one 64-row tile
+    static constexpr int kWBytes = kKc * DP * 2;         // hi (or lo) of a component tile
+    static constexpr int kABBytes = kKc * 8;
+    static constexpr int kStage = 2 * kWBytes + kABBytes;
+    static constexpr int oX = 0;                          // tiles 2b, 2b + 1
+    static constexpr int oXX = oX + 2 * kTileBytes;       // their ‖x‖²
+    static constexpr int oW = oXX + 2 * kBM * 4;          // stages 0, 1
+    static constexpr int oBar = oW + 2 * kStage;
+    static constexpr int kSmem = oBar + 64;
+    static_assert(kSmem <= kSmemLimit, "lse_split_kernel shared memory");
+    static_assert(oW % 128 == 0 && kStage % 128 == 0 && kHalfTileBytes % 128 == 0, "alignment");
+};
+
+/// Pass 1 of the accurate kernel for K > 1024: block b, warpgroup w takes 64-row tile 2b + w
+/// (the chunk's tiles are padded to an even count: a padding tile's rows are all padding) and
+/// runs the split logits Xh·Whᵀ + Xh·Wlᵀ + Xl·Whᵀ of every component tile (m64n128, fp32
+/// accumulation), keeping an online (max, sum) per row and thread (Sm90Kernels.cuh helpers, as
+/// lse_kernel); writes log2 Z (+big for padding rows) and adds Σ ln Z to loglik, or, for
+/// reproducible sums, each tile's Σ log2 Z to its block's slot (tile % block_tiles).
+template <int DP>
+__global__ void __launch_bounds__(kThreads, 1) lse_split_kernel(const Args a) {
+#if FAISS_GMM_SM90A
+    using S = LseShape<DP>;
+    extern __shared__ __align__(128) uint8_t smem[];
+    const int tid = threadIdx.x, wg = tid >> 7, wq = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int tile = 2 * int(blockIdx.x) + wg;
+    const int r0 = wq * 16 + g; // this thread's rows r0, r0 + 8 of its warpgroup's tile
+    // [0]: the tiles; [1], [2]: W stage full. (Stage s free: named barrier 1 + s.)
+    uint64_t* bars = reinterpret_cast<uint64_t*>(smem + S::oBar);
+    if (tid == 0) {
+        for (int b = 0; b < 3; b++) mbar_init(bars + b, 1);
+        fence_mbar_init();
+    }
+    __syncthreads();
+    const size_t wlo = size_t(a.Kt) * kKc * DP; // where the lo halves start
+    auto load_w = [&](int stage, int ct) {
+        uint8_t* st = smem + S::oW + stage * S::kStage;
+        mbar_expect_tx(bars + 1 + stage, S::kStage);
+        bulk_g2s(st, a.W + size_t(ct) * kKc * DP, S::kWBytes, bars + 1 + stage);
+        bulk_g2s(st + S::kWBytes, a.W + wlo + size_t(ct) * kKc * DP, S::kWBytes, bars + 1 + stage);
+        bulk_g2s(st + 2 * S::kWBytes, a.ab + size_t(ct) * kKc * 2, S::kABBytes, bars + 1 + stage);
+    };
+    if (tid == 0) {
+        const int first = 2 * int(blockIdx.x);
+        mbar_expect_tx(bars, 2 * S::kTileBytes + 2 * kBM * 4);
+        bulk_g2s(smem + S::oX, a.G + size_t(first) * 2 * kBM * S::FW, 2 * S::kTileBytes, bars);
+        bulk_g2s(smem + S::oXX, a.xx + size_t(first) * kBM, 2 * kBM * 4, bars);
+        for (int st = 0; st < 2 && st < a.Kt; st++) load_w(st, st);
+    }
+    mbar_wait(bars, 0);
+    const float* xs = reinterpret_cast<const float*>(smem + S::oXX) + wg * kBM;
+    const float x0 = xs[r0], x1 = xs[r0 + 8];
+    const uint32_t sX = smem_u32(smem + S::oX + wg * S::kTileBytes);
+    // A = X (M = 64 rows, K = features), K-major, 64-row blocks: LBO = next 8 features (1024 B),
+    // SBO = next 8 rows (128 B); B = W as in lse_kernel. Steps of 16 features: X 2048 B, W 4096 B.
+    const uint64_t dXh = make_desc(sX, 1024, 128), dXl = make_desc(sX + S::kHalfTileBytes, 1024, 128);
+    float m[2] = {kNegBig, kNegBig}, s[2] = {0.f, 0.f};
+    float acc[64];
+    for (int ct = 0; ct < a.Kt; ct++) {
+        const int stage = ct & 1;
+        mbar_wait(bars + 1 + stage, uint32_t(ct >> 1) & 1u);
+        const uint8_t* st = smem + S::oW + stage * S::kStage;
+        const uint64_t dWh = make_desc(smem_u32(st), 2048, 128), dWl = make_desc(smem_u32(st + S::kWBytes), 2048, 128);
+        fence_operand(acc);
+        wgmma_fence();
+        split_products<DP, 128, 2>(acc, dXh, dXl, dWh, dWl);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_operand(acc);
+        float tmax[2];
+        tile_logits(acc, reinterpret_cast<const float4*>(st + 2 * S::kWBytes), t, a.kinv, x0, x1, tmax);
+        // The stage is refilled with component tile ct + 2: each warp of 1..7 releases it here (its
+        // products are done, its (a, b) read), warp 0 after its exponentials waits for them and
+        // refills. A warp arrives at stage s again only after the refill has landed, so the
+        // barrier's generations do not mix.
+        const bool refill = ct + 2 < a.Kt;
+        if (refill && tid >= 32) named_arrive(1 + stage, kThreads);
+        online_lse_update(acc, tmax, m, s);
+        if (refill && tid < 32) {
+            named_sync(1 + stage, kThreads);
+            if (lane == 0) load_w(stage, ct + 2);
+            __syncwarp();
+        }
+    }
+    finish_lse(a, m, s, tile * kBM + r0, tile, 4); // a warpgroup per tile
 #else
     (void)a;
     __trap();

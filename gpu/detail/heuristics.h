@@ -12,16 +12,16 @@
 
 namespace faiss_gmm::gpu::detail {
 
-/// True when the Hopper kernels compute this model. Spherical: d ≤ 128, and in accurate mode
-/// K ≤ 1024 (the accurate kernel has one pass only). Diagonal (features [x | x²], 2d wide):
-/// fast mode d ≤ 64 (the spherical kernels at 2d ≤ 128, any K) or d ≤ 128 with K ≤ 1024 (the
-/// wide kernel: one pass only); accurate mode d ≤ 64 and K ≤ 1024 (the accurate kernel at
-/// 2d ≤ 128: its hi/lo weights at 2d = 256 would take 128 KB of shared memory). Everything
-/// else runs Blocked.
+/// True when the Hopper kernels compute this model. Spherical: d ≤ 128, any K (fast and
+/// accurate: one pass with clusters for K ≤ 1024, two passes above). Diagonal (features
+/// [x | x²], 2d wide): fast mode d ≤ 64 (the spherical kernels at 2d ≤ 128, any K) or d ≤ 128
+/// with K ≤ 1024 (the wide kernel: one pass only); accurate mode d ≤ 64, any K (the accurate
+/// kernels at 2d ≤ 128: their hi/lo weights at 2d = 256 would take 128 KB of shared memory).
+/// Everything else runs Blocked.
 inline bool hopper_covers(bool diag, int64_t K, int64_t d, bool fast) {
     const bool one_pass = K <= int64_t(sm90::kKc) * sm90::kMaxCluster;
-    if (diag) return fast ? d <= 64 || (d <= 128 && one_pass) : d <= 64 && one_pass;
-    return d <= 128 && (fast || one_pass);
+    if (diag) return d <= 64 || (fast && d <= 128 && one_pass);
+    return d <= 128;
 }
 
 /// Device bytes per chunk row: the raw rows (double-buffered, float32 worst case) plus the

@@ -39,6 +39,25 @@
 // N‖μ‖², or per dimension) in double: their errors add, a row contributing r·Σ_j (|x'_j| + |μ_j|)²
 // times the largest factor above (‖x'‖²'s own γ_{d+1} included). Rows within fp16's range after the
 // scales (the encoder's ~4000× typical) are assumed: the tests' data are.
+//
+// 2×fp16 accumulates 3 products per operand pair (hi·hi + hi·lo + lo·hi, the wgmma of each into
+// the same fp32 accumulator): the accumulation lengths are 3·Dfeat (logits) and 3·B (statistics),
+// GpuArithmetic::products = 3.
+//
+// Two passes (K > 1024, Hopper; fast and accurate alike, Sm90Kernels.cuh / Sm90SplitKernels.cuh):
+// pass 1 computes log2 Z̃ of every row from its logits l̃'_k (online max and float sum over the K
+// components in column chains, merged across the 4 threads of a row: each exponential rescaled at
+// most Kt + 2 ≤ K + 2 times, within η above), pass 2 recomputes the logits l̃_k with the same
+// operands (possibly another wgmma shape) and takes r̃_k = exp2(fl(l̃_k − log2 Z̃)), one exponential,
+// no normalizer. Both logit evaluations are within δ_k of exact (the same products and
+// accumulation lengths), so |log Z̃ − log Z| is bounded by the one-pass terms (δ_max + 2η + log2's
+// error + the float addition) and |log r̃_k − log r_k| <= δ_k + Δ + 2^-24·|l_k − lse| + exp: the
+// one-pass a_k, whose normalizer f = exp2(m − log2 Z̃) adds an exponential that the two-pass kernel
+// does not have (covered by the same `exp` term, counted once per row and component). Rows of the
+// padding tile of pass 1 and padding components contribute exact zeros. So the bound below holds
+// unchanged for the two-pass kernels: the responsibilities enter Rᵀ·F with the mode's resp and feat
+// roundings (2×fp16: r·2^12 split in hi/lo halves, as in one pass), summed in fp32 over at most
+// flush_tiles·64 ≤ B rows and then in double.
 #pragma once
 
 #include <algorithm>
@@ -57,6 +76,7 @@ namespace faiss_gmm::testing {
 /// The arithmetic of one CUDA E-step mode (the parameters above).
 struct GpuArithmetic {
     double prod, acc, exp, resp, feat, abs_r, abs_f;
+    int products = 1; ///< products accumulated per operand pair (2×fp16: 3)
 };
 
 constexpr double kU32 = 0x1p-24;
@@ -66,7 +86,7 @@ inline GpuArithmetic gpu_arithmetic(bool hopper, bool fast) {
     if (!hopper && !fast) return {2 * kU32, kU32, kGpuExp, kU32, kU32, 0, 0};                      // Blocked fp32
     if (!hopper) return {2 * 0x1p-10 + 2 * kU32, 0x1p-23, kGpuExp, 0x1p-10, 0x1p-10, 0, 0};       // Blocked TF32
     if (fast) return {2 * 0x1p-11 + 2 * kU32, 0x1p-23, kGpuExp, 3 * 0x1p-11, 0x1p-11, 0x1p-24, 0x1p-24}; // fp16
-    return {3 * 0x1p-22 + 2 * kU32, 0x1p-23, kGpuExp, 0x1p-22 + kU32, 0x1p-22 + kU32, 0x1p-36, 0x1p-36}; // 2×fp16
+    return {3 * 0x1p-22 + 2 * kU32, 0x1p-23, kGpuExp, 0x1p-22 + kU32, 0x1p-22 + kU32, 0x1p-36, 0x1p-36, 3}; // 2×fp16
 }
 
 namespace detail_bounds {
@@ -79,8 +99,9 @@ inline double add_gpu_rows_bound(const GmmModel& m, const float* center, const V
     const int64_t n = rows.n, K = m.K, d = m.d;
     const bool diag = m.covariance_type == CovarianceType::Diagonal;
     const double ln2 = std::log(2.0);
-    const double g_prod = gamma(double(lm.Dfeat + 4), g.acc), g_float = gamma(double(d + 4));
-    const double g_rows = gamma(double(std::max<int64_t>(n, 1)), g.acc), g_outer = gamma_double(double(n) + 8);
+    const double g_prod = gamma(double(g.products * lm.Dfeat + 4), g.acc), g_float = gamma(double(d + 4));
+    const double g_rows = gamma(double(g.products * std::max<int64_t>(n, 1)), g.acc);
+    const double g_outer = gamma_double(double(n) + 8);
     const double eta = gamma(double(2 * K + 4), kU32 + g.exp);
     const RowStatsTerms ref_terms{kUnitRoundoffDouble, kUnitRoundoffDouble, double(n + d), 0};
     EStepRowErrors row(m, center);

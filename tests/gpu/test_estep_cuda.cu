@@ -202,8 +202,8 @@ EStepCudaAlgorithm g_algo = EStepCudaAlgorithm::Blocked; // algorithm under test
 
 void expect_close(const SufficientStats& got, const SufficientStats& ref, bool fast, const std::string& label) {
     const Errors e = compare(got, ref);
-    // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128, accurate mode
-    // with K > 1024, diagonal with d > 64 in accurate mode or with K > 1024) run Blocked:
+    // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128, diagonal with
+    // d > 64 in accurate mode or with K > 1024) run Blocked:
     // labelled and counted as such.
     const bool hopper = g_algo == EStepCudaAlgorithm::Hopper &&
                         gpu::detail::hopper_covers(ref.covariance_type == CovarianceType::Diagonal, ref.K, ref.d, fast);
@@ -536,7 +536,8 @@ TEST_F(EStepCudaTest, SanitizerSmall) {
     // Small enough to run under compute-sanitizer (memcheck, racecheck). Hopper: clusters of 2
     // (K = 130) and the two-pass path (K = 1100), spherical and diagonal (d = 40: the kernels at
     // 2d = 80 → 96; d = 100: the wide kernel in fast mode, Blocked in accurate mode).
-    // combo 3: the accurate Hopper kernel (clusters of 2, two warpgroups' partials each).
+    // combo 3: the accurate Hopper kernels (clusters of 2, two warpgroups' partials each; two
+    // passes at K = 1100).
     for (int combo = 0; combo < 4; combo++) {
         const bool fast = combo == 1 || combo == 2;
         g_algo = combo < 2 ? EStepCudaAlgorithm::Blocked : EStepCudaAlgorithm::Hopper;
@@ -566,6 +567,15 @@ TEST_F(EStepCudaTest, SanitizerSmall) {
             EStepCudaOptions o = opts(true);
             o.chunk_rows = 200;
             expect_close(run_gpu(p, o, float_rows(p)), reference(p), true, "small two-pass K=1100");
+        }
+        if (combo == 3) { // accurate two passes: chunks of 150 rows = 3 tiles of 64 (+ a padding tile)
+            for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+                Problem p = make_problem(300, 1100, 40, cov, 48, false);
+                EStepCudaOptions o = opts(false);
+                o.chunk_rows = 150;
+                expect_close(run_gpu(p, o, float_rows(p)), reference(p), false,
+                             std::string("small accurate two-pass K=1100 ") + to_string(cov));
+            }
         }
     }
 }
@@ -717,34 +727,41 @@ TEST_F(EStepCudaTest, HopperRandomShapes) {
     }
 }
 
+/// One problem through the Hopper path's memory paths: pageable and pinned rows in chunks of 700,
+/// device-resident rows in chunks of 1024 (one worker), `workers` workers on GPU 0 in chunks of 900.
+void check_hopper_memory_paths(const Problem& p, const SufficientStats& ref, bool fast, int workers,
+                               const std::string& tag) {
+    EStepCudaOptions o = opts(fast);
+    o.chunk_rows = 700;
+    expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, fast, tag + "pageable, 8 chunks");
+    const size_t bytes = p.x.size() * 4;
+    float* pinned = nullptr;
+    ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+    std::copy(p.x.begin(), p.x.end(), pinned);
+    expect_close(run_hopper(p, o, VectorBlock{pinned, DataType::Float32, p.n, p.d}, "hopper"), ref, fast,
+                 tag + "pinned, 8 chunks");
+    cudaFreeHost(pinned);
+    float* dev = nullptr;
+    ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    EStepCudaOptions o1 = opts(fast);
+    o1.devices = {0};
+    o1.chunk_rows = 1024;
+    expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, fast,
+                 tag + "device-resident, 5 chunks");
+    cudaFree(dev);
+    EStepCudaOptions o2 = opts(fast);
+    o2.devices = std::vector<int>(size_t(workers), 0);
+    o2.chunk_rows = 900;
+    expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, fast,
+                 tag + std::to_string(workers) + " workers on GPU 0");
+}
+
 TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
     g_algo = EStepCudaAlgorithm::Hopper;
     {
         Problem p = make_problem(5000, 300, 128, CovarianceType::Spherical, 601, false);
-        SufficientStats ref = reference(p);
-        EStepCudaOptions o = opts(true);
-        o.chunk_rows = 700; // 8 chunks of 6 ragged tiles
-        expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, true, "pageable, 8 chunks");
-        const size_t bytes = p.x.size() * 4;
-        float* pinned = nullptr;
-        ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
-        std::copy(p.x.begin(), p.x.end(), pinned);
-        expect_close(run_hopper(p, o, VectorBlock{pinned, DataType::Float32, p.n, p.d}, "hopper"), ref, true,
-                     "pinned, 8 chunks");
-        cudaFreeHost(pinned);
-        float* dev = nullptr;
-        ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
-        EStepCudaOptions o1 = opts(true);
-        o1.devices = {0};
-        o1.chunk_rows = 1024;
-        expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, true,
-                     "device-resident, 5 chunks");
-        cudaFree(dev);
-        EStepCudaOptions o2 = opts(true);
-        o2.devices = {0, 0};
-        o2.chunk_rows = 900;
-        expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, true, "2 workers on GPU 0");
+        check_hopper_memory_paths(p, reference(p), true, 2, ""); // chunks of 700 rows: 6 ragged tiles
     }
     {
         Problem p = make_problem(3000, 1200, 64, CovarianceType::Spherical, 602, false);
@@ -762,8 +779,8 @@ TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
 }
 
 TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
-    // d > 128, accurate mode above K = 1024, diagonal with K > 1024 and d > 64 or accurate with
-    // d > 64 are not Hopper cases: Blocked runs, with its accuracy.
+    // d > 128, diagonal with K > 1024 and d > 64 or accurate with d > 64 are not Hopper cases:
+    // Blocked runs, with its accuracy.
     g_algo = EStepCudaAlgorithm::Blocked; // what runs (labels and error slots)
     Problem pd = make_problem(1000, 1100, 65, CovarianceType::Diagonal, 701, false);
     expect_close(run_hopper(pd, opts(true), float_rows(pd), "blocked"), reference(pd), true,
@@ -773,9 +790,6 @@ TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
                  "diagonal accurate d=65 -> blocked");
     Problem pw = make_problem(500, 20, 200, CovarianceType::Spherical, 702, false);
     expect_close(run_hopper(pw, opts(true), float_rows(pw), "blocked"), reference(pw), true, "d=200 -> blocked");
-    Problem pa = make_problem(1000, 1100, 64, CovarianceType::Spherical, 703, false);
-    expect_close(run_hopper(pa, opts(false), float_rows(pa), "blocked"), reference(pa), false,
-                 "accurate K=1100 -> blocked");
     // One object, the model switching between a Hopper case and a fallback case.
     EStepCudaOptions o = opts(true);
     o.algorithm = EStepCudaAlgorithm::Auto;
@@ -831,23 +845,7 @@ TEST_F(EStepCudaTest, HopperDiagonalChunksUint8WorkersSubChunks) {
             Problem p = make_problem(5000, 300, d, CovarianceType::Diagonal, seed++, false);
             const SufficientStats ref = reference(p);
             const std::string tag = std::string("diagonal ") + (fast ? "fast" : "accurate") + " d=" + std::to_string(d);
-            EStepCudaOptions o = opts(fast);
-            o.chunk_rows = 700; // 8 chunks of ragged tiles
-            expect_close(run_hopper(p, o, float_rows(p), "hopper"), ref, fast, tag + ", pageable, 8 chunks");
-            const size_t bytes = p.x.size() * 4;
-            float* dev = nullptr;
-            ASSERT_EQ(cudaMalloc(&dev, bytes), cudaSuccess);
-            ASSERT_EQ(cudaMemcpy(dev, p.x.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
-            EStepCudaOptions o1 = opts(fast);
-            o1.devices = {0};
-            o1.chunk_rows = 1024;
-            expect_close(run_hopper(p, o1, VectorBlock{dev, DataType::Float32, p.n, p.d}, "hopper"), ref, fast,
-                         tag + ", device-resident, 5 chunks");
-            cudaFree(dev);
-            EStepCudaOptions o2 = opts(fast);
-            o2.devices = {0, 0};
-            o2.chunk_rows = 900;
-            expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, fast, tag + ", 2 workers on GPU 0");
+            check_hopper_memory_paths(p, ref, fast, 2, tag + ", ");
             EStepCudaOptions o3 = opts(fast);
             o3.hopper_sub_tiles = 1; // sub-chunks whose features run under the previous kernel
             o3.hopper_flush_tiles = 1;
@@ -915,6 +913,43 @@ TEST_F(EStepCudaTest, HopperAccurateChunksUint8WorkersFlush) {
     }
 }
 
+TEST_F(EStepCudaTest, HopperAccurateTwoPass) {
+    // Accurate mode above K = 1024: lse_split_kernel (pairs of 64-row tiles: odd tile counts leave
+    // a padding tile), then the second pass on row splits × component tiles (Sm90SplitKernels.cuh).
+    // Ragged N, K (the last component tile partly or all but one padding) and d; chunks with odd
+    // tile counts, pinned and device-resident rows, 3 workers, flush every tile and never, uint8.
+    g_algo = EStepCudaAlgorithm::Hopper;
+    const Shape shapes[] = {
+            {1, 1025, 5},      {2, 1100, 8},    {65, 1500, 17},    {129, 2100, 60},  {300, 1025, 96},
+            {2000, 1500, 128}, {777, 2049, 33}, {4100, 3000, 127}, {3000, 1153, 64}, {64, 4096, 128},
+    };
+    uint64_t seed = 2600;
+    for (const Shape& s : shapes) {
+        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, false);
+        char label[96];
+        snprintf(label, sizeof(label), "accurate two-pass n=%lld K=%lld d=%lld", (long long)s.n, (long long)s.K,
+                 (long long)s.d);
+        expect_close(run_hopper(p, opts(false), float_rows(p), "hopper"), reference(p), false, label);
+    }
+    Problem p = make_problem(5000, 1200, 128, CovarianceType::Spherical, seed++, false);
+    const SufficientStats ref = reference(p);
+    // Chunks of 700 rows: 11 tiles of 64, a padding tile each; of 900: 15 tiles.
+    check_hopper_memory_paths(p, ref, false, 3, "accurate two-pass ");
+    for (int flush : {1, 1000000}) { // the flush interval only bounds fp32 accumulation error
+        EStepCudaOptions of = opts(false);
+        of.hopper_flush_tiles = flush;
+        expect_close(run_hopper(p, of, float_rows(p), "hopper"), ref, false,
+                     "accurate two-pass flush every " + std::to_string(flush) + " tiles");
+    }
+    for (Shape s : {Shape{700, 1100, 32}, Shape{1001, 2000, 100}, Shape{5, 1300, 96}}) {
+        Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, true);
+        expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
+                     reference(q), false,
+                     "accurate two-pass uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
+                             " d=" + std::to_string(s.d));
+    }
+}
+
 TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
     // Large chunks are cut into up to 4 sub-chunks whose features run on a second stream under
     // the cluster kernel of the previous one; hopper_sub_tiles = 1 makes small problems take that
@@ -943,20 +978,23 @@ TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
 
 TEST_F(EStepCudaTest, HopperMemoryStaysSmallForLargeK) {
     // GPU memory is O(chunk·d + K·d): at K = 20000 (two passes) the partial sums are one K × (d+8)
-    // slice per row split, not one per SM (that was 5.8 GB here).
+    // slice per row split, not one per SM (that was 5.8 GB here); accurate mode: doubles, hi/lo.
     g_algo = EStepCudaAlgorithm::Hopper;
     Problem p = make_problem(500, 20000, 128, CovarianceType::Spherical, 970, false);
-    EStepCudaOptions o = opts(true);
-    o.devices = {0};
-    o.chunk_rows = 4096;
-    EStepCuda es(p.K, p.d, o);
-    es.set_model(p.model, p.center.data());
-    SufficientStats got(p.K, p.d, p.cov);
-    es.accumulate(float_rows(p), got);
-    expect_close(got, reference(p), true, "K=20000 two passes");
-    const double mb = double(es.last_report()[0].device_bytes) / 1e6;
-    printf("  K=20000, d=128, chunks of 4096 rows: %.1f MB held on the GPU\n", mb);
-    EXPECT_LT(mb, 200.0);
+    const SufficientStats ref = reference(p);
+    for (bool fast : {true, false}) {
+        EStepCudaOptions o = opts(fast);
+        o.devices = {0};
+        o.chunk_rows = 4096;
+        EStepCuda es(p.K, p.d, o);
+        es.set_model(p.model, p.center.data());
+        SufficientStats got(p.K, p.d, p.cov);
+        es.accumulate(float_rows(p), got);
+        expect_close(got, ref, fast, std::string(fast ? "fast" : "accurate") + " K=20000 two passes");
+        const double mb = double(es.last_report()[0].device_bytes) / 1e6;
+        printf("  %s, K=20000, d=128, chunks of 4096 rows: %.1f MB held on the GPU\n", fast ? "fast" : "accurate", mb);
+        EXPECT_LT(mb, 200.0);
+    }
 }
 
 TEST_F(EStepCudaTest, MakeEstepCudaFollowsParams) {
@@ -1063,7 +1101,8 @@ TEST_F(EStepCudaTest, ReproducibleBitsBlockedRefined) {
 }
 
 TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
-    // One pass with clusters of 1 and 3 CTAs (fast and 2×fp16 accurate), and two passes (K > 1024).
+    // One pass with clusters of 1 and 3 CTAs (fast and 2×fp16 accurate), and two passes (K > 1024,
+    // fast; accurate: ReproducibleBitsHopperAccurateTwoPass).
     const int64_t n = 3 * kReproducibleBlockRows + 1234;
     int seed = 910;
     for (int64_t K : {100, 300}) {
@@ -1094,6 +1133,13 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
     check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 two passes K=1100");
 }
 
+TEST_F(EStepCudaTest, ReproducibleBitsHopperAccurateTwoPass) {
+    // Accurate mode above K = 1024: lse_split_kernel writes each 64-row tile's Σ log2 Z to its
+    // block's slot, the second pass each block's sums to its own slice (whole blocks per row split).
+    Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, 920, false);
+    check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 two passes K=1100");
+}
+
 TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     // Diagonal models on Hopper write the [Σ r x | Σ r x² | N_k] layout per block: the spherical
     // kernels at 2d ≤ 128 (fast and accurate) and the wide kernel (d > 64, fast, 64-row tiles).
@@ -1108,7 +1154,7 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
 TEST_F(EStepCudaTest, SanitizerReproducible) {
     // The reproducible path's kernels under compute-sanitizer (memcheck, racecheck): one block and
     // a short one, 2 workers, chunks of one block, on every algorithm: Blocked (spherical,
-    // diagonal, refined), Hopper fast (clusters of 2; two passes) and accurate (clusters of 2).
+    // diagonal, refined), Hopper fast (clusters of 2; two passes) and accurate (clusters of 2; two passes).
     const int64_t n = kReproducibleBlockRows + 300;
     struct Case {
         CovarianceType cov;
@@ -1124,6 +1170,7 @@ TEST_F(EStepCudaTest, SanitizerReproducible) {
             {CovarianceType::Spherical, 130, true, EStepCudaAlgorithm::Hopper, false},
             {CovarianceType::Spherical, 130, false, EStepCudaAlgorithm::Hopper, false},
             {CovarianceType::Spherical, 1100, true, EStepCudaAlgorithm::Hopper, false},
+            {CovarianceType::Spherical, 1100, false, EStepCudaAlgorithm::Hopper, false},
     };
     int seed = 950;
     for (const Case& c : cases) {
