@@ -193,6 +193,50 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     EXPECT_EQ(direct.sq_exponent(), 10);
 }
 
+TEST(ReproducibleSum, SecondMomentsAddedByComponentAreTheSameBits) {
+    // The full-covariance CPU E-step deposits a block's N_k and Σ r x (add_first_moments)
+    // apart from each component's second moment (add_second_moment), so that no partial
+    // holds all K·d(d+1)/2 of them: the same values on the same grids, so the same bits as
+    // add() of whole partials, whatever the order of the components.
+    const int64_t K = 5, d = 3, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    std::mt19937_64 rng(12);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    StatsAccumulator whole(K, d, CovarianceType::Full), by_component(K, d, CovarianceType::Full);
+    whole.set_row_bounds(8.0, 600.0);
+    by_component.set_row_bounds(8.0, 600.0);
+    for (int b = 0; b < 40; b++) {
+        SufficientStats p(K, d, CovarianceType::Full);
+        p.n = 4096;
+        p.loglik = -1e4 * (1.5 + u(rng));
+        for (auto& v : p.nk) v = 2048 * (1 + u(rng));
+        for (auto& v : p.sum_x) v = 3e4 * u(rng);
+        for (auto& v : p.sum_sq) v = 1e6 * u(rng);
+        whole.add(p);
+        for (int64_t t = 0; t < K; t++) {
+            const int64_t k = (t * 3 + b) % K; // another order each block
+            by_component.add_second_moment(k, p.sum_sq.data() + k * nsq);
+        }
+        SufficientStats first(K, d, CovarianceType::Full, false);
+        first.n = p.n;
+        first.loglik = p.loglik;
+        first.nk = p.nk;
+        first.sum_x = p.sum_x;
+        EXPECT_TRUE(first.sum_sq.empty());
+        by_component.add_first_moments(first);
+    }
+    SufficientStats want, got;
+    whole.result(want);
+    by_component.result(got);
+    EXPECT_EQ(got.n, want.n);
+    EXPECT_EQ(got.loglik, want.loglik);
+    EXPECT_EQ(got.nk, want.nk);
+    EXPECT_EQ(got.sum_x, want.sum_x);
+    EXPECT_EQ(got.sum_sq, want.sum_sq);
+    EXPECT_THROW(by_component.add_second_moment(K, want.sum_sq.data()), std::out_of_range);
+    EXPECT_THROW(by_component.add_first_moments(SufficientStats(K + 1, d, CovarianceType::Full)),
+                 std::invalid_argument);
+}
+
 TEST(ReproducibleSum, ScaleExponentIsTheNextPowerOfTwo) {
     EXPECT_EQ(scale_exponent_for(1.0), 0);
     EXPECT_EQ(scale_exponent_for(1.5), 1);
