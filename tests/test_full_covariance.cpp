@@ -273,25 +273,40 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FullEStepShapes,
                          ::testing::Combine(::testing::Range(0, 6), ::testing::Values(4.0, 1e3)));
 
 TEST(FullCovariance, FarNarrowComponentIsRefined) {
-    // Component 0 sits 1e3 from the center with variances ~1e-4: X·U − μ·U cancels by
-    // ~‖μ‖‖U‖ ≈ 1e3·1e2·√d, far beyond float32. Its rows are refined in double.
-    const int64_t n = 400, d = 16, K = 3;
-    std::vector<float> centers;
-    std::vector<float> x = clustered_data(n, d, K, 1.0f, 171, &centers);
-    GmmModel m = random_model(K, d, CovarianceType::Full, 1.0f, 172, &centers);
-    std::mt19937_64 rng{173};
-    std::normal_distribution<float> g;
-    for (int64_t j = 0; j < d; j++) m.means[j] = 1000.0f + float(j);
-    m.set_covariance(0, random_spd(d, 1e-4, 10, rng).data());
-    for (int64_t i = 0; i < n; i += 4) { // a quarter of the rows near component 0
-        for (int64_t j = 0; j < d; j++) x[i * d + j] = m.means[j] + 0.005f * g(rng);
+    // A component 1e3 from the center with variances ~1e-4: X·U − μ·U cancels by
+    // ~‖μ‖‖U‖ ≈ 1e3·1e2·√d, far beyond float32. Its rows are refined in double, from the
+    // U_k in the product's banded layout: the narrow component first or last, in one
+    // group of components or in groups of 2 (the last one ragged), d in one band or two.
+    const int64_t n = 400, K = 3;
+    const int block = 64;
+    for (const int64_t d : {int64_t(16), EStepCpu::kFullBandColumns + 8}) {
+        for (const int64_t narrow : {int64_t(0), K - 1}) {
+            std::vector<float> centers;
+            std::vector<float> x = clustered_data(n, d, K, 1.0f, 171, &centers);
+            GmmModel m = random_model(K, d, CovarianceType::Full, 1.0f, 172, &centers);
+            std::mt19937_64 rng{173};
+            std::normal_distribution<float> g;
+            for (int64_t j = 0; j < d; j++) m.means[narrow * d + j] = 1000.0f + float(j);
+            m.set_covariance(narrow, random_spd(d, 1e-4, 10, rng).data());
+            for (int64_t i = 0; i < n; i += 4) { // a quarter of the rows near the narrow component
+                for (int64_t j = 0; j < d; j++) x[i * d + j] = m.means[narrow * d + j] + 0.005f * g(rng);
+            }
+            const std::vector<float> center(d, 0.0f);
+            const ExactLogDensity e = exact_log_density(m, center.data());
+            // The float32 form's bound on those rows: a ≈ slope·‖x‖, times ‖ŷ‖ ≥ 1 nat.
+            EXPECT_GT(full_log_density_error(e.err_slope[narrow] * 4000.0f + e.err_offset[narrow], float(d) / 2, d),
+                      1.0f);
+            for (const int64_t scratch : {EStepCpu::kDefaultFullScratchFloats, 2 * int64_t(block) * d}) {
+                const std::string what = "far narrow component " + std::to_string(narrow) + ", d " +
+                                         std::to_string(d) + ", scratch " + std::to_string(scratch);
+                const double worst = expect_stats_within_bound(m, center, n, x, block, what, scratch);
+                // At d = 16 every pair that carries responsibility and may have cancelled is
+                // refined, which keeps the bound tight; at d = 40 the unrefined float bounds
+                // of the other components (∝ d) dominate it, so only the statistics are checked.
+                if (d == 16) EXPECT_LT(worst, 1e-2) << "the refined pairs' bound, " << what;
+            }
+        }
     }
-    const std::vector<float> center(d, 0.0f);
-    const ExactLogDensity e = exact_log_density(m, center.data());
-    // The float32 form's bound on those rows: a ≈ slope·‖x‖, times ‖ŷ‖ ≥ 1 nat.
-    EXPECT_GT(full_log_density_error(e.err_slope[0] * 4000.0f + e.err_offset[0], float(d) / 2, d), 1.0f);
-    const double worst = expect_stats_within_bound(m, center, n, x, 64, "far narrow component");
-    EXPECT_LT(worst, 1e-2) << "the refined pairs' bound";
 }
 
 TEST(FullCovariance, MStepIsTheDirectCovarianceWithRegularizationAndFloor) {
