@@ -50,6 +50,18 @@ struct EStepCpu::Workspace {
     std::vector<float> zbuf;     // B × d: √r (x − μ_k) of the rows with r > 0 (full)
     std::vector<float> syrk_out; // d × d: Σ r (x − μ_k)(x − μ_k)ᵀ of the block (full)
     ThreadStats stats;           // accumulate()'s statistics of this thread's blocks, or one reproducible block's
+    // Full covariances in accumulate_reproducible: the second moments are not summed
+    // into stats (K·d(d+1)/2 doubles per thread) but deferred: the block's non-zero
+    // responsibilities are listed here, and flush_full_pairs sums and deposits each
+    // component's second moment on its own (see accumulate_reproducible).
+    bool defer_full_pairs = false;
+    int64_t pair_row0 = 0;              // the current sub-block's first row in the reproducible block
+    std::vector<int32_t> pair_row;      // row in the reproducible block,
+    std::vector<int32_t> pair_k;        // component,
+    std::vector<float> pair_r;          // responsibility (> 0), in row order
+    std::vector<int64_t> pair_start;    // K + 1: component k's pairs are pair_order[pair_start[k] ..)
+    std::vector<int32_t> pair_order;    // the pairs by component, each in row order
+    std::vector<double> moment;         // d(d+1)/2: one component's second moment
 };
 
 EStepCpu::~EStepCpu() = default;
@@ -78,8 +90,20 @@ EStepCpu::EStepCpu(int block_size, int nthreads, int64_t full_scratch_floats)
 
 void EStepCpu::set_model(const GmmModel& model, const float* center) {
     model.validate();
-    model_ = model;
     const int64_t K = model.K, d = model.d;
+    if (model.covariance_type == CovarianceType::Full) {
+        // Everything but the factors: the U_k are held once, in the product's banded
+        // layout (set_full_model), which refine_row_full reads too. A second copy was
+        // K·d² floats (16 MiB at K = 256, d = 128), and copying it a transient one more.
+        model_.K = K;
+        model_.d = d;
+        model_.covariance_type = model.covariance_type;
+        model_.log_weights = model.log_weights;
+        model_.means = model.means;
+        std::vector<float>().swap(model_.variances);
+    } else {
+        model_ = model;
+    }
     center_.assign(d, 0.0f);
     if (center) std::copy(center, center + d, center_.begin());
 
@@ -98,7 +122,7 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
     } else if (model.covariance_type == CovarianceType::Full) {
         mean_sqnorm_.clear();
         inv_two_var_.clear();
-        set_full_model();
+        set_full_model(model);
     } else {
         gemm_weights_.resize(size_t(K) * 2 * d);
         mean_sqnorm_.clear();
@@ -111,17 +135,12 @@ void EStepCpu::set_model(const GmmModel& model, const float* center) {
             }
         }
     }
-    exact_ = exact_log_density(model_, center);
-    if (model_.covariance_type == CovarianceType::Full) {
-        // Its U_k in double (K·d² doubles, 32 MiB at K = 256, d = 128) are the model's
-        // float U_k widened: refine_row_full widens them as it reads instead.
-        std::vector<double>().swap(exact_.exact_inv_var);
-    }
+    exact_ = exact_log_density(model, center);
 }
 
-void EStepCpu::set_full_model() {
-    const int64_t K = model_.K, d = model_.d;
-    model_.precision_mean_projections(mean_proj_);
+void EStepCpu::set_full_model(const GmmModel& model) {
+    const int64_t K = model.K, d = model.d;
+    model.precision_mean_projections(mean_proj_);
     band_end_.clear();
     band_offset_.assign(1, 0);
     for (int64_t j0 = 0; j0 < d; j0 += kFullBandColumns) {
@@ -143,7 +162,7 @@ void EStepCpu::set_full_model() {
             const int64_t j1 = band_end_[c];
             float* band = gemm_weights_.data() + k0 * per_component + ng * band_offset_[c];
             for (int64_t kl = 0; kl < ng; kl++) {
-                const float* U = model_.precision_cholesky(k0 + kl);
+                const float* U = model.precision_cholesky(k0 + kl);
                 for (int64_t j = j0; j < j1; j++) {
                     float* row = band + (kl * (j1 - j0) + j - j0) * j1;
                     for (int64_t m = 0; m < j1; m++) row[m] = m <= j ? U[m * d + j] : 0.0f;
@@ -195,9 +214,21 @@ struct FusedPassArgs {
     const float* quad_const;     // K: exact_const as float (log p = quad_const − ½ Σ (x − μ)²/σ²)
     const double* exact_means;   // K × d, in the rows' frame
     const double* exact_inv_var; // K or K × d (not full)
-    const float* full_factors;   // full: the model's U_k (K × d × d)
+    const float* full_bands;     // full: the U_k in the product's banded layout (set_full_model)
+    int64_t full_group;          // full: components per group of that layout
+    const int64_t* band_offset;  // full: EStepCpu::band_offset_
     float* row_buf;              // d
 };
+
+/// Full covariances: column j of U_k, entries 0..j, in the banded layout of
+/// EStepCpu::set_full_model (group k0 = k − k mod full_group, band c = j / kFullBandColumns).
+FAISS_GMM_ALWAYS_INLINE const float* full_factor_column(const FusedPassArgs& a, int64_t k, int64_t j) {
+    const int64_t k0 = k - k % a.full_group, ng = std::min(a.full_group, a.K - k0);
+    const int64_t c = j / EStepCpu::kFullBandColumns, j0 = c * EStepCpu::kFullBandColumns;
+    const int64_t j1 = std::min(a.d, j0 + EStepCpu::kFullBandColumns);
+    const int64_t per_component = a.band_offset[(a.d + EStepCpu::kFullBandColumns - 1) / EStepCpu::kFullBandColumns];
+    return a.full_bands + k0 * per_component + ng * a.band_offset[c] + ((k - k0) * (j1 - j0) + j - j0) * j1;
+}
 
 // kRefineTolerance, kRefineRelative, kRefineWindow and may_have_cancelled():
 // ExactLogDensity.h, shared with the CUDA backend.
@@ -226,11 +257,11 @@ FAISS_GMM_NOINLINE void refine_row_full(const FusedPassArgs& a, int64_t i, std::
             loaded = true;
         }
         exact_difference(a, k, diff.data());
-        const float* U = a.full_factors + k * d * d; // widened to double exactly
         double q = 0;
         for (int64_t j = 0; j < d; j++) {
+            const float* u = full_factor_column(a, k, j); // U_k[0..j, j], widened to double exactly
             double y = 0;
-            for (int64_t m = 0; m <= j; m++) y += diff[m] * U[m * d + j];
+            for (int64_t m = 0; m <= j; m++) y += diff[m] * u[m];
             q += y * y;
         }
         s[k] = float(a.exact_const[k] - 0.5 * q);
@@ -519,6 +550,12 @@ void accumulate_sparse_baseline(int64_t B, int64_t d, int64_t D, bool spherical,
     accumulate_sparse_body(B, d, D, spherical, features, means, nz_k, nz_r, nz_row_end, sum_x, sum_sq);
 }
 
+/// z = √r (x − μ) (d floats): a row's factor in Σ r (x − μ)(x − μ)ᵀ = Σ z zᵀ.
+inline void scaled_difference(const float* x, const float* mu, float r, int64_t d, float* z) {
+    const float sr = std::sqrt(r);
+    for (int64_t j = 0; j < d; j++) z[j] = sr * (x[j] - mu[j]);
+}
+
 } // namespace
 
 void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const {
@@ -577,7 +614,9 @@ void EStepCpu::process_block(const VectorBlock& rows, Workspace& ws, float* log_
                        exact_.quad_const.data(),
                        exact_.exact_means.data(),
                        exact_.exact_inv_var.data(),
-                       full ? model_.variances.data() : nullptr,
+                       full ? gemm_weights_.data() : nullptr,
+                       full_group_,
+                       band_offset_.data(),
                        ws.row_buf.data()};
     if (full) {
         // One group of components at a time: its product stays in cache.
@@ -655,33 +694,93 @@ void EStepCpu::accumulate_full_block(int64_t B, Workspace& ws) const {
             B, K, resp, nullptr, ws.block_nk.data(), nullptr);
     ws.gemm_out.resize(size_t(K) * d);
     detail::gemm_atb(int(K), int(d), int(B), resp, ws.features.data(), ws.gemm_out.data());
+    for (int64_t k = 0; k < K; k++) {
+        acc.nk[k] += double(ws.block_nk[k]);
+        for (int64_t j = 0; j < d; j++) acc.sum_x[k * d + j] += double(ws.gemm_out[k * d + j]);
+    }
+    if (ws.defer_full_pairs) {
+        for (int64_t i = 0; i < B; i++) {
+            for (int64_t k = 0; k < K; k++) {
+                const float r = resp[i * K + k];
+                if (!(r > 0.0f)) continue;
+                ws.pair_row.push_back(int32_t(ws.pair_row0 + i));
+                ws.pair_k.push_back(int32_t(k));
+                ws.pair_r.push_back(r);
+            }
+        }
+        return;
+    }
     // Σ r (x − μ_k)(x − μ_k)ᵀ about the E-step's means (no cancellation in the
     // M-step): per component, the rows that carry its responsibility scaled by √r,
     // then one syrk. Cost ∝ the non-zero responsibilities, usually a few per row.
     ws.zbuf.resize(size_t(B) * d);
-    ws.syrk_out.resize(size_t(d) * d);
     for (int64_t k = 0; k < K; k++) {
-        acc.nk[k] += double(ws.block_nk[k]);
-        for (int64_t j = 0; j < d; j++) acc.sum_x[k * d + j] += double(ws.gemm_out[k * d + j]);
         const float* mu = model_.means.data() + k * d;
         int64_t m = 0;
         for (int64_t i = 0; i < B; i++) {
             const float r = resp[i * K + k];
             if (!(r > 0.0f)) continue;
-            const float sr = std::sqrt(r);
-            const float* x = ws.features.data() + i * d;
-            float* z = ws.zbuf.data() + m * d;
-            for (int64_t j = 0; j < d; j++) z[j] = sr * (x[j] - mu[j]);
+            scaled_difference(ws.features.data() + i * d, mu, r, d, ws.zbuf.data() + m * d);
             m++;
         }
-        if (m == 0) continue;
-        detail::syrk_ata_upper(int(d), int(m), ws.zbuf.data(), ws.syrk_out.data());
-        double* sq = acc.sum_sq.data() + k * nsq;
-        for (int64_t a = 0; a < d; a++) {
-            const float* c = ws.syrk_out.data() + a * d;
-            for (int64_t b = a; b < d; b++) sq[SufficientStats::sq_index(a, b, d)] += double(c[b]);
-        }
+        add_second_moment_of_rows(m, ws, acc.sum_sq.data() + k * nsq);
     }
+}
+
+void EStepCpu::add_second_moment_of_rows(int64_t m, Workspace& ws, double* sq) const {
+    if (m == 0) return;
+    const int64_t d = model_.d;
+    ws.syrk_out.resize(size_t(d) * d);
+    detail::syrk_ata_upper(int(d), int(m), ws.zbuf.data(), ws.syrk_out.data());
+    for (int64_t a = 0; a < d; a++) {
+        const float* c = ws.syrk_out.data() + a * d;
+        for (int64_t b = a; b < d; b++) sq[SufficientStats::sq_index(a, b, d)] += double(c[b]);
+    }
+}
+
+void EStepCpu::flush_full_pairs(const VectorBlock& rows, Workspace& ws, StatsAccumulator& acc,
+                                std::mutex& deposit) const {
+    const int64_t K = model_.K, d = model_.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    const int64_t npairs = int64_t(ws.pair_r.size());
+    // Counting sort by component; stable, so each component's rows stay in row order.
+    ws.pair_start.assign(size_t(K) + 1, 0);
+    for (int64_t t = 0; t < npairs; t++) ws.pair_start[size_t(ws.pair_k[t]) + 1]++;
+    for (int64_t k = 0; k < K; k++) ws.pair_start[k + 1] += ws.pair_start[k];
+    ws.pair_order.resize(size_t(npairs));
+    {
+        std::vector<int64_t>& next = ws.pair_start; // advanced to each component's end, then restored
+        for (int64_t t = 0; t < npairs; t++) ws.pair_order[size_t(next[ws.pair_k[t]]++)] = int32_t(t);
+        for (int64_t k = K; k > 0; k--) next[k] = next[k - 1];
+        next[0] = 0;
+    }
+    ws.zbuf.resize(size_t(block_size_) * d);
+    ws.row_buf.resize(d);
+    ws.moment.resize(size_t(nsq));
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t t0 = ws.pair_start[k], t1 = ws.pair_start[k + 1];
+        if (t0 == t1) continue;
+        const float* mu = model_.means.data() + k * d;
+        std::fill(ws.moment.begin(), ws.moment.end(), 0.0);
+        // One syrk per sub-block of block_size_ rows, in order, as accumulate_full_block
+        // does: the same products and the same double sums as the non-deferred path.
+        for (int64_t t = t0; t < t1;) {
+            const int64_t sub = ws.pair_row[ws.pair_order[t]] / block_size_;
+            int64_t m = 0;
+            for (; t < t1 && ws.pair_row[ws.pair_order[t]] / block_size_ == sub; t++, m++) {
+                const int32_t p = ws.pair_order[t];
+                float* x = ws.row_buf.data();
+                rows.row_to_float(ws.pair_row[p], x);
+                for (int64_t j = 0; j < d; j++) x[j] -= center_[j]; // as process_block's features
+                scaled_difference(x, mu, ws.pair_r[p], d, ws.zbuf.data() + m * d);
+            }
+            add_second_moment_of_rows(m, ws, ws.moment.data());
+        }
+        std::lock_guard<std::mutex> lock(deposit);
+        acc.add_second_moment(k, ws.moment.data());
+    }
+    ws.pair_row.clear();
+    ws.pair_k.clear();
+    ws.pair_r.clear();
 }
 
 void EStepCpu::check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const {
@@ -725,7 +824,11 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
     if (rows.n == 0) return;
     const int64_t nblocks = (rows.n + block_size_ - 1) / block_size_;
     for_each_block(
-            nblocks, [&](Workspace& ws) { ws.stats.reset(model_.K, model_.d, model_.covariance_type); },
+            nblocks,
+            [&](Workspace& ws) {
+                ws.stats.reset(model_.K, model_.d, model_.covariance_type);
+                ws.defer_full_pairs = false;
+            },
             [&](Workspace& ws, int64_t b) {
                 const int64_t i0 = b * block_size_;
                 process_block(rows.slice(i0, std::min<int64_t>(block_size_, rows.n - i0)), ws, nullptr, nullptr);
@@ -742,20 +845,41 @@ void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator
     // lock: a deposit is a few ms next to a block's E-step) rather than into
     // per-thread copies of its limbs (4 limbs + scales per value: 100 MiB a
     // copy for full covariances at K = 256, d = 128).
+    //
+    // Full covariances: the block's second moments (K·d(d+1)/2 doubles, 16 MiB at K = 256,
+    // d = 128) are not held per thread either. The block's non-zero responsibilities are
+    // listed while its sub-blocks run, then each component's second moment is summed
+    // over the listed rows (one syrk per sub-block, as accumulate() does) and deposited
+    // on its own. A dense block lists up to R·K pairs: past kFullDeferredPairs the list
+    // is flushed after the sub-block that crossed it. Where the flushes fall depends on
+    // the block's rows alone, so the deposits are still a function of the block.
     const int64_t R = kReproducibleBlockRows;
     const int64_t nblocks = (rows.n + R - 1) / R;
+    const bool full = model_.covariance_type == CovarianceType::Full;
     std::mutex deposit;
     for_each_block(
-            nblocks, [](Workspace&) {},
+            nblocks, [&](Workspace& ws) { ws.defer_full_pairs = full; },
             [&](Workspace& ws, int64_t b) {
                 const int64_t r0 = b * R, rn = std::min<int64_t>(R, rows.n - r0);
-                ws.stats.reset(model_.K, model_.d, model_.covariance_type);
+                const VectorBlock block = rows.slice(r0, rn);
+                ws.stats.reset(model_.K, model_.d, model_.covariance_type, !full);
+                ws.pair_row.clear();
+                ws.pair_k.clear();
+                ws.pair_r.clear();
                 for (int64_t i0 = 0; i0 < rn; i0 += block_size_) {
-                    process_block(rows.slice(r0 + i0, std::min<int64_t>(block_size_, rn - i0)), ws, nullptr,
-                                  nullptr);
+                    ws.pair_row0 = i0;
+                    process_block(block.slice(i0, std::min<int64_t>(block_size_, rn - i0)), ws, nullptr, nullptr);
+                    if (full && int64_t(ws.pair_r.size()) >= kFullDeferredPairs) {
+                        flush_full_pairs(block, ws, acc, deposit);
+                    }
                 }
+                if (full) flush_full_pairs(block, ws, acc, deposit);
                 std::lock_guard<std::mutex> lock(deposit);
-                acc.add(ws.stats);
+                if (full) {
+                    acc.add_first_moments(ws.stats);
+                } else {
+                    acc.add(ws.stats);
+                }
             });
 }
 

@@ -11,13 +11,19 @@
 // responsibility. The product runs a group of components at a time, so its
 // output stays in cache (full_scratch_floats per thread, not block_size · K·d),
 // and in bands of columns of U_k: band [j0, j1) needs only x's first j1
-// coordinates (U_k is upper triangular), which skips most of the zeros.
-// Memory O(threads · (full_scratch_floats + K·d²) + K·d²).
+// coordinates (U_k is upper triangular), which skips most of the zeros. The
+// factors are held once, in that banded layout (no copy of the model's U_k).
+// Memory: O(K·d²) for the factors, plus per thread O(full_scratch_floats +
+// block_size·K + d²) and, for accumulate(), its K·d(d+1)/2 double sums; the
+// reproducible path holds no per-thread second moments (accumulate_reproducible:
+// they are deposited component by component, from at most kFullDeferredPairs
+// listed responsibilities per thread).
 // Blocks run in parallel (OpenMP) with per-thread accumulators that are summed
 // in thread order, so results are deterministic for a fixed thread count.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "EStep.h"
@@ -32,6 +38,10 @@ class EStepCpu : public EStep {
     static constexpr int64_t kDefaultFullScratchFloats = int64_t(1) << 18;
     /// Full covariances: columns of U_k per band of the product (see above).
     static constexpr int64_t kFullBandColumns = 32;
+    /// Full covariances, accumulate_reproducible: non-zero responsibilities listed per
+    /// thread before their second moments are flushed (16 bytes each: 2 MiB). A block
+    /// of sparse responsibilities (a few per row) stays far below it: one flush.
+    static constexpr int64_t kFullDeferredPairs = int64_t(1) << 17;
 
     /// block_size: rows per block (≥ 1). nthreads ≤ 0: omp_get_max_threads().
     /// full_scratch_floats (≥ 1): see kDefaultFullScratchFloats. Part of the
@@ -55,7 +65,6 @@ class EStepCpu : public EStep {
     /// exactly 0 (their total effect on any statistic is < K · 1e-12 relative).
     static constexpr float kNegligibleLogRatio = -27.63f; // log(1e-12)
 
-    const GmmModel& model() const { return model_; }
 
   private:
     struct Workspace; // per-thread block buffers and accumulators, kept across calls
@@ -71,7 +80,12 @@ class EStepCpu : public EStep {
     void check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const;
     void process_block(const VectorBlock& rows, Workspace& ws, float* log_resp, float* loglik) const;
     void accumulate_full_block(int64_t B, Workspace& ws) const;
-    void set_full_model();
+    /// Full: adds Σ z zᵀ over the m rows z of ws.zbuf (upper triangle, packed as sum_sq) to sq.
+    void add_second_moment_of_rows(int64_t m, Workspace& ws, double* sq) const;
+    /// Full, accumulate_reproducible: deposits the second moments of the pairs listed in ws
+    /// (rows of `rows`, one reproducible block) into acc, component by component, and clears the list.
+    void flush_full_pairs(const VectorBlock& rows, Workspace& ws, StatsAccumulator& acc, std::mutex& deposit) const;
+    void set_full_model(const GmmModel& model);
     /// Full covariances: the per-thread product of one component group, band by
     /// band, into ws.proj (layout: see full_group_log_densities in the .cpp).
     void full_group_product(int64_t B, int64_t k0, int64_t ng, Workspace& ws) const;
@@ -79,7 +93,7 @@ class EStepCpu : public EStep {
     std::vector<std::unique_ptr<Workspace>> workspaces_;
     int block_size_;
     int nthreads_;
-    GmmModel model_;
+    GmmModel model_;                    // full: without its factors (variances empty), see gemm_weights_
     std::vector<float> center_;         // d, zeros when none
     // Precomputed per-model terms (see GmmModel::log_constants).
     std::vector<float> gemm_weights_;   // spherical: μ (K×d); diagonal: [μ/σ², −1/(2σ²)] (K×2d); full: banded, see set_full_model

@@ -12,11 +12,12 @@ constexpr double kLog2Pi = 1.8378770664093454835606594728112; // log(2π)
 
 namespace {
 
-/// The full-covariance terms (see full_log_density_error in the header).
-ExactLogDensity exact_log_density_full(const GmmModel& model, const float* center, ExactLogDensity& e) {
+/// The full-covariance terms (see full_log_density_error in the header). No copy of
+/// the U_k: the exact recomputation widens the float factors as it reads them (a
+/// double copy was K·d² doubles, 32 MiB at K = 256, d = 128).
+void exact_log_density_full(const GmmModel& model, const float* center, ExactLogDensity& e) {
     const int64_t K = model.K, d = model.d;
     const double u = std::ldexp(1.0, -24), gamma = double(d + 1) * u / (1 - double(d + 1) * u);
-    e.exact_inv_var.assign(model.variances.begin(), model.variances.end()); // U_k in double
     const std::vector<double> c = model.log_constants();
     for (int64_t k = 0; k < K; k++) {
         double fro = 0, mu_sq = 0;
@@ -33,7 +34,6 @@ ExactLogDensity exact_log_density_full(const GmmModel& model, const float* cente
         e.err_slope[k] = float(gamma * (1 + u) * std::sqrt(fro));
         e.err_offset[k] = float(u * (1 + u) * std::sqrt(mu_sq) * std::sqrt(fro));
     }
-    return e;
 }
 
 } // namespace
@@ -53,8 +53,11 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center) {
     e.mean_sq.resize(K);
     e.trace_var.resize(K);
     e.exact_means.resize(size_t(K) * d);
+    if (e.full) {
+        exact_log_density_full(model, center, e);
+        return e;
+    }
     e.exact_inv_var.resize(model.variances.size());
-    if (e.full) return exact_log_density_full(model, center, e);
     for (int64_t k = 0; k < K; k++) {
         double log_det = 0, max_inv = 0, mu_term = 0, mu_sq = 0, trace = 0;
         for (int64_t j = 0; j < d; j++) {

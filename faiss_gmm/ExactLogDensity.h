@@ -76,7 +76,7 @@ struct ExactLogDensity {
     std::vector<double> exact_const; ///< log w_k − ½ Σ_j log(2π σ²_kj), in double
     std::vector<float> quad_const;   ///< the same in float (term = quad_const − log p)
     std::vector<double> exact_means; ///< K × d: μ_k + center (the rows' own frame), in double
-    std::vector<double> exact_inv_var; ///< 1/σ²: K (spherical) or K × d; full: U_k (K × d × d)
+    std::vector<double> exact_inv_var; ///< 1/σ²: K (spherical) or K × d; full: empty (the model's float U_k serve)
     std::vector<double> mean_sq;     ///< K: ‖μ_k‖² in the E-step's frame
     std::vector<double> trace_var;   ///< K: Σ_j σ²_kj
 };

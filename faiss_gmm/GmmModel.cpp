@@ -338,12 +338,16 @@ void GmmModel::precision_mean_projections(std::vector<float>& mean_proj) const {
 
 GmmModel GmmModel::translated(const float* offset) const {
     GmmModel m = *this;
+    m.translate(offset);
+    return m;
+}
+
+void GmmModel::translate(const float* offset) {
     for (int64_t k = 0; k < K; k++) {
         for (int64_t j = 0; j < d; j++) {
-            m.means[k * d + j] = float(double(means[k * d + j]) + double(offset[j]));
+            means[k * d + j] = float(double(means[k * d + j]) + double(offset[j]));
         }
     }
-    return m;
 }
 
 } // namespace faiss_gmm

@@ -88,6 +88,8 @@ struct GmmModel {
     /// The same model with means shifted by +offset (d values): used to move a
     /// model trained on centered data back to the data's frame.
     GmmModel translated(const float* offset) const;
+    /// The same in place (no copy of the covariance parameters).
+    void translate(const float* offset);
 };
 
 } // namespace faiss_gmm

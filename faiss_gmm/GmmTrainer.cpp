@@ -188,7 +188,7 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     }
 
     // ---- EM ----
-    SufficientStats stats(K, d, cov);
+    SufficientStats stats; // sized by exact_stats.result(), released after each M-step
     StatsAccumulator exact_stats(K, d, cov);
     std::mt19937_64 split_rng{uint64_t(p.seed) + 7};
     double prev_loglik = -INFINITY;
@@ -255,6 +255,10 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         st.nfloored = m.nfloored;
         st.imbalance_factor = m.imbalance_factor;
         st.nsplit = em::reseed_empty(m, stats, split_rng, model);
+        // Not needed until the next E-step's result(): freed while that E-step runs, so
+        // the two never coexist with its working memory (K·d(d+1)/2 doubles for full
+        // covariances, 16 MiB at K = 256, d = 128).
+        stats = SufficientStats();
 
         st.time_s = seconds_since(t_start);
         iteration_stats.push_back(st);
@@ -308,7 +312,8 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
                                            std::to_string(v[2]);
                                 });
     }
-    return model.translated(center.data());
+    model.translate(center.data());
+    return model;
 }
 
 } // namespace faiss_gmm

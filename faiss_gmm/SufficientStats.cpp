@@ -9,7 +9,7 @@
 
 namespace faiss_gmm {
 
-void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type) {
+void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type, bool with_second_moments) {
     K = K_;
     d = d_;
     covariance_type = type;
@@ -17,7 +17,11 @@ void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type) {
     loglik = 0;
     nk.assign(K, 0.0);
     sum_x.assign(size_t(K) * d, 0.0);
-    sum_sq.assign(size_t(K * nsq_of(type, d)), 0.0);
+    if (with_second_moments) {
+        sum_sq.assign(size_t(K * nsq_of(type, d)), 0.0);
+    } else {
+        std::vector<double>().swap(sum_sq); // released, not only emptied
+    }
 }
 
 void SufficientStats::clear() {
@@ -139,16 +143,41 @@ void StatsAccumulator::clear() {
     values_.clear();
 }
 
-void StatsAccumulator::add(const SufficientStats& p) {
+void StatsAccumulator::check_shape(const SufficientStats& p, const char* what) const {
     if (p.K != K_ || p.d != d_ || p.covariance_type != type_) {
-        throw std::invalid_argument("StatsAccumulator::add: the partial's shape differs from the accumulator's");
+        throw std::invalid_argument(std::string("StatsAccumulator::") + what +
+                                    ": the partial's shape differs from the accumulator's");
     }
+}
+
+void StatsAccumulator::add_first_moment_segments(const SufficientStats& p) {
     n_ += p.n;
     loglik_.add(0, p.loglik);
     values_.add_segment(0, p.nk.data(), p.nk.size());
     values_.add_segment(p.nk.size(), p.sum_x.data(), p.sum_x.size());
+}
+
+void StatsAccumulator::add(const SufficientStats& p) {
+    check_shape(p, "add");
+    add_first_moment_segments(p);
     values_.add_segment(p.nk.size() + p.sum_x.size(), p.sum_sq.data(), p.sum_sq.size());
     values_.done();
+}
+
+void StatsAccumulator::add_first_moments(const SufficientStats& p) {
+    check_shape(p, "add_first_moments");
+    add_first_moment_segments(p);
+    values_.done();
+}
+
+void StatsAccumulator::add_second_moment(int64_t k, const double* values) {
+    if (k < 0 || k >= K_) {
+        throw std::out_of_range("StatsAccumulator::add_second_moment: component " + std::to_string(k) +
+                                " outside [0, " + std::to_string(K_) + ")");
+    }
+    const size_t nsq = size_t(SufficientStats::nsq_of(type_, d_));
+    values_.add_segment(size_t(K_) + size_t(K_) * size_t(d_) + size_t(k) * nsq, values, nsq);
+    values_.done(); // one addition to these values: counts toward the carries like a partial
 }
 
 void StatsAccumulator::merge(const StatsAccumulator& o) {

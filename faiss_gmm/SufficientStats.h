@@ -40,8 +40,13 @@ struct SufficientStats {
     static int64_t sq_index(int64_t i, int64_t j, int64_t d) { return i * d - i * (i - 1) / 2 + (j - i); }
 
     SufficientStats() = default;
-    SufficientStats(int64_t K, int64_t d, CovarianceType type) { reset(K, d, type); }
-    void reset(int64_t K, int64_t d, CovarianceType type);
+    SufficientStats(int64_t K, int64_t d, CovarianceType type, bool with_second_moments = true) {
+        reset(K, d, type, with_second_moments);
+    }
+    /// Zeroed statistics of this shape. with_second_moments = false leaves sum_sq empty:
+    /// a partial whose second moments go to a StatsAccumulator component by component
+    /// (add_second_moment), not held K·d(d+1)/2 at a time.
+    void reset(int64_t K, int64_t d, CovarianceType type, bool with_second_moments = true);
     void clear(); ///< zero every value, keep the shape
     /// Adds other (same shape, else std::invalid_argument).
     void add(const SufficientStats& other);
@@ -76,6 +81,13 @@ class StatsAccumulator {
     void clear();
     /// Adds a partial (same shape). Its values must be finite.
     void add(const SufficientStats& partial);
+    /// Adds a partial's row count, log-likelihood, N_k and Σ r x; its sum_sq is not
+    /// read (it may be empty: SufficientStats::reset without second moments).
+    void add_first_moments(const SufficientStats& partial);
+    /// Adds one component's second moment (SufficientStats::nsq_of values, as in
+    /// sum_sq), e.g. over one reproducible block: the same grids as add(), so the sums
+    /// stay a function of the values added, whatever their order or grouping.
+    void add_second_moment(int64_t k, const double* values);
     void merge(const StatsAccumulator& other);
     /// Adds sums computed elsewhere as limbs (a GPU: the CUDA E-step's
     /// accumulate_reproducible): `rows` rows, the log-likelihood as
@@ -91,6 +103,8 @@ class StatsAccumulator {
     void result(SufficientStats& out) const;
 
   private:
+    void check_shape(const SufficientStats& partial, const char* what) const;
+    void add_first_moment_segments(const SufficientStats& partial);
     int64_t K_ = 0, d_ = 0;
     CovarianceType type_ = CovarianceType::Spherical;
     double n_ = 0;          // a row count: integers add exactly in double

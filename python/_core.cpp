@@ -619,17 +619,19 @@ PYBIND11_MODULE(_core, m) {
 
     // ---- GaussianMixture engine ----
     m.def("fit",
-          [](const py::array& x, int64_t K, const GmmParams& params, std::optional<GmmModel> initial) {
+          // initial by pointer and the result moved: no copies of the models (K·d² floats
+          // each for full covariances) beside the trainer's own.
+          [](const py::array& x, int64_t K, const GmmParams& params, const GmmModel* initial) {
               Rows rows = check_rows(x, "fit");
               auto src = make_source(rows, params.device != Device::Cpu);
               GmmTrainer trainer(params);
               GmmModel model;
               {
                   py::gil_scoped_release release;
-                  model = trainer.fit(*src, K, initial ? &*initial : nullptr);
+                  model = trainer.fit(*src, K, initial);
               }
               py::dict r;
-              r["model"] = model;
+              r["model"] = py::cast(std::move(model));
               r["iteration_stats"] = trainer.iteration_stats;
               r["n_iter"] = trainer.n_iter;
               r["converged"] = trainer.converged;

@@ -141,6 +141,23 @@ TEST(ReproducibleSum, FixedPointLimbsSurviveASumOverRanks) {
     for (size_t i = 0; i < n; i++) EXPECT_EQ(ranks[0].value(i), one.value(i));
 }
 
+namespace {
+
+/// A plausible partial of one 4096-row block: second moments of either sign for full
+/// covariances (off-diagonal entries), positive for the others.
+SufficientStats random_block_partial(int64_t K, int64_t d, CovarianceType type, std::mt19937_64& rng) {
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    SufficientStats p(K, d, type);
+    p.n = 4096;
+    p.loglik = -1e4 * (1.5 + u(rng));
+    for (auto& v : p.nk) v = 2048 * (1 + u(rng));
+    for (auto& v : p.sum_x) v = 3e4 * u(rng);
+    for (auto& v : p.sum_sq) v = 1e6 * (type == CovarianceType::Full ? u(rng) : 1 + u(rng));
+    return p;
+}
+
+} // namespace
+
 TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     // The CUDA E-step's contract (gpu/detail/ReproducibleLimbs.h): each worker cuts its block
     // partials into limbs on the accumulator's grids (the integers FixedPointSums / ExactSums
@@ -148,17 +165,8 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     // every worker's limbs. Same bits as adding the partials one by one, for any split.
     const int64_t K = 3, d = 4;
     std::mt19937_64 rng(11);
-    std::uniform_real_distribution<double> u(-1.0, 1.0);
     std::vector<SufficientStats> partials;
-    for (int b = 0; b < 60; b++) {
-        SufficientStats p(K, d, CovarianceType::Spherical);
-        p.n = 4096;
-        p.loglik = -1e4 * (1.5 + u(rng));
-        for (auto& v : p.nk) v = 2048 * (1 + u(rng));
-        for (auto& v : p.sum_x) v = 3e4 * u(rng);
-        for (auto& v : p.sum_sq) v = 1e6 * (1 + u(rng));
-        partials.push_back(p);
-    }
+    for (int b = 0; b < 60; b++) partials.push_back(random_block_partial(K, d, CovarianceType::Spherical, rng));
     StatsAccumulator direct(K, d, CovarianceType::Spherical);
     direct.set_row_bounds(8.0, 600.0);
     for (const auto& p : partials) direct.add(p);
@@ -216,6 +224,44 @@ TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
     for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], 2 * limbs[t]) << "limb slot " << t;
     sums.clear();
     for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], 0.0) << "limb slot " << t;
+}
+
+TEST(ReproducibleSum, SecondMomentsAddedByComponentAreTheSameBits) {
+    // The full-covariance CPU E-step deposits a block's N_k and Σ r x (add_first_moments)
+    // apart from each component's second moment (add_second_moment), so that no partial
+    // holds all K·d(d+1)/2 of them: the same values on the same grids, so the same bits as
+    // add() of whole partials, whatever the order of the components.
+    const int64_t K = 5, d = 3, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    std::mt19937_64 rng(12);
+    StatsAccumulator whole(K, d, CovarianceType::Full), by_component(K, d, CovarianceType::Full);
+    whole.set_row_bounds(8.0, 600.0);
+    by_component.set_row_bounds(8.0, 600.0);
+    for (int b = 0; b < 40; b++) {
+        const SufficientStats p = random_block_partial(K, d, CovarianceType::Full, rng);
+        whole.add(p);
+        for (int64_t t = 0; t < K; t++) {
+            const int64_t k = (t * 3 + b) % K; // another order each block
+            by_component.add_second_moment(k, p.sum_sq.data() + k * nsq);
+        }
+        SufficientStats first(K, d, CovarianceType::Full, false);
+        first.n = p.n;
+        first.loglik = p.loglik;
+        first.nk = p.nk;
+        first.sum_x = p.sum_x;
+        EXPECT_TRUE(first.sum_sq.empty());
+        by_component.add_first_moments(first);
+    }
+    SufficientStats want, got;
+    whole.result(want);
+    by_component.result(got);
+    EXPECT_EQ(got.n, want.n);
+    EXPECT_EQ(got.loglik, want.loglik);
+    EXPECT_EQ(got.nk, want.nk);
+    EXPECT_EQ(got.sum_x, want.sum_x);
+    EXPECT_EQ(got.sum_sq, want.sum_sq);
+    EXPECT_THROW(by_component.add_second_moment(K, want.sum_sq.data()), std::out_of_range);
+    EXPECT_THROW(by_component.add_first_moments(SufficientStats(K + 1, d, CovarianceType::Full)),
+                 std::invalid_argument);
 }
 
 TEST(ReproducibleSum, ScaleExponentIsTheNextPowerOfTwo) {
