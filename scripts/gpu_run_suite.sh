@@ -3,8 +3,8 @@
 # $SHARDS gtest shards run side by side, 8 by default: its float64 references and bounds are CPU work;
 # 4 shards of 150 s did not finish it on a 16-core H100 machine), compute-sanitizer
 # memcheck and racecheck on the Sanitizer* cases of each binary, then the main benchmark shape
-# (1M x 1024 x 128: spherical Hopper fast / accurate with ordinary and reproducible sums, diagonal
-# Hopper fast, full covariances fused fast / accurate). Prebuilt binaries come from $BIN (built
+# (1M x 1024 x 128: spherical Hopper fast / accurate with ordinary and reproducible sums; 4M x 256 and
+# 1M x 16384 spherical; diagonal Hopper fast; full covariances fused fast / accurate, reproducible too). Prebuilt binaries come from $BIN (built
 # here with -DFAISS_GMM_CUDA_ARCHITECTURES="80;90a"), siftsmall from $D/shared/datasets/siftsmall:
 #   run(command="bash .device-carry/suite/scripts/gpu_run_suite.sh", carry=[".device-carry/suite"])
 # Logs go to $OUT (the device tool's folder); the exit status is 1 when anything failed.
@@ -46,7 +46,10 @@ echo "== compute-sanitizer (memcheck and racecheck, side by side)"
 pids=()
 for spec in "memcheck test_estep_cuda *SanitizerSmall" "memcheck test_estep_cuda *SanitizerReproducible" \
             "racecheck test_estep_cuda *SanitizerReproducible" "memcheck test_estep_cuda_exact *SanitizerExact" \
-            "memcheck test_estep_cuda_full *SanitizerFull" "racecheck test_estep_cuda_full *SanitizerFull"; do
+            "racecheck test_estep_cuda *SanitizerSmall" \
+            "memcheck test_estep_cuda_full *SanitizerFull" "racecheck test_estep_cuda_full *SanitizerFull" \
+            "memcheck test_estep_cuda_full *SanitizerReproducibleFull" \
+            "racecheck test_estep_cuda_full *SanitizerReproducibleFull"; do
   set -- $spec
   log="$OUT/san_$1_$2_${3//\*/}.log"
   timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool "$1" --error-exitcode 3 "$BIN/$2" --gtest_filter="$3" >"$log" 2>&1 &
@@ -62,11 +65,14 @@ if [ "${BENCH:-1}" = 1 ]; then
   echo "== bench_estep_cuda: 1M x 1024 x 128 spherical (shape 0), ordinary and reproducible sums"
   timeout 40 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 0 --reproducible --modes hopper-fast,hopper-accurate \
       2>&1 | tee "$OUT/bench_sph.log" | grep -vE "^\s*$" | tail -12 || rc=1
+  echo "== bench_estep_cuda: spherical 4M x 256 and 1M x 16384 x 128 (shapes 11, 12: one pass at small K, two passes)"
+  timeout 60 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 11,12 --modes hopper-fast,hopper-accurate \
+      2>&1 | tee "$OUT/bench_k.log" | grep -vE "^\s*$" | tail -8 || rc=1
   echo "== bench_estep_cuda: diagonal 1M x 1024 x 128 (shape 1)"
   timeout 25 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes fast-tf32,hopper-fast \
       2>&1 | tee "$OUT/bench_diag.log" | grep -vE "^\s*$" | tail -8 || rc=1
   echo "== bench_estep_cuda_full: 1M x 1024 x 128"
-  timeout 40 "$BIN/bench_estep_cuda_full" --reps 3 --shapes 1000000x1024x128 2>&1 | tee "$OUT/bench_full.log" | tail -8 || rc=1
+  timeout 60 "$BIN/bench_estep_cuda_full" --reps 3 --shapes 1000000x1024x128 --reproducible 2>&1 | tee "$OUT/bench_full.log" | tail -8 || rc=1
 fi
 echo "total: $(( $(date +%s) - t0 )) s, rc $rc"
 # Every log in one archive (the device tool brings back at most 8 files).
