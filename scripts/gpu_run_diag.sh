@@ -15,17 +15,8 @@
 # siftsmall from D/shared/datasets/siftsmall; D defaults to this script's folder/.. . From a checkout
 # without this branch, copy them into an ignored folder, e.g.
 #   run(command="bash .device-carry/gpu-diag/scripts/gpu_run_diag.sh", carry=[".device-carry/gpu-diag"])
-set -u
-D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
-BIN=${BIN:-$D/bin}
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 STAGE=${STAGE:-check}
-export FAISS_GMM_SHARED_DIR=${FAISS_GMM_SHARED_DIR:-$D/shared}
-OUT=${OUT:-$D/out}
-mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
-rc=0
-t0=$(date +%s)
 echo "== host-only: test_model_encoding"
 "$BIN/test_model_encoding" --gtest_brief=1 2>&1 | tail -3
 # STAGE=final re-runs the quick ones only (the kernels are those STAGE=check tested; FILTER overrides).

@@ -10,16 +10,7 @@
 # siftsmall from D/shared/datasets/siftsmall; D defaults to this script's folder/.. . As with
 # gpu_run_arch.sh, from a checkout without this branch copy them into an ignored folder, e.g.
 #   run(command="bash .device-carry/wt-gpu/scripts/gpu_run_exact.sh", carry=[".device-carry/wt-gpu"])
-set -u
-D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
-BIN=${BIN:-$D/bin}
-export FAISS_GMM_SHARED_DIR=${FAISS_GMM_SHARED_DIR:-$D/shared}
-OUT=${OUT:-$D/out}
-mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
-rc=0
-t0=$(date +%s)
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 echo "== host-only: test_model_encoding"
 "$BIN/test_model_encoding" --gtest_brief=1 2>&1 | tail -2
 echo "== test_estep_cuda_exact"

@@ -10,16 +10,8 @@
 # (bench/gpu/) into an ignored folder D, e.g.
 #   run(command="bash .device-carry/gpu-full/scripts/gpu_run_full.sh", carry=[".device-carry/gpu-full"])
 # STAGES (default "test sanitizer bench research") selects stages; "test sanitizer" takes ~25 s.
-set -u
-D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
-BIN=${BIN:-$D/bin}
-OUT=${OUT:-$D/out}
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 STAGES=${STAGES:-test sanitizer bench research}
-mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
-rc=0
-t0=$(date +%s)
 for stage in $STAGES; do
   case $stage in
     test)

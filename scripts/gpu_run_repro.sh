@@ -16,15 +16,7 @@
 # script into an ignored folder:
 #   run(command="bash .device-carry/gpu-repro2/scripts/gpu_run_repro.sh", carry=[".device-carry/gpu-repro2"])
 # Logs go to $OUT; the exit status is 1 when anything failed.
-set -u
-D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
-BIN=${BIN:-$D/bin}
-OUT=${OUT:-$D/out}
-mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
-rc=0
-t0=$(date +%s)
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 summary() { grep -hE "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure$|Expected|Which is|^  Actual|bits" "$@" | cut -c1-220 | head -40; }
 
 echo "== benchmarks (alone on the GPU)"

@@ -8,16 +8,7 @@
 # here with -DFAISS_GMM_CUDA_ARCHITECTURES="80;90a"), siftsmall from $D/shared/datasets/siftsmall:
 #   run(command="bash .device-carry/suite/scripts/gpu_run_suite.sh", carry=[".device-carry/suite"])
 # Logs go to $OUT (the device tool's folder); the exit status is 1 when anything failed.
-set -u
-D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
-BIN=${BIN:-$D/bin}
-export FAISS_GMM_SHARED_DIR=${FAISS_GMM_SHARED_DIR:-$D/shared}
-OUT=${OUT:-$D/out}
-mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-rc=0
-t0=$(date +%s)
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 summary() { grep -hE "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure$|Expected|Which is|^  Actual" "$@" | cut -c1-200 | head -40; }
 
 echo "== host-only: test_model_encoding, test_full_model_encoding"

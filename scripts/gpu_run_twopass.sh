@@ -9,15 +9,7 @@
 # Prebuilt binaries in D/bin (test_estep_cuda, bench_estep_cuda, bench_estep_file; -DFAISS_GMM_CUDA_ARCHITECTURES=90a);
 # D defaults to this script's folder/.. . From another checkout, copy into an ignored folder and run e.g.
 #   run(command="bash .device-carry/gpu-twopass/scripts/gpu_run_twopass.sh", carry=[".device-carry/gpu-twopass"])
-set -u
-D=${D:-$(cd "$(dirname "$0")/.." && pwd)}
-BIN=${BIN:-$D/bin}
-OUT=${OUT:-$D/out}
-mkdir -p "$OUT"
-export PATH=/usr/local/cuda/bin:$PATH
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
-rc=0
-t0=$(date +%s)
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 for tool in racecheck memcheck; do
   timeout 60 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/test_estep_cuda" --gtest_filter='*SanitizerSmall' \
       >"$OUT/sanitizer_$tool.log" 2>&1
