@@ -18,13 +18,18 @@ select: from held-out results, the method with the lowest distinct cost at
 recall 0.9 and 0.95 (geometric mean) among the candidates whose memory is at
 most --max-mem entries per vector; prints its name.
 
+grid: one table over run_1m.sh --grid's rows (TAG-heldout.json, TAG-choice.txt,
+TAG-pairs-summary.json, TAG-qps500-pairs-summary.json, TAG-qps-load.txt in DIR).
+
 usage: report_1m.py report OUT --pairs label:method:ref,... [--png OUT.png] RESULT.json...
        report_1m.py select --candidates m1,m2,... [--max-mem 1.5] RESULT.json...
+       report_1m.py grid OUT.md --dir DIR TAG...
 """
 import argparse
 import csv
 import json
 import math
+import sys
 
 TARGETS = (0.9, 0.95, 0.99)
 
@@ -183,11 +188,56 @@ def select(args):
                 continue
             c = [at_recall(m["points"], "distinct", t)[0] for t in (0.9, 0.95)]
             g = math.sqrt(c[0] * c[1])
+            print(f"select: {name}: {m['ntotal'] / rep['nb']:.2f} entries per vector, distinct at recall 0.9 / 0.95 "
+                  f"{c[0]:.0f} / {c[1]:.0f}", file=sys.stderr)
             if g == g and g < best_cost:
                 best, best_cost = name, g
     if best is None:
         raise SystemExit("select: no candidate found in the results")
     print(best)
+
+
+def grid(args):
+    """One table over the grid rows run_1m.sh --grid wrote: the held-out candidates and the choice, the
+    official ratios (distinct / entries / lists probed) and the single-thread QPS ratios with the load."""
+    def cells(row, key):
+        return " / ".join(fmt(row[f"{key}@{t}"], row.get(f"{key.split('_')[0]}_bound@{t}", False)) for t in TARGETS)
+    lines = ["### Held-out selection (distinct computations per query at recall@10 0.9 / 0.95; the lowest "
+             "geometric mean at <= 1.5 entries per vector is chosen)", "",
+             "| row | candidate | entries per vector | distinct @0.9 / 0.95 | chosen |", "|---|---|---|---|---|"]
+    for tag in args.tags:
+        km, rec = open(f"{args.dir}/{tag}-choice.txt").read().split()
+        rep = load([f"{args.dir}/{tag}-heldout.json"])[0]
+        for m in rep["methods"]:
+            if m["method"] == "kmeans":
+                continue
+            c = [at_recall(m["points"], "distinct", t)[0] for t in (0.9, 0.95)]
+            lines.append(f"| {tag} | {m['method']} | {m['ntotal'] / rep['nb']:.2f} | {fmt(c[0], nd=0)} / "
+                         f"{fmt(c[1], nd=0)} | {'**yes**' if m['method'] in (km, rec) else ''} |")
+    lines += ["", "### Official queries: reference / method at recall@10 0.9 / 0.95 / 0.99 (> 1: the method is cheaper "
+              "or faster)", "",
+              "| row | comparison | method / reference | entries per vector | distinct | entries | lists probed "
+              "| 1-thread QPS (500 queries, 5 interleaved rounds) | load during timing (1 / 5 / 15 min) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for tag in args.tags:
+        costs = json.load(open(f"{args.dir}/{tag}-pairs-summary.json"))
+        try:
+            qps = {(r["method"], r["reference"]): r for r in json.load(open(f"{args.dir}/{tag}-qps500-pairs-summary.json"))}
+            loads = [ln.split("load average:")[1].strip() for ln in open(f"{args.dir}/{tag}-qps-load.txt")
+                     if "load average:" in ln]
+            load_txt = " → ".join(loads)
+        except FileNotFoundError:
+            qps, load_txt = {}, "not timed"
+        for r in costs:
+            q = qps.get((r["method"], r["reference"]))
+            lines.append(f"| {tag} | {r['label']} | {r['method']} / {r['reference']} | {r['mem_method']:.2f} / "
+                         f"{r['mem_reference']:.2f} | **{cells(r, 'distinct_ratio')}** | {cells(r, 'entries_ratio')} | "
+                         f"{cells(r, 'lists_ratio') if 'lists_ratio@0.9' in r else 'n/a'} | "
+                         f"{cells(q, 'qps_ratio') if q else 'n/a'} | {load_txt} |")
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
 
 
 def main():
@@ -202,8 +252,12 @@ def main():
     s.add_argument("--candidates", required=True)
     s.add_argument("--max-mem", type=float, default=1.5)
     s.add_argument("files", nargs="+")
+    g = sub.add_parser("grid")
+    g.add_argument("out")
+    g.add_argument("--dir", required=True)
+    g.add_argument("tags", nargs="+")
     a = ap.parse_args()
-    report(a) if a.cmd == "report" else select(a)
+    {"report": report, "select": select, "grid": grid}[a.cmd](a)
 
 
 if __name__ == "__main__":

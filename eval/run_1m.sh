@@ -182,6 +182,13 @@ if [ "$mode" = grid ]; then
             "$py" "$here/report_1m.py" report "$out/$tag-qps500-pairs" --pairs "$pairs" "$out/$tag-qps500.json"
         done
     fi
+    # One table over every row that has results (rows may come from separate invocations).
+    tags=()
+    for row in 4096-Flat 1024-SQ8 1024-Flat-diag; do
+        read -r _ _ _ tag _ <<< "$(grid_row "$row")"
+        [ -s "$out/$tag-pairs-summary.json" ] && [ -s "$out/$tag-choice.txt" ] && tags+=("$tag")
+    done
+    [ ${#tags[@]} -gt 0 ] && "$py" "$here/report_1m.py" grid "$out/debsift1m-grid-summary.md" --dir "$out" "${tags[@]}"
     exit 0
 fi
 
