@@ -12,11 +12,14 @@
 #               nlist 4096 Flat (FAISS's 256/list sample = all 1M rows), nlist 1024 SQ8, nlist 1024
 #               Flat with the diagonal GMM. Trained quantizers are kept in build-data/quantizer-cache
 #               and reused by the later runs of the same row (and by other rows that train the same one)
-#   --rows LIST     grid rows to run (default 4096-Flat,1024-SQ8,1024-Flat-diag)
+#   --rows LIST     grid rows to run (default 4096-Flat,1024-SQ8,1024-Flat-diag; also 1024-Flat-full: the full-
+#                   covariance GMM on a 32-per-list sample, costs only, no spill to choose, ~20 min)
 #   --phase P       grid only: costs (held-out selection + official costs), qps (the timing runs, after
 #                   costs), all (default). Run cost phases of several rows at once if you must, never a
 #                   qps phase beside anything else: it times single-thread searches
 #   --select-queries N  held-out queries used by the grid's selection runs (default 1000)
+#   --train-4096 N      training rows per list of the nlist 4096 row (default 256 = all 1M rows: ~40 min of
+#                       k-means alone when the 2-core VM is shared; 64 = 262,144 rows, nlist 1024's sample)
 #   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
 #               sample (256 per list) and on all 1M rows; k-means, GMM spherical, GMM diagonal;
 #               spill at 1.2 / 1.5 / 2.0 entries per vector by GMM posterior, k-means distance
@@ -40,6 +43,7 @@ mode=full
 phase=all
 rows=4096-Flat,1024-SQ8,1024-Flat-diag
 nsel=1000
+mp4096=256
 build=$root/build
 data=$root/build-data/debsift1m
 nq=2000
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
         --rows) rows=$2; shift 2 ;;
         --phase) phase=$2; shift 2 ;;
         --select-queries) nsel=$2; shift 2 ;;
+        --train-4096) mp4096=$2; shift 2 ;;
         -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -132,12 +137,13 @@ if [ "$mode" = grid ]; then
     cache=$root/build-data/quantizer-cache
     np1024g=4,6,8,12,16,24,32,48,64,96,128
     np4096g=8,12,16,24,32,48,64,96,128,192,256,384
-    grid_row() { # row name -> nlist code gmm (method base) tag np qps-np
+    grid_row() { # row name -> nlist code gmm (method base) tag np qps-np points-per-list
         case "$1" in
-            4096-Flat) echo "4096 Flat gmm debsift1m-IVF4096-Flat $np4096g 8,12,16,24,32,48,64,96,128,192,256" ;;
-            1024-SQ8) echo "1024 SQ8 gmm debsift1m-IVF1024-SQ8 $np1024g 4,6,8,12,16,24,32,48,64,96" ;;
-            1024-Flat-diag) echo "1024 Flat gmmdiag debsift1m-IVF1024-Flat-diag $np1024g 4,6,8,12,16,24,32,48,64,96" ;;
-            *) echo "run_1m.sh: unknown grid row $1 (4096-Flat, 1024-SQ8, 1024-Flat-diag)" >&2; return 1 ;;
+            4096-Flat) echo "4096 Flat gmm debsift1m-IVF4096-Flat$([ "$mp4096" = 256 ] || echo "-train$mp4096") $np4096g 8,12,16,24,32,48,64,96,128,192,256 $mp4096" ;;
+            1024-SQ8) echo "1024 SQ8 gmm debsift1m-IVF1024-SQ8 $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
+            1024-Flat-diag) echo "1024 Flat gmmdiag debsift1m-IVF1024-Flat-diag $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
+            1024-Flat-full) echo "1024 Flat gmmfull debsift1m-IVF1024-Flat-full-train32 $np1024g - 32" ;;
+            *) echo "run_1m.sh: unknown grid row $1 (4096-Flat, 1024-SQ8, 1024-Flat-diag, 1024-Flat-full)" >&2; return 1 ;;
         esac
     }
     load() { echo "$(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"; }
@@ -145,17 +151,38 @@ if [ "$mode" = grid ]; then
     for row in "${row_list[@]}"; do grid_row "$row" > /dev/null || exit 2; done
     if [ "$phase" != qps ]; then
         for row in "${row_list[@]}"; do
-            read -r nlist code g tag np _ <<< "$(grid_row "$row")"
+            read -r nlist code g tag np _ mp <<< "$(grid_row "$row")"
+            if [ "$g" = gmmfull ]; then
+                # Costs only, no spill (nothing to choose): do full covariances place the means better at
+                # all? Every method on a 32-per-list sample and 8 EM iterations: a full-covariance EM
+                # iteration at K = 1024, d = 128 took 110-190 s on the busy VM.
+                "$ev" "${official[@]}" --index "IVF{nlist},Flat" --nlist 1024 --nprobe "$np" --max-points-per-centroid 32 \
+                    --methods kmeans,gmm,gmmfull --gmm-verbose --gmm-niter 8 --max-queries 1000 --threads 2 \
+                    --timing-rounds 0 --stop-recall 0.995 --no-plot --quiet --out "$out" --tag "$tag"
+                "$py" "$here/report_1m.py" report "$out/$tag-pairs" --png "$out/$tag.png" "$out/$tag.json" \
+                    --pairs "(a) GMM full vs k-means:gmmfull:kmeans,(a) GMM spherical vs k-means:gmm:kmeans,(a') GMM full vs GMM spherical:gmmfull:gmm"
+                continue
+            fi
             # 256 per list (FAISS's default sample); at nlist 4096 that is more than the 1M rows: every row.
-            idx=(--index "IVF{nlist},$code" --nlist "$nlist" --nprobe "$np" --max-points-per-centroid 256
+            idx=(--index "IVF{nlist},$code" --nlist "$nlist" --nprobe "$np" --max-points-per-centroid "$mp"
                  --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
             rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5
+            if [ "$row" = 1024-Flat-diag ]; then
+                # Its k-means indexes are the headline's (IVF1024,Flat, 256/list), whose held-out choice is
+                # KM_BEST: not chosen again. 1.2x is no candidate for the diagonal GMM: at <= 1.5x it never won
+                # a held-out comparison at nlist 1024 (SOAR 1.2x 1.08 / 1.09, 1.5x 1.17 / 1.21 for k-means;
+                # GMM 1.11 / 1.11 against 1.19 / 1.24: results/debsift1m-heldout-screen-1024.md).
+                km_cand=
+                rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.5
+            fi
             echo "== $tag: held-out selection, $nsel queries ($(load))"
-            "$ev" "${heldout[@]}" --max-queries "$nsel" "${idx[@]}" --methods "kmeans,$km_cand,$rec_cand" \
+            "$ev" "${heldout[@]}" --max-queries "$nsel" "${idx[@]}" --methods "kmeans,${km_cand:+$km_cand,}$rec_cand" \
                 --gmm-verbose --tag "$tag-heldout" # trains (and caches) the quantizers: EM progress in the log
-            km=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates "$km_cand" "$out/$tag-heldout.json")
+            km=$KM_BEST
+            [ -z "$km_cand" ] ||
+                km=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates "$km_cand" "$out/$tag-heldout.json")
             rec=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates "$rec_cand" "$out/$tag-heldout.json")
             echo "$km $rec" > "$out/$tag-choice.txt"
             echo "== $tag: held-out choice: k-means spill $km, GMM recipe $rec; official run ($(load))"
@@ -168,12 +195,13 @@ if [ "$mode" = grid ]; then
     fi
     if [ "$phase" != costs ]; then
         for row in "${row_list[@]}"; do
-            read -r nlist code g tag _ npq <<< "$(grid_row "$row")"
+            read -r nlist code g tag _ npq mp <<< "$(grid_row "$row")"
+            [ "$g" = gmmfull ] && continue # costs only
             read -r km rec < "$out/$tag-choice.txt"
             echo "== $tag: single-thread QPS, 500 queries, 5 interleaved rounds" | tee "$out/$tag-qps-load.txt"
             { echo "before: $(uptime)"; } | tee -a "$out/$tag-qps-load.txt"
             "$ev" "${official[@]}" --max-queries 500 --index "IVF{nlist},$code" --nlist "$nlist" --nprobe "$npq" \
-                --max-points-per-centroid 256 --quantizer-cache "$cache" --methods "kmeans,$g,$km,$rec" \
+                --max-points-per-centroid "$mp" --quantizer-cache "$cache" --methods "kmeans,$g,$km,$rec" \
                 --stop-recall 0.995 --threads 1 --timing-rounds 5 --timing-queries 500 --no-plot --quiet \
                 --out "$out" --tag "$tag-qps500"
             { echo "after: $(uptime)"; } | tee -a "$out/$tag-qps-load.txt"
