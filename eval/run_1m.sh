@@ -169,7 +169,13 @@ if [ "$mode" = grid ]; then
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
             rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5
-            if [ "$row" = 1024-Flat-diag ]; then
+            if [ "$row" = 4096-Flat ]; then
+                # At nlist 4096 every SOAR add costs a pass of 1M x 4096 distances (as much as a k-means
+                # iteration): only the rules at 1.5x, the memory that won every held-out comparison at
+                # <= 1.5x at nlist 1024 (results/debsift1m-heldout-screen-1024.md).
+                km_cand=kmeans_spill1.5,kmeans_soar_spill1.5
+                rec_cand=${g}_spill1.5,${g}_soar_spill1.5
+            elif [ "$row" = 1024-Flat-diag ]; then
                 # Its k-means indexes are the headline's (IVF1024,Flat, 256/list), whose held-out choice is
                 # KM_BEST: not chosen again. 1.2x is no candidate for the diagonal GMM: at <= 1.5x it never won
                 # a held-out comparison at nlist 1024 (SOAR 1.2x 1.08 / 1.09, 1.5x 1.17 / 1.21 for k-means;
