@@ -21,7 +21,7 @@ most --max-mem entries per vector; prints its name.
 grid: one table over run_1m.sh --grid's rows (TAG-heldout.json, TAG-choice.txt,
 TAG-pairs-summary.json, TAG-qps500-pairs-summary.json, TAG-qps-load.txt in DIR).
 
-usage: report_1m.py report OUT --pairs label:method:ref,... [--png OUT.png] RESULT.json...
+usage: report_1m.py report OUT --pairs label:method:ref,... [--png OUT.png] [--no-qps] RESULT.json...
        report_1m.py select --candidates m1,m2,... [--max-mem 1.5] RESULT.json...
        report_1m.py grid OUT.md --dir DIR TAG...
 """
@@ -127,7 +127,7 @@ def report(args):
                                       for t in TARGETS)
         lines.append(f"| {r['index']} | {train} | {r['label']} | {r['method']} / {r['reference']} | "
                      f"{r['mem_method']:.2f} / {r['mem_reference']:.2f} | **{cell('distinct_ratio')}** | "
-                     f"{cell('entries_ratio')} | {cell('lists_ratio')} | {cell('qps_ratio')} | {r['mean_recall_gain']:+.4f} |")
+                     f"{cell('entries_ratio')} | {cell('lists_ratio')} | {'not timed' if args.no_qps else cell('qps_ratio')} | {r['mean_recall_gain']:+.4f} |")
     lines.append("")
     lines.append("Ratios: reference's distinct distance computations (list entries; time per query) / the method's at "
                  "the same recall@10 (> 1: the method is cheaper / faster), interpolated in log cost between nprobe "
@@ -247,6 +247,8 @@ def main():
     r.add_argument("out")
     r.add_argument("--pairs", required=True)
     r.add_argument("--png")
+    r.add_argument("--no-qps", action="store_true",
+                   help="the runs were not timed for QPS (e.g. 2 threads, overlapping runs): leave the column out")
     r.add_argument("files", nargs="+")
     s = sub.add_parser("select")
     s.add_argument("--candidates", required=True)
