@@ -3,7 +3,7 @@
 # (1M base x 128-d uint8 SIFT descriptors of Debian's photographs, 10K official queries,
 # 100K learn vectors; ../shared/datasets/debsift1m).
 #
-# usage: eval/run_1m.sh [--quick|--grid] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
+# usage: eval/run_1m.sh [--quick|--grid [--rows LIST] [--phase P] [--train-4096 N]] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
 #   --quick     the headline comparison at nlist 1024, IVF,Flat, 256-per-list training: k-means,
 #               GMM, the best k-means spill and the recommended recipe (<= 30 min on 2 cores)
 #   --grid      the rows beyond the headline, each with every setting chosen on its own held-out
@@ -62,7 +62,7 @@ while [ $# -gt 0 ]; do
         --phase) phase=$2; shift 2 ;;
         --select-queries) nsel=$2; shift 2 ;;
         --train-4096) mp4096=$2; shift 2 ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
