@@ -46,6 +46,9 @@ index and methods:
   --max-points-per-centroid N   training sample of k-means and GMM: nlist * N rows (default 256); 0 = every row
   --no-share-quantizers      retrain the coarse quantizer for every method (default: each kind once per run,
                              reused by its spill / probing variants; same seed, same result)
+  --quantizer-cache DIR      save each trained coarse quantizer in DIR and reuse it in later runs on the same
+                             base with the same training settings (checked: base CRC-32C, nlist, every
+                             setting; anything else trains again), e.g. a held-out run and the official one
   --gmm-device cpu|cuda|auto  E-step backend of the GMM methods (default cpu) ; --gmm-fast  fast GPU math (TF32)
   --gmm-verbose              EM progress
 measurement:
@@ -142,7 +145,7 @@ int eval_command(int argc, char** argv, const Invocation& inv) {
             "--dataset", "--base", "--query", "--gt", "--metric", "--name", "--data-root", "--max-base",
             "--max-queries", "--index", "--nlist", "--methods", "--nprobe", "--k", "--stop-recall", "--seed",
             "--kmeans-niter", "--gmm-niter", "--gmm-init-niter", "--gmm-tol", "--max-points-per-centroid",
-            "--gmm-device", "--threads", "--repeats", "--timing-rounds", "--timing-queries", "--out", "--tag", "--python"};
+            "--gmm-device", "--quantizer-cache", "--threads", "--repeats", "--timing-rounds", "--timing-queries", "--out", "--tag", "--python"};
     for (const auto& kv : opt) {
         bool ok = false;
         for (const auto& k : known) {
@@ -188,6 +191,10 @@ int eval_command(int argc, char** argv, const Invocation& inv) {
         p.gmm.fast_math = opt.count("--gmm-fast") > 0;
         p.max_points_per_centroid = int(to_int64("--max-points-per-centroid", get("--max-points-per-centroid", std::to_string(p.max_points_per_centroid))));
         p.share_quantizers = !opt.count("--no-share-quantizers");
+        p.quantizer_cache = get("--quantizer-cache", "");
+        if (!p.quantizer_cache.empty() && !p.share_quantizers) {
+            throw UsageError("--quantizer-cache reuses shared quantizers: it cannot go with --no-share-quantizers");
+        }
         p.search_threads = int(to_int64("--threads", get("--threads", "1")));
         p.search_repeats = int(to_int64("--repeats", get("--repeats", "1")));
         p.timing_rounds = int(to_int64("--timing-rounds", get("--timing-rounds", "0")));

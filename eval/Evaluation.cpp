@@ -5,17 +5,24 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iomanip>
 #include <map>
 #include <mutex>
+#include <sstream>
+#include <sys/stat.h>
 #include <regex>
 #include <stdexcept>
 
 #include <faiss/IndexIVF.h>
 #include <faiss/index_factory.h>
 
+#include <faiss_gmm/AtomicFile.h>
+#include <faiss_gmm/Crc32c.h>
 #include <faiss_gmm/GmmQuantizer.h>
 #include <faiss_gmm/IndexIVFSpill.h>
 #include <faiss_gmm/gmm_index_factory.h>
+#include <faiss_gmm/gmm_io.h>
 #include <faiss_gmm/ivf_lookup.h>
 #include <faiss_gmm/ivf_token.h>
 
@@ -197,7 +204,87 @@ TrainedQuantizer snapshot(const std::string& method, const faiss::Index* index) 
     return t;
 }
 
+// ---- the on-disk quantizer cache (EvalParams::quantizer_cache) ----
+// FILE = <folder>/<kind>-<64-bit FNV-1a of the key>.index holds the quantizer as write_gmm_index writes
+// it (a GmmQuantizer on its own, or FAISS's IndexFlat of the centroids); FILE.key holds the key, a line
+// "--", then who trained it and how long it took. A file is used only when its key is the one asked for,
+// byte for byte, so a changed base or setting is a miss (and overwrites the entry), never a wrong reuse.
+
+std::string cache_file(const std::string& folder, const std::string& key) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+    std::string kind = key.substr(0, key.find('\n'));
+    kind = kind.substr(kind.find('=') + 1);
+    for (char& c : kind) {
+        if (c == '/') c = '-';
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+    return folder + "/" + kind + "-" + hex + ".index";
+}
+
+// The cached quantizer for `key`, or false (no entry, or one written for another key).
+bool load_cached(const std::string& folder, const std::string& key, TrainedQuantizer* t) {
+    const std::string file = cache_file(folder, key);
+    std::ifstream kf(file + ".key");
+    if (!kf) return false;
+    std::stringstream all;
+    all << kf.rdbuf();
+    const std::string text = all.str();
+    const size_t sep = text.find("--\n");
+    if (sep != key.size() || text.compare(0, sep, key) != 0) return false;
+    std::unique_ptr<faiss::Index> q(read_gmm_index(file));
+    *t = TrainedQuantizer();
+    if (auto* g = dynamic_cast<const GmmQuantizer*>(q.get())) {
+        t->model = g->model;
+    } else if (auto* flat = dynamic_cast<const faiss::IndexFlat*>(q.get())) {
+        t->centroids.assign(flat->get_xb(), flat->get_xb() + size_t(flat->ntotal) * flat->d);
+    } else {
+        throw std::runtime_error(file + ": not a coarse quantizer of the quantizer cache");
+    }
+    std::string info = text.substr(sep + 3);
+    while (!info.empty() && info.back() == '\n') info.pop_back();
+    t->method = "cache: " + file + " (" + info + ")";
+    return true;
+}
+
+void save_cached(const std::string& folder, const std::string& key, const faiss::Index* index,
+                 const std::string& method, double train_s) {
+    mkdir(folder.c_str(), 0777); // may exist; the writes below say if it is unusable
+    const std::string file = cache_file(folder, key);
+    write_gmm_index(faiss_gmm::find_ivf(index)->quantizer, file);
+    std::ostringstream info;
+    info << key << "--\ntrained by " << method << " in " << std::fixed << std::setprecision(1) << train_s << " s\n";
+    const std::string text = info.str();
+    AtomicFile kf(file + ".key");
+    kf.write(text.data(), text.size());
+    kf.commit();
+}
+
 } // namespace
+
+std::string quantizer_cache_key(const faiss::Index* index, int64_t nb, uint32_t base_crc32c) {
+    const std::string kind = quantizer_key(index);
+    if (kind.empty()) return "";
+    std::ostringstream k;
+    k << std::setprecision(17);
+    k << "quantizer=" << kind << "\nbase=" << nb << " rows, crc32c " << base_crc32c << "\n";
+    const faiss::IndexIVF* ivf = faiss_gmm::find_ivf(index);
+    if (auto* q = dynamic_cast<const GmmQuantizer*>(ivf->quantizer)) {
+        const GmmParams& g = q->params;
+        k << "gmm: covariance " << to_string(g.covariance_type) << ", niter " << g.niter << ", tol " << g.tol
+          << ", seed " << g.seed << ", init " << to_string(g.init) << ", init_niter " << g.init_niter
+          << ", max_points_per_centroid " << g.max_points_per_centroid << ", min_variance_ratio "
+          << g.min_variance_ratio << ", reg_covar " << g.reg_covar << ", min_component_weight "
+          << g.min_component_weight << ", device " << to_string(g.device) << ", fast_math " << g.fast_math << "\n";
+    } else {
+        const faiss::ClusteringParameters& cp = ivf->cp;
+        k << "kmeans: niter " << cp.niter << ", nredo " << cp.nredo << ", seed " << cp.seed << ", spherical "
+          << cp.spherical << ", int_centroids " << cp.int_centroids << ", max_points_per_centroid "
+          << cp.max_points_per_centroid << ", metric " << int(ivf->metric_type) << "\n";
+    }
+    return k.str();
+}
 
 void register_method(const std::string& name, IndexMaker maker) {
     std::lock_guard<std::mutex> lock(registry_mutex);
@@ -457,11 +544,19 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
     report.train_threads = omp_get_max_threads();
     std::map<std::string, TrainedQuantizer> trained;
     std::vector<std::unique_ptr<faiss::Index>> kept; // for the timing rounds
+    const bool use_cache = p.share_quantizers && !p.quantizer_cache.empty();
+    const uint32_t base_crc = use_cache ? crc32c_extend(0, data.base.data.data(), data.base.data.size() * sizeof(float))
+                                        : 0;
     for (const auto& mk : makers) {
         MethodResult r;
         r.method = mk.first;
         std::unique_ptr<faiss::Index> index = mk.second(data.d(), p, &r.description);
         const std::string key = p.share_quantizers ? quantizer_key(index.get()) : "";
+        const std::string cache_key = use_cache ? quantizer_cache_key(index.get(), data.base.n, base_crc) : "";
+        if (!cache_key.empty() && !trained.count(key)) {
+            TrainedQuantizer from_disk;
+            if (load_cached(p.quantizer_cache, cache_key, &from_disk)) trained[key] = from_disk;
+        }
         auto cached = key.empty() ? trained.end() : trained.find(key);
         if (cached != trained.end() && install_cached(index.get(), cached->second)) {
             r.quantizer_from = cached->second.method;
@@ -478,7 +573,10 @@ EvalReport evaluate(const datasets::Dataset& data, const EvalParams& p) {
         double t0 = now_s();
         index->train(data.base.n, data.base.data.data());
         r.train_s = now_s() - t0;
-        if (!key.empty() && r.quantizer_from.empty()) trained[key] = snapshot(r.method, index.get());
+        if (!key.empty() && r.quantizer_from.empty()) {
+            trained[key] = snapshot(r.method, index.get());
+            if (!cache_key.empty()) save_cached(p.quantizer_cache, cache_key, index.get(), r.method, r.train_s);
+        }
         t0 = now_s();
         index->add(data.base.n, data.base.data.data());
         r.add_s = now_s() - t0;

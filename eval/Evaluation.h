@@ -39,6 +39,11 @@ struct EvalParams {
     GmmParams gmm;                     ///< EM settings of the GMM methods (covariance type is set per method)
     bool share_quantizers = true;      ///< train each kind of coarse quantizer (k-means, GMM, GMM diag) once per
                                        ///< evaluate() and give it to the spill / probing variants (same seed, same result)
+    std::string quantizer_cache;       ///< non-empty (and share_quantizers): a folder where each trained coarse
+                                       ///< quantizer is saved and from which a later evaluate() on the same base
+                                       ///< with the same training settings reloads it instead of training again
+                                       ///< (a study's held-out, official and timing runs train once); see
+                                       ///< quantizer_cache_key()
 
     int search_threads = 1;            ///< OpenMP threads of the timed searches (QPS); 0 = all. Training uses all.
     int search_repeats = 1;            ///< timed runs per sweep point; the fastest is kept
@@ -73,7 +78,8 @@ struct MethodResult {
     int64_t nlist = 0;
     int64_t ntotal = 0;          ///< entries in the lists (> base size with spill)
     double train_s = 0;          ///< IndexIVF::train wall time (all threads)
-    std::string quantizer_from;  ///< non-empty: the coarse quantizer was trained by that method (train_s: the rest only)
+    std::string quantizer_from;  ///< non-empty: the coarse quantizer was trained by that method, or read from the
+                                 ///< quantizer cache ("cache: FILE (trained by M in T s)") (train_s: the rest only)
     double add_s = 0;            ///< add wall time
     size_t invlists_bytes = 0;   ///< codes + ids of the inverted lists
     double imbalance = 0;        ///< nlist · Σ size² / N²
@@ -136,6 +142,13 @@ std::string with_ivf_suffix(const std::string& description, const std::string& s
 
 /// The nlist of the IVF<nlist> token of a description.
 int64_t nlist_of(const std::string& description);
+
+/// What a cached coarse quantizer must match to be reused (EvalParams::quantizer_cache): its kind
+/// ("kmeans/1024/128", "gmm-spherical/1024/128"), the base's size and CRC-32C of its float rows, and
+/// every training setting that `index` (a method's untrained index) carries: FAISS's clustering
+/// parameters for k-means, the GmmQuantizer's GmmParams for a GMM. Empty when the quantizer cannot be
+/// shared (pre-transforms, other quantizer types). One line per item, for the .key file beside the cache.
+std::string quantizer_cache_key(const faiss::Index* index, int64_t nb, uint32_t base_crc32c);
 
 /// Runs the whole evaluation. Index metric: L2 (Angular datasets are normalized
 /// on load). Throws std::invalid_argument for an unknown method, k larger than

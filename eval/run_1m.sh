@@ -3,15 +3,23 @@
 # (1M base x 128-d uint8 SIFT descriptors of Debian's photographs, 10K official queries,
 # 100K learn vectors; ../shared/datasets/debsift1m).
 #
-# usage: eval/run_1m.sh [--quick|--grid] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
+# usage: eval/run_1m.sh [--quick|--grid [--rows LIST] [--phase P] [--train-4096 N]] [--build DIR] [--data DIR] [--queries N] [--heldout N] [--out DIR]
 #   --quick     the headline comparison at nlist 1024, IVF,Flat, 256-per-list training: k-means,
 #               GMM, the best k-means spill and the recommended recipe (<= 30 min on 2 cores)
-#   --grid      the grid rows the 2-core VM can afford, each with the k-means spill and the recipe
-#               that the held-out queries chose at nlist 1024 (nothing re-chosen): GMM diagonal and
-#               SQ8 at nlist 1024 (256/list), full covariance at nlist 1024 (every method on a
-#               32-per-list sample, 8 EM iterations: full EM at K = 1024, d = 128 costs ~K*d^2 per row and
-#               iteration), nlist 4096 (64/list = 262,144 rows, nlist 1024's sample size);
-#               ~70 min on the 2-core VM
+#   --grid      the rows beyond the headline, each with every setting chosen on its own held-out
+#               queries (k-means spill: ratio / SOAR at 1.2-1.5x; GMM recipe: posterior / ratio /
+#               SOAR at 1.2-1.5x), then reported on the official ones, then single-thread QPS:
+#               nlist 4096 Flat (FAISS's 256/list sample = all 1M rows), nlist 1024 SQ8, nlist 1024
+#               Flat with the diagonal GMM. Trained quantizers are kept in build-data/quantizer-cache
+#               and reused by the later runs of the same row (and by other rows that train the same one)
+#   --rows LIST     grid rows to run (default 4096-Flat,1024-SQ8,1024-Flat-diag; also 1024-Flat-full: the full-
+#                   covariance GMM on a 32-per-list sample, costs only, no spill to choose, ~20 min)
+#   --phase P       grid only: costs (held-out selection + official costs), qps (the timing runs, after
+#                   costs), all (default). Run cost phases of several rows at once if you must, never a
+#                   qps phase beside anything else: it times single-thread searches
+#   --select-queries N  held-out queries used by the grid's selection runs (default 1000)
+#   --train-4096 N      training rows per list of the nlist 4096 row (default 256 = all 1M rows: ~40 min of
+#                       k-means alone when the 2-core VM is shared; 64 = 262,144 rows, nlist 1024's sample)
 #   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
 #               sample (256 per list) and on all 1M rows; k-means, GMM spherical, GMM diagonal;
 #               spill at 1.2 / 1.5 / 2.0 entries per vector by GMM posterior, k-means distance
@@ -32,6 +40,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 mode=full
+phase=all
+rows=4096-Flat,1024-SQ8,1024-Flat-diag
+nsel=1000
+mp4096=256
 build=$root/build
 data=$root/build-data/debsift1m
 nq=2000
@@ -46,10 +58,15 @@ while [ $# -gt 0 ]; do
         --queries) nq=$2; shift 2 ;;
         --heldout) nheld=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        --rows) rows=$2; shift 2 ;;
+        --phase) phase=$2; shift 2 ;;
+        --select-queries) nsel=$2; shift 2 ;;
+        --train-4096) mp4096=$2; shift 2 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
+case "$phase" in all|costs|qps) ;; *) echo "run_1m.sh: --phase is all, costs or qps, not $phase" >&2; exit 2 ;; esac
 ev=$build/eval/faiss-gmm-eval
 ds=$build/datasets/faiss-gmm-dataset
 for t in "$ev" "$ds"; do
@@ -105,36 +122,109 @@ if [ "$mode" = quick ]; then
     exit 0
 fi
 
-# --- grid: one row per question, settings carried over from the held-out choice at nlist 1024 ---
+# --- grid: one row per question, every setting chosen on that row's held-out queries ---
+# Per row: (1) held-out run of every candidate (costs only, --threads 2: no timing is read from it);
+# (2) report_1m.py select picks the best k-means spill and the best GMM recipe at <= 1.5 entries per
+# vector (spill rule: distance ratio, GMM posterior, SOAR; memory 1.2 or 1.5x; a temperature _T is
+# not a candidate: at a fixed budget it is a monotone map of the posterior ratio and picks the same
+# copies); (3) official run of k-means, the GMM, and the two choices (costs, 2,000 queries);
+# (4) the timing phase, after every row's costs: the same four methods on the first 500 official
+# queries, single thread, 5 interleaved timing rounds (the debsift1m-qps500 protocol), rows one after
+# another, `uptime` logged before and after each into <tag>-qps-load.txt. The coarse quantizers are
+# trained once (held-out run) and reloaded by the later runs (--quantizer-cache, keyed by the base's
+# CRC and every training setting).
 if [ "$mode" = grid ]; then
+    cache=$root/build-data/quantizer-cache
     np1024g=4,6,8,12,16,24,32,48,64,96,128
     np4096g=8,12,16,24,32,48,64,96,128,192,256,384
-    grid_run() { # tag, pairs, then the harness arguments
-        local tag=$1 pairs=$2
-        shift 2
-        echo "== $tag ($(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg))"
-        "$ev" "${official[@]}" "${common[@]}" --out "$out" --tag "$tag" "$@" # later options win
-        "$py" "$here/report_1m.py" report "$out/$tag-pairs" --pairs "$pairs" --png "$out/$tag.png" "$out/$tag.json"
+    grid_row() { # row name -> nlist code gmm (method base) tag np qps-np points-per-list
+        case "$1" in
+            4096-Flat) echo "4096 Flat gmm debsift1m-IVF4096-Flat$([ "$mp4096" = 256 ] || echo "-train$mp4096") $np4096g 8,12,16,24,32,48,64,96,128,192,256 $mp4096" ;;
+            1024-SQ8) echo "1024 SQ8 gmm debsift1m-IVF1024-SQ8 $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
+            1024-Flat-diag) echo "1024 Flat gmmdiag debsift1m-IVF1024-Flat-diag $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
+            1024-Flat-full) echo "1024 Flat gmmfull debsift1m-IVF1024-Flat-full-train32 $np1024g - 32" ;;
+            *) echo "run_1m.sh: unknown grid row $1 (4096-Flat, 1024-SQ8, 1024-Flat-diag, 1024-Flat-full)" >&2; return 1 ;;
+        esac
     }
-    soar_pairs="(b) recipe vs best k-means spill:gmm_soar_spill1.5:kmeans_soar_spill1.5"
-    soar_pairs+=",(c) recipe vs k-means no spill:gmm_soar_spill1.5:kmeans,(ref) k-means+SOAR vs none:kmeans_soar_spill1.5:kmeans"
-    grid_run debsift1m-IVF1024-Flat-diag \
-        "(a) GMM diag vs k-means:gmmdiag:kmeans,(b) GMM diag+SOAR vs k-means+SOAR:gmmdiag_soar_spill1.5:kmeans_soar_spill1.5,(c) GMM diag+SOAR vs k-means none:gmmdiag_soar_spill1.5:kmeans,(ref) k-means+SOAR vs none:kmeans_soar_spill1.5:kmeans" \
-        --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 256 \
-        --methods kmeans,gmmdiag,kmeans_soar_spill1.5,gmmdiag_soar_spill1.5
-    grid_run debsift1m-IVF1024-SQ8 "(a) GMM vs k-means:gmm:kmeans,$soar_pairs" \
-        --index "IVF{nlist},SQ8" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 256 \
-        --methods kmeans,gmm,kmeans_soar_spill1.5,gmm_soar_spill1.5
-    # Costs only (no timing rounds, 1,000 queries): the question is whether full covariances
-    # place the means better at all. 8 EM iterations for both GMMs: a full-covariance iteration
-    # took ~110 s on the busy VM (25 would not fit the session).
-    grid_run debsift1m-IVF1024-Flat-full-train32 \
-        "(a) GMM full vs k-means:gmmfull:kmeans,(a) GMM spherical vs k-means:gmm:kmeans,(a') GMM full vs GMM spherical:gmmfull:gmm" \
-        --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024g --max-points-per-centroid 32 \
-        --methods kmeans,gmm,gmmfull --gmm-verbose --gmm-niter 8 --max-queries 1000 --threads 2 --timing-rounds 0
-    grid_run debsift1m-IVF4096-Flat-train64 "(a) GMM vs k-means:gmm:kmeans,$soar_pairs" \
-        --index "IVF{nlist},Flat" --nlist 4096 --nprobe $np4096g --max-points-per-centroid 64 \
-        --methods kmeans,gmm,kmeans_soar_spill1.5,gmm_soar_spill1.5
+    load() { echo "$(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"; }
+    IFS=, read -r -a row_list <<< "$rows"
+    for row in "${row_list[@]}"; do grid_row "$row" > /dev/null || exit 2; done
+    if [ "$phase" != qps ]; then
+        for row in "${row_list[@]}"; do
+            read -r nlist code g tag np _ mp <<< "$(grid_row "$row")"
+            if [ "$g" = gmmfull ]; then
+                # Costs only, no spill (nothing to choose): do full covariances place the means better at
+                # all? Every method on a 32-per-list sample and 8 EM iterations: a full-covariance EM
+                # iteration at K = 1024, d = 128 took 110-190 s on the busy VM.
+                "$ev" "${official[@]}" --index "IVF{nlist},Flat" --nlist 1024 --nprobe "$np" --max-points-per-centroid 32 \
+                    --methods kmeans,gmm,gmmfull --gmm-verbose --gmm-niter 8 --max-queries 1000 --threads 2 \
+                    --timing-rounds 0 --stop-recall 0.995 --no-plot --quiet --out "$out" --tag "$tag"
+                "$py" "$here/report_1m.py" report "$out/$tag-pairs" --no-qps --png "$out/$tag.png" "$out/$tag.json" \
+                    --pairs "(a) GMM full vs k-means:gmmfull:kmeans,(a) GMM spherical vs k-means:gmm:kmeans,(a') GMM full vs GMM spherical:gmmfull:gmm"
+                continue
+            fi
+            # 256 per list (FAISS's default sample); at nlist 4096 that is more than the 1M rows: every row.
+            idx=(--index "IVF{nlist},$code" --nlist "$nlist" --nprobe "$np" --max-points-per-centroid "$mp"
+                 --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
+                 --out "$out")
+            km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
+            rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5
+            if [ "$row" = 4096-Flat ]; then
+                # At nlist 4096 every SOAR add costs a pass of 1M x 4096 distances (as much as a k-means
+                # iteration): only the rules at 1.5x, the memory that won every held-out comparison at
+                # <= 1.5x at nlist 1024 (results/debsift1m-heldout-screen-1024.md).
+                km_cand=kmeans_spill1.5,kmeans_soar_spill1.5
+                rec_cand=${g}_spill1.5,${g}_soar_spill1.5
+            elif [ "$row" = 1024-Flat-diag ]; then
+                # Its k-means indexes are the headline's (IVF1024,Flat, 256/list), whose held-out choice is
+                # KM_BEST: not chosen again. 1.2x is no candidate for the diagonal GMM: at <= 1.5x it never won
+                # a held-out comparison at nlist 1024 (SOAR 1.2x 1.08 / 1.09, 1.5x 1.17 / 1.21 for k-means;
+                # GMM 1.11 / 1.11 against 1.19 / 1.24: results/debsift1m-heldout-screen-1024.md).
+                km_cand=
+                rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.5
+            fi
+            echo "== $tag: held-out selection, $nsel queries ($(load))"
+            "$ev" "${heldout[@]}" --max-queries "$nsel" "${idx[@]}" --methods "kmeans,${km_cand:+$km_cand,}$rec_cand" \
+                --gmm-verbose --tag "$tag-heldout" # trains (and caches) the quantizers: EM progress in the log
+            km=$KM_BEST
+            [ -z "$km_cand" ] ||
+                km=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates "$km_cand" "$out/$tag-heldout.json")
+            rec=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates "$rec_cand" "$out/$tag-heldout.json")
+            echo "$km $rec" > "$out/$tag-choice.txt"
+            echo "== $tag: held-out choice: k-means spill $km, GMM recipe $rec; official run ($(load))"
+            "$ev" "${official[@]}" "${idx[@]}" --methods "kmeans,$g,$km,$rec" --tag "$tag"
+            pairs="(a) GMM vs k-means:$g:kmeans,(b) recipe vs best k-means spill:$rec:$km"
+            pairs+=",(c) recipe vs k-means no spill:$rec:kmeans,(ref) best k-means spill vs none:$km:kmeans"
+            # Costs runs: 2 threads, other rows beside them; their QPS is not a measurement (the timing phase is).
+            "$py" "$here/report_1m.py" report "$out/$tag-heldout-pairs" --no-qps --pairs "$pairs" "$out/$tag-heldout.json"
+            "$py" "$here/report_1m.py" report "$out/$tag-pairs" --no-qps --pairs "$pairs" --png "$out/$tag.png" \
+                "$out/$tag.json"
+        done
+    fi
+    if [ "$phase" != costs ]; then
+        for row in "${row_list[@]}"; do
+            read -r nlist code g tag _ npq mp <<< "$(grid_row "$row")"
+            [ "$g" = gmmfull ] && continue # costs only
+            read -r km rec < "$out/$tag-choice.txt"
+            echo "== $tag: single-thread QPS, 500 queries, 5 interleaved rounds" | tee "$out/$tag-qps-load.txt"
+            { echo "before: $(uptime)"; } | tee -a "$out/$tag-qps-load.txt"
+            "$ev" "${official[@]}" --max-queries 500 --index "IVF{nlist},$code" --nlist "$nlist" --nprobe "$npq" \
+                --max-points-per-centroid "$mp" --quantizer-cache "$cache" --methods "kmeans,$g,$km,$rec" \
+                --stop-recall 0.995 --threads 1 --timing-rounds 5 --timing-queries 500 --no-plot --quiet \
+                --out "$out" --tag "$tag-qps500"
+            { echo "after: $(uptime)"; } | tee -a "$out/$tag-qps-load.txt"
+            pairs="(a) GMM vs k-means:$g:kmeans,(b) recipe vs best k-means spill:$rec:$km"
+            pairs+=",(c) recipe vs k-means no spill:$rec:kmeans,(ref) best k-means spill vs none:$km:kmeans"
+            "$py" "$here/report_1m.py" report "$out/$tag-qps500-pairs" --pairs "$pairs" "$out/$tag-qps500.json"
+        done
+    fi
+    # One table over every row that has results (rows may come from separate invocations).
+    tags=()
+    for row in 4096-Flat 1024-SQ8 1024-Flat-diag; do
+        read -r _ _ _ tag _ <<< "$(grid_row "$row")"
+        [ -s "$out/$tag-pairs-summary.json" ] && [ -s "$out/$tag-choice.txt" ] && tags+=("$tag")
+    done
+    [ ${#tags[@]} -gt 0 ] && "$py" "$here/report_1m.py" grid "$out/debsift1m-grid-summary.md" --dir "$out" "${tags[@]}"
     exit 0
 fi
 

@@ -326,6 +326,8 @@ TEST(Cli, EvalRunsAndRefusesBadInput) {
     expect_failure(cli("eval --dataset siftsmall --methods kmeans,gnm"), 2, "unknown method 'gnm'");
     expect_failure(cli("eval --dataset siftsmall --gmm-device gpu"), 2, "--gmm-device expects cpu | cuda | auto");
     expect_failure(cli("eval"), 2, "give --dataset NAME or --base FILE and --query FILE");
+    expect_failure(cli("eval --dataset siftsmall --quantizer-cache " + dir.path + " --no-share-quantizers"), 2,
+                   "--quantizer-cache reuses shared quantizers: it cannot go with --no-share-quantizers");
     expect_failure(cli("eval --base " + dir.file("none.fvecs") + " --query " + query + " --out " + dir.path), 1,
                    dir.file("none.fvecs"));
 }

@@ -182,3 +182,78 @@ TEST(EvalHarness, RegisteredMethodPlugsIn) {
     ASSERT_EQ(r.comparisons.size(), 1u);
     EXPECT_EQ(r.comparisons[0].method, "kmeans-copy");
 }
+
+namespace {
+
+// The measured curve of a method: what must not change when its quantizer comes from the cache.
+void expect_same_points(const MethodResult& a, const MethodResult& b) {
+    ASSERT_EQ(a.points.size(), b.points.size()) << a.method;
+    EXPECT_EQ(a.ntotal, b.ntotal) << a.method;
+    for (size_t i = 0; i < a.points.size(); i++) {
+        // Same centroids (write/read restores the floats bit for bit) -> same lists -> same counts.
+        EXPECT_EQ(a.points[i].recall, b.points[i].recall) << a.method << " nprobe " << a.points[i].nprobe;
+        EXPECT_EQ(a.points[i].entries, b.points[i].entries) << a.method << " nprobe " << a.points[i].nprobe;
+        EXPECT_EQ(a.points[i].distinct, b.points[i].distinct) << a.method << " nprobe " << a.points[i].nprobe;
+    }
+}
+
+bool from_cache(const MethodResult& m) {
+    return m.quantizer_from.rfind("cache: ", 0) == 0;
+}
+
+} // namespace
+
+TEST(EvalHarness, QuantizerCacheReusesOnlyTheSameTraining) {
+    // A study runs the harness several times on one base (held-out selection, official report,
+    // timing): the second run must read every coarse quantizer back and measure exactly what the
+    // first did, and anything that changes the training (seed, base rows) must train again.
+    datasets::Dataset ds = small_dataset();
+    char tmpl[] = "/tmp/faiss_gmm_test_qcache_XXXXXX";
+    const std::string dir = mkdtemp(tmpl);
+    EvalParams p;
+    p.verbose = false;
+    p.index_description = "IVF16,Flat";
+    p.nprobes = {1, 2, 4};
+    p.methods = {"kmeans", "gmm", "gmm_soar_spill1.5"};
+    p.quantizer_cache = dir;
+    const EvalReport first = evaluate(ds, p);
+    ASSERT_EQ(first.methods.size(), 3u);
+    EXPECT_TRUE(first.methods[0].quantizer_from.empty());
+    EXPECT_TRUE(first.methods[1].quantizer_from.empty());
+    EXPECT_EQ(first.methods[2].quantizer_from, "gmm"); // shared within the run, as without a cache
+
+    const EvalReport second = evaluate(ds, p);
+    for (size_t i = 0; i < 3; i++) {
+        EXPECT_TRUE(from_cache(second.methods[i])) << second.methods[i].method << ": " << second.methods[i].quantizer_from;
+        expect_same_points(first.methods[i], second.methods[i]);
+    }
+    EXPECT_NE(second.methods[1].quantizer_from.find("trained by gmm"), std::string::npos);
+
+    // Another index code on the same quantizer settings shares the quantizer (it sees only the base rows).
+    EvalParams sq = p;
+    sq.index_description = "IVF16,SQ8";
+    sq.methods = {"kmeans"};
+    EXPECT_TRUE(from_cache(evaluate(ds, sq).methods[0]));
+
+    // Another seed: a different training, so no reuse.
+    EvalParams seeded = p;
+    seeded.seed = p.seed + 1;
+    seeded.methods = {"kmeans", "gmm"};
+    const EvalReport other_seed = evaluate(ds, seeded);
+    EXPECT_FALSE(from_cache(other_seed.methods[0]));
+    EXPECT_FALSE(from_cache(other_seed.methods[1]));
+
+    // Another base (one value changed): its CRC differs, so no reuse.
+    datasets::Dataset changed = ds;
+    changed.base.data[5] += 1.0f;
+    p.methods = {"kmeans"};
+    EXPECT_FALSE(from_cache(evaluate(changed, p).methods[0]));
+
+    // The key is spelled out beside each entry; a quantizer that cannot be shared has none.
+    std::unique_ptr<faiss::Index> plain(faiss::index_factory(16, "IVF16,Flat"));
+    const std::string key = quantizer_cache_key(plain.get(), ds.base.n, 42);
+    EXPECT_NE(key.find("quantizer=kmeans/16/16"), std::string::npos) << key;
+    EXPECT_NE(key.find("crc32c 42"), std::string::npos) << key;
+    std::unique_ptr<faiss::Index> transformed(faiss::index_factory(16, "PCA8,IVF16,Flat"));
+    EXPECT_EQ(quantizer_cache_key(transformed.get(), ds.base.n, 42), "");
+}
