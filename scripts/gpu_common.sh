@@ -3,7 +3,8 @@
 #   D    the carried folder (this file's folder/..), BIN its prebuilt binaries (D/bin),
 #   OUT  the device tool's output folder (D/out when run elsewhere),
 #   FAISS_GMM_SHARED_DIR  the data sets under D/shared when they were carried,
-# then the machine line (OUT/machine.txt), rc=0 and the start time t0 for the caller's totals.
+# then the machine line (OUT/machine.txt), rc=0 and the start time t0 for the caller's totals; and the
+# side-by-side compute-sanitizer runs (sanitize, sanitizer_summary) of gpu_run_suite.sh and gpu_run_repro.sh.
 set -u
 D=${D:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BIN=${BIN:-$D/bin}
@@ -14,3 +15,20 @@ export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
 rc=0
 t0=$(date +%s)
+
+# sanitize TOOL BINARY FILTER: compute-sanitizer TOOL on the gtest cases FILTER of $BIN/BINARY, in
+# the background (its pid appended to the caller's pids array; cut at $SAN_TIMEOUT seconds), logged
+# to $OUT/san_TOOL_BINARY_FILTER.log. sanitizer_summary: one line per such log, and the sanitizer's
+# own report where it found something.
+sanitize() {
+  timeout "${SAN_TIMEOUT:-100}" compute-sanitizer --tool "$1" --error-exitcode 3 "$BIN/$2" --gtest_filter="$3" \
+      >"$OUT/san_$1_$2_${3//\*/}.log" 2>&1 &
+  pids+=($!)
+}
+sanitizer_summary() {
+  local f
+  for f in "$OUT"/san_*.log; do
+    echo "$(basename "$f"): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) ' "$f" | tr '\n' ' ')"
+    grep -qE "ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards" "$f" || grep -hE "^=========|Failure" "$f" | head -8
+  done
+}

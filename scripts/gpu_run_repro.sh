@@ -45,22 +45,15 @@ for i in $(seq 0 $((SHARDS - 1))); do
   pids+=($!)
 done
 "$BIN/test_model_encoding" --gtest_brief=1 >"$OUT/test_model_encoding.log" 2>&1 & pids+=($!)
-for spec in "memcheck test_estep_cuda_full *SanitizerReproducibleFull" \
-            "racecheck test_estep_cuda_full *SanitizerReproducibleFull" \
-            "memcheck test_estep_cuda *SanitizerReproducible"; do
-  set -- $spec
-  log="$OUT/san_$1_$2_${3//\*/}.log"
-  timeout ${SAN_TIMEOUT:-90} compute-sanitizer --tool "$1" --error-exitcode 3 "$BIN/$2" --gtest_filter="$3" >"$log" 2>&1 &
-  pids+=($!)
-done
+SAN_TIMEOUT=${SAN_TIMEOUT:-90}
+sanitize memcheck test_estep_cuda_full '*SanitizerReproducibleFull'
+sanitize racecheck test_estep_cuda_full '*SanitizerReproducibleFull'
+sanitize memcheck test_estep_cuda '*SanitizerReproducible'
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 cat "$OUT"/repro_shard*.log >"$OUT/test_estep_cuda_repro.log"
 summary "$OUT/full.log" "$OUT/test_estep_cuda_repro.log" "$OUT/test_model_encoding.log"
 grep -hE "^\[ +(OK|FAILED) " "$OUT/full.log" "$OUT/test_estep_cuda_repro.log" | cut -c1-120
 grep -hE "reproducible +rel\. error" "$OUT/full.log" | cut -c1-200 | head -12
-for f in "$OUT"/san_*.log; do
-  echo "$(basename "$f"): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) ' "$f" | tr '\n' ' ')"
-  grep -qE "ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards" "$f" || grep -hE "^=========|Failure" "$f" | head -8
-done
+sanitizer_summary
 echo "total $(( $(date +%s) - t0 )) s, rc $rc"
 exit $rc

@@ -35,21 +35,18 @@ echo "tests: $(( $(date +%s) - t0 )) s"
 
 echo "== compute-sanitizer (memcheck and racecheck, side by side)"
 pids=()
-for spec in "memcheck test_estep_cuda *SanitizerSmall" "memcheck test_estep_cuda *SanitizerReproducible" \
-            "racecheck test_estep_cuda *SanitizerReproducible" "memcheck test_estep_cuda_exact *SanitizerExact" \
-            "racecheck test_estep_cuda *SanitizerSmall" \
-            "memcheck test_estep_cuda_full *SanitizerFull" "racecheck test_estep_cuda_full *SanitizerFull" \
-            "memcheck test_estep_cuda_full *SanitizerReproducibleFull" \
-            "racecheck test_estep_cuda_full *SanitizerReproducibleFull"; do
-  set -- $spec
-  log="$OUT/san_$1_$2_${3//\*/}.log"
-  timeout ${SAN_TIMEOUT:-100} compute-sanitizer --tool "$1" --error-exitcode 3 "$BIN/$2" --gtest_filter="$3" >"$log" 2>&1 &
-  pids+=($!)
-done
+SAN_TIMEOUT=${SAN_TIMEOUT:-100}
+sanitize memcheck test_estep_cuda '*SanitizerSmall'
+sanitize racecheck test_estep_cuda '*SanitizerSmall'
+sanitize memcheck test_estep_cuda '*SanitizerReproducible'
+sanitize racecheck test_estep_cuda '*SanitizerReproducible'
+sanitize memcheck test_estep_cuda_exact '*SanitizerExact'
+sanitize memcheck test_estep_cuda_full '*SanitizerFull'
+sanitize racecheck test_estep_cuda_full '*SanitizerFull'
+sanitize memcheck test_estep_cuda_full '*SanitizerReproducibleFull'
+sanitize racecheck test_estep_cuda_full '*SanitizerReproducibleFull'
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
-for f in "$OUT"/san_*.log; do
-  echo "$(basename "$f"): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) ' "$f" | tr '\n' ' ')"
-done
+sanitizer_summary
 echo "tests + sanitizers: $(( $(date +%s) - t0 )) s"
 
 if [ "${BENCH:-1}" = 1 ]; then
