@@ -147,6 +147,9 @@ if [ "$mode" = grid ]; then
         esac
     }
     load() { echo "$(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"; }
+    grid_pairs() { # gmm method, chosen k-means spill, chosen recipe -> report_1m.py --pairs (the same in every phase)
+        echo "(a) GMM vs k-means:$1:kmeans,(b) recipe vs best k-means spill:$3:$2,(c) recipe vs k-means no spill:$3:kmeans,(ref) best k-means spill vs none:$2:kmeans"
+    }
     IFS=, read -r -a row_list <<< "$rows"
     for row in "${row_list[@]}"; do grid_row "$row" > /dev/null || exit 2; done
     if [ "$phase" != qps ]; then
@@ -193,8 +196,7 @@ if [ "$mode" = grid ]; then
             echo "$km $rec" > "$out/$tag-choice.txt"
             echo "== $tag: held-out choice: k-means spill $km, GMM recipe $rec; official run ($(load))"
             "$ev" "${official[@]}" "${idx[@]}" --methods "kmeans,$g,$km,$rec" --tag "$tag"
-            pairs="(a) GMM vs k-means:$g:kmeans,(b) recipe vs best k-means spill:$rec:$km"
-            pairs+=",(c) recipe vs k-means no spill:$rec:kmeans,(ref) best k-means spill vs none:$km:kmeans"
+            pairs=$(grid_pairs "$g" "$km" "$rec")
             # Costs runs: 2 threads, other rows beside them; their QPS is not a measurement (the timing phase is).
             "$py" "$here/report_1m.py" report "$out/$tag-heldout-pairs" --no-qps --pairs "$pairs" "$out/$tag-heldout.json"
             "$py" "$here/report_1m.py" report "$out/$tag-pairs" --no-qps --pairs "$pairs" --png "$out/$tag.png" \
@@ -213,8 +215,7 @@ if [ "$mode" = grid ]; then
                 --stop-recall 0.995 --threads 1 --timing-rounds 5 --timing-queries 500 --no-plot --quiet \
                 --out "$out" --tag "$tag-qps500"
             { echo "after: $(uptime)"; } | tee -a "$out/$tag-qps-load.txt"
-            pairs="(a) GMM vs k-means:$g:kmeans,(b) recipe vs best k-means spill:$rec:$km"
-            pairs+=",(c) recipe vs k-means no spill:$rec:kmeans,(ref) best k-means spill vs none:$km:kmeans"
+            pairs=$(grid_pairs "$g" "$km" "$rec")
             "$py" "$here/report_1m.py" report "$out/$tag-qps500-pairs" --pairs "$pairs" "$out/$tag-qps500.json"
         done
     fi
