@@ -5,10 +5,10 @@
 #   K = 130 and 1100), in the background while the tests run in three processes (TEST_T seconds each):
 #   the new path's tests, the diagonal suites that now route accurate d > 64 to it, reproducible bits;
 #   bench_estep_cuda on the diagonal shapes (SHAPES; "accurate" = Blocked fp32, the path before, in the
-#   same process); ncu of the fast wide kernel and of the new kernels (NCU=0: skipped); then
-#   bench/gpu/bench_vs_research.py for the errors of every statistic against float64 on 1M rows (ours
-#   only unless RESEARCH names a folder with flash_gmm.py, flash_gmm_h100.py, flash_gmm_diag_h100.py and
-#   RESEARCH_ROWS the rows that time them).
+#   same process); bench/gpu/bench_vs_research.py for the errors of every statistic against float64 on
+#   1M rows (ours only unless RESEARCH names a folder with flash_gmm.py, flash_gmm_h100.py,
+#   flash_gmm_diag_h100.py and RESEARCH_ROWS the rows that time them); last, ncu of the fast wide kernel
+#   and of the new kernels (NCU=0: skipped).
 # Prebuilt binaries in D/bin (test_estep_cuda, test_model_encoding, bench_estep_cuda, bench_estep_file;
 # -DFAISS_GMM_CUDA_ARCHITECTURES=90a); D defaults to this script's folder/.. . From another checkout, copy
 # into an ignored folder and run e.g.
@@ -45,19 +45,6 @@ timeout "${BENCH_T:-150}" "$BIN/bench_estep_cuda" --no-stream --no-em --shapes "
     --modes accurate,hopper-fast,hopper-accurate >"$OUT/bench.log" 2>&1 || rc=1
 grep -E "^N=|device time|loglik" "$OUT/bench.log" | cut -c1-240
 echo "bench: $(( $(date +%s) - t0 )) s"
-if [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
-  echo "== ncu: fast wide kernel (diag 1M x 1024 x 128), then the accurate diagonal kernels"
-  SECTIONS="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section SchedulerStats --section LaunchStats"
-  timeout 120 ncu $SECTIONS -k regex:estep_split_kernel --launch-skip 2 --launch-count 1 \
-      "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes hopper-fast --reps 1 >"$OUT/ncu_fast.log" 2>&1
-  echo "ncu fast: exit $?"
-  timeout 120 ncu $SECTIONS -k regex:dsplit --launch-skip 6 --launch-count 3 \
-      "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes hopper-accurate --reps 1 >"$OUT/ncu_accurate.log" 2>&1
-  echo "ncu accurate: exit $?"
-  grep -E "^  [a-z_:<>0-9, ]+\(|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Cache Throughput|L2 Cache Throughput|DRAM Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Stall|Shared Memory Configuration|Executed Ipc" \
-      "$OUT"/ncu_*.log | cut -c1-200 | head -90
-  echo "ncu: $(( $(date +%s) - t0 )) s"
-fi
 echo "== errors against float64 (bench_vs_research.py)"
 KERNELS=${RESEARCH:-}
 if [ -z "$KERNELS" ]; then
@@ -69,5 +56,18 @@ timeout "${VS_T:-200}" python3 "$D/bench/gpu/bench_vs_research.py" --kernels "$K
     --research-rows "${RESEARCH_ROWS:-}" --research-kernels diag --blocked-rows "" --fast-only-rows "" \
     --out "$OUT/bench_vs_research.md" >"$OUT/bench_vs_research.log" 2>&1 || rc=1
 grep -E "^\||ours|rror" "$OUT/bench_vs_research.log" | cut -c1-300 | head -30
+if [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
+  echo "== ncu: fast wide kernel (diag 1M x 1024 x 128), then the accurate diagonal kernels"
+  SECTIONS="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section SchedulerStats --section LaunchStats"
+  timeout "${NCU_T:-60}" ncu $SECTIONS -k regex:estep_split_kernel --launch-skip 0 --launch-count 1 \
+      "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes hopper-fast --reps 1 >"$OUT/ncu_fast.log" 2>&1
+  echo "ncu fast: exit $?"
+  timeout "${NCU_T:-60}" ncu $SECTIONS -k regex:dsplit --launch-skip 0 --launch-count 3 \
+      "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes hopper-accurate --reps 1 >"$OUT/ncu_accurate.log" 2>&1
+  echo "ncu accurate: exit $?"
+  grep -E "^  [a-z_:<>0-9, ]+\(|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Cache Throughput|L2 Cache Throughput|DRAM Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Stall|Shared Memory Configuration|Executed Ipc" \
+      "$OUT"/ncu_*.log | cut -c1-200 | head -90
+  echo "ncu: $(( $(date +%s) - t0 )) s"
+fi
 echo "total $(( $(date +%s) - t0 )) s, rc $rc"
 exit $rc
