@@ -7,7 +7,7 @@
 #   bench_estep_cuda on the diagonal shapes (SHAPES; "accurate" = Blocked fp32, the path before, in the
 #   same process); bench/gpu/bench_vs_research.py for the errors of every statistic against float64 on
 #   1M rows (ours only unless RESEARCH names a folder with flash_gmm.py, flash_gmm_h100.py,
-#   flash_gmm_diag_h100.py and RESEARCH_ROWS the rows that time them); last, ncu of the fast wide kernel
+#   flash_gmm_diag_h100.py and RESEARCH_ROWS the rows that time them; VS=0: skipped); last, ncu of the fast wide kernel
 #   and of the new kernels (NCU=0: skipped).
 # Prebuilt binaries in D/bin (test_estep_cuda, test_model_encoding, bench_estep_cuda, bench_estep_file;
 # -DFAISS_GMM_CUDA_ARCHITECTURES=90a); D defaults to this script's folder/.. . From another checkout, copy
@@ -45,17 +45,19 @@ timeout "${BENCH_T:-150}" "$BIN/bench_estep_cuda" --no-stream --no-em --shapes "
     --modes accurate,hopper-fast,hopper-accurate >"$OUT/bench.log" 2>&1 || rc=1
 grep -E "^N=|device time|loglik" "$OUT/bench.log" | cut -c1-240
 echo "bench: $(( $(date +%s) - t0 )) s"
-echo "== errors against float64 (bench_vs_research.py)"
-KERNELS=${RESEARCH:-}
-if [ -z "$KERNELS" ]; then
-  KERNELS=$OUT/no_research; mkdir -p "$KERNELS"
-  for m in flash_gmm flash_gmm_h100 flash_gmm_diag_h100; do : >"$KERNELS/$m.py"; done
+if [ "${VS:-1}" = 1 ]; then
+  echo "== errors against float64 (bench_vs_research.py)"
+  KERNELS=${RESEARCH:-}
+  if [ -z "$KERNELS" ]; then
+    KERNELS=$OUT/no_research; mkdir -p "$KERNELS"
+    for m in flash_gmm flash_gmm_h100 flash_gmm_diag_h100; do : >"$KERNELS/$m.py"; done
+  fi
+  timeout "${VS_T:-200}" python3 "$D/bench/gpu/bench_vs_research.py" --kernels "$KERNELS" --ours "$BIN/bench_estep_file" \
+      --rows "${ROWS:-diag:1000000:1024:128,diag:1000000:1024:96,diag:1000000:4096:128}" \
+      --research-rows "${RESEARCH_ROWS:-}" --research-kernels diag --blocked-rows "" --fast-only-rows "" \
+      --out "$OUT/bench_vs_research.md" >"$OUT/bench_vs_research.log" 2>&1 || rc=1
+  grep -E "^\||ours|rror" "$OUT/bench_vs_research.log" | cut -c1-300 | head -30
 fi
-timeout "${VS_T:-200}" python3 "$D/bench/gpu/bench_vs_research.py" --kernels "$KERNELS" --ours "$BIN/bench_estep_file" \
-    --rows "${ROWS:-diag:1000000:1024:128,diag:1000000:1024:96,diag:1000000:4096:128}" \
-    --research-rows "${RESEARCH_ROWS:-}" --research-kernels diag --blocked-rows "" --fast-only-rows "" \
-    --out "$OUT/bench_vs_research.md" >"$OUT/bench_vs_research.log" 2>&1 || rc=1
-grep -E "^\||ours|rror" "$OUT/bench_vs_research.log" | cut -c1-300 | head -30
 if [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
   echo "== ncu: fast wide kernel (diag 1M x 1024 x 128), then the accurate diagonal kernels"
   SECTIONS="--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section SchedulerStats --section LaunchStats"
