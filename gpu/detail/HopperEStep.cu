@@ -74,8 +74,8 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     if (b0 >= b1) return; // whole warps leave together
     const int nk_col = DP;                      // N_k: after the features in both layouts
     const int x2_col = diag ? DP / 2 : DP + 1;  // Σ r x² (diagonal, per feature) or Σ r ‖x‖² (spherical)
-    long long lx[4][kValueLimbs] = {}, lq2[4][kValueLimbs] = {}, ln[kValueLimbs] = {}, lq[kValueLimbs] = {},
-              l[kValueLimbs];
+    long long lx[4][kDeviceLimbs] = {}, lq2[4][kDeviceLimbs] = {}, ln[kDeviceLimbs] = {}, lq[kDeviceLimbs] = {},
+              l[kDeviceLimbs];
     for (int b = b0; b < b1; b++) {
         const T* a = part + (size_t(b) * Kp + k) * FW;
         const double nk = double(a[nk_col]) * n_scale;
@@ -92,9 +92,10 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
                 const int j = lane + 32 * m;
                 if (j >= d) continue;
                 const double mu_j = double(mu[size_t(k) * d + j]);
-                fixed_limbs(double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq, l);
+                fixed_limbs(grid, double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq,
+                            l);
 #pragma unroll
-                for (int i = 0; i < kValueLimbs; i++) lq2[m][i] += l[i];
+                for (int i = 0; i < kDeviceLimbs; i++) lq2[m][i] += l[i];
             }
         } else {
 #pragma unroll
@@ -102,18 +103,18 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
         }
 #pragma unroll
         for (int m = 0; m < 4; m++) {
-            fixed_limbs(f[m], grid.inv_x, l);
+            fixed_limbs(grid, f[m], grid.inv_x, l);
 #pragma unroll
-            for (int i = 0; i < kValueLimbs; i++) lx[m][i] += l[i];
+            for (int i = 0; i < kDeviceLimbs; i++) lx[m][i] += l[i];
         }
         if (lane == 0) {
-            fixed_limbs(nk, grid.inv_nk, l);
+            fixed_limbs(grid, nk, grid.inv_nk, l);
 #pragma unroll
-            for (int i = 0; i < kValueLimbs; i++) ln[i] += l[i];
+            for (int i = 0; i < kDeviceLimbs; i++) ln[i] += l[i];
             if (!diag) {
-                fixed_limbs(double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
+                fixed_limbs(grid, double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
 #pragma unroll
-                for (int i = 0; i < kValueLimbs; i++) lq[i] += l[i];
+                for (int i = 0; i < kDeviceLimbs; i++) lq[i] += l[i];
             }
         }
     }
@@ -121,12 +122,12 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     for (int m = 0; m < 4; m++) {
         const int j = lane + 32 * m;
         if (j >= d) continue;
-        add_value_limbs(values, grid.nvalues, grid.x_begin + int64_t(k) * d + j, lx[m]);
-        if (diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
+        add_value_limbs(grid, values, grid.x_begin + int64_t(k) * d + j, lx[m]);
+        if (diag) add_value_limbs(grid, values, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
     }
     if (lane == 0) {
-        add_value_limbs(values, grid.nvalues, k, ln);
-        if (!diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + k, lq);
+        add_value_limbs(grid, values, k, ln);
+        if (!diag) add_value_limbs(grid, values, grid.sq_begin + k, lq);
     }
 }
 
