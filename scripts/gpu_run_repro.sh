@@ -4,12 +4,14 @@
 #     accurate 2xfp16: accumulate() / accumulate() + one exact add / accumulate_reproducible() in one
 #     process) at the shapes $SHAPES (default 0,13,1,4,11: 1M x 1024 x 128 spherical, 1M x 1024 x 64
 #     diagonal (the Hopper kernels at 2d = 128), 1M x 1024 x 128 diagonal (wide fast kernel; accurate
-#     runs Blocked), 1M x 4096 x 128 and 4M x 256 x 128 spherical), by $BIN/bench_estep_cuda_base first
-#     when it is there (the commit before, for a before/after in the same call), then by this build;
+#     runs Blocked), 1M x 4096 x 128 and 4M x 256 x 128 spherical), by the builds $OTHERS first (default
+#     $BIN/bench_estep_cuda_base, the commit before, for a before/after in the same call; at $OTHER_SHAPES)
+#     when they are there, then by this build;
 #     then 20 EM iterations at 10M x 1024 x 128 (rows on the GPU) with accumulate() and with
 #     accumulate_reproducible() (--em-reproducible: clear, call, result, host M-step); then, when nsys is
 #     there, the kernels of one reproducible call (fast, shape 0) by name; bench_estep_cuda_full
-#     --reproducible at 1M x 1024 x 128 full covariances when it is there;
+#     --reproducible at 1M x 1024 x 128 full covariances (block_bytes $FULL_BLOCK_BYTES MiB, default
+#     16,256) after bench_estep_cuda_full_base (256) when they are there;
 #  2. side by side: test_estep_cuda_full (every case, ReproducibleBits among them: bits across 1/2/3
 #     workers, chunk sizes, retained rows, pieces), test_estep_cuda's Reproducible* cases in $SHARDS
 #     gtest shards, and compute-sanitizer memcheck + racecheck on SanitizerReproducibleFull and
@@ -22,11 +24,15 @@
 . "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
 summary() { grep -hE "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \]|Failure$|Expected|Which is|^  Actual|bits" "$@" | cut -c1-220 | head -40; }
 SHAPES=${SHAPES:-0,13,1,4,11}
+# Other builds timed first, at $OTHER_SHAPES (default 0,13): $OTHERS (default the commit before).
+OTHERS=${OTHERS:-bench_estep_cuda_base}
+OTHER_SHAPES=${OTHER_SHAPES:-0,13}
 
 echo "== benchmarks (alone on the GPU)"
-for b in bench_estep_cuda_base bench_estep_cuda; do
+for b in $OTHERS bench_estep_cuda; do
   [ -x "$BIN/$b" ] || continue
-  timeout ${BENCH_TIMEOUT:-90} "$BIN/$b" --no-stream --no-em --shapes "$SHAPES" --reproducible \
+  shapes=$SHAPES; [ $b = bench_estep_cuda ] || shapes=$OTHER_SHAPES
+  timeout ${BENCH_TIMEOUT:-90} "$BIN/$b" --no-stream --no-em --shapes "$shapes" --reproducible \
       --modes hopper-fast,hopper-accurate >"$OUT/$b.log" 2>&1 || rc=1
   echo "-- $b"; grep -E "^ *reproducible|^[0-9]+x" "$OUT/$b.log" | cut -c1-330
 done
@@ -43,7 +49,7 @@ if command -v nsys >/dev/null; then
 fi
 for b in bench_estep_cuda_full_base bench_estep_cuda_full; do # (the base: default block_bytes only)
   [ -x "$BIN/$b" ] || continue
-  bb=16,256; [ $b = bench_estep_cuda_full ] || bb=256
+  bb=${FULL_BLOCK_BYTES:-16,256}; [ $b = bench_estep_cuda_full ] || bb=256
   timeout ${BENCH_TIMEOUT:-60} "$BIN/$b" --shapes 1000000x1024x128 --reps 3 --check-rows 0 \
       --modes fused-fast,fused-accurate --reproducible --block-bytes $bb >"$OUT/$b.log" 2>&1 || rc=1
   echo "-- $b"; grep -vE "^\s*$" "$OUT/$b.log" | cut -c1-330 | tail -12
