@@ -499,9 +499,9 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
         for (auto& wk : workers_) {
             if (wk->has_results && wk->active->limbs_overflowed()) {
                 throw std::runtime_error(
-                        "EStepCuda::accumulate_reproducible: a block's statistic is not finite or is 2^18 times its "
-                        "grid's scale or more: the accumulator's row bounds (StatsAccumulator::set_row_bounds) do "
-                        "not hold for these rows");
+                        "EStepCuda::accumulate_reproducible: a block's statistic is not finite or is 2^22 times its "
+                        "grid's scale or more (or a sum over the call 2^31 times): the accumulator's row bounds "
+                        "(StatsAccumulator::set_row_bounds) do not hold for these rows");
             }
         }
         // Each worker's limbs are one addition's worth (balanced 32-bit limbs): add them one by one.

@@ -19,6 +19,7 @@
 #include "faiss_gmm/EStepCpu.h"
 #include "faiss_gmm/ReproducibleSum.h"
 #include "faiss_gmm/SufficientStats.h"
+#include "gpu/detail/LimbFormat.h"
 #include "error_bounds.h"
 #include "test_helpers.h"
 
@@ -161,7 +162,7 @@ SufficientStats random_block_partial(int64_t K, int64_t d, CovarianceType type, 
 
 TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     // The CUDA E-step's contract (gpu/detail/ReproducibleLimbs.h): each worker puts its block
-    // partials on the accumulator's grids rounded down to 2^-64 of the scale, sums them as
+    // partials on the accumulator's grids truncated toward zero at 2^-64 of the scale, sums them as
     // integers and hands over three balanced 32-bit limbs per value (L1, L2 in [-2^31, 2^31)),
     // which StatsAccumulator::add_limbs adds for every worker. With partials on that grid
     // (multiples of 2^-40; the scales are 1, 2^3 and 2^10), the same bits as adding the partials
@@ -236,6 +237,74 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     }
     EXPECT_EQ(direct.x_exponent(), 3);
     EXPECT_EQ(direct.sq_exponent(), 10);
+}
+
+TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
+    // The CUDA E-step's device format (gpu/detail/LimbFormat.h, host code too): 2^12 partials q
+    // (the most one value gets in a call piece) of every magnitude up to the 2^22 limit, both
+    // signs, put on the 2^-64 grid (grid_limbs), their two integers summed as the device's
+    // atomics do (any order: integers), cut into three 32-bit limbs (cut_limbs) and added to
+    // FixedPointSums: the limbs must hold exactly Σ trunc(q·2^64)·2^-64, computed in binary128
+    // (exact here: 113 bits span 2^34 .. 2^-64). Then the limits: partials at the edge of the
+    // grid, non-finite ones, and sums whose L0 leaves 32 bits.
+    using gpu::detail::cut_limbs;
+    using gpu::detail::grid_limbs;
+    constexpr int kParts = 4096;
+    std::mt19937_64 rng(21);
+    std::uniform_real_distribution<double> u(0.5, 1.0);
+    std::uniform_int_distribution<int> e(-80, 21);
+    auto check = [](const std::vector<double>& q, const std::string& label) {
+        long long hi = 0, lo = 0;
+        __float128 want = 0;
+        for (double v : q) {
+            long long l[gpu::detail::kDeviceLimbs];
+            ASSERT_TRUE(grid_limbs(v, l)) << label << ": " << v;
+            ASSERT_TRUE(std::llabs(l[1]) < (1ll << 40) && (l[1] == 0 || (l[1] < 0) == (v < 0))) << label << ": " << v;
+            hi += l[0];
+            lo += l[1];
+            want += truncq(__float128(v) * 18446744073709551616.0Q) / 18446744073709551616.0Q; // 2^64
+        }
+        int32_t limbs[gpu::detail::kHostLimbs];
+        ASSERT_TRUE(cut_limbs(hi, lo, limbs)) << label;
+        EXPECT_LT(std::llabs(limbs[1]), (1ll << 31) + 1) << label;
+        FixedPointSums sums(1);
+        sums.clear();
+        sums.add_limbs(limbs, gpu::detail::kHostLimbs);
+        const std::vector<double>& l = sums.limbs();
+        const __float128 got = __float128(l[0]) + __float128(l[1]) / 4294967296.0Q +
+                               __float128(l[2]) / 18446744073709551616.0Q + __float128(l[3]) / 79228162514264337593543950336.0Q;
+        EXPECT_TRUE(got == want) << label << ": " << double(got) << " vs " << double(want);
+    };
+    std::vector<double> q(kParts);
+    for (double& v : q) v = std::ldexp(u(rng), e(rng)) * (rng() % 2 ? 1 : -1);
+    check(q, "wide magnitudes");
+    std::shuffle(q.begin(), q.end(), rng);
+    check(q, "shuffled");
+    for (double& v : q) v = std::ldexp(u(rng), 18); // Σ ~ 2^30: L0 just inside 32 bits
+    check(q, "large positive");
+    for (double& v : q) v = -std::ldexp(u(rng), 18);
+    check(q, "large negative");
+    for (double& v : q) v = (rng() % 2 ? 1 : -1) * std::ldexp(1.0, -70); // below the grid: 0 each
+    check(q, "below the grid");
+    long long l[gpu::detail::kDeviceLimbs];
+    EXPECT_TRUE(grid_limbs(std::nextafter(4194304.0, 0.0), l));
+    EXPECT_FALSE(grid_limbs(4194304.0, l));
+    EXPECT_FALSE(grid_limbs(-4194304.0, l));
+    EXPECT_FALSE(grid_limbs(std::nan(""), l));
+    EXPECT_FALSE(grid_limbs(INFINITY, l));
+    EXPECT_EQ(l[0], 0);
+    EXPECT_EQ(l[1], 0);
+    // 2^12 partials just below 2^22: Σ q ~ 2^34, L0 leaves 32 bits (the call then throws); no
+    // integer wrapped on the way (hi < 2^58), so the check sees it.
+    long long hi = 0, lo = 0;
+    for (int i = 0; i < kParts; i++) {
+        ASSERT_TRUE(grid_limbs(std::nextafter(4194304.0, 0.0), l));
+        hi += l[0];
+        lo += l[1];
+    }
+    int32_t limbs[gpu::detail::kHostLimbs];
+    EXPECT_FALSE(cut_limbs(hi, lo, limbs));
+    EXPECT_FALSE(cut_limbs(-hi, 0, limbs));
 }
 
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {

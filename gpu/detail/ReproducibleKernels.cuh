@@ -1,6 +1,7 @@
 // Device side of the CUDA E-step's reproducible sums (ReproducibleLimbs.h has the design):
-// a value on the caller's grids as integers (fixed_limbs: the device format, rounded down to
-// 2^-64 of the scale; deposit_exact: ExactSums' limbs, exact), added with integer atomics.
+// a value on the caller's grids as integers (fixed_limbs: the device format of LimbFormat.h,
+// truncated toward zero at 2^-64 of the scale; deposit_exact: ExactSums' limbs, exact), added with
+// integer atomics.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,23 +12,11 @@
 
 namespace faiss_gmm::gpu::detail {
 
-/// v / scale on the device grid of ReproducibleLimbs.h: l[0] = floor(q·2^32), l[1] = the next 32
-/// bits (in [0, 2^32)), for q = v / scale (exact: scales are powers of two; q·2^32 − l[0] and its
-/// scaling too, so the result is v / scale rounded down to a multiple of 2^-64). A partial that
-/// cannot be on the grid (|q| ≥ kMaxPartialOverScale, or not finite: the caller's row bounds do
-/// not hold) sets the grid's overflow flag and adds nothing.
+/// v / scale on the device grid (LimbFormat.h: grid_limbs); a partial the grid cannot hold (the
+/// caller's row bounds do not hold for it) sets the grid's overflow flag and adds nothing.
 __device__ __forceinline__ void fixed_limbs(const LimbGrid& grid, double v, double inv_scale,
                                             long long l[kDeviceLimbs]) {
-    constexpr double kTwo32 = 4294967296.0;
-    const double q = v * inv_scale;
-    if (!(fabs(q) < kMaxPartialOverScale)) { // (NaN too)
-        atomicOr(grid.overflow, 1ull);
-        l[0] = l[1] = 0;
-        return;
-    }
-    const double h = floor(q * kTwo32);
-    l[0] = (long long)h;
-    l[1] = (long long)floor((q * kTwo32 - h) * kTwo32);
+    if (!grid_limbs(v * inv_scale, l)) atomicOr(grid.overflow, 1ull);
 }
 
 /// Adds a finite double exactly to ExactSums limbs (atomically: integer adds commute), as

@@ -1,8 +1,6 @@
 // The CUDA E-step's reproducible limbs (ReproducibleLimbs.h).
 #include "gpu/detail/ReproducibleLimbs.h"
 
-#include <stdexcept>
-
 #include "gpu/detail/CudaUtils.h"
 #include "gpu/detail/ReproducibleKernels.cuh"
 
@@ -21,21 +19,16 @@ __global__ void loglik_blocks_kernel(const double* __restrict__ slots, int nbloc
     deposit_exact(s * unit, limbs);
 }
 
-/// The device accumulators → the balanced 32-bit limbs of ReproducibleLimbs.h (out: limb-major,
-/// nvalues each). One thread per value. The total T = hi·2^32 + lo (units of 2^-64) is cut as
-/// T = L0·2^64 + L1·2^32 + L2 with L1, L2 the low 32 bits read as signed, which carries the
-/// rest upward exactly (|T| < 2^94: |L0| < 2^30 + 1).
+/// The device accumulators → the balanced 32-bit limbs (LimbFormat.h: cut_limbs; out:
+/// limb-major, nvalues each); a sum too large for them sets the overflow flag. One thread per value.
 __global__ void value_limbs_kernel(const unsigned long long* __restrict__ acc, int64_t nvalues,
-                                   int32_t* __restrict__ out) {
+                                   int32_t* __restrict__ out, unsigned long long* __restrict__ overflow) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     if (i >= nvalues) return;
-    long long hi = (long long)acc[i], lo = (long long)acc[nvalues + i];
-    const int32_t l2 = int32_t(uint32_t(lo)); // lo − l2 is a multiple of 2^32
-    hi += (lo - l2) >> 32;
-    const int32_t l1 = int32_t(uint32_t(hi));
-    out[i] = int32_t((hi - l1) >> 32);
-    out[nvalues + i] = l1;
-    out[2 * nvalues + i] = l2;
+    int32_t l[kHostLimbs];
+    if (!cut_limbs((long long)acc[i], (long long)acc[nvalues + i], l)) atomicOr(overflow, 1ull);
+#pragma unroll
+    for (int j = 0; j < kHostLimbs; j++) out[size_t(j) * nvalues + i] = l[j];
 }
 
 } // namespace
@@ -60,7 +53,7 @@ void ReproducibleLimbs::add_loglik_blocks(const double* slots, int nblocks, int 
 void ReproducibleLimbs::download(cudaStream_t stream) {
     const int64_t nv = grid_.nvalues;
     int32_t* limbs = reinterpret_cast<int32_t*>(dev_.as<unsigned long long>() + kLoglikLimbs + 1);
-    value_limbs_kernel<<<unsigned((nv + 255) / 256), 256, 0, stream>>>(values(), nv, limbs);
+    value_limbs_kernel<<<unsigned((nv + 255) / 256), 256, 0, stream>>>(values(), nv, limbs, grid_.overflow);
     FAISS_GMM_CUDA_CHECK_LAUNCH("value_limbs_kernel");
     host_.allocate(download_words() * 8);
     FAISS_GMM_CUDA_CHECK(

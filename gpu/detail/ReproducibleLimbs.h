@@ -12,21 +12,22 @@
 // would cost more than the E-step; the integers of a whole call are downloaded once and added
 // to the accumulator in one pass (StatsAccumulator::add_limbs).
 //
-// The device format (ReproducibleKernels.cuh, fixed_limbs): a partial v on a grid of scale s
-// becomes v/s on the grid 2^-64, rounded down: two int64 accumulators per value,
-//   hi = floor(v/s · 2^32),  lo = floor((v/s · 2^32 − hi) · 2^32) in [0, 2^32),
+// The device format (LimbFormat.h): a partial v on a grid of scale s becomes q = v/s truncated
+// toward zero to a multiple of 2^-64, as two int64 integers per value (both of q's sign),
+//   hi = trunc(q · 2^24),  lo = trunc((q · 2^24 − hi) · 2^40),  |lo| < 2^40,
 // added with 64-bit integer atomics (two per value, where the CPU's FixedPointSums format, four
 // 32-bit limbs down to 2^-96, took four). The 2^-64 grid is a function of v and s alone, so the
 // sums stay order-independent; it costs at most 2^-64·s per block partial, far below the
-// partial's own fp32 rounding (2^-24 of its size per row). The headroom: a partial with
-// |v/s| ≥ kMaxPartialOverScale (or not finite) sets the overflow flag instead of adding (the
-// row bounds that set the grids cannot hold for it; the call throws), so |hi| < 2^50 per
-// partial, and a call of at most kMaxPieceRows rows (longer calls are cut into pieces) adds
-// at most 2^12 partials per value: |Σ hi| < 2^62, no wrap.
-// download() carries lo into hi and cuts the total into three balanced 32-bit limbs
-//   v/s = L0 + L1·2^-32 + L2·2^-64,  L1, L2 in [−2^31, 2^31),  |L0| < 2^31 (|Σ v/s| < 2^30),
-// limb-major int32, which is what FixedPointSums::add_limbs takes (limb 3 stays zero): 12 bytes
-// per value to download (the four canonical double limbs were 32).
+// partial's own fp32 rounding (2^-24 of its size per row). Headroom: a partial with
+// |q| ≥ kMaxPartialOverScale = 2^22 (64x what a 16-block group of rows within the bounds
+// gives) or not finite sets the overflow flag instead of adding, and a call of at most
+// kMaxPieceRows = 2^24 rows (longer calls are cut into pieces) adds at most 2^12 partials per
+// value: |Σ hi| < 2^58, |Σ lo| < 2^52, no wrap.
+// download() cuts the sums into three balanced 32-bit limbs
+//   Σ q = L0 + L1·2^-32 + L2·2^-64,  L1, L2 in [−2^31, 2^31),
+// limb-major int32, which is what FixedPointSums::add_limbs takes (its limb 3 stays zero): 12
+// bytes per value to download (the four canonical double limbs were 32); |L0| ≥ 2^31 (bounds
+// far off) sets the overflow flag too. The call throws when the flag is set.
 //
 // Layout of a worker's limbs on the device (8-byte words):
 //   [ExactSums::kLimbs limbs of Σ ln Z | overflow flag | 3 × nvalues int32 (download(), padded
@@ -42,20 +43,13 @@
 
 #include "faiss_gmm/ReproducibleSum.h"
 #include "gpu/detail/DeviceResources.h"
+#include "gpu/detail/LimbFormat.h"
 
 namespace faiss_gmm::gpu::detail {
 
 constexpr int kReproRows = int(kReproducibleBlockRows);
 constexpr int kLoglikLimbs = ExactSums::kLimbs;
-/// Device accumulators per value (hi, lo) and downloaded 32-bit limbs per value (L0, L1, L2).
-constexpr int kDeviceLimbs = 2;
-constexpr int kHostLimbs = 3;
-/// |v/s| of one partial on the device grid: a block (or full-covariance group, ≤ 16 blocks) of
-/// rows each below its grid's scale gives at most 2^16; 4× headroom for the caller's bounds.
-constexpr double kMaxPartialOverScale = 262144.0; // 2^18
-/// Rows of one reproducible piece (EStepCuda::accumulate_reproducible cuts longer calls on unit
-/// boundaries): at most 2^12 blocks, each partial below 2^18·2^32 in hi: |Σ hi| < 2^62.
-constexpr int64_t kMaxPieceRows = int64_t(1) << 24;
+static_assert(kHostLimbs <= FixedPointSums::kLimbs, "the downloaded limbs are FixedPointSums' first ones");
 /// Per-block slots of Σ log2 Z that the Hopper kernels write (a block's 64 row threads of
 /// the cluster's first CTA, or the two-pass LSE kernel's tiles), summed in slot order.
 constexpr int kLoglikSlots = 64;

@@ -1189,7 +1189,7 @@ TEST_F(EStepCudaTest, SanitizerReproducible) {
 }
 
 TEST_F(EStepCudaTest, ReproducibleRowBoundsThatDoNotHoldAreAnError) {
-    // The device's integers have headroom for block partials below 2^18 of their grid's scale
+    // The device's integers have headroom for block partials below 2^22 of their grid's scale
     // (gpu/detail/ReproducibleLimbs.h): row bounds far below the rows' values (scale 2^-29, where
     // a block's Σ r x is about 2^29 times the data's size) end the call with an error naming
     // them, instead of limbs that wrapped. Blocked and Hopper (fast, accurate).
