@@ -9,13 +9,13 @@
 #     when they are there, then by this build;
 #     then 20 EM iterations at 10M x 1024 x 128 (rows on the GPU) with accumulate() and with
 #     accumulate_reproducible() (--em-reproducible: clear, call, result, host M-step); then, when nsys is
-#     there, the kernels of one reproducible call (fast, shape 0) by name; bench_estep_cuda_full
-#     --reproducible at 1M x 1024 x 128 full covariances (block_bytes $FULL_BLOCK_BYTES MiB, default
+#     there and NSYS is not 0, the kernels of one reproducible call (fast, shape 0) by name;
+#     bench_estep_cuda_full --reproducible at 1M x 1024 x 128 full covariances (block_bytes $FULL_BLOCK_BYTES MiB, default
 #     16,256) after bench_estep_cuda_full_base (256) when they are there;
 #  2. side by side: test_estep_cuda_full (every case, ReproducibleBits among them: bits across 1/2/3
 #     workers, chunk sizes, retained rows, pieces), test_estep_cuda's Reproducible* cases in $SHARDS
-#     gtest shards, and compute-sanitizer memcheck + racecheck on SanitizerReproducibleFull and
-#     SanitizerReproducible.
+#     gtest shards, and compute-sanitizer $SANITIZERS (default memcheck racecheck) on
+#     SanitizerReproducibleFull and SanitizerReproducible.
 # Prebuilt binaries come from $BIN (default $D/bin; cmake -S gpu -B build-gpu -G Ninja
 # -DFAISS_GMM_CUDA_ARCHITECTURES=90a, stripped). From a checkout without this branch, copy them and this
 # script into an ignored folder:
@@ -39,7 +39,7 @@ done
 timeout ${BENCH_TIMEOUT:-90} "$BIN/bench_estep_cuda" --no-stream --shapes 0 --modes hopper-fast --em-reproducible \
     >"$OUT/bench_em.log" 2>&1 || rc=1
 echo "-- EM"; grep -E "^EM" "$OUT/bench_em.log"
-if command -v nsys >/dev/null; then
+if [ "${NSYS:-1}" = 1 ] && command -v nsys >/dev/null; then
   timeout 60 nsys profile -o "$OUT/repro_fast" --force-overwrite true "$BIN/bench_estep_cuda" --no-stream --no-em \
       --shapes 0 --reproducible --modes hopper-fast --reps 5 >"$OUT/nsys_run.log" 2>&1 &&
     nsys stats -q --report cuda_gpu_kern_sum,cuda_gpu_mem_time_sum --format csv "$OUT/repro_fast.nsys-rep" \
@@ -69,10 +69,10 @@ if [ -x "$BIN/test_model_encoding" ]; then
   "$BIN/test_model_encoding" --gtest_brief=1 >"$OUT/test_model_encoding.log" 2>&1 & pids+=($!)
 fi
 SAN_TIMEOUT=${SAN_TIMEOUT:-90}
-sanitize memcheck test_estep_cuda_full '*SanitizerReproducibleFull'
-sanitize racecheck test_estep_cuda_full '*SanitizerReproducibleFull'
-sanitize memcheck test_estep_cuda '*SanitizerReproducible'
-sanitize racecheck test_estep_cuda '*SanitizerReproducible'
+for tool in ${SANITIZERS:-memcheck racecheck}; do
+  sanitize $tool test_estep_cuda_full '*SanitizerReproducibleFull'
+  sanitize $tool test_estep_cuda '*SanitizerReproducible'
+done
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 cat "$OUT"/repro_shard*.log >"$OUT/test_estep_cuda_repro.log"
 summary "$OUT/full.log" "$OUT/test_estep_cuda_repro.log" $(ls "$OUT"/test_model_encoding.log 2>/dev/null)
