@@ -10,8 +10,8 @@
 #     then 20 EM iterations at 10M x 1024 x 128 (rows on the GPU) with accumulate() and with
 #     accumulate_reproducible() (--em-reproducible: clear, call, result, host M-step); then, when nsys is
 #     there and NSYS is not 0, the kernels of one reproducible call (fast, shape 0) by name;
-#     bench_estep_cuda_full --reproducible at 1M x 1024 x 128 full covariances (block_bytes $FULL_BLOCK_BYTES MiB, default
-#     16,256) after bench_estep_cuda_full_base (256) when they are there;
+#     bench_estep_cuda_full --reproducible at 1M x 1024 x 128 full covariances (block_bytes
+#     $FULL_BLOCK_BYTES MiB, default 16,256) after bench_estep_cuda_full_base (256) when they are there;
 #  2. side by side: test_estep_cuda_full (every case, ReproducibleBits among them: bits across 1/2/3
 #     workers, chunk sizes, retained rows, pieces), test_estep_cuda's Reproducible* cases in $SHARDS
 #     gtest shards, and compute-sanitizer $SANITIZERS (default memcheck racecheck) on
