@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 #include "ParallelRanges.h"
 
@@ -118,14 +119,23 @@ void FixedPointSums::resize(size_t n) {
     if (n > 0) runs_.push_back(Run{0, n, 1.0, 1.0});
     limbs_.assign(n * kLimbs, 0.0);
     pending_ = 0;
+    zero_ = false;
 }
 
 void FixedPointSums::clear() {
-    double* sums = limbs_.data();
-    parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
-        std::fill(sums + a, sums + b, 0.0);
-    });
+    zero_ = true;
     pending_ = 0;
+}
+
+std::vector<double>& FixedPointSums::materialized() {
+    if (zero_) {
+        double* sums = limbs_.data();
+        parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
+            std::fill(sums + a, sums + b, 0.0);
+        });
+        zero_ = false;
+    }
+    return limbs_;
 }
 
 void FixedPointSums::set_scale(size_t begin, size_t end, int exponent) {
@@ -154,6 +164,7 @@ void FixedPointSums::done() {
 
 void FixedPointSums::add_segment(size_t begin, const double* values, size_t count) {
     if (begin + count > n_) throw std::out_of_range("FixedPointSums::add_segment: past the end of the sums");
+    materialized();
     const size_t end = begin + count;
     for (const Run& r : runs_) {
         const size_t b = std::max(begin, r.begin), e = std::min(end, r.end);
@@ -184,6 +195,8 @@ void FixedPointSums::add_segment(size_t begin, const double* values, size_t coun
 }
 
 void FixedPointSums::normalize() {
+    pending_ = 0;
+    if (zero_) return; // zero is canonical
     // Carry limb 3 → 2 → 1 → 0 (limb 0, the integer part, keeps the sign).
     for (int j = kLimbs - 1; j >= 1; j--) {
         double* __restrict lo = limbs_.data() + size_t(j) * n_;
@@ -194,29 +207,45 @@ void FixedPointSums::normalize() {
             hi[i] += c;
         }
     }
-    pending_ = 0;
 }
 
 void FixedPointSums::merge(const FixedPointSums& other) {
     if (other.n_ != n_) throw std::invalid_argument("FixedPointSums::merge: sizes differ");
+    if (other.zero_) return;
     normalize();
+    materialized();
     for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += other.limbs_[t];
     normalize();
 }
 
-void FixedPointSums::add_limbs(const double* limbs) {
-    // Like one add_segment() over all values: every limb receives an integer below 2^32 but limb 0.
-    // Exact additions, so any split gives the same limbs. Threads for large sums (full
-    // covariances: 4 limbs × K·d(d+1)/2, 275 MB at K = 1024, d = 128): the pass is memory-bound,
-    // and one thread took most of a GPU call's host time (bench/results/gpu_reproducible_sums.md).
+void FixedPointSums::add_limbs(const int32_t* limbs, int nlimbs) {
+    if (nlimbs < 1 || nlimbs > kLimbs) {
+        throw std::invalid_argument("FixedPointSums::add_limbs: " + std::to_string(nlimbs) +
+                                    " limbs per value, expected 1 to " + std::to_string(kLimbs));
+    }
+    // Exact additions (integers below 2^32 each), so any split gives the same limbs. Threads
+    // for large sums (full covariances: K·d(d+1)/2 values, 8.4M at K = 1024, d = 128): the pass
+    // is memory-bound (bench/results/gpu_reproducible_sums.md). After clear(), the limbs are
+    // written instead (the ones not given: zero), one pass over them instead of two.
+    const int64_t given = int64_t(nlimbs) * int64_t(n_);
     double* sums = limbs_.data();
-    parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
-        for (int64_t t = a; t < b; t++) sums[t] += limbs[t];
-    });
+    if (zero_) {
+        parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
+            const int64_t g = std::clamp(given, a, b);
+            for (int64_t t = a; t < g; t++) sums[t] = double(limbs[t]);
+            std::fill(sums + g, sums + b, 0.0);
+        });
+        zero_ = false;
+    } else {
+        parallel_ranges(given, kLimbsPerThread, [&](int64_t a, int64_t b) {
+            for (int64_t t = a; t < b; t++) sums[t] += double(limbs[t]);
+        });
+    }
     done();
 }
 
 double FixedPointSums::value(size_t i) const {
+    if (zero_) return 0.0;
     double l[kLimbs];
     for (int j = 0; j < kLimbs; j++) l[j] = limbs_[size_t(j) * n_ + i];
     for (int j = kLimbs - 1; j >= 1; j--) { // canonical form, as normalize()

@@ -84,6 +84,7 @@ class FixedPointSums {
     explicit FixedPointSums(size_t n) { resize(n); }
     void resize(size_t n);
     size_t size() const { return n_; }
+    /// Zero sums (the limbs are zeroed when next read or added to, but by add_limbs()).
     void clear();
     /// Values [begin, end) use scale 2^exponent.
     void set_scale(size_t begin, size_t end, int exponent);
@@ -93,20 +94,26 @@ class FixedPointSums {
     void add_segment(size_t begin, const double* values, size_t count);
     void done();
     void merge(const FixedPointSums& other);
-    /// Adds limbs computed elsewhere (a GPU) on this object's grids, limb-major
-    /// like limbs(), as doubles holding integers: limbs 1..3 in [0, 2^32)
-    /// (carried), limb 0 below 2^53 in magnitude. Doubles, not int64: the GPU
-    /// converts them (exactly), so the host's pass is a plain vectorized add
-    /// (half the time of converting int64 here, bench/results/gpu_reproducible_sums.md).
-    /// It counts as one partial (done()).
-    void add_limbs(const double* limbs);
+    /// Adds limbs computed elsewhere (a GPU) on this object's grids: the first nlimbs limbs
+    /// (1 to kLimbs; the others add 0), limb-major like limbs(), as 32-bit integers of
+    /// either sign (a GPU's balanced limbs, gpu/detail/ReproducibleLimbs.h). Any 32-bit
+    /// integer is below 2^32 in magnitude, so this counts as one partial (done()). int32,
+    /// not doubles or int64: 12 bytes per value for the GPU to download, and int32 →
+    /// double converts in vector instructions (int64 → double does not before AVX-512).
+    void add_limbs(const int32_t* limbs, int nlimbs);
     double value(size_t i) const;
-    std::vector<double>& limbs() { return limbs_; }
+    std::vector<double>& limbs() { return materialized(); }
     void normalize();
 
   private:
+    /// The limbs, zeroed first where clear() only marked them zero.
+    std::vector<double>& materialized();
     size_t n_ = 0;
     int64_t pending_ = 0;
+    /// clear() only marks the sums zero (zero_): the next add_limbs() writes its limbs in place
+    /// of adding them, which spares the pass that would zero 32 bytes per value first (a GPU
+    /// call's accumulator is cleared once per EM iteration and then takes whole limb arrays).
+    bool zero_ = false;
     /// Runs of values sharing one scale, in order, covering [0, n_): a few (one per
     /// set_scale()), where a scale per value would add two doubles to the four limbs.
     struct Run {

@@ -189,10 +189,11 @@ void StatsAccumulator::merge(const StatsAccumulator& o) {
     values_.merge(o.values_);
 }
 
-void StatsAccumulator::add_limbs(int64_t rows, const int64_t* loglik_limbs, const double* value_limbs) {
+void StatsAccumulator::add_limbs(int64_t rows, const int64_t* loglik_limbs, const int32_t* value_limbs,
+                                 int value_nlimbs) {
     n_ += double(rows);
     loglik_.add_limbs(loglik_limbs);
-    values_.add_limbs(value_limbs);
+    values_.add_limbs(value_limbs, value_nlimbs);
 }
 
 std::vector<double> StatsAccumulator::flat() {

@@ -92,8 +92,9 @@ class StatsAccumulator {
     /// Adds sums computed elsewhere as limbs (a GPU: the CUDA E-step's
     /// accumulate_reproducible): `rows` rows, the log-likelihood as
     /// ExactSums::kLimbs integer limbs (each below 2^52), and nk, sum_x, sum_sq on
-    /// this accumulator's grids as FixedPointSums::add_limbs() takes them (limb-major).
-    void add_limbs(int64_t rows, const int64_t* loglik_limbs, const double* value_limbs);
+    /// this accumulator's grids as FixedPointSums::add_limbs() takes them (the first
+    /// value_nlimbs limbs, limb-major, 32-bit integers).
+    void add_limbs(int64_t rows, const int64_t* loglik_limbs, const int32_t* value_limbs, int value_nlimbs);
     /// Values on the fixed-point grids (K + K·d + K·nsq): the length of one limb of add_limbs().
     size_t nvalues() const { return values_.size(); }
     /// The limbs of all sums, for an allreduce (sum); then from_flat().

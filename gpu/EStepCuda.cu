@@ -487,14 +487,29 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
     grid.nvalues = int64_t(acc.nvalues());
     grid.x_begin = K_;
     grid.sq_begin = K_ + K_ * d_;
-    // The unit summed on its own (the same model on every worker: the same unit).
-    const std::vector<VectorBlock> shares = shares_of(rows, workers_[0]->active->reproducible_block_rows());
-    run_workers(shares, &grid);
-    // Each worker's limbs are canonical (one addition's worth each): add them one by one.
-    for (size_t i = 0; i < workers_.size(); i++) {
-        if (!workers_[i]->has_results) continue;
-        const ChunkAlgorithm& a = *workers_[i]->active;
-        acc.add_limbs(shares[i].n, a.loglik_limbs(), a.value_limbs());
+    // The unit summed on its own (the same model on every worker: the same unit). Pieces of at
+    // most kMaxPieceRows rows, on unit boundaries, keep the device's integers from wrapping
+    // (ReproducibleLimbs.h); pieces of a call give the same bits.
+    const int64_t unit = workers_[0]->active->reproducible_block_rows();
+    const int64_t piece = std::max(unit, kMaxPieceRows / unit * unit);
+    for (int64_t first = 0; first < rows.n; first += piece) {
+        const VectorBlock part = rows.slice(first, std::min(piece, rows.n - first));
+        const std::vector<VectorBlock> shares = shares_of(part, unit);
+        run_workers(shares, &grid);
+        for (auto& wk : workers_) {
+            if (wk->has_results && wk->active->limbs_overflowed()) {
+                throw std::runtime_error(
+                        "EStepCuda::accumulate_reproducible: a block's statistic is not finite or is 2^22 times its "
+                        "grid's scale or more (or a sum over the call 2^31 times): the accumulator's row bounds "
+                        "(StatsAccumulator::set_row_bounds) do not hold for these rows");
+            }
+        }
+        // Each worker's limbs are one addition's worth (balanced 32-bit limbs): add them one by one.
+        for (size_t i = 0; i < workers_.size(); i++) {
+            if (!workers_[i]->has_results) continue;
+            const ChunkAlgorithm& a = *workers_[i]->active;
+            acc.add_limbs(shares[i].n, a.loglik_limbs(), a.value_limbs(), kHostLimbs);
+        }
     }
 }
 

@@ -99,7 +99,10 @@ class EStepCuda : public EStep {
     /// scheduling. Workers get whole blocks; chunks are whole blocks (chunk_rows rounded down to a
     /// multiple, at least one block). Full covariances: the unit is a group of 1 to 16 blocks
     /// fixed by K and block_bytes (detail/FullEStep.h), so a call cut into pieces gives the same
-    /// bits when the pieces are whole groups.
+    /// bits when the pieces are whole groups. Throws std::runtime_error when acc's row bounds do
+    /// not hold for the rows (a block's statistic 2^22 times its grid's scale or more or not
+    /// finite, or a sum over a call 2^31 times); acc then holds the pieces (of at most
+    /// detail::kMaxPieceRows rows) before the one that failed.
     void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override;
     const char* name() const override;
     /// Large: each call ends with a device synchronization and a download of the

@@ -12,12 +12,14 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "faiss_gmm/BlockAlignedRows.h"
 #include "faiss_gmm/EStepCpu.h"
 #include "faiss_gmm/ReproducibleSum.h"
 #include "faiss_gmm/SufficientStats.h"
+#include "gpu/detail/LimbFormat.h"
 #include "error_bounds.h"
 #include "test_helpers.h"
 
@@ -159,71 +161,198 @@ SufficientStats random_block_partial(int64_t K, int64_t d, CovarianceType type, 
 } // namespace
 
 TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
-    // The CUDA E-step's contract (gpu/detail/ReproducibleLimbs.h): each worker cuts its block
-    // partials into limbs on the accumulator's grids (the integers FixedPointSums / ExactSums
-    // form), sums them as integers, carries the value limbs, and StatsAccumulator::add_limbs adds
-    // every worker's limbs. Same bits as adding the partials one by one, for any split.
+    // The CUDA E-step's contract (gpu/detail/ReproducibleLimbs.h): each worker puts its block
+    // partials on the accumulator's grids truncated toward zero at 2^-64 of the scale, sums them as
+    // integers and hands over three balanced 32-bit limbs per value (L1, L2 in [-2^31, 2^31)),
+    // which StatsAccumulator::add_limbs adds for every worker. With partials on that grid
+    // (multiples of 2^-40; the scales are 1, 2^3 and 2^10), the same bits as adding the partials
+    // one by one, for any split; after clear() the first add_limbs writes the limbs instead of
+    // adding them, which must not matter either.
     const int64_t K = 3, d = 4;
     std::mt19937_64 rng(11);
+    auto on_grid = [](std::vector<double>& v) {
+        for (double& x : v) x = std::ldexp(std::round(std::ldexp(x, 40)), -40);
+    };
     std::vector<SufficientStats> partials;
-    for (int b = 0; b < 60; b++) partials.push_back(random_block_partial(K, d, CovarianceType::Spherical, rng));
+    for (int b = 0; b < 60; b++) {
+        partials.push_back(random_block_partial(K, d, CovarianceType::Spherical, rng));
+        on_grid(partials.back().nk);
+        on_grid(partials.back().sum_x);
+        on_grid(partials.back().sum_sq);
+    }
     StatsAccumulator direct(K, d, CovarianceType::Spherical);
     direct.set_row_bounds(8.0, 600.0);
     for (const auto& p : partials) direct.add(p);
     SufficientStats want;
     direct.result(want);
+    constexpr double kTwo31 = 2147483648.0, kTwo32 = 4294967296.0;
     for (int workers : {1, 2, 3}) {
-        StatsAccumulator via(K, d, CovarianceType::Spherical);
-        via.set_row_bounds(8.0, 600.0);
-        for (int w = 0; w < workers; w++) {
-            // One worker's limbs: the same grids, its blocks only, carried (canonical).
-            StatsAccumulator mine(K, d, CovarianceType::Spherical);
-            mine.set_row_bounds(8.0, 600.0);
-            int64_t rows = 0;
-            for (size_t b = size_t(w); b < partials.size(); b += size_t(workers)) {
-                mine.add(partials[b]);
-                rows += int64_t(partials[b].n);
-            }
-            const std::vector<double> flat = mine.flat(); // [n | 72 loglik limbs | 4 × nvalues], carried
-            std::vector<int64_t> loglik(flat.begin() + 1, flat.begin() + 1 + ExactSums::kLimbs);
-            for (size_t t = 0; t < loglik.size(); t++) ASSERT_EQ(double(loglik[t]), flat[t + 1]) << "limb " << t;
-            // value limbs as the GPU hands them over: integers in doubles, 1..3 in [0, 2^32)
-            const double* values = flat.data() + 1 + ExactSums::kLimbs;
-            for (size_t t = 0; t < mine.nvalues(); t++) {
-                ASSERT_EQ(values[t], std::trunc(values[t])) << "limb 0 of value " << t;
-                for (int j = 1; j < FixedPointSums::kLimbs; j++) {
-                    const double l = values[j * mine.nvalues() + t];
-                    ASSERT_TRUE(l >= 0 && l < 4294967296.0 && l == std::trunc(l)) << "limb " << j << " of " << t;
+        for (bool cleared : {false, true}) {
+            StatsAccumulator via(K, d, CovarianceType::Spherical);
+            via.set_row_bounds(8.0, 600.0);
+            if (cleared) via.clear();
+            for (int w = 0; w < workers; w++) {
+                // One worker's limbs: the same grids, its blocks only, carried (canonical).
+                StatsAccumulator mine(K, d, CovarianceType::Spherical);
+                mine.set_row_bounds(8.0, 600.0);
+                int64_t rows = 0;
+                for (size_t b = size_t(w); b < partials.size(); b += size_t(workers)) {
+                    mine.add(partials[b]);
+                    rows += int64_t(partials[b].n);
                 }
+                const std::vector<double> flat = mine.flat(); // [n | 72 loglik limbs | 4 × nvalues], carried
+                std::vector<int64_t> loglik(flat.begin() + 1, flat.begin() + 1 + ExactSums::kLimbs);
+                for (size_t t = 0; t < loglik.size(); t++) ASSERT_EQ(double(loglik[t]), flat[t + 1]) << "limb " << t;
+                // The canonical limbs (1..3 in [0, 2^32)) cut as the GPU hands them over: balanced.
+                const size_t nv = mine.nvalues();
+                const double* l = flat.data() + 1 + ExactSums::kLimbs;
+                std::vector<int32_t> values(3 * nv);
+                for (size_t t = 0; t < nv; t++) {
+                    ASSERT_EQ(l[3 * nv + t], 0.0) << "value " << t << " is not on the 2^-64 grid";
+                    double l0 = l[t], l1 = l[nv + t], l2 = l[2 * nv + t];
+                    if (l2 >= kTwo31) {
+                        l2 -= kTwo32;
+                        l1 += 1;
+                    }
+                    if (l1 >= kTwo31) {
+                        l1 -= kTwo32;
+                        l0 += 1;
+                    }
+                    ASSERT_LT(std::fabs(l0), kTwo31) << "limb 0 of value " << t;
+                    values[t] = int32_t(l0);
+                    values[nv + t] = int32_t(l1);
+                    values[2 * nv + t] = int32_t(l2);
+                }
+                via.add_limbs(rows, loglik.data(), values.data(), 3);
             }
-            via.add_limbs(rows, loglik.data(), values);
+            SufficientStats got;
+            via.result(got);
+            const std::string label = std::to_string(workers) + " workers" + (cleared ? ", cleared" : "");
+            EXPECT_EQ(got.n, want.n) << label;
+            EXPECT_EQ(got.loglik, want.loglik) << label;
+            EXPECT_EQ(got.nk, want.nk) << label;
+            EXPECT_EQ(got.sum_x, want.sum_x) << label;
+            EXPECT_EQ(got.sum_sq, want.sum_sq) << label;
         }
-        SufficientStats got;
-        via.result(got);
-        EXPECT_EQ(got.n, want.n);
-        EXPECT_EQ(got.loglik, want.loglik) << workers << " workers";
-        EXPECT_EQ(got.nk, want.nk) << workers << " workers";
-        EXPECT_EQ(got.sum_x, want.sum_x) << workers << " workers";
-        EXPECT_EQ(got.sum_sq, want.sum_sq) << workers << " workers";
     }
     EXPECT_EQ(direct.x_exponent(), 3);
     EXPECT_EQ(direct.sq_exponent(), 10);
 }
 
+TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
+    // The CUDA E-step's device format (gpu/detail/LimbFormat.h, host code too): 2^12 partials q
+    // (the most one value gets in a call piece) of every magnitude up to the 2^22 limit, both
+    // signs, put on the 2^-64 grid (grid_limbs), their two integers summed as the device's
+    // atomics do (any order: integers), cut into three 32-bit limbs (cut_limbs) and added to
+    // FixedPointSums: the limbs must hold exactly Σ trunc(q·2^64)·2^-64, computed in binary128
+    // (exact here: 113 bits span 2^34 .. 2^-64). Then the limits: partials at the edge of the
+    // grid, non-finite ones, and sums whose L0 leaves 32 bits.
+    using gpu::detail::cut_limbs;
+    using gpu::detail::grid_limbs;
+    constexpr int kParts = 4096;
+    std::mt19937_64 rng(21);
+    std::uniform_real_distribution<double> u(0.5, 1.0);
+    std::uniform_int_distribution<int> e(-80, 21);
+    auto check = [](const std::vector<double>& q, const std::string& label) {
+        long long hi = 0, lo = 0;
+        __float128 want = 0;
+        for (double v : q) {
+            long long l[gpu::detail::kDeviceLimbs];
+            ASSERT_TRUE(grid_limbs(v, l)) << label << ": " << v;
+            ASSERT_TRUE(std::llabs(l[1]) < (1ll << 40) && (l[1] == 0 || (l[1] < 0) == (v < 0))) << label << ": " << v;
+            hi += l[0];
+            lo += l[1];
+            want += truncq(__float128(v) * 18446744073709551616.0Q) / 18446744073709551616.0Q; // 2^64
+        }
+        int32_t limbs[gpu::detail::kHostLimbs];
+        ASSERT_TRUE(cut_limbs(hi, lo, limbs)) << label;
+        EXPECT_LT(std::llabs(limbs[1]), (1ll << 31) + 1) << label;
+        FixedPointSums sums(1);
+        sums.clear();
+        sums.add_limbs(limbs, gpu::detail::kHostLimbs);
+        const std::vector<double>& l = sums.limbs();
+        const __float128 got = __float128(l[0]) + __float128(l[1]) / 4294967296.0Q +
+                               __float128(l[2]) / 18446744073709551616.0Q + __float128(l[3]) / 79228162514264337593543950336.0Q;
+        EXPECT_TRUE(got == want) << label << ": " << double(got) << " vs " << double(want);
+    };
+    std::vector<double> q(kParts);
+    for (double& v : q) v = std::ldexp(u(rng), e(rng)) * (rng() % 2 ? 1 : -1);
+    check(q, "wide magnitudes");
+    std::shuffle(q.begin(), q.end(), rng);
+    check(q, "shuffled");
+    for (double& v : q) v = std::ldexp(u(rng), 18); // Σ ~ 2^30: L0 just inside 32 bits
+    check(q, "large positive");
+    for (double& v : q) v = -std::ldexp(u(rng), 18);
+    check(q, "large negative");
+    for (double& v : q) v = (rng() % 2 ? 1 : -1) * std::ldexp(1.0, -70); // below the grid: 0 each
+    check(q, "below the grid");
+    long long l[gpu::detail::kDeviceLimbs];
+    EXPECT_TRUE(grid_limbs(std::nextafter(4194304.0, 0.0), l));
+    EXPECT_FALSE(grid_limbs(4194304.0, l));
+    EXPECT_FALSE(grid_limbs(-4194304.0, l));
+    EXPECT_FALSE(grid_limbs(std::nan(""), l));
+    EXPECT_FALSE(grid_limbs(INFINITY, l));
+    EXPECT_EQ(l[0], 0);
+    EXPECT_EQ(l[1], 0);
+    // 2^12 partials just below 2^22: Σ q ~ 2^34, L0 leaves 32 bits (the call then throws); no
+    // integer wrapped on the way (hi < 2^58), so the check sees it.
+    long long hi = 0, lo = 0;
+    for (int i = 0; i < kParts; i++) {
+        ASSERT_TRUE(grid_limbs(std::nextafter(4194304.0, 0.0), l));
+        hi += l[0];
+        lo += l[1];
+    }
+    int32_t limbs[gpu::detail::kHostLimbs];
+    EXPECT_FALSE(cut_limbs(hi, lo, limbs));
+    EXPECT_FALSE(cut_limbs(-hi, 0, limbs));
+}
+
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
-    // FixedPointSums::add_limbs and clear() split sums of 2^20 limbs or more across threads
-    // (faiss_gmm/ParallelRanges.h): 3·2^18 values (3·2^20 limbs: up to 3 pieces) must get every
-    // limb, once, as one thread would: a deliberately different value in each slot, integers
-    // (canonical: limbs 1..3 below 2^32), added twice, against the sums done here slot by slot.
-    const size_t n = size_t(3) << 18, nl = n * FixedPointSums::kLimbs;
+    // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^20
+    // limbs or more across threads (faiss_gmm/ParallelRanges.h): 3·2^18 values (3·2^20 limbs: up
+    // to 3 pieces) must get every limb, once, as one thread would: a different int32 of either
+    // sign in each of the three limbs given per value; added to zeros, then after clear()
+    // written and added once more, against 2× each given limb (limb 3: zero) slot by slot.
+    const size_t n = size_t(3) << 18, given = 3 * n, nl = n * FixedPointSums::kLimbs;
     FixedPointSums sums(n);
-    std::vector<double> limbs(nl);
-    for (size_t t = 0; t < nl; t++) limbs[t] = t < n ? double(int64_t(t % 1000003) - 500000) : double(t % 4294967291u);
-    sums.add_limbs(limbs.data());
-    sums.add_limbs(limbs.data());
-    for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], 2 * limbs[t]) << "limb slot " << t;
+    std::vector<int32_t> limbs(given);
+    for (size_t t = 0; t < given; t++) limbs[t] = int32_t(int64_t(t * 2654435761u % 4294967291u) - 2147483645);
+    sums.add_limbs(limbs.data(), 3);
     sums.clear();
+    sums.add_limbs(limbs.data(), 3);
+    sums.add_limbs(limbs.data(), 3);
+    for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], t < given ? 2.0 * limbs[t] : 0.0) << "limb slot " << t;
+    sums.add_limbs(limbs.data(), 3);
+    sums.clear();
+    EXPECT_EQ(sums.value(0), 0.0);
     for (size_t t = 0; t < nl; t++) ASSERT_EQ(sums.limbs()[t], 0.0) << "limb slot " << t;
+    EXPECT_THROW(sums.add_limbs(limbs.data(), 5), std::invalid_argument);
+    EXPECT_THROW(sums.add_limbs(limbs.data(), 0), std::invalid_argument);
+}
+
+TEST(ReproducibleSum, ClearedSumsAreZeroForEveryUse) {
+    // clear() only marks the sums zero (the limbs are zeroed when first used): every other use
+    // must see zeros. Values added after clear() or merged into / from cleared sums give the
+    // bits of sums that never held anything.
+    const size_t n = 5;
+    std::vector<double> v = {1.5, -2.25, 3e-9, 7.0, -0.125}, w = {0.5, 4.0, -1e-12, 2.0, 9.75};
+    FixedPointSums fresh(n), cleared(n), other(n);
+    for (FixedPointSums* s : {&fresh, &cleared, &other}) s->set_scale(0, n, 4);
+    fresh.add(v.data());
+    cleared.add(w.data());
+    cleared.clear();
+    for (size_t i = 0; i < n; i++) EXPECT_EQ(cleared.value(i), 0.0) << "value " << i;
+    cleared.normalize();
+    cleared.add(v.data());
+    for (size_t i = 0; i < n; i++) EXPECT_EQ(cleared.value(i), fresh.value(i)) << "value " << i;
+    other.add(w.data());
+    other.clear();
+    cleared.merge(other); // a cleared other adds nothing
+    for (size_t i = 0; i < n; i++) EXPECT_EQ(cleared.value(i), fresh.value(i)) << "value " << i;
+    other.merge(fresh); // into cleared sums
+    for (size_t i = 0; i < n; i++) EXPECT_EQ(other.value(i), fresh.value(i)) << "value " << i;
+    other.clear();
+    EXPECT_EQ(other.limbs(), std::vector<double>(n * FixedPointSums::kLimbs, 0.0));
 }
 
 TEST(ReproducibleSum, SecondMomentsAddedByComponentAreTheSameBits) {

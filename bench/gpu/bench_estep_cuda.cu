@@ -7,7 +7,8 @@
 //  * streaming N = 100M rows from pageable host memory (float32 and uint8), through staging
 //    copies and pinned in place by retain_rows(): time per pass against max(transfer time at the
 //    measured pinned H2D bandwidth, kernel time), and the GPU memory the backend holds;
-//  * 20 EM iterations at N = 10M with the GPU E-step and a host M-step.
+//  * 20 EM iterations at N = 10M with the GPU E-step and a host M-step (--em-reproducible: rows on
+//    the GPU, accumulate() against accumulate_reproducible()).
 // Prints a table; bench/results/gpu_<name>.md records it.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -242,6 +243,7 @@ int main(int argc, char** argv) {
     std::vector<int> sub_tiles_scan; // --sub-tiles-scan 128,32,16: the one-pass Hopper modes at these hopper_sub_tiles
     bool narrow = false; // --narrow: component 0 collapsed onto its row (issue 13): Blocked + refinement
     bool reproducible = false; // --reproducible: the reproducible sums' cost per mode
+    bool em_reproducible = false;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--quick") quick = true;
@@ -262,6 +264,9 @@ int main(int argc, char** argv) {
         }
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
         if (a == "--reproducible") reproducible = true; // also time accumulate_reproducible (issue 13)
+        // EM with rows on the GPU only, each mode with accumulate() and accumulate_reproducible()
+        // (clear, call, result: what an iteration of the trainer adds for reproducible sums)
+        if (a == "--em-reproducible") em_reproducible = true;
     }
     if (only_mode >= kNumModes) {
         fprintf(stderr, "--only-mode %d: modes are 0..%d (accurate, fast-tf32, hopper-fast, hopper-accurate)\n",
@@ -559,46 +564,58 @@ int main(int argc, char** argv) {
         CK(cudaDeviceSynchronize());
         std::vector<float> xh(size_t(N) * d);
         CK(cudaMemcpy(xh.data(), xd, xh.size() * 4, cudaMemcpyDeviceToHost));
-        for (int where = 0; where < 2; where++) {
+        // sums 0: accumulate() into SufficientStats; 1 (--em-reproducible): accumulate_reproducible()
+        // into a StatsAccumulator on grids from the means, then result().
+        for (int where = 0; where < (em_reproducible ? 1 : 2); where++) {
             for (int fast = 1; fast >= 0; fast--) {
-                GmmModel m = model_from_rows(xh, K, d, CovarianceType::Spherical);
-                EStepCudaOptions o;
-                o.devices = {0};
-                o.fast_math = fast;
-                EStepCuda es(K, d, o);
-                VectorBlock rows{where == 0 ? static_cast<const void*>(xd) : xh.data(), DataType::Float32, N, d};
-                SufficientStats st(K, d, CovarianceType::Spherical);
-                const double t0 = now_s();
-                double ll = 0;
-                for (int it = 0; it < 20; it++) {
-                    es.set_model(m, nullptr);
-                    st.clear();
-                    es.accumulate(rows, st);
-                    ll = st.loglik / double(N);
-                    for (int64_t k = 0; k < K; k++) {
-                        const double nk = std::max(st.nk[k], 1e-10);
-                        m.log_weights[k] = float(std::log(std::max(st.nk[k], 1e-10) / double(N)));
-                        const float* mu_old = m.means.data() + k * d;
-                        double shift2 = 0;
-                        std::vector<float> mu_new(d);
-                        for (int64_t j = 0; j < d; j++) {
-                            mu_new[j] = float(st.sum_x[k * d + j] / nk);
-                            shift2 += (mu_new[j] - mu_old[j]) * double(mu_new[j] - mu_old[j]);
+                for (int sums = 0; sums < (em_reproducible ? 2 : 1); sums++) {
+                    GmmModel m = model_from_rows(xh, K, d, CovarianceType::Spherical);
+                    EStepCudaOptions o;
+                    o.devices = {0};
+                    o.fast_math = fast;
+                    EStepCuda es(K, d, o);
+                    VectorBlock rows{where == 0 ? static_cast<const void*>(xd) : xh.data(), DataType::Float32, N, d};
+                    SufficientStats st(K, d, CovarianceType::Spherical);
+                    StatsAccumulator acc(K, d, CovarianceType::Spherical);
+                    const double t0 = now_s();
+                    double ll = 0;
+                    for (int it = 0; it < 20; it++) {
+                        es.set_model(m, nullptr);
+                        if (sums == 0) {
+                            st.clear();
+                            es.accumulate(rows, st);
+                        } else {
+                            bench::grids_from_means(acc, m);
+                            acc.clear();
+                            es.accumulate_reproducible(rows, acc);
+                            acc.result(st);
                         }
-                        // Σ r‖x − μ_new‖² = Σ r‖x − μ_old‖² − N_k‖μ_new − μ_old‖²
-                        const double var = (st.sum_sq[k] - nk * shift2) / (nk * double(d));
-                        m.variances[k] = float(std::max(var, 1e-3));
-                        std::copy(mu_new.begin(), mu_new.end(), m.means.begin() + k * d);
+                        ll = st.loglik / double(N);
+                        for (int64_t k = 0; k < K; k++) {
+                            const double nk = std::max(st.nk[k], 1e-10);
+                            m.log_weights[k] = float(std::log(std::max(st.nk[k], 1e-10) / double(N)));
+                            const float* mu_old = m.means.data() + k * d;
+                            double shift2 = 0;
+                            std::vector<float> mu_new(d);
+                            for (int64_t j = 0; j < d; j++) {
+                                mu_new[j] = float(st.sum_x[k * d + j] / nk);
+                                shift2 += (mu_new[j] - mu_old[j]) * double(mu_new[j] - mu_old[j]);
+                            }
+                            // Σ r‖x − μ_new‖² = Σ r‖x − μ_old‖² − N_k‖μ_new − μ_old‖²
+                            const double var = (st.sum_sq[k] - nk * shift2) / (nk * double(d));
+                            m.variances[k] = float(std::max(var, 1e-3));
+                            std::copy(mu_new.begin(), mu_new.end(), m.means.begin() + k * d);
+                        }
+                        // renormalize weights (components with nk ~ 0 keep a tiny weight)
+                        double ws = 0;
+                        for (auto lw : m.log_weights) ws += std::exp(double(lw));
+                        for (auto& lw : m.log_weights) lw = float(lw - std::log(ws));
                     }
-                    // renormalize weights (components with nk ~ 0 keep a tiny weight)
-                    double ws = 0;
-                    for (auto lw : m.log_weights) ws += std::exp(double(lw));
-                    for (auto& lw : m.log_weights) lw = float(lw - std::log(ws));
+                    printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s%s: %.2f s total "
+                           "(%.1f ms/iter), final mean loglik %.4f\n",
+                           (long long)(N / 1000000), where == 0 ? "GPU " : "host", fast ? "fast" : "accurate",
+                           sums ? ", reproducible" : "", now_s() - t0, (now_s() - t0) * 50.0, ll);
                 }
-                printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s: %.2f s total (%.1f ms/iter), "
-                       "final mean loglik %.4f\n",
-                       (long long)(N / 1000000), where == 0 ? "GPU " : "host", fast ? "fast" : "accurate",
-                       now_s() - t0, (now_s() - t0) * 50.0, ll);
             }
         }
         CK(cudaFree(xd));

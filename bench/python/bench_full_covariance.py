@@ -44,13 +44,6 @@ from bench_gaussian_mixture import make_dataset, reset_peak_rss, status_bytes, w
 IMPLS = [("faiss_gmm", "full"), ("sklearn", "full"), ("faiss_gmm", "diag"), ("faiss_gmm_engine", "full")]
 
 
-def reset_peak_after_trim():
-    """Returns freed heap memory to the system (glibc malloc_trim), then resets the peak mark."""
-    import ctypes
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    reset_peak_rss()
-
-
 def run_one(args):
     """In a subprocess: load, warm up, time one EM iteration (see the module docstring), print a JSON line."""
     import numpy as np
@@ -71,7 +64,7 @@ def run_one(args):
         gm.weights_, gm.means_ = init["weights"], init["means"]
         gm.covariances_ = np.linalg.inv(precisions) if args.cov == "full" else 1.0 / precisions
         gm.precisions_cholesky_ = _compute_precision_cholesky(gm.covariances_, args.cov)
-        reset_peak_after_trim()
+        reset_peak_rss()
         rss0 = status_bytes("VmRSS")
         t0 = time.perf_counter()
         lower_bound, log_resp = gm._e_step(x)
@@ -88,11 +81,11 @@ def run_one(args):
             params = gm._params(0)
             initial = gm._user_initial_model(x, params)  # the starting model, before the mark
             params.init = _core.InitMethod.Given
-            reset_peak_after_trim()
+            reset_peak_rss()
             rss0 = status_bytes("VmRSS")
             st = _core.fit(x, k, params, initial)["iteration_stats"]
         else:
-            reset_peak_after_trim()
+            reset_peak_rss()
             rss0 = status_bytes("VmRSS")
             st = faiss_gmm.GaussianMixture(**kw).fit(x).iteration_stats_
         iter_s = st[1].time_s - st[0].time_s

@@ -17,7 +17,8 @@ loads the data set from a .npy file, then fits. Reported:
   * rss_delta: peak RSS during fit minus the RSS just before fit (data loaded,
     libraries imported, a small warm-up fit done): the peak mark (VmHWM) is
     reset to the current RSS right before fit through /proc/self/clear_refs
-    and read after. This sees every allocation, numpy's and C++'s, at page
+    (after malloc_trim(0), so that freed heap the allocator kept is not reused
+    unseen) and read after. This sees every allocation, numpy's and C++'s, at page
     granularity.
   * tracemalloc_peak (sklearn only): peak of Python/numpy allocations during
     fit as tracemalloc counts them; it cannot see C++ allocations, so it is not
@@ -48,8 +49,14 @@ def status_bytes(field):
 
 
 def reset_peak_rss():
-    """Sets the peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0), so that
-    the peak read after fit is the peak of fit alone, not of the loading before."""
+    """Returns freed heap memory to the system (glibc malloc_trim), then sets the
+    peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0), so that the peak read
+    after fit is the peak of fit alone, not of the loading before. Without the trim,
+    memory the warm-up freed but the C allocator kept would be reused during fit
+    without showing in RSS (it hid up to ~30 MiB of faiss_gmm's buffers in the
+    full-covariance benchmark)."""
+    import ctypes
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
 
@@ -233,7 +240,7 @@ def main():
     lines.append("Method: each figure comes from a fresh subprocess that loads the data from .npy, warms up on a "
                  "small slice (8192 rows), then fits once. s / EM iteration = (T(long) − T(short)) / (long − short), which "
                  "cancels fixed costs. Peak RSS beyond input = VmHWM after fit − VmRSS just before fit, with the "
-                 "peak mark reset to the current RSS (/proc/self/clear_refs) right before fit; the input array, "
+                 "peak mark reset to the current RSS (/proc/self/clear_refs, after malloc_trim(0)) right before fit; the input array, "
                  "libraries and warm-up are already resident then. The largest over all runs.")
     write_report("\n".join(lines) + "\n", args.out)
 

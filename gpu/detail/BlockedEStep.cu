@@ -198,43 +198,44 @@ __global__ void blocked_block_limbs_kernel(const float* __restrict__ tmp, int nb
             my_sq = f >= 0 ? cross : at(b, Dfeat + 1) - 2.0 * cross + nk * mu_sq[k];
         }
     }
-    long long l[kValueLimbs], ln[kValueLimbs] = {}, lq[kValueLimbs] = {};
+    long long l[kDeviceLimbs], ln[kDeviceLimbs] = {}, lq[kDeviceLimbs] = {};
     if (lane < nblocks) {
-        fixed_limbs(my_nk, grid.inv_nk, ln);
-        if (!diag) fixed_limbs(my_sq, grid.inv_sq, lq);
+        fixed_limbs(grid, my_nk, grid.inv_nk, ln);
+        if (!diag) fixed_limbs(grid, my_sq, grid.inv_sq, lq);
     }
 #pragma unroll
-    for (int i = 0; i < kValueLimbs; i++) { // integers: any order of the lanes gives the same sum
+    for (int i = 0; i < kDeviceLimbs; i++) { // integers: any order of the lanes gives the same sum
         for (int off = 16; off > 0; off >>= 1) {
             ln[i] += __shfl_xor_sync(0xffffffffu, ln[i], off);
             lq[i] += __shfl_xor_sync(0xffffffffu, lq[i], off);
         }
     }
     if (lane == 0) {
-        add_value_limbs(values, grid.nvalues, k, ln);
-        if (!diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + k, lq);
+        add_value_limbs(grid, values, k, ln);
+        if (!diag) add_value_limbs(grid, values, grid.sq_begin + k, lq);
     }
     for (int j0 = 0; j0 < d; j0 += 32) { // whole warps: the shuffle below needs every lane
         const int j = j0 + lane;
         const bool here = j < d;
         const double m = here ? mu[size_t(k) * d + j] : 0.0;
-        long long lx[kValueLimbs] = {}, ld[kValueLimbs] = {};
+        long long lx[kDeviceLimbs] = {}, ld[kDeviceLimbs] = {};
         for (int b = 0; b < nblocks; b++) {
             const double nk = __shfl_sync(0xffffffffu, my_nk, b);
             if (!here) continue;
             const double sx = f < 0 ? at(b, j) : dev(b)[j] + dev(b)[2 * d] * m;
-            fixed_limbs(sx, grid.inv_x, l);
+            fixed_limbs(grid, sx, grid.inv_x, l);
 #pragma unroll
-            for (int i = 0; i < kValueLimbs; i++) lx[i] += l[i];
+            for (int i = 0; i < kDeviceLimbs; i++) lx[i] += l[i];
             if (diag) {
-                fixed_limbs(f < 0 ? at(b, d + j) - 2.0 * m * at(b, j) + nk * m * m : dev(b)[d + j], grid.inv_sq, l);
+                fixed_limbs(grid, f < 0 ? at(b, d + j) - 2.0 * m * at(b, j) + nk * m * m : dev(b)[d + j], grid.inv_sq,
+                            l);
 #pragma unroll
-                for (int i = 0; i < kValueLimbs; i++) ld[i] += l[i];
+                for (int i = 0; i < kDeviceLimbs; i++) ld[i] += l[i];
             }
         }
         if (!here) continue;
-        add_value_limbs(values, grid.nvalues, grid.x_begin + int64_t(k) * d + j, lx);
-        if (diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + int64_t(k) * d + j, ld);
+        add_value_limbs(grid, values, grid.x_begin + int64_t(k) * d + j, lx);
+        if (diag) add_value_limbs(grid, values, grid.sq_begin + int64_t(k) * d + j, ld);
     }
 }
 

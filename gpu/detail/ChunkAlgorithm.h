@@ -37,9 +37,11 @@ class ChunkAlgorithm {
     /// the workers' shares and the pieces of a call that give the same bits are whole units,
     /// counted from the call's first row. kReproducibleBlockRows, or a multiple (FullEStep.h).
     virtual int64_t reproducible_block_rows() const { return kReproducibleBlockRows; }
-    /// The limbs the last reproducible call downloaded: Σ ln Z's, and the values' (doubles).
+    /// The limbs the last reproducible call downloaded: Σ ln Z's, and the values' (kHostLimbs
+    /// int32 limbs each, ReproducibleLimbs.h).
     const int64_t* loglik_limbs() const { return limbs_.host(); }
-    const double* value_limbs() const { return limbs_.host_values(); }
+    const int32_t* value_limbs() const { return limbs_.host_values(); }
+    bool limbs_overflowed() const { return limbs_.overflowed(); }
     /// Enqueues the work on n rows of `type` at device pointer x.
     virtual void chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) = 0;
     /// Downloads the sums (synchronizes `stream`).

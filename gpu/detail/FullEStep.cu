@@ -29,9 +29,9 @@ __global__ void full_first_moment_limbs_kernel(const float* __restrict__ tmp, in
     const int j = int(i % (d + 1));
     const double v = tmp[size_t(k) * ldx + j];
     if (v == 0) return; // no limbs to add
-    long long l[kValueLimbs];
-    fixed_limbs(v, j == d ? grid.inv_nk : grid.inv_x, l);
-    add_value_limbs(values, grid.nvalues, j == d ? k : grid.x_begin + k * d + j, l);
+    long long l[kDeviceLimbs];
+    fixed_limbs(grid, v, j == d ? grid.inv_nk : grid.inv_x, l);
+    add_value_limbs(grid, values, j == d ? k : grid.x_begin + k * d + j, l);
 }
 
 /// Reproducible sums: a group's second moments, the fp32 partials of its nseg segments (part:
@@ -44,9 +44,9 @@ __global__ void full_second_moment_limbs_kernel(const float* __restrict__ part, 
     double v = 0;
     for (int s = 0; s < nseg; s++) v += double(part[size_t(s) * count + i]);
     if (v == 0) return;
-    long long l[kValueLimbs];
-    fixed_limbs(v, grid.inv_sq, l);
-    add_value_limbs(values, grid.nvalues, grid.sq_begin + i, l);
+    long long l[kDeviceLimbs];
+    fixed_limbs(grid, v, grid.inv_sq, l);
+    add_value_limbs(grid, values, grid.sq_begin + i, l);
 }
 template <typename T>
 void upload(DeviceBuffer& buf, int device, const std::vector<T>& v) {

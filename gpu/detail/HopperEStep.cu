@@ -2,6 +2,7 @@
 // the one switch from the runtime tile width to the per-DP launchers (HopperKernels*.cu).
 #include "gpu/detail/HopperEStep.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -74,8 +75,8 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     if (b0 >= b1) return; // whole warps leave together
     const int nk_col = DP;                      // N_k: after the features in both layouts
     const int x2_col = diag ? DP / 2 : DP + 1;  // Σ r x² (diagonal, per feature) or Σ r ‖x‖² (spherical)
-    long long lx[4][kValueLimbs] = {}, lq2[4][kValueLimbs] = {}, ln[kValueLimbs] = {}, lq[kValueLimbs] = {},
-              l[kValueLimbs];
+    long long lx[4][kDeviceLimbs] = {}, lq2[4][kDeviceLimbs] = {}, ln[kDeviceLimbs] = {}, lq[kDeviceLimbs] = {},
+              l[kDeviceLimbs];
     for (int b = b0; b < b1; b++) {
         const T* a = part + (size_t(b) * Kp + k) * FW;
         const double nk = double(a[nk_col]) * n_scale;
@@ -92,9 +93,10 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
                 const int j = lane + 32 * m;
                 if (j >= d) continue;
                 const double mu_j = double(mu[size_t(k) * d + j]);
-                fixed_limbs(double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq, l);
+                fixed_limbs(grid, double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq,
+                            l);
 #pragma unroll
-                for (int i = 0; i < kValueLimbs; i++) lq2[m][i] += l[i];
+                for (int i = 0; i < kDeviceLimbs; i++) lq2[m][i] += l[i];
             }
         } else {
 #pragma unroll
@@ -102,18 +104,18 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
         }
 #pragma unroll
         for (int m = 0; m < 4; m++) {
-            fixed_limbs(f[m], grid.inv_x, l);
+            fixed_limbs(grid, f[m], grid.inv_x, l);
 #pragma unroll
-            for (int i = 0; i < kValueLimbs; i++) lx[m][i] += l[i];
+            for (int i = 0; i < kDeviceLimbs; i++) lx[m][i] += l[i];
         }
         if (lane == 0) {
-            fixed_limbs(nk, grid.inv_nk, l);
+            fixed_limbs(grid, nk, grid.inv_nk, l);
 #pragma unroll
-            for (int i = 0; i < kValueLimbs; i++) ln[i] += l[i];
+            for (int i = 0; i < kDeviceLimbs; i++) ln[i] += l[i];
             if (!diag) {
-                fixed_limbs(double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
+                fixed_limbs(grid, double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
 #pragma unroll
-                for (int i = 0; i < kValueLimbs; i++) lq[i] += l[i];
+                for (int i = 0; i < kDeviceLimbs; i++) lq[i] += l[i];
             }
         }
     }
@@ -121,12 +123,12 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     for (int m = 0; m < 4; m++) {
         const int j = lane + 32 * m;
         if (j >= d) continue;
-        add_value_limbs(values, grid.nvalues, grid.x_begin + int64_t(k) * d + j, lx[m]);
-        if (diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
+        add_value_limbs(grid, values, grid.x_begin + int64_t(k) * d + j, lx[m]);
+        if (diag) add_value_limbs(grid, values, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
     }
     if (lane == 0) {
-        add_value_limbs(values, grid.nvalues, k, ln);
-        if (!diag) add_value_limbs(values, grid.nvalues, grid.sq_begin + k, lq);
+        add_value_limbs(grid, values, k, ln);
+        if (!diag) add_value_limbs(grid, values, grid.sq_begin + k, lq);
     }
 }
 
@@ -267,28 +269,51 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
         // Slots no thread writes (the split kernel's second warpgroup, LSE tiles past a block) add 0.
         FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.llslots.get(), 0, size_t(nblocks) * kLoglikSlots * 8, stream));
     }
+    limbs_from_ = 0;
+    args_.blocks_enqueued = nullptr;
+    if (by_block_) {
+        args_.blocks_enqueued = +[](void* self, int b0, int b1) { static_cast<HopperEStep*>(self)->enqueue_limbs(b0, b1); };
+    }
+    args_.blocks_ctx = this;
     const HopperLaunchShape shape = kernels_->chunk(args_);
     report.blocks = shape.blocks;
     report.cluster = shape.cluster;
     if (!by_block_) return;
+    // The blocks no sub-chunk handed over (two passes: all of them), then the join: the download
+    // and the next chunk's kernels (which rewrite the slices) come after the limbs.
+    if (limbs_from_ < nblocks) enqueue_limbs(limbs_from_, nblocks);
+    FAISS_GMM_CUDA_CHECK(cudaEventRecord(limbs_done_, feat_stream_));
+    FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, limbs_done_, 0));
+}
+
+void HopperEStep::enqueue_limbs(int b0, int b1) {
+    b0 = std::max(b0, limbs_from_); // (each block once)
+    if (b1 <= b0) return;
+    limbs_from_ = b1;
+    FAISS_GMM_CUDA_CHECK(cudaEventRecord(sub_done_, args_.stream));
+    FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(feat_stream_, sub_done_, 0));
+    const HopperShape& m = args_.model;
+    const int nblocks = b1 - b0;
+    const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW;
     // Each warp sums ~16 blocks (fewer atomics) while the K·groups warps keep the GPU busy.
     const int groups = (nblocks + 15) / 16, per_warp = (nblocks + groups - 1) / groups;
     const double ir = m.tile64() ? 1.0 / double(sm90::split::kRScale) : 1.0;
     const unsigned grid = unsigned((int64_t(args_.K) * groups * 32 + 255) / 256);
     const int Kp = m.Kt * sm90::kKc;
     if (m.tile64()) {
-        block_limbs_kernel<double><<<grid, 256, 0, stream>>>(
-                buf_.block_part.as<double>(), nblocks, per_warp, Kp, args_.K, args_.d, m.DP, m.FW, m.diag ? 1 : 0,
-                buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir, ir / double(m.sq),
-                limbs_.grid(), limbs_.values());
+        block_limbs_kernel<double><<<grid, 256, 0, feat_stream_>>>(
+                buf_.block_part.as<double>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
+                m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
+                ir / double(m.sq), limbs_.grid(), limbs_.values());
     } else {
-        block_limbs_kernel<float><<<grid, 256, 0, stream>>>(
-                buf_.block_part.as<float>(), nblocks, per_warp, Kp, args_.K, args_.d, m.DP, m.FW, m.diag ? 1 : 0,
-                buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir, ir / double(m.sq),
-                limbs_.grid(), limbs_.values());
+        block_limbs_kernel<float><<<grid, 256, 0, feat_stream_>>>(
+                buf_.block_part.as<float>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
+                m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
+                ir / double(m.sq), limbs_.grid(), limbs_.values());
     }
     FAISS_GMM_CUDA_CHECK_LAUNCH("block_limbs_kernel");
-    limbs_.add_loglik_blocks(buf_.llslots.as<double>(), nblocks, kLoglikSlots, kLn2, stream);
+    limbs_.add_loglik_blocks(buf_.llslots.as<double>() + size_t(b0) * kLoglikSlots, nblocks, kLoglikSlots, kLn2,
+                             feat_stream_);
 }
 
 void HopperEStep::download(cudaStream_t stream) {

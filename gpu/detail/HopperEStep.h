@@ -41,6 +41,12 @@ class HopperEStep final : public ChunkAlgorithm {
     CudaStream feat_stream_;
     CudaEvent feat_gate_, feat_done_[kMaxSubChunks];
     cudaEvent_t feat_done_handles_[kMaxSubChunks];
+    // Reproducible sums: the limbs of each sub-chunk's blocks run on feat_stream_ once its kernel
+    // is done (sub_done_), and the chunk's stream waits for the last of them (limbs_done_).
+    CudaEvent sub_done_, limbs_done_;
+    int limbs_from_ = 0; // the chunk's first block whose limbs are not enqueued yet
+    /// Enqueues the limbs of the chunk's blocks [b0, b1) on feat_stream_, after the kernels so far.
+    void enqueue_limbs(int b0, int b1);
     const HopperKernels* kernels_ = nullptr; // the current model's tile width
     HopperBuffers buf_;
     HopperChunkArgs args_; // the launches' contract: model shape, knobs, buffers, streams

@@ -115,6 +115,7 @@ int one_pass(const HopperChunkArgs& a, const L& launch, HopperLaunchShape& shape
         FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(a.stream, a.feat_done[sub], 0));
         const int nt = t0[sub + 1] - t0[sub];
         launch.kernel(sub, t0[sub], nt, rows(sub), std::min(Q, nt), Q);
+        if (bt > 0 && a.blocks_enqueued) a.blocks_enqueued(a.blocks_ctx, t0[sub] / bt, (t0[sub + 1] + bt - 1) / bt);
     }
     shape.blocks = Q * a.C;
     shape.cluster = a.C;

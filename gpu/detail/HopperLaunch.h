@@ -51,6 +51,11 @@ struct HopperChunkArgs {
     cudaStream_t feat_stream = nullptr; ///< sub-chunks' features (low priority)
     cudaEvent_t feat_gate = nullptr;
     const cudaEvent_t* feat_done = nullptr; ///< kMaxSubChunks events
+    /// Reproducible sums: the one-pass launches call this once the kernel of a sub-chunk is
+    /// enqueued, with the chunk's blocks [b0, b1) it sums (HopperEStep makes their limbs on
+    /// feat_stream, on the SMs the clusters leave idle, while the next sub-chunk runs).
+    void (*blocks_enqueued)(void* ctx, int b0, int b1) = nullptr;
+    void* blocks_ctx = nullptr;
 };
 
 /// Thread blocks and cluster size of the last launch (EStepCudaReport::blocks, ::cluster).

@@ -1,6 +1,7 @@
 // Device side of the CUDA E-step's reproducible sums (ReproducibleLimbs.h has the design):
-// a value cut into the limbs of the caller's grids, exactly as the CPU's FixedPointSums and
-// ExactSums cut it, so that the GPU's limbs and the CPU's add up to the same integers.
+// a value on the caller's grids as integers (fixed_limbs: the device format of LimbFormat.h,
+// truncated toward zero at 2^-64 of the scale; deposit_exact: ExactSums' limbs, exact), added with
+// integer atomics.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,21 +12,11 @@
 
 namespace faiss_gmm::gpu::detail {
 
-/// v / scale cut into FixedPointSums' limbs: l0 = trunc(q), then 32 bits per limb, truncated
-/// below 2^-96 (the same operations as FixedPointSums::add_segment, so the same integers).
-__device__ __forceinline__ void fixed_limbs(double v, double inv_scale, long long l[kValueLimbs]) {
-    constexpr double kTwo32 = 4294967296.0;
-    double q = v * inv_scale;
-    double t = trunc(q);
-    l[0] = (long long)t;
-    q = (q - t) * kTwo32;
-    t = trunc(q);
-    l[1] = (long long)t;
-    q = (q - t) * kTwo32;
-    t = trunc(q);
-    l[2] = (long long)t;
-    q = (q - t) * kTwo32;
-    l[3] = (long long)trunc(q);
+/// v / scale on the device grid (LimbFormat.h: grid_limbs); a partial the grid cannot hold (the
+/// caller's row bounds do not hold for it) sets the grid's overflow flag and adds nothing.
+__device__ __forceinline__ void fixed_limbs(const LimbGrid& grid, double v, double inv_scale,
+                                            long long l[kDeviceLimbs]) {
+    if (!grid_limbs(v * inv_scale, l)) atomicOr(grid.overflow, 1ull);
 }
 
 /// Adds a finite double exactly to ExactSums limbs (atomically: integer adds commute), as
@@ -46,12 +37,13 @@ __device__ __forceinline__ void deposit_exact(double v, unsigned long long* limb
     atomicAdd(limbs + limb + 2, (unsigned long long)(long long)b);
 }
 
-/// Adds one value's limbs (accumulated in registers) to the worker's limbs atomically.
-__device__ __forceinline__ void add_value_limbs(unsigned long long* values, int64_t nvalues, int64_t i,
-                                                const long long l[kValueLimbs]) {
+/// Adds one value's limbs (accumulated in registers: sums of fixed_limbs) to the worker's
+/// accumulators atomically (ReproducibleLimbs::values()).
+__device__ __forceinline__ void add_value_limbs(const LimbGrid& grid, unsigned long long* values, int64_t i,
+                                                const long long l[kDeviceLimbs]) {
 #pragma unroll
-    for (int j = 0; j < kValueLimbs; j++) {
-        if (l[j] != 0) atomicAdd(values + size_t(j) * nvalues + i, (unsigned long long)l[j]);
+    for (int j = 0; j < kDeviceLimbs; j++) {
+        if (l[j] != 0) atomicAdd(values + size_t(j) * grid.nvalues + i, (unsigned long long)l[j]);
     }
 }
 

@@ -19,25 +19,16 @@ __global__ void loglik_blocks_kernel(const double* __restrict__ slots, int nbloc
     deposit_exact(s * unit, limbs);
 }
 
-/// The value limbs → canonical form before the download (limbs 1..3 in [0, 2^32), carries
-/// into limb 0), written back as doubles (exact: limb 0 is a sum over rows of values below one
-/// grid scale each, far below 2^53), which is what FixedPointSums::add_limbs takes. One thread
-/// per value (it alone reads and writes the value's limbs).
-__global__ void carry_value_limbs_kernel(unsigned long long* __restrict__ values, int64_t nvalues) {
+/// The device accumulators → the balanced 32-bit limbs (LimbFormat.h: cut_limbs; out:
+/// limb-major, nvalues each); a sum too large for them sets the overflow flag. One thread per value.
+__global__ void value_limbs_kernel(const unsigned long long* __restrict__ acc, int64_t nvalues,
+                                   int32_t* __restrict__ out, unsigned long long* __restrict__ overflow) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     if (i >= nvalues) return;
-    long long l[kValueLimbs];
+    int32_t l[kHostLimbs];
+    if (!cut_limbs((long long)acc[i], (long long)acc[nvalues + i], l)) atomicOr(overflow, 1ull);
 #pragma unroll
-    for (int j = 0; j < kValueLimbs; j++) l[j] = (long long)values[size_t(j) * nvalues + i];
-#pragma unroll
-    for (int j = kValueLimbs - 1; j >= 1; j--) {
-        const long long c = l[j] >> 32; // floor division by 2^32 (arithmetic shift)
-        l[j] -= c * (1ll << 32);
-        l[j - 1] += c;
-    }
-    double* out = reinterpret_cast<double*>(values);
-#pragma unroll
-    for (int j = 0; j < kValueLimbs; j++) out[size_t(j) * nvalues + i] = double(l[j]);
+    for (int j = 0; j < kHostLimbs; j++) out[size_t(j) * nvalues + i] = l[j];
 }
 
 } // namespace
@@ -45,7 +36,10 @@ __global__ void carry_value_limbs_kernel(unsigned long long* __restrict__ values
 void ReproducibleLimbs::begin(int device, const LimbGrid& grid, cudaStream_t stream) {
     grid_ = grid;
     dev_.allocate(device, count() * 8, false);
-    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(dev_.get(), 0, count() * 8, stream));
+    grid_.overflow = dev_.as<unsigned long long>() + kLoglikLimbs;
+    // Σ ln Z's limbs and the flag, and the accumulators (the int32 limbs are written whole).
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(dev_.get(), 0, (kLoglikLimbs + 1) * 8, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(values(), 0, size_t(kDeviceLimbs) * grid_.nvalues * 8, stream));
 }
 
 void ReproducibleLimbs::add_loglik_blocks(const double* slots, int nblocks, int per_block, double unit,
@@ -58,10 +52,12 @@ void ReproducibleLimbs::add_loglik_blocks(const double* slots, int nblocks, int 
 
 void ReproducibleLimbs::download(cudaStream_t stream) {
     const int64_t nv = grid_.nvalues;
-    carry_value_limbs_kernel<<<unsigned((nv + 255) / 256), 256, 0, stream>>>(values(), nv);
-    FAISS_GMM_CUDA_CHECK_LAUNCH("carry_value_limbs_kernel");
-    host_.allocate(count() * 8);
-    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(host_.get(), dev_.get(), count() * 8, cudaMemcpyDeviceToHost, stream));
+    int32_t* limbs = reinterpret_cast<int32_t*>(dev_.as<unsigned long long>() + kLoglikLimbs + 1);
+    value_limbs_kernel<<<unsigned((nv + 255) / 256), 256, 0, stream>>>(values(), nv, limbs, grid_.overflow);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("value_limbs_kernel");
+    host_.allocate(download_words() * 8);
+    FAISS_GMM_CUDA_CHECK(
+            cudaMemcpyAsync(host_.get(), dev_.get(), download_words() * 8, cudaMemcpyDeviceToHost, stream));
     FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 

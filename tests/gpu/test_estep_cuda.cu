@@ -1245,6 +1245,40 @@ TEST_F(EStepCudaTest, SanitizerReproducible) {
                  "sanitizer reproducible accurate diagonal d=100");
 }
 
+TEST_F(EStepCudaTest, ReproducibleRowBoundsThatDoNotHoldAreAnError) {
+    // The device's integers have headroom for block partials below 2^22 of their grid's scale
+    // (gpu/detail/ReproducibleLimbs.h): row bounds far below the rows' values (scale 2^-29, where
+    // a block's Σ r x is about 2^29 times the data's size) end the call with an error naming
+    // them, instead of limbs that wrapped. Blocked and Hopper (fast, accurate).
+    Problem p = make_problem(kReproducibleBlockRows + 300, 130, 40, CovarianceType::Spherical, 960, false);
+    for (EStepCudaAlgorithm algo : {EStepCudaAlgorithm::Blocked, EStepCudaAlgorithm::Hopper}) {
+        for (bool fast : {true, false}) {
+            g_algo = algo;
+            EStepCudaOptions o = opts(fast);
+            o.devices = {0};
+            EStepCuda es(p.K, p.d, o);
+            es.set_model(p.model, p.center.data());
+            StatsAccumulator acc(p.K, p.d, p.cov);
+            acc.set_row_bounds(1e-9, 1e-9);
+            const std::string label = std::string(algo == EStepCudaAlgorithm::Hopper ? "hopper" : "blocked") +
+                                      (fast ? " fast" : " accurate");
+            try {
+                es.accumulate_reproducible(float_rows(p), acc);
+                ADD_FAILURE() << label << ": no error";
+            } catch (const std::runtime_error& e) {
+                EXPECT_NE(std::string(e.what()).find("row bounds"), std::string::npos) << label << ": " << e.what();
+            }
+            // The same object with bounds that hold: a normal call.
+            StatsAccumulator good(p.K, p.d, p.cov);
+            faiss_gmm::testing::set_row_bounds_of(p.x.data(), p.n, p.center.data(), p.model, good);
+            es.accumulate_reproducible(float_rows(p), good);
+            SufficientStats got;
+            good.result(got);
+            expect_close(got, reference(p), fast, "after the error: " + label);
+        }
+    }
+}
+
 TEST_F(EStepCudaTest, ZZSummary) {
     printf("max relative error over all cases (largest error/bound): accurate %.3e (%.3f), fast tf32 %.3e (%.3f), "
            "hopper fp16 %.3e (%.3f), hopper accurate 2xfp16 %.3e (%.3f)\n",

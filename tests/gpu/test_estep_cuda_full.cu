@@ -231,7 +231,8 @@ VectorBlock rows_of(const Problem& p, const Case& c) {
 }
 
 /// Absolute errors a reproducible call adds to each N_k, Σ r x and second moment: every partial
-/// (a group) is truncated toward zero below 2^-96 of its grid's scale (FixedPointSums).
+/// (a group) is truncated toward zero to a multiple of 2^-64 of its grid's scale (the device
+/// format, gpu/detail/LimbFormat.h).
 struct Truncation {
     double nk = 0, x = 0, sq = 0;
 };
@@ -339,14 +340,14 @@ void check_reproducible(const Case& c, const Problem& p, EStepCudaOptions o, int
             run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, {"1 worker", {0}, 0, {0, c.n}, false});
     // The bound of the group's sums: fp32 over at most G rows; one row more covers the double
     // sum of a group's moment segments (at most 2·SMs of them: γ(2^-53) < 2^-40 of Σ|partials|,
-    // against γ_G's 2^-24 per row). The limbs: one truncation per group below 2^-96 of the scale.
+    // against γ_G's 2^-24 per row). The limbs: one truncation per group below 2^-64 of the scale.
     StatsAccumulator grids(c.K, c.d, CovarianceType::Full);
     set_row_bounds_of(p.x.data(), c.n, p.center.data(), p.model, grids);
     const double groups = double((c.n + G - 1) / G);
     Truncation t;
-    t.nk = groups * std::ldexp(1.0, -96);
-    t.x = groups * std::ldexp(1.0, grids.x_exponent() - 96);
-    t.sq = groups * std::ldexp(1.0, grids.sq_exponent() - 96);
+    t.nk = groups * std::ldexp(1.0, -64);
+    t.x = groups * std::ldexp(1.0, grids.x_exponent() - 64);
+    t.sq = groups * std::ldexp(1.0, grids.sq_exponent() - 64);
     compare(c, p, o, base, std::min(c.n, G) + 1, t, what + " reproducible");
     for (const ReproLayout& l : reproducible_layouts(G, c.n)) {
         expect_same_bits(run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, l), base,
