@@ -23,7 +23,8 @@ enum class EStepCudaAlgorithm : int {
     /// distributed shared memory), two passes above. Accurate mode splits every operand in two fp16
     /// halves (three products per GEMM: fp32-level products), one pass or two likewise.
     /// Used for spherical models, d ≤ 128, and diagonal models (the same products over the features
-    /// [x | x²]): fast mode d ≤ 64 or d ≤ 128 with K ≤ 1024, accurate mode d ≤ 64
+    /// [x | x²]): fast mode d ≤ 64 or d ≤ 128 with K ≤ 1024, accurate mode d ≤ 128 (above 64: two
+    /// passes in 32-row tiles, gpu/detail/Sm90DiagSplitKernels.cuh)
     /// (gpu/detail/heuristics.h: hopper_covers); any other case (d > 128, other diagonal shapes,
     /// a non-Hopper GPU) runs Blocked instead, and so does a model with narrow components
     /// (EStepCudaOptions::exact_log_densities).

@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
         if (a == "--only-mode" && i + 1 < argc) only_mode = std::atoi(argv[++i]);
         if (a == "--reps" && i + 1 < argc) reps_override = std::atoi(argv[++i]);
         if (a == "--modes" && i + 1 < argc) modes_arg = "," + std::string(argv[++i]) + ","; // names, comma-separated
-        if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..13
+        if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..16
         if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
         if (a == "--sub-tiles-scan" && i + 1 < argc) {
             for (std::string v = argv[++i]; !v.empty();) {
@@ -322,6 +322,10 @@ int main(int argc, char** argv) {
         shapes.push_back({4000000, 256, 128, CovarianceType::Spherical}); // 11
         shapes.push_back({1000000, 16384, 128, CovarianceType::Spherical}); // 12
         shapes.push_back({1000000, 1024, 64, CovarianceType::Diagonal});  // 13: the fast kernel at 2d = 128
+        // issue 16 item 1: diagonal above K = 1024 (accurate d > 64: the 32-row two passes of Sm90DiagSplitKernels.cuh)
+        shapes.push_back({1000000, 4096, 128, CovarianceType::Diagonal}); // 14
+        shapes.push_back({1000000, 4096, 96, CovarianceType::Diagonal});  // 15
+        shapes.push_back({1000000, 4096, 64, CovarianceType::Diagonal});  // 16
     }
     printf("\nE-step time (median host wall time of accumulate(), rows resident on the GPU). Blocked: accurate | "
            "fast-tf32; Hopper: fast (fp16 wgmma, clusters), accurate (2xfp16 wgmma); cuBLAS floors: one N x K x d "

@@ -186,7 +186,9 @@ HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_cou
 }
 
 double HopperEStep::bytes_per_row(const EncodedModel& em) const {
-    return hopper_bytes_per_row(em.logits.d, em.hopper->FW, em.hopper->split);
+    // (Accurate diagonal, d > 64: + each row's (max, sum) per component tile between the passes.)
+    return hopper_bytes_per_row(em.logits.d, em.hopper->FW, em.hopper->split) +
+           (em.hopper->split_wide() ? 8.0 * em.hopper->Kt : 0.0);
 }
 
 void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) {
@@ -196,7 +198,8 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.K = int(lm.K);
     a.d = int(lm.d);
     a.model = hm;
-    a.C = hm.Kt <= sm90::kMaxCluster ? hm.Kt : 0; // 0: two passes (never for the wide kernel: K ≤ 1024)
+    // 0: two passes (never for the wide kernel: K ≤ 1024; always for the accurate diagonal d > 64)
+    a.C = hm.Kt <= sm90::kMaxCluster && !hm.split_wide() ? hm.Kt : 0;
     if (a.C == 0 && hm.wide()) {
         throw std::logic_error("HopperEStep: the wide kernel has one pass only (K <= 1024), K = " +
                                std::to_string(lm.K) + " (heuristics.h: hopper_covers)");
@@ -223,6 +226,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     b.G.allocate(device_, rows * FW * 2 * (hm.split ? 2 : 1), poison_);
     b.xx.allocate(device_, rows * 4, poison_);
     if (a.C == 0) b.lse.allocate(device_, rows * 4, poison_);
+    if (hm.split_wide()) b.lse_parts.allocate(device_, rows * hm.Kt * 8, poison_);
     b.part.allocate(device_, nparts * hm.Kt * sm90::kKc * FW * (hm.tile64() ? 8 : 4), poison_);
     b.acc.allocate(device_, size_t(lm.K) * FW * 8, poison_);
     b.out.allocate(device_, size_t(lm.K) * out_width() * 8, poison_);
@@ -350,7 +354,7 @@ void HopperEStep::add_to(SufficientStats& stats) const {
 size_t HopperEStep::device_bytes() const {
     size_t total = 0;
     for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
-                                  &buf_.lse, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik, &buf_.block_part,
+                                  &buf_.lse, &buf_.lse_parts, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik, &buf_.block_part,
                                   &buf_.llslots}) {
         total += b->bytes();
     }

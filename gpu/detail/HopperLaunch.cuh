@@ -12,6 +12,7 @@
 
 #include "gpu/detail/CudaUtils.h"
 #include "gpu/detail/HopperLaunch.h"
+#include "gpu/detail/Sm90DiagSplitKernels.cuh"
 #include "gpu/detail/Sm90Kernels.cuh"
 #include "gpu/detail/Sm90SplitKernels.cuh"
 #include "gpu/detail/heuristics.h"
@@ -39,7 +40,8 @@ struct ClusterLaunch {
 };
 
 /// The kernels of a tile width: DP ≤ 128, the fast (128-row), two-pass and accurate (split) kernels;
-/// DP = 192, 256 (diagonal models' [x | x²] with d > 64), the wide kernel only (Sm90SplitKernels.cuh).
+/// DP = 192, 256 (diagonal models' [x | x²] with d > 64), the wide kernel (fast, Sm90SplitKernels.cuh)
+/// and the two passes of the accurate diagonal kernels (Sm90DiagSplitKernels.cuh).
 template <int DP>
 constexpr bool kWideOnly = DP > 128;
 
@@ -48,6 +50,8 @@ void set_attributes() {
     constexpr auto smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
     if constexpr (kWideOnly<DP>) {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 1>, smem, split::Shape<DP, 1>::kSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP>, smem, dsplit::Shape<DP>::kSmem1));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP>, smem, dsplit::Shape<DP>::kSmem2));
     } else {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, false>, smem, Shape<DP>::kSmem));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, smem, Shape<DP>::kSmem));
@@ -249,10 +253,52 @@ HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, in
     return shape;
 }
 
-/// DP ≤ 128: chunk_fast_or_split; DP > 128: the wide kernel (K ≤ 1024), then the double reduction.
+/// Accurate mode, diagonal models with d > 64 (DP = 192, 256), any K: the features in 32-row
+/// tiles, lse_parts_kernel (Sn row splits × Kt component tiles), lse_merge_kernel, estep_kernel
+/// on the same blocks, then the double reduction of the Sn slices (Sm90DiagSplitKernels.cuh).
+template <typename Tin, int DP>
+HopperLaunchShape two_pass_diag_split(const HopperChunkArgs& a, const Tin* x, int vec) {
+    using S = dsplit::Shape<DP>;
+    constexpr int BM = dsplit::kBM;
+    const bool by_block = a.block_tiles > 0;
+    const int tiles = int((a.n + BM - 1) / BM), Kt = a.model.Kt;
+    features_kernel<Tin, DP, BM, 2><<<unsigned(tiles * BM / 16), 256, 0, a.stream>>>(
+            x, int(a.n), a.d, a.buf->center.as<float>(), a.model.sx, a.model.sq, 1, a.buf->G.as<__half>(),
+            a.buf->xx.as<float>(), tiles * BM, vec);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel (diagonal, 32-row tiles)");
+    dsplit::Args k{};
+    k.G = a.buf->G.as<const __half>();
+    k.W = a.buf->W.as<const __half>();
+    k.ab = a.buf->ab.as<const float>();
+    k.lse_parts = a.buf->lse_parts.as<float2>();
+    k.lse = a.buf->lse.as<float>();
+    k.part = (by_block ? a.buf->block_part : a.buf->part).as<double>();
+    k.loglik = a.buf->loglik.as<double>();
+    k.llslots = by_block ? a.buf->llslots.as<double>() : nullptr;
+    k.n = int(a.n);
+    k.tiles = tiles;
+    k.Kt = Kt;
+    k.kinv = a.model.kinv;
+    k.flush_tiles = a.flush_tiles;
+    k.block_tiles64 = a.block_tiles; // HopperEStep counts blocks in 64-row tiles (tile64())
+    k.block_tiles = a.block_tiles * (split::kBM / BM);
+    const int Sn = hopper_row_splits(tiles, a.sm_count, Kt);
+    dsplit::lse_parts_kernel<DP><<<unsigned(Sn * Kt), kThreads, S::kSmem1, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_parts_kernel");
+    dsplit::lse_merge_kernel<DP><<<unsigned(((tiles + 1) / 2 * 32 + 255) / 256), 256, 0, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_merge_kernel");
+    dsplit::estep_kernel<DP><<<unsigned(Sn * Kt), kThreads, S::kSmem2, a.stream>>>(k);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::estep_kernel");
+    if (!by_block) reduce_parts<double>(a, Sn);
+    return HopperLaunchShape{Sn * Kt, 0};
+}
+
+/// DP ≤ 128: chunk_fast_or_split; DP > 128: the wide kernel (fast, K ≤ 1024), then the double
+/// reduction, or two_pass_diag_split (accurate).
 template <typename Tin, int DP>
 HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
     if constexpr (kWideOnly<DP>) {
+        if (a.model.split) return two_pass_diag_split<Tin, DP>(a, x, vec);
         HopperLaunchShape shape;
         const int nparts = one_pass(a, OnePassLaunch<Tin, DP, OnePass::Wide>{a, x, vec}, shape);
         if (a.block_tiles == 0) reduce_parts<double>(a, nparts); // else the blocks' slices stay for the limbs

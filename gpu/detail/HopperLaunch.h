@@ -20,6 +20,7 @@ struct HopperBuffers {
     DeviceBuffer mu, mu_sq; ///< the model's means (K × d floats) and ‖μ_k‖² (K doubles): finalize_sums_kernel
     DeviceBuffer G, xx;    ///< a chunk's features (halves, tiled) and ‖x − c‖² per row
     DeviceBuffer lse;      ///< two passes: log2 Z per row
+    DeviceBuffer lse_parts; ///< accurate diagonal, d > 64: (max, sum) per row and component tile (Sm90DiagSplitKernels.cuh)
     DeviceBuffer part;     ///< partial sums: float (fast) or double (split) slices of Kt·128 × FW
     DeviceBuffer acc;      ///< K × FW doubles: the call's sums (reduce_parts_kernel adds to them)
     DeviceBuffer out;      ///< K × (d+2) doubles: the statistics' increments

@@ -60,6 +60,9 @@ struct HopperShape {
     float kinv = 1;             ///< 1 / (s_x · s_w)
     /// Fast mode with DP > 128 (diagonal, d > 64): the wide kernel (64-row tiles, one plane).
     bool wide() const { return !split && DP > 128; }
+    /// Accurate mode with DP > 128 (diagonal, d > 64): two passes in 32-row tiles at any K
+    /// (Sm90DiagSplitKernels.cuh); reproducible blocks and log-likelihood slots count 64-row tiles.
+    bool split_wide() const { return split && DP > 128; }
     /// Rows per tile: 64 for the accurate and wide kernels (double partial sums), else 128.
     bool tile64() const { return split || wide(); }
 };

@@ -15,12 +15,12 @@ namespace faiss_gmm::gpu::detail {
 /// True when the Hopper kernels compute this model. Spherical: d ≤ 128, any K (fast and
 /// accurate: one pass with clusters for K ≤ 1024, two passes above). Diagonal (features
 /// [x | x²], 2d wide): fast mode d ≤ 64 (the spherical kernels at 2d ≤ 128, any K) or d ≤ 128
-/// with K ≤ 1024 (the wide kernel: one pass only); accurate mode d ≤ 64, any K (the accurate
-/// kernels at 2d ≤ 128: their hi/lo weights at 2d = 256 would take 128 KB of shared memory).
+/// with K ≤ 1024 (the wide kernel: one pass only); accurate mode d ≤ 128, any K (d ≤ 64: the
+/// accurate kernels at 2d ≤ 128; d > 64: the two passes of Sm90DiagSplitKernels.cuh).
 /// Everything else runs Blocked.
 inline bool hopper_covers(bool diag, int64_t K, int64_t d, bool fast) {
     const bool one_pass = K <= int64_t(sm90::kKc) * sm90::kMaxCluster;
-    if (diag) return d <= 64 || (fast && d <= 128 && one_pass);
+    if (diag) return d <= 64 || (d <= 128 && (!fast || one_pass));
     return d <= 128;
 }
 

@@ -58,6 +58,20 @@
 // unchanged for the two-pass kernels: the responsibilities enter Rᵀ·F with the mode's resp and feat
 // roundings (2×fp16: r·2^12 split in hi/lo halves, as in one pass), summed in fp32 over at most
 // flush_tiles·64 ≤ B rows and then in double.
+//
+// Accurate diagonal models with d > 64 (Sm90DiagSplitKernels.cuh, two passes at any K, 32-row
+// tiles): the logits are the same 2×fp16 products (Wh·Xh + Wl·Xh + Wh·Xl, fp32 accumulation
+// over 3·Dfeat terms in one wgmma chain, transposed: M = components, N = rows), so δ_k is as
+// above. log2 Z̃ is formed in three levels instead of an online chain: per warp, 2^(l − m_w) of
+// its 16 components summed through 4 float additions (2 terms, 3 shuffle levels); per block of 128
+// components, the 8 warps' sums rescaled by 2^(m_w − M_c) and added in order (8 additions); per row,
+// the Kt blocks' sums rescaled by 2^(M_c − M) and added (Kt ≤ K additions). Each term thus carries
+// 3 exponentials, 2 products and at most K + 12 additions: (K + 14)·2^-24 + 3·exp, within
+// η = γ_{2K+4}(2^-24 + exp) for every K ≥ 1 (at K = 1: 15·2^-24 + 3·2^-21 < 6·(2^-24 + 2^-21)). Pass 2
+// takes r̃_k = exp2(fl(l̃_k − log2 Z̃))·2^12 (one exponential, the power of two exact), split into hi/lo
+// halves in registers as in one pass (resp 2^-22 + 2^-24, abs 2^-36), and sums r̃·f̃ in fp32 over at
+// most flush_tiles·32 ≤ B rows, 3 products per operand pair, then in double. So the 2×fp16 bound
+// below holds for these kernels unchanged.
 #pragma once
 
 #include <algorithm>

@@ -535,7 +535,8 @@ TEST_F(EStepCudaTest, PinnedInPlaceRowsStreamByDma) {
 TEST_F(EStepCudaTest, SanitizerSmall) {
     // Small enough to run under compute-sanitizer (memcheck, racecheck). Hopper: clusters of 2
     // (K = 130) and the two-pass path (K = 1100), spherical and diagonal (d = 40: the kernels at
-    // 2d = 80 → 96; d = 100: the wide kernel in fast mode, Blocked in accurate mode).
+    // 2d = 80 → 96; d = 100: the wide kernel in fast mode, the 32-row two-pass kernels of
+    // Sm90DiagSplitKernels.cuh in accurate mode, K = 130 and 1100).
     // combo 3: the accurate Hopper kernels (clusters of 2, two warpgroups' partials each; two
     // passes at K = 1100).
     for (int combo = 0; combo < 4; combo++) {
@@ -547,11 +548,17 @@ TEST_F(EStepCudaTest, SanitizerSmall) {
             o.chunk_rows = 200;
             expect_close(run_gpu(p, o, float_rows(p)), reference(p), fast, std::string("small ") + to_string(cov));
         }
-        if (combo >= 2) { // diagonal on the wide kernel (d = 100: fast only; accurate runs Blocked)
+        if (combo >= 2) { // diagonal d = 100: the wide kernel (fast), Sm90DiagSplitKernels.cuh (accurate)
             Problem p = make_problem(300, 130, 100, CovarianceType::Diagonal, fast ? 45 : 46, false);
             EStepCudaOptions o = opts(fast);
             o.chunk_rows = 200;
             expect_close(run_gpu(p, o, float_rows(p)), reference(p), fast, "small diagonal d=100");
+        }
+        if (combo == 3) { // the accurate diagonal two passes with 9 component tiles, chunks of 5 tiles of 32 rows
+            Problem p = make_problem(300, 1100, 100, CovarianceType::Diagonal, 49, false);
+            EStepCudaOptions o = opts(false);
+            o.chunk_rows = 150;
+            expect_close(run_gpu(p, o, float_rows(p)), reference(p), false, "small accurate diagonal d=100 K=1100");
         }
         if (combo == 2) {
             Problem pd = make_problem(300, 1100, 40, CovarianceType::Diagonal, 47, false);
@@ -779,15 +786,15 @@ TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
 }
 
 TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
-    // d > 128, diagonal with K > 1024 and d > 64 or accurate with d > 64 are not Hopper cases:
-    // Blocked runs, with its accuracy.
+    // d > 128 and diagonal fast mode with K > 1024 and d > 64 are not Hopper cases: Blocked runs,
+    // with its accuracy.
     g_algo = EStepCudaAlgorithm::Blocked; // what runs (labels and error slots)
     Problem pd = make_problem(1000, 1100, 65, CovarianceType::Diagonal, 701, false);
     expect_close(run_hopper(pd, opts(true), float_rows(pd), "blocked"), reference(pd), true,
                  "diagonal K=1100 d=65 -> blocked");
-    Problem pe = make_problem(1000, 40, 65, CovarianceType::Diagonal, 704, false);
+    Problem pe = make_problem(1000, 40, 129, CovarianceType::Diagonal, 704, false);
     expect_close(run_hopper(pe, opts(false), float_rows(pe), "blocked"), reference(pe), false,
-                 "diagonal accurate d=65 -> blocked");
+                 "diagonal accurate d=129 -> blocked");
     Problem pw = make_problem(500, 20, 200, CovarianceType::Spherical, 702, false);
     expect_close(run_hopper(pw, opts(true), float_rows(pw), "blocked"), reference(pw), true, "d=200 -> blocked");
     // One object, the model switching between a Hopper case and a fallback case.
@@ -946,6 +953,45 @@ TEST_F(EStepCudaTest, HopperAccurateTwoPass) {
         expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
                      reference(q), false,
                      "accurate two-pass uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
+                             " d=" + std::to_string(s.d));
+    }
+}
+
+TEST_F(EStepCudaTest, HopperDiagonalAccurateWide) {
+    // Accurate mode, diagonal, 64 < d ≤ 128 (features [x | x²] padded to 192 or 256): the two
+    // passes of Sm90DiagSplitKernels.cuh (32-row tiles, lse_parts → merge → GEMM2 with the
+    // responsibilities in registers) at any K. Ragged N (1 row, 31 / 33 rows: a partial tile, one
+    // tile and a row), K (one component, a last component tile of 1..127, two passes' Kt up to
+    // 24) and d (65 → 192, 97 → 256); then chunks, pinned and device-resident rows, 3 workers, the
+    // flush interval, uint8 rows. Tolerances: gpu_error_bounds.h (the 2×fp16 bound holds as derived
+    // there for these kernels too).
+    g_algo = EStepCudaAlgorithm::Hopper;
+    const Shape shapes[] = {
+            {1, 1, 65},      {2, 3, 70},        {31, 5, 96},      {33, 130, 97},   {65, 1100, 128},
+            {777, 300, 100}, {4100, 1024, 128}, {3001, 2049, 127}, {1000, 129, 80}, {64, 3000, 66},
+    };
+    uint64_t seed = 2700;
+    for (const Shape& s : shapes) {
+        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, false);
+        char label[96];
+        snprintf(label, sizeof(label), "accurate diagonal n=%lld K=%lld d=%lld", (long long)s.n, (long long)s.K,
+                 (long long)s.d);
+        expect_close(run_hopper(p, opts(false), float_rows(p), "hopper"), reference(p), false, label);
+    }
+    Problem p = make_problem(5000, 1200, 128, CovarianceType::Diagonal, seed++, false);
+    const SufficientStats ref = reference(p);
+    check_hopper_memory_paths(p, ref, false, 3, "accurate diagonal d=128 ");
+    for (int flush : {1, 1000000}) { // the flush interval only bounds fp32 accumulation error
+        EStepCudaOptions of = opts(false);
+        of.hopper_flush_tiles = flush;
+        expect_close(run_hopper(p, of, float_rows(p), "hopper"), ref, false,
+                     "accurate diagonal flush every " + std::to_string(flush) + " tiles");
+    }
+    for (Shape s : {Shape{700, 1100, 96}, Shape{1001, 300, 128}, Shape{5, 2, 80}}) {
+        Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, true);
+        expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
+                     reference(q), false,
+                     "accurate diagonal uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
                              " d=" + std::to_string(s.d));
     }
 }
@@ -1149,6 +1195,9 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=48");
     Problem w = make_problem(n, 100, 128, CovarianceType::Diagonal, 931, false);
     check_reproducible(w, true, EStepCudaAlgorithm::Hopper, "hopper diagonal wide fp16 d=128");
+    // Accurate, d > 64 (Sm90DiagSplitKernels.cuh): 32-row tiles, whole blocks per row split, Σ log2 Z
+    // per 64-row tile from the merge kernel.
+    check_reproducible(w, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=128 (32-row two passes)");
 }
 
 TEST_F(EStepCudaTest, SanitizerReproducible) {
@@ -1186,6 +1235,14 @@ TEST_F(EStepCudaTest, SanitizerReproducible) {
         const SufficientStats got = run_reproducible(p, o, float_rows(p), {0, n}, false);
         expect_close(got, reference(p), c.fast, "sanitizer reproducible K=" + std::to_string(c.K));
     }
+    // Accurate diagonal, d > 64 (Sm90DiagSplitKernels.cuh).
+    g_algo = EStepCudaAlgorithm::Hopper;
+    Problem p = make_problem(n, 130, 100, CovarianceType::Diagonal, seed++, false);
+    EStepCudaOptions o = opts(false);
+    o.devices = {0, 0};
+    o.chunk_rows = kReproducibleBlockRows;
+    expect_close(run_reproducible(p, o, float_rows(p), {0, n}, false), reference(p), false,
+                 "sanitizer reproducible accurate diagonal d=100");
 }
 
 TEST_F(EStepCudaTest, ReproducibleRowBoundsThatDoNotHoldAreAnError) {

@@ -315,9 +315,10 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_TRUE(hopper_covers(true, 65536, 64, true));     // diagonal, 2d ≤ 128: the spherical kernels
     EXPECT_TRUE(hopper_covers(true, 1024, 128, true));     // diagonal fast, d ≤ 128: the wide kernel
     EXPECT_FALSE(hopper_covers(true, 1025, 65, true));     // ... one pass only
-    EXPECT_TRUE(hopper_covers(true, 1024, 64, false));     // diagonal accurate: 2d ≤ 128, any K
+    EXPECT_TRUE(hopper_covers(true, 1024, 64, false));     // diagonal accurate: any K
     EXPECT_TRUE(hopper_covers(true, 1025, 64, false));
-    EXPECT_FALSE(hopper_covers(true, 1024, 65, false));
+    EXPECT_TRUE(hopper_covers(true, 1024, 65, false));     // diagonal accurate, d ≤ 128: two passes in 32-row tiles
+    EXPECT_TRUE(hopper_covers(true, 65536, 128, false));
     EXPECT_FALSE(hopper_covers(true, 64, 129, true));
     EXPECT_FALSE(hopper_covers(false, 64, 129, true));     // d > 128
     for (size_t free_b : {size_t(1) << 20, size_t(8) << 30, size_t(140) << 30}) {
