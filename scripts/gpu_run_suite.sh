@@ -3,8 +3,9 @@
 # $SHARDS gtest shards run side by side, 8 by default: its float64 references and bounds are CPU work;
 # 4 shards of 150 s did not finish it on a 16-core H100 machine), compute-sanitizer
 # memcheck and racecheck on the Sanitizer* cases of each binary, then the main benchmark shape
-# (1M x 1024 x 128: spherical Hopper fast / accurate with ordinary and reproducible sums; 4M x 256 and
-# 1M x 16384 spherical; diagonal Hopper fast; full covariances fused fast / accurate, reproducible too). Prebuilt binaries come from $BIN (built
+# (1M x 1024: spherical d = 128 and diagonal d = 64, 128, Hopper fast / accurate with ordinary and reproducible
+# sums; 20 EM iterations at 10M rows with both; 4M x 256 and 1M x 16384 spherical; diagonal d = 128, 96 at
+# K = 1024 and d = 128 at K = 4096 against Blocked fp32; full covariances fused fast / accurate, reproducible too). Prebuilt binaries come from $BIN (built
 # here with -DFAISS_GMM_CUDA_ARCHITECTURES="80;90a"), siftsmall from $D/shared/datasets/siftsmall:
 #   run(command="bash .device-carry/suite/scripts/gpu_run_suite.sh", carry=[".device-carry/suite"])
 # Logs go to $OUT (the device tool's folder); the exit status is 1 when anything failed.
@@ -50,15 +51,19 @@ sanitizer_summary
 echo "tests + sanitizers: $(( $(date +%s) - t0 )) s"
 
 if [ "${BENCH:-1}" = 1 ]; then
-  echo "== bench_estep_cuda: 1M x 1024 x 128 spherical (shape 0), ordinary and reproducible sums"
-  timeout 40 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 0 --reproducible --modes hopper-fast,hopper-accurate \
-      2>&1 | tee "$OUT/bench_sph.log" | grep -vE "^\s*$" | tail -12 || rc=1
+  echo "== bench_estep_cuda: 1M x 1024 spherical d = 128, diagonal d = 64 and 128 (shapes 0, 13, 1), ordinary and reproducible sums"
+  timeout 60 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 0,13,1 --reproducible --modes hopper-fast,hopper-accurate \
+      2>&1 | tee "$OUT/bench_sph.log" | grep -vE "^\s*$" | tail -24 || rc=1
+  echo "== bench_estep_cuda: 20 EM iterations at 10M x 1024 x 128, accumulate() and accumulate_reproducible()"
+  timeout 90 "$BIN/bench_estep_cuda" --no-stream --shapes 0 --modes hopper-fast --em-reproducible \
+      >"$OUT/bench_em.log" 2>&1 || rc=1
+  grep -E "^EM" "$OUT/bench_em.log"
   echo "== bench_estep_cuda: spherical 4M x 256 and 1M x 16384 x 128 (shapes 11, 12: one pass at small K, two passes)"
   timeout 60 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 11,12 --modes hopper-fast,hopper-accurate \
       2>&1 | tee "$OUT/bench_k.log" | grep -vE "^\s*$" | tail -8 || rc=1
-  echo "== bench_estep_cuda: diagonal 1M x 1024 x 128 (shape 1)"
-  timeout 25 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1 --modes fast-tf32,hopper-fast \
-      2>&1 | tee "$OUT/bench_diag.log" | grep -vE "^\s*$" | tail -8 || rc=1
+  echo "== bench_estep_cuda: diagonal 1M x 1024 x {128, 96}, 1M x 4096 x 128 (shapes 1, 10, 14; accurate = Blocked fp32)"
+  timeout 90 "$BIN/bench_estep_cuda" --no-stream --no-em --shapes 1,10,14 --modes accurate,hopper-fast,hopper-accurate \
+      2>&1 | tee "$OUT/bench_diag.log" | grep -vE "^\s*$" | tail -24 || rc=1
   echo "== bench_estep_cuda_full: 1M x 1024 x 128"
   timeout 60 "$BIN/bench_estep_cuda_full" --reps 3 --shapes 1000000x1024x128 --reproducible 2>&1 | tee "$OUT/bench_full.log" | tail -8 || rc=1
 fi
