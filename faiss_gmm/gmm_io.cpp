@@ -39,7 +39,9 @@ constexpr uint32_t kFirstFullCovarianceTrailerVersion = 5;
 constexpr uint32_t kFirstFooterTrailerVersion = 4;
 // Optional spill trailer after the GMM one (or right after FAISS's bytes for a
 // k-means spill index): the IndexIVFSpill settings and its distinct-vector count.
-// Version 2: followed by the checksum footer (same fields as version 1).
+// Version 2: followed by the checksum footer (same fields as version 1). Issue 14 added
+// rule 5 (gmm-soar) in the same layout: files with rules 0 to 4 are unchanged, and a
+// reader older than that refuses rule 5 as an invalid rule rather than misreading it.
 constexpr uint32_t kSpillMagic = 0x4c505346; // "FSPL"
 constexpr uint32_t kSpillEnd = 0x4c505347;
 constexpr uint32_t kSpillVersion = 2;
@@ -259,7 +261,10 @@ uint32_t read_spill_part(faiss::IOReader* r, GmmTrailer* t) {
     }
     SpillParams s;
     const int32_t rule = get<int32_t>(r, "spill rule");
-    if (rule < 0 || rule > 4) throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule));
+    if (rule < 0 || rule > int32_t(SpillRule::GmmSoar)) {
+        throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule) + " (rules 0 to " +
+                                 std::to_string(int(SpillRule::GmmSoar)) + " are known)");
+    }
     s.rule = SpillRule(rule);
     s.max_copies = get<int32_t>(r, "max_copies");
     s.budget = get<double>(r, "budget");

@@ -99,6 +99,26 @@ TEST(IvfToken, SoarAndResponsibilityRules) {
     EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.5);
 }
 
+// _gsoar (issue 14): SOAR's amended distance inside the GMM's −2 log-density gap (SpillRule::GmmSoar).
+TEST(IvfToken, GmmSoarRule) {
+    IvfDescription p = parse_ivf_description("IVF64_GMM_gsoar_spill1.5,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::GmmSoar);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 1);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.5);
+    EXPECT_EQ(p.options.spill_params.max_copies, 2);
+    p = parse_ivf_description("IVF64_GMMdiag_gsoar0.5_eps3_ppost,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::GmmSoar);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 0.5);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.epsilon, 3); // its fixed threshold
+    EXPECT_TRUE(p.options.spill_params.primary_by_posterior);
+    expect_error("IVF64_gsoar_spill1.5,Flat", "need _GMM, _GMMdiag or _GMMfull");
+    expect_error("IVF64_GMMfull_gsoar_spill1.5,Flat", "_gsoar needs spherical or diagonal variances");
+    expect_error("IVF64_GMM_soar_gsoar_spill1.5,Flat", "choose different rules");
+    expect_error("IVF64_GMM_gsoar_ratio_spill1.5,Flat", "choose different rules");
+    expect_error("IVF64_GMM_gsoar_tau0.1,Flat", "choose different rules");
+    expect_error("IVF64_GMM_gsoar,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
+}
+
 TEST(IvfToken, PosteriorPrimaryAlone) {
     const IvfDescription p = parse_ivf_description("IVF64_GMM_ppost,Flat");
     EXPECT_TRUE(p.options.spill);

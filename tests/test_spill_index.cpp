@@ -305,11 +305,112 @@ TEST(SpillRules, ResponsibilityFactoryAndBudget) {
     EXPECT_GE(sf->n_entries(), n);
 }
 
+// SpillRule::GmmSoar (issue 14, _gsoar) against its cost computed here in double from the definition:
+// (‖x−c_j‖² + λ⟨x−c_j, r̂_1⟩²)/s_j + d·log s_j − 2 log π_j − (‖x−c_1‖²/s_1 + d·log s_1 − 2 log π_1),
+// s_j the spherical variance, or the mean of the diagonal ones.
+TEST(SpillRules, GmmSoarAgainstDirectComputation) {
+    const int64_t K = 4, d = 2, n = 5;
+    const std::vector<float> means = {0, 0, 10, 0, 4, 5, 0, -6};
+    const std::vector<double> s = {1, 4, 0.5, 2}, w = {0.1, 0.2, 0.3, 0.4};
+    // Small integers: every squared distance and dot product below is exact in float and double.
+    const std::vector<float> x = {4, 0, 1, 1, 3, 2, -1, -3, 6, 1};
+    const double epsilon = 3;
+    int64_t admitted = 0, refused = 0; // both outcomes occur among these pairs
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmModel m(K, d, type);
+        m.means = means;
+        // Diagonal: two variances per list whose mean is s_j (all exact in float).
+        m.variances = type == CovarianceType::Spherical ? std::vector<float>{1, 4, 0.5f, 2}
+                                                         : std::vector<float>{0.5f, 1.5f, 3, 5, 0.25f, 0.75f, 1, 3};
+        for (int64_t j = 0; j < K; j++) m.log_weights[size_t(j)] = float(std::log(w[size_t(j)]));
+        for (double lambda : {1.0, 0.5}) {
+            GmmParams gp;
+            gp.covariance_type = type;
+            auto* q = new GmmQuantizer(d, K, gp);
+            q->set_model(m);
+            auto* ivf = new faiss::IndexIVFFlat(q, d, K);
+            ivf->own_fields = true;
+            ivf->is_trained = true;
+            SpillParams sp;
+            sp.rule = SpillRule::GmmSoar;
+            sp.soar_lambda = lambda;
+            sp.max_copies = int(K);
+            sp.epsilon = epsilon;
+            IndexIVFSpill index(ivf, sp);
+            std::vector<idx_t> prim(n), cand(size_t(n * (K - 1)));
+            std::vector<float> cost(size_t(n * (K - 1)));
+            index.spill_costs(n, x.data(), prim.data(), cost.data(), cand.data());
+            index.add(n, x.data());
+            auto L = lists_of(index.ivf);
+            for (int64_t i = 0; i < n; i++) {
+                const double xi[2] = {x[size_t(2 * i)], x[size_t(2 * i + 1)]};
+                std::vector<double> dist(K);
+                int64_t p = 0;
+                for (int64_t j = 0; j < K; j++) {
+                    const double a = xi[0] - means[size_t(2 * j)], b = xi[1] - means[size_t(2 * j + 1)];
+                    dist[size_t(j)] = a * a + b * b;
+                    if (dist[size_t(j)] < dist[size_t(p)]) p = j;
+                }
+                ASSERT_EQ(prim[size_t(i)], p) << "x " << i;
+                const double r1[2] = {xi[0] - means[size_t(2 * p)], xi[1] - means[size_t(2 * p + 1)]};
+                auto log_norm = [&](int64_t j) { return double(d) * std::log(s[size_t(j)]) - 2 * double(m.log_weights[size_t(j)]); };
+                const double own = dist[size_t(p)] / s[size_t(p)] + log_norm(p);
+                std::set<idx_t> want_lists = {p};
+                std::vector<double> want(K, INFINITY), terms(K, 0);
+                for (int64_t j = 0; j < K; j++) {
+                    if (j == p) continue;
+                    const double dot = (xi[0] - means[size_t(2 * j)]) * r1[0] + (xi[1] - means[size_t(2 * j + 1)]) * r1[1];
+                    const double amended = dist[size_t(j)] + lambda * dot * dot / dist[size_t(p)];
+                    want[size_t(j)] = amended / s[size_t(j)] + log_norm(j) - own;
+                    terms[size_t(j)] = amended / s[size_t(j)] + std::fabs(log_norm(j)) + std::fabs(own) + std::fabs(log_norm(p));
+                    if (want[size_t(j)] <= epsilon) want_lists.insert(j);
+                    (want[size_t(j)] <= epsilon ? admitted : refused)++;
+                }
+                for (int64_t t = 0; t < K - 1; t++) {
+                    const idx_t j = cand[size_t(i * (K - 1) + t)];
+                    ASSERT_GE(j, 0);
+                    // The double evaluation (a few operations on these terms, logs within 2 ulp) is
+                    // within γ^double_16 of their sum; the result is then rounded to float once.
+                    const double tol = faiss_gmm::testing::gamma_double(16) * terms[size_t(j)] +
+                                       faiss_gmm::testing::kUnitRoundoff * std::fabs(want[size_t(j)]);
+                    EXPECT_NEAR(cost[size_t(i * (K - 1) + t)], want[size_t(j)], tol) << "x " << i << " list " << j;
+                    if (t > 0) EXPECT_LE(cost[size_t(i * (K - 1) + t - 1)], cost[size_t(i * (K - 1) + t)]);
+                    // No cost here sits within its tolerance of epsilon, so the admitted lists are exact.
+                    ASSERT_GT(std::fabs(want[size_t(j)] - epsilon), tol);
+                }
+                EXPECT_EQ(L[i], want_lists) << "x " << i << " lambda " << lambda;
+            }
+        }
+    }
+    EXPECT_GT(admitted, 0);
+    EXPECT_GT(refused, 0);
+    // Needs a GmmQuantizer, with spherical or diagonal variances.
+    SpillParams sp;
+    sp.rule = SpillRule::GmmSoar;
+    sp.budget = 1.5;
+    auto* plain = new faiss::IndexIVFFlat(new faiss::IndexFlatL2(d), d, K);
+    plain->own_fields = true;
+    EXPECT_THROW(IndexIVFSpill(plain, sp), std::invalid_argument);
+    delete plain;
+    GmmParams full;
+    full.covariance_type = CovarianceType::Full;
+    auto* fivf = new faiss::IndexIVFFlat(new GmmQuantizer(d, K, full), d, K);
+    fivf->own_fields = true;
+    try {
+        IndexIVFSpill(fivf, sp);
+        ADD_FAILURE() << "gmm-soar accepted full covariances";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("spherical or diagonal"), std::string::npos) << e.what();
+    }
+    delete fivf;
+}
+
 TEST(SpillBudget, MemoryBudgetMet) {
     const int64_t n = 4000, d = 16;
     std::vector<float> x = clustered_data(n, d, 24, 1.5f, 7);
     for (const char* desc : {"IVF32_GMM_spill1.2,Flat", "IVF32_spill1.2,Flat", "IVF32_GMM_spill1.5,SQ8",
-                             "IVF32_spill1.5,Flat", "IVF32_GMMdiag_soar_spill1.3,Flat", "IVF32_spill2.5,Flat"}) {
+                             "IVF32_spill1.5,Flat", "IVF32_GMMdiag_soar_spill1.3,Flat", "IVF32_spill2.5,Flat",
+                             "IVF32_GMM_gsoar_spill1.5,Flat", "IVF32_GMMdiag_gsoar0.5_spill1.3_ppost,SQ8"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         ASSERT_NE(sp, nullptr) << desc;
@@ -324,7 +425,8 @@ TEST(SpillSearch, DeduplicatedAndEqualToBruteForceOverProbedLists) {
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 11);
     std::vector<float> q = clustered_data(nq, d, 20, 2.0f, 12);
     for (const char* desc : {"IVF24_GMM_spill1.5,Flat", "IVF24_spill1.5_max3,Flat", "IVF24_GMM_resp_spill1.5,Flat",
-                             "IVF24_GMM_spill1.5,SQ8", "IVF24_spill1.5,PQ8x4", "IVF24_GMM_spill1.3_ppost,PQ8x4"}) {
+                             "IVF24_GMM_spill1.5,SQ8", "IVF24_spill1.5,PQ8x4", "IVF24_GMM_spill1.3_ppost,PQ8x4",
+                             "IVF24_GMM_gsoar_spill1.5,Flat"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         ASSERT_NE(sp, nullptr);
@@ -541,7 +643,8 @@ TEST(SpillIO, SaveLoadRoundTrip) {
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 21);
     for (const char* desc : {"IVF24_GMMdiag_spill1.4,Flat", "IVF24_spill1.3_soar0.5,SQ8",
                              "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_soar_spill1.3,Flat",
-                             "IVF24_GMM_resp_max4,SQ8"}) {
+                             "IVF24_GMM_resp_max4,SQ8", "IVF24_GMM_gsoar0.5_spill1.3,Flat",
+                             "IVF24_GMMdiag_gsoar_eps40_ppost,SQ8"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         sp->set_nprobe(4);

@@ -16,7 +16,8 @@ def clustered(n, d, k, seed):
     return (c[rng.integers(0, k, n)] + rng.standard_normal((n, d)).astype(np.float32)).astype(np.float32)
 
 
-@pytest.mark.parametrize("desc", ["IVF16_GMM_spill1.3,Flat", "IVF16_spill1.5,SQ8", "IVF16_GMMdiag_soar_spill1.2,Flat"])
+@pytest.mark.parametrize("desc", ["IVF16_GMM_spill1.3,Flat", "IVF16_spill1.5,SQ8", "IVF16_GMMdiag_soar_spill1.2,Flat",
+                                  "IVF16_GMM_gsoar_spill1.5,Flat"])
 def test_budget_dedup_and_exactness(desc):
     x = clustered(3000, 16, 12, 1)
     index = spill.spill_index_factory(16, desc)
@@ -63,6 +64,23 @@ def test_responsibility_rule_matches_model_posteriors():
     np.testing.assert_array_equal(I, I2)
     with pytest.raises(ValueError):
         spill.spill_index_factory(16, "IVF16_resp,Flat")  # needs a GMM
+
+
+def test_gmm_soar_rule_round_trip():
+    # _gsoar (issue 14): SOAR's amended distance inside the GMM's -2 log-density gap; the C++ test
+    # checks its costs against a direct computation, this one the Python path and the file.
+    x = clustered(3000, 16, 12, 6)
+    index = spill.spill_index_factory(16, "IVF16_GMM_gsoar0.5_spill1.4,Flat")
+    assert index.spill_rule == "gmm-soar"
+    index.train(x)
+    index.add(x)
+    back = spill.IndexIVFSpill.deserialize(index.serialize())
+    assert (back.spill_rule, back.n_entries, back.threshold) == ("gmm-soar", index.n_entries, index.threshold)
+    index.nprobe = back.nprobe = 3
+    np.testing.assert_array_equal(index.search(x[:100], 10)[1], back.search(x[:100], 10)[1])
+    for desc in ("IVF16_gsoar_spill1.5,Flat", "IVF16_GMMfull_gsoar_spill1.5,Flat"):
+        with pytest.raises(ValueError):
+            spill.spill_index_factory(16, desc)
 
 
 def test_removed_probe_rankings_refused():
