@@ -45,7 +45,6 @@ void SpillParams::validate() const {
     if (!(budget == 0 || budget >= 1)) bad("budget must be 0 (off) or >= 1 entries per vector, got " + std::to_string(budget));
     if (budget > max_copies) bad("budget " + std::to_string(budget) + " > max_copies " + std::to_string(max_copies) + " cannot be met");
     if (!(tau > 0 && tau <= 1)) bad("tau must be in (0, 1], got " + std::to_string(tau));
-    if (!(temperature > 0 && std::isfinite(temperature))) bad("temperature must be > 0, got " + std::to_string(temperature));
     if (!(epsilon >= 0)) bad("epsilon must be >= 0, got " + std::to_string(epsilon));
     if (!(soar_lambda >= 0)) bad("soar_lambda must be >= 0, got " + std::to_string(soar_lambda));
     if (rule != SpillRule::None && max_copies < 2) bad("a spill rule needs max_copies >= 2");
@@ -146,7 +145,7 @@ class VisitedIds {
 // Per-rule cost of a secondary list: smaller = more deserving, 0 = as good as the primary.
 double threshold_from_params(const SpillParams& s) {
     switch (s.rule) {
-        case SpillRule::Posterior: return -std::log(s.tau); // (r_j/r_1)^(1/T) >= tau  <=>  (ℓ_1 − ℓ_j)/T <= −log tau
+        case SpillRule::Posterior: return -std::log(s.tau); // r_j/r_1 >= tau  <=>  ℓ_1 − ℓ_j <= −log tau
         case SpillRule::Responsibility: return -std::log(s.tau); // r_j >= tau  <=>  −log r_j <= −log tau
         case SpillRule::DistanceRatio:
         case SpillRule::Soar:
@@ -324,7 +323,7 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
                         if (j == p) continue;
                         double c;
                         if (spill.rule == SpillRule::Posterior) {
-                            c = (double(ri[p]) - double(ri[j])) / spill.temperature;
+                            c = double(ri[p]) - double(ri[j]);
                             if (std::isnan(c)) c = INFINITY; // both −inf: j is negligible
                         } else if (spill.rule == SpillRule::Responsibility) {
                             c = -double(ri[j]); // −log r_j: +inf for a negligible list

@@ -15,7 +15,7 @@ namespace {
 constexpr int kRespDefaultMaxCopies = 8;
 
 const char* const kGrammar =
-        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]|_gsoar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
+        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_soar[<l>]|_gsoar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
 
 /// The options of one token while it is parsed: what they ask for, and which
 /// rule-choosing options were given (resolved into a SpillRule at the end).
@@ -70,8 +70,9 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
     } else if (key == "tau") {
         fixed_threshold(&opts->spill_params.tau, &st->rule_posterior);
     } else if (key == "T") {
-        need(has);
-        opts->spill_params.temperature = v;
+        throw std::invalid_argument("gmm_index_factory: option \"" + o + "\" was removed: the posterior rule's "
+                                    "temperature T only re-expressed its threshold ((r_j/r_1)^(1/T) >= t is r_j/r_1 >= "
+                                    "t^T: write _tau<t^T>) and stored the same copies at a budget (issue 14)");
     } else if (key == "eps") {
         fixed_threshold(&opts->spill_params.epsilon, &st->rule_ratio);
     } else if (key == "soar" || key == "gsoar") {

@@ -66,10 +66,9 @@ TEST(IvfToken, SpillBudgetPicksTheRuleFromTheQuantizer) {
 }
 
 TEST(IvfToken, FixedThresholdRules) {
-    IvfDescription p = parse_ivf_description("IVF64_GMMdiag_tau0.05_T4_max3,Flat");
+    IvfDescription p = parse_ivf_description("IVF64_GMMdiag_tau0.05_max3,Flat");
     EXPECT_EQ(p.options.spill_params.rule, SpillRule::Posterior);
     EXPECT_DOUBLE_EQ(p.options.spill_params.tau, 0.05);
-    EXPECT_DOUBLE_EQ(p.options.spill_params.temperature, 4);
     EXPECT_EQ(p.options.spill_params.max_copies, 3);
     EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 0);
     p = parse_ivf_description("IVF64_eps0.3,Flat");
@@ -150,8 +149,7 @@ TEST(IvfToken, BadValuesAreNamed) {
     for (const char* d : {"IVF64_GMM_spill1.2.3,Flat", "IVF64_GMM2,Flat", "IVF64_GMM_ratio1_spill1.2,Flat",
                           "IVF64_GMM_ppost1,Flat", "IVF64_GMM_resp2,Flat", "IVF64_GMM_resp0,Flat",
                           "IVF64_GMM_spill1.2_max0,Flat", "IVF64_GMM_spill1.2_max65,Flat",
-                          "IVF64_GMM_spill1.2_max1.5,Flat", "IVF64_GMM_tau,Flat", "IVF64_eps,Flat",
-                          "IVF64_GMM_T_spill1.2,Flat", "IVF64_GMM_tau0.1_T1e,Flat"}) {
+                          "IVF64_GMM_spill1.2_max1.5,Flat", "IVF64_GMM_tau,Flat", "IVF64_eps,Flat"}) {
         expect_error(d, "bad value in option");
     }
 }
@@ -186,6 +184,12 @@ TEST(IvfToken, RemovedProbeRankingsKeepTheirMessage) {
         EXPECT_NE(e.find("lists are probed by L2"), std::string::npos) << e;
     }
     EXPECT_NE(error_of("IVF64_probepost,Flat").find("was removed"), std::string::npos);
+    // The posterior rule's temperature (issue 14): _tau<t^T> says the same.
+    for (const char* d : {"IVF64_GMMdiag_tau0.05_T4_max3,Flat", "IVF64_GMM_spill1.2_T2,Flat", "IVF64_GMM_T_spill1.2,Flat"}) {
+        const std::string e = error_of(d);
+        EXPECT_NE(e.find("was removed"), std::string::npos) << e;
+        EXPECT_NE(e.find("_tau<t^T>"), std::string::npos) << e;
+    }
 }
 
 TEST(IvfToken, OlderEntryPointsAgree) {
