@@ -125,9 +125,9 @@ fi
 # --- grid: one row per question, every setting chosen on that row's held-out queries ---
 # Per row: (1) held-out run of every candidate (costs only, --threads 2: no timing is read from it);
 # (2) report_1m.py select picks the best k-means spill and the best GMM recipe at <= 1.5 entries per
-# vector (spill rule: distance ratio, GMM posterior, SOAR; memory 1.2 or 1.5x; a temperature _T is
-# not a candidate: at a fixed budget it is a monotone map of the posterior ratio and picks the same
-# copies); (3) official run of k-means, the GMM, and the two choices (costs, 2,000 queries);
+# vector (spill rule: distance ratio, GMM posterior, SOAR; memory 1.2 or 1.5x; the posterior rule's
+# temperature, removed in issue 14, was never a candidate: at a fixed budget it is a monotone map of the
+# posterior ratio and picks the same copies); (3) official run of k-means, the GMM, and the two choices (costs, 2,000 queries);
 # (4) the timing phase, after every row's costs: the same four methods on the first 500 official
 # queries, single thread, 5 interleaved timing rounds (the debsift1m-qps500 protocol), rows one after
 # another, `uptime` logged before and after each into <tag>-qps-load.txt. The coarse quantizers are

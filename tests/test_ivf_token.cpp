@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "faiss_gmm/ivf_token.h"
 
@@ -100,16 +101,15 @@ TEST(IvfToken, SoarAndResponsibilityRules) {
 
 // _gsoar (issue 14): SOAR's amended distance inside the GMM's −2 log-density gap (SpillRule::GmmSoar).
 TEST(IvfToken, GmmSoarRule) {
-    IvfDescription p = parse_ivf_description("IVF64_GMM_gsoar_spill1.5,Flat");
-    EXPECT_EQ(p.options.spill_params.rule, SpillRule::GmmSoar);
-    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 1);
-    EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.5);
-    EXPECT_EQ(p.options.spill_params.max_copies, 2);
-    p = parse_ivf_description("IVF64_GMMdiag_gsoar0.5_eps3_ppost,Flat");
-    EXPECT_EQ(p.options.spill_params.rule, SpillRule::GmmSoar);
-    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 0.5);
-    EXPECT_DOUBLE_EQ(p.options.spill_params.epsilon, 3); // its fixed threshold
-    EXPECT_TRUE(p.options.spill_params.primary_by_posterior);
+    // (rule, λ, budget, epsilon, max_copies, primary_by_posterior) of each description: λ defaults to 1,
+    // _eps is the rule's fixed threshold, _ppost combines.
+    auto settings = [](const char* d) {
+        const SpillParams s = parse_ivf_description(d).options.spill_params;
+        return std::make_tuple(int(s.rule), s.soar_lambda, s.budget, s.epsilon, s.max_copies, s.primary_by_posterior);
+    };
+    const int gsoar = int(SpillRule::GmmSoar);
+    EXPECT_EQ(settings("IVF64_GMM_gsoar_spill1.5,Flat"), std::make_tuple(gsoar, 1.0, 1.5, SpillParams().epsilon, 2, false));
+    EXPECT_EQ(settings("IVF64_GMMdiag_gsoar0.5_eps3_ppost,Flat"), std::make_tuple(gsoar, 0.5, 0.0, 3.0, 2, true));
     expect_error("IVF64_gsoar_spill1.5,Flat", "need _GMM, _GMMdiag or _GMMfull");
     expect_error("IVF64_GMMfull_gsoar_spill1.5,Flat", "_gsoar needs spherical or diagonal variances");
     expect_error("IVF64_GMM_soar_gsoar_spill1.5,Flat", "choose different rules");
