@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--P", type=int, default=256)
     ap.add_argument("--out", default="")
     ap.add_argument("--name", default="debsift1m")
+    ap.add_argument("--training", default="256/list sample training",
+                    help="how the cached quantizers were trained, for the report's header")
     a = ap.parse_args()
     only = set(a.only.split(","))
     xb = read_rows(a.base)
@@ -231,7 +233,7 @@ def main():
             print(f"  r >= 1/K: {res['mem']:.3f} entries per vector, "
                   f"{res['mem'] * n * (4 * D + 8) / 2**20:.0f} MiB of Flat lists (float32 codes + 8-byte ids)", flush=True)
     text = [f"GMM-with-SOAR screen: {os.path.basename(a.query)} ({xq.shape[0]} queries), {a.name}, nlist {K}, "
-            f"256/list sample training, seed {a.seed}, lists probed by L2 (eval/gmm_spill_study.py).", "",
+            f"{a.training}, seed {a.seed}, lists probed by L2 (eval/gmm_spill_study.py).", "",
             "Cells: k-means IVF without spill's distinct computations / the rule's, at recall@10 = 0.9 / 0.95 / "
             "0.99 (> 1: fewer); then the rule's distinct computations per query at 0.9 / 0.95.", "",
             "| rule | entries per vector | ratio vs k-means, distinct | distinct @0.9 / 0.95 |", "|---|---|---|---|"]
