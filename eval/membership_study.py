@@ -156,10 +156,11 @@ class Queries:
         self.P = P
 
 
-def curve(base, second, qs, ranking=None):
-    """(distinct per query, recall@10) for nprobe = 1..P."""
+def curve(base, second, qs, ranking=None, prim=None):
+    """(distinct per query, list entries per query, recall@10) for nprobe = 1..P; the primary list
+    is the nearest mean unless prim gives it (second: the spill list or -1, never the primary)."""
     K, P = base.K, qs.P
-    prim = base.I[:, 0].astype(np.int64)
+    prim = base.I[:, 0].astype(np.int64) if prim is None else prim.astype(np.int64)
     sizes = np.bincount(prim, minlength=K) + np.bincount(second[second >= 0], minlength=K)
     has = second >= 0
     a, b = prim[has], second[has]

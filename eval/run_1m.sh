@@ -8,7 +8,8 @@
 #               GMM, the best k-means spill and the recommended recipe (<= 30 min on 2 cores)
 #   --grid      the rows beyond the headline, each with every setting chosen on its own held-out
 #               queries (k-means spill: ratio / SOAR at 1.2-1.5x; GMM recipe: posterior / ratio /
-#               SOAR at 1.2-1.5x), then reported on the official ones, then single-thread QPS:
+#               SOAR at 1.2-1.5x, GMM-SOAR with / without _ppost at 1.5x), then reported on the
+#               official ones, then single-thread QPS:
 #               nlist 4096 Flat (FAISS's 256/list sample = all 1M rows), nlist 1024 SQ8, nlist 1024
 #               Flat with the diagonal GMM. Trained quantizers are kept in build-data/quantizer-cache
 #               and reused by the later runs of the same row (and by other rows that train the same one)
@@ -62,7 +63,7 @@ while [ $# -gt 0 ]; do
         --phase) phase=$2; shift 2 ;;
         --select-queries) nsel=$2; shift 2 ;;
         --train-4096) mp4096=$2; shift 2 ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -106,9 +107,12 @@ common=(--stop-recall 0.995 --threads 1 --timing-rounds 3 --timing-queries 500 -
 
 # --- quick: the headline at nlist 1024, settings chosen by the held-out study (full mode) ---
 # The k-means spill that did best on the held-out queries at 1.5x, and the recommended recipe
-# (eval/results/debsift1m-heldout-*.md; full mode re-derives both).
+# (eval/results/debsift1m-heldout-*.md; full mode re-derives both). The recipe is the GMM-SOAR rule
+# with the posterior primary since issue 14's third pass (debsift1m-heldout-gmm-soar.md; the committed
+# debsift1m-quick* results were made with gmm_soar_spill1.5, its predecessor: RECIPE=gmm_soar_spill1.5
+# reproduces them).
 KM_BEST=${KM_BEST:-kmeans_soar_spill1.5}
-RECIPE=${RECIPE:-gmm_soar_spill1.5}
+RECIPE=${RECIPE:-gmm_gsoar0.5_ppost_spill1.5}
 # QUICK_EXTRA: more methods for the same run (e.g. gmm_resp, the research's rule), sharing its quantizers.
 if [ "$mode" = quick ]; then
     "$ev" "${official[@]}" --index "IVF{nlist},Flat" --nlist 1024 --nprobe $np1024 \
@@ -125,9 +129,9 @@ fi
 # --- grid: one row per question, every setting chosen on that row's held-out queries ---
 # Per row: (1) held-out run of every candidate (costs only, --threads 2: no timing is read from it);
 # (2) report_1m.py select picks the best k-means spill and the best GMM recipe at <= 1.5 entries per
-# vector (spill rule: distance ratio, GMM posterior, SOAR; memory 1.2 or 1.5x; a temperature _T is
-# not a candidate: at a fixed budget it is a monotone map of the posterior ratio and picks the same
-# copies); (3) official run of k-means, the GMM, and the two choices (costs, 2,000 queries);
+# vector (spill rule: distance ratio, GMM posterior, SOAR; memory 1.2 or 1.5x; the posterior rule's
+# temperature, removed in issue 14, was never a candidate: at a fixed budget it is a monotone map of the
+# posterior ratio and picks the same copies); (3) official run of k-means, the GMM, and the two choices (costs, 2,000 queries);
 # (4) the timing phase, after every row's costs: the same four methods on the first 500 official
 # queries, single thread, 5 interleaved timing rounds (the debsift1m-qps500 protocol), rows one after
 # another, `uptime` logged before and after each into <tag>-qps-load.txt. The coarse quantizers are
@@ -171,20 +175,22 @@ if [ "$mode" = grid ]; then
                  --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
-            rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5
+            # GMM-SOAR (issue 14, third pass; not yet in the committed grid results, which predate it).
+            gsoar_cand=${g}_gsoar0.5_spill1.5,${g}_gsoar0.5_ppost_spill1.5
+            rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5,$gsoar_cand
             if [ "$row" = 4096-Flat ]; then
                 # At nlist 4096 every SOAR add costs a pass of 1M x 4096 distances (as much as a k-means
                 # iteration): only the rules at 1.5x, the memory that won every held-out comparison at
                 # <= 1.5x at nlist 1024 (results/debsift1m-heldout-screen-1024.md).
                 km_cand=kmeans_spill1.5,kmeans_soar_spill1.5
-                rec_cand=${g}_spill1.5,${g}_soar_spill1.5
+                rec_cand=${g}_spill1.5,${g}_soar_spill1.5,$gsoar_cand
             elif [ "$row" = 1024-Flat-diag ]; then
                 # Its k-means indexes are the headline's (IVF1024,Flat, 256/list), whose held-out choice is
                 # KM_BEST: not chosen again. 1.2x is no candidate for the diagonal GMM: at <= 1.5x it never won
                 # a held-out comparison at nlist 1024 (SOAR 1.2x 1.08 / 1.09, 1.5x 1.17 / 1.21 for k-means;
                 # GMM 1.11 / 1.11 against 1.19 / 1.24: results/debsift1m-heldout-screen-1024.md).
                 km_cand=
-                rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.5
+                rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.5,$gsoar_cand
             fi
             echo "== $tag: held-out selection, $nsel queries ($(load))"
             "$ev" "${heldout[@]}" --max-queries "$nsel" "${idx[@]}" --methods "kmeans,${km_cand:+$km_cand,}$rec_cand" \
@@ -236,6 +242,8 @@ for b in 1.2 1.5 2.0; do
 done
 # GMM means with k-means' rule, and the diagonal GMM with SOAR, at the headline memory only.
 methods+=",gmm_ratio_spill1.5,gmmdiag_soar_spill1.5"
+# The GMM-SOAR rule (issue 14, third pass), with and without the posterior primary, at 1.5x.
+methods+=",gmm_gsoar0.5_spill1.5,gmm_gsoar0.5_ppost_spill1.5"
 runs=()
 for nlist in 1024 4096; do
     np=$np1024; [ "$nlist" = 4096 ] && np=$np4096
@@ -250,7 +258,7 @@ for nlist in 1024 4096; do
             km=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates kmeans_spill1.5,kmeans_soar_spill1.5 \
                  "$out/$tag-heldout.json")
             rec=$("$py" "$here/report_1m.py" select --max-mem 1.5 \
-                  --candidates "gmm_spill1.2,gmm_soar_spill1.2,gmm_spill1.5,gmm_soar_spill1.5,gmm_ratio_spill1.5,gmmdiag_soar_spill1.5,gmm_resp" \
+                  --candidates "gmm_spill1.2,gmm_soar_spill1.2,gmm_spill1.5,gmm_soar_spill1.5,gmm_ratio_spill1.5,gmmdiag_soar_spill1.5,gmm_resp,gmm_gsoar0.5_spill1.5,gmm_gsoar0.5_ppost_spill1.5" \
                   "$out/$tag-heldout.json")
             echo "$tag: held-out choice: best k-means spill $km, GMM recipe $rec" | tee "$out/$tag-choice.txt"
             "$ev" "${official[@]}" --index "IVF{nlist},$code" --nlist $nlist --nprobe $np --methods "$methods" \

@@ -33,18 +33,18 @@ const char* to_string(SpillRule rule) {
         case SpillRule::DistanceRatio: return "distance-ratio";
         case SpillRule::Soar: return "soar";
         case SpillRule::Responsibility: return "responsibility";
+        case SpillRule::GmmSoar: return "gmm-soar";
     }
     return "?";
 }
 
 void SpillParams::validate() const {
     auto bad = [](const std::string& what) { throw std::invalid_argument("SpillParams: " + what); };
-    if (int(rule) < 0 || int(rule) > 4) bad("unknown rule " + std::to_string(int(rule)));
+    if (int(rule) < 0 || int(rule) > int(SpillRule::GmmSoar)) bad("unknown rule " + std::to_string(int(rule)));
     if (max_copies < 1) bad("max_copies must be >= 1, got " + std::to_string(max_copies));
     if (!(budget == 0 || budget >= 1)) bad("budget must be 0 (off) or >= 1 entries per vector, got " + std::to_string(budget));
     if (budget > max_copies) bad("budget " + std::to_string(budget) + " > max_copies " + std::to_string(max_copies) + " cannot be met");
     if (!(tau > 0 && tau <= 1)) bad("tau must be in (0, 1], got " + std::to_string(tau));
-    if (!(temperature > 0 && std::isfinite(temperature))) bad("temperature must be > 0, got " + std::to_string(temperature));
     if (!(epsilon >= 0)) bad("epsilon must be >= 0, got " + std::to_string(epsilon));
     if (!(soar_lambda >= 0)) bad("soar_lambda must be >= 0, got " + std::to_string(soar_lambda));
     if (rule != SpillRule::None && max_copies < 2) bad("a spill rule needs max_copies >= 2");
@@ -145,10 +145,11 @@ class VisitedIds {
 // Per-rule cost of a secondary list: smaller = more deserving, 0 = as good as the primary.
 double threshold_from_params(const SpillParams& s) {
     switch (s.rule) {
-        case SpillRule::Posterior: return -std::log(s.tau); // (r_j/r_1)^(1/T) >= tau  <=>  (ℓ_1 − ℓ_j)/T <= −log tau
+        case SpillRule::Posterior: return -std::log(s.tau); // r_j/r_1 >= tau  <=>  ℓ_1 − ℓ_j <= −log tau
         case SpillRule::Responsibility: return -std::log(s.tau); // r_j >= tau  <=>  −log r_j <= −log tau
         case SpillRule::DistanceRatio:
-        case SpillRule::Soar: return s.epsilon;
+        case SpillRule::Soar:
+        case SpillRule::GmmSoar: return s.epsilon;
         case SpillRule::None: return -INFINITY;
     }
     return -INFINITY;
@@ -184,10 +185,14 @@ IndexIVFSpill::IndexIVFSpill(faiss::Index* index_, const SpillParams& spill_, bo
     if (!ivf->direct_map.no()) fail("the IVF has a DirectMap: it cannot hold several copies of an id");
     if (require_empty && ivf->ntotal > 0) fail("the IVF already holds vectors: wrap an empty index");
     const bool needs_gmm = spill.rule == SpillRule::Posterior || spill.rule == SpillRule::Responsibility ||
-                           spill.primary_by_posterior;
-    if (needs_gmm && !dynamic_cast<GmmQuantizer*>(ivf->quantizer)) {
-        fail("the posterior / responsibility spill rules and primary_by_posterior need a GmmQuantizer "
+                           spill.rule == SpillRule::GmmSoar || spill.primary_by_posterior;
+    const GmmQuantizer* gq = dynamic_cast<GmmQuantizer*>(ivf->quantizer);
+    if (needs_gmm && !gq) {
+        fail("the posterior / responsibility / gmm-soar spill rules and primary_by_posterior need a GmmQuantizer "
              "(use IVF<n>_GMM...)");
+    }
+    if (spill.rule == SpillRule::GmmSoar && gq->params.covariance_type == CovarianceType::Full) {
+        fail("the gmm-soar spill rule needs spherical or diagonal variances (IVF<n>_GMM or _GMMdiag), not _GMMfull");
     }
     is_trained = index->is_trained;
     ntotal = 0;
@@ -237,6 +242,26 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
     }
     // The quantizer's posteriors (built once per model): the rows centered on the mixture mean, as everywhere.
     const std::shared_ptr<const GmmPosteriors> post = use_post ? gq->posteriors() : nullptr;
+    // GmmSoar: per list, 1/s_j and the part of its −2 log-density that does not depend on x,
+    // d·log s_j − 2 log π_j (s_j = the spherical variance; diagonal: the mean of the d variances).
+    const bool gmm_soar = spill.rule == SpillRule::GmmSoar;
+    std::vector<double> inv_var, log_norm;
+    if (gmm_soar) {
+        if (!gq || gq->model.K != K || gq->model.covariance_type == CovarianceType::Full) {
+            throw std::runtime_error("IndexIVFSpill: the gmm-soar rule needs a trained spherical or diagonal GmmQuantizer");
+        }
+        const GmmModel& m = gq->model;
+        const int64_t nv = m.nvar();
+        inv_var.resize(size_t(K));
+        log_norm.resize(size_t(K));
+        for (int64_t j = 0; j < K; j++) {
+            double v = 0;
+            for (int64_t t = 0; t < nv; t++) v += m.variances[size_t(j * nv + t)];
+            v /= double(nv);
+            inv_var[size_t(j)] = 1.0 / v;
+            log_norm[size_t(j)] = double(dd) * std::log(v) - 2.0 * double(m.log_weights[size_t(j)]);
+        }
+    }
     const int64_t bs = 2048;
     std::vector<float> l2(size_t(bs) * K), logr(use_post ? size_t(bs) * K : 0);
     for (int64_t i0 = 0; i0 < n; i0 += bs) {
@@ -259,9 +284,12 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
                 }
                 const double d1 = li[p];
                 int64_t ncand = 0;
-                if (spill.rule == SpillRule::Soar && m1 > 0) {
+                if ((spill.rule == SpillRule::Soar || gmm_soar) && m1 > 0) {
                     // SOAR cost needs ⟨x − c_j, r_1⟩: evaluated on the lists nearest in L2 only
-                    // (its cost is ≥ the distance-ratio cost, so far lists cannot win).
+                    // (its cost is ≥ the distance-ratio cost, so far lists cannot win). GmmSoar takes
+                    // the same candidates: a far list would need a much smaller variance to win, and
+                    // its distance over that variance weighs against it (eval/gmm_spill_study.py
+                    // screened it on the 15 nearest).
                     const int64_t M = std::min<int64_t>(K, std::max<int64_t>(32, 4 * m1 + 1));
                     std::iota(pre.begin(), pre.end(), 0);
                     std::partial_sort(pre.begin(), pre.begin() + M, pre.end(),
@@ -277,8 +305,16 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
                         const float* cj = q->get_xb() + size_t(j) * dd;
                         double dot = 0; // ⟨x − c_j, r_1⟩
                         for (int64_t u = 0; u < dd; u++) dot += double(x[u] - cj[u]) * r1[u];
-                        double c = d1 > 0 ? (li[j] + spill.soar_lambda * dot * dot * inv) / d1 - 1.0
-                                          : (li[j] == 0 ? 0.0 : INFINITY);
+                        double c;
+                        if (gmm_soar) {
+                            // x on its primary mean (d1 = 0): no residual direction, no parallel term.
+                            const double amended = li[j] + spill.soar_lambda * dot * dot * inv;
+                            c = amended * inv_var[size_t(j)] + log_norm[size_t(j)] -
+                                (d1 * inv_var[size_t(p)] + log_norm[size_t(p)]);
+                        } else {
+                            c = d1 > 0 ? (li[j] + spill.soar_lambda * dot * dot * inv) / d1 - 1.0
+                                       : (li[j] == 0 ? 0.0 : INFINITY);
+                        }
                         cost[ncand] = float(c);
                         order[ncand++] = j;
                     }
@@ -287,7 +323,7 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
                         if (j == p) continue;
                         double c;
                         if (spill.rule == SpillRule::Posterior) {
-                            c = (double(ri[p]) - double(ri[j])) / spill.temperature;
+                            c = double(ri[p]) - double(ri[j]);
                             if (std::isnan(c)) c = INFINITY; // both −inf: j is negligible
                         } else if (spill.rule == SpillRule::Responsibility) {
                             c = -double(ri[j]); // −log r_j: +inf for a negligible list

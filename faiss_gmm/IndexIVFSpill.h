@@ -28,12 +28,18 @@ namespace faiss_gmm {
 
 enum class SpillRule : int32_t {
     None = 0,          ///< one list per vector (plain IVF behaviour, deduplicated search)
-    Posterior = 1,     ///< GMM: list j if tempered posterior ratio (r_j / r_1)^(1/T) ≥ tau
+    Posterior = 1,     ///< GMM: list j if the posterior ratio r_j / r_1 ≥ tau
     DistanceRatio = 2, ///< any quantizer: list j if ‖x−c_j‖² ≤ (1+epsilon)‖x−c_1‖²
     Soar = 3,          ///< any quantizer: list j if ‖x−c_j‖² + λ⟨x−c_j, r̂_1⟩² ≤ (1+epsilon)‖x−c_1‖²,
                        ///< r̂_1 = (x−c_1)/‖x−c_1‖ (SOAR, Sun et al. 2023: prefer residuals not parallel to r_1)
     Responsibility = 4, ///< GMM: list j if its responsibility (posterior) r_j ≥ tau, an absolute threshold
                         ///< (the research's rule: tau = 1/K, a vector in every list it is at least uniformly likely in)
+    GmmSoar = 5,        ///< GMM (spherical / diagonal): SOAR's amended distance inside the GMM's −2 log-density,
+                        ///< against the primary's: list j if
+                        ///<   (‖x−c_j‖² + λ⟨x−c_j, r̂_1⟩²)/s_j + d·log s_j − 2 log π_j
+                        ///<     − (‖x−c_1‖²/s_1 + d·log s_1 − 2 log π_1) ≤ epsilon,
+                        ///< s_j = the component's variance (diagonal: its mean over the d dimensions), π_j its weight
+                        ///< (issue 14: fewer distinct computations than Soar on GMM means, eval/README.md)
 };
 
 const char* to_string(SpillRule rule);
@@ -42,10 +48,12 @@ struct SpillParams {
     SpillRule rule = SpillRule::None;
     int max_copies = 2;          ///< lists per vector at most (primary included), ≥ 1
     double budget = 0;           ///< > 0: entries per vector to aim at (e.g. 1.2); the threshold is chosen at the first add
-    double tau = 0.1;            ///< Posterior: threshold on (r_j/r_1)^(1/T); Responsibility: on r_j; in (0, 1] (ignored when budget > 0)
-    double temperature = 1;      ///< Posterior rule temperature T > 0 (no effect once budget > 0: a monotone rescaling)
-    double epsilon = 0.1;        ///< DistanceRatio / Soar threshold ≥ 0 (ignored when budget > 0)
-    double soar_lambda = 1;      ///< Soar rule: weight of the parallel residual component, ≥ 0
+    double tau = 0.1;            ///< Posterior: threshold on r_j/r_1; Responsibility: on r_j; in (0, 1] (ignored when budget > 0)
+    // (A temperature T of the Posterior rule, (r_j/r_1)^(1/T) ≥ tau, was removed in issue 14: it is
+    // tau' = tau^T at a fixed threshold and stores the same copies at a budget. gmm_io reads files that
+    // set it as that equivalent.)
+    double epsilon = 0.1;        ///< DistanceRatio / Soar / GmmSoar threshold ≥ 0 (ignored when budget > 0)
+    double soar_lambda = 1;      ///< Soar / GmmSoar rule: weight of the parallel residual component, ≥ 0
     bool primary_by_posterior = false; ///< primary list = highest posterior (GMM only) instead of the nearest mean
 
     /// Throws std::invalid_argument naming the bad field.
@@ -60,9 +68,9 @@ class IndexIVFSpill : public faiss::Index {
     SpillParams spill;
 
     /// Threshold actually applied to a secondary list's cost (see spill_costs):
-    /// Posterior: cost (ℓ_1 − ℓ_j)/T ≤ −log(tau), ℓ = log posterior; DistanceRatio:
+    /// Posterior: cost ℓ_1 − ℓ_j ≤ −log(tau), ℓ = log posterior; DistanceRatio:
     /// cost ‖x−c_j‖²/‖x−c_1‖² − 1 ≤ epsilon; Soar: the amended ratio − 1 ≤ epsilon;
-    /// Responsibility: cost −log r_j ≤ −log(tau).
+    /// Responsibility: cost −log r_j ≤ −log(tau); GmmSoar: the −2 log-density gap ≤ epsilon.
     /// Set from the params, or by the budget calibration at the first add (the
     /// (budget − 1)·n cheapest pairs of that batch); later adds reuse it.
     double threshold = 0;
@@ -76,8 +84,9 @@ class IndexIVFSpill : public faiss::Index {
 
     /// Takes an untrained (or trained, empty) IVF / IndexPreTransform(IVF). Throws
     /// std::invalid_argument for FastScan IVFs, quantizers that are not flat,
-    /// a DirectMap, non-L2 metrics with the Posterior rule, a Posterior / Responsibility rule or
-    /// primary_by_posterior without a GmmQuantizer, or an index that already holds vectors.
+    /// a DirectMap, non-L2 metrics with the Posterior rule, a Posterior / Responsibility / GmmSoar rule or
+    /// primary_by_posterior without a GmmQuantizer, GmmSoar with full covariances, or an index that
+    /// already holds vectors.
     /// require_empty = false is for loaders (gmm_io), which then set ntotal and the threshold.
     IndexIVFSpill(faiss::Index* index, const SpillParams& spill, bool own_fields = true, bool require_empty = true);
     ~IndexIVFSpill() override;

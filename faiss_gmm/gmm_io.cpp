@@ -39,7 +39,9 @@ constexpr uint32_t kFirstFullCovarianceTrailerVersion = 5;
 constexpr uint32_t kFirstFooterTrailerVersion = 4;
 // Optional spill trailer after the GMM one (or right after FAISS's bytes for a
 // k-means spill index): the IndexIVFSpill settings and its distinct-vector count.
-// Version 2: followed by the checksum footer (same fields as version 1).
+// Version 2: followed by the checksum footer (same fields as version 1). Issue 14 added
+// rule 5 (gmm-soar) in the same layout: files with rules 0 to 4 are unchanged, and a
+// reader older than that refuses rule 5 as an invalid rule rather than misreading it.
 constexpr uint32_t kSpillMagic = 0x4c505346; // "FSPL"
 constexpr uint32_t kSpillEnd = 0x4c505347;
 constexpr uint32_t kSpillVersion = 2;
@@ -241,7 +243,7 @@ void write_spill_part(const GmmTrailer& t, uint32_t version, faiss::IOWriter* wr
     put<int32_t>(writer, s.max_copies);
     put<double>(writer, s.budget);
     put<double>(writer, s.tau);
-    put<double>(writer, s.temperature);
+    put<double>(writer, 1.0); // the removed temperature of the posterior rule (issue 14): always 1
     put<double>(writer, s.epsilon);
     put<double>(writer, s.soar_lambda);
     put<int32_t>(writer, s.primary_by_posterior ? 1 : 0);
@@ -259,20 +261,34 @@ uint32_t read_spill_part(faiss::IOReader* r, GmmTrailer* t) {
     }
     SpillParams s;
     const int32_t rule = get<int32_t>(r, "spill rule");
-    if (rule < 0 || rule > 4) throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule));
+    if (rule < 0 || rule > int32_t(SpillRule::GmmSoar)) {
+        throw std::runtime_error("spill trailer: invalid rule " + std::to_string(rule) + " (rules 0 to " +
+                                 std::to_string(int(SpillRule::GmmSoar)) + " are known)");
+    }
     s.rule = SpillRule(rule);
     s.max_copies = get<int32_t>(r, "max_copies");
     s.budget = get<double>(r, "budget");
     s.tau = get<double>(r, "tau");
-    s.temperature = get<double>(r, "temperature");
+    const double temperature = get<double>(r, "temperature");
+    if (!(temperature > 0 && std::isfinite(temperature))) {
+        throw std::runtime_error("spill trailer: temperature " + std::to_string(temperature) + " is not > 0 (corrupt file)");
+    }
     s.epsilon = get<double>(r, "epsilon");
     s.soar_lambda = get<double>(r, "soar_lambda");
     s.primary_by_posterior = get<int32_t>(r, "primary_by_posterior") != 0;
-    const double threshold = get<double>(r, "threshold");
+    double threshold = get<double>(r, "threshold");
     const bool threshold_set = get<int32_t>(r, "threshold_set") != 0;
     const int64_t ntotal = get<int64_t>(r, "ntotal");
     if (get<uint32_t>(r, "spill end marker") != kSpillEnd) {
         throw std::runtime_error("spill trailer: bad end marker (corrupt file)");
+    }
+    // A file written before issue 14 may set the posterior rule's temperature T, since removed:
+    // (r_j/r_1)^(1/T) >= tau is r_j/r_1 >= tau^T, and its threshold on (ℓ_1 − ℓ_j)/T is T times one
+    // on ℓ_1 − ℓ_j. Read as that equivalent: the same lists for later adds (up to float rounding of
+    // a cost that sits exactly on the threshold). Other rules ignored T.
+    if (s.rule == SpillRule::Posterior && temperature != 1) {
+        s.tau = std::pow(s.tau, temperature);
+        threshold *= temperature;
     }
     try {
         s.validate();

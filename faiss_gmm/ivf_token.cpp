@@ -15,14 +15,14 @@ namespace {
 constexpr int kRespDefaultMaxCopies = 8;
 
 const char* const kGrammar =
-        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_T<t>][_soar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
+        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_soar[<l>]|_gsoar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
 
 /// The options of one token while it is parsed: what they ask for, and which
 /// rule-choosing options were given (resolved into a SpillRule at the end).
 struct TokenState {
     IvfOptions opts;
     bool fixed_threshold = false, rule_posterior = false, rule_ratio = false, rule_soar = false, rule_resp = false,
-         max_given = false;
+         rule_gmm_soar = false, max_given = false;
 };
 
 bool parse_number(const std::string& text, double* v) {
@@ -38,7 +38,7 @@ bool parse_number(const std::string& text, double* v) {
 
 /// Applies one option of an IVF token ("GMM", "spill1.2", ...) to st; false when unknown.
 bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
-    static const std::regex opt("^(GMMdiag|GMMfull|GMM|spill|tau|T|eps|soar|ratio|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
+    static const std::regex opt("^(GMMdiag|GMMfull|GMM|spill|tau|T|eps|soar|gsoar|ratio|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
     std::smatch m;
     if (!std::regex_match(o, m, opt)) return false;
     const std::string key = m[1].str(), val = m[2].str();
@@ -70,12 +70,13 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
     } else if (key == "tau") {
         fixed_threshold(&opts->spill_params.tau, &st->rule_posterior);
     } else if (key == "T") {
-        need(has);
-        opts->spill_params.temperature = v;
+        throw std::invalid_argument("gmm_index_factory: option \"" + o + "\" was removed: the posterior rule's "
+                                    "temperature T only re-expressed its threshold ((r_j/r_1)^(1/T) >= t is r_j/r_1 >= "
+                                    "t^T: write _tau<t^T>) and stored the same copies at a budget (issue 14)");
     } else if (key == "eps") {
         fixed_threshold(&opts->spill_params.epsilon, &st->rule_ratio);
-    } else if (key == "soar") {
-        st->rule_soar = true;
+    } else if (key == "soar" || key == "gsoar") {
+        (key == "soar" ? st->rule_soar : st->rule_gmm_soar) = true;
         if (has) opts->spill_params.soar_lambda = v;
     } else if (key == "resp") {
         opts->spill = true;
@@ -108,18 +109,22 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
 void resolve_rule(TokenState& st, const std::string& description) {
     IvfOptions& opts = st.opts;
     SpillParams& sp = opts.spill_params;
-    if ((st.rule_soar && st.rule_ratio && !st.fixed_threshold) ||
-        (st.rule_posterior && (st.rule_ratio || st.rule_soar)) ||
-        (st.rule_resp && (st.rule_posterior || st.rule_ratio || st.rule_soar))) {
-        throw std::invalid_argument("gmm_index_factory: _soar, _ratio / _eps, _tau and _resp choose different rules in \"" +
-                                    description + "\"");
+    // _eps sets rule_ratio with its threshold; after _soar / _gsoar it is their threshold instead.
+    const bool soar_like = st.rule_soar || st.rule_gmm_soar;
+    if ((soar_like && st.rule_ratio && !st.fixed_threshold) || (st.rule_soar && st.rule_gmm_soar) ||
+        (st.rule_posterior && (st.rule_ratio || soar_like)) ||
+        (st.rule_resp && (st.rule_posterior || st.rule_ratio || soar_like))) {
+        throw std::invalid_argument("gmm_index_factory: _soar, _gsoar, _ratio / _eps, _tau and _resp choose different "
+                                    "rules in \"" + description + "\"");
     }
-    if (!(opts.spill || st.rule_soar || st.rule_ratio)) return;
+    if (!(opts.spill || soar_like || st.rule_ratio)) return;
     opts.spill = true;
     if (st.rule_resp) {
         sp.rule = SpillRule::Responsibility;
         // Every list at least that likely: allow several copies unless _max says otherwise.
         if (!st.max_given) sp.max_copies = kRespDefaultMaxCopies;
+    } else if (st.rule_gmm_soar) {
+        sp.rule = SpillRule::GmmSoar;
     } else if (st.rule_soar) {
         sp.rule = SpillRule::Soar;
     } else if (st.rule_ratio || !opts.gmm) {
@@ -139,9 +144,13 @@ void resolve_rule(TokenState& st, const std::string& description) {
         sp.rule = SpillRule::None; // _ppost alone: posterior primary, one list per vector
     }
     if (!st.max_given && sp.budget > 2) sp.max_copies = int(std::ceil(sp.budget));
-    if ((st.rule_posterior || st.rule_resp || sp.primary_by_posterior) && !opts.gmm) {
-        throw std::invalid_argument("gmm_index_factory: _tau / _resp / _ppost need _GMM, _GMMdiag or _GMMfull in \"" +
-                                    description + "\"");
+    if ((st.rule_posterior || st.rule_resp || st.rule_gmm_soar || sp.primary_by_posterior) && !opts.gmm) {
+        throw std::invalid_argument("gmm_index_factory: _tau / _resp / _gsoar / _ppost need _GMM, _GMMdiag or _GMMfull "
+                                    "in \"" + description + "\"");
+    }
+    if (st.rule_gmm_soar && opts.covariance_type == CovarianceType::Full) {
+        throw std::invalid_argument("gmm_index_factory: _gsoar needs spherical or diagonal variances (_GMM or "
+                                    "_GMMdiag), not _GMMfull, in \"" + description + "\"");
     }
 }
 

@@ -501,7 +501,6 @@ PYBIND11_MODULE(_core, m) {
             .def_property_readonly("spill_max_copies", [](const GmmTrailer& t) { return t.spill.max_copies; })
             .def_property_readonly("spill_budget", [](const GmmTrailer& t) { return t.spill.budget; })
             .def_property_readonly("spill_tau", [](const GmmTrailer& t) { return t.spill.tau; })
-            .def_property_readonly("spill_temperature", [](const GmmTrailer& t) { return t.spill.temperature; })
             .def_property_readonly("spill_epsilon", [](const GmmTrailer& t) { return t.spill.epsilon; })
             .def_property_readonly("spill_soar_lambda", [](const GmmTrailer& t) { return t.spill.soar_lambda; })
             .def_property_readonly("spill_primary_by_posterior",

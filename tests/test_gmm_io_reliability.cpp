@@ -419,7 +419,7 @@ TEST(GmmIOOldFormat, Version4WithFooterStillReadsVerified) {
 // ---------------------------------------------------------------- GmmTrailer
 
 TEST(GmmTrailerUnit, EverySettingSurvivesARoundTrip) {
-    auto index = trained("IVF8_GMMdiag_tau0.05_T2_max3_ppost,Flat", 8, 600, 7);
+    auto index = trained("IVF8_GMMdiag_tau0.05_max3_ppost,Flat", 8, 600, 7);
     const GmmTrailer a = GmmTrailer::of(index.get());
     ASSERT_TRUE(a.has_gmm && a.has_spill);
     const Bytes b = serialize_gmm_index(index.get());
@@ -434,7 +434,6 @@ TEST(GmmTrailerUnit, EverySettingSurvivesARoundTrip) {
     EXPECT_EQ(t.probe_variance_power, 0.0);
     EXPECT_EQ(int(t.spill.rule), int(a.spill.rule));
     EXPECT_EQ(t.spill.tau, 0.05);
-    EXPECT_EQ(t.spill.temperature, 2.0);
     EXPECT_EQ(t.spill.max_copies, 3);
     EXPECT_EQ(t.spill.primary_by_posterior, a.spill.primary_by_posterior);
     EXPECT_EQ(t.spill_threshold, a.spill_threshold);

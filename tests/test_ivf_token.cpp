@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "faiss_gmm/ivf_token.h"
 
@@ -66,10 +67,9 @@ TEST(IvfToken, SpillBudgetPicksTheRuleFromTheQuantizer) {
 }
 
 TEST(IvfToken, FixedThresholdRules) {
-    IvfDescription p = parse_ivf_description("IVF64_GMMdiag_tau0.05_T4_max3,Flat");
+    IvfDescription p = parse_ivf_description("IVF64_GMMdiag_tau0.05_max3,Flat");
     EXPECT_EQ(p.options.spill_params.rule, SpillRule::Posterior);
     EXPECT_DOUBLE_EQ(p.options.spill_params.tau, 0.05);
-    EXPECT_DOUBLE_EQ(p.options.spill_params.temperature, 4);
     EXPECT_EQ(p.options.spill_params.max_copies, 3);
     EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 0);
     p = parse_ivf_description("IVF64_eps0.3,Flat");
@@ -97,6 +97,25 @@ TEST(IvfToken, SoarAndResponsibilityRules) {
     EXPECT_EQ(p.options.spill_params.max_copies, 3);
     p = parse_ivf_description("IVF64_GMM_resp_spill1.5,Flat");
     EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.5);
+}
+
+// _gsoar (issue 14): SOAR's amended distance inside the GMM's −2 log-density gap (SpillRule::GmmSoar).
+TEST(IvfToken, GmmSoarRule) {
+    // (rule, λ, budget, epsilon, max_copies, primary_by_posterior) of each description: λ defaults to 1,
+    // _eps is the rule's fixed threshold, _ppost combines.
+    auto settings = [](const char* d) {
+        const SpillParams s = parse_ivf_description(d).options.spill_params;
+        return std::make_tuple(int(s.rule), s.soar_lambda, s.budget, s.epsilon, s.max_copies, s.primary_by_posterior);
+    };
+    const int gsoar = int(SpillRule::GmmSoar);
+    EXPECT_EQ(settings("IVF64_GMM_gsoar_spill1.5,Flat"), std::make_tuple(gsoar, 1.0, 1.5, SpillParams().epsilon, 2, false));
+    EXPECT_EQ(settings("IVF64_GMMdiag_gsoar0.5_eps3_ppost,Flat"), std::make_tuple(gsoar, 0.5, 0.0, 3.0, 2, true));
+    expect_error("IVF64_gsoar_spill1.5,Flat", "need _GMM, _GMMdiag or _GMMfull");
+    expect_error("IVF64_GMMfull_gsoar_spill1.5,Flat", "_gsoar needs spherical or diagonal variances");
+    expect_error("IVF64_GMM_soar_gsoar_spill1.5,Flat", "choose different rules");
+    expect_error("IVF64_GMM_gsoar_ratio_spill1.5,Flat", "choose different rules");
+    expect_error("IVF64_GMM_gsoar_tau0.1,Flat", "choose different rules");
+    expect_error("IVF64_GMM_gsoar,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
 }
 
 TEST(IvfToken, PosteriorPrimaryAlone) {
@@ -130,8 +149,7 @@ TEST(IvfToken, BadValuesAreNamed) {
     for (const char* d : {"IVF64_GMM_spill1.2.3,Flat", "IVF64_GMM2,Flat", "IVF64_GMM_ratio1_spill1.2,Flat",
                           "IVF64_GMM_ppost1,Flat", "IVF64_GMM_resp2,Flat", "IVF64_GMM_resp0,Flat",
                           "IVF64_GMM_spill1.2_max0,Flat", "IVF64_GMM_spill1.2_max65,Flat",
-                          "IVF64_GMM_spill1.2_max1.5,Flat", "IVF64_GMM_tau,Flat", "IVF64_eps,Flat",
-                          "IVF64_GMM_T_spill1.2,Flat", "IVF64_GMM_tau0.1_T1e,Flat"}) {
+                          "IVF64_GMM_spill1.2_max1.5,Flat", "IVF64_GMM_tau,Flat", "IVF64_eps,Flat"}) {
         expect_error(d, "bad value in option");
     }
 }
@@ -166,6 +184,12 @@ TEST(IvfToken, RemovedProbeRankingsKeepTheirMessage) {
         EXPECT_NE(e.find("lists are probed by L2"), std::string::npos) << e;
     }
     EXPECT_NE(error_of("IVF64_probepost,Flat").find("was removed"), std::string::npos);
+    // The posterior rule's temperature (issue 14): _tau<t^T> says the same.
+    for (const char* d : {"IVF64_GMMdiag_tau0.05_T4_max3,Flat", "IVF64_GMM_spill1.2_T2,Flat", "IVF64_GMM_T_spill1.2,Flat"}) {
+        const std::string e = error_of(d);
+        EXPECT_NE(e.find("was removed"), std::string::npos) << e;
+        EXPECT_NE(e.find("_tau<t^T>"), std::string::npos) << e;
+    }
 }
 
 TEST(IvfToken, OlderEntryPointsAgree) {

@@ -354,7 +354,7 @@ TEST(GmmPosteriors, QuantizerKeepsOnePerModel) {
 TEST(GmmPosteriors, SpillRulesUseTheQuantizersPosteriors) {
     const int64_t n = 3000, d = 8;
     const std::vector<float> x = clustered_data(n, d, 16, 1.5f, 13);
-    for (const char* desc : {"IVF16_GMM_ppost_resp,Flat", "IVF16_GMMdiag_tau0.05_T2_max3,Flat"}) {
+    for (const char* desc : {"IVF16_GMM_ppost_resp,Flat", "IVF16_GMMdiag_tau0.05_max3,Flat"}) {
         std::unique_ptr<faiss::Index> index(gmm_index_factory(int(d), desc));
         index->train(n, x.data());
         IndexIVFSpill* sp = as_spill_index(index.get());
@@ -375,7 +375,7 @@ TEST(GmmPosteriors, SpillRulesUseTheQuantizersPosteriors) {
                 if (j < 0) continue;
                 const double c = sp->spill.rule == SpillRule::Responsibility
                                          ? -double(lr[j])
-                                         : (double(lr[p]) - double(lr[j])) / sp->spill.temperature;
+                                         : double(lr[p]) - double(lr[j]);
                 mismatches += costs[size_t(i * m1 + t)] != float(c);
             }
         }

@@ -1,7 +1,8 @@
 // IndexIVFSpill (issue 6): spill rules on hand-made cases, memory budgets,
 // deduplicated search against a brute-force search of the probed lists' union,
-// the research's responsibility rule, refusal of the removed probe rankings, factory grammar,
-// save/load (trailer versions 1 to 3), remove_ids / reconstruct, and the FastScan refusal.
+// the research's responsibility rule, the GMM-SOAR rule (issue 14) against a direct computation,
+// refusal of the removed probe rankings, factory grammar, save/load (trailer versions 1 to 3, files
+// that set the removed temperature), remove_ids / reconstruct, and the FastScan refusal.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <set>
 
+#include "faiss_gmm/Crc32c.h"
 #include "faiss_gmm/GmmPosteriors.h"
 #include "faiss_gmm/GmmQuantizer.h"
 #include "faiss_gmm/IndexIVFSpill.h"
@@ -162,12 +164,12 @@ TEST(SpillRules, SoarPrefersOrthogonalResidual) {
     EXPECT_EQ(cost[1], 3.5f);
 }
 
-TEST(SpillRules, PosteriorRatioWithTemperature) {
+TEST(SpillRules, PosteriorRatio) {
     // 1-d, two unit-variance components at 0 and 4, equal weights. At x = 1.5:
     // log r_0 − log r_1 = (2.5² − 1.5²)/2 = 2, so r_1/r_0 = e^-2 = 0.135.
     GmmModel m(2, 1, CovarianceType::Spherical);
     m.means = {0, 4};
-    auto make = [&](double tau, double T) {
+    auto make = [&](double tau) {
         auto* q = new GmmQuantizer(1, 2);
         q->set_model(m);
         auto* ivf = new faiss::IndexIVFFlat(q, 1, 2);
@@ -176,30 +178,26 @@ TEST(SpillRules, PosteriorRatioWithTemperature) {
         SpillParams sp;
         sp.rule = SpillRule::Posterior;
         sp.tau = tau;
-        sp.temperature = T;
         return std::make_unique<IndexIVFSpill>(ivf, sp);
     };
     const float x = 1.5f;
-    auto a = make(0.1, 1);
+    auto a = make(0.1);
     a->add(1, &x);
     EXPECT_EQ(a->n_entries(), 2); // 0.135 >= 0.1
-    auto b = make(0.2, 1);
+    auto b = make(0.2);
     b->add(1, &x);
     EXPECT_EQ(b->n_entries(), 1); // 0.135 < 0.2
-    auto c = make(0.2, 2);
-    c->add(1, &x);
-    EXPECT_EQ(c->n_entries(), 2); // 0.135^(1/2) = 0.368 >= 0.2
     std::vector<idx_t> prim(1), cand(1);
     std::vector<float> cost(1);
-    c->spill_costs(1, &x, prim.data(), cost.data(), cand.data());
-    // (ℓ_0 − ℓ_1)/T = 2/2, from the E-step's float log r (within log_resp_bound of
+    b->spill_costs(1, &x, prim.data(), cost.data(), cand.data());
+    // ℓ_0 − ℓ_1 = 2, from the E-step's float log r (within log_resp_bound of
     // exact each; evaluated centered on the mixture mean, as GmmPosteriors does), then
     // rounded to float.
     const GmmPosteriors post(m);
     faiss_gmm::testing::EStepRowErrors row(m, post.center().data(), true);
     row.analyse(&x);
-    const double tol = (row.log_resp_bound(0) + row.log_resp_bound(1)) / 2 + faiss_gmm::testing::kUnitRoundoff * 1.01;
-    EXPECT_NEAR(cost[0], 1.0, tol);
+    const double tol = row.log_resp_bound(0) + row.log_resp_bound(1) + faiss_gmm::testing::kUnitRoundoff * 2.02;
+    EXPECT_NEAR(cost[0], 2.0, tol);
 }
 
 // The research's rule: every list whose responsibility r_j ≥ tau (absolute). Checked against
@@ -305,11 +303,112 @@ TEST(SpillRules, ResponsibilityFactoryAndBudget) {
     EXPECT_GE(sf->n_entries(), n);
 }
 
+// SpillRule::GmmSoar (issue 14, _gsoar) against its cost computed here in double from the definition:
+// (‖x−c_j‖² + λ⟨x−c_j, r̂_1⟩²)/s_j + d·log s_j − 2 log π_j − (‖x−c_1‖²/s_1 + d·log s_1 − 2 log π_1),
+// s_j the spherical variance, or the mean of the diagonal ones.
+TEST(SpillRules, GmmSoarAgainstDirectComputation) {
+    const int64_t K = 4, d = 2, n = 5;
+    const std::vector<float> means = {0, 0, 10, 0, 4, 5, 0, -6};
+    const std::vector<double> s = {1, 4, 0.5, 2}, w = {0.1, 0.2, 0.3, 0.4};
+    // Small integers: every squared distance and dot product below is exact in float and double.
+    const std::vector<float> x = {4, 0, 1, 1, 3, 2, -1, -3, 6, 1};
+    const double epsilon = 3;
+    int64_t admitted = 0, refused = 0; // both outcomes occur among these pairs
+    for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmModel m(K, d, type);
+        m.means = means;
+        // Diagonal: two variances per list whose mean is s_j (all exact in float).
+        m.variances = type == CovarianceType::Spherical ? std::vector<float>{1, 4, 0.5f, 2}
+                                                         : std::vector<float>{0.5f, 1.5f, 3, 5, 0.25f, 0.75f, 1, 3};
+        for (int64_t j = 0; j < K; j++) m.log_weights[size_t(j)] = float(std::log(w[size_t(j)]));
+        for (double lambda : {1.0, 0.5}) {
+            GmmParams gp;
+            gp.covariance_type = type;
+            auto* q = new GmmQuantizer(d, K, gp);
+            q->set_model(m);
+            auto* ivf = new faiss::IndexIVFFlat(q, d, K);
+            ivf->own_fields = true;
+            ivf->is_trained = true;
+            SpillParams sp;
+            sp.rule = SpillRule::GmmSoar;
+            sp.soar_lambda = lambda;
+            sp.max_copies = int(K);
+            sp.epsilon = epsilon;
+            IndexIVFSpill index(ivf, sp);
+            std::vector<idx_t> prim(n), cand(size_t(n * (K - 1)));
+            std::vector<float> cost(size_t(n * (K - 1)));
+            index.spill_costs(n, x.data(), prim.data(), cost.data(), cand.data());
+            index.add(n, x.data());
+            auto L = lists_of(index.ivf);
+            for (int64_t i = 0; i < n; i++) {
+                const double xi[2] = {x[size_t(2 * i)], x[size_t(2 * i + 1)]};
+                std::vector<double> dist(K);
+                int64_t p = 0;
+                for (int64_t j = 0; j < K; j++) {
+                    const double a = xi[0] - means[size_t(2 * j)], b = xi[1] - means[size_t(2 * j + 1)];
+                    dist[size_t(j)] = a * a + b * b;
+                    if (dist[size_t(j)] < dist[size_t(p)]) p = j;
+                }
+                ASSERT_EQ(prim[size_t(i)], p) << "x " << i;
+                const double r1[2] = {xi[0] - means[size_t(2 * p)], xi[1] - means[size_t(2 * p + 1)]};
+                auto log_norm = [&](int64_t j) { return double(d) * std::log(s[size_t(j)]) - 2 * double(m.log_weights[size_t(j)]); };
+                const double own = dist[size_t(p)] / s[size_t(p)] + log_norm(p);
+                std::set<idx_t> want_lists = {p};
+                std::vector<double> want(K, INFINITY), terms(K, 0);
+                for (int64_t j = 0; j < K; j++) {
+                    if (j == p) continue;
+                    const double dot = (xi[0] - means[size_t(2 * j)]) * r1[0] + (xi[1] - means[size_t(2 * j + 1)]) * r1[1];
+                    const double amended = dist[size_t(j)] + lambda * dot * dot / dist[size_t(p)];
+                    want[size_t(j)] = amended / s[size_t(j)] + log_norm(j) - own;
+                    terms[size_t(j)] = amended / s[size_t(j)] + std::fabs(log_norm(j)) + std::fabs(own) + std::fabs(log_norm(p));
+                    if (want[size_t(j)] <= epsilon) want_lists.insert(j);
+                    (want[size_t(j)] <= epsilon ? admitted : refused)++;
+                }
+                for (int64_t t = 0; t < K - 1; t++) {
+                    const idx_t j = cand[size_t(i * (K - 1) + t)];
+                    ASSERT_GE(j, 0);
+                    // The double evaluation (a few operations on these terms, logs within 2 ulp) is
+                    // within γ^double_16 of their sum; the result is then rounded to float once.
+                    const double tol = faiss_gmm::testing::gamma_double(16) * terms[size_t(j)] +
+                                       faiss_gmm::testing::kUnitRoundoff * std::fabs(want[size_t(j)]);
+                    EXPECT_NEAR(cost[size_t(i * (K - 1) + t)], want[size_t(j)], tol) << "x " << i << " list " << j;
+                    if (t > 0) EXPECT_LE(cost[size_t(i * (K - 1) + t - 1)], cost[size_t(i * (K - 1) + t)]);
+                    // No cost here sits within its tolerance of epsilon, so the admitted lists are exact.
+                    ASSERT_GT(std::fabs(want[size_t(j)] - epsilon), tol);
+                }
+                EXPECT_EQ(L[i], want_lists) << "x " << i << " lambda " << lambda;
+            }
+        }
+    }
+    EXPECT_GT(admitted, 0);
+    EXPECT_GT(refused, 0);
+    // Needs a GmmQuantizer, with spherical or diagonal variances.
+    SpillParams sp;
+    sp.rule = SpillRule::GmmSoar;
+    sp.budget = 1.5;
+    auto* plain = new faiss::IndexIVFFlat(new faiss::IndexFlatL2(d), d, K);
+    plain->own_fields = true;
+    EXPECT_THROW(IndexIVFSpill(plain, sp), std::invalid_argument);
+    delete plain;
+    GmmParams full;
+    full.covariance_type = CovarianceType::Full;
+    auto* fivf = new faiss::IndexIVFFlat(new GmmQuantizer(d, K, full), d, K);
+    fivf->own_fields = true;
+    try {
+        IndexIVFSpill(fivf, sp);
+        ADD_FAILURE() << "gmm-soar accepted full covariances";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("spherical or diagonal"), std::string::npos) << e.what();
+    }
+    delete fivf;
+}
+
 TEST(SpillBudget, MemoryBudgetMet) {
     const int64_t n = 4000, d = 16;
     std::vector<float> x = clustered_data(n, d, 24, 1.5f, 7);
     for (const char* desc : {"IVF32_GMM_spill1.2,Flat", "IVF32_spill1.2,Flat", "IVF32_GMM_spill1.5,SQ8",
-                             "IVF32_spill1.5,Flat", "IVF32_GMMdiag_soar_spill1.3,Flat", "IVF32_spill2.5,Flat"}) {
+                             "IVF32_spill1.5,Flat", "IVF32_GMMdiag_soar_spill1.3,Flat", "IVF32_spill2.5,Flat",
+                             "IVF32_GMM_gsoar_spill1.5,Flat", "IVF32_GMMdiag_gsoar0.5_spill1.3_ppost,SQ8"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         ASSERT_NE(sp, nullptr) << desc;
@@ -324,7 +423,8 @@ TEST(SpillSearch, DeduplicatedAndEqualToBruteForceOverProbedLists) {
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 11);
     std::vector<float> q = clustered_data(nq, d, 20, 2.0f, 12);
     for (const char* desc : {"IVF24_GMM_spill1.5,Flat", "IVF24_spill1.5_max3,Flat", "IVF24_GMM_resp_spill1.5,Flat",
-                             "IVF24_GMM_spill1.5,SQ8", "IVF24_spill1.5,PQ8x4", "IVF24_GMM_spill1.3_ppost,PQ8x4"}) {
+                             "IVF24_GMM_spill1.5,SQ8", "IVF24_spill1.5,PQ8x4", "IVF24_GMM_spill1.3_ppost,PQ8x4",
+                             "IVF24_GMM_gsoar_spill1.5,Flat"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         ASSERT_NE(sp, nullptr);
@@ -484,14 +584,13 @@ TEST(SpillProbing, RemovedProbeRankingsRefused) {
 TEST(SpillFactory, GrammarAndErrors) {
     IvfOptions o;
     std::string fd;
-    ASSERT_TRUE(parse_ivf_options("OPQ8_16,IVF64_GMMdiag_tau0.05_T4_max3,PQ8", &fd, &o));
+    ASSERT_TRUE(parse_ivf_options("OPQ8_16,IVF64_GMMdiag_tau0.05_max3,PQ8", &fd, &o));
     EXPECT_EQ(fd, "OPQ8_16,IVF64,PQ8");
     EXPECT_TRUE(o.gmm);
     EXPECT_EQ(o.covariance_type, CovarianceType::Diagonal);
     EXPECT_TRUE(o.spill);
     EXPECT_EQ(o.spill_params.rule, SpillRule::Posterior);
     EXPECT_DOUBLE_EQ(o.spill_params.tau, 0.05);
-    EXPECT_DOUBLE_EQ(o.spill_params.temperature, 4);
     EXPECT_EQ(o.spill_params.max_copies, 3);
     ASSERT_TRUE(parse_ivf_options("IVF64_spill1.2,Flat", &fd, &o));
     EXPECT_FALSE(o.gmm);
@@ -540,8 +639,9 @@ TEST(SpillIO, SaveLoadRoundTrip) {
     const int64_t n = 3000, d = 16, nq = 30, k = 10;
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 21);
     for (const char* desc : {"IVF24_GMMdiag_spill1.4,Flat", "IVF24_spill1.3_soar0.5,SQ8",
-                             "IVF24_GMM_tau0.02_T3_max3_ppost,PQ8x4", "IVF24_GMM_soar_spill1.3,Flat",
-                             "IVF24_GMM_resp_max4,SQ8"}) {
+                             "IVF24_GMM_tau0.02_max3_ppost,PQ8x4", "IVF24_GMM_soar_spill1.3,Flat",
+                             "IVF24_GMM_resp_max4,SQ8", "IVF24_GMM_gsoar0.5_spill1.3,Flat",
+                             "IVF24_GMMdiag_gsoar_eps40_ppost,SQ8"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         sp->set_nprobe(4);
@@ -555,7 +655,6 @@ TEST(SpillIO, SaveLoadRoundTrip) {
         EXPECT_EQ(sb->spill.max_copies, sp->spill.max_copies);
         EXPECT_EQ(sb->spill.budget, sp->spill.budget);
         EXPECT_EQ(sb->spill.tau, sp->spill.tau);
-        EXPECT_EQ(sb->spill.temperature, sp->spill.temperature);
         EXPECT_EQ(sb->spill.soar_lambda, sp->spill.soar_lambda);
         EXPECT_EQ(sb->spill.primary_by_posterior, sp->spill.primary_by_posterior);
         EXPECT_EQ(sb->threshold, sp->threshold);
@@ -583,6 +682,55 @@ TEST(SpillIO, SaveLoadRoundTrip) {
         r.data = bytes;
         std::unique_ptr<faiss::Index> plain(faiss::read_index(&r));
         EXPECT_EQ(plain->ntotal, sp->n_entries());
+    }
+}
+
+// Files written before issue 14 may set the posterior rule's temperature T, since removed: they are
+// read as its exact equivalent (tau^T, threshold·T), so later adds store what the old index would
+// have stored. Made here from a current file by editing its spill trailer (T = 2 and the tau and
+// threshold an old index with the same lists held) and re-sealing the checksum footer.
+TEST(SpillIO, ReadsTheRemovedTemperatureAsItsEquivalent) {
+    const int64_t n = 3000, d = 16;
+    std::vector<float> x = clustered_data(n, d, 20, 2.0f, 23);
+    const std::vector<float> more = clustered_data(500, d, 20, 2.0f, 24);
+    for (const char* desc : {"IVF24_GMM_spill1.3,Flat", "IVF24_GMM_tau0.04,Flat"}) {
+        auto index = trained(desc, d, n, x);
+        auto* sp = as_spill_index(index.get());
+        std::vector<uint8_t> bytes = serialize_gmm_index(index.get());
+        // The spill trailer: magic "FSPL", version, rule, max_copies, budget, tau, temperature, epsilon,
+        // soar_lambda, primary_by_posterior, threshold, ...; the last "FSPL" in the file is its magic.
+        const uint8_t magic[4] = {'F', 'S', 'P', 'L'};
+        size_t at = bytes.size();
+        for (size_t i = 0; i + 4 <= bytes.size(); i++) {
+            if (std::memcmp(bytes.data() + i, magic, 4) == 0) at = i;
+        }
+        ASSERT_LT(at, bytes.size()) << desc;
+        const size_t tau_at = at + 16 + 8, temp_at = tau_at + 8, thr_at = temp_at + 8 + 8 + 8 + 4;
+        double tau = 0, temp = 0, thr = 0;
+        std::memcpy(&tau, bytes.data() + tau_at, 8);
+        std::memcpy(&temp, bytes.data() + temp_at, 8);
+        std::memcpy(&thr, bytes.data() + thr_at, 8);
+        ASSERT_EQ(temp, 1.0) << desc; // written as 1
+        ASSERT_EQ(tau, sp->spill.tau) << desc;
+        ASSERT_EQ(thr, sp->threshold) << desc;
+        const double T = 2, tau_old = std::sqrt(tau), thr_old = thr / T;
+        std::memcpy(bytes.data() + tau_at, &tau_old, 8);
+        std::memcpy(bytes.data() + temp_at, &T, 8);
+        std::memcpy(bytes.data() + thr_at, &thr_old, 8);
+        // The footer (24 bytes, last): CRC-32C of every byte before its CRC field, at footer offset 16.
+        const size_t crc_at = bytes.size() - 24 + 16;
+        const uint32_t crc = crc32c_extend(0, bytes.data(), crc_at);
+        std::memcpy(bytes.data() + crc_at, &crc, 4);
+        std::unique_ptr<faiss::Index> back(deserialize_gmm_index(bytes.data(), bytes.size()));
+        auto* sb = as_spill_index(back.get());
+        ASSERT_NE(sb, nullptr) << desc;
+        EXPECT_EQ(sb->threshold, sp->threshold) << desc; // halved, then doubled: exact in binary
+        // sqrt, then pow(., 2): correctly rounded within 1 ulp each, so within γ^double_4 of tau.
+        EXPECT_NEAR(sb->spill.tau, sp->spill.tau, faiss_gmm::testing::gamma_double(4) * sp->spill.tau) << desc;
+        sp->add(500, more.data());
+        sb->add(500, more.data());
+        EXPECT_EQ(sb->n_entries(), sp->n_entries()) << desc;
+        EXPECT_EQ(lists_of(sb->ivf), lists_of(sp->ivf)) << desc;
     }
 }
 

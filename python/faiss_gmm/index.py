@@ -59,7 +59,7 @@ def index_factory(d, description, metric=faiss.METRIC_L2, params=None, **kwargs)
     normalize the vectors and use L2, which ranks them identically).
     """
     parsed = _core.parse_ivf_description(description)  # the C++ parser; ValueError for a malformed token
-    # Options beyond _GMM / _GMMdiag / _GMMfull (spill: IVF1024_GMM_spill1.2, _soar, _resp, ...)
+    # Options beyond _GMM / _GMMdiag / _GMMfull (spill: IVF1024_GMM_spill1.2, _soar, _gsoar, _resp, ...)
     # need an index type that faiss's SWIG layer does not know (faiss_gmm.spill has
     # it), and IVF tokens of FAISS's own with options (IVF64_HNSW32) are not GMM:
     # refused here instead of silently dropped.

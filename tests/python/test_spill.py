@@ -16,7 +16,8 @@ def clustered(n, d, k, seed):
     return (c[rng.integers(0, k, n)] + rng.standard_normal((n, d)).astype(np.float32)).astype(np.float32)
 
 
-@pytest.mark.parametrize("desc", ["IVF16_GMM_spill1.3,Flat", "IVF16_spill1.5,SQ8", "IVF16_GMMdiag_soar_spill1.2,Flat"])
+@pytest.mark.parametrize("desc", ["IVF16_GMM_spill1.3,Flat", "IVF16_spill1.5,SQ8", "IVF16_GMMdiag_soar_spill1.2,Flat",
+                                  "IVF16_GMM_gsoar_spill1.5,Flat"])
 def test_budget_dedup_and_exactness(desc):
     x = clustered(3000, 16, 12, 1)
     index = spill.spill_index_factory(16, desc)
@@ -45,24 +46,29 @@ def test_budget_dedup_and_exactness(desc):
         assert np.all(np.abs(D - np.sort(true, axis=1)[:, :5]) <= tol)
 
 
-def test_responsibility_rule_matches_model_posteriors():
+@pytest.mark.parametrize("desc,rule,refused", [
     # _resp (the research's rule, tau = 1/nlist): a vector goes to its nearest list and to every
-    # list whose GMM responsibility is >= 1/nlist; kept by serialize / deserialize.
-    import faiss_gmm
+    # list whose GMM responsibility is >= 1/nlist.
+    ("IVF16_GMM_resp_max4,Flat", "responsibility", ["IVF16_resp,Flat"]),
+    # _gsoar (issue 14): SOAR's amended distance inside the GMM's -2 log-density gap (the C++ test
+    # checks its costs against a direct computation); spherical or diagonal GMMs only.
+    ("IVF16_GMM_gsoar0.5_spill1.4,Flat", "gmm-soar", ["IVF16_gsoar_spill1.5,Flat", "IVF16_GMMfull_gsoar_spill1.5,Flat"]),
+])
+def test_gmm_rules_round_trip(desc, rule, refused):
+    # The rule reaches Python and survives serialize / deserialize (same lists, threshold, results).
     x = clustered(3000, 16, 12, 5)
-    index = spill.spill_index_factory(16, "IVF16_GMM_resp_max4,Flat")
-    assert index.spill_rule == "responsibility"
+    index = spill.spill_index_factory(16, desc)
+    assert index.spill_rule == rule
     index.train(x)
     index.add(x)
     assert index.ntotal == 3000 and index.n_entries >= 3000
     back = spill.IndexIVFSpill.deserialize(index.serialize())
-    assert back.spill_rule == "responsibility" and back.n_entries == index.n_entries
+    assert (back.spill_rule, back.n_entries, back.threshold) == (rule, index.n_entries, index.threshold)
     index.nprobe = back.nprobe = 3
-    D, I = index.search(x[:100], 10)
-    D2, I2 = back.search(x[:100], 10)
-    np.testing.assert_array_equal(I, I2)
-    with pytest.raises(ValueError):
-        spill.spill_index_factory(16, "IVF16_resp,Flat")  # needs a GMM
+    np.testing.assert_array_equal(index.search(x[:100], 10)[1], back.search(x[:100], 10)[1])
+    for bad in refused:
+        with pytest.raises(ValueError):
+            spill.spill_index_factory(16, bad)
 
 
 def test_removed_probe_rankings_refused():
