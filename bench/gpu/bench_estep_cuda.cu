@@ -8,7 +8,9 @@
 //    copies and pinned in place by retain_rows(): time per pass against max(transfer time at the
 //    measured pinned H2D bandwidth, kernel time), and the GPU memory the backend holds;
 //  * 20 EM iterations at N = 10M with the GPU E-step and a host M-step (--em-reproducible: rows on
-//    the GPU, accumulate() against accumulate_reproducible()).
+//    the GPU, accumulate() against accumulate_reproducible(); --em-no-refine: with
+//    EStepCudaOptions::exact_log_densities off, so that the Hopper kernels run even once this crude
+//    M-step, which never re-seeds, has left components narrow enough for the refinement).
 // Prints a table; bench/results/gpu_<name>.md records it.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -244,6 +246,7 @@ int main(int argc, char** argv) {
     bool narrow = false; // --narrow: component 0 collapsed onto its row (issue 13): Blocked + refinement
     bool reproducible = false; // --reproducible: the reproducible sums' cost per mode
     bool em_reproducible = false;
+    bool em_no_refine = false; // --em-no-refine
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--quick") quick = true;
@@ -267,6 +270,7 @@ int main(int argc, char** argv) {
         // EM with rows on the GPU only, each mode with accumulate() and accumulate_reproducible()
         // (clear, call, result: what an iteration of the trainer adds for reproducible sums)
         if (a == "--em-reproducible") em_reproducible = true;
+        if (a == "--em-no-refine") em_no_refine = true;
     }
     if (only_mode >= kNumModes) {
         fprintf(stderr, "--only-mode %d: modes are 0..%d (accurate, fast-tf32, hopper-fast, hopper-accurate)\n",
@@ -573,6 +577,7 @@ int main(int argc, char** argv) {
                     EStepCudaOptions o;
                     o.devices = {0};
                     o.fast_math = fast;
+                    o.exact_log_densities = !em_no_refine;
                     EStepCuda es(K, d, o);
                     VectorBlock rows{where == 0 ? static_cast<const void*>(xd) : xh.data(), DataType::Float32, N, d};
                     SufficientStats st(K, d, CovarianceType::Spherical);
@@ -611,10 +616,11 @@ int main(int argc, char** argv) {
                         for (auto lw : m.log_weights) ws += std::exp(double(lw));
                         for (auto& lw : m.log_weights) lw = float(lw - std::log(ws));
                     }
-                    printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s%s: %.2f s total "
+                    printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s%s%s: %.2f s total "
                            "(%.1f ms/iter), final mean loglik %.4f\n",
                            (long long)(N / 1000000), where == 0 ? "GPU " : "host", fast ? "fast" : "accurate",
-                           sums ? ", reproducible" : "", now_s() - t0, (now_s() - t0) * 50.0, ll);
+                           sums ? ", reproducible" : "", em_no_refine ? ", no refinement" : "", now_s() - t0,
+                           (now_s() - t0) * 50.0, ll);
                 }
             }
         }
