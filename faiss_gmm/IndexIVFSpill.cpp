@@ -237,19 +237,22 @@ void IndexIVFSpill::spill_costs(idx_t n, const float* xt, idx_t* primary, float*
     const GmmQuantizer* gq = dynamic_cast<const GmmQuantizer*>(q);
     const bool use_post = spill.rule == SpillRule::Posterior || spill.rule == SpillRule::Responsibility ||
                           spill.primary_by_posterior;
-    if (use_post && (!gq || gq->model.K != K)) {
-        throw std::runtime_error("IndexIVFSpill: posterior spill / primary needs a trained GmmQuantizer");
+    const bool gmm_soar = spill.rule == SpillRule::GmmSoar;
+    // Every use of the GMM checked here, before any: the constructor checked the quantizer's type, but a
+    // model can be replaced or retrained since.
+    if ((use_post || gmm_soar) && (!gq || gq->model.K != K)) {
+        const char* what = gmm_soar ? "the gmm-soar spill rule" : "posterior spill / primary";
+        throw std::runtime_error(std::string("IndexIVFSpill: ") + what + " needs a trained GmmQuantizer");
+    }
+    if (gmm_soar && gq->model.covariance_type == CovarianceType::Full) {
+        throw std::runtime_error("IndexIVFSpill: the gmm-soar rule needs a trained spherical or diagonal GmmQuantizer");
     }
     // The quantizer's posteriors (built once per model): the rows centered on the mixture mean, as everywhere.
     const std::shared_ptr<const GmmPosteriors> post = use_post ? gq->posteriors() : nullptr;
     // GmmSoar: per list, 1/s_j and the part of its −2 log-density that does not depend on x,
     // d·log s_j − 2 log π_j (s_j = the spherical variance; diagonal: the mean of the d variances).
-    const bool gmm_soar = spill.rule == SpillRule::GmmSoar;
     std::vector<double> inv_var, log_norm;
     if (gmm_soar) {
-        if (!gq || gq->model.K != K || gq->model.covariance_type == CovarianceType::Full) {
-            throw std::runtime_error("IndexIVFSpill: the gmm-soar rule needs a trained spherical or diagonal GmmQuantizer");
-        }
         const GmmModel& m = gq->model;
         const int64_t nv = m.nvar();
         inv_var.resize(size_t(K));
