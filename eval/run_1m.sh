@@ -238,7 +238,16 @@ if [ "$mode" = grid ]; then
     tags=()
     for row in 4096-Flat 1024-SQ8 1024-SQ8-gsoar 1024-Flat-diag; do
         read -r _ _ _ tag _ <<< "$(grid_row "$row")"
-        [ -s "$out/$tag-pairs-summary.json" ] && [ -s "$out/$tag-choice.txt" ] && tags+=("$tag")
+        cands=("$tag")
+        if [ "$row" = 4096-Flat ]; then # any --train-4096 run's results, not only this invocation's sample
+            cands=(debsift1m-IVF4096-Flat)
+            for f in "$out"/debsift1m-IVF4096-Flat-train*-choice.txt; do
+                [ -e "$f" ] && { f=${f##*/}; cands+=("${f%-choice.txt}"); }
+            done
+        fi
+        for tag in "${cands[@]}"; do
+            [ -s "$out/$tag-pairs-summary.json" ] && [ -s "$out/$tag-choice.txt" ] && tags+=("$tag")
+        done
     done
     [ ${#tags[@]} -gt 0 ] && "$py" "$here/report_1m.py" grid "$out/debsift1m-grid-summary.md" --dir "$out" "${tags[@]}"
     exit 0
