@@ -109,9 +109,9 @@ common=(--stop-recall 0.995 --threads 1 --timing-rounds 3 --timing-queries 500 -
 # --- quick: the headline at nlist 1024, settings chosen by the held-out study (full mode) ---
 # The k-means spill that did best on the held-out queries at 1.5x, and the recommended recipe
 # (eval/results/debsift1m-heldout-*.md; full mode re-derives both). The recipe is the GMM-SOAR rule
-# with the posterior primary since issue 14's third pass (debsift1m-heldout-gmm-soar.md; the committed
-# debsift1m-quick* results were made with gmm_soar_spill1.5, its predecessor: RECIPE=gmm_soar_spill1.5
-# reproduces them).
+# with the posterior primary since issue 14's third pass (debsift1m-heldout-gmm-soar.md); the committed
+# debsift1m-quick* results are this default's. RECIPE=gmm_soar_spill1.5 reproduces the earlier quick files
+# (GMM + SOAR, in git history).
 KM_BEST=${KM_BEST:-kmeans_soar_spill1.5}
 RECIPE=${RECIPE:-gmm_gsoar0.5_ppost_spill1.5}
 # QUICK_EXTRA: more methods for the same run (e.g. gmm_resp, the research's rule), sharing its quantizers.
@@ -177,7 +177,7 @@ if [ "$mode" = grid ]; then
                  --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
-            # GMM-SOAR (issue 14, third pass; not yet in the committed grid results, which predate it).
+            # GMM-SOAR (issue 14, third pass; of the committed grid results only the 1024-SQ8-gsoar row has it).
             gsoar_cand=${g}_gsoar0.5_spill1.5,${g}_gsoar0.5_ppost_spill1.5
             rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5,$gsoar_cand
             if [ "$row" = 4096-Flat ]; then
