@@ -14,7 +14,8 @@
 #               Flat with the diagonal GMM. Trained quantizers are kept in build-data/quantizer-cache
 #               and reused by the later runs of the same row (and by other rows that train the same one)
 #   --rows LIST     grid rows to run (default 4096-Flat,1024-SQ8,1024-Flat-diag; also 1024-Flat-full: the full-
-#                   covariance GMM on a 32-per-list sample, costs only, no spill to choose, ~20 min)
+#                   covariance GMM on a 32-per-list sample, costs only, no spill to choose, ~20 min; and
+#                   1024-SQ8-gsoar: the SQ8 row's GMM + SOAR choice against the GMM-SOAR rules, its own tag)
 #   --phase P       grid only: costs (held-out selection + official costs), qps (the timing runs, after
 #                   costs), all (default). Run cost phases of several rows at once if you must, never a
 #                   qps phase beside anything else: it times single-thread searches
@@ -63,7 +64,7 @@ while [ $# -gt 0 ]; do
         --phase) phase=$2; shift 2 ;;
         --select-queries) nsel=$2; shift 2 ;;
         --train-4096) mp4096=$2; shift 2 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "run_1m.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -108,9 +109,9 @@ common=(--stop-recall 0.995 --threads 1 --timing-rounds 3 --timing-queries 500 -
 # --- quick: the headline at nlist 1024, settings chosen by the held-out study (full mode) ---
 # The k-means spill that did best on the held-out queries at 1.5x, and the recommended recipe
 # (eval/results/debsift1m-heldout-*.md; full mode re-derives both). The recipe is the GMM-SOAR rule
-# with the posterior primary since issue 14's third pass (debsift1m-heldout-gmm-soar.md; the committed
-# debsift1m-quick* results were made with gmm_soar_spill1.5, its predecessor: RECIPE=gmm_soar_spill1.5
-# reproduces them).
+# with the posterior primary since issue 14's third pass (debsift1m-heldout-gmm-soar.md); the committed
+# debsift1m-quick* results are this default's. RECIPE=gmm_soar_spill1.5 reproduces the earlier quick files
+# (GMM + SOAR, in git history).
 KM_BEST=${KM_BEST:-kmeans_soar_spill1.5}
 RECIPE=${RECIPE:-gmm_gsoar0.5_ppost_spill1.5}
 # QUICK_EXTRA: more methods for the same run (e.g. gmm_resp, the research's rule), sharing its quantizers.
@@ -145,9 +146,10 @@ if [ "$mode" = grid ]; then
         case "$1" in
             4096-Flat) echo "4096 Flat gmm debsift1m-IVF4096-Flat$([ "$mp4096" = 256 ] || echo "-train$mp4096") $np4096g 8,12,16,24,32,48,64,96,128,192,256 $mp4096" ;;
             1024-SQ8) echo "1024 SQ8 gmm debsift1m-IVF1024-SQ8 $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
+            1024-SQ8-gsoar) echo "1024 SQ8 gmm debsift1m-IVF1024-SQ8-gsoar $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
             1024-Flat-diag) echo "1024 Flat gmmdiag debsift1m-IVF1024-Flat-diag $np1024g 4,6,8,12,16,24,32,48,64,96 256" ;;
             1024-Flat-full) echo "1024 Flat gmmfull debsift1m-IVF1024-Flat-full-train32 $np1024g - 32" ;;
-            *) echo "run_1m.sh: unknown grid row $1 (4096-Flat, 1024-SQ8, 1024-Flat-diag, 1024-Flat-full)" >&2; return 1 ;;
+            *) echo "run_1m.sh: unknown grid row $1 (4096-Flat, 1024-SQ8, 1024-SQ8-gsoar, 1024-Flat-diag, 1024-Flat-full)" >&2; return 1 ;;
         esac
     }
     load() { echo "$(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"; }
@@ -175,7 +177,7 @@ if [ "$mode" = grid ]; then
                  --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
-            # GMM-SOAR (issue 14, third pass; not yet in the committed grid results, which predate it).
+            # GMM-SOAR (issue 14, third pass; of the committed grid results only the 1024-SQ8-gsoar row has it).
             gsoar_cand=${g}_gsoar0.5_spill1.5,${g}_gsoar0.5_ppost_spill1.5
             rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5,$gsoar_cand
             if [ "$row" = 4096-Flat ]; then
@@ -184,6 +186,13 @@ if [ "$mode" = grid ]; then
                 # <= 1.5x at nlist 1024 (results/debsift1m-heldout-screen-1024.md).
                 km_cand=kmeans_spill1.5,kmeans_soar_spill1.5
                 rec_cand=${g}_spill1.5,${g}_soar_spill1.5,$gsoar_cand
+            elif [ "$row" = 1024-SQ8-gsoar ]; then
+                # The SQ8 row again with the GMM-SOAR rules (issue 14, third pass), kept beside the SQ8 row's
+                # committed GMM + SOAR results: its held-out GMM choice (SOAR 1.5x) against the two GMM-SOAR
+                # rules. Its k-means indexes are the SQ8 row's, whose held-out k-means choice (SOAR 1.5x, the
+                # same as KM_BEST: results/debsift1m-IVF1024-SQ8-choice.txt) is not chosen again.
+                km_cand=
+                rec_cand=${g}_soar_spill1.5,$gsoar_cand
             elif [ "$row" = 1024-Flat-diag ]; then
                 # Its k-means indexes are the headline's (IVF1024,Flat, 256/list), whose held-out choice is
                 # KM_BEST: not chosen again. 1.2x is no candidate for the diagonal GMM: at <= 1.5x it never won
@@ -227,9 +236,18 @@ if [ "$mode" = grid ]; then
     fi
     # One table over every row that has results (rows may come from separate invocations).
     tags=()
-    for row in 4096-Flat 1024-SQ8 1024-Flat-diag; do
+    for row in 4096-Flat 1024-SQ8 1024-SQ8-gsoar 1024-Flat-diag; do
         read -r _ _ _ tag _ <<< "$(grid_row "$row")"
-        [ -s "$out/$tag-pairs-summary.json" ] && [ -s "$out/$tag-choice.txt" ] && tags+=("$tag")
+        cands=("$tag")
+        if [ "$row" = 4096-Flat ]; then # any --train-4096 run's results, not only this invocation's sample
+            cands=(debsift1m-IVF4096-Flat)
+            for f in "$out"/debsift1m-IVF4096-Flat-train*-choice.txt; do
+                [ -e "$f" ] && { f=${f##*/}; cands+=("${f%-choice.txt}"); }
+            done
+        fi
+        for tag in "${cands[@]}"; do
+            [ -s "$out/$tag-pairs-summary.json" ] && [ -s "$out/$tag-choice.txt" ] && tags+=("$tag")
+        done
     done
     [ ${#tags[@]} -gt 0 ] && "$py" "$here/report_1m.py" grid "$out/debsift1m-grid-summary.md" --dir "$out" "${tags[@]}"
     exit 0
