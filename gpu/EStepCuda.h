@@ -57,10 +57,6 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
-    /// accumulate_reproducible on Hopper: each kernel adds its blocks' integers to the limbs itself
-    /// (true), or writes the block partials for a limb kernel (false: the earlier path, the same
-    /// bits; tests compare the two)
-    bool hopper_limbs_in_kernel = true;
     /// Exact log-densities where the expanded form cancels (issue 13): a model with narrow components
     /// (faiss_gmm/ExactLogDensity.h: a collapse, a variance ~1e-6 of the data's far from the center)
     /// runs Blocked with fp32 GEMMs and its refinement kernels, whatever `algorithm` and `fast_math`

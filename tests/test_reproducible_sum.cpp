@@ -307,42 +307,6 @@ TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
     EXPECT_FALSE(cut_limbs(-hi, 0, limbs));
 }
 
-TEST(ReproducibleSum, HopperLimbSlotsAreOnePerValueAndOneWarpAddsConsecutiveWords) {
-    // The Hopper kernels add a block's integers at hopper_limb_slot (gpu/detail/LimbFormat.h), and
-    // value_limbs_kernel reads them back through the table HopperEStep builds from it: every
-    // (component, column) of the Kp × FW raw sums needs its own slot inside the Kp·FW accumulators,
-    // and thread (g, t) = lane (4g + t) of a warp, holding components 16b + g (+8 h) and columns
-    // 8j + 2t (+e), must add to 32 consecutive words for fixed (b, j, h, e). Every tile width.
-    for (int DP : {32, 64, 96, 128, 192, 256}) {
-        const int FW = DP + 8;
-        const int64_t Kp = 3 * 128;
-        std::vector<char> used(size_t(Kp * FW), 0);
-        for (int64_t k = 0; k < Kp; k++) {
-            for (int col = 0; col < FW; col++) {
-                const int64_t s = faiss_gmm::gpu::detail::hopper_limb_slot(k, col, FW);
-                ASSERT_TRUE(s >= 0 && s < Kp * FW) << "DP " << DP << " k " << k << " col " << col;
-                EXPECT_EQ(used[size_t(s)], 0) << "DP " << DP << ": slot " << s << " twice";
-                used[size_t(s)] = 1;
-            }
-        }
-        for (int64_t b = 0; b < Kp / 16; b++) {
-            for (int j = 0; j < FW / 8; j++) {
-                for (int h = 0; h < 2; h++) {
-                    for (int e = 0; e < 2; e++) {
-                        const int64_t first = faiss_gmm::gpu::detail::hopper_limb_slot(16 * b + 8 * h, 8 * j + e, FW);
-                        for (int lane = 0; lane < 32; lane++) {
-                            const int g = lane / 4, t = lane % 4;
-                            EXPECT_EQ(faiss_gmm::gpu::detail::hopper_limb_slot(16 * b + 8 * h + g, 8 * j + 2 * t + e, FW),
-                                      first + lane)
-                                    << "DP " << DP << " b " << b << " j " << j << " h " << h << " e " << e;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
     // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^20
     // limbs or more across threads (faiss_gmm/ParallelRanges.h): 3·2^18 values (3·2^20 limbs: up

@@ -3,11 +3,9 @@
 #include "gpu/detail/HopperEStep.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "gpu/detail/ReproducibleKernels.cuh"
 #include "gpu/detail/Sm90Primitives.cuh"
@@ -59,76 +57,63 @@ __global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int 
     }
 }
 
-/// Reproducible sums, the path before the kernels made the limbs themselves (kept as the
-/// reference the tests compare the epilogue with, EStepCudaOptions::hopper_limbs_in_kernel =
-/// false): the blocks' raw sums (part: one Kp × FW slice per block, T = float for the 128-row
-/// fast kernel, double for the 64-row ones) → the statistics of each block, computed as the
-/// kernels' epilogue computes them (ReproducibleKernels.cuh: add_block_limbs, the same
-/// operations in the same order), cut into limbs on `grid` and added to `values` at the
-/// kernels' slots (hopper_limb_slot). One warp per component and group of blocks_per_warp
+/// Reproducible sums: the blocks' raw sums (part: one Kp × FW slice per block, T = float for the
+/// 128-row fast kernel, double for the 64-row ones) → the statistics of each block, as
+/// finalize_sums_kernel computes them for a whole call (spherical or diagonal layout), cut into
+/// limbs on `grid` and added to `values`. One warp per component and group of blocks_per_warp
 /// blocks: the limbs of its blocks add up in registers (integers: any order), then atomically.
-/// d ≤ 128: at most 4 features per lane.
+/// d ≤ 128 (diagonal: DP = 2·padded d ≤ 256): at most 4 features per lane.
 template <typename T>
-__global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int blocks_per_warp, int Kp,
-                                   int DP, int FW, BlockLimbArgs L) {
+__global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int blocks_per_warp, int Kp, int K,
+                                   int d, int DP, int FW, int diag, const float* __restrict__ mu,
+                                   const double* __restrict__ mu_sq, double x_scale, double n_scale, double q_scale,
+                                   LimbGrid grid, unsigned long long* __restrict__ values) {
     const int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
-    const int lane = threadIdx.x & 31, K = L.K, d = L.d, diag = L.diag;
+    const int lane = threadIdx.x & 31;
     const int k = int(w % K), group = int(w / K);
     const int b0 = group * blocks_per_warp, b1 = min(nblocks, b0 + blocks_per_warp);
     if (b0 >= b1) return; // whole warps leave together
     const int nk_col = DP;                      // N_k: after the features in both layouts
     const int x2_col = diag ? DP / 2 : DP + 1;  // Σ r x² (diagonal, per feature) or Σ r ‖x‖² (spherical)
-    const float* mu = L.mu + size_t(k) * d;
     long long lx[4][kDeviceLimbs] = {}, lq2[4][kDeviceLimbs] = {}, ln[kDeviceLimbs] = {}, lq[kDeviceLimbs] = {},
               l[kDeviceLimbs];
     for (int b = b0; b < b1; b++) {
         const T* a = part + (size_t(b) * Kp + k) * FW;
-        const double nk = __dmul_rn(double(a[nk_col]), L.n_scale);
-        double f[4];
+        const double nk = double(a[nk_col]) * n_scale;
+        double f[4], cross = 0;
 #pragma unroll
         for (int m = 0; m < 4; m++) {
             const int j = lane + 32 * m;
-            f[m] = j < d ? __dmul_rn(double(a[j]), L.x_scale) : 0.0;
+            f[m] = j < d ? double(a[j]) * x_scale : 0.0;
+            if (j < d) cross += double(mu[size_t(k) * d + j]) * f[m];
         }
         if (diag) {
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 const int j = lane + 32 * m;
                 if (j >= d) continue;
-                const double mu_j = double(mu[j]);
-                fixed_limbs(L.grid,
-                            moment_about_mean(double(a[x2_col + j]), L.q_scale, __dmul_rn(mu_j, f[m]), nk,
-                                              __dmul_rn(mu_j, mu_j)),
-                            L.grid.inv_sq, l);
+                const double mu_j = double(mu[size_t(k) * d + j]);
+                fixed_limbs(grid, double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq,
+                            l);
 #pragma unroll
                 for (int i = 0; i < kDeviceLimbs; i++) lq2[m][i] += l[i];
             }
-        }
-        // The spherical cross term μ·Σ r x in the epilogue's order: lane t < 4 of the first quad
-        // sums the columns 8j + 2t + e, then the quad's sum.
-        double cross = 0;
-        if (!diag) {
-            if (lane < 4) {
-                for (int c = 2 * lane; c < d; c += 8) {
-                    cross = cross_step(cross, mu[c], __dmul_rn(double(a[c]), L.x_scale));
-                    if (c + 1 < d) cross = cross_step(cross, mu[c + 1], __dmul_rn(double(a[c + 1]), L.x_scale));
-                }
-            }
-            cross = quad_sum(cross);
+        } else {
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) cross += __shfl_xor_sync(0xffffffffu, cross, off);
         }
 #pragma unroll
         for (int m = 0; m < 4; m++) {
-            fixed_limbs(L.grid, f[m], L.grid.inv_x, l);
+            fixed_limbs(grid, f[m], grid.inv_x, l);
 #pragma unroll
             for (int i = 0; i < kDeviceLimbs; i++) lx[m][i] += l[i];
         }
         if (lane == 0) {
-            fixed_limbs(L.grid, nk, L.grid.inv_nk, l);
+            fixed_limbs(grid, nk, grid.inv_nk, l);
 #pragma unroll
             for (int i = 0; i < kDeviceLimbs; i++) ln[i] += l[i];
             if (!diag) {
-                fixed_limbs(L.grid, moment_about_mean(double(a[x2_col]), L.q_scale, cross, nk, L.mu_sq[k]),
-                            L.grid.inv_sq, l);
+                fixed_limbs(grid, double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
 #pragma unroll
                 for (int i = 0; i < kDeviceLimbs; i++) lq[i] += l[i];
             }
@@ -138,12 +123,12 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     for (int m = 0; m < 4; m++) {
         const int j = lane + 32 * m;
         if (j >= d) continue;
-        add_value_limbs(L.grid, L.values, hopper_limb_slot(k, j, FW), lx[m]);
-        if (diag) add_value_limbs(L.grid, L.values, hopper_limb_slot(k, x2_col + j, FW), lq2[m]);
+        add_value_limbs(grid, values, grid.x_begin + int64_t(k) * d + j, lx[m]);
+        if (diag) add_value_limbs(grid, values, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
     }
     if (lane == 0) {
-        add_value_limbs(L.grid, L.values, hopper_limb_slot(k, nk_col, FW), ln);
-        if (!diag) add_value_limbs(L.grid, L.values, hopper_limb_slot(k, x2_col, FW), lq);
+        add_value_limbs(grid, values, k, ln);
+        if (!diag) add_value_limbs(grid, values, grid.sq_begin + k, lq);
     }
 }
 
@@ -188,8 +173,7 @@ bool hopper_supported(int device) {
 }
 
 HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_count)
-        : device_(device), poison_(options.poison_buffers), limbs_in_kernel_(options.hopper_limbs_in_kernel),
-          feat_stream_(least_priority()) {
+        : device_(device), poison_(options.poison_buffers), feat_stream_(least_priority()) {
     for (int i = 0; i < kMaxSubChunks; i++) feat_done_handles_[i] = feat_done_[i];
     args_.sm_count = sm_count;
     args_.sub_tiles = options.hopper_sub_tiles;
@@ -255,30 +239,11 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     upload(b.ab, hm.ab);
     upload(b.mu, lm.means);
     upload(b.mu_sq, lm.mean_sq);
-    // Reproducible sums: each statistic's slot in the kernels' order, StatsAccumulator order
-    // [N_k (K) | Σ r x (K·d) | second moments (K, or K·d diagonal)] (ReproducibleLimbs.h); a
-    // function of the shape alone (EM iterations set models of one shape).
-    const std::array<int64_t, 4> slot_shape{lm.K, lm.d, hm.FW, hm.diag ? 1 : 0};
-    if (slot_shape == slot_shape_) return;
-    slot_shape_ = slot_shape;
-    const int64_t K = lm.K, d = lm.d, nsq = hm.diag ? d : 1;
-    std::vector<int32_t> slot(size_t(K * (1 + d + nsq)));
-    for (int64_t k = 0; k < K; k++) {
-        slot[size_t(k)] = int32_t(hopper_limb_slot(k, hm.DP, hm.FW));
-        for (int64_t j = 0; j < d; j++) slot[size_t(K + k * d + j)] = int32_t(hopper_limb_slot(k, int(j), hm.FW));
-        for (int64_t j = 0; j < nsq; j++) {
-            const int col = hm.diag ? hm.DP / 2 + int(j) : hm.DP + 1;
-            slot[size_t(K + K * d + k * nsq + j)] = int32_t(hopper_limb_slot(k, col, hm.FW));
-        }
-    }
-    b.slot_of.allocate(device_, slot.size() * 4, false);
-    upload(b.slot_of, slot);
 }
 
 void HopperEStep::begin(cudaStream_t stream) {
     by_block_ = false;
     args_.block_tiles = 0;
-    args_.limbs = BlockLimbArgs{};
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.acc.get(), 0, buf_.acc.bytes(), stream));
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.loglik.get(), 0, buf_.loglik.bytes(), stream));
 }
@@ -286,35 +251,7 @@ void HopperEStep::begin(cudaStream_t stream) {
 void HopperEStep::begin_reproducible(const LimbGrid& grid, cudaStream_t stream) {
     by_block_ = true;
     args_.block_tiles = kReproRows / (args_.model.tile64() ? sm90::split::kBM : sm90::kBM);
-    const HopperShape& m = args_.model;
-    const int64_t K = args_.K, d = args_.d;
-    if (grid.nvalues != K * (1 + d + (m.diag ? d : 1)) || grid.x_begin != K || grid.sq_begin != K + K * d) {
-        throw std::logic_error("HopperEStep::begin_reproducible: the grid's values are not this model's statistics");
-    }
-    LimbGrid g = grid; // limbs in the kernels' order (slot_of: set_model)
-    g.slots = int64_t(m.Kt) * sm90::kKc * m.FW;
-    g.slot_of = buf_.slot_of.as<int32_t>();
-    limbs_.begin(device_, g, stream);
-    args_.limbs = limbs_in_kernel_ ? block_limb_args() : BlockLimbArgs{};
-}
-
-BlockLimbArgs HopperEStep::block_limb_args() const {
-    const HopperShape& m = args_.model;
-    // Raw sums: [s_x·Σ r x | N_k | s_q·Σ r ‖x‖²] (diagonal [s_x·Σ r x | s_q·Σ r x² | N_k]), × 2^12
-    // for the 64-row kernels.
-    const double ir = m.tile64() ? 1.0 / double(sm90::split::kRScale) : 1.0;
-    BlockLimbArgs L;
-    L.grid = limbs_.grid();
-    L.values = limbs_.values();
-    L.mu = buf_.mu.as<float>();
-    L.mu_sq = buf_.mu_sq.as<double>();
-    L.x_scale = ir / double(m.sx);
-    L.n_scale = ir;
-    L.q_scale = ir / double(m.sq);
-    L.K = args_.K;
-    L.d = args_.d;
-    L.diag = m.diag ? 1 : 0;
-    return L;
+    limbs_.begin(device_, grid, stream);
 }
 
 void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t stream, EStepCudaReport& report) {
@@ -325,17 +262,16 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
     const HopperShape& m = args_.model;
     const int nblocks = int((n + kReproRows - 1) / kReproRows);
     const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW, part_bytes = m.tile64() ? 8 : 4;
-    const bool limb_kernel = by_block_ && !limbs_in_kernel_;
     if (by_block_) {
         // (Grown on first use: a cudaFree of a smaller buffer synchronizes the device first.)
-        if (limb_kernel) buf_.block_part.allocate(device_, size_t(nblocks) * slice * part_bytes, poison_);
+        buf_.block_part.allocate(device_, size_t(nblocks) * slice * part_bytes, poison_);
         buf_.llslots.allocate(device_, size_t(nblocks) * kLoglikSlots * 8, poison_);
         // Slots no thread writes (the split kernel's second warpgroup, LSE tiles past a block) add 0.
         FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.llslots.get(), 0, size_t(nblocks) * kLoglikSlots * 8, stream));
     }
     limbs_from_ = 0;
     args_.blocks_enqueued = nullptr;
-    if (limb_kernel) {
+    if (by_block_) {
         args_.blocks_enqueued = +[](void* self, int b0, int b1) { static_cast<HopperEStep*>(self)->enqueue_limbs(b0, b1); };
     }
     args_.blocks_ctx = this;
@@ -343,10 +279,6 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
     report.blocks = shape.blocks;
     report.cluster = shape.cluster;
     if (!by_block_) return;
-    if (!limb_kernel) { // the kernels added the values' limbs; Σ ln Z of the blocks' slots
-        limbs_.add_loglik_blocks(buf_.llslots.as<double>(), nblocks, kLoglikSlots, kLn2, stream);
-        return;
-    }
     // The blocks no sub-chunk handed over (two passes: all of them), then the join: the download
     // and the next chunk's kernels (which rewrite the slices) come after the limbs.
     if (limbs_from_ < nblocks) enqueue_limbs(limbs_from_, nblocks);
@@ -365,14 +297,19 @@ void HopperEStep::enqueue_limbs(int b0, int b1) {
     const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW;
     // Each warp sums ~16 blocks (fewer atomics) while the K·groups warps keep the GPU busy.
     const int groups = (nblocks + 15) / 16, per_warp = (nblocks + groups - 1) / groups;
+    const double ir = m.tile64() ? 1.0 / double(sm90::split::kRScale) : 1.0;
     const unsigned grid = unsigned((int64_t(args_.K) * groups * 32 + 255) / 256);
     const int Kp = m.Kt * sm90::kKc;
     if (m.tile64()) {
-        block_limbs_kernel<double><<<grid, 256, 0, feat_stream_>>>(buf_.block_part.as<double>() + size_t(b0) * slice,
-                                                                  nblocks, per_warp, Kp, m.DP, m.FW, block_limb_args());
+        block_limbs_kernel<double><<<grid, 256, 0, feat_stream_>>>(
+                buf_.block_part.as<double>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
+                m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
+                ir / double(m.sq), limbs_.grid(), limbs_.values());
     } else {
-        block_limbs_kernel<float><<<grid, 256, 0, feat_stream_>>>(buf_.block_part.as<float>() + size_t(b0) * slice,
-                                                                 nblocks, per_warp, Kp, m.DP, m.FW, block_limb_args());
+        block_limbs_kernel<float><<<grid, 256, 0, feat_stream_>>>(
+                buf_.block_part.as<float>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
+                m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
+                ir / double(m.sq), limbs_.grid(), limbs_.values());
     }
     FAISS_GMM_CUDA_CHECK_LAUNCH("block_limbs_kernel");
     limbs_.add_loglik_blocks(buf_.llslots.as<double>() + size_t(b0) * kLoglikSlots, nblocks, kLoglikSlots, kLn2,
@@ -418,7 +355,7 @@ size_t HopperEStep::device_bytes() const {
     size_t total = 0;
     for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
                                   &buf_.lse, &buf_.lse_parts, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik, &buf_.block_part,
-                                  &buf_.slot_of, &buf_.llslots}) {
+                                  &buf_.llslots}) {
         total += b->bytes();
     }
     return total + limbs_.device_bytes();

@@ -6,9 +6,6 @@
 // increments on the GPU, so the host does one pass of additions.
 #pragma once
 
-#include <array>
-#include <cstdint>
-
 #include "gpu/detail/ChunkAlgorithm.h"
 #include "gpu/detail/DeviceResources.h"
 #include "gpu/detail/HopperLaunch.h"
@@ -39,7 +36,6 @@ class HopperEStep final : public ChunkAlgorithm {
   private:
     int device_;
     bool poison_;
-    bool limbs_in_kernel_; // EStepCudaOptions::hopper_limbs_in_kernel
     // Sub-chunks' features run on this low-priority stream, on the SMs the clusters leave idle
     // (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).
     CudaStream feat_stream_;
@@ -49,13 +45,8 @@ class HopperEStep final : public ChunkAlgorithm {
     // is done (sub_done_), and the chunk's stream waits for the last of them (limbs_done_).
     CudaEvent sub_done_, limbs_done_;
     int limbs_from_ = 0; // the chunk's first block whose limbs are not enqueued yet
-    /// Enqueues the limbs of the chunk's blocks [b0, b1) on feat_stream_, after the kernels so far
-    /// (block_limbs_kernel's path).
+    /// Enqueues the limbs of the chunk's blocks [b0, b1) on feat_stream_, after the kernels so far.
     void enqueue_limbs(int b0, int b1);
-    /// The call's limbs, the model's means and the raw sums' scales: what add_block_limbs and
-    /// block_limbs_kernel take.
-    BlockLimbArgs block_limb_args() const;
-    std::array<int64_t, 4> slot_shape_{}; // (K, d, FW, diagonal) of buf_.slot_of
     const HopperKernels* kernels_ = nullptr; // the current model's tile width
     HopperBuffers buf_;
     HopperChunkArgs args_; // the launches' contract: model shape, knobs, buffers, streams

@@ -154,11 +154,6 @@ struct OnePassLaunch {
                 a.model.diag ? 1 : 0, G(t0), xx(t0), nt * kBM, vec);
         FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel");
     }
-    /// Reproducible sums: the slices of the blocks from `block` on (none when the kernels add the limbs).
-    Part* block_slices(int block) const {
-        const size_t slice = size_t(a.model.Kt) * kKc * a.model.FW;
-        return a.limbs.values ? nullptr : a.buf->block_part.as<Part>() + size_t(block) * slice;
-    }
     /// The kernel's arguments for tiles [t0, t0 + nt) holding `rows` valid rows, partial slices from `part`.
     auto args(int t0, int nt, int rows, Part* part) const {
         std::conditional_t<Tile64, split::Args, Args> k{};
@@ -174,7 +169,6 @@ struct OnePassLaunch {
         k.kinv = a.model.kinv;
         k.block_tiles = a.block_tiles;
         k.llslots = a.block_tiles > 0 ? a.buf->llslots.as<double>() + size_t(t0 / a.block_tiles) * kLoglikSlots : nullptr;
-        k.limbs = a.limbs;
         k.lse = a.buf->lse.as<float>(); // (two passes only)
         if constexpr (Tile64) {
             k.flush_tiles = a.flush_tiles;
@@ -188,9 +182,9 @@ struct OnePassLaunch {
     /// short sub-chunk does not use are zeroed.
     void kernel(int sub, int t0, int nt, int rows, int Q, int Q0) const {
         const size_t slice = size_t(a.model.Kt) * kKc * a.model.FW;
-        // Reproducible sums: the limbs from the kernel, or one slice per block, each written once.
-        const bool by_block = a.block_tiles > 0;
-        Part* part = by_block ? block_slices(t0 / a.block_tiles) : a.buf->part.as<Part>() + size_t(sub) * Q0 * slice;
+        const bool by_block = a.block_tiles > 0; // reproducible sums: one slice per block, each written once
+        Part* part = by_block ? a.buf->block_part.as<Part>() + size_t(t0 / a.block_tiles) * slice
+                              : a.buf->part.as<Part>() + size_t(sub) * Q0 * slice;
         const auto k = args(t0, nt, rows, part);
         if constexpr (Tile64) {
             const ClusterLaunch l(Q, a.C, split::Shape<DP, kPlanes>::kSmem, a.stream);
@@ -213,7 +207,7 @@ HopperLaunchShape two_pass_split(const HopperChunkArgs& a, const Tin* x, int vec
     const OnePassLaunch<Tin, DP, OnePass::Split> launch{a, x, vec};
     const bool by_block = a.block_tiles > 0;
     const int tiles = int((a.n + split::kBM - 1) / split::kBM), pairs = (tiles + 1) / 2;
-    const split::Args k = launch.args(0, tiles, int(a.n), by_block ? launch.block_slices(0) : a.buf->part.as<double>());
+    const split::Args k = launch.args(0, tiles, int(a.n), (by_block ? a.buf->block_part : a.buf->part).as<double>());
     launch.features(0, 2 * pairs, int(a.n), a.stream);
     split::lse_split_kernel<DP><<<unsigned(pairs), kThreads, split::LseShape<DP>::kSmem, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::split::lse_split_kernel");
@@ -246,7 +240,7 @@ HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, in
         return shape;
     }
     const int tiles = int((a.n + kBM - 1) / kBM);
-    const Args k = launch.args(0, tiles, int(a.n), by_block ? launch.block_slices(0) : a.buf->part.as<float>());
+    const Args k = launch.args(0, tiles, int(a.n), (by_block ? a.buf->block_part : a.buf->part).as<float>());
     launch.features(0, tiles, int(a.n), a.stream);
     lse_kernel<DP><<<unsigned(tiles), kThreads, Shape<DP>::kLseSmem, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
@@ -278,10 +272,9 @@ HopperLaunchShape two_pass_diag_split(const HopperChunkArgs& a, const Tin* x, in
     k.ab = a.buf->ab.as<const float>();
     k.lse_parts = a.buf->lse_parts.as<float2>();
     k.lse = a.buf->lse.as<float>();
-    k.part = by_block ? (a.limbs.values ? nullptr : a.buf->block_part.as<double>()) : a.buf->part.as<double>();
+    k.part = (by_block ? a.buf->block_part : a.buf->part).as<double>();
     k.loglik = a.buf->loglik.as<double>();
     k.llslots = by_block ? a.buf->llslots.as<double>() : nullptr;
-    k.limbs = a.limbs;
     k.n = int(a.n);
     k.tiles = tiles;
     k.Kt = Kt;

@@ -10,7 +10,6 @@
 
 #include "gpu/detail/DeviceResources.h"
 #include "gpu/detail/ModelEncoding.h"
-#include "gpu/detail/ReproducibleLimbs.h"
 
 namespace faiss_gmm::gpu::detail {
 
@@ -27,8 +26,7 @@ struct HopperBuffers {
     DeviceBuffer out;      ///< K × (d+2) doubles: the statistics' increments
     DeviceBuffer loglik;   ///< 1 double
     // Reproducible sums (HopperChunkArgs::block_tiles > 0), allocated on first use:
-    DeviceBuffer block_part; ///< block_limbs_kernel's path: one slice per kReproducibleBlockRows block of the chunk (float fast, double split)
-    DeviceBuffer slot_of;    ///< int32 per statistic: its limbs' slot in the kernels' order (ReproducibleKernels.cuh: hopper_limb_slot)
+    DeviceBuffer block_part; ///< one slice per kReproducibleBlockRows block of the chunk (float fast, double split)
     DeviceBuffer llslots;    ///< kLoglikSlots doubles per block: Σ log2 Z in pieces (ReproducibleKernels.cuh)
 };
 
@@ -46,19 +44,16 @@ struct HopperChunkArgs {
     int exchange = 0;     ///< EStepCudaOptions::hopper_exchange
     int flush_tiles = 64; ///< EStepCudaOptions::hopper_flush_tiles
     /// Reproducible sums: tiles per kReproducibleBlockRows block (the chunk starts on a block);
-    /// every block's sums are added to the limbs by the kernels (limbs.values set) or go to their
-    /// own slice of buf->block_part (block_limbs_kernel's path); nothing is reduced. 0: as usual.
+    /// every block's sums go to its own slice of buf->block_part, nothing is reduced. 0: as usual.
     int block_tiles = 0;
-    BlockLimbArgs limbs;
     const HopperBuffers* buf = nullptr;
     cudaStream_t stream = nullptr;      ///< the kernels' stream (high priority)
     cudaStream_t feat_stream = nullptr; ///< sub-chunks' features (low priority)
     cudaEvent_t feat_gate = nullptr;
     const cudaEvent_t* feat_done = nullptr; ///< kMaxSubChunks events
-    /// Reproducible sums, block_limbs_kernel's path: the one-pass launches call this once the
-    /// kernel of a sub-chunk is enqueued, with the chunk's blocks [b0, b1) it sums (HopperEStep
-    /// makes their limbs on feat_stream, on the SMs the clusters leave idle, while the next
-    /// sub-chunk runs).
+    /// Reproducible sums: the one-pass launches call this once the kernel of a sub-chunk is
+    /// enqueued, with the chunk's blocks [b0, b1) it sums (HopperEStep makes their limbs on
+    /// feat_stream, on the SMs the clusters leave idle, while the next sub-chunk runs).
     void (*blocks_enqueued)(void* ctx, int b0, int b1) = nullptr;
     void* blocks_ctx = nullptr;
 };

@@ -1,9 +1,8 @@
 // The device format of the CUDA E-step's reproducible sums (ReproducibleLimbs.h has the design)
 // as plain integer and double arithmetic, on the host and the device: a block partial on its
 // grid as two integers (grid_limbs), and the cut of their sums into the three 32-bit limbs that
-// FixedPointSums::add_limbs takes (cut_limbs), and the order in which the Hopper kernels add them
-// (hopper_limb_slot). Host code too, so that tests/test_reproducible_sum.cpp checks the arithmetic
-// and the layout without a GPU.
+// FixedPointSums::add_limbs takes (cut_limbs). Host code too, so that
+// tests/test_reproducible_sum.cpp checks the arithmetic without a GPU.
 #pragma once
 
 #include <cmath>
@@ -62,16 +61,6 @@ FAISS_GMM_HOST_DEVICE inline bool cut_limbs(long long hi, long long lo, int32_t 
     out[1] = l1;
     out[2] = l2;
     return l0 >= -2147483647LL - 1 && l0 <= 2147483647LL;
-}
-
-/// The accumulator slot of component k, raw-sum column col (of FW) in the Hopper kernels' own
-/// order (LimbGrid::slot_of): the order of their wgmma accumulators, where thread (g, t) of a
-/// warp holds components 16b + g (+8: h) × columns 8j + 2t (+1: e), so that one atomic
-/// instruction of a warp (fixed b, j, h, e) adds 32 consecutive words.
-FAISS_GMM_HOST_DEVICE inline int64_t hopper_limb_slot(int64_t k, int col, int FW) {
-    const int64_t b = k / 16, h = (k / 8) % 2, g = k % 8;
-    const int j = col / 8, t = (col % 8) / 2, e = col % 2;
-    return (((b * (FW / 8) + j) * 2 + h) * 2 + e) * 32 + g * 4 + t;
 }
 
 } // namespace faiss_gmm::gpu::detail

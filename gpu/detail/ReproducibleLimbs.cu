@@ -19,17 +19,14 @@ __global__ void loglik_blocks_kernel(const double* __restrict__ slots, int nbloc
     deposit_exact(s * unit, limbs);
 }
 
-/// The device accumulators (`slots` per integer; value i at slot_of[i], or i) → the balanced
-/// 32-bit limbs in StatsAccumulator order (LimbFormat.h: cut_limbs; out: limb-major, nvalues
-/// each); a sum too large for them sets the overflow flag. One thread per value.
-__global__ void value_limbs_kernel(const unsigned long long* __restrict__ acc, int64_t nvalues, int64_t slots,
-                                   const int32_t* __restrict__ slot_of, int32_t* __restrict__ out,
-                                   unsigned long long* __restrict__ overflow) {
+/// The device accumulators → the balanced 32-bit limbs (LimbFormat.h: cut_limbs; out:
+/// limb-major, nvalues each); a sum too large for them sets the overflow flag. One thread per value.
+__global__ void value_limbs_kernel(const unsigned long long* __restrict__ acc, int64_t nvalues,
+                                   int32_t* __restrict__ out, unsigned long long* __restrict__ overflow) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     if (i >= nvalues) return;
-    const int64_t s = slot_of ? slot_of[i] : i;
     int32_t l[kHostLimbs];
-    if (!cut_limbs((long long)acc[s], (long long)acc[slots + s], l)) atomicOr(overflow, 1ull);
+    if (!cut_limbs((long long)acc[i], (long long)acc[nvalues + i], l)) atomicOr(overflow, 1ull);
 #pragma unroll
     for (int j = 0; j < kHostLimbs; j++) out[size_t(j) * nvalues + i] = l[j];
 }
@@ -42,7 +39,7 @@ void ReproducibleLimbs::begin(int device, const LimbGrid& grid, cudaStream_t str
     grid_.overflow = dev_.as<unsigned long long>() + kLoglikLimbs;
     // Σ ln Z's limbs and the flag, and the accumulators (the int32 limbs are written whole).
     FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(dev_.get(), 0, (kLoglikLimbs + 1) * 8, stream));
-    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(values(), 0, size_t(kDeviceLimbs) * grid_.accumulators() * 8, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(values(), 0, size_t(kDeviceLimbs) * grid_.nvalues * 8, stream));
 }
 
 void ReproducibleLimbs::add_loglik_blocks(const double* slots, int nblocks, int per_block, double unit,
@@ -56,8 +53,7 @@ void ReproducibleLimbs::add_loglik_blocks(const double* slots, int nblocks, int 
 void ReproducibleLimbs::download(cudaStream_t stream) {
     const int64_t nv = grid_.nvalues;
     int32_t* limbs = reinterpret_cast<int32_t*>(dev_.as<unsigned long long>() + kLoglikLimbs + 1);
-    value_limbs_kernel<<<unsigned((nv + 255) / 256), 256, 0, stream>>>(values(), nv, grid_.accumulators(),
-                                                                       grid_.slot_of, limbs, grid_.overflow);
+    value_limbs_kernel<<<unsigned((nv + 255) / 256), 256, 0, stream>>>(values(), nv, limbs, grid_.overflow);
     FAISS_GMM_CUDA_CHECK_LAUNCH("value_limbs_kernel");
     host_.allocate(download_words() * 8);
     FAISS_GMM_CUDA_CHECK(

@@ -31,11 +31,9 @@
 //
 // Layout of a worker's limbs on the device (8-byte words):
 //   [ExactSums::kLimbs limbs of Σ ln Z | overflow flag | 3 × nvalues int32 (download(), padded
-//    to 8 bytes) | hi × slots | lo × slots]
-// with the downloaded values in StatsAccumulator order: N_k (K), Σ r x (K·d), second moments
-// (K·nsq). The accumulators are in that order too (slots = nvalues) unless the backend adds in
-// its own order (LimbGrid::slot_of: the Hopper kernels' epilogue, where one warp's atomics then
-// cover 32 consecutive words). The first three parts are what download() fetches.
+//    to 8 bytes) | hi × nvalues | lo × nvalues]
+// with the values in StatsAccumulator order: N_k (K), Σ r x (K·d), second moments (K·nsq).
+// The first three parts are what download() fetches.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -63,24 +61,6 @@ struct LimbGrid {
     int64_t nvalues = 0;                      ///< K + K·d + K·nsq
     int64_t x_begin = 0, sq_begin = 0;        ///< first Σ r x and second-moment value (K, K + K·d)
     unsigned long long* overflow = nullptr;   ///< set by ReproducibleLimbs::begin (device flag)
-    /// Accumulators per integer (hi, lo) on the device: nvalues, or more when the backend adds
-    /// in its own order; then slot_of (device memory, nvalues entries) gives each value's slot.
-    int64_t slots = 0;
-    const int32_t* slot_of = nullptr;
-    FAISS_GMM_HOST_DEVICE int64_t accumulators() const { return slot_of ? slots : nvalues; }
-};
-
-/// What a Hopper kernel needs to add its blocks' statistics to the limbs itself, in its
-/// epilogue (ReproducibleKernels.cuh: add_block_limbs): the grid, the accumulators
-/// (ReproducibleLimbs::values(); nullptr: write the block partials for block_limbs_kernel
-/// instead), the model's means (K × d floats, ‖μ_k‖²: K doubles) and the raw sums' scales.
-struct BlockLimbArgs {
-    LimbGrid grid;
-    unsigned long long* values = nullptr;
-    const float* mu = nullptr;
-    const double* mu_sq = nullptr;
-    double x_scale = 1, n_scale = 1, q_scale = 1;
-    int K = 0, d = 0, diag = 0;
 };
 
 /// A worker's limbs of one reproducible call: on the GPU while its chunks run, then on the host.
@@ -91,7 +71,7 @@ class ReproducibleLimbs {
     /// The call's grid with the device's overflow flag (what the kernels take).
     const LimbGrid& grid() const { return grid_; }
     unsigned long long* loglik() const { return dev_.as<unsigned long long>(); }
-    /// The device accumulators: hi at [0, slots), lo at [slots, 2·slots) (LimbGrid::accumulators()).
+    /// The device accumulators: hi at [0, nvalues), lo at [nvalues, 2·nvalues).
     unsigned long long* values() const { return dev_.as<unsigned long long>() + acc_offset(); }
     /// Σ ln Z of `nblocks` blocks, each the sum of its `per_block` slots (in order) times `unit`
     /// (ln 2 for slots in log2 units), added exactly.
@@ -114,7 +94,7 @@ class ReproducibleLimbs {
         return size_t(kLoglikLimbs) + 1 + (size_t(kHostLimbs) * size_t(grid_.nvalues) + 1) / 2;
     }
     size_t acc_offset() const { return download_words(); }
-    size_t count() const { return acc_offset() + size_t(kDeviceLimbs) * size_t(grid_.accumulators()); }
+    size_t count() const { return acc_offset() + size_t(kDeviceLimbs) * size_t(grid_.nvalues); }
     LimbGrid grid_;
     DeviceBuffer dev_;
     PinnedBuffer host_;

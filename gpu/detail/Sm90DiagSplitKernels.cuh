@@ -273,7 +273,6 @@ struct Args {
     int flush_tiles;   // accumulator → part every this many tiles
     int block_tiles;   // reproducible sums: kBM-row tiles per block (0: not)
     int block_tiles64; // the same in 64-row tiles (the slots' unit)
-    BlockLimbArgs limbs; // reproducible sums: the blocks' limbs added by estep_kernel itself (values set), as in sm90::Args
 };
 
 /// acc = the split logits' products Wh·Xh + Wl·Xh + Wh·Xl of the warpgroup's 64 components (A:
@@ -590,14 +589,6 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     int since_flush = 0;
     int keep = 0; // the next GEMM2 adds to acc2 (1) or restarts it (0: at the start, after a flush)
     const bool by_block = a.block_tiles > 0;
-    // Reproducible sums: acc2 holds block `block` whole (the next GEMM2 restarts it).
-    auto flush_block = [&](int block) {
-        if (a.limbs.values) {
-            add_block_limbs<FW>(acc2, a.limbs, int(row_in_slice));
-        } else {
-            flush_acc<FW>(acc2, a.part + (size_t(block) * Kp + row_in_slice) * FW, false);
-        }
-    };
     auto step = [&](auto issue_next, float (&cur)[16], float (&nxt)[16], int i) {
         wgmma_wait<0>(); // GEMM1(i), GEMM2(i − 1)
         fence_operand(cur);
@@ -608,7 +599,8 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
             keep = 1;
             if (by_block) {
                 if ((tile0 + i) % a.block_tiles == 0) { // tile i − 1 ended a block
-                    flush_block((tile0 + i - 1) / a.block_tiles);
+                    const int block = (tile0 + i - 1) / a.block_tiles;
+                    flush_acc<FW>(acc2, a.part + (size_t(block) * Kp + row_in_slice) * FW, false);
                     keep = 0;
                 }
             } else if (++since_flush == a.flush_tiles) {
@@ -650,7 +642,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     wgmma_wait<0>();
     fence_operand(acc2);
     if (by_block) {
-        if (ntile > 0) flush_block((tile0 + ntile - 1) / a.block_tiles);
+        if (ntile > 0) {
+            const int block = (tile0 + ntile - 1) / a.block_tiles;
+            flush_acc<FW>(acc2, a.part + (size_t(block) * Kp + row_in_slice) * FW, false);
+        }
         return;
     }
     flush_acc<FW>(acc2, a.part + (size_t(B.q) * Kp + row_in_slice) * FW, !first_flush);

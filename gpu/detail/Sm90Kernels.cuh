@@ -68,7 +68,7 @@
 #include <cstdint>
 
 #include "gpu/detail/Sm90Pipeline.cuh"
-#include "gpu/detail/ReproducibleKernels.cuh" // kLoglikSlots, add_block_limbs
+#include "gpu/detail/ReproducibleLimbs.h" // kLoglikSlots
 #include "gpu/detail/Sm90Primitives.cuh"
 #include "gpu/detail/TileShapes.h" // kBM, kKc, kThreads, kMaxCluster, kSmemLimit, kNegBig, kPosBig
 
@@ -118,13 +118,10 @@ struct Args {
     float kinv;        // 1 / (s_x · s_w)
     int exchange;      // one pass: 0 = st.async + mbarrier per tile; 1 = barrier.cluster per tile (see epilogue)
     // Reproducible sums (ReproducibleKernels.cuh), block_tiles > 0: a part is whole blocks of
-    // block_tiles tiles, and each block's sums are added to the limbs by the CTA itself once the
-    // block is done (limbs.values set: add_block_limbs) or go to part slice `block` (not the
-    // part's) for block_limbs_kernel; its Σ log2 Z goes to llslots[block][kLoglikSlots] (not
-    // loglik): no order-dependent accumulation.
+    // block_tiles tiles, and each block's sums go to part slice `block` (not the part's), its
+    // Σ log2 Z to llslots[block][kLoglikSlots] (not loglik): no order-dependent accumulation.
     int block_tiles;
     double* llslots;
-    BlockLimbArgs limbs;
 };
 
 // ---------------------------------------------------------------- features
@@ -488,11 +485,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     // sums (from 0 at the block's first tile, in tile order) and Σ log2 Z leave, then restart.
     auto flush_block = [&](int i_end) {
         const int block = (tile0 + i_end - 1) / a.block_tiles;
-        if (a.limbs.values) {
-            add_block_limbs<FW>(acc2, a.limbs, ctile * kKc + r0);
-        } else {
-            store_part(block);
-        }
+        store_part(block);
 #pragma unroll
         for (int j = 0; j < FW / 2; j++) acc2[j] = 0.f;
         if constexpr (!kLse) {

@@ -114,11 +114,9 @@ struct Args {
     float kinv;       // 1 / (s_x · s_w)
     int flush_tiles;  // accumulator → part every this many tiles
     // Reproducible sums, as in sm90::Args: block_tiles > 0: whole blocks per cluster, each
-    // block's sums added to the limbs (limbs.values set) or written to part slice `block`, and its
-    // Σ log2 Z to llslots (flush_tiles unused).
+    // block's sums written to part slice `block` and its Σ log2 Z to llslots (flush_tiles unused).
     int block_tiles;
     double* llslots;
-    BlockLimbArgs limbs;
 };
 
 /// acc2 (+)= Rᵀ·X' for FW features (64-row tiles: 8 features of X' are 1024 bytes apart). wgmma
@@ -398,20 +396,13 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     // tile) → part slice `block`, its Σ log2 Z → the block's slots (threads of rank 0, wg 0).
     auto flush_block = [&](int i_end) {
         const int block = (tile0 + i_end - 1) / a.block_tiles;
-        const int comp0 = ctile * kKc + c0 + wq * 16 + g;
-        if (a.limbs.values) {
-            add_block_limbs<FW>(acc2, a.limbs, comp0);
-        } else {
-            double* Pp = a.part + (size_t(block) * Kp + comp0) * FW;
+        double* Pp = a.part + (size_t(block) * Kp + size_t(ctile) * kKc + c0 + wq * 16 + g) * FW;
 #pragma unroll
-            for (int j = 0; j < FW / 8; j++) {
-                *reinterpret_cast<double2*>(Pp + 8 * j + 2 * t) = make_double2(acc2[4 * j + 0], acc2[4 * j + 1]);
-                *reinterpret_cast<double2*>(Pp + 8 * FW + 8 * j + 2 * t) =
-                        make_double2(acc2[4 * j + 2], acc2[4 * j + 3]);
-            }
+        for (int j = 0; j < FW / 8; j++) {
+            *reinterpret_cast<double2*>(Pp + 8 * j + 2 * t) = make_double2(acc2[4 * j + 0], acc2[4 * j + 1]);
+            *reinterpret_cast<double2*>(Pp + 8 * FW + 8 * j + 2 * t) = make_double2(acc2[4 * j + 2], acc2[4 * j + 3]);
+            acc2[4 * j + 0] = acc2[4 * j + 1] = acc2[4 * j + 2] = acc2[4 * j + 3] = 0.f;
         }
-#pragma unroll
-        for (int j = 0; j < FW / 2; j++) acc2[j] = 0.f;
         if (!kLse && rank == 0 && wg == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
         ll = 0; // (two passes: lse_split_kernel writes the blocks' Σ log2 Z)
     };

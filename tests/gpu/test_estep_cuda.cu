@@ -1200,45 +1200,6 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     check_reproducible(w, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=128 (32-row two passes)");
 }
 
-TEST_F(EStepCudaTest, ReproducibleBitsHopperLimbsInKernel) {
-    // The kernels add each block's integers themselves (EStepCudaOptions::hopper_limbs_in_kernel,
-    // the default) with the same operations in the same order as block_limbs_kernel does from
-    // the block partials in memory (the earlier path; gpu/detail/ReproducibleKernels.cuh), so the
-    // two give the same bits: one worker in kernel against two workers, chunks of one block,
-    // through block_limbs_kernel. Every Hopper kernel: fast and accurate one pass (clusters of 1
-    // and 3 CTAs, d not a multiple of 8: padding columns), two passes (K > 1024), diagonal at
-    // 2d ≤ 128, the wide fast kernel and the accurate 32-row two passes (d > 64).
-    g_algo = EStepCudaAlgorithm::Hopper;
-    struct Case {
-        CovarianceType cov;
-        int64_t K, d;
-        bool fast;
-    };
-    const Case cases[] = {
-            {CovarianceType::Spherical, 100, 45, true},   {CovarianceType::Spherical, 300, 96, false},
-            {CovarianceType::Spherical, 300, 128, true},  {CovarianceType::Spherical, 1100, 64, true},
-            {CovarianceType::Spherical, 1100, 64, false}, {CovarianceType::Diagonal, 100, 27, true},
-            {CovarianceType::Diagonal, 300, 64, false},   {CovarianceType::Diagonal, 100, 100, true},
-            {CovarianceType::Diagonal, 100, 100, false},
-    };
-    const int64_t n = 2 * kReproducibleBlockRows + 777;
-    int seed = 940;
-    for (const Case& c : cases) {
-        const Problem p = make_problem(n, c.K, c.d, c.cov, seed++, false);
-        const std::string label = std::string("hopper ") + (c.fast ? "fp16 " : "2xfp16 ") + to_string(c.cov) +
-                                  " K=" + std::to_string(c.K) + " d=" + std::to_string(c.d);
-        EStepCudaOptions in_kernel = opts(c.fast), limb_kernel = opts(c.fast);
-        in_kernel.devices = {0};
-        limb_kernel.devices = {0, 0};
-        limb_kernel.chunk_rows = kReproducibleBlockRows;
-        limb_kernel.hopper_limbs_in_kernel = false;
-        const SufficientStats got = run_reproducible(p, in_kernel, float_rows(p), {0, n}, false);
-        expect_close(got, reference(p), c.fast, label + " limbs in kernel");
-        expect_same_bits(got, run_reproducible(p, limb_kernel, float_rows(p), {0, n}, false),
-                         label + ": limbs in kernel vs block_limbs_kernel");
-    }
-}
-
 TEST_F(EStepCudaTest, SanitizerReproducible) {
     // The reproducible path's kernels under compute-sanitizer (memcheck, racecheck): one block and
     // a short one, 2 workers, chunks of one block, on every algorithm: Blocked (spherical,
