@@ -244,20 +244,54 @@ void FixedPointSums::add_limbs(const int32_t* limbs, int nlimbs) {
     done();
 }
 
-double FixedPointSums::value(size_t i) const {
-    if (zero_) return 0.0;
-    double l[kLimbs];
-    for (int j = 0; j < kLimbs; j++) l[j] = limbs_[size_t(j) * n_ + i];
-    for (int j = kLimbs - 1; j >= 1; j--) { // canonical form, as normalize()
-        const double c = std::floor(l[j] * kTwoM32);
+namespace {
+
+/// std::floor(x · 2^-32) for an integer-valued x below 2^63 (a limb), the same bits: an
+/// arithmetic shift of x as an integer (exact), and x · 2^-32 for a zero (its sign, as floor
+/// keeps it). Inline: std::floor is a library call without SSE4.1 in the baseline instruction
+/// set, and grid_value takes three per value.
+inline double carry_of(double x) {
+    return x == 0.0 ? x * kTwoM32 : double(int64_t(x) >> 32);
+}
+
+/// Sum i of limb-major limbs (n per limb) in units of its grid, rounded once: the limbs put in
+/// canonical form (as normalize()) and combined from the smallest. value() and values().
+inline double grid_value(const double* limbs, size_t n, size_t i) {
+    double l[FixedPointSums::kLimbs];
+    for (int j = 0; j < FixedPointSums::kLimbs; j++) l[j] = limbs[size_t(j) * n + i];
+    for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
+        const double c = carry_of(l[j]);
         l[j] -= c * kTwo32;
         l[j - 1] += c;
     }
     const double frac = (l[1] + (l[2] + l[3] * kTwoM32) * kTwoM32) * kTwoM32;
+    return l[0] + frac;
+}
+
+} // namespace
+
+double FixedPointSums::value(size_t i) const {
+    if (zero_) return 0.0;
     // The run holding i: the last one that begins at or before it.
     const auto run = std::upper_bound(runs_.begin(), runs_.end(), i,
                                       [](size_t v, const Run& r) { return v < r.begin; }) - 1;
-    return (l[0] + frac) * run->scale;
+    return grid_value(limbs_.data(), n_, i) * run->scale;
+}
+
+void FixedPointSums::values(size_t begin, size_t end, double* out) const {
+    if (begin > end || end > n_) throw std::out_of_range("FixedPointSums::values: range outside the sums");
+    if (zero_) {
+        std::fill(out, out + (end - begin), 0.0);
+        return;
+    }
+    // The runs are disjoint and in order (set_scale): walk them instead of searching per value.
+    auto run = std::upper_bound(runs_.begin(), runs_.end(), begin,
+                                [](size_t v, const Run& r) { return v < r.begin; }) - 1;
+    for (size_t i = begin; i < end; ++run) {
+        const size_t stop = std::min(end, run->end);
+        const double scale = run->scale;
+        for (; i < stop; i++) out[i - begin] = grid_value(limbs_.data(), n_, i) * scale;
+    }
 }
 
 } // namespace faiss_gmm

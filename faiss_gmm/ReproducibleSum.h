@@ -102,6 +102,9 @@ class FixedPointSums {
     /// double converts in vector instructions (int64 → double does not before AVX-512).
     void add_limbs(const int32_t* limbs, int nlimbs);
     double value(size_t i) const;
+    /// out[0, end − begin) = value(begin .. end − 1), the same bits, in one pass (no search for
+    /// each value's scale: StatsAccumulator::result reads every value once per EM iteration).
+    void values(size_t begin, size_t end, double* out) const;
     std::vector<double>& limbs() { return materialized(); }
     void normalize();
 

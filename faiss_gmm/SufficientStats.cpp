@@ -225,9 +225,10 @@ void StatsAccumulator::result(SufficientStats& out) const {
     out.n = n_;
     out.loglik = loglik_.value(0);
     size_t t = 0;
-    for (double& v : out.nk) v = values_.value(t++);
-    for (double& v : out.sum_x) v = values_.value(t++);
-    for (double& v : out.sum_sq) v = values_.value(t++);
+    for (std::vector<double>* part : {&out.nk, &out.sum_x, &out.sum_sq}) {
+        values_.values(t, t + part->size(), part->data());
+        t += part->size();
+    }
 }
 
 } // namespace faiss_gmm

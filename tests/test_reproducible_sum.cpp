@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -305,6 +306,69 @@ TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
     int32_t limbs[gpu::detail::kHostLimbs];
     EXPECT_FALSE(cut_limbs(hi, lo, limbs));
     EXPECT_FALSE(cut_limbs(-hi, 0, limbs));
+}
+
+TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
+    // FixedPointSums::values (StatsAccumulator::result's read of every value) walks the scales'
+    // runs instead of searching each value's: the same arithmetic, so the same bits as value(i),
+    // on runs of three scales, from adds of doubles of either sign and from GPU-style int32
+    // limbs, for ranges that start and end inside runs, and for cleared sums.
+    const size_t n = 1000;
+    FixedPointSums s(n);
+    s.set_scale(0, 300, -3);
+    s.set_scale(300, 700, 11);
+    s.set_scale(700, n, 40);
+    std::mt19937_64 rng(77);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    std::vector<double> v(n);
+    for (int rep = 0; rep < 5; rep++) {
+        for (size_t i = 0; i < n; i++) v[i] = std::ldexp(u(rng), int(rng() % 60) - 20);
+        s.add(v.data());
+    }
+    std::vector<int32_t> limbs(3 * n);
+    for (int32_t& l : limbs) l = int32_t(uint32_t(rng()));
+    s.add_limbs(limbs.data(), 3);
+    auto check = [&](size_t begin, size_t end, const std::string& what) {
+        std::vector<double> got(end - begin);
+        s.values(begin, end, got.data());
+        for (size_t i = begin; i < end; i++) {
+            const double want = s.value(i);
+            EXPECT_EQ(std::memcmp(&got[i - begin], &want, sizeof(double)), 0)
+                    << what << ": value " << i << ": " << got[i - begin] << " vs " << want;
+        }
+    };
+    check(0, n, "all");
+    check(123, 811, "inside runs");
+    // Against the canonical form computed here, on limbs set directly: zeros of both signs,
+    // negative limbs, the largest a limb holds (2^53 − 1), and the added ones above.
+    std::vector<double>& L = s.limbs();
+    const double edge[] = {0.0, -0.0, 1.0, -1.0, 4294967295.0, -4294967296.0, 9007199254740991.0,
+                           -9007199254740991.0, 123456789.0, -0.0};
+    for (size_t i = 0; i < n; i++) {
+        for (int j = 0; j < FixedPointSums::kLimbs; j++) {
+            if ((i + size_t(j)) % 3 == 0) L[size_t(j) * n + i] = edge[(i * 7 + size_t(j)) % 10];
+        }
+    }
+    std::vector<double> got(n);
+    s.values(0, n, got.data());
+    for (size_t i = 0; i < n; i++) {
+        double l[FixedPointSums::kLimbs];
+        for (int j = 0; j < FixedPointSums::kLimbs; j++) l[j] = L[size_t(j) * n + i];
+        for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
+            const double c = std::floor(l[j] / 4294967296.0);
+            l[j] -= c * 4294967296.0;
+            l[j - 1] += c;
+        }
+        const double frac = (l[1] + (l[2] + l[3] / 4294967296.0) / 4294967296.0) / 4294967296.0;
+        const double want = (l[0] + frac) * std::ldexp(1.0, i < 300 ? -3 : i < 700 ? 11 : 40);
+        EXPECT_EQ(std::memcmp(&got[i], &want, sizeof(double)), 0) << "value " << i << ": " << got[i] << " vs " << want;
+    }
+    check(300, 700, "one run");
+    check(5, 5, "empty");
+    s.clear();
+    check(0, n, "cleared");
+    std::vector<double> out(1);
+    EXPECT_THROW(s.values(n, n + 1, out.data()), std::out_of_range);
 }
 
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
