@@ -365,7 +365,9 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     // E-step is then Blocked's, with fp32 GEMMs: the bound is that of fp32 products.
     std::unique_ptr<RefineModel> refine =
             options_.exact_log_densities ? encode_refinement(model, center) : nullptr;
-    const bool hopper_covered = wants_hopper(options_.algorithm) && hopper_covers(diag, K_, d_, fast);
+    const bool hopper_covered = wants_hopper(options_.algorithm) && hopper_covers(d_);
+    // The Hopper encoding's arithmetic: fp16, or 2×fp16 where fast mode has no kernel (heuristics.h).
+    const bool hopper_fast = !hopper_split(diag, K_, d_, fast);
     if (refine && !said_refine_ && (options_.algorithm == EStepCudaAlgorithm::Hopper || fast)) {
         fprintf(stderr,
                 "EStepCuda: %lld of %lld components are narrow (exact log-densities, issue 13): running Blocked "
@@ -376,7 +378,7 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
         said_refine_ = true;
     }
     const bool hopper = hopper_covered && !refine; // (before the move below)
-    const EncodedModel em = encode_model(model, center, hopper, fast, std::move(refine));
+    const EncodedModel em = encode_model(model, center, hopper, hopper_fast, std::move(refine));
     for (auto& wk : workers_) wk->set_model(em);
     covariance_type_ = model.covariance_type;
     have_model_ = true;

@@ -22,12 +22,12 @@ enum class EStepCudaAlgorithm : int {
     /// scales, one pass for K ≤ 1024 (a cluster of ≤ 8 CTAs shares each row's log-sum-exp through
     /// distributed shared memory), two passes above. Accurate mode splits every operand in two fp16
     /// halves (three products per GEMM: fp32-level products), one pass or two likewise.
-    /// Used for spherical models, d ≤ 128, and diagonal models (the same products over the features
-    /// [x | x²]): fast mode d ≤ 64 or d ≤ 128 with K ≤ 1024, accurate mode d ≤ 128 (above 64: two
-    /// passes in 32-row tiles, gpu/detail/Sm90DiagSplitKernels.cuh)
-    /// (gpu/detail/heuristics.h: hopper_covers); any other case (d > 128, other diagonal shapes,
-    /// a non-Hopper GPU) runs Blocked instead, and so does a model with narrow components
-    /// (EStepCudaOptions::exact_log_densities).
+    /// Used for spherical and diagonal models (the same products over the features [x | x²]) with
+    /// d ≤ 128, any K (diagonal d > 64: the wide fp16 kernel for K ≤ 1024 in fast mode, else the
+    /// two 2×fp16 passes of gpu/detail/Sm90DiagSplitKernels.cuh, which fast mode then runs too:
+    /// faster than Blocked TF32 there) (gpu/detail/heuristics.h: hopper_covers, hopper_split); any
+    /// other case (d > 128, a non-Hopper GPU) runs Blocked instead, and so does a model with narrow
+    /// components (EStepCudaOptions::exact_log_densities).
     Hopper = 2,
     Auto = 3, ///< Hopper where it applies (see above), else Blocked
 };

@@ -12,16 +12,21 @@
 
 namespace faiss_gmm::gpu::detail {
 
-/// True when the Hopper kernels compute this model. Spherical: d ≤ 128, any K (fast and
-/// accurate: one pass with clusters for K ≤ 1024, two passes above). Diagonal (features
-/// [x | x²], 2d wide): fast mode d ≤ 64 (the spherical kernels at 2d ≤ 128, any K) or d ≤ 128
-/// with K ≤ 1024 (the wide kernel: one pass only); accurate mode d ≤ 128, any K (d ≤ 64: the
-/// accurate kernels at 2d ≤ 128; d > 64: the two passes of Sm90DiagSplitKernels.cuh).
-/// Everything else runs Blocked.
-inline bool hopper_covers(bool diag, int64_t K, int64_t d, bool fast) {
+/// True when the Hopper kernels compute this model: spherical and diagonal models with d ≤ 128,
+/// any K, in both modes (hopper_split says which arithmetic). Spherical: one pass with clusters for
+/// K ≤ 1024, two passes above. Diagonal (features [x | x²], 2d wide): d ≤ 64 runs the spherical
+/// kernels at 2d ≤ 128; 64 < d ≤ 128 runs the wide fp16 kernel (fast mode, K ≤ 1024: one pass
+/// only) or the two passes of Sm90DiagSplitKernels.cuh (2×fp16). Everything else runs Blocked.
+inline bool hopper_covers(int64_t d) { return d <= 128; }
+
+/// True when a Hopper model runs the 2×fp16 (split, accurate) kernels: accurate mode always, and
+/// fast mode for the one shape without a fast kernel, diagonal with 64 < d ≤ 128 and K above one
+/// cluster's reach. There the split kernels beat the Blocked TF32 fallback fast mode took before
+/// (1M × 4096 × 128 on an H100: 38.6 ms against 51.3 ms, bench/results/gpu_diag_accurate.md), so
+/// a fast_math request gets more accuracy at less cost, never less accuracy.
+inline bool hopper_split(bool diag, int64_t K, int64_t d, bool fast) {
     const bool one_pass = K <= int64_t(sm90::kKc) * sm90::kMaxCluster;
-    if (diag) return d <= 64 || (d <= 128 && (!fast || one_pass));
-    return d <= 128;
+    return !fast || (diag && d > 64 && !one_pass);
 }
 
 /// Device bytes per chunk row: the raw rows (double-buffered, float32 worst case) plus the

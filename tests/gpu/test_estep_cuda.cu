@@ -202,11 +202,12 @@ EStepCudaAlgorithm g_algo = EStepCudaAlgorithm::Blocked; // algorithm under test
 
 void expect_close(const SufficientStats& got, const SufficientStats& ref, bool fast, const std::string& label) {
     const Errors e = compare(got, ref);
-    // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128, diagonal with
-    // d > 64 in accurate mode or with K > 1024) run Blocked:
-    // labelled and counted as such.
-    const bool hopper = g_algo == EStepCudaAlgorithm::Hopper &&
-                        gpu::detail::hopper_covers(ref.covariance_type == CovarianceType::Diagonal, ref.K, ref.d, fast);
+    // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128) run Blocked, and
+    // fast diagonal requests with d > 64 and K > 1024 run the 2×fp16 kernels: labelled, bounded
+    // and counted as what ran.
+    const bool diag = ref.covariance_type == CovarianceType::Diagonal;
+    const bool hopper = g_algo == EStepCudaAlgorithm::Hopper && gpu::detail::hopper_covers(ref.d);
+    if (hopper) fast = !gpu::detail::hopper_split(diag, ref.K, ref.d, fast);
     const Errors tol = derived_bounds(ref, hopper, fast);
     printf("  [%s %s] %-44s n=%.0f loglik=%.2e nk=%.2e sum_x=%.2e (plain %.2e) sum_sq=%.2e | bounds %.1e %.1e %.1e %.1e\n",
            hopper ? "hopper " : "blocked", hopper ? (fast ? "fp16" : "2f16") : fast ? "tf32" : "accu", label.c_str(),
@@ -786,18 +787,20 @@ TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
 }
 
 TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
-    // d > 128 and diagonal fast mode with K > 1024 and d > 64 are not Hopper cases: Blocked runs,
-    // with its accuracy.
-    g_algo = EStepCudaAlgorithm::Blocked; // what runs (labels and error slots)
+    // d > 128 is no Hopper case: Blocked runs, with its accuracy. Diagonal fast mode with K > 1024
+    // and d > 64 (no fast kernel) runs the 2×fp16 kernels, with theirs.
+    g_algo = EStepCudaAlgorithm::Hopper;
     Problem pd = make_problem(1000, 1100, 65, CovarianceType::Diagonal, 701, false);
-    expect_close(run_hopper(pd, opts(true), float_rows(pd), "blocked"), reference(pd), true,
-                 "diagonal K=1100 d=65 -> blocked");
+    expect_close(run_hopper(pd, opts(true), float_rows(pd), "hopper"), reference(pd), true,
+                 "diagonal fast K=1100 d=65 -> hopper 2xfp16");
+    g_algo = EStepCudaAlgorithm::Blocked; // what runs (labels and error slots)
     Problem pe = make_problem(1000, 40, 129, CovarianceType::Diagonal, 704, false);
     expect_close(run_hopper(pe, opts(false), float_rows(pe), "blocked"), reference(pe), false,
                  "diagonal accurate d=129 -> blocked");
     Problem pw = make_problem(500, 20, 200, CovarianceType::Spherical, 702, false);
     expect_close(run_hopper(pw, opts(true), float_rows(pw), "blocked"), reference(pw), true, "d=200 -> blocked");
-    // One object, the model switching between a Hopper case and a fallback case.
+    // One object, the model switching between the fast one-pass kernel (spherical) and the 2×fp16
+    // passes a fast diagonal model with d > 64 and K > 1024 runs.
     EStepCudaOptions o = opts(true);
     o.algorithm = EStepCudaAlgorithm::Auto;
     EStepCuda es(1100, 100, o);
@@ -807,15 +810,16 @@ TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
         es.set_model(p.model, p.center.data());
         SufficientStats got(p.K, p.d, p.cov);
         es.accumulate(float_rows(p), got);
-        g_algo = i == 1 || !hopper_available() ? EStepCudaAlgorithm::Blocked : EStepCudaAlgorithm::Hopper;
-        if (hopper_available()) EXPECT_STREQ(es.last_report()[0].algorithm, i == 1 ? "blocked" : "hopper");
+        g_algo = hopper_available() ? EStepCudaAlgorithm::Hopper : EStepCudaAlgorithm::Blocked;
+        if (hopper_available()) EXPECT_STREQ(es.last_report()[0].algorithm, "hopper");
         expect_close(got, reference(p), true, std::string("Auto, model ") + std::to_string(i) + " " + to_string(cov));
     }
 }
 
 // Diagonal models on the Hopper path: the logits are one product of the features [x | x²]
 // against [μ/σ² | −1/(2σ²)] and GEMM2 gives Σ r x and Σ r x² (d ≤ 64: the spherical kernels at
-// 2d ≤ 128, fast and accurate; 64 < d ≤ 128, fast: the wide kernel). Tolerances: the derived
+// 2d ≤ 128, fast and accurate; 64 < d ≤ 128, fast: the wide kernel for K ≤ 1024, else the
+// 2×fp16 passes). Tolerances: the derived
 // bounds of expect_close (gpu_error_bounds.h, whose logit and statistics terms cover the
 // features [x' | x'²]): the arithmetic is that of the spherical kernels on 2d features (fp16
 // operands and responsibilities, u = 2^-11, in fast mode; 2×fp16, ~2^-22 per product, in accurate
@@ -826,13 +830,14 @@ TEST_F(EStepCudaTest, HopperDiagonalRandomShapes) {
             {777, 130, 128},  {3001, 257, 64},  {2000, 129, 33},  {4100, 300, 128}, {64, 2, 1},
             {1000, 640, 127}, {1500, 1000, 32}, {5000, 1024, 128}, {300, 1025, 60}, {2000, 1500, 64},
             {129, 2100, 20},  {20000, 384, 128}, {3000, 200, 65},  {65, 70, 96},     {999, 1024, 97},
+            {1500, 1100, 100}, {700, 2100, 128}, // fast: no fast kernel above K = 1024, the 2×fp16 passes
     };
     g_algo = EStepCudaAlgorithm::Hopper;
     uint64_t seed = 1500;
     for (bool fast : {true, false}) {
         for (const Shape& s : shapes) {
             Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, false);
-            const bool covered = gpu::detail::hopper_covers(true, s.K, s.d, fast);
+            const bool covered = gpu::detail::hopper_covers(s.d);
             char label[96];
             snprintf(label, sizeof(label), "diagonal %s n=%lld K=%lld d=%lld", fast ? "fast" : "accurate",
                      (long long)s.n, (long long)s.K, (long long)s.d);
@@ -848,7 +853,7 @@ TEST_F(EStepCudaTest, HopperDiagonalChunksUint8WorkersSubChunks) {
     // d = 128 (the wide kernel), d = 50 (the spherical kernels at 2d = 100 → 128), both modes where covered.
     for (int64_t d : {int64_t(128), int64_t(50)}) {
         for (bool fast : {true, false}) {
-            if (!gpu::detail::hopper_covers(true, 300, d, fast)) continue;
+            if (!gpu::detail::hopper_covers(d)) continue;
             Problem p = make_problem(5000, 300, d, CovarianceType::Diagonal, seed++, false);
             const SufficientStats ref = reference(p);
             const std::string tag = std::string("diagonal ") + (fast ? "fast" : "accurate") + " d=" + std::to_string(d);
@@ -863,7 +868,7 @@ TEST_F(EStepCudaTest, HopperDiagonalChunksUint8WorkersSubChunks) {
                     Shape{700, 1100, 32}, Shape{2000, 600, 64}}) {
         for (bool fast : {true, false}) {
             Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, true);
-            const bool covered = gpu::detail::hopper_covers(true, s.K, s.d, fast);
+            const bool covered = gpu::detail::hopper_covers(s.d);
             expect_close(run_hopper(q, opts(fast), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d},
                                     covered ? "hopper" : "blocked"),
                          reference(q), fast,

@@ -308,19 +308,14 @@ TEST(ModelEncoding, RefinementOnlyForNarrowComponents) {
 }
 
 TEST(Heuristics, AlgorithmAndSizes) {
-    EXPECT_TRUE(hopper_covers(false, 1024, 128, false));
-    EXPECT_TRUE(hopper_covers(false, 1025, 128, false));   // accurate: two passes above 1024
-    EXPECT_TRUE(hopper_covers(false, 65536, 128, false));
-    EXPECT_TRUE(hopper_covers(false, 65536, 128, true));   // fast: two passes above 1024
-    EXPECT_TRUE(hopper_covers(true, 65536, 64, true));     // diagonal, 2d ≤ 128: the spherical kernels
-    EXPECT_TRUE(hopper_covers(true, 1024, 128, true));     // diagonal fast, d ≤ 128: the wide kernel
-    EXPECT_FALSE(hopper_covers(true, 1025, 65, true));     // ... one pass only
-    EXPECT_TRUE(hopper_covers(true, 1024, 64, false));     // diagonal accurate: any K
-    EXPECT_TRUE(hopper_covers(true, 1025, 64, false));
-    EXPECT_TRUE(hopper_covers(true, 1024, 65, false));     // diagonal accurate, d ≤ 128: two passes in 32-row tiles
-    EXPECT_TRUE(hopper_covers(true, 65536, 128, false));
-    EXPECT_FALSE(hopper_covers(true, 64, 129, true));
-    EXPECT_FALSE(hopper_covers(false, 64, 129, true));     // d > 128
+    EXPECT_TRUE(hopper_covers(128)); // spherical and diagonal, any K, both modes
+    EXPECT_FALSE(hopper_covers(129));
+    EXPECT_TRUE(hopper_split(false, 1024, 128, false));  // accurate: always 2×fp16
+    EXPECT_TRUE(hopper_split(true, 65536, 128, false));
+    EXPECT_FALSE(hopper_split(false, 65536, 128, true)); // spherical fast: fp16 at any K (two passes above 1024)
+    EXPECT_FALSE(hopper_split(true, 65536, 64, true));   // diagonal, 2d ≤ 128: the spherical kernels
+    EXPECT_FALSE(hopper_split(true, 1024, 128, true));   // diagonal fast, d ≤ 128, K ≤ 1024: the wide kernel
+    EXPECT_TRUE(hopper_split(true, 1025, 65, true));     // ... one pass only: above, the 2×fp16 passes
     for (size_t free_b : {size_t(1) << 20, size_t(8) << 30, size_t(140) << 30}) {
         const int64_t rows = auto_chunk_rows(hopper_bytes_per_row(128, 136, false), free_b);
         EXPECT_EQ(rows % 128, 0);
