@@ -1120,6 +1120,15 @@ void check_reproducible(const Problem& p, bool fast, EStepCudaAlgorithm algo, co
     int64_t refined = 0;
     const SufficientStats base = run_reproducible(p, o, rows, {0, n}, false, &refined);
     EXPECT_EQ(refined > 0, expect_refined) << what << ": refined components " << refined;
+    // accumulate()'s derived bound covers the reproducible sums too. They differ from its sums by
+    // each block partial's cut to the limbs' grid: at most 2^-64·s per partial and value
+    // (ReproducibleLimbs.h), s < 2B the grid's scale for the row bound B (1 for N_k, max|x_j| for
+    // Σ r x, the squared-distance bound for the second moments; scale_exponent_for), so at most
+    // nb·2^-63·B per value over nb ≤ n/4096 + 1 blocks. Against the measures of compare(): N_k's
+    // norm is ≥ n/√K, so ≤ 2K·2^-63/4096 ≤ 2^-62 relative (K ≤ 4096 here); Σ r x's scale and the
+    // second moments' norm grow as n times a typical row's size, so even with B 10^6 times that
+    // size the cut is ≤ √(K·d)·10^6·2^-62/4096 < 1e-13 relative, 10^5 below the bounds' smallest
+    // term, 2^-24 (fp32 accumulation): no term is added for the cut.
     expect_close(base, reference(p), fast, what + " reproducible");
     for (const ReproLayout& l : reproducible_layouts(R, n)) {
         expect_same_bits(faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), opts(fast), rows, l),
