@@ -20,8 +20,8 @@
 #                   costs), all (default). Run cost phases of several rows at once if you must, never a
 #                   qps phase beside anything else: it times single-thread searches
 #   --select-queries N  held-out queries used by the grid's selection runs (default 1000)
-#   --train-4096 N      training rows per list of the nlist 4096 row (default 256 = all 1M rows: ~40 min of
-#                       k-means alone when the 2-core VM is shared; 64 = 262,144 rows, nlist 1024's sample)
+#   --train-4096 N      training rows per list of the nlist 4096 row (default 256 = all 1M rows: k-means 704 s and
+#                       the GMM 594 s at load 3-7 on the 2-core VM, 2026-12-06; 64 = 262,144 rows, nlist 1024's sample)
 #   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
 #               sample (256 per list) and on all 1M rows; k-means, GMM spherical, GMM diagonal;
 #               spill at 1.2 / 1.5 / 2.0 entries per vector by GMM posterior, k-means distance
@@ -177,7 +177,8 @@ if [ "$mode" = grid ]; then
                  --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
-            # GMM-SOAR (issue 14, third pass; of the committed grid results only the 1024-SQ8-gsoar row has it).
+            # GMM-SOAR (issue 14, third pass; in the committed grid results of the 1024-SQ8-gsoar row, and of
+            # 4096-Flat (256/list) and 1024-Flat-diag since the fourth pass).
             gsoar_cand=${g}_gsoar0.5_spill1.5,${g}_gsoar0.5_ppost_spill1.5
             rec_cand=${g}_post_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5,$gsoar_cand
             if [ "$row" = 4096-Flat ]; then
