@@ -38,7 +38,7 @@ index and methods:
   --nlist N|auto             replaces {nlist}; auto = power of two nearest sqrt(N) (default auto)
   --methods LIST             kmeans,gmm,gmmdiag,gmmfull (default kmeans,gmm); spill / probing variants
                              <kmeans|gmm|gmmdiag|gmmfull>_<IVF options>, e.g. kmeans_spill1.2,
-                             gmm_spill1.5, gmm_soar_spill1.2, gmm_gsoar_spill1.5, gmm_resp (grammar: faiss_gmm/ivf_token.h)
+                             gmm_spill1.5 (GMM-SOAR), gmm_post_spill1.5, gmm_soar_spill1.2, gmm_resp (grammar: faiss_gmm/ivf_token.h)
   --nprobe LIST              default 1,2,4,...,nlist
   --k K                      recall@K (default 10)
   --stop-recall R            stop a sweep once recall >= R (default: never)

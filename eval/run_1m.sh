@@ -20,8 +20,8 @@
 #                   costs), all (default). Run cost phases of several rows at once if you must, never a
 #                   qps phase beside anything else: it times single-thread searches
 #   --select-queries N  held-out queries used by the grid's selection runs (default 1000)
-#   --train-4096 N      training rows per list of the nlist 4096 row (default 256 = all 1M rows: ~40 min of
-#                       k-means alone when the 2-core VM is shared; 64 = 262,144 rows, nlist 1024's sample)
+#   --train-4096 N      training rows per list of the nlist 4096 row (default 256 = all 1M rows: k-means 704 s and
+#                       the GMM 594 s at load 3-7 on the 2-core VM, 2026-12-06; 64 = 262,144 rows, nlist 1024's sample)
 #   (default)   the whole study: nlist 1024 and 4096; Flat and SQ8; quantizers trained on FAISS's
 #               sample (256 per list) and on all 1M rows; k-means, GMM spherical, GMM diagonal;
 #               spill at 1.2 / 1.5 / 2.0 entries per vector by GMM posterior, k-means distance
@@ -177,15 +177,16 @@ if [ "$mode" = grid ]; then
                  --quantizer-cache "$cache" --stop-recall 0.995 --threads 2 --timing-rounds 0 --no-plot
                  --out "$out")
             km_cand=kmeans_spill1.5,kmeans_soar_spill1.2,kmeans_soar_spill1.5
-            # GMM-SOAR (issue 14, third pass; of the committed grid results only the 1024-SQ8-gsoar row has it).
+            # GMM-SOAR (issue 14, third pass; in the committed grid results of the 1024-SQ8-gsoar row, and of
+            # 4096-Flat (256/list) and 1024-Flat-diag since the fourth pass).
             gsoar_cand=${g}_gsoar0.5_spill1.5,${g}_gsoar0.5_ppost_spill1.5
-            rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5,$gsoar_cand
+            rec_cand=${g}_post_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.2,${g}_soar_spill1.5,$gsoar_cand
             if [ "$row" = 4096-Flat ]; then
                 # At nlist 4096 every SOAR add costs a pass of 1M x 4096 distances (as much as a k-means
                 # iteration): only the rules at 1.5x, the memory that won every held-out comparison at
                 # <= 1.5x at nlist 1024 (results/debsift1m-heldout-screen-1024.md).
                 km_cand=kmeans_spill1.5,kmeans_soar_spill1.5
-                rec_cand=${g}_spill1.5,${g}_soar_spill1.5,$gsoar_cand
+                rec_cand=${g}_post_spill1.5,${g}_soar_spill1.5,$gsoar_cand
             elif [ "$row" = 1024-SQ8-gsoar ]; then
                 # The SQ8 row again with the GMM-SOAR rules (issue 14, third pass), kept beside the SQ8 row's
                 # committed GMM + SOAR results: its held-out GMM choice (SOAR 1.5x) against the two GMM-SOAR
@@ -199,7 +200,7 @@ if [ "$mode" = grid ]; then
                 # a held-out comparison at nlist 1024 (SOAR 1.2x 1.08 / 1.09, 1.5x 1.17 / 1.21 for k-means;
                 # GMM 1.11 / 1.11 against 1.19 / 1.24: results/debsift1m-heldout-screen-1024.md).
                 km_cand=
-                rec_cand=${g}_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.5,$gsoar_cand
+                rec_cand=${g}_post_spill1.5,${g}_ratio_spill1.5,${g}_soar_spill1.5,$gsoar_cand
             fi
             echo "== $tag: held-out selection, $nsel queries ($(load))"
             "$ev" "${heldout[@]}" --max-queries "$nsel" "${idx[@]}" --methods "kmeans,${km_cand:+$km_cand,}$rec_cand" \
@@ -256,7 +257,7 @@ fi
 # --- full study ---
 methods=kmeans,gmm,gmmdiag,gmm_resp
 for b in 1.2 1.5 2.0; do
-    methods+=",kmeans_spill$b,kmeans_soar_spill$b,gmm_spill$b,gmm_soar_spill$b"
+    methods+=",kmeans_spill$b,kmeans_soar_spill$b,gmm_post_spill$b,gmm_soar_spill$b"
 done
 # GMM means with k-means' rule, and the diagonal GMM with SOAR, at the headline memory only.
 methods+=",gmm_ratio_spill1.5,gmmdiag_soar_spill1.5"
@@ -276,14 +277,14 @@ for nlist in 1024 4096; do
             km=$("$py" "$here/report_1m.py" select --max-mem 1.5 --candidates kmeans_spill1.5,kmeans_soar_spill1.5 \
                  "$out/$tag-heldout.json")
             rec=$("$py" "$here/report_1m.py" select --max-mem 1.5 \
-                  --candidates "gmm_spill1.2,gmm_soar_spill1.2,gmm_spill1.5,gmm_soar_spill1.5,gmm_ratio_spill1.5,gmmdiag_soar_spill1.5,gmm_resp,gmm_gsoar0.5_spill1.5,gmm_gsoar0.5_ppost_spill1.5" \
+                  --candidates "gmm_post_spill1.2,gmm_soar_spill1.2,gmm_post_spill1.5,gmm_soar_spill1.5,gmm_ratio_spill1.5,gmmdiag_soar_spill1.5,gmm_resp,gmm_gsoar0.5_spill1.5,gmm_gsoar0.5_ppost_spill1.5" \
                   "$out/$tag-heldout.json")
             echo "$tag: held-out choice: best k-means spill $km, GMM recipe $rec" | tee "$out/$tag-choice.txt"
             "$ev" "${official[@]}" --index "IVF{nlist},$code" --nlist $nlist --nprobe $np --methods "$methods" \
                 --max-points-per-centroid $mp "${common[@]}" --out "$out" --tag "$tag"
             pairs="(a) GMM vs k-means:gmm:kmeans,(a) GMM diag vs k-means:gmmdiag:kmeans"
             for b in 1.2 1.5 2.0; do
-                pairs+=",(b) ${b}x posterior vs ratio:gmm_spill$b:kmeans_spill$b"
+                pairs+=",(b) ${b}x posterior vs ratio:gmm_post_spill$b:kmeans_spill$b"
                 pairs+=",(b) ${b}x GMM+SOAR vs k-means+SOAR:gmm_soar_spill$b:kmeans_soar_spill$b"
                 pairs+=",(b) ${b}x GMM+SOAR vs k-means ratio:gmm_soar_spill$b:kmeans_spill$b"
                 pairs+=",(c) ${b}x GMM+SOAR vs k-means none:gmm_soar_spill$b:kmeans"

@@ -54,6 +54,7 @@ struct SpillParams {
     // set it as that equivalent.)
     double epsilon = 0.1;        ///< DistanceRatio / Soar / GmmSoar threshold ≥ 0 (ignored when budget > 0)
     double soar_lambda = 1;      ///< Soar / GmmSoar rule: weight of the parallel residual component, ≥ 0
+                                 ///< (the factory's default: 1 for _soar, 0.5 for _gsoar and a GMM's plain _spill<B>)
     bool primary_by_posterior = false; ///< primary list = highest posterior (GMM only) instead of the nearest mean
 
     /// Throws std::invalid_argument naming the bad field.

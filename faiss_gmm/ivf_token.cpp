@@ -14,15 +14,20 @@ namespace {
 // (spill_costs); the memory the rule then implies is what the harness reports (n_entries / ntotal).
 constexpr int kRespDefaultMaxCopies = 8;
 
+// λ of the GMM-SOAR rule when the description gives none (_gsoar, or _spill<B> alone on a spherical or
+// diagonal GMM): the held-out choice on debsift1m at nlist 1024 and 4096 (λ = 0.25 / 0.5 / 1 / 2 screened,
+// eval/results/debsift1m-heldout-gmm-soar*.md). SOAR's own λ stays 1, its paper's and k-means' held-out choice.
+constexpr double kGmmSoarDefaultLambda = 0.5;
+
 const char* const kGrammar =
-        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_soar[<l>]|_gsoar[<l>]][_ratio|_resp[<t>]][_max<m>][_ppost]";
+        "IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_soar[<l>]|_gsoar[<l>]][_ratio|_post|_resp[<t>]][_max<m>][_ppost]";
 
 /// The options of one token while it is parsed: what they ask for, and which
 /// rule-choosing options were given (resolved into a SpillRule at the end).
 struct TokenState {
     IvfOptions opts;
     bool fixed_threshold = false, rule_posterior = false, rule_ratio = false, rule_soar = false, rule_resp = false,
-         rule_gmm_soar = false, max_given = false;
+         rule_gmm_soar = false, max_given = false, lambda_given = false;
 };
 
 bool parse_number(const std::string& text, double* v) {
@@ -38,7 +43,7 @@ bool parse_number(const std::string& text, double* v) {
 
 /// Applies one option of an IVF token ("GMM", "spill1.2", ...) to st; false when unknown.
 bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
-    static const std::regex opt("^(GMMdiag|GMMfull|GMM|spill|tau|T|eps|soar|gsoar|ratio|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
+    static const std::regex opt("^(GMMdiag|GMMfull|GMM|spill|tau|T|eps|soar|gsoar|ratio|post|resp|max|ppost|probepost|pscale|ppow)([0-9.eE+-]*)$");
     std::smatch m;
     if (!std::regex_match(o, m, opt)) return false;
     const std::string key = m[1].str(), val = m[2].str();
@@ -78,6 +83,7 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
     } else if (key == "soar" || key == "gsoar") {
         (key == "soar" ? st->rule_soar : st->rule_gmm_soar) = true;
         if (has) opts->spill_params.soar_lambda = v;
+        st->lambda_given = has;
     } else if (key == "resp") {
         opts->spill = true;
         st->rule_resp = true;
@@ -89,6 +95,10 @@ bool apply_option(const std::string& o, TokenState* st, bool* bad_value) {
     } else if (key == "ratio") {
         need(val.empty());
         st->rule_ratio = true;
+    } else if (key == "post") {
+        // The posterior-ratio rule by name: _spill<B> alone meant it on a GMM before issue 14's fourth pass.
+        need(val.empty());
+        st->rule_posterior = true;
     } else if (key == "max") {
         need(has && v == std::floor(v) && v >= 1 && v <= 64);
         opts->spill_params.max_copies = int(v);
@@ -114,10 +124,10 @@ void resolve_rule(TokenState& st, const std::string& description) {
     if ((soar_like && st.rule_ratio && !st.fixed_threshold) || (st.rule_soar && st.rule_gmm_soar) ||
         (st.rule_posterior && (st.rule_ratio || soar_like)) ||
         (st.rule_resp && (st.rule_posterior || st.rule_ratio || soar_like))) {
-        throw std::invalid_argument("gmm_index_factory: _soar, _gsoar, _ratio / _eps, _tau and _resp choose different "
+        throw std::invalid_argument("gmm_index_factory: _soar, _gsoar, _ratio / _eps, _post / _tau and _resp choose different "
                                     "rules in \"" + description + "\"");
     }
-    if (!(opts.spill || soar_like || st.rule_ratio)) return;
+    if (!(opts.spill || soar_like || st.rule_ratio || st.rule_posterior)) return;
     opts.spill = true;
     if (st.rule_resp) {
         sp.rule = SpillRule::Responsibility;
@@ -127,11 +137,20 @@ void resolve_rule(TokenState& st, const std::string& description) {
         sp.rule = SpillRule::GmmSoar;
     } else if (st.rule_soar) {
         sp.rule = SpillRule::Soar;
+    } else if (st.rule_posterior) {
+        sp.rule = SpillRule::Posterior;
     } else if (st.rule_ratio || !opts.gmm) {
         sp.rule = SpillRule::DistanceRatio;
+    } else if (opts.covariance_type == CovarianceType::Full) {
+        // No rule named, full covariances: GMM-SOAR needs per-list variances it can divide by, so SOAR
+        // (which beat the posterior and distance-ratio rules on every GMM measured, issue 14).
+        sp.rule = SpillRule::Soar;
     } else {
-        sp.rule = SpillRule::Posterior;
+        // No rule named on a spherical / diagonal GMM: GMM-SOAR, the rule every held-out comparison on
+        // debsift1m chose over SOAR, the posterior ratio and the distance ratio (issue 14, eval/README.md).
+        sp.rule = SpillRule::GmmSoar;
     }
+    if (sp.rule == SpillRule::GmmSoar && !st.lambda_given) sp.soar_lambda = kGmmSoarDefaultLambda;
     if (sp.budget > 0 && st.fixed_threshold) {
         throw std::invalid_argument("gmm_index_factory: _spill<B> (budget) and _tau / _eps (fixed "
                                     "threshold) are exclusive in \"" + description + "\"");
@@ -145,7 +164,7 @@ void resolve_rule(TokenState& st, const std::string& description) {
     }
     if (!st.max_given && sp.budget > 2) sp.max_copies = int(std::ceil(sp.budget));
     if ((st.rule_posterior || st.rule_resp || st.rule_gmm_soar || sp.primary_by_posterior) && !opts.gmm) {
-        throw std::invalid_argument("gmm_index_factory: _tau / _resp / _gsoar / _ppost need _GMM, _GMMdiag or _GMMfull "
+        throw std::invalid_argument("gmm_index_factory: _post / _tau / _resp / _gsoar / _ppost need _GMM, _GMMdiag or _GMMfull "
                                     "in \"" + description + "\"");
     }
     if (st.rule_gmm_soar && opts.covariance_type == CovarianceType::Full) {

@@ -1,18 +1,22 @@
 // The one parser of faiss-gmm's IVF token, used by the factory
 // (gmm_index_factory), the evaluation (eval/) and Python (faiss_gmm.index_factory):
 // FAISS's IVF<nlist> token with options appended with '_':
-//   IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_soar[<λ>]|_gsoar[<λ>]][_ratio|_resp[<t>]][_max<m>][_ppost]
+//   IVF<nlist>[_GMM|_GMMdiag|_GMMfull][_spill<B>|_tau<t>|_eps<e>][_soar[<λ>]|_gsoar[<λ>]][_ratio|_post|_resp[<t>]][_max<m>][_ppost]
 //   _GMM / _GMMdiag / _GMMfull  the coarse quantizer is a GMM with spherical / diagonal / full
 //               covariances (the quantizer still returns true squared L2 to the means)
 //   _spill<B>   store border vectors in several lists, B entries per vector on average
-//               (threshold chosen at the first add); the rule is the GMM posterior ratio
-//               with _GMM*, the k-means distance ratio without
-//   _tau<t>     GMM posterior rule with the fixed threshold r_j/r_1 ≥ t
+//               (threshold chosen at the first add). Without a rule named: GMM-SOAR (λ 0.5) with
+//               _GMM / _GMMdiag, SOAR with _GMMfull, the k-means distance ratio without a GMM.
+//               (Before issue 14's fourth pass a GMM got the posterior ratio here, the rule that
+//               never won a held-out comparison on debsift1m: it is now _post_spill<B>. Saved files
+//               store their rule and read back unchanged.)
+//   _post       GMM posterior-ratio rule (with _spill<B>);  _tau<t> the same with the fixed threshold r_j/r_1 ≥ t
 //   _eps<e>     distance-ratio rule with the fixed threshold ‖x−c_j‖² ≤ (1+e)‖x−c_1‖²
 //   _ratio      distance-ratio rule even with _GMM*;  _soar[<λ>] SOAR-amended ratio (λ default 1)
 //   _gsoar[<λ>] GMM (spherical / diagonal) rule: SOAR's amended distance inside the −2 log-density gap
 //               to the primary, (A_j/s_j + d log s_j − 2 log π_j) − (d_1/s_1 + d log s_1 − 2 log π_1)
-//               (SpillRule::GmmSoar; λ default 1; with _spill<B>, or _eps<e> as its threshold)
+//               (SpillRule::GmmSoar; λ default 0.5, the held-out choice; with _spill<B>, or _eps<e> as
+//               its threshold)
 //   _resp[<t>]  GMM responsibility rule: every list j with r_j ≥ t (absolute; default t = 1/nlist,
 //               the research's rule; with _spill<B> the B·n most likely pairs); at most 8 lists unless _max
 //   _max<m>     at most m lists per vector (default 2, or ⌈B⌉ when B > 2)

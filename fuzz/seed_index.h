@@ -18,8 +18,9 @@
 
 namespace faiss_gmm::fuzz {
 
-/// spill: the same IVF wrapped as an IndexIVFSpill ("_spill1.2"), whose file
-/// has the same FAISS part followed by the GMM trailer and the spill trailer.
+/// spill: the same IVF wrapped as an IndexIVFSpill ("_post_spill1.2": the posterior rule, what
+/// "_spill1.2" meant on a GMM when the committed corpus and tests/data files were written), whose
+/// file has the same FAISS part followed by the GMM trailer and the spill trailer.
 inline std::unique_ptr<faiss::Index> seed_index(CovarianceType type = CovarianceType::Spherical,
                                                 bool spill = false) {
     const int K = 8, d = 4;
@@ -38,7 +39,7 @@ inline std::unique_ptr<faiss::Index> seed_index(CovarianceType type = Covariance
         for (size_t i = 0; i < m.variances.size(); i++) m.variances[i] = 0.5f + 0.125f * float(i % 5);
     }
     std::string desc = type == CovarianceType::Diagonal ? "IVF8_GMMdiag" : type == CovarianceType::Full ? "IVF8_GMMfull" : "IVF8_GMM";
-    desc += spill ? "_spill1.2,Flat" : ",Flat";
+    desc += spill ? "_post_spill1.2,Flat" : ",Flat";
     std::unique_ptr<faiss::Index> index(gmm_index_factory(d, desc));
     find_gmm_quantizer(index.get())->set_model(m);
     find_ivf(index.get())->is_trained = true;

@@ -92,6 +92,7 @@ PYBIND11_MODULE(_spill, m) {
             .def_property_readonly("spill_rule", [](const PySpillIndex& s) { return std::string(to_string(s.sp()->spill.rule)); })
             .def_property_readonly("max_copies", [](const PySpillIndex& s) { return s.sp()->spill.max_copies; })
             .def_property_readonly("budget", [](const PySpillIndex& s) { return s.sp()->spill.budget; })
+            .def_property_readonly("soar_lambda", [](const PySpillIndex& s) { return s.sp()->spill.soar_lambda; })
             .def("train", [](PySpillIndex& s, FloatRows x) {
                 s.check_rows(x, "train");
                 py::gil_scoped_release nogil;

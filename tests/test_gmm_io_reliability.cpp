@@ -365,6 +365,9 @@ TEST(GmmIOOldFormat, CommittedVersion3FilesStillReadUnverified) {
         EXPECT_EQ(q->model.log_weights, m.log_weights) << c.file;
         EXPECT_EQ(back->ntotal, 40) << c.file;
         EXPECT_EQ(as_spill_index(back.get()) != nullptr, c.spill) << c.file;
+        // Written when a GMM's plain "_spill1.2" meant the posterior rule (issue 14 made it GMM-SOAR):
+        // the file stores its rule, so it still reads as the index it was.
+        if (c.spill) EXPECT_EQ(as_spill_index(back.get())->spill.rule, SpillRule::Posterior) << c.file;
         // Written again, it is today's format, verified.
         const Bytes again = serialize_gmm_index(back.get());
         std::unique_ptr<faiss::Index> back2(deserialize_gmm_index(again.data(), again.size(), &info));

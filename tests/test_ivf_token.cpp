@@ -30,6 +30,13 @@ void expect_error(const std::string& description, const std::string& part) {
     EXPECT_NE(e.find(description), std::string::npos) << "the message does not name the description: " << e;
 }
 
+/// (rule, λ, budget, tau, epsilon, max_copies, primary_by_posterior) a description asks for.
+std::tuple<int, double, double, double, double, int, bool> spill_settings(const std::string& description) {
+    const SpillParams s = parse_ivf_description(description).options.spill_params;
+    return std::make_tuple(int(s.rule), s.soar_lambda, s.budget, s.tau, s.epsilon, s.max_copies,
+                           s.primary_by_posterior);
+}
+
 } // namespace
 
 TEST(IvfToken, CovarianceTokens) {
@@ -50,12 +57,27 @@ TEST(IvfToken, CovarianceTokens) {
     EXPECT_FALSE(p.options.spill);
 }
 
+// With no rule named, _spill<B> gives the rule the debsift1m study recommends for the quantizer (issue 14,
+// fourth pass): GMM-SOAR at λ 0.5 for a spherical or diagonal GMM (the settings of _gsoar0.5), SOAR for a
+// full-covariance one (GMM-SOAR cannot use its covariances), the distance ratio for k-means. The posterior
+// ratio, the GMM default before, is _post.
 TEST(IvfToken, SpillBudgetPicksTheRuleFromTheQuantizer) {
     IvfDescription p = parse_ivf_description("IVF64_GMM_spill1.2,Flat");
     EXPECT_TRUE(p.options.spill);
-    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Posterior); // GMM: posterior ratio
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::GmmSoar);
+    EXPECT_DOUBLE_EQ(p.options.spill_params.soar_lambda, 0.5);
     EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.2);
     EXPECT_EQ(p.options.spill_params.max_copies, 2);
+    EXPECT_EQ(spill_settings("IVF64_GMM_spill1.5,Flat"), spill_settings("IVF64_GMM_gsoar0.5_spill1.5,Flat"));
+    EXPECT_EQ(spill_settings("IVF64_GMM_spill1.5_ppost,Flat"),
+              spill_settings("IVF64_GMM_gsoar0.5_ppost_spill1.5,Flat"));
+    EXPECT_EQ(spill_settings("IVF64_GMMdiag_spill1.3,Flat"), spill_settings("IVF64_GMMdiag_gsoar0.5_spill1.3,Flat"));
+    EXPECT_EQ(spill_settings("IVF64_GMMfull_spill1.3,Flat"), spill_settings("IVF64_GMMfull_soar_spill1.3,Flat"));
+    EXPECT_EQ(parse_ivf_description("IVF64_GMMfull_spill1.3,Flat").options.spill_params.rule, SpillRule::Soar);
+    p = parse_ivf_description("IVF64_GMM_post_spill1.2,Flat");
+    EXPECT_EQ(p.options.spill_params.rule, SpillRule::Posterior); // the posterior ratio by name
+    EXPECT_DOUBLE_EQ(p.options.spill_params.budget, 1.2);
+    EXPECT_EQ(spill_settings("IVF64_GMMdiag_post_tau0.05,Flat"), spill_settings("IVF64_GMMdiag_tau0.05,Flat"));
     p = parse_ivf_description("IVF64_spill1.2,PQ16x4");
     EXPECT_FALSE(p.options.gmm);
     EXPECT_EQ(p.options.spill_params.rule, SpillRule::DistanceRatio); // k-means: distance ratio
@@ -101,15 +123,14 @@ TEST(IvfToken, SoarAndResponsibilityRules) {
 
 // _gsoar (issue 14): SOAR's amended distance inside the GMM's −2 log-density gap (SpillRule::GmmSoar).
 TEST(IvfToken, GmmSoarRule) {
-    // (rule, λ, budget, epsilon, max_copies, primary_by_posterior) of each description: λ defaults to 1,
-    // _eps is the rule's fixed threshold, _ppost combines.
-    auto settings = [](const char* d) {
-        const SpillParams s = parse_ivf_description(d).options.spill_params;
-        return std::make_tuple(int(s.rule), s.soar_lambda, s.budget, s.epsilon, s.max_copies, s.primary_by_posterior);
-    };
+    // λ defaults to 0.5 (the held-out choice; _soar's stays 1), _eps is the rule's fixed threshold, _ppost combines.
     const int gsoar = int(SpillRule::GmmSoar);
-    EXPECT_EQ(settings("IVF64_GMM_gsoar_spill1.5,Flat"), std::make_tuple(gsoar, 1.0, 1.5, SpillParams().epsilon, 2, false));
-    EXPECT_EQ(settings("IVF64_GMMdiag_gsoar0.5_eps3_ppost,Flat"), std::make_tuple(gsoar, 0.5, 0.0, 3.0, 2, true));
+    const double tau = SpillParams().tau, eps = SpillParams().epsilon;
+    EXPECT_EQ(spill_settings("IVF64_GMM_gsoar_spill1.5,Flat"), std::make_tuple(gsoar, 0.5, 1.5, tau, eps, 2, false));
+    EXPECT_EQ(spill_settings("IVF64_GMM_gsoar1_spill1.5,Flat"), std::make_tuple(gsoar, 1.0, 1.5, tau, eps, 2, false));
+    EXPECT_EQ(parse_ivf_description("IVF64_GMM_soar_spill1.5,Flat").options.spill_params.soar_lambda, 1.0);
+    EXPECT_EQ(spill_settings("IVF64_GMMdiag_gsoar0.5_eps3_ppost,Flat"),
+              std::make_tuple(gsoar, 0.5, 0.0, tau, 3.0, 2, true));
     expect_error("IVF64_gsoar_spill1.5,Flat", "need _GMM, _GMMdiag or _GMMfull");
     expect_error("IVF64_GMMfull_gsoar_spill1.5,Flat", "_gsoar needs spherical or diagonal variances");
     expect_error("IVF64_GMM_soar_gsoar_spill1.5,Flat", "choose different rules");
@@ -147,7 +168,8 @@ TEST(IvfToken, WhatIsLeftToFaiss) {
 
 TEST(IvfToken, BadValuesAreNamed) {
     for (const char* d : {"IVF64_GMM_spill1.2.3,Flat", "IVF64_GMM2,Flat", "IVF64_GMM_ratio1_spill1.2,Flat",
-                          "IVF64_GMM_ppost1,Flat", "IVF64_GMM_resp2,Flat", "IVF64_GMM_resp0,Flat",
+                          "IVF64_GMM_ppost1,Flat", "IVF64_GMM_post1_spill1.2,Flat", "IVF64_GMM_resp2,Flat",
+                          "IVF64_GMM_resp0,Flat",
                           "IVF64_GMM_spill1.2_max0,Flat", "IVF64_GMM_spill1.2_max65,Flat",
                           "IVF64_GMM_spill1.2_max1.5,Flat", "IVF64_GMM_tau,Flat", "IVF64_eps,Flat"}) {
         expect_error(d, "bad value in option");
@@ -164,14 +186,18 @@ TEST(IvfToken, MalformedTokensAreRefused) {
 
 TEST(IvfToken, ContradictionsAreRefused) {
     for (const char* d : {"IVF64_GMM_soar_tau0.1,Flat", "IVF64_GMM_ratio_tau0.1,Flat", "IVF64_GMM_resp_soar_spill1.2,Flat",
-                          "IVF64_GMM_resp_ratio_spill1.2,Flat", "IVF64_soar_ratio_spill1.2,Flat"}) {
+                          "IVF64_GMM_resp_ratio_spill1.2,Flat", "IVF64_soar_ratio_spill1.2,Flat",
+                          "IVF64_GMM_post_gsoar_spill1.2,Flat", "IVF64_GMM_post_ratio_spill1.2,Flat",
+                          "IVF64_GMM_post_eps0.2,Flat", "IVF64_GMM_post_resp_spill1.2,Flat"}) {
         expect_error(d, "choose different rules");
     }
     expect_error("IVF64_GMM_spill1.2_tau0.1,Flat", "are exclusive");
     expect_error("IVF64_GMM_resp0.1_spill1.2,Flat", "are exclusive");
     expect_error("IVF64_GMM_soar,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
     expect_error("IVF64_GMM_ratio,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
-    for (const char* d : {"IVF64_tau0.1,Flat", "IVF64_resp,Flat", "IVF64_ppost_spill1.2,Flat"}) {
+    expect_error("IVF64_GMM_post,Flat", "needs _spill<B>, _tau<t> or _eps<e>");
+    for (const char* d :
+         {"IVF64_tau0.1,Flat", "IVF64_resp,Flat", "IVF64_ppost_spill1.2,Flat", "IVF64_post_spill1.2,Flat"}) {
         expect_error(d, "need _GMM, _GMMdiag or _GMMfull");
     }
 }

@@ -1,8 +1,9 @@
 // IndexIVFSpill (issue 6): spill rules on hand-made cases, memory budgets,
 // deduplicated search against a brute-force search of the probed lists' union,
 // the research's responsibility rule, the GMM-SOAR rule (issue 14) against a direct computation,
-// refusal of the removed probe rankings, factory grammar, save/load (trailer versions 1 to 3, files
-// that set the removed temperature), remove_ids / reconstruct, and the FastScan refusal.
+// refusal of the removed probe rankings, factory grammar (the rule a plain _spill<B> gives), save/load
+// (trailer versions 1 to 3, files that set the removed temperature), remove_ids / reconstruct, and the
+// FastScan refusal.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
@@ -616,6 +617,45 @@ TEST(SpillFactory, GrammarAndErrors) {
     EXPECT_EQ(as_spill_index(plain.get()), nullptr);
 }
 
+// What the short form builds (issue 14, fourth pass): a plain _spill<B> on a spherical or diagonal GMM is
+// the GMM-SOAR rule at λ 0.5, the posterior ratio is _post_spill<B>. Each factory index is compared with
+// one built here from explicit SpillParams over the same trained quantizer: the same copies of every
+// vector, the same threshold.
+TEST(SpillFactory, ShortFormIsTheRecommendedRule) {
+    const int64_t n = 3000, d = 16;
+    std::vector<float> x = clustered_data(n, d, 20, 2.0f, 31);
+    struct Case {
+        const char* desc;
+        CovarianceType type;
+        SpillRule rule;
+        double lambda; // soar_lambda of the explicit index
+    };
+    for (const Case& c : {Case{"IVF24_GMM_spill1.5,Flat", CovarianceType::Spherical, SpillRule::GmmSoar, 0.5},
+                          Case{"IVF24_GMMdiag_spill1.3,Flat", CovarianceType::Diagonal, SpillRule::GmmSoar, 0.5},
+                          Case{"IVF24_GMM_post_spill1.5,Flat", CovarianceType::Spherical, SpillRule::Posterior, 1}}) {
+        auto index = trained(c.desc, d, n, x);
+        auto* sp = as_spill_index(index.get());
+        ASSERT_NE(sp, nullptr) << c.desc;
+        EXPECT_EQ(sp->spill.rule, c.rule) << c.desc;
+        GmmParams gp;
+        gp.covariance_type = c.type;
+        auto* q = new GmmQuantizer(d, 24, gp);
+        q->set_model(find_gmm_quantizer(index.get())->model);
+        auto* ivf = new faiss::IndexIVFFlat(q, d, 24);
+        ivf->own_fields = true;
+        ivf->is_trained = true;
+        SpillParams explicit_params;
+        explicit_params.rule = c.rule;
+        explicit_params.soar_lambda = c.lambda;
+        explicit_params.budget = sp->spill.budget;
+        IndexIVFSpill by_hand(ivf, explicit_params);
+        by_hand.add(n, x.data());
+        EXPECT_EQ(by_hand.threshold, sp->threshold) << c.desc;
+        EXPECT_EQ(by_hand.n_entries(), sp->n_entries()) << c.desc;
+        EXPECT_EQ(lists_of(by_hand.ivf), lists_of(sp->ivf)) << c.desc;
+    }
+}
+
 TEST(SpillFactory, FastScanRefusedClearly) {
     for (const char* desc : {"IVF16_GMM_spill1.2,PQ4x4fs", "IVF16_spill1.2,PQ4x4fsr"}) {
         try {
@@ -641,7 +681,7 @@ TEST(SpillIO, SaveLoadRoundTrip) {
     for (const char* desc : {"IVF24_GMMdiag_spill1.4,Flat", "IVF24_spill1.3_soar0.5,SQ8",
                              "IVF24_GMM_tau0.02_max3_ppost,PQ8x4", "IVF24_GMM_soar_spill1.3,Flat",
                              "IVF24_GMM_resp_max4,SQ8", "IVF24_GMM_gsoar0.5_spill1.3,Flat",
-                             "IVF24_GMMdiag_gsoar_eps40_ppost,SQ8"}) {
+                             "IVF24_GMMdiag_gsoar_eps40_ppost,SQ8", "IVF24_GMM_post_spill1.3,Flat"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         sp->set_nprobe(4);
@@ -693,7 +733,7 @@ TEST(SpillIO, ReadsTheRemovedTemperatureAsItsEquivalent) {
     const int64_t n = 3000, d = 16;
     std::vector<float> x = clustered_data(n, d, 20, 2.0f, 23);
     const std::vector<float> more = clustered_data(500, d, 20, 2.0f, 24);
-    for (const char* desc : {"IVF24_GMM_spill1.3,Flat", "IVF24_GMM_tau0.04,Flat"}) {
+    for (const char* desc : {"IVF24_GMM_post_spill1.3,Flat", "IVF24_GMM_tau0.04,Flat"}) {
         auto index = trained(desc, d, n, x);
         auto* sp = as_spill_index(index.get());
         std::vector<uint8_t> bytes = serialize_gmm_index(index.get());

@@ -6,7 +6,7 @@ a C++ faiss_gmm::IndexIVFSpill owned by the faiss_gmm._spill module, used with n
 arrays::
 
     from faiss_gmm.spill import spill_index_factory, IndexIVFSpill
-    index = spill_index_factory(128, "IVF1024_GMM_spill1.2,Flat")   # or "IVF1024_spill1.2,PQ16x4" (k-means)
+    index = spill_index_factory(128, "IVF1024_GMM_spill1.2,Flat")   # GMM-SOAR; "IVF1024_spill1.2,PQ16x4": k-means
     index.train(xt); index.add(xb); index.nprobe = 16
     D, I = index.search(xq, 10)                 # each id at most once per row
     index.write("spill.index"); index = IndexIVFSpill.read("spill.index")

@@ -53,6 +53,8 @@ def test_budget_dedup_and_exactness(desc):
     # _gsoar (issue 14): SOAR's amended distance inside the GMM's -2 log-density gap (the C++ test
     # checks its costs against a direct computation); spherical or diagonal GMMs only.
     ("IVF16_GMM_gsoar0.5_spill1.4,Flat", "gmm-soar", ["IVF16_gsoar_spill1.5,Flat", "IVF16_GMMfull_gsoar_spill1.5,Flat"]),
+    # _post: the posterior ratio, which a GMM's plain _spill<B> meant before issue 14's fourth pass.
+    ("IVF16_GMM_post_spill1.4,Flat", "posterior", ["IVF16_post_spill1.5,Flat", "IVF16_GMM_post_soar_spill1.5,Flat"]),
 ])
 def test_gmm_rules_round_trip(desc, rule, refused):
     # The rule reaches Python and survives serialize / deserialize (same lists, threshold, results).
@@ -69,6 +71,18 @@ def test_gmm_rules_round_trip(desc, rule, refused):
     for bad in refused:
         with pytest.raises(ValueError):
             spill.spill_index_factory(16, bad)
+
+
+@pytest.mark.parametrize("desc,rule,lam", [
+    # A plain _spill<B> gives the rule the debsift1m study recommends for the quantizer (issue 14):
+    # GMM-SOAR at lambda 0.5 on a spherical / diagonal GMM, SOAR on a full-covariance one.
+    ("IVF16_GMM_spill1.5,Flat", "gmm-soar", 0.5), ("IVF16_GMMdiag_spill1.5,Flat", "gmm-soar", 0.5),
+    ("IVF16_GMMfull_spill1.5,Flat", "soar", 1.0), ("IVF16_GMM_gsoar_spill1.5,Flat", "gmm-soar", 0.5),
+    ("IVF16_GMM_soar_spill1.5,Flat", "soar", 1.0),
+])
+def test_short_form_rule(desc, rule, lam):
+    index = spill.spill_index_factory(16, desc)
+    assert (index.spill_rule, index.soar_lambda, index.budget) == (rule, lam, 1.5)
 
 
 def test_removed_probe_rankings_refused():
