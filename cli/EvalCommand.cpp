@@ -76,21 +76,18 @@ std::vector<std::string> split(const std::string& s, char sep) {
     return out;
 }
 
-std::string default_data_root() {
+/// `rel` from the source tree the tool was built from, else from the working directory.
+std::string source_tree_path(const std::string& rel) {
 #ifdef FAISS_GMM_SOURCE_DIR
-    return std::string(FAISS_GMM_SOURCE_DIR) + "/../shared/datasets";
+    return std::string(FAISS_GMM_SOURCE_DIR) + "/" + rel;
 #else
-    return "../shared/datasets";
+    return rel;
 #endif
 }
 
-std::string default_out_dir() {
-#ifdef FAISS_GMM_SOURCE_DIR
-    return std::string(FAISS_GMM_SOURCE_DIR) + "/eval/results";
-#else
-    return "eval/results";
-#endif
-}
+std::string default_data_root() { return source_tree_path("../shared/datasets"); }
+
+std::string default_out_dir() { return source_tree_path("eval/results"); }
 
 int64_t auto_nlist(int64_t n) {
     int64_t best = 1;

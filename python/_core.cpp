@@ -224,6 +224,24 @@ GmmModel model_from_covariances(py::array_t<double, py::array::c_style | py::arr
     return m;
 }
 
+// ------------------------------------------------------------ posteriors ----
+
+/// One of GmmPosteriors' outputs over x (predict, predict_proba, score_samples), computed
+/// with the GIL released into a new array: (n, K) values when per_component, else n.
+template <typename T>
+py::array_t<T> posteriors_output(const GmmModel& model, const py::array& x, int block_size, const char* what,
+                                 void (GmmPosteriors::*output)(const VectorSource&, T*) const, bool per_component) {
+    Rows rows = check_rows(x, what);
+    std::vector<py::ssize_t> shape{rows.n};
+    if (per_component) shape.push_back(model.K);
+    py::array_t<T> result(shape);
+    T* out = result.mutable_data();
+    auto src = make_source(rows);
+    py::gil_scoped_release release;
+    (GmmPosteriors(model, block_size).*output)(*src, out);
+    return result;
+}
+
 // -------------------------------------------------- faiss index pointers ----
 
 faiss::Index* as_index(std::uintptr_t ptr) {
@@ -666,37 +684,19 @@ PYBIND11_MODULE(_core, m) {
     // (rows centered on the mixture mean, as for the quantizer and the spill index).
     m.def("predict",
           [](const GmmModel& model, const py::array& x, int block_size) {
-              Rows rows = check_rows(x, "predict");
-              py::array_t<int64_t> labels(rows.n);
-              int64_t* out = labels.mutable_data();
-              auto src = make_source(rows);
-              py::gil_scoped_release release;
-              GmmPosteriors(model, block_size).predict(*src, out);
-              return labels;
+              return posteriors_output(model, x, block_size, "predict", &GmmPosteriors::predict, false);
           },
           py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
 
     m.def("predict_proba",
           [](const GmmModel& model, const py::array& x, int block_size) {
-              Rows rows = check_rows(x, "predict_proba");
-              py::array_t<float> proba({rows.n, model.K});
-              float* out = proba.mutable_data();
-              auto src = make_source(rows);
-              py::gil_scoped_release release;
-              GmmPosteriors(model, block_size).predict_proba(*src, out);
-              return proba;
+              return posteriors_output(model, x, block_size, "predict_proba", &GmmPosteriors::predict_proba, true);
           },
           py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
 
     m.def("score_samples",
           [](const GmmModel& model, const py::array& x, int block_size) {
-              Rows rows = check_rows(x, "score_samples");
-              py::array_t<double> ll(rows.n);
-              double* out = ll.mutable_data();
-              auto src = make_source(rows);
-              py::gil_scoped_release release;
-              GmmPosteriors(model, block_size).score_samples(*src, out);
-              return ll;
+              return posteriors_output(model, x, block_size, "score_samples", &GmmPosteriors::score_samples, false);
           },
           py::arg("model"), py::arg("x"), py::arg("block_size") = 256);
 

@@ -765,6 +765,47 @@ void check_hopper_memory_paths(const Problem& p, const SufficientStats& ref, boo
                  tag + std::to_string(workers) + " workers on GPU 0");
 }
 
+/// Accurate mode on p: the flush interval, which only bounds fp32 accumulation error (every tile,
+/// and never before the end), then uint8 rows of each shape (p's covariance type, seeds counted
+/// up from `seed`). Labels start with `what`.
+void check_hopper_accurate_flush_and_uint8(const Problem& p, const SufficientStats& ref,
+                                           const std::vector<Shape>& uint8_shapes, uint64_t seed,
+                                           const std::string& what) {
+    for (int flush : {1, 1000000}) {
+        EStepCudaOptions of = opts(false);
+        of.hopper_flush_tiles = flush;
+        expect_close(run_hopper(p, of, float_rows(p), "hopper"), ref, false,
+                     what + " flush every " + std::to_string(flush) + " tiles");
+    }
+    for (Shape s : uint8_shapes) {
+        Problem q = make_problem(s.n, s.K, s.d, p.cov, seed++, true);
+        expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
+                     reference(q), false,
+                     what + " uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
+                             " d=" + std::to_string(s.d));
+    }
+}
+
+/// Accurate mode on one of the Hopper path's multi-pass kernels: ragged shapes, then one
+/// 5000 × 1200 × 128 problem through the memory paths (3 workers) and the flush interval, then
+/// uint8 rows; seeds counted up from `seed`. Labels start with `what`, the memory paths' with
+/// `memory_tag`.
+void check_hopper_accurate_passes(CovarianceType cov, const std::vector<Shape>& shapes,
+                                  const std::vector<Shape>& uint8_shapes, uint64_t seed, const std::string& what,
+                                  const std::string& memory_tag) {
+    for (const Shape& s : shapes) {
+        Problem p = make_problem(s.n, s.K, s.d, cov, seed++, false);
+        char label[96];
+        snprintf(label, sizeof(label), "%s n=%lld K=%lld d=%lld", what.c_str(), (long long)s.n, (long long)s.K,
+                 (long long)s.d);
+        expect_close(run_hopper(p, opts(false), float_rows(p), "hopper"), reference(p), false, label);
+    }
+    Problem p = make_problem(5000, 1200, 128, cov, seed++, false);
+    const SufficientStats ref = reference(p);
+    check_hopper_memory_paths(p, ref, false, 3, memory_tag);
+    check_hopper_accurate_flush_and_uint8(p, ref, uint8_shapes, seed, what);
+}
+
 TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
     g_algo = EStepCudaAlgorithm::Hopper;
     {
@@ -908,58 +949,24 @@ TEST_F(EStepCudaTest, HopperAccurateChunksUint8WorkersFlush) {
     EStepCudaOptions o2 = opts(false);
     o2.devices = {0, 0};
     expect_close(run_hopper(p, o2, float_rows(p), "hopper"), ref, false, "accurate 2 workers on GPU 0");
-    // The flush interval only bounds fp32 accumulation error: every tile, and never before the end.
-    for (int flush : {1, 1000000}) {
-        EStepCudaOptions of = opts(false);
-        of.hopper_flush_tiles = flush;
-        expect_close(run_hopper(p, of, float_rows(p), "hopper"), ref, false,
-                     "accurate flush every " + std::to_string(flush) + " tiles");
-    }
-    int seed = 910;
-    for (Shape s : {Shape{1000, 50, 128}, Shape{257, 3, 100}, Shape{5, 1, 96}, Shape{3000, 1024, 128}}) {
-        Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, true);
-        expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
-                     reference(q), false,
-                     "accurate uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
-                             " d=" + std::to_string(s.d));
-    }
+    const std::vector<Shape> uint8_shapes = {{1000, 50, 128}, {257, 3, 100}, {5, 1, 96}, {3000, 1024, 128}};
+    check_hopper_accurate_flush_and_uint8(p, ref, uint8_shapes, 910, "accurate");
 }
 
 TEST_F(EStepCudaTest, HopperAccurateTwoPass) {
     // Accurate mode above K = 1024: lse_split_kernel (pairs of 64-row tiles: odd tile counts leave
     // a padding tile), then the second pass on row splits × component tiles (Sm90SplitKernels.cuh).
     // Ragged N, K (the last component tile partly or all but one padding) and d; chunks with odd
-    // tile counts, pinned and device-resident rows, 3 workers, flush every tile and never, uint8.
+    // tile counts (of 700 rows: 11 tiles of 64, a padding tile each; of 900: 15 tiles), pinned and
+    // device-resident rows, 3 workers, flush every tile and never, uint8.
     g_algo = EStepCudaAlgorithm::Hopper;
-    const Shape shapes[] = {
+    const std::vector<Shape> shapes = {
             {1, 1025, 5},      {2, 1100, 8},    {65, 1500, 17},    {129, 2100, 60},  {300, 1025, 96},
             {2000, 1500, 128}, {777, 2049, 33}, {4100, 3000, 127}, {3000, 1153, 64}, {64, 4096, 128},
     };
-    uint64_t seed = 2600;
-    for (const Shape& s : shapes) {
-        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, false);
-        char label[96];
-        snprintf(label, sizeof(label), "accurate two-pass n=%lld K=%lld d=%lld", (long long)s.n, (long long)s.K,
-                 (long long)s.d);
-        expect_close(run_hopper(p, opts(false), float_rows(p), "hopper"), reference(p), false, label);
-    }
-    Problem p = make_problem(5000, 1200, 128, CovarianceType::Spherical, seed++, false);
-    const SufficientStats ref = reference(p);
-    // Chunks of 700 rows: 11 tiles of 64, a padding tile each; of 900: 15 tiles.
-    check_hopper_memory_paths(p, ref, false, 3, "accurate two-pass ");
-    for (int flush : {1, 1000000}) { // the flush interval only bounds fp32 accumulation error
-        EStepCudaOptions of = opts(false);
-        of.hopper_flush_tiles = flush;
-        expect_close(run_hopper(p, of, float_rows(p), "hopper"), ref, false,
-                     "accurate two-pass flush every " + std::to_string(flush) + " tiles");
-    }
-    for (Shape s : {Shape{700, 1100, 32}, Shape{1001, 2000, 100}, Shape{5, 1300, 96}}) {
-        Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, true);
-        expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
-                     reference(q), false,
-                     "accurate two-pass uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
-                             " d=" + std::to_string(s.d));
-    }
+    const std::vector<Shape> uint8_shapes = {{700, 1100, 32}, {1001, 2000, 100}, {5, 1300, 96}};
+    check_hopper_accurate_passes(CovarianceType::Spherical, shapes, uint8_shapes, 2600, "accurate two-pass",
+                                 "accurate two-pass ");
 }
 
 TEST_F(EStepCudaTest, HopperDiagonalAccurateWide) {
@@ -971,34 +978,13 @@ TEST_F(EStepCudaTest, HopperDiagonalAccurateWide) {
     // flush interval, uint8 rows. Tolerances: gpu_error_bounds.h (the 2×fp16 bound holds as derived
     // there for these kernels too).
     g_algo = EStepCudaAlgorithm::Hopper;
-    const Shape shapes[] = {
+    const std::vector<Shape> shapes = {
             {1, 1, 65},      {2, 3, 70},        {31, 5, 96},      {33, 130, 97},   {65, 1100, 128},
             {777, 300, 100}, {4100, 1024, 128}, {3001, 2049, 127}, {1000, 129, 80}, {64, 3000, 66},
     };
-    uint64_t seed = 2700;
-    for (const Shape& s : shapes) {
-        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, false);
-        char label[96];
-        snprintf(label, sizeof(label), "accurate diagonal n=%lld K=%lld d=%lld", (long long)s.n, (long long)s.K,
-                 (long long)s.d);
-        expect_close(run_hopper(p, opts(false), float_rows(p), "hopper"), reference(p), false, label);
-    }
-    Problem p = make_problem(5000, 1200, 128, CovarianceType::Diagonal, seed++, false);
-    const SufficientStats ref = reference(p);
-    check_hopper_memory_paths(p, ref, false, 3, "accurate diagonal d=128 ");
-    for (int flush : {1, 1000000}) { // the flush interval only bounds fp32 accumulation error
-        EStepCudaOptions of = opts(false);
-        of.hopper_flush_tiles = flush;
-        expect_close(run_hopper(p, of, float_rows(p), "hopper"), ref, false,
-                     "accurate diagonal flush every " + std::to_string(flush) + " tiles");
-    }
-    for (Shape s : {Shape{700, 1100, 96}, Shape{1001, 300, 128}, Shape{5, 2, 80}}) {
-        Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, true);
-        expect_close(run_hopper(q, opts(false), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper"),
-                     reference(q), false,
-                     "accurate diagonal uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
-                             " d=" + std::to_string(s.d));
-    }
+    const std::vector<Shape> uint8_shapes = {{700, 1100, 96}, {1001, 300, 128}, {5, 2, 80}};
+    check_hopper_accurate_passes(CovarianceType::Diagonal, shapes, uint8_shapes, 2700, "accurate diagonal",
+                                 "accurate diagonal d=128 ");
 }
 
 TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
