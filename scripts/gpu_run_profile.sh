@@ -2,7 +2,7 @@
 # Where the time of the Hopper E-step kernels goes (issue 16 items 1 and 3), and the cost of reproducible sums per
 # EM iteration on the Hopper path (issue 13 item 1), in one device call:
 #  1. ncu (SpeedOfLight, compute / memory workload, occupancy, warp states, scheduler, launch) of one launch each of
-#     the spherical fast kernel and its row conversion (1M x 1024 x 128, shape 0), the diagonal fast "wide" kernel
+#     the spherical fast kernel and its row conversion (1M x 1024 x 128, shape 0; two ncu runs), the diagonal fast "wide" kernel
 #     (shape 1), and the accurate diagonal two-pass kernels (shape 1);
 #  2. 20 EM iterations at 10M x 1024 x 128 with accumulate() and accumulate_reproducible(), refinement of narrow
 #     components off (--em-no-refine: the benchmark's M-step never re-seeds, and the narrow components it leaves
@@ -20,7 +20,10 @@ profile() { # name kernel-regex launch-count bench-args...
   echo "ncu $name: exit $?"
 }
 if command -v ncu >/dev/null; then
-  profile sph_fast 'estep_kernel|features_kernel' 2 --shapes 0 --modes hopper-fast
+  # The spherical kernel and its row conversion apart: with both in one regex, --launch-count 2 caught two
+  # conversions (the sub-chunks' features kernels run first) and no E-step kernel.
+  profile sph_fast 'estep_kernel' 1 --shapes 0 --modes hopper-fast
+  profile sph_features 'features_kernel' 1 --shapes 0 --modes hopper-fast
   profile diag_fast 'estep_split_kernel' 1 --shapes 1 --modes hopper-fast
   profile diag_accurate 'lse_parts_kernel|lse_merge_kernel|estep_kernel' 3 --shapes 1 --modes hopper-accurate
   grep -hE "^  [a-zA-Z_:<>0-9, ]+\(|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|L1/TEX Cache Throughput|L2 Cache Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Executed Ipc A|SM Busy|Block Limit Shared|Dynamic Shared" \
