@@ -16,8 +16,13 @@ constexpr double kTwoM32 = 1.0 / 4294967296.0; // 2^-32
 /// Limbs receive values below 2^32 per addition: after 2^20 additions they are
 /// below 2^52, so a merge of two such states stays below 2^53 (exact).
 constexpr int64_t kAdditionsBeforeCarry = int64_t(1) << 20;
-/// Limbs per thread of the large passes (8 MiB): a spherical GPU call's 4.3 MB adds on one thread.
-constexpr int64_t kLimbsPerThread = int64_t(1) << 20;
+/// Limbs per thread of the large passes (1 MiB, ~0.1 ms of memory traffic per thread against
+/// ~15 µs to start one): once per reproducible EM iteration, so at K = 1024, d = 128 spherical
+/// (532K limbs) the add takes 4 threads and result() (kValuesPerThread) 4, which the GPU's EM
+/// iteration (~2 ms per million rows) waits for (bench/results/gpu_reproducible_sums.md, run 8).
+constexpr int64_t kLimbsPerThread = int64_t(1) << 17;
+/// Values per thread of values(): each reads its kLimbs limbs and carries them (~4 ns a value).
+constexpr int64_t kValuesPerThread = int64_t(1) << 15;
 constexpr int kExactMinExponent = ExactSums::kMinExponent;
 
 /// Carries limbs[0..count) (stride apart) upward so that all but the top one
@@ -284,14 +289,19 @@ void FixedPointSums::values(size_t begin, size_t end, double* out) const {
         std::fill(out, out + (end - begin), 0.0);
         return;
     }
-    // The runs are disjoint and in order (set_scale): walk them instead of searching per value.
-    auto run = std::upper_bound(runs_.begin(), runs_.end(), begin,
-                                [](size_t v, const Run& r) { return v < r.begin; }) - 1;
-    for (size_t i = begin; i < end; ++run) {
-        const size_t stop = std::min(end, run->end);
-        const double scale = run->scale;
-        for (; i < stop; i++) out[i - begin] = grid_value(limbs_.data(), n_, i) * scale;
-    }
+    // Each value on its own (no carries between values), so pieces on threads give the same bits.
+    // The runs are disjoint and in order (set_scale): each piece walks them from its first value's
+    // run instead of searching per value.
+    parallel_ranges(int64_t(end - begin), kValuesPerThread, [&](int64_t a, int64_t b) {
+        const size_t first = begin + size_t(a), last = begin + size_t(b);
+        auto run = std::upper_bound(runs_.begin(), runs_.end(), first,
+                                    [](size_t v, const Run& r) { return v < r.begin; }) - 1;
+        for (size_t i = first; i < last; ++run) {
+            const size_t stop = std::min(last, run->end);
+            const double scale = run->scale;
+            for (; i < stop; i++) out[i - begin] = grid_value(limbs_.data(), n_, i) * scale;
+        }
+    });
 }
 
 } // namespace faiss_gmm

@@ -312,12 +312,14 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
     // FixedPointSums::values (StatsAccumulator::result's read of every value) walks the scales'
     // runs instead of searching each value's: the same arithmetic, so the same bits as value(i),
     // on runs of three scales, from adds of doubles of either sign and from GPU-style int32
-    // limbs, for ranges that start and end inside runs, and for cleared sums.
-    const size_t n = 1000;
+    // limbs, for ranges that start and end inside runs, and for cleared sums. n is large enough
+    // that values() and add_limbs() split the work across threads (more than 2 × 2^15 values,
+    // 4 × 2^17 limbs), with pieces that begin inside runs.
+    const size_t n = 100000;
     FixedPointSums s(n);
-    s.set_scale(0, 300, -3);
-    s.set_scale(300, 700, 11);
-    s.set_scale(700, n, 40);
+    s.set_scale(0, 30000, -3);
+    s.set_scale(30000, 70000, 11);
+    s.set_scale(70000, n, 40);
     std::mt19937_64 rng(77);
     std::uniform_real_distribution<double> u(-1.0, 1.0);
     std::vector<double> v(n);
@@ -338,7 +340,7 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
         }
     };
     check(0, n, "all");
-    check(123, 811, "inside runs");
+    check(12345, 81111, "inside runs");
     // Against the canonical form computed here, on limbs set directly: zeros of both signs,
     // negative limbs, the largest a limb holds (2^53 − 1), and the added ones above.
     std::vector<double>& L = s.limbs();
@@ -360,10 +362,10 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
             l[j - 1] += c;
         }
         const double frac = (l[1] + (l[2] + l[3] / 4294967296.0) / 4294967296.0) / 4294967296.0;
-        const double want = (l[0] + frac) * std::ldexp(1.0, i < 300 ? -3 : i < 700 ? 11 : 40);
+        const double want = (l[0] + frac) * std::ldexp(1.0, i < 30000 ? -3 : i < 70000 ? 11 : 40);
         EXPECT_EQ(std::memcmp(&got[i], &want, sizeof(double)), 0) << "value " << i << ": " << got[i] << " vs " << want;
     }
-    check(300, 700, "one run");
+    check(30000, 70000, "one run");
     check(5, 5, "empty");
     s.clear();
     check(0, n, "cleared");

@@ -584,17 +584,33 @@ int main(int argc, char** argv) {
                     StatsAccumulator acc(K, d, CovarianceType::Spherical);
                     const double t0 = now_s();
                     double ll = 0;
+                    // Where an iteration's time goes (summed over the 20): set_model, the accumulator's
+                    // grids + clear, the E-step call (its device part from the report's CUDA events),
+                    // result(), and the M-step below.
+                    double t_model = 0, t_grids = 0, t_call = 0, t_gpu = 0, t_result = 0, t_mstep = 0;
                     for (int it = 0; it < 20; it++) {
+                        double ts = now_s();
                         es.set_model(m, nullptr);
+                        t_model += now_s() - ts;
                         if (sums == 0) {
                             st.clear();
+                            ts = now_s();
                             es.accumulate(rows, st);
+                            t_call += now_s() - ts;
                         } else {
+                            ts = now_s();
                             bench::grids_from_means(acc, m);
                             acc.clear();
+                            t_grids += now_s() - ts;
+                            ts = now_s();
                             es.accumulate_reproducible(rows, acc);
+                            t_call += now_s() - ts;
+                            ts = now_s();
                             acc.result(st);
+                            t_result += now_s() - ts;
                         }
+                        t_gpu += es.last_report()[0].gpu_ms * 1e-3;
+                        ts = now_s();
                         ll = st.loglik / double(N);
                         for (int64_t k = 0; k < K; k++) {
                             const double nk = std::max(st.nk[k], 1e-10);
@@ -615,12 +631,17 @@ int main(int argc, char** argv) {
                         double ws = 0;
                         for (auto lw : m.log_weights) ws += std::exp(double(lw));
                         for (auto& lw : m.log_weights) lw = float(lw - std::log(ws));
+                        t_mstep += now_s() - ts;
                     }
                     printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s%s%s: %.2f s total "
                            "(%.1f ms/iter), final mean loglik %.4f\n",
                            (long long)(N / 1000000), where == 0 ? "GPU " : "host", fast ? "fast" : "accurate",
                            sums ? ", reproducible" : "", em_no_refine ? ", no refinement" : "", now_s() - t0,
                            (now_s() - t0) * 50.0, ll);
+                    printf("   ms per iteration: set_model %.3f, grids+clear %.3f, E-step call %.3f (device %.3f, "
+                           "host after it %.3f), result %.3f, M-step %.3f\n",
+                           t_model * 50, t_grids * 50, t_call * 50, t_gpu * 50, (t_call - t_gpu) * 50, t_result * 50,
+                           t_mstep * 50);
                 }
             }
         }
