@@ -180,14 +180,19 @@ RowBounds row_bounds(const DataMoments& m, const std::vector<float>& center, con
     }
     const int64_t d = model.d;
     double mean_bound = 0; // spherical: max ‖μ_k‖; diagonal and full: max |μ_kj|
+    const bool spherical = model.covariance_type == CovarianceType::Spherical;
     for (int64_t k = 0; k < model.K; k++) {
-        double sq = 0;
+        // Four independent chains (once per EM iteration over K·d means: one chain of dependent
+        // additions cost ~0.2 ms at K = 1024, d = 128, as much as the reproducible sums' add).
+        double sq[4] = {0, 0, 0, 0}, mx[4] = {0, 0, 0, 0};
+        const float* mu = model.means.data() + k * d;
         for (int64_t j = 0; j < d; j++) {
-            const double m = model.means[k * d + j];
-            sq += m * m;
-            if (model.covariance_type != CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::fabs(m));
+            const double m = mu[j];
+            sq[j & 3] += m * m;
+            mx[j & 3] = std::max(mx[j & 3], std::fabs(m));
         }
-        if (model.covariance_type == CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::sqrt(sq));
+        mean_bound = std::max(mean_bound, spherical ? std::sqrt((sq[0] + sq[1]) + (sq[2] + sq[3]))
+                                                    : std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3])));
     }
     const double x = model.covariance_type == CovarianceType::Spherical ? std::sqrt(double(d)) * rb.x_bound
                                                                         : rb.x_bound;
