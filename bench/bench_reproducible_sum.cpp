@@ -4,13 +4,21 @@
 // added exactly), in the same process, alternating, best of R repetitions.
 // Prints the ratio; the target is <= 1.05.
 //   bench_reproducible_sum [N K d reps]     (defaults 131072 1024 128 5)
+// With --host-sums: the host side of a GPU's reproducible EM iteration at K = 1024,
+// d = 128 spherical (what StatsAccumulator does around the device's E-step): the
+// grids (set_row_bounds), clear(), add_limbs() of a download's int32 limbs, and
+// result(), each timed alone, the steps interleaved, median of R (default 61).
+//   bench_reproducible_sum --host-sums [reps]
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "faiss_gmm/EStepCpu.h"
@@ -18,7 +26,60 @@
 
 using namespace faiss_gmm;
 
+namespace {
+
+template <class F>
+double seconds_of(const F& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+void bench_host_sums(int reps) {
+    const int64_t K = 1024, d = 128;
+    StatsAccumulator acc(K, d, CovarianceType::Spherical);
+    SufficientStats out;
+    // A GPU's balanced limbs (gpu/detail/ReproducibleLimbs.h): the first three of each value,
+    // int32 of either sign, so the carries are of either sign too.
+    std::mt19937_64 rng(5);
+    std::vector<int32_t> limbs(3 * acc.nvalues());
+    for (int32_t& l : limbs) l = int32_t(uint32_t(rng()));
+    const int64_t loglik[ExactSums::kLimbs] = {};
+    struct Step {
+        const char* name;
+        std::function<void()> run;
+        std::vector<double> seconds;
+    };
+    std::vector<Step> steps;
+    steps.push_back({"set_row_bounds", [&] { acc.set_row_bounds(40.0, 3e5); }, {}});
+    steps.push_back({"clear", [&] { acc.clear(); }, {}});
+    steps.push_back({"clear + add_limbs", [&] {
+                         acc.clear();
+                         acc.add_limbs(1, loglik, limbs.data(), 3);
+                     }, {}});
+    steps.push_back({"add_limbs (onto sums)", [&] { acc.add_limbs(1, loglik, limbs.data(), 3); }, {}});
+    steps.push_back({"result", [&] { acc.result(out); }, {}});
+    for (int r = 0; r < reps; r++) {
+        for (Step& s : steps) s.seconds.push_back(seconds_of(s.run));
+    }
+    std::printf("host sums, K = %lld, d = %lld spherical (%zu values), %u hardware threads, median of %d:\n",
+                (long long)K, (long long)d, acc.nvalues(), std::thread::hardware_concurrency(), reps);
+    for (const Step& s : steps) std::printf("  %-24s %8.3f ms\n", s.name, median(s.seconds) * 1e3);
+    if (out.nk.empty() || out.nk[0] == 42.0) std::printf("(%g)\n", out.nk.empty() ? 0.0 : out.nk[0]);
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "--host-sums") {
+        bench_host_sums(argc > 2 ? std::atoi(argv[2]) : 61);
+        return 0;
+    }
     const int64_t N = argc > 1 ? std::atoll(argv[1]) : 131072;
     const int64_t K = argc > 2 ? std::atoll(argv[2]) : 1024;
     const int64_t d = argc > 3 ? std::atoll(argv[3]) : 128;
@@ -39,18 +100,13 @@ int main(int argc, char** argv) {
     SufficientStats plain(K, d, model.covariance_type);
     StatsAccumulator exact(K, d, model.covariance_type);
     exact.set_row_bounds(10.0, 1e4);
-    auto seconds = [](auto&& f) {
-        const auto t0 = std::chrono::steady_clock::now();
-        f();
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
     double best_plain = 1e30, best_exact = 1e30;
     for (int r = 0; r < reps; r++) {
-        best_plain = std::min(best_plain, seconds([&] {
+        best_plain = std::min(best_plain, seconds_of([&] {
                                   plain.clear();
                                   estep.accumulate(rows, plain);
                               }));
-        best_exact = std::min(best_exact, seconds([&] {
+        best_exact = std::min(best_exact, seconds_of([&] {
                                   exact.clear();
                                   estep.accumulate_reproducible(rows, exact);
                                   SufficientStats s;

@@ -1,28 +1,44 @@
 // A loop over [0, total) split across threads of our own: the core links no OpenMP runtime
-// (cmake/faiss_gmm_core.cmake), and gpu/ builds it standalone. Only where there is enough work
-// to pay for starting the threads (~10 µs each).
+// (cmake/faiss_gmm_core.cmake), and gpu/ builds it standalone. The threads are a pool started
+// once (ParallelRanges.cpp): a call wakes them (a few µs) instead of starting threads (~15 µs
+// each), which is what a GPU's EM iteration paid per pass over its sums.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <thread>
-#include <vector>
 
 namespace faiss_gmm {
 
+namespace detail {
+
+/// Runs piece(context, t) once for every t in [0, pieces), on the calling thread and the pool's
+/// workers; returns when all are done. On the caller alone where the pool cannot help: inside a
+/// piece (a nested call), or while another thread's call holds the pool.
+void run_pieces(int64_t pieces, void (*piece)(const void* context, int64_t t), const void* context);
+
+} // namespace detail
+
 /// Calls fn(begin, end) on contiguous pieces of [0, total) that cover it once, each at least
-/// min_per_thread elements (one piece when total is smaller), at most one per hardware thread;
-/// the first piece runs on the calling thread. fn must not throw.
+/// min_per_thread elements (one piece when total is smaller), at most one per hardware thread.
+/// Which thread runs which piece varies: fn must give the same results for any assignment, and
+/// must not throw.
 template <class Fn>
 void parallel_ranges(int64_t total, int64_t min_per_thread, const Fn& fn) {
     const int64_t nt =
             std::clamp<int64_t>(total / min_per_thread, 1, std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> threads;
-    for (int64_t t = 1; t < nt; t++) {
-        threads.emplace_back([&fn, total, nt, t] { fn(total * t / nt, total * (t + 1) / nt); });
+    if (nt == 1) {
+        fn(int64_t(0), total);
+        return;
     }
-    fn(int64_t(0), total / nt);
-    for (std::thread& th : threads) th.join();
+    struct Context {
+        const Fn& fn;
+        int64_t total, nt;
+    } context{fn, total, nt};
+    detail::run_pieces(nt, [](const void* c, int64_t t) {
+        const Context& x = *static_cast<const Context*>(c);
+        x.fn(x.total * t / x.nt, x.total * (t + 1) / x.nt);
+    }, &context);
 }
 
 } // namespace faiss_gmm

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -16,13 +17,14 @@ constexpr double kTwoM32 = 1.0 / 4294967296.0; // 2^-32
 /// Limbs receive values below 2^32 per addition: after 2^20 additions they are
 /// below 2^52, so a merge of two such states stays below 2^53 (exact).
 constexpr int64_t kAdditionsBeforeCarry = int64_t(1) << 20;
-/// Limbs per thread of the large passes (1 MiB, ~0.1 ms of memory traffic per thread against
-/// ~15 µs to start one): once per reproducible EM iteration, so at K = 1024, d = 128 spherical
-/// (532K limbs) the add takes 4 threads and result() (kValuesPerThread) 4, which the GPU's EM
-/// iteration (~2 ms per million rows) waits for (bench/results/gpu_reproducible_sums.md, run 8).
-constexpr int64_t kLimbsPerThread = int64_t(1) << 17;
-/// Values per thread of values(): each reads its kLimbs limbs and carries them (~4 ns a value).
-constexpr int64_t kValuesPerThread = int64_t(1) << 15;
+/// Limbs per thread of the large passes (256 KiB, ~25 µs of memory traffic, against a few µs to
+/// hand a piece to a worker of the pool, ParallelRanges.h): at K = 1024, d = 128 spherical
+/// (532K limbs) add_limbs() takes up to 16 threads, which the GPU's EM iteration (~2 ms per
+/// million rows) waits for (bench/results/gpu_reproducible_sums.md, run 8).
+constexpr int64_t kLimbsPerThread = int64_t(1) << 15;
+/// Values per thread of values() (~2 ns each in vector lanes: ~16 µs a piece): result() at
+/// K = 1024, d = 128 takes up to 16 threads too.
+constexpr int64_t kValuesPerThread = int64_t(1) << 13;
 constexpr int kExactMinExponent = ExactSums::kMinExponent;
 
 /// Carries limbs[0..count) (stride apart) upward so that all but the top one
@@ -251,26 +253,88 @@ void FixedPointSums::add_limbs(const int32_t* limbs, int nlimbs) {
 
 namespace {
 
-/// std::floor(x · 2^-32) for an integer-valued x below 2^63 (a limb), the same bits: an
-/// arithmetic shift of x as an integer (exact), and x · 2^-32 for a zero (its sign, as floor
-/// keeps it). Inline: std::floor is a library call without SSE4.1 in the baseline instruction
-/// set, and grid_value takes three per value.
-inline double carry_of(double x) {
-    return x == 0.0 ? x * kTwoM32 : double(int64_t(x) >> 32);
+/// A value's limbs l0..l3 (units of its grid) combined from the smallest and rounded once, once
+/// in canonical form (limbs 1..3 in [0, 2^32)).
+inline double combined(double l0, double l1, double l2, double l3) {
+    return l0 + (l1 + (l2 + l3 * kTwoM32) * kTwoM32) * kTwoM32;
 }
 
-/// Sum i of limb-major limbs (n per limb) in units of its grid, rounded once: the limbs put in
-/// canonical form (as normalize()) and combined from the smallest. value() and values().
-inline double grid_value(const double* limbs, size_t n, size_t i) {
-    double l[FixedPointSums::kLimbs];
-    for (int j = 0; j < FixedPointSums::kLimbs; j++) l[j] = limbs[size_t(j) * n + i];
-    for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
-        const double c = carry_of(l[j]);
-        l[j] -= c * kTwo32;
-        l[j - 1] += c;
+/// The value of any limbs: put in canonical form (carries from limb 3 up to limb 0, as
+/// normalize()), then combined. The definition the vector lanes below reproduce.
+inline double grid_value(double l0, double l1, double l2, double l3) {
+    double c = std::floor(l3 * kTwoM32);
+    l3 -= c * kTwo32;
+    l2 += c;
+    c = std::floor(l2 * kTwoM32);
+    l2 -= c * kTwo32;
+    l1 += c;
+    c = std::floor(l1 * kTwoM32);
+    l1 -= c * kTwo32;
+    l0 += c;
+    return combined(l0, l1, l2, l3);
+}
+
+/// 1.5 · 2^84: (v + kRoundTo2p32) − kRoundTo2p32 is v rounded to the nearest multiple of 2^32
+/// for |v| < 2^83 (the sum lands in [2^84, 2^85), where the doubles are those multiples).
+constexpr double kRoundTo2p32 = 0x1.8p84;
+/// 2^31 − 1/2: for an integer x, x − kBelowHalf2p32 is never a multiple of 2^32 plus 2^31 (no
+/// ties), and rounds to the nearest multiple of 2^32 as 2^32 · floor(x · 2^-32).
+constexpr double kBelowHalf2p32 = 2147483647.5;
+/// The bits of 2^51: limbs 1..3 below it in magnitude keep every step of
+/// grid_value_of_small_limbs exact (the carries are then below 2^20).
+constexpr uint64_t kSmallLimbBits = uint64_t(1023 + 51) << 52;
+/// The sign bit of a double's bits.
+constexpr uint64_t kSignBit = uint64_t(1) << 63;
+
+inline uint64_t bits_of(double x) {
+    uint64_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+/// grid_value() for limbs 1..3 below 2^51 in magnitude, the same bits, in arithmetic the
+/// vectorizer takes at the baseline SSE2 (floor is a library call without SSE4.1, double ↔ int64
+/// has no vector instruction before AVX-512, and GCC will not if-convert a comparison of doubles
+/// under -ftrapping-math), with one rounding per carry in its chain of dependent operations:
+/// a = 2^32 · floor(x · 2^-32) is x − (2^31 − 1/2) rounded to a multiple of 2^32. Every step
+/// is exact (integers and half-integers below 2^52, products by powers of two), so each limb and
+/// carry equals grid_value's but for the sign of a zero, which cannot reach the result: limbs 1
+/// and 2 and the carries end never −0 here (−0 + +0 = +0), as grid_value's limbs 1..3 end never
+/// −0, so the combined sum is −0 in neither, and a signed zero added to a non-zero value or
+/// scaled by a power of two changes no other bits. (Round-to-nearest mode, as everywhere.)
+inline double grid_value_of_small_limbs(double l0, double l1, double l2, double l3) {
+    double a = ((l3 - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
+    l3 -= a;
+    l2 += a * kTwoM32;
+    a = ((l2 - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
+    l2 -= a;
+    l1 += a * kTwoM32;
+    a = ((l1 - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
+    l1 -= a;
+    l0 += a * kTwoM32;
+    return combined(l0, l1, l2, l3);
+}
+
+/// out[0, count) = the values first .. first + count − 1 of limb-major limbs (n per limb), times
+/// scale: in vector lanes (~1.8 ns a value on the dev VM's SSE2, against ~6.5 for the scalar
+/// carries with a branch and int64 conversions) while every limb 1..3 is below 2^51 (as sums of
+/// up to 2^19 additions of 32-bit limbs are), else by grid_value() (limbs set through limbs()).
+void grid_values(const double* limbs, size_t n, size_t first, size_t count, double scale, double* out) {
+    const double* __restrict l0 = limbs + first;
+    const double* __restrict l1 = l0 + n;
+    const double* __restrict l2 = l1 + n;
+    const double* __restrict l3 = l2 + n;
+    double* __restrict o = out;
+    // |l| < 2^51 iff (bits(l) without its sign) − bits(2^51) borrows, i.e. has its sign bit set.
+    uint64_t small = kSignBit;
+#pragma omp simd reduction(& : small)
+    for (size_t i = 0; i < count; i++) {
+        small &= ((bits_of(l1[i]) & ~kSignBit) - kSmallLimbBits) & ((bits_of(l2[i]) & ~kSignBit) - kSmallLimbBits) &
+                 ((bits_of(l3[i]) & ~kSignBit) - kSmallLimbBits);
+        o[i] = grid_value_of_small_limbs(l0[i], l1[i], l2[i], l3[i]) * scale;
     }
-    const double frac = (l[1] + (l[2] + l[3] * kTwoM32) * kTwoM32) * kTwoM32;
-    return l[0] + frac;
+    if (small & kSignBit) return;
+    for (size_t i = 0; i < count; i++) o[i] = grid_value(l0[i], l1[i], l2[i], l3[i]) * scale;
 }
 
 } // namespace
@@ -280,7 +344,8 @@ double FixedPointSums::value(size_t i) const {
     // The run holding i: the last one that begins at or before it.
     const auto run = std::upper_bound(runs_.begin(), runs_.end(), i,
                                       [](size_t v, const Run& r) { return v < r.begin; }) - 1;
-    return grid_value(limbs_.data(), n_, i) * run->scale;
+    const double* l = limbs_.data() + i;
+    return grid_value(l[0], l[n_], l[2 * n_], l[3 * n_]) * run->scale;
 }
 
 void FixedPointSums::values(size_t begin, size_t end, double* out) const {
@@ -298,8 +363,8 @@ void FixedPointSums::values(size_t begin, size_t end, double* out) const {
                                     [](size_t v, const Run& r) { return v < r.begin; }) - 1;
         for (size_t i = first; i < last; ++run) {
             const size_t stop = std::min(last, run->end);
-            const double scale = run->scale;
-            for (; i < stop; i++) out[i - begin] = grid_value(limbs_.data(), n_, i) * scale;
+            grid_values(limbs_.data(), n_, i, stop - i, run->scale, out + (i - begin));
+            i = stop;
         }
     });
 }

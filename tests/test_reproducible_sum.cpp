@@ -313,8 +313,8 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
     // runs instead of searching each value's: the same arithmetic, so the same bits as value(i),
     // on runs of three scales, from adds of doubles of either sign and from GPU-style int32
     // limbs, for ranges that start and end inside runs, and for cleared sums. n is large enough
-    // that values() and add_limbs() split the work across threads (more than 2 × 2^15 values,
-    // 4 × 2^17 limbs), with pieces that begin inside runs.
+    // that values() and add_limbs() split the work across threads (more than 2 × 2^13 values,
+    // 2 × 2^15 limbs: kValuesPerThread, kLimbsPerThread), with pieces that begin inside runs.
     const size_t n = 100000;
     FixedPointSums s(n);
     s.set_scale(0, 30000, -3);
@@ -373,10 +373,90 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
     EXPECT_THROW(s.values(n, n + 1, out.data()), std::out_of_range);
 }
 
+namespace {
+
+/// FixedPointSums::value(i) as it was before values() went to vector lanes (9ebfbc4): the
+/// canonical carries by an arithmetic shift of each limb as an int64 (a zero carry keeping the
+/// limb's sign), the limbs combined from the smallest. The reference the new formulation must
+/// match bit for bit.
+double scalar_grid_value(const double* limbs, size_t n, size_t i) {
+    const auto carry_of = [](double x) { return x == 0.0 ? x * 0x1p-32 : double(int64_t(x) >> 32); };
+    double l[FixedPointSums::kLimbs];
+    for (int j = 0; j < FixedPointSums::kLimbs; j++) l[j] = limbs[size_t(j) * n + i];
+    for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
+        const double c = carry_of(l[j]);
+        l[j] -= c * 0x1p32;
+        l[j - 1] += c;
+    }
+    return l[0] + (l[1] + (l[2] + l[3] * 0x1p-32) * 0x1p-32) * 0x1p-32;
+}
+
+/// A limb (an integer-valued double) of one of the kinds values() must carry exactly: zeros of
+/// both signs, a GPU's balanced int32 limb, sums of a few, multiples of 2^32 and their
+/// neighbours (carries at the edge), any magnitude below 2^51 (values()' vector lanes) and, if
+/// `large`, 2^51 and beyond up to 2^53 − 1 (its scalar fallback).
+double random_limb(std::mt19937_64& rng, bool large) {
+    const double sign = rng() & 1 ? 1.0 : -1.0;
+    switch (rng() % (large ? 9 : 6)) {
+        case 0: return sign * 0.0;
+        case 1: return double(int32_t(uint32_t(rng())));
+        case 2: return double(int32_t(uint32_t(rng()))) + double(int32_t(uint32_t(rng()))) + double(int32_t(uint32_t(rng())));
+        case 3: return double((int64_t(rng() % (uint64_t(1) << 19)) - (int64_t(1) << 18)) * (int64_t(1) << 32) +
+                              int64_t(rng() % 3) - 1); // below 2^51
+        case 4: return sign * double(rng() >> (14 + rng() % 50)); // below 2^50
+        case 5: return sign * (0x1p51 - 1.0);                      // the largest the lanes take
+        case 6: return sign * (0x1p51 + double(rng() % 4));
+        case 7: return sign * double(rng() % (uint64_t(1) << 53)); // up to 2^53 − 1
+        default: return sign * (0x1p53 - 1.0);
+    }
+}
+
+} // namespace
+
+TEST(ReproducibleSum, VectorValuesAreTheBitsOfTheScalarCarries) {
+    // values() and value() carry in double arithmetic without branches (vector lanes) while limbs
+    // 1..3 are below 2^51, by std::floor otherwise: the bits of the scalar int64 carries above
+    // for every kind of limb, on sums large enough for values() to split across threads (pieces
+    // of kValuesPerThread = 2^13 values), with runs of three scales. Large limbs only in the
+    // middle run, so the other runs take the vector lanes; limb 0 takes any value (it only
+    // receives a carry).
+    const size_t n = 3 * (size_t(1) << 15) + 1234;
+    const size_t run1 = 40000, run2 = 70000;
+    FixedPointSums s(n);
+    s.set_scale(0, run1, -7);
+    s.set_scale(run1, run2, 0);
+    s.set_scale(run2, n, 33);
+    std::mt19937_64 rng(2024);
+    for (int rep = 0; rep < 3; rep++) {
+        std::vector<double>& L = s.limbs();
+        for (size_t i = 0; i < n; i++) {
+            const bool large = i >= run1 && i < run2;
+            L[i] = random_limb(rng, true);
+            for (int j = 1; j < FixedPointSums::kLimbs; j++) L[size_t(j) * n + i] = random_limb(rng, large);
+        }
+        std::vector<double> got(n);
+        s.values(0, n, got.data());
+        for (size_t i = 0; i < n; i++) {
+            const double scale = std::ldexp(1.0, i < run1 ? -7 : i < run2 ? 0 : 33);
+            const double want = scalar_grid_value(L.data(), n, i) * scale;
+            ASSERT_EQ(std::memcmp(&got[i], &want, sizeof(double)), 0)
+                    << "repetition " << rep << ", value " << i << ": " << got[i] << " vs " << want << " (limbs "
+                    << L[i] << ", " << L[n + i] << ", " << L[2 * n + i] << ", " << L[3 * n + i] << ")";
+            const double one = s.value(i);
+            ASSERT_EQ(std::memcmp(&one, &want, sizeof(double)), 0) << "value(" << i << "): " << one << " vs " << want;
+        }
+        // A range that starts and ends inside runs, cut into other pieces.
+        const size_t begin = 12345, end = n - 999;
+        std::vector<double> part(end - begin);
+        s.values(begin, end, part.data());
+        ASSERT_EQ(std::memcmp(part.data(), got.data() + begin, part.size() * sizeof(double)), 0);
+    }
+}
+
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
-    // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^20
-    // limbs or more across threads (faiss_gmm/ParallelRanges.h): 3·2^18 values (3·2^20 limbs: up
-    // to 3 pieces) must get every limb, once, as one thread would: a different int32 of either
+    // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^16
+    // limbs or more across threads (2 × kLimbsPerThread; faiss_gmm/ParallelRanges.h): 3·2^18
+    // values (3·2^20 limbs: a piece per hardware thread) must get every limb, once, as one thread would: a different int32 of either
     // sign in each of the three limbs given per value; added to zeros, then after clear()
     // written and added once more, against 2× each given limb (limb 3: zero) slot by slot.
     const size_t n = size_t(3) << 18, given = 3 * n, nl = n * FixedPointSums::kLimbs;
