@@ -240,6 +240,37 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     EXPECT_EQ(direct.sq_exponent(), 10);
 }
 
+TEST(ReproducibleSum, ResultOverwritesWhateverTheOutputHeld) {
+    // result() resizes its output instead of zeroing it first: statistics read into an output
+    // that held others (NaNs of the same shape, a larger or a smaller shape, another covariance
+    // type) are the ones read into a fresh one, shape included.
+    const int64_t K = 3, d = 4;
+    std::mt19937_64 rng(12);
+    StatsAccumulator acc(K, d, CovarianceType::Diagonal);
+    acc.set_row_bounds(8.0, 600.0);
+    for (int b = 0; b < 5; b++) acc.add(random_block_partial(K, d, CovarianceType::Diagonal, rng));
+    SufficientStats want;
+    acc.result(want);
+    SufficientStats nans(K, d, CovarianceType::Diagonal);
+    for (auto* v : {&nans.nk, &nans.sum_x, &nans.sum_sq}) std::fill(v->begin(), v->end(), std::nan(""));
+    nans.n = nans.loglik = std::nan("");
+    std::vector<SufficientStats> outs = {nans, SufficientStats(7, 9, CovarianceType::Full),
+                                         SufficientStats(1, 2, CovarianceType::Spherical),
+                                         SufficientStats(K, d, CovarianceType::Full, false)};
+    for (size_t o = 0; o < outs.size(); o++) {
+        SufficientStats& got = outs[o];
+        acc.result(got);
+        EXPECT_EQ(got.K, K) << "output " << o;
+        EXPECT_EQ(got.d, d) << "output " << o;
+        EXPECT_EQ(got.covariance_type, CovarianceType::Diagonal) << "output " << o;
+        EXPECT_EQ(got.n, want.n) << "output " << o;
+        EXPECT_EQ(got.loglik, want.loglik) << "output " << o;
+        EXPECT_EQ(got.nk, want.nk) << "output " << o;
+        EXPECT_EQ(got.sum_x, want.sum_x) << "output " << o;
+        EXPECT_EQ(got.sum_sq, want.sum_sq) << "output " << o;
+    }
+}
+
 TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
     // The CUDA E-step's device format (gpu/detail/LimbFormat.h, host code too): 2^12 partials q
     // (the most one value gets in a call piece) of every magnitude up to the 2^22 limit, both
