@@ -20,24 +20,25 @@ void run_pieces(int64_t pieces, void (*piece)(const void* context, int64_t t), c
 } // namespace detail
 
 /// Calls fn(begin, end) on contiguous pieces of [0, total) that cover it once, each at least
-/// min_per_thread elements (one piece when total is smaller), at most one per hardware thread.
-/// Which thread runs which piece varies: fn must give the same results for any assignment, and
-/// must not throw.
+/// min_per_piece elements (one piece when total is smaller), at most kPiecesPerThread per hardware
+/// thread: threads claim pieces as they come (a worker that wakes late takes fewer). Which thread
+/// runs which piece varies: fn must give the same results for any assignment, and must not throw.
+constexpr int64_t kPiecesPerThread = 4;
 template <class Fn>
-void parallel_ranges(int64_t total, int64_t min_per_thread, const Fn& fn) {
-    const int64_t nt =
-            std::clamp<int64_t>(total / min_per_thread, 1, std::max(1u, std::thread::hardware_concurrency()));
-    if (nt == 1) {
+void parallel_ranges(int64_t total, int64_t min_per_piece, const Fn& fn) {
+    const int64_t pieces = std::clamp<int64_t>(total / min_per_piece, 1,
+                                               kPiecesPerThread * std::max(1u, std::thread::hardware_concurrency()));
+    if (pieces == 1) {
         fn(int64_t(0), total);
         return;
     }
     struct Context {
         const Fn& fn;
-        int64_t total, nt;
-    } context{fn, total, nt};
-    detail::run_pieces(nt, [](const void* c, int64_t t) {
+        int64_t total, pieces;
+    } context{fn, total, pieces};
+    detail::run_pieces(pieces, [](const void* c, int64_t t) {
         const Context& x = *static_cast<const Context*>(c);
-        x.fn(x.total * t / x.nt, x.total * (t + 1) / x.nt);
+        x.fn(x.total * t / x.pieces, x.total * (t + 1) / x.pieces);
     }, &context);
 }
 

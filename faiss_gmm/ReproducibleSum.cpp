@@ -17,14 +17,14 @@ constexpr double kTwoM32 = 1.0 / 4294967296.0; // 2^-32
 /// Limbs receive values below 2^32 per addition: after 2^20 additions they are
 /// below 2^52, so a merge of two such states stays below 2^53 (exact).
 constexpr int64_t kAdditionsBeforeCarry = int64_t(1) << 20;
-/// Limbs per thread of the large passes (256 KiB, ~25 µs of memory traffic, against a few µs to
-/// hand a piece to a worker of the pool, ParallelRanges.h): at K = 1024, d = 128 spherical
-/// (532K limbs) add_limbs() takes up to 16 threads, which the GPU's EM iteration (~2 ms per
+/// Limbs per piece of the large passes on threads (256 KiB, ~25 µs of memory traffic, against
+/// ~1 µs to hand a piece to a polling worker of the pool, ParallelRanges.h): at K = 1024, d = 128
+/// spherical (532K limbs) add_limbs() makes 16 pieces, which the GPU's EM iteration (~2 ms per
 /// million rows) waits for (bench/results/gpu_reproducible_sums.md, run 8).
-constexpr int64_t kLimbsPerThread = int64_t(1) << 15;
-/// Values per thread of values() (~2 ns each in vector lanes: ~16 µs a piece): result() at
-/// K = 1024, d = 128 takes up to 16 threads too.
-constexpr int64_t kValuesPerThread = int64_t(1) << 13;
+constexpr int64_t kLimbsPerPiece = int64_t(1) << 15;
+/// Values per piece of values() (~2 ns each in vector lanes: ~16 µs a piece): result() at
+/// K = 1024, d = 128 makes 16 pieces too.
+constexpr int64_t kValuesPerPiece = int64_t(1) << 13;
 constexpr int kExactMinExponent = ExactSums::kMinExponent;
 
 /// Carries limbs[0..count) (stride apart) upward so that all but the top one
@@ -126,21 +126,21 @@ void FixedPointSums::resize(size_t n) {
     if (n > 0) runs_.push_back(Run{0, n, 1.0, 1.0});
     limbs_.assign(n * kLimbs, 0.0);
     pending_ = 0;
-    zero_ = false;
+    live_ = kLimbs;
 }
 
 void FixedPointSums::clear() {
-    zero_ = true;
+    live_ = 0;
     pending_ = 0;
 }
 
 std::vector<double>& FixedPointSums::materialized() {
-    if (zero_) {
-        double* sums = limbs_.data();
-        parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
-            std::fill(sums + a, sums + b, 0.0);
+    if (live_ < kLimbs) {
+        double* zeros = limbs_.data() + size_t(live_) * n_;
+        parallel_ranges(int64_t(kLimbs - live_) * int64_t(n_), kLimbsPerPiece, [&](int64_t a, int64_t b) {
+            std::fill(zeros + a, zeros + b, 0.0);
         });
-        zero_ = false;
+        live_ = kLimbs;
     }
     return limbs_;
 }
@@ -203,9 +203,9 @@ void FixedPointSums::add_segment(size_t begin, const double* values, size_t coun
 
 void FixedPointSums::normalize() {
     pending_ = 0;
-    if (zero_) return; // zero is canonical
-    // Carry limb 3 → 2 → 1 → 0 (limb 0, the integer part, keeps the sign).
-    for (int j = kLimbs - 1; j >= 1; j--) {
+    // Carry limb 3 → 2 → 1 → 0 (limb 0, the integer part, keeps the sign). The limbs not live
+    // are zero: canonical, nothing to carry.
+    for (int j = live_ - 1; j >= 1; j--) {
         double* __restrict lo = limbs_.data() + size_t(j) * n_;
         double* __restrict hi = lo - n_;
         for (size_t i = 0; i < n_; i++) {
@@ -218,10 +218,10 @@ void FixedPointSums::normalize() {
 
 void FixedPointSums::merge(const FixedPointSums& other) {
     if (other.n_ != n_) throw std::invalid_argument("FixedPointSums::merge: sizes differ");
-    if (other.zero_) return;
+    if (other.live_ == 0) return;
     normalize();
     materialized();
-    for (size_t t = 0; t < limbs_.size(); t++) limbs_[t] += other.limbs_[t];
+    for (size_t t = 0; t < size_t(other.live_) * n_; t++) limbs_[t] += other.limbs_[t];
     normalize();
 }
 
@@ -232,22 +232,17 @@ void FixedPointSums::add_limbs(const int32_t* limbs, int nlimbs) {
     }
     // Exact additions (integers below 2^32 each), so any split gives the same limbs. Threads
     // for large sums (full covariances: K·d(d+1)/2 values, 8.4M at K = 1024, d = 128): the pass
-    // is memory-bound (bench/results/gpu_reproducible_sums.md). After clear(), the limbs are
-    // written instead (the ones not given: zero), one pass over them instead of two.
+    // is memory-bound (bench/results/gpu_reproducible_sums.md). Limbs not live (zero, not
+    // stored: after clear()) are written instead of added to, and the ones not given stay so.
     const int64_t given = int64_t(nlimbs) * int64_t(n_);
+    const int64_t added = int64_t(std::min(live_, nlimbs)) * int64_t(n_);
     double* sums = limbs_.data();
-    if (zero_) {
-        parallel_ranges(int64_t(limbs_.size()), kLimbsPerThread, [&](int64_t a, int64_t b) {
-            const int64_t g = std::clamp(given, a, b);
-            for (int64_t t = a; t < g; t++) sums[t] = double(limbs[t]);
-            std::fill(sums + g, sums + b, 0.0);
-        });
-        zero_ = false;
-    } else {
-        parallel_ranges(given, kLimbsPerThread, [&](int64_t a, int64_t b) {
-            for (int64_t t = a; t < b; t++) sums[t] += double(limbs[t]);
-        });
-    }
+    parallel_ranges(given, kLimbsPerPiece, [&](int64_t a, int64_t b) {
+        const int64_t m = std::clamp(added, a, b);
+        for (int64_t t = a; t < m; t++) sums[t] += double(limbs[t]);
+        for (int64_t t = m; t < b; t++) sums[t] = double(limbs[t]);
+    });
+    live_ = std::max(live_, nlimbs);
     done();
 }
 
@@ -316,54 +311,60 @@ inline double grid_value_of_small_limbs(double l0, double l1, double l2, double 
 }
 
 /// out[0, count) = the values first .. first + count − 1 of limb-major limbs (n per limb), times
-/// scale: in vector lanes (~1.8 ns a value on the dev VM's SSE2, against ~6.5 for the scalar
-/// carries with a branch and int64 conversions) while every limb 1..3 is below 2^51 (as sums of
-/// up to 2^19 additions of 32-bit limbs are), else by grid_value() (limbs set through limbs()).
+/// scale, of which the first kLive limbs are stored (the others are zero: a GPU's 3): in vector
+/// lanes (~1.8 ns a value with 4 limbs on the dev VM's SSE2, against ~6.5 for the scalar carries
+/// with a branch and int64 conversions) while every limb 1..3 is below 2^51 (as sums of up to
+/// 2^19 additions of 32-bit limbs are), else by grid_value() (limbs set through limbs()).
+template <int kLive>
 void grid_values(const double* limbs, size_t n, size_t first, size_t count, double scale, double* out) {
-    const double* __restrict l0 = limbs + first;
-    const double* __restrict l1 = l0 + n;
-    const double* __restrict l2 = l1 + n;
-    const double* __restrict l3 = l2 + n;
-    double* __restrict o = out;
+    const double* l[FixedPointSums::kLimbs] = {};
+    for (int j = 0; j < kLive; j++) l[j] = limbs + size_t(j) * n + first;
+    const auto limb = [&](int j, size_t i) { return j < kLive ? l[j][i] : 0.0; };
     // |l| < 2^51 iff (bits(l) without its sign) − bits(2^51) borrows, i.e. has its sign bit set.
     uint64_t small = kSignBit;
 #pragma omp simd reduction(& : small)
     for (size_t i = 0; i < count; i++) {
-        small &= ((bits_of(l1[i]) & ~kSignBit) - kSmallLimbBits) & ((bits_of(l2[i]) & ~kSignBit) - kSmallLimbBits) &
-                 ((bits_of(l3[i]) & ~kSignBit) - kSmallLimbBits);
-        o[i] = grid_value_of_small_limbs(l0[i], l1[i], l2[i], l3[i]) * scale;
+        for (int j = 1; j < kLive; j++) small &= (bits_of(l[j][i]) & ~kSignBit) - kSmallLimbBits;
+        out[i] = grid_value_of_small_limbs(limb(0, i), limb(1, i), limb(2, i), limb(3, i)) * scale;
     }
     if (small & kSignBit) return;
-    for (size_t i = 0; i < count; i++) o[i] = grid_value(l0[i], l1[i], l2[i], l3[i]) * scale;
+    for (size_t i = 0; i < count; i++) out[i] = grid_value(limb(0, i), limb(1, i), limb(2, i), limb(3, i)) * scale;
 }
 
 } // namespace
 
 double FixedPointSums::value(size_t i) const {
-    if (zero_) return 0.0;
     // The run holding i: the last one that begins at or before it.
     const auto run = std::upper_bound(runs_.begin(), runs_.end(), i,
                                       [](size_t v, const Run& r) { return v < r.begin; }) - 1;
-    const double* l = limbs_.data() + i;
-    return grid_value(l[0], l[n_], l[2 * n_], l[3 * n_]) * run->scale;
+    double l[kLimbs];
+    for (int j = 0; j < kLimbs; j++) l[j] = j < live_ ? limbs_[size_t(j) * n_ + i] : 0.0;
+    return grid_value(l[0], l[1], l[2], l[3]) * run->scale;
 }
 
 void FixedPointSums::values(size_t begin, size_t end, double* out) const {
     if (begin > end || end > n_) throw std::out_of_range("FixedPointSums::values: range outside the sums");
-    if (zero_) {
-        std::fill(out, out + (end - begin), 0.0);
+    if (live_ == 0) {
+        std::fill(out, out + (end - begin), 0.0); // grid_value of zeros: +0
         return;
     }
     // Each value on its own (no carries between values), so pieces on threads give the same bits.
     // The runs are disjoint and in order (set_scale): each piece walks them from its first value's
     // run instead of searching per value.
-    parallel_ranges(int64_t(end - begin), kValuesPerThread, [&](int64_t a, int64_t b) {
+    parallel_ranges(int64_t(end - begin), kValuesPerPiece, [&](int64_t a, int64_t b) {
         const size_t first = begin + size_t(a), last = begin + size_t(b);
         auto run = std::upper_bound(runs_.begin(), runs_.end(), first,
                                     [](size_t v, const Run& r) { return v < r.begin; }) - 1;
         for (size_t i = first; i < last; ++run) {
             const size_t stop = std::min(last, run->end);
-            grid_values(limbs_.data(), n_, i, stop - i, run->scale, out + (i - begin));
+            const size_t count = stop - i;
+            double* o = out + (i - begin);
+            switch (live_) {
+                case 1: grid_values<1>(limbs_.data(), n_, i, count, run->scale, o); break;
+                case 2: grid_values<2>(limbs_.data(), n_, i, count, run->scale, o); break;
+                case 3: grid_values<3>(limbs_.data(), n_, i, count, run->scale, o); break;
+                default: grid_values<4>(limbs_.data(), n_, i, count, run->scale, o); break;
+            }
             i = stop;
         }
     });

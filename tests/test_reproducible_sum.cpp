@@ -345,7 +345,7 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
     // on runs of three scales, from adds of doubles of either sign and from GPU-style int32
     // limbs, for ranges that start and end inside runs, and for cleared sums. n is large enough
     // that values() and add_limbs() split the work across threads (more than 2 × 2^13 values,
-    // 2 × 2^15 limbs: kValuesPerThread, kLimbsPerThread), with pieces that begin inside runs.
+    // 2 × 2^15 limbs: kValuesPerPiece, kLimbsPerPiece), with pieces that begin inside runs.
     const size_t n = 100000;
     FixedPointSums s(n);
     s.set_scale(0, 30000, -3);
@@ -448,7 +448,7 @@ TEST(ReproducibleSum, VectorValuesAreTheBitsOfTheScalarCarries) {
     // values() and value() carry in double arithmetic without branches (vector lanes) while limbs
     // 1..3 are below 2^51, by std::floor otherwise: the bits of the scalar int64 carries above
     // for every kind of limb, on sums large enough for values() to split across threads (pieces
-    // of kValuesPerThread = 2^13 values), with runs of three scales. Large limbs only in the
+    // of kValuesPerPiece = 2^13 values), with runs of three scales. Large limbs only in the
     // middle run, so the other runs take the vector lanes; limb 0 takes any value (it only
     // receives a carry).
     const size_t n = 3 * (size_t(1) << 15) + 1234;
@@ -484,11 +484,66 @@ TEST(ReproducibleSum, VectorValuesAreTheBitsOfTheScalarCarries) {
     }
 }
 
+TEST(ReproducibleSum, LimbsNotGivenSinceClearReadAsZeros) {
+    // After clear(), add_limbs() of 1 to 3 limbs per value stores only those: the others keep
+    // whatever the sums held before (here: large limbs of either sign) and must read as zeros
+    // everywhere: in values() and value() (which then carry only the stored limbs), in a later
+    // add_limbs() of more limbs, normalize(), merge() either way, and limbs(). Against the
+    // scalar reference on limbs kept here, sizes split across threads.
+    const size_t n = 3 * (size_t(1) << 13) + 777;
+    std::mt19937_64 rng(99);
+    auto expect_values = [&](const FixedPointSums& s, const std::vector<double>& ref, const std::string& what) {
+        std::vector<double> got(n);
+        s.values(0, n, got.data());
+        for (size_t i = 0; i < n; i++) {
+            const double want = scalar_grid_value(ref.data(), n, i) * 0x1p-5;
+            ASSERT_EQ(std::memcmp(&got[i], &want, sizeof(double)), 0) << what << ": value " << i;
+            const double one = s.value(i);
+            ASSERT_EQ(std::memcmp(&one, &want, sizeof(double)), 0) << what << ": value(" << i << ")";
+        }
+    };
+    for (int nlimbs = 1; nlimbs < FixedPointSums::kLimbs; nlimbs++) {
+        const std::string label = std::to_string(nlimbs) + " limbs given";
+        FixedPointSums s(n);
+        s.set_scale(0, n, -5);
+        for (double& l : s.limbs()) l = random_limb(rng, true); // stale after clear()
+        s.clear();
+        std::vector<double> ref(n * FixedPointSums::kLimbs, 0.0);
+        std::vector<int32_t> given(size_t(nlimbs + 1) * n);
+        for (int32_t& g : given) g = int32_t(uint32_t(rng()));
+        s.add_limbs(given.data(), nlimbs);
+        for (size_t t = 0; t < size_t(nlimbs) * n; t++) ref[t] += given[t];
+        expect_values(s, ref, label);
+        FixedPointSums into(n), from(n);
+        into.set_scale(0, n, -5);
+        into.merge(s); // partly stored sums merged into others
+        expect_values(into, ref, label + ", merged into fresh sums");
+        s.add_limbs(given.data(), nlimbs + 1); // one more limb: written, the others added
+        for (size_t t = 0; t < size_t(nlimbs + 1) * n; t++) ref[t] += given[t];
+        expect_values(s, ref, label + ", then " + std::to_string(nlimbs + 1));
+        from.clear();
+        from.add_limbs(given.data(), 1);
+        s.merge(from); // partly stored sums merged into these
+        for (size_t t = 0; t < n; t++) ref[t] += given[t];
+        expect_values(s, ref, label + ", then merged with one limb");
+        s.clear();
+        s.add_limbs(given.data(), nlimbs);
+        s.normalize();
+        std::fill(ref.begin(), ref.end(), 0.0);
+        for (size_t t = 0; t < size_t(nlimbs) * n; t++) ref[t] = given[t];
+        expect_values(s, ref, label + ", normalized");
+        s.clear();
+        s.add_limbs(given.data(), nlimbs);
+        const std::vector<double>& L = s.limbs();
+        for (size_t t = size_t(nlimbs) * n; t < L.size(); t++) ASSERT_EQ(L[t], 0.0) << label << ": limb slot " << t;
+    }
+}
+
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
     // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^16
-    // limbs or more across threads (2 × kLimbsPerThread; faiss_gmm/ParallelRanges.h): 3·2^18
-    // values (3·2^20 limbs: a piece per hardware thread) must get every limb, once, as one thread would: a different int32 of either
-    // sign in each of the three limbs given per value; added to zeros, then after clear()
+    // limbs or more across threads (2 × kLimbsPerPiece; faiss_gmm/ParallelRanges.h): 3·2^18
+    // values (3·2^20 limbs: many pieces) must get every limb, once, as one thread would: a
+    // different int32 of either sign in each of the three limbs given per value; added to zeros, then after clear()
     // written and added once more, against 2× each given limb (limb 3: zero) slot by slot.
     const size_t n = size_t(3) << 18, given = 3 * n, nl = n * FixedPointSums::kLimbs;
     FixedPointSums sums(n);
