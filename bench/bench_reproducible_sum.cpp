@@ -6,22 +6,24 @@
 //   bench_reproducible_sum [N K d reps]     (defaults 131072 1024 128 5)
 // With --host-sums: the host side of a GPU's reproducible EM iteration at K = 1024,
 // d = 128 spherical (what StatsAccumulator does around the device's E-step): the
-// grids (set_row_bounds), clear(), add_limbs() of a download's int32 limbs, and
-// result(), each timed alone, the steps interleaved, median of R (default 61).
+// grids (set_row_bounds), clear(), add_limbs() of a download's int32 limbs (3 per
+// value), and result(), then result() of sums added on the CPU (4 limbs per value),
+// each timed alone, the steps interleaved, median of R (default 61).
 //   bench_reproducible_sum --host-sums [reps]
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "faiss_gmm/EStepCpu.h"
+#include "faiss_gmm/ParallelRanges.h"
 #include "faiss_gmm/SufficientStats.h"
 
 using namespace faiss_gmm;
@@ -64,12 +66,22 @@ void bench_host_sums(int reps) {
                      }, {}});
     steps.push_back({"add_limbs (onto sums)", [&] { acc.add_limbs(1, loglik, limbs.data(), 3); }, {}});
     steps.push_back({"result", [&] { acc.result(out); }, {}});
+    // The CPU E-step's accumulator: partials added as doubles fill all four limbs of each value.
+    StatsAccumulator cpu(K, d, CovarianceType::Spherical);
+    cpu.set_row_bounds(40.0, 3e5);
+    SufficientStats partial(K, d, CovarianceType::Spherical);
+    std::normal_distribution<double> g(0.0, 10.0);
+    for (auto* v : {&partial.nk, &partial.sum_x, &partial.sum_sq}) {
+        for (double& x : *v) x = std::fabs(g(rng));
+    }
+    for (int b = 0; b < 3; b++) cpu.add(partial);
+    steps.push_back({"result (CPU adds: 4 limbs)", [&] { cpu.result(out); }, {}});
     for (int r = 0; r < reps; r++) {
         for (Step& s : steps) s.seconds.push_back(seconds_of(s.run));
     }
-    std::printf("host sums, K = %lld, d = %lld spherical (%zu values), %u hardware threads, median of %d:\n",
-                (long long)K, (long long)d, acc.nvalues(), std::thread::hardware_concurrency(), reps);
-    for (const Step& s : steps) std::printf("  %-24s %8.3f ms\n", s.name, median(s.seconds) * 1e3);
+    std::printf("host sums, K = %lld, d = %lld spherical (%zu values), %d threads (the pool's), median of %d:\n",
+                (long long)K, (long long)d, acc.nvalues(), detail::pool_threads(), reps);
+    for (const Step& s : steps) std::printf("  %-28s %8.3f ms\n", s.name, median(s.seconds) * 1e3);
     if (out.nk.empty() || out.nk[0] == 42.0) std::printf("(%g)\n", out.nk.empty() ? 0.0 : out.nk[0]);
 }
 

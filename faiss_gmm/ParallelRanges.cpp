@@ -1,6 +1,7 @@
 // The thread pool behind parallel_ranges (ParallelRanges.h).
 //
-// One pool per process, started on first use with a worker per hardware thread but the caller's.
+// One pool per process, started on first use with a worker per CPU the process may use but the
+// caller's (polling workers sharing the caller's CPU would slow it down).
 // A call publishes its pieces, wakes as many workers as it has pieces beyond its own, claims
 // pieces itself, and waits until no worker is inside the call any more. After a call, workers
 // poll for the next one for kPollMicros before they sleep on a condition variable: the calls come
@@ -11,12 +12,14 @@
 // detached workers asleep at exit touch nothing that exit destroys.
 #include "ParallelRanges.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 namespace faiss_gmm::detail {
 
@@ -139,6 +142,14 @@ class Pool {
     std::atomic<uint64_t> generation_{0};
 };
 
+int usable_cpus() {
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+    return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 /// The process's pool. A child of fork() has none of its parent's threads: it starts its own
 /// (the parent's is left alone, leaked like the first).
 Pool* the_pool() {
@@ -147,13 +158,18 @@ Pool* the_pool() {
     static pid_t owner = 0;
     std::lock_guard<std::mutex> lock(mutex);
     if (pool == nullptr || owner != getpid()) {
-        pool = new Pool(int(std::max(1u, std::thread::hardware_concurrency())) - 1);
+        pool = new Pool(pool_threads() - 1);
         owner = getpid();
     }
     return pool;
 }
 
 } // namespace
+
+int pool_threads() {
+    static const int threads = usable_cpus(); // the affinity when first asked: the pool's size
+    return threads;
+}
 
 void run_pieces(int64_t pieces, void (*piece)(const void*, int64_t), const void* context) {
     Job job{piece, context, pieces};

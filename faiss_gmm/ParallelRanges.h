@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <thread>
 
 namespace faiss_gmm {
 
@@ -17,17 +16,21 @@ namespace detail {
 /// piece (a nested call), or while another thread's call holds the pool.
 void run_pieces(int64_t pieces, void (*piece)(const void* context, int64_t t), const void* context);
 
+/// The threads a call can use: the CPUs this process may run on (its affinity mask, as taskset or
+/// a container's cpuset leaves it; not std::thread::hardware_concurrency, which counts the
+/// machine's), the caller's included.
+int pool_threads();
+
 } // namespace detail
 
 /// Calls fn(begin, end) on contiguous pieces of [0, total) that cover it once, each at least
-/// min_per_piece elements (one piece when total is smaller), at most kPiecesPerThread per hardware
-/// thread: threads claim pieces as they come (a worker that wakes late takes fewer). Which thread
+/// min_per_piece elements (one piece when total is smaller), at most kPiecesPerThread per thread
+/// of the pool (detail::pool_threads()): threads claim pieces as they come (a worker that wakes late takes fewer). Which thread
 /// runs which piece varies: fn must give the same results for any assignment, and must not throw.
 constexpr int64_t kPiecesPerThread = 4;
 template <class Fn>
 void parallel_ranges(int64_t total, int64_t min_per_piece, const Fn& fn) {
-    const int64_t pieces = std::clamp<int64_t>(total / min_per_piece, 1,
-                                               kPiecesPerThread * std::max(1u, std::thread::hardware_concurrency()));
+    const int64_t pieces = std::clamp<int64_t>(total / min_per_piece, 1, kPiecesPerThread * detail::pool_threads());
     if (pieces == 1) {
         fn(int64_t(0), total);
         return;

@@ -18,8 +18,8 @@ using namespace faiss_gmm;
 namespace {
 
 /// Calls parallel_ranges(total, min_per_piece) and checks that the pieces cover [0, total) once,
-/// each at least min_per_piece long (unless there is one), at most kPiecesPerThread per hardware
-/// thread.
+/// each at least min_per_piece long (unless there is one), at most kPiecesPerThread per thread
+/// of the pool.
 void expect_covered_once(int64_t total, int64_t min_per_piece, const std::string& what) {
     std::vector<std::atomic<int>> hits(static_cast<size_t>(total));
     std::atomic<int64_t> pieces{0}, short_pieces{0};
@@ -29,7 +29,7 @@ void expect_covered_once(int64_t total, int64_t min_per_piece, const std::string
         for (int64_t i = a; i < b; i++) hits[size_t(i)]++;
     });
     for (int64_t i = 0; i < total; i++) ASSERT_EQ(hits[size_t(i)].load(), 1) << what << ": index " << i;
-    const int64_t hw = std::max(1u, std::thread::hardware_concurrency());
+    const int64_t hw = detail::pool_threads();
     EXPECT_LE(pieces.load(), std::max<int64_t>(1, std::min(kPiecesPerThread * hw, total / min_per_piece))) << what;
     if (pieces.load() > 1) EXPECT_EQ(short_pieces.load(), 0) << what;
 }
