@@ -120,6 +120,138 @@ double ExactSums::value(size_t i) const {
 
 // ---- FixedPointSums ----
 
+namespace {
+
+/// A value's limbs l0..l3 (units of its grid) combined from the smallest and rounded once, once
+/// in canonical form (limbs 1..3 in [0, 2^32)).
+inline double combined(double l0, double l1, double l2, double l3) {
+    return l0 + (l1 + (l2 + l3 * kTwoM32) * kTwoM32) * kTwoM32;
+}
+
+/// The value of any limbs: put in canonical form (carries from limb 3 up to limb 0, as
+/// normalize()), then combined. The definition the vector lanes below reproduce.
+inline double grid_value(double l0, double l1, double l2, double l3) {
+    double c = std::floor(l3 * kTwoM32);
+    l3 -= c * kTwo32;
+    l2 += c;
+    c = std::floor(l2 * kTwoM32);
+    l2 -= c * kTwo32;
+    l1 += c;
+    c = std::floor(l1 * kTwoM32);
+    l1 -= c * kTwo32;
+    l0 += c;
+    return combined(l0, l1, l2, l3);
+}
+
+/// 1.5 · 2^84: (v + kRoundTo2p32) − kRoundTo2p32 is v rounded to the nearest multiple of 2^32
+/// for |v| < 2^83 (the sum lands in [2^84, 2^85), where the doubles are those multiples).
+constexpr double kRoundTo2p32 = 0x1.8p84;
+/// 2^31 − 1/2: for an integer x, x − kBelowHalf2p32 is never a multiple of 2^32 plus 2^31 (no
+/// ties), and rounds to the nearest multiple of 2^32 as 2^32 · floor(x · 2^-32).
+constexpr double kBelowHalf2p32 = 2147483647.5;
+/// The bits of 2^51: limbs 1..3 below it in magnitude keep every step of
+/// grid_value_of_small_limbs exact (the carries are then below 2^20).
+constexpr uint64_t kSmallLimbBits = uint64_t(1023 + 51) << 52;
+/// The sign bit of a double's bits.
+constexpr uint64_t kSignBit = uint64_t(1) << 63;
+
+inline uint64_t bits_of(double x) {
+    uint64_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+/// 2^32 · floor(x · 2^-32) for an integer-valued x below 2^52 − 2^32 in magnitude: x − (2^31 − 1/2)
+/// (exact: a half-integer below 2^52) rounded to the nearest multiple of 2^32, with no ties. Never
+/// −0. One rounding, in vector lanes (see below).
+inline double multiple_of_2p32_below(double x) {
+    return ((x - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
+}
+
+/// grid_value() for limbs 1..3 below 2^51 in magnitude, the same bits, in arithmetic the
+/// vectorizer takes at the baseline SSE2 (floor is a library call without SSE4.1, double ↔ int64
+/// has no vector instruction before AVX-512, and GCC will not if-convert a comparison of doubles
+/// under -ftrapping-math), with one rounding per carry in its chain of dependent operations:
+/// a = multiple_of_2p32_below(x), the carry times 2^32. Every step is exact (integers and half-integers below 2^52, products by powers of two), so each limb and
+/// carry equals grid_value's but for the sign of a zero, which cannot reach the result: limbs 1
+/// and 2 and the carries end never −0 here (−0 + +0 = +0), as grid_value's limbs 1..3 end never
+/// −0, so the combined sum is −0 in neither, and a signed zero added to a non-zero value or
+/// scaled by a power of two changes no other bits. (Round-to-nearest mode, as everywhere.)
+inline double grid_value_of_small_limbs(double l0, double l1, double l2, double l3) {
+    double a = multiple_of_2p32_below(l3);
+    l3 -= a;
+    l2 += a * kTwoM32;
+    a = multiple_of_2p32_below(l2);
+    l2 -= a;
+    l1 += a * kTwoM32;
+    a = multiple_of_2p32_below(l1);
+    l1 -= a;
+    l0 += a * kTwoM32;
+    return combined(l0, l1, l2, l3);
+}
+
+/// Whether limbs 1..live − 1 of values [first, first + count) are all below 2^51 in magnitude:
+/// |l| < 2^51 iff (bits(l) without its sign) − bits(2^51) borrows, i.e. has its sign bit set.
+bool small_limbs(const double* limbs, size_t n, int live, size_t first, size_t count) {
+    uint64_t small = kSignBit;
+    for (int j = 1; j < live; j++) {
+        const double* l = limbs + size_t(j) * n + first;
+#pragma omp simd reduction(& : small)
+        for (size_t i = 0; i < count; i++) small &= (bits_of(l[i]) & ~kSignBit) - kSmallLimbBits;
+    }
+    return small & kSignBit;
+}
+
+/// normalize() for values [first, first + count): carries limb live − 1 → … → 1 → 0 in place, so
+/// that limbs 1.. lie in [0, 2^32) and limb 0 (the integer part) keeps the sign. In vector lanes
+/// while limbs 1.. are below 2^51 (a carry of up to 2^19 keeps them below 2^52 − 2^32, exact),
+/// by std::floor otherwise; the same limbs but for the sign of a zero limb, which values() does
+/// not read (see grid_value_of_small_limbs).
+void carry_limbs(double* limbs, size_t n, int live, size_t first, size_t count) {
+    const bool lanes = small_limbs(limbs, n, live, first, count);
+    for (int j = live - 1; j >= 1; j--) {
+        double* __restrict lo = limbs + size_t(j) * n + first;
+        double* __restrict hi = lo - n;
+        if (lanes) {
+#pragma omp simd
+            for (size_t i = 0; i < count; i++) {
+                const double a = multiple_of_2p32_below(lo[i]);
+                lo[i] -= a;
+                hi[i] += a * kTwoM32;
+            }
+        } else {
+            for (size_t i = 0; i < count; i++) {
+                const double c = std::floor(lo[i] * kTwoM32);
+                lo[i] -= c * kTwo32;
+                hi[i] += c;
+            }
+        }
+    }
+}
+
+/// out[0, count) = the values first .. first + count − 1 of limb-major limbs (n per limb), times
+/// scale, of which the first kLive limbs are stored (the others are zero: a GPU's 3): in vector
+/// lanes (~1.8 ns a value with 4 limbs on the dev VM's SSE2, against ~6.5 for the scalar carries
+/// with a branch and int64 conversions) while every limb 1..3 is below 2^51 (as sums of up to
+/// 2^19 additions of 32-bit limbs are), else by grid_value() (limbs set through limbs()).
+template <int kLive>
+void grid_values(const double* limbs, size_t n, size_t first, size_t count, double scale, double* out) {
+    const double* l[FixedPointSums::kLimbs] = {};
+    for (int j = 0; j < kLive; j++) l[j] = limbs + size_t(j) * n + first;
+    const auto limb = [&](int j, size_t i) { return j < kLive ? l[j][i] : 0.0; };
+    // |l| < 2^51 iff (bits(l) without its sign) − bits(2^51) borrows, i.e. has its sign bit set.
+    uint64_t small = kSignBit;
+#pragma omp simd reduction(& : small)
+    for (size_t i = 0; i < count; i++) {
+        for (int j = 1; j < kLive; j++) small &= (bits_of(l[j][i]) & ~kSignBit) - kSmallLimbBits;
+        out[i] = grid_value_of_small_limbs(limb(0, i), limb(1, i), limb(2, i), limb(3, i)) * scale;
+    }
+    if (small & kSignBit) return;
+    for (size_t i = 0; i < count; i++) out[i] = grid_value(limb(0, i), limb(1, i), limb(2, i), limb(3, i)) * scale;
+}
+
+} // namespace
+
 void FixedPointSums::resize(size_t n) {
     n_ = n;
     runs_.clear();
@@ -203,17 +335,13 @@ void FixedPointSums::add_segment(size_t begin, const double* values, size_t coun
 
 void FixedPointSums::normalize() {
     pending_ = 0;
-    // Carry limb 3 → 2 → 1 → 0 (limb 0, the integer part, keeps the sign). The limbs not live
-    // are zero: canonical, nothing to carry.
-    for (int j = live_ - 1; j >= 1; j--) {
-        double* __restrict lo = limbs_.data() + size_t(j) * n_;
-        double* __restrict hi = lo - n_;
-        for (size_t i = 0; i < n_; i++) {
-            const double c = std::floor(lo[i] * kTwoM32);
-            lo[i] -= c * kTwo32;
-            hi[i] += c;
-        }
-    }
+    // Each value on its own: pieces on threads (an MPI fit normalizes every limb twice per EM
+    // iteration, in flat() and from_flat()). The limbs not live are zero: nothing to carry.
+    if (live_ <= 1) return;
+    double* limbs = limbs_.data();
+    parallel_ranges(int64_t(n_), kValuesPerPiece, [&](int64_t a, int64_t b) {
+        carry_limbs(limbs, n_, live_, size_t(a), size_t(b - a));
+    });
 }
 
 void FixedPointSums::merge(const FixedPointSums& other) {
@@ -245,93 +373,6 @@ void FixedPointSums::add_limbs(const int32_t* limbs, int nlimbs) {
     live_ = std::max(live_, nlimbs);
     done();
 }
-
-namespace {
-
-/// A value's limbs l0..l3 (units of its grid) combined from the smallest and rounded once, once
-/// in canonical form (limbs 1..3 in [0, 2^32)).
-inline double combined(double l0, double l1, double l2, double l3) {
-    return l0 + (l1 + (l2 + l3 * kTwoM32) * kTwoM32) * kTwoM32;
-}
-
-/// The value of any limbs: put in canonical form (carries from limb 3 up to limb 0, as
-/// normalize()), then combined. The definition the vector lanes below reproduce.
-inline double grid_value(double l0, double l1, double l2, double l3) {
-    double c = std::floor(l3 * kTwoM32);
-    l3 -= c * kTwo32;
-    l2 += c;
-    c = std::floor(l2 * kTwoM32);
-    l2 -= c * kTwo32;
-    l1 += c;
-    c = std::floor(l1 * kTwoM32);
-    l1 -= c * kTwo32;
-    l0 += c;
-    return combined(l0, l1, l2, l3);
-}
-
-/// 1.5 · 2^84: (v + kRoundTo2p32) − kRoundTo2p32 is v rounded to the nearest multiple of 2^32
-/// for |v| < 2^83 (the sum lands in [2^84, 2^85), where the doubles are those multiples).
-constexpr double kRoundTo2p32 = 0x1.8p84;
-/// 2^31 − 1/2: for an integer x, x − kBelowHalf2p32 is never a multiple of 2^32 plus 2^31 (no
-/// ties), and rounds to the nearest multiple of 2^32 as 2^32 · floor(x · 2^-32).
-constexpr double kBelowHalf2p32 = 2147483647.5;
-/// The bits of 2^51: limbs 1..3 below it in magnitude keep every step of
-/// grid_value_of_small_limbs exact (the carries are then below 2^20).
-constexpr uint64_t kSmallLimbBits = uint64_t(1023 + 51) << 52;
-/// The sign bit of a double's bits.
-constexpr uint64_t kSignBit = uint64_t(1) << 63;
-
-inline uint64_t bits_of(double x) {
-    uint64_t u;
-    std::memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-/// grid_value() for limbs 1..3 below 2^51 in magnitude, the same bits, in arithmetic the
-/// vectorizer takes at the baseline SSE2 (floor is a library call without SSE4.1, double ↔ int64
-/// has no vector instruction before AVX-512, and GCC will not if-convert a comparison of doubles
-/// under -ftrapping-math), with one rounding per carry in its chain of dependent operations:
-/// a = 2^32 · floor(x · 2^-32) is x − (2^31 − 1/2) rounded to a multiple of 2^32. Every step
-/// is exact (integers and half-integers below 2^52, products by powers of two), so each limb and
-/// carry equals grid_value's but for the sign of a zero, which cannot reach the result: limbs 1
-/// and 2 and the carries end never −0 here (−0 + +0 = +0), as grid_value's limbs 1..3 end never
-/// −0, so the combined sum is −0 in neither, and a signed zero added to a non-zero value or
-/// scaled by a power of two changes no other bits. (Round-to-nearest mode, as everywhere.)
-inline double grid_value_of_small_limbs(double l0, double l1, double l2, double l3) {
-    double a = ((l3 - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
-    l3 -= a;
-    l2 += a * kTwoM32;
-    a = ((l2 - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
-    l2 -= a;
-    l1 += a * kTwoM32;
-    a = ((l1 - kBelowHalf2p32) + kRoundTo2p32) - kRoundTo2p32;
-    l1 -= a;
-    l0 += a * kTwoM32;
-    return combined(l0, l1, l2, l3);
-}
-
-/// out[0, count) = the values first .. first + count − 1 of limb-major limbs (n per limb), times
-/// scale, of which the first kLive limbs are stored (the others are zero: a GPU's 3): in vector
-/// lanes (~1.8 ns a value with 4 limbs on the dev VM's SSE2, against ~6.5 for the scalar carries
-/// with a branch and int64 conversions) while every limb 1..3 is below 2^51 (as sums of up to
-/// 2^19 additions of 32-bit limbs are), else by grid_value() (limbs set through limbs()).
-template <int kLive>
-void grid_values(const double* limbs, size_t n, size_t first, size_t count, double scale, double* out) {
-    const double* l[FixedPointSums::kLimbs] = {};
-    for (int j = 0; j < kLive; j++) l[j] = limbs + size_t(j) * n + first;
-    const auto limb = [&](int j, size_t i) { return j < kLive ? l[j][i] : 0.0; };
-    // |l| < 2^51 iff (bits(l) without its sign) − bits(2^51) borrows, i.e. has its sign bit set.
-    uint64_t small = kSignBit;
-#pragma omp simd reduction(& : small)
-    for (size_t i = 0; i < count; i++) {
-        for (int j = 1; j < kLive; j++) small &= (bits_of(l[j][i]) & ~kSignBit) - kSmallLimbBits;
-        out[i] = grid_value_of_small_limbs(limb(0, i), limb(1, i), limb(2, i), limb(3, i)) * scale;
-    }
-    if (small & kSignBit) return;
-    for (size_t i = 0; i < count; i++) out[i] = grid_value(limb(0, i), limb(1, i), limb(2, i), limb(3, i)) * scale;
-}
-
-} // namespace
 
 double FixedPointSums::value(size_t i) const {
     // The run holding i: the last one that begins at or before it.

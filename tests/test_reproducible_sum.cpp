@@ -484,6 +484,38 @@ TEST(ReproducibleSum, VectorValuesAreTheBitsOfTheScalarCarries) {
     }
 }
 
+TEST(ReproducibleSum, NormalizeCarriesToTheCanonicalLimbs) {
+    // normalize() carries in vector lanes while limbs 1..3 are below 2^51 and by std::floor
+    // otherwise, in pieces on threads: every limb equals the scalar carries' (as numbers: the sign
+    // of a zero limb may differ, which no value reads), limbs 1..3 end in [0, 2^32), and the
+    // values keep their bits. Large limbs in the middle third only; limb 0 any value.
+    const size_t n = 3 * (size_t(1) << 13) + 555;
+    FixedPointSums s(n);
+    std::mt19937_64 rng(31);
+    std::vector<double>& L = s.limbs();
+    for (size_t i = 0; i < n; i++) {
+        L[i] = random_limb(rng, true);
+        for (int j = 1; j < FixedPointSums::kLimbs; j++) L[size_t(j) * n + i] = random_limb(rng, i >= n / 3 && i < 2 * n / 3);
+    }
+    std::vector<double> want = L, before(n), after(n);
+    for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
+        for (size_t i = 0; i < n; i++) {
+            const double c = std::floor(want[size_t(j) * n + i] / 4294967296.0);
+            want[size_t(j) * n + i] -= c * 4294967296.0;
+            want[size_t(j - 1) * n + i] += c;
+        }
+    }
+    s.values(0, n, before.data());
+    s.normalize();
+    const std::vector<double>& got = s.limbs();
+    for (size_t t = 0; t < got.size(); t++) {
+        ASSERT_EQ(got[t], want[t]) << "limb " << t / n << " of value " << t % n;
+        if (t >= n) ASSERT_TRUE(got[t] >= 0 && got[t] < 4294967296.0) << "limb " << t / n << " of value " << t % n;
+    }
+    s.values(0, n, after.data());
+    EXPECT_EQ(std::memcmp(before.data(), after.data(), n * sizeof(double)), 0);
+}
+
 TEST(ReproducibleSum, LimbsNotGivenSinceClearReadAsZeros) {
     // After clear(), add_limbs() of 1 to 3 limbs per value stores only those: the others keep
     // whatever the sums held before (here: large limbs of either sign) and must read as zeros
