@@ -5,10 +5,11 @@
 // Prints the ratio; the target is <= 1.05.
 //   bench_reproducible_sum [N K d reps]     (defaults 131072 1024 128 5)
 // With --host-sums: the host side of a GPU's reproducible EM iteration at K = 1024,
-// d = 128 spherical (what StatsAccumulator does around the device's E-step): the
-// grids (set_row_bounds), clear(), add_limbs() of a download's int32 limbs (3 per
-// value), and result(), then result() of sums added on the CPU (4 limbs per value),
-// each timed alone, the steps interleaved, median of R (default 61).
+// d = 128 spherical (what the trainer and StatsAccumulator do around the device's
+// E-step): the grids (em::row_bounds + set_row_bounds), clear(), add_limbs() of a
+// download's int32 limbs (3 per value), result(), an MPI fit's flat() + from_flat(),
+// and result() of sums added on the CPU (4 limbs per value), each timed alone, the
+// steps interleaved, median of R (default 61).
 //   bench_reproducible_sum --host-sums [reps]
 #include <omp.h>
 
@@ -25,6 +26,7 @@
 #include "faiss_gmm/EStepCpu.h"
 #include "faiss_gmm/ParallelRanges.h"
 #include "faiss_gmm/SufficientStats.h"
+#include "faiss_gmm/em_steps.h"
 
 using namespace faiss_gmm;
 
@@ -58,7 +60,18 @@ void bench_host_sums(int reps) {
         std::vector<double> seconds;
     };
     std::vector<Step> steps;
-    steps.push_back({"set_row_bounds", [&] { acc.set_row_bounds(40.0, 3e5); }, {}});
+    // The trainer's grids: row bounds from the data's range and the model's means, then set.
+    GmmModel model(K, d, CovarianceType::Spherical);
+    std::normal_distribution<float> mean(0.0f, 30.0f);
+    for (float& m : model.means) m = mean(rng);
+    em::DataMoments moments;
+    moments.min.assign(size_t(d), -100.0);
+    moments.max.assign(size_t(d), 100.0);
+    const std::vector<float> center(size_t(d), 0.0f);
+    steps.push_back({"row_bounds + set_row_bounds", [&] {
+                         const em::RowBounds b = em::row_bounds(moments, center, model);
+                         acc.set_row_bounds(b.x_bound, b.sq_bound);
+                     }, {}});
     steps.push_back({"clear", [&] { acc.clear(); }, {}});
     steps.push_back({"clear + add_limbs", [&] {
                          acc.clear();
@@ -66,6 +79,8 @@ void bench_host_sums(int reps) {
                      }, {}});
     steps.push_back({"add_limbs (onto sums)", [&] { acc.add_limbs(1, loglik, limbs.data(), 3); }, {}});
     steps.push_back({"result", [&] { acc.result(out); }, {}});
+    // An MPI fit's allreduce of the limbs goes through flat() and from_flat() (both normalize).
+    steps.push_back({"flat + from_flat", [&] { acc.from_flat(acc.flat()); }, {}});
     // The CPU E-step's accumulator: partials added as doubles fill all four limbs of each value.
     StatsAccumulator cpu(K, d, CovarianceType::Spherical);
     cpu.set_row_bounds(40.0, 3e5);
