@@ -7,7 +7,7 @@
 // poll for the next one for kPollMicros before they sleep on a condition variable: the calls come
 // in bursts (a GPU's EM iteration: add_limbs() per device, then result()'s passes), and a sleeping
 // worker is slow to help: on the 2-vCPU dev VM, Linux wakes it on the caller's own (busy) vCPU
-// 85 % of the time (the idle vCPU, halted, counts as preempted), where it only takes the caller's
+// 85 % of the time (presumably the idle vCPU, halted, reads as preempted), where it only takes the caller's
 // place until the load balancer moves it, often milliseconds later. The pool is never destroyed:
 // detached workers asleep at exit touch nothing that exit destroys.
 #include "ParallelRanges.h"

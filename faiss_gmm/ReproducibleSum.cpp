@@ -172,11 +172,12 @@ inline double multiple_of_2p32_below(double x) {
 /// vectorizer takes at the baseline SSE2 (floor is a library call without SSE4.1, double ↔ int64
 /// has no vector instruction before AVX-512, and GCC will not if-convert a comparison of doubles
 /// under -ftrapping-math), with one rounding per carry in its chain of dependent operations:
-/// a = multiple_of_2p32_below(x), the carry times 2^32. Every step is exact (integers and half-integers below 2^52, products by powers of two), so each limb and
-/// carry equals grid_value's but for the sign of a zero, which cannot reach the result: limbs 1
-/// and 2 and the carries end never −0 here (−0 + +0 = +0), as grid_value's limbs 1..3 end never
-/// −0, so the combined sum is −0 in neither, and a signed zero added to a non-zero value or
-/// scaled by a power of two changes no other bits. (Round-to-nearest mode, as everywhere.)
+/// a = multiple_of_2p32_below(x), the carry times 2^32. Every step is exact (integers and
+/// half-integers below 2^52, products by powers of two), so each limb and carry equals
+/// grid_value's but for the sign of a zero, which cannot reach the result: limbs 1 and 2 and the
+/// carries end never −0 here (−0 + +0 = +0), as grid_value's limbs 1..3 end never −0, so the
+/// combined sum is −0 in neither, and a signed zero added to a non-zero value or scaled by a power
+/// of two changes no other bits. (Round-to-nearest mode, as everywhere.)
 inline double grid_value_of_small_limbs(double l0, double l1, double l2, double l3) {
     double a = multiple_of_2p32_below(l3);
     l3 -= a;
@@ -231,9 +232,10 @@ void carry_limbs(double* limbs, size_t n, int live, size_t first, size_t count) 
 
 /// out[0, count) = the values first .. first + count − 1 of limb-major limbs (n per limb), times
 /// scale, of which the first kLive limbs are stored (the others are zero: a GPU's 3): in vector
-/// lanes (~1.8 ns a value with 4 limbs on the dev VM's SSE2, against ~6.5 for the scalar carries
-/// with a branch and int64 conversions) while every limb 1..3 is below 2^51 (as sums of up to
-/// 2^19 additions of 32-bit limbs are), else by grid_value() (limbs set through limbs()).
+/// lanes (~2.3 ns a value with 4 limbs on the dev VM's SSE2, the range check included, against
+/// ~6.5 for the scalar carries with a branch and int64 conversions) while every limb 1..3 is
+/// below 2^51 (as sums of up to 2^19 additions of 32-bit limbs are), else by grid_value() (limbs
+/// set through limbs()). bench/results/reproducible_sum.md has the figures.
 template <int kLive>
 void grid_values(const double* limbs, size_t n, size_t first, size_t count, double scale, double* out) {
     const double* l[FixedPointSums::kLimbs] = {};
