@@ -1,14 +1,14 @@
 // The thread pool behind parallel_ranges (ParallelRanges.h).
 //
 // One pool per process, started on first use with a worker per CPU the process may use but the
-// caller's (polling workers sharing the caller's CPU would slow it down).
-// A call publishes its pieces, wakes as many workers as it has pieces beyond its own, claims
-// pieces itself, and waits until no worker is inside the call any more. After a call, workers
-// poll for the next one for kPollMicros before they sleep on a condition variable: the calls come
-// in bursts (a GPU's EM iteration: add_limbs() per device, then result()'s passes), and a sleeping
-// worker is slow to help: on the 2-vCPU dev VM, Linux wakes it on the caller's own (busy) vCPU
-// 85 % of the time (presumably the idle vCPU, halted, reads as preempted), where it only takes the caller's
-// place until the load balancer moves it, often milliseconds later. The pool is never destroyed:
+// caller's (polling workers sharing the caller's CPU would slow it down). A call publishes its
+// pieces, wakes as many workers as it has pieces beyond its own, claims pieces itself, and waits
+// until no worker is inside the call any more. After a call, workers poll for the next one for
+// kPollMicros before they sleep on a condition variable: the calls come in bursts (a GPU's EM
+// iteration: add_limbs() per device, then result()'s passes), and a sleeping worker is slow to
+// help: on the 2-vCPU dev VM, Linux wakes it on the caller's own (busy) vCPU 85 % of the time
+// (presumably the idle vCPU, halted, reads as preempted), where it only takes the caller's place
+// until the load balancer moves it, often milliseconds later. The pool is never destroyed:
 // detached workers asleep at exit touch nothing that exit destroys.
 #include "ParallelRanges.h"
 
