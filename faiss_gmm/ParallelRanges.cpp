@@ -117,7 +117,9 @@ class Pool {
             {
                 // Published and not yet finished (job_ cleared: wait for the next call).
                 std::unique_lock<std::mutex> lock(mutex_);
-                wake_.wait(lock, [&] { return job_ != nullptr && generation_.load(std::memory_order_relaxed) != seen; });
+                wake_.wait(lock, [&] {
+                    return job_ != nullptr && generation_.load(std::memory_order_relaxed) != seen;
+                });
                 seen = generation_.load(std::memory_order_relaxed);
                 job = job_;
                 job->active.fetch_add(1, std::memory_order_relaxed);

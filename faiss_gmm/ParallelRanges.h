@@ -25,8 +25,9 @@ int pool_threads();
 
 /// Calls fn(begin, end) on contiguous pieces of [0, total) that cover it once, each at least
 /// min_per_piece elements (one piece when total is smaller), at most kPiecesPerThread per thread
-/// of the pool (detail::pool_threads()): threads claim pieces as they come (a worker that wakes late takes fewer). Which thread
-/// runs which piece varies: fn must give the same results for any assignment, and must not throw.
+/// of the pool (detail::pool_threads()): threads claim pieces as they come (a worker that wakes
+/// late takes fewer). Which thread runs which piece varies: fn must give the same results for any
+/// assignment, and must not throw.
 constexpr int64_t kPiecesPerThread = 4;
 template <class Fn>
 void parallel_ranges(int64_t total, int64_t min_per_piece, const Fn& fn) {

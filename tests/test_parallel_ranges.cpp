@@ -78,7 +78,9 @@ TEST(ParallelRanges, ConcurrentCallersEachCoverTheirRange) {
     }
     for (auto& t : threads) t.join();
     for (int c = 0; c < callers; c++) {
-        for (int64_t i = 0; i < total; i++) ASSERT_EQ(hits[size_t(c)][size_t(i)].load(), calls) << "caller " << c << ", index " << i;
+        for (int64_t i = 0; i < total; i++) {
+            ASSERT_EQ(hits[size_t(c)][size_t(i)].load(), calls) << "caller " << c << ", index " << i;
+        }
     }
 }
 

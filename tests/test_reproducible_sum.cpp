@@ -431,7 +431,11 @@ double random_limb(std::mt19937_64& rng, bool large) {
     switch (rng() % (large ? 9 : 6)) {
         case 0: return sign * 0.0;
         case 1: return double(int32_t(uint32_t(rng())));
-        case 2: return double(int32_t(uint32_t(rng()))) + double(int32_t(uint32_t(rng()))) + double(int32_t(uint32_t(rng())));
+        case 2: {
+            double sum = 0;
+            for (int k = 0; k < 3; k++) sum += double(int32_t(uint32_t(rng())));
+            return sum;
+        }
         case 3: return double((int64_t(rng() % (uint64_t(1) << 19)) - (int64_t(1) << 18)) * (int64_t(1) << 32) +
                               int64_t(rng() % 3) - 1); // below 2^51
         case 4: return sign * double(rng() >> (14 + rng() % 50)); // below 2^50
@@ -495,7 +499,8 @@ TEST(ReproducibleSum, NormalizeCarriesToTheCanonicalLimbs) {
     std::vector<double>& L = s.limbs();
     for (size_t i = 0; i < n; i++) {
         L[i] = random_limb(rng, true);
-        for (int j = 1; j < FixedPointSums::kLimbs; j++) L[size_t(j) * n + i] = random_limb(rng, i >= n / 3 && i < 2 * n / 3);
+        const bool large = i >= n / 3 && i < 2 * n / 3;
+        for (int j = 1; j < FixedPointSums::kLimbs; j++) L[size_t(j) * n + i] = random_limb(rng, large);
     }
     std::vector<double> want = L, before(n), after(n);
     for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
