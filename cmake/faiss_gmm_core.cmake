@@ -15,6 +15,7 @@ add_library(faiss_gmm_core STATIC
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/SufficientStats.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/ExactLogDensity.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/ReproducibleSum.cpp
+    ${FAISS_GMM_CORE_ROOT}/faiss_gmm/ParallelRanges.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/BlockAlignedRows.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/Checkpoint.cpp
     ${FAISS_GMM_CORE_ROOT}/faiss_gmm/VectorSource.cpp

@@ -84,7 +84,7 @@ class FixedPointSums {
     explicit FixedPointSums(size_t n) { resize(n); }
     void resize(size_t n);
     size_t size() const { return n_; }
-    /// Zero sums (the limbs are zeroed when next read or added to, but by add_limbs()).
+    /// Zero sums (the limbs are zeroed when next read or added to, but by add_limbs() and values()).
     void clear();
     /// Values [begin, end) use scale 2^exponent.
     void set_scale(size_t begin, size_t end, int exponent);
@@ -113,10 +113,14 @@ class FixedPointSums {
     std::vector<double>& materialized();
     size_t n_ = 0;
     int64_t pending_ = 0;
-    /// clear() only marks the sums zero (zero_): the next add_limbs() writes its limbs in place
-    /// of adding them, which spares the pass that would zero 32 bytes per value first (a GPU
-    /// call's accumulator is cleared once per EM iteration and then takes whole limb arrays).
-    bool zero_ = false;
+    /// Limbs [live_, kLimbs) of every value are zero without being stored (their memory is
+    /// stale). clear() only sets live_ = 0: the next add_limbs() writes its limbs in place of
+    /// adding them and leaves the ones it was not given unwritten (a GPU gives 3 of the 4), and
+    /// values() then reads and carries only the live ones. This spares a pass that would zero
+    /// 32 bytes per value first, then a quarter of the writes and reads (a GPU call's accumulator
+    /// is cleared once per EM iteration and then takes whole limb arrays). Other uses store the
+    /// zeros first (materialized()).
+    int live_ = kLimbs;
     /// Runs of values sharing one scale, in order, covering [0, n_): a few (one per
     /// set_scale()), where a scale per value would add two doubles to the four limbs.
     struct Run {

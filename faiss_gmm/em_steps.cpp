@@ -178,16 +178,32 @@ RowBounds row_bounds(const DataMoments& m, const std::vector<float>& center, con
     for (size_t j = 0; j < center.size(); j++) {
         rb.x_bound = std::max({rb.x_bound, max[j] - double(center[j]), double(center[j]) - min[j]});
     }
-    const int64_t d = model.d;
+    const int64_t d = model.d, K = model.K;
+    const float* means = model.means.data();
     double mean_bound = 0; // spherical: max ‖μ_k‖; diagonal and full: max |μ_kj|
-    for (int64_t k = 0; k < model.K; k++) {
-        double sq = 0;
-        for (int64_t j = 0; j < d; j++) {
-            const double m = model.means[k * d + j];
-            sq += m * m;
-            if (model.covariance_type != CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::fabs(m));
+    if (model.covariance_type == CovarianceType::Spherical) {
+        // kChains components at a time, each ‖μ_k‖² summed over j in order (the bits of one at a
+        // time): independent chains of additions, not one chain of K·d (~0.09 ms at K = 1024,
+        // d = 128 on the dev VM, once per EM iteration).
+        constexpr int64_t kChains = 4;
+        int64_t k = 0;
+        for (; k + kChains <= K; k += kChains) {
+            double sq[kChains] = {};
+            for (int64_t j = 0; j < d; j++) {
+                for (int64_t c = 0; c < kChains; c++) {
+                    const double m = means[(k + c) * d + j];
+                    sq[c] += m * m;
+                }
+            }
+            for (double s : sq) mean_bound = std::max(mean_bound, std::sqrt(s));
         }
-        if (model.covariance_type == CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::sqrt(sq));
+        for (; k < K; k++) {
+            double sq = 0;
+            for (int64_t j = 0; j < d; j++) sq += double(means[k * d + j]) * double(means[k * d + j]);
+            mean_bound = std::max(mean_bound, std::sqrt(sq));
+        }
+    } else {
+        for (int64_t t = 0; t < K * d; t++) mean_bound = std::max(mean_bound, std::fabs(double(means[t])));
     }
     const double x = model.covariance_type == CovarianceType::Spherical ? std::sqrt(double(d)) * rb.x_bound
                                                                         : rb.x_bound;

@@ -165,10 +165,12 @@ struct EStepCuda::Worker {
     }
 
     /// Chunks of a reproducible call: whole units (blocks, or FullEStep's groups), as many as
-    /// chunk_rows holds (at least one).
+    /// chunk_rows holds (at least one), rounded down to a multiple of the algorithm's
+    /// reproducible_chunk_units() where chunk_rows holds one.
     int64_t block_chunk_rows() const {
-        const int64_t R = active->reproducible_block_rows();
-        return std::max(R, chunk_rows / R * R);
+        const int64_t R = active->reproducible_block_rows(), units = chunk_rows / R;
+        const int64_t m = std::max<int64_t>(1, active->reproducible_chunk_units());
+        return R * std::max<int64_t>(1, units >= m ? units / m * m : units);
     }
 
     /// Processes rows (any memory kind); the increments stay in the active algorithm. grid:

@@ -204,3 +204,42 @@ TEST(EmSteps, GivenInitialModelIsTranslatedIntoTheCenteredFrame) {
     }
     EXPECT_EQ(m.variances, given.variances);
 }
+
+TEST(EmSteps, RowBoundsAreTheDirectComputation) {
+    // row_bounds sums the spherical ‖μ_k‖² of several components at once (independent chains),
+    // each over j in order: the bits of one component at a time, for K not a multiple of the
+    // chains. Diagonal and full: max |μ_kj|. x_bound: the largest distance of the data's range
+    // from the center.
+    const int64_t d = 13;
+    for (int64_t K : {1, 3, 4, 9}) {
+        for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal, CovarianceType::Full}) {
+            const GmmModel model = random_model(K, d, type, 3.0f, uint64_t(70 + K));
+            em::DataMoments m;
+            std::mt19937_64 rng{uint64_t(K)};
+            std::uniform_real_distribution<double> u(-5.0, 5.0);
+            std::vector<float> center(static_cast<size_t>(d));
+            for (int64_t j = 0; j < d; j++) {
+                m.min.push_back(u(rng) - 5.0);
+                m.max.push_back(u(rng) + 5.0);
+                center[size_t(j)] = float(u(rng));
+            }
+            double x = 0, mean_bound = 0;
+            for (int64_t j = 0; j < d; j++) {
+                x = std::max({x, m.max[size_t(j)] - center[size_t(j)], center[size_t(j)] - m.min[size_t(j)]});
+            }
+            for (int64_t k = 0; k < K; k++) {
+                double sq = 0;
+                for (int64_t j = 0; j < d; j++) {
+                    const double mu = model.means[size_t(k * d + j)];
+                    sq += mu * mu;
+                    if (type != CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::fabs(mu));
+                }
+                if (type == CovarianceType::Spherical) mean_bound = std::max(mean_bound, std::sqrt(sq));
+            }
+            const double xs = type == CovarianceType::Spherical ? std::sqrt(double(d)) * x : x;
+            const em::RowBounds got = em::row_bounds(m, center, model);
+            EXPECT_EQ(got.x_bound, x) << "K " << K;
+            EXPECT_EQ(got.sq_bound, (xs + mean_bound) * (xs + mean_bound)) << "K " << K << ", type " << int(type);
+        }
+    }
+}

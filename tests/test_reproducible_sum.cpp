@@ -240,6 +240,37 @@ TEST(ReproducibleSum, AccumulatorTakesLimbsComputedElsewhere) {
     EXPECT_EQ(direct.sq_exponent(), 10);
 }
 
+TEST(ReproducibleSum, ResultOverwritesWhateverTheOutputHeld) {
+    // result() resizes its output instead of zeroing it first: statistics read into an output
+    // that held others (NaNs of the same shape, a larger or a smaller shape, another covariance
+    // type) are the ones read into a fresh one, shape included.
+    const int64_t K = 3, d = 4;
+    std::mt19937_64 rng(12);
+    StatsAccumulator acc(K, d, CovarianceType::Diagonal);
+    acc.set_row_bounds(8.0, 600.0);
+    for (int b = 0; b < 5; b++) acc.add(random_block_partial(K, d, CovarianceType::Diagonal, rng));
+    SufficientStats want;
+    acc.result(want);
+    SufficientStats nans(K, d, CovarianceType::Diagonal);
+    for (auto* v : {&nans.nk, &nans.sum_x, &nans.sum_sq}) std::fill(v->begin(), v->end(), std::nan(""));
+    nans.n = nans.loglik = std::nan("");
+    std::vector<SufficientStats> outs = {nans, SufficientStats(7, 9, CovarianceType::Full),
+                                         SufficientStats(1, 2, CovarianceType::Spherical),
+                                         SufficientStats(K, d, CovarianceType::Full, false)};
+    for (size_t o = 0; o < outs.size(); o++) {
+        SufficientStats& got = outs[o];
+        acc.result(got);
+        EXPECT_EQ(got.K, K) << "output " << o;
+        EXPECT_EQ(got.d, d) << "output " << o;
+        EXPECT_EQ(got.covariance_type, CovarianceType::Diagonal) << "output " << o;
+        EXPECT_EQ(got.n, want.n) << "output " << o;
+        EXPECT_EQ(got.loglik, want.loglik) << "output " << o;
+        EXPECT_EQ(got.nk, want.nk) << "output " << o;
+        EXPECT_EQ(got.sum_x, want.sum_x) << "output " << o;
+        EXPECT_EQ(got.sum_sq, want.sum_sq) << "output " << o;
+    }
+}
+
 TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
     // The CUDA E-step's device format (gpu/detail/LimbFormat.h, host code too): 2^12 partials q
     // (the most one value gets in a call piece) of every magnitude up to the 2^22 limit, both
@@ -313,8 +344,8 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
     // runs instead of searching each value's: the same arithmetic, so the same bits as value(i),
     // on runs of three scales, from adds of doubles of either sign and from GPU-style int32
     // limbs, for ranges that start and end inside runs, and for cleared sums. n is large enough
-    // that values() and add_limbs() split the work across threads (more than 2 × 2^15 values,
-    // 4 × 2^17 limbs), with pieces that begin inside runs.
+    // that values() and add_limbs() split the work across threads (more than 2 × 2^13 values,
+    // 2 × 2^15 limbs: kValuesPerPiece, kLimbsPerPiece), with pieces that begin inside runs.
     const size_t n = 100000;
     FixedPointSums s(n);
     s.set_scale(0, 30000, -3);
@@ -373,11 +404,183 @@ TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {
     EXPECT_THROW(s.values(n, n + 1, out.data()), std::out_of_range);
 }
 
+namespace {
+
+/// FixedPointSums::value(i) as it was before values() went to vector lanes (9ebfbc4): the
+/// canonical carries by an arithmetic shift of each limb as an int64 (a zero carry keeping the
+/// limb's sign), the limbs combined from the smallest. The reference the new formulation must
+/// match bit for bit.
+double scalar_grid_value(const double* limbs, size_t n, size_t i) {
+    const auto carry_of = [](double x) { return x == 0.0 ? x * 0x1p-32 : double(int64_t(x) >> 32); };
+    double l[FixedPointSums::kLimbs];
+    for (int j = 0; j < FixedPointSums::kLimbs; j++) l[j] = limbs[size_t(j) * n + i];
+    for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
+        const double c = carry_of(l[j]);
+        l[j] -= c * 0x1p32;
+        l[j - 1] += c;
+    }
+    return l[0] + (l[1] + (l[2] + l[3] * 0x1p-32) * 0x1p-32) * 0x1p-32;
+}
+
+/// A limb (an integer-valued double) of one of the kinds values() must carry exactly: zeros of
+/// both signs, a GPU's balanced int32 limb, sums of a few, multiples of 2^32 and their
+/// neighbours (carries at the edge), any magnitude below 2^51 (values()' vector lanes) and, if
+/// `large`, 2^51 and beyond up to 2^53 − 1 (its scalar fallback).
+double random_limb(std::mt19937_64& rng, bool large) {
+    const double sign = rng() & 1 ? 1.0 : -1.0;
+    switch (rng() % (large ? 9 : 6)) {
+        case 0: return sign * 0.0;
+        case 1: return double(int32_t(uint32_t(rng())));
+        case 2: {
+            double sum = 0;
+            for (int k = 0; k < 3; k++) sum += double(int32_t(uint32_t(rng())));
+            return sum;
+        }
+        case 3: return double((int64_t(rng() % (uint64_t(1) << 19)) - (int64_t(1) << 18)) * (int64_t(1) << 32) +
+                              int64_t(rng() % 3) - 1); // below 2^51
+        case 4: return sign * double(rng() >> (14 + rng() % 50)); // below 2^50
+        case 5: return sign * (0x1p51 - 1.0);                      // the largest the lanes take
+        case 6: return sign * (0x1p51 + double(rng() % 4));
+        case 7: return sign * double(rng() % (uint64_t(1) << 53)); // up to 2^53 − 1
+        default: return sign * (0x1p53 - 1.0);
+    }
+}
+
+} // namespace
+
+TEST(ReproducibleSum, VectorValuesAreTheBitsOfTheScalarCarries) {
+    // values() and value() carry in double arithmetic without branches (vector lanes) while limbs
+    // 1..3 are below 2^51, by std::floor otherwise: the bits of the scalar int64 carries above
+    // for every kind of limb, on sums large enough for values() to split across threads (pieces
+    // of kValuesPerPiece = 2^13 values), with runs of three scales. Large limbs only in the
+    // middle run, so the other runs take the vector lanes; limb 0 takes any value (it only
+    // receives a carry).
+    const size_t n = 3 * (size_t(1) << 15) + 1234;
+    const size_t run1 = 40000, run2 = 70000;
+    FixedPointSums s(n);
+    s.set_scale(0, run1, -7);
+    s.set_scale(run1, run2, 0);
+    s.set_scale(run2, n, 33);
+    std::mt19937_64 rng(2024);
+    for (int rep = 0; rep < 3; rep++) {
+        std::vector<double>& L = s.limbs();
+        for (size_t i = 0; i < n; i++) {
+            const bool large = i >= run1 && i < run2;
+            L[i] = random_limb(rng, true);
+            for (int j = 1; j < FixedPointSums::kLimbs; j++) L[size_t(j) * n + i] = random_limb(rng, large);
+        }
+        std::vector<double> got(n);
+        s.values(0, n, got.data());
+        for (size_t i = 0; i < n; i++) {
+            const double scale = std::ldexp(1.0, i < run1 ? -7 : i < run2 ? 0 : 33);
+            const double want = scalar_grid_value(L.data(), n, i) * scale;
+            ASSERT_EQ(std::memcmp(&got[i], &want, sizeof(double)), 0)
+                    << "repetition " << rep << ", value " << i << ": " << got[i] << " vs " << want << " (limbs "
+                    << L[i] << ", " << L[n + i] << ", " << L[2 * n + i] << ", " << L[3 * n + i] << ")";
+            const double one = s.value(i);
+            ASSERT_EQ(std::memcmp(&one, &want, sizeof(double)), 0) << "value(" << i << "): " << one << " vs " << want;
+        }
+        // A range that starts and ends inside runs, cut into other pieces.
+        const size_t begin = 12345, end = n - 999;
+        std::vector<double> part(end - begin);
+        s.values(begin, end, part.data());
+        ASSERT_EQ(std::memcmp(part.data(), got.data() + begin, part.size() * sizeof(double)), 0);
+    }
+}
+
+TEST(ReproducibleSum, NormalizeCarriesToTheCanonicalLimbs) {
+    // normalize() carries in vector lanes while limbs 1..3 are below 2^51 and by std::floor
+    // otherwise, in pieces on threads: every limb equals the scalar carries' (as numbers: the sign
+    // of a zero limb may differ, which no value reads), limbs 1..3 end in [0, 2^32), and the
+    // values keep their bits. Large limbs in the middle third only; limb 0 any value.
+    const size_t n = 3 * (size_t(1) << 13) + 555;
+    FixedPointSums s(n);
+    std::mt19937_64 rng(31);
+    std::vector<double>& L = s.limbs();
+    for (size_t i = 0; i < n; i++) {
+        L[i] = random_limb(rng, true);
+        const bool large = i >= n / 3 && i < 2 * n / 3;
+        for (int j = 1; j < FixedPointSums::kLimbs; j++) L[size_t(j) * n + i] = random_limb(rng, large);
+    }
+    std::vector<double> want = L, before(n), after(n);
+    for (int j = FixedPointSums::kLimbs - 1; j >= 1; j--) {
+        for (size_t i = 0; i < n; i++) {
+            const double c = std::floor(want[size_t(j) * n + i] / 4294967296.0);
+            want[size_t(j) * n + i] -= c * 4294967296.0;
+            want[size_t(j - 1) * n + i] += c;
+        }
+    }
+    s.values(0, n, before.data());
+    s.normalize();
+    const std::vector<double>& got = s.limbs();
+    for (size_t t = 0; t < got.size(); t++) {
+        ASSERT_EQ(got[t], want[t]) << "limb " << t / n << " of value " << t % n;
+        if (t >= n) ASSERT_TRUE(got[t] >= 0 && got[t] < 4294967296.0) << "limb " << t / n << " of value " << t % n;
+    }
+    s.values(0, n, after.data());
+    EXPECT_EQ(std::memcmp(before.data(), after.data(), n * sizeof(double)), 0);
+}
+
+TEST(ReproducibleSum, LimbsNotGivenSinceClearReadAsZeros) {
+    // After clear(), add_limbs() of 1 to 3 limbs per value stores only those: the others keep
+    // whatever the sums held before (here: large limbs of either sign) and must read as zeros
+    // everywhere: in values() and value() (which then carry only the stored limbs), in a later
+    // add_limbs() of more limbs, normalize(), merge() either way, and limbs(). Against the
+    // scalar reference on limbs kept here, sizes split across threads.
+    const size_t n = 3 * (size_t(1) << 13) + 777;
+    std::mt19937_64 rng(99);
+    auto expect_values = [&](const FixedPointSums& s, const std::vector<double>& ref, const std::string& what) {
+        std::vector<double> got(n);
+        s.values(0, n, got.data());
+        for (size_t i = 0; i < n; i++) {
+            const double want = scalar_grid_value(ref.data(), n, i) * 0x1p-5;
+            ASSERT_EQ(std::memcmp(&got[i], &want, sizeof(double)), 0) << what << ": value " << i;
+            const double one = s.value(i);
+            ASSERT_EQ(std::memcmp(&one, &want, sizeof(double)), 0) << what << ": value(" << i << ")";
+        }
+    };
+    for (int nlimbs = 1; nlimbs < FixedPointSums::kLimbs; nlimbs++) {
+        const std::string label = std::to_string(nlimbs) + " limbs given";
+        FixedPointSums s(n);
+        s.set_scale(0, n, -5);
+        for (double& l : s.limbs()) l = random_limb(rng, true); // stale after clear()
+        s.clear();
+        std::vector<double> ref(n * FixedPointSums::kLimbs, 0.0);
+        std::vector<int32_t> given(size_t(nlimbs + 1) * n);
+        for (int32_t& g : given) g = int32_t(uint32_t(rng()));
+        s.add_limbs(given.data(), nlimbs);
+        for (size_t t = 0; t < size_t(nlimbs) * n; t++) ref[t] += given[t];
+        expect_values(s, ref, label);
+        FixedPointSums into(n), from(n);
+        into.set_scale(0, n, -5);
+        into.merge(s); // partly stored sums merged into others
+        expect_values(into, ref, label + ", merged into fresh sums");
+        s.add_limbs(given.data(), nlimbs + 1); // one more limb: written, the others added
+        for (size_t t = 0; t < size_t(nlimbs + 1) * n; t++) ref[t] += given[t];
+        expect_values(s, ref, label + ", then " + std::to_string(nlimbs + 1));
+        from.clear();
+        from.add_limbs(given.data(), 1);
+        s.merge(from); // partly stored sums merged into these
+        for (size_t t = 0; t < n; t++) ref[t] += given[t];
+        expect_values(s, ref, label + ", then merged with one limb");
+        s.clear();
+        s.add_limbs(given.data(), nlimbs);
+        s.normalize();
+        std::fill(ref.begin(), ref.end(), 0.0);
+        for (size_t t = 0; t < size_t(nlimbs) * n; t++) ref[t] = given[t];
+        expect_values(s, ref, label + ", normalized");
+        s.clear();
+        s.add_limbs(given.data(), nlimbs);
+        const std::vector<double>& L = s.limbs();
+        for (size_t t = size_t(nlimbs) * n; t < L.size(); t++) ASSERT_EQ(L[t], 0.0) << label << ": limb slot " << t;
+    }
+}
+
 TEST(ReproducibleSum, LargeLimbAddsAndClearsSplitAcrossThreads) {
-    // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^20
-    // limbs or more across threads (faiss_gmm/ParallelRanges.h): 3·2^18 values (3·2^20 limbs: up
-    // to 3 pieces) must get every limb, once, as one thread would: a different int32 of either
-    // sign in each of the three limbs given per value; added to zeros, then after clear()
+    // FixedPointSums::add_limbs and the zeroing that clear() leaves for later split sums of 2^16
+    // limbs or more across threads (2 × kLimbsPerPiece; faiss_gmm/ParallelRanges.h): 3·2^18
+    // values (3·2^20 limbs: many pieces) must get every limb, once, as one thread would: a
+    // different int32 of either sign in each of the three limbs given per value; added to zeros, then after clear()
     // written and added once more, against 2× each given limb (limb 3: zero) slot by slot.
     const size_t n = size_t(3) << 18, given = 3 * n, nl = n * FixedPointSums::kLimbs;
     FixedPointSums sums(n);

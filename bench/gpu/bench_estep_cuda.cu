@@ -11,6 +11,7 @@
 //    the GPU, accumulate() against accumulate_reproducible(); --em-no-refine: with
 //    EStepCudaOptions::exact_log_densities off, so that the Hopper kernels run even once this crude
 //    M-step, which never re-seeds, has left components narrow enough for the refinement).
+//  * --host-sums: the host side of a reproducible EM iteration (grids, clear, add_limbs, result), each alone.
 // Prints a table; bench/results/gpu_<name>.md records it.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -23,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -234,6 +236,48 @@ void fill_parallel(float* dst, int64_t count, const float* pattern, int64_t patt
     for (auto& x : th) x.join();
 }
 
+/// --host-sums: the host side of a reproducible EM iteration at K = 1024, d = 128 spherical
+/// (what bench_estep_cuda --em-reproducible times inside its iterations), each step alone,
+/// median of 30: the grids, clear(), add_limbs() of a GPU download's int32 limbs, result(),
+/// and starting + joining 4 threads (result() and add_limbs() split their passes across threads).
+void bench_host_sums() {
+    const int64_t K = 1024, d = 128;
+    GmmModel m(K, d, CovarianceType::Spherical);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> g(0.f, 30.f);
+    for (float& v : m.means) v = g(rng);
+    StatsAccumulator acc(K, d, CovarianceType::Spherical);
+    SufficientStats st(K, d, CovarianceType::Spherical);
+    std::vector<int32_t> limbs(3 * acc.nvalues());
+    for (int32_t& l : limbs) l = int32_t(rng() >> 8); // small positive limbs: sums far inside the grids
+    const int64_t ll[ExactSums::kLimbs] = {};
+    auto time = [](const char* what, const auto& fn) {
+        std::vector<double> t;
+        for (int r = 0; r < 30; r++) {
+            const double t0 = now_s();
+            fn();
+            t.push_back(now_s() - t0);
+        }
+        printf("  host sums %-34s %8.3f ms\n", what, bench::median(t) * 1e3);
+    };
+    printf("host sums, K = %lld, d = %lld spherical (%zu values), %u hardware threads:\n", (long long)K, (long long)d,
+           acc.nvalues(), std::thread::hardware_concurrency());
+    time("grids (grids_from_means)", [&] { bench::grids_from_means(acc, m); });
+    time("clear", [&] { acc.clear(); });
+    time("clear + add_limbs", [&] {
+        acc.clear();
+        acc.add_limbs(1, ll, limbs.data(), 3);
+    });
+    time("result", [&] { acc.result(st); });
+    double sink = 0;
+    time("start + join 4 threads", [&] {
+        std::vector<std::thread> th;
+        for (int i = 0; i < 4; i++) th.emplace_back([&sink] { sink += 1; });
+        for (auto& t : th) t.join();
+    });
+    if (sink == 42.0) printf("(%g)\n", sink);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -271,6 +315,10 @@ int main(int argc, char** argv) {
         // (clear, call, result: what an iteration of the trainer adds for reproducible sums)
         if (a == "--em-reproducible") em_reproducible = true;
         if (a == "--em-no-refine") em_no_refine = true;
+        if (a == "--host-sums") {
+            bench_host_sums();
+            return 0;
+        }
     }
     if (only_mode >= kNumModes) {
         fprintf(stderr, "--only-mode %d: modes are 0..%d (accurate, fast-tf32, hopper-fast, hopper-accurate)\n",

@@ -37,6 +37,10 @@ class ChunkAlgorithm {
     /// the workers' shares and the pieces of a call that give the same bits are whole units,
     /// counted from the call's first row. kReproducibleBlockRows, or a multiple (FullEStep.h).
     virtual int64_t reproducible_block_rows() const { return kReproducibleBlockRows; }
+    /// A reproducible call's chunks hold a multiple of this many units where they can (set by
+    /// set_model): the parts that sum whole units side by side (HopperEStep: its clusters or row
+    /// splits), so that each part gets as many units as the others, not one more than some.
+    virtual int64_t reproducible_chunk_units() const { return 1; }
     /// The limbs the last reproducible call downloaded: Σ ln Z's, and the values' (kHostLimbs
     /// int32 limbs each, ReproducibleLimbs.h).
     const int64_t* loglik_limbs() const { return limbs_.host(); }

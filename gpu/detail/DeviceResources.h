@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "gpu/detail/CudaUtils.h"
 
@@ -125,6 +126,12 @@ class DeviceBuffer {
     template <typename T>
     T* as() const {
         return static_cast<T*>(ptr_);
+    }
+    /// Exchanges the allocations (double buffering without copies).
+    void swap(DeviceBuffer& other) noexcept {
+        std::swap(ptr_, other.ptr_);
+        std::swap(bytes_, other.bytes_);
+        std::swap(device_, other.device_);
     }
 
   private:

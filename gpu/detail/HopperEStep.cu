@@ -132,11 +132,22 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     }
 }
 
+/// Stream priorities: the lowest (the reproducible limbs), and one above it (the features), both
+/// below the kernels' stream (EStepCuda gives it the highest).
 int least_priority() {
     int least = 0, greatest = 0;
     FAISS_GMM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
     return least;
 }
+int features_priority() {
+    int least = 0, greatest = 0;
+    FAISS_GMM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    return least == greatest ? least : least - 1; // (a smaller number is a higher priority)
+}
+
+/// Two pairs of reproducible slices when both fit in this (1M rows × K = 1024 × d = 128: 2 × 136 MB
+/// fast, 2 × 272 MB accurate); K = 65536 (35.6 MB a block) keeps one pair.
+constexpr size_t kDoubleBufferBytes = size_t(1) << 30;
 
 } // namespace
 
@@ -173,7 +184,8 @@ bool hopper_supported(int device) {
 }
 
 HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_count)
-        : device_(device), poison_(options.poison_buffers), feat_stream_(least_priority()) {
+        : device_(device), poison_(options.poison_buffers), feat_stream_(features_priority()),
+          limb_stream_(least_priority()) {
     for (int i = 0; i < kMaxSubChunks; i++) feat_done_handles_[i] = feat_done_[i];
     args_.sm_count = sm_count;
     args_.sub_tiles = options.hopper_sub_tiles;
@@ -241,6 +253,14 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     upload(b.mu_sq, lm.mean_sq);
 }
 
+int64_t HopperEStep::reproducible_chunk_units() const {
+    // One pass: Q clusters each sum whole blocks, one wave of Q blocks at a time, so a chunk of
+    // 256 blocks on 15 clusters takes 18 block times for 17.1 of work (+5.5 %; 255 take 17).
+    // Two passes: the second pass's row splits (hopper_row_splits, at most sm_count / Kt).
+    const HopperChunkArgs& a = args_;
+    return std::max(1, a.C > 0 ? a.max_clusters : a.sm_count / std::max(1, a.model.Kt));
+}
+
 void HopperEStep::begin(cudaStream_t stream) {
     by_block_ = false;
     args_.block_tiles = 0;
@@ -250,6 +270,7 @@ void HopperEStep::begin(cudaStream_t stream) {
 
 void HopperEStep::begin_reproducible(const LimbGrid& grid, cudaStream_t stream) {
     by_block_ = true;
+    first_chunk_ = true;
     args_.block_tiles = kReproRows / (args_.model.tile64() ? sm90::split::kBM : sm90::kBM);
     limbs_.begin(device_, grid, stream);
 }
@@ -263,8 +284,19 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
     const int nblocks = int((n + kReproRows - 1) / kReproRows);
     const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW, part_bytes = m.tile64() ? 8 : 4;
     if (by_block_) {
+        const size_t part_total = size_t(nblocks) * slice * part_bytes;
+        if (first_chunk_) { // (the call's first chunk is its largest)
+            two_pairs_ = 2 * part_total <= kDoubleBufferBytes;
+            first_chunk_ = false;
+        } else if (two_pairs_) {
+            buf_.block_part.swap(spare_block_part_);
+            buf_.llslots.swap(spare_llslots_);
+            pair_ ^= 1;
+        }
+        // The chunk that wrote these slices last (c − 2, or c − 1 with one pair) is read by its limbs.
+        FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, limbs_done_[pair_], 0));
         // (Grown on first use: a cudaFree of a smaller buffer synchronizes the device first.)
-        buf_.block_part.allocate(device_, size_t(nblocks) * slice * part_bytes, poison_);
+        buf_.block_part.allocate(device_, part_total, poison_);
         buf_.llslots.allocate(device_, size_t(nblocks) * kLoglikSlots * 8, poison_);
         // Slots no thread writes (the split kernel's second warpgroup, LSE tiles past a block) add 0.
         FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.llslots.get(), 0, size_t(nblocks) * kLoglikSlots * 8, stream));
@@ -279,11 +311,10 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
     report.blocks = shape.blocks;
     report.cluster = shape.cluster;
     if (!by_block_) return;
-    // The blocks no sub-chunk handed over (two passes: all of them), then the join: the download
-    // and the next chunk's kernels (which rewrite the slices) come after the limbs.
+    // The blocks no sub-chunk handed over (two passes: all of them). No join here: the chunk that
+    // next writes these slices waits for limbs_done_[pair_], download() for the last chunk's.
     if (limbs_from_ < nblocks) enqueue_limbs(limbs_from_, nblocks);
-    FAISS_GMM_CUDA_CHECK(cudaEventRecord(limbs_done_, feat_stream_));
-    FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, limbs_done_, 0));
+    FAISS_GMM_CUDA_CHECK(cudaEventRecord(limbs_done_[pair_], limb_stream_));
 }
 
 void HopperEStep::enqueue_limbs(int b0, int b1) {
@@ -291,7 +322,7 @@ void HopperEStep::enqueue_limbs(int b0, int b1) {
     if (b1 <= b0) return;
     limbs_from_ = b1;
     FAISS_GMM_CUDA_CHECK(cudaEventRecord(sub_done_, args_.stream));
-    FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(feat_stream_, sub_done_, 0));
+    FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(limb_stream_, sub_done_, 0));
     const HopperShape& m = args_.model;
     const int nblocks = b1 - b0;
     const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW;
@@ -301,23 +332,25 @@ void HopperEStep::enqueue_limbs(int b0, int b1) {
     const unsigned grid = unsigned((int64_t(args_.K) * groups * 32 + 255) / 256);
     const int Kp = m.Kt * sm90::kKc;
     if (m.tile64()) {
-        block_limbs_kernel<double><<<grid, 256, 0, feat_stream_>>>(
+        block_limbs_kernel<double><<<grid, 256, 0, limb_stream_>>>(
                 buf_.block_part.as<double>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
                 m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
                 ir / double(m.sq), limbs_.grid(), limbs_.values());
     } else {
-        block_limbs_kernel<float><<<grid, 256, 0, feat_stream_>>>(
+        block_limbs_kernel<float><<<grid, 256, 0, limb_stream_>>>(
                 buf_.block_part.as<float>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
                 m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
                 ir / double(m.sq), limbs_.grid(), limbs_.values());
     }
     FAISS_GMM_CUDA_CHECK_LAUNCH("block_limbs_kernel");
     limbs_.add_loglik_blocks(buf_.llslots.as<double>() + size_t(b0) * kLoglikSlots, nblocks, kLoglikSlots, kLn2,
-                             feat_stream_);
+                             limb_stream_);
 }
 
 void HopperEStep::download(cudaStream_t stream) {
     if (by_block_) {
+        // The last chunk's limbs are the last work on limb_stream_.
+        FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, limbs_done_[pair_], 0));
         limbs_.download(stream);
         return;
     }
@@ -355,7 +388,7 @@ size_t HopperEStep::device_bytes() const {
     size_t total = 0;
     for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
                                   &buf_.lse, &buf_.lse_parts, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik, &buf_.block_part,
-                                  &buf_.llslots}) {
+                                  &buf_.llslots, &spare_block_part_, &spare_llslots_}) {
         total += b->bytes();
     }
     return total + limbs_.device_bytes();

@@ -28,6 +28,7 @@ class HopperEStep final : public ChunkAlgorithm {
     void begin(cudaStream_t stream) override;
     void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) override;
     void download(cudaStream_t stream) override;
+    int64_t reproducible_chunk_units() const override;
     const char* name() const override { return "hopper"; }
     void add_to(SufficientStats& stats) const override;
     size_t device_bytes() const override;
@@ -36,16 +37,25 @@ class HopperEStep final : public ChunkAlgorithm {
   private:
     int device_;
     bool poison_;
-    // Sub-chunks' features run on this low-priority stream, on the SMs the clusters leave idle
-    // (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).
+    // Sub-chunks' features run on this stream, below the kernels' priority, on the SMs the
+    // clusters leave idle (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).
     CudaStream feat_stream_;
     CudaEvent feat_gate_, feat_done_[kMaxSubChunks];
     cudaEvent_t feat_done_handles_[kMaxSubChunks];
-    // Reproducible sums: the limbs of each sub-chunk's blocks run on feat_stream_ once its kernel
-    // is done (sub_done_), and the chunk's stream waits for the last of them (limbs_done_).
-    CudaEvent sub_done_, limbs_done_;
-    int limbs_from_ = 0; // the chunk's first block whose limbs are not enqueued yet
-    /// Enqueues the limbs of the chunk's blocks [b0, b1) on feat_stream_, after the kernels so far.
+    // Reproducible sums: the limbs of each sub-chunk's blocks run on limb_stream_ (the lowest
+    // priority, below the next chunk's features too) once its kernel is done (sub_done_), on the
+    // idle SMs while the next sub-chunk runs. Nothing waits for them until a later chunk reuses
+    // their slices: the slices and slots are two pairs (block_part / llslots in buf_ and the
+    // spare pair, swapped per chunk) where two fit in kDoubleBufferBytes, so chunk c waits only
+    // for chunk c − 2's limbs (limbs_done_[pair]), long done; download() waits for all of them.
+    CudaStream limb_stream_;
+    CudaEvent sub_done_, limbs_done_[2];
+    DeviceBuffer spare_block_part_, spare_llslots_;
+    int pair_ = 0;               // the pair of slices the current chunk writes
+    bool two_pairs_ = false;     // decided at a call's first chunk
+    bool first_chunk_ = false;   // the next chunk is the call's first
+    int limbs_from_ = 0;         // the chunk's first block whose limbs are not enqueued yet
+    /// Enqueues the limbs of the chunk's blocks [b0, b1) on limb_stream_, after the kernels so far.
     void enqueue_limbs(int b0, int b1);
     const HopperKernels* kernels_ = nullptr; // the current model's tile width
     HopperBuffers buf_;
