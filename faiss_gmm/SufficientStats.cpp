@@ -9,19 +9,24 @@
 
 namespace faiss_gmm {
 
-void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type, bool with_second_moments) {
+void SufficientStats::resize(int64_t K_, int64_t d_, CovarianceType type, bool with_second_moments) {
     K = K_;
     d = d_;
     covariance_type = type;
-    n = 0;
-    loglik = 0;
-    nk.assign(K, 0.0);
-    sum_x.assign(size_t(K) * d, 0.0);
+    nk.resize(size_t(K));
+    sum_x.resize(size_t(K) * size_t(d));
     if (with_second_moments) {
-        sum_sq.assign(size_t(K * nsq_of(type, d)), 0.0);
+        sum_sq.resize(size_t(K * nsq_of(type, d)));
     } else {
         std::vector<double>().swap(sum_sq); // released, not only emptied
     }
+}
+
+void SufficientStats::reset(int64_t K_, int64_t d_, CovarianceType type, bool with_second_moments) {
+    resize(K_, d_, type, with_second_moments);
+    n = 0;
+    loglik = 0;
+    for (std::vector<double>* v : {&nk, &sum_x, &sum_sq}) std::fill(v->begin(), v->end(), 0.0);
 }
 
 void SufficientStats::clear() {
@@ -223,12 +228,7 @@ void StatsAccumulator::from_flat(const std::vector<double>& v) {
 void StatsAccumulator::result(SufficientStats& out) const {
     // Every value is written below: resized, not zeroed first as reset() would (1 MiB at K = 1024,
     // d = 128, ~10 % of result() once values() went to vector lanes), unless it grows.
-    out.K = K_;
-    out.d = d_;
-    out.covariance_type = type_;
-    out.nk.resize(size_t(K_));
-    out.sum_x.resize(size_t(K_) * size_t(d_));
-    out.sum_sq.resize(size_t(K_ * SufficientStats::nsq_of(type_, d_)));
+    out.resize(K_, d_, type_);
     out.n = n_;
     out.loglik = loglik_.value(0);
     size_t t = 0;

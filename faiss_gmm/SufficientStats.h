@@ -47,6 +47,9 @@ struct SufficientStats {
     /// a partial whose second moments go to a StatsAccumulator component by component
     /// (add_second_moment), not held K·d(d+1)/2 at a time.
     void reset(int64_t K, int64_t d, CovarianceType type, bool with_second_moments = true);
+    /// reset() without the zeros: this shape, the values left as they were (new ones zero), for
+    /// a caller that writes every value (StatsAccumulator::result) and need not pay a pass first.
+    void resize(int64_t K, int64_t d, CovarianceType type, bool with_second_moments = true);
     void clear(); ///< zero every value, keep the shape
     /// Adds other (same shape, else std::invalid_argument).
     void add(const SufficientStats& other);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -132,17 +133,13 @@ __global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int 
     }
 }
 
-/// Stream priorities: the lowest (the reproducible limbs), and one above it (the features), both
-/// below the kernels' stream (EStepCuda gives it the highest).
-int least_priority() {
+/// The stream priority `levels` above the lowest (as far as the device has levels; a smaller number
+/// is a higher priority): 0 for the reproducible limbs, 1 for the features, both below the kernels'
+/// stream (EStepCuda gives it the highest).
+int priority_above_least(int levels) {
     int least = 0, greatest = 0;
     FAISS_GMM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    return least;
-}
-int features_priority() {
-    int least = 0, greatest = 0;
-    FAISS_GMM_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    return least == greatest ? least : least - 1; // (a smaller number is a higher priority)
+    return std::max(greatest, least - levels);
 }
 
 /// Two pairs of reproducible slices when both fit in this (1M rows × K = 1024 × d = 128: 2 × 136 MB
@@ -184,8 +181,8 @@ bool hopper_supported(int device) {
 }
 
 HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_count)
-        : device_(device), poison_(options.poison_buffers), feat_stream_(features_priority()),
-          limb_stream_(least_priority()) {
+        : device_(device), poison_(options.poison_buffers), feat_stream_(priority_above_least(1)),
+          limb_stream_(priority_above_least(0)) {
     for (int i = 0; i < kMaxSubChunks; i++) feat_done_handles_[i] = feat_done_[i];
     args_.sm_count = sm_count;
     args_.sub_tiles = options.hopper_sub_tiles;
@@ -256,9 +253,10 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
 int64_t HopperEStep::reproducible_chunk_units() const {
     // One pass: Q clusters each sum whole blocks, one wave of Q blocks at a time, so a chunk of
     // 256 blocks on 15 clusters takes 18 block times for 17.1 of work (+5.5 %; 255 take 17).
-    // Two passes: the second pass's row splits (hopper_row_splits, at most sm_count / Kt).
+    // Two passes: the second pass's row splits of a chunk with enough tiles.
     const HopperChunkArgs& a = args_;
-    return std::max(1, a.C > 0 ? a.max_clusters : a.sm_count / std::max(1, a.model.Kt));
+    return a.C > 0 ? std::max(1, a.max_clusters)
+                   : hopper_row_splits(std::numeric_limits<int>::max(), a.sm_count, std::max(1, a.model.Kt));
 }
 
 void HopperEStep::begin(cudaStream_t stream) {
