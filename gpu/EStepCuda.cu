@@ -145,8 +145,10 @@ struct EStepCuda::Worker {
                 int major = 0;
                 FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
                 const bool fused = options.algorithm != EStepCudaAlgorithm::Blocked && major >= 8;
-                full = std::make_unique<FullEStep>(device, options.fast_math, fused, options.block_bytes,
-                                                   options.poison_buffers, sm_count, *stream);
+                // Its Hopper version (wgmma) where the Hopper kernels run, unless the tests ask for the other.
+                const bool sm90 = hopper_ok && !options.full_sm80_kernel;
+                full = std::make_unique<FullEStep>(device, options.fast_math, fused, sm90, options.hopper_full_group,
+                                                   options.block_bytes, options.poison_buffers, sm_count, *stream);
             }
             active = full.get();
         } else if (em.hopper && hopper_ok) {

@@ -57,6 +57,8 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
+    int hopper_full_group = 64;  ///< full covariances, wgmma kernel: columns per product group (0: one product per k-step over its non-zero columns, serialized by ptxas; 32, 64; ≥ d: the whole row, zeros multiplied)
+    bool full_sm80_kernel = false; ///< full covariances on a Hopper GPU: the sm_80 fused kernel (mma.sync) instead of its wgmma version (tests and benchmarks compare them)
     /// Exact log-densities where the expanded form cancels (issue 13): a model with narrow components
     /// (faiss_gmm/ExactLogDensity.h: a collapse, a variance ~1e-6 of the data's far from the center)
     /// runs Blocked with fp32 GEMMs and its refinement kernels, whatever `algorithm` and `fast_math`
@@ -72,7 +74,7 @@ struct EStepCudaReport {
     size_t device_bytes = 0;      ///< bytes this backend holds on the GPU (model, chunk and staging buffers)
     size_t pinned_bytes = 0;      ///< pinned host staging bytes
     double h2d_bytes = 0;         ///< bytes copied host → device
-    const char* algorithm = "";   ///< algorithm that ran: "blocked", "hopper", "full-fused" or "full-blocked"
+    const char* algorithm = "";   ///< algorithm that ran: "blocked", "hopper", "full-fused-sm90", "full-fused" or "full-blocked"
     double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
     int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
     int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
@@ -151,8 +153,8 @@ class EStepCuda : public EStep {
 
 /// Full covariances (CovarianceType::Full, d <= 128: full_covariance_supported) run
 /// detail/FullEStep.h: its log-densities come from a fused tensor-core kernel (sm_80+; fp16 products
-/// in fast mode, three hi/lo fp16 products in accurate mode; EStepCudaReport::algorithm "full-fused")
-/// under Auto or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32)
+/// in fast mode, three hi/lo fp16 products in accurate mode; EStepCudaReport::algorithm "full-fused",
+/// or "full-fused-sm90" for its wgmma version on Hopper) under Auto or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32)
 /// and a squared-norm kernel ("full-blocked"); then the responsibilities, an fp32 GEMM for N_k and
 /// Σ r x, and a second-moment kernel. Its log-densities are not refined (exact_log_densities applies
 /// to spherical and diagonal models).

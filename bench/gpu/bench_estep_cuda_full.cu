@@ -62,6 +62,7 @@ std::vector<float> make_rows(int64_t N, int64_t d, int64_t nc) {
 struct Timing {
     double wall_ms = 0, gpu_ms = 0, loglik = 0;
     size_t device_bytes = 0;
+    const char* algorithm = ""; ///< EStepCudaReport::algorithm: which kernel ran
 };
 
 /// accumulate() (ordinary sums); accumulate() then one exact add of the call's statistics (EStep's
@@ -73,24 +74,29 @@ struct Mode {
     const char* name;
     bool fast;
     gpu::EStepCudaAlgorithm algorithm;
+    bool sm80 = false; ///< EStepCudaOptions::full_sm80_kernel: on Hopper, the mma.sync kernel instead of wgmma
 };
 const Mode kModes[] = {{"fused-accurate", false, gpu::EStepCudaAlgorithm::Auto},
                        {"fused-fast", true, gpu::EStepCudaAlgorithm::Auto},
+                       {"sm80-accurate", false, gpu::EStepCudaAlgorithm::Auto, true},
+                       {"sm80-fast", true, gpu::EStepCudaAlgorithm::Auto, true},
                        {"blocked-accurate", false, gpu::EStepCudaAlgorithm::Blocked},
                        {"blocked-fast", true, gpu::EStepCudaAlgorithm::Blocked}};
 
-EStepCudaOptions options_of(const Mode& mode, int64_t block_bytes = 0) {
+EStepCudaOptions options_of(const Mode& mode, int64_t block_bytes = 0, int group = -1) {
     EStepCudaOptions o;
+    if (group >= 0) o.hopper_full_group = group;
     o.devices = {0};
     o.fast_math = mode.fast;
     o.algorithm = mode.algorithm;
+    o.full_sm80_kernel = mode.sm80;
     if (block_bytes > 0) o.block_bytes = block_bytes;
     return o;
 }
 
 Timing time_estep(const float* x_dev, int64_t N, const GmmModel& m, const Mode& mode, int reps,
-                  int64_t block_bytes = 0, SumPath path = SumPath::Plain) {
-    const EStepCudaOptions o = options_of(mode, block_bytes);
+                  int64_t block_bytes = 0, SumPath path = SumPath::Plain, int group = -1) {
+    const EStepCudaOptions o = options_of(mode, block_bytes, group);
     EStepCuda es(m.K, m.d, o);
     es.set_model(m, nullptr);
     const VectorBlock rows{x_dev, DataType::Float32, N, m.d};
@@ -118,7 +124,8 @@ Timing time_estep(const float* x_dev, int64_t N, const GmmModel& m, const Mode& 
         g.push_back(es.last_report()[0].gpu_ms);
     }
     if (path != SumPath::Plain) acc.result(st);
-    return {median(t), median(g), st.loglik / double(N), es.last_report()[0].device_bytes};
+    return {median(t), median(g), st.loglik / double(N), es.last_report()[0].device_bytes,
+            es.last_report()[0].algorithm};
 }
 
 /// Relative errors (loglik, N_k, Σ r x, second moments) of one mode on n rows at x.
@@ -142,6 +149,7 @@ int main(int argc, char** argv) {
     std::string modes; // --modes: names of kModes, comma-separated; empty = all
     bool reproducible = false;
     std::vector<int64_t> block_bytes = {0}; // 0: EStepCudaOptions' default
+    std::vector<int> groups;                // --groups: EStepCudaOptions::hopper_full_group values to time
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "--reproducible") { // also time accumulate_reproducible (issue 13)
@@ -159,6 +167,14 @@ int main(int argc, char** argv) {
             }
             continue;
         }
+        if (a == "--groups" && i + 1 < argc) { // the wgmma kernel's column groups, comma-separated (fused modes)
+            for (std::string v = argv[++i]; !v.empty();) {
+                const size_t q = v.find(',');
+                groups.push_back(std::atoi(v.substr(0, q).c_str()));
+                v = q == std::string::npos ? "" : v.substr(q + 1);
+            }
+            continue;
+        }
         if (a == "--shapes" && i + 1 < argc) shapes = argv[++i]; // NxKxd, comma-separated
         else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
         else if (a == "--check-rows" && i + 1 < argc) check_rows = std::atoll(argv[++i]);
@@ -166,7 +182,7 @@ int main(int argc, char** argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--shapes NxKxd,...] [--reps R] [--check-rows n] [--modes m1,m2] [--reproducible] "
-                    "[--block-bytes MiB,...]\n",
+                    "[--block-bytes MiB,...] [--groups W,...]\n",
                     argv[0]);
             return 2;
         }
@@ -202,8 +218,16 @@ int main(int argc, char** argv) {
                 const int64_t bytes = bb > 0 ? bb : EStepCudaOptions().block_bytes;
                 const Timing t = time_estep(x_dev, N, m, mode, reps, bb);
                 printf("    %-16s block_bytes %4lld MiB: %8.1f ms (device %8.1f ms)  mean loglik/row %.5f  GPU memory "
-                       "held %.2f GiB\n",
-                       mode.name, (long long)(bytes >> 20), t.wall_ms, t.gpu_ms, t.loglik, t.device_bytes / 1073741824.0);
+                       "held %.2f GiB  [%s]\n",
+                       mode.name, (long long)(bytes >> 20), t.wall_ms, t.gpu_ms, t.loglik, t.device_bytes / 1073741824.0,
+                       t.algorithm);
+                const bool fused = mode.algorithm != gpu::EStepCudaAlgorithm::Blocked && !mode.sm80;
+                for (int group : groups) {
+                    if (!fused) break;
+                    const Timing w = time_estep(x_dev, N, m, mode, reps, bb, SumPath::Plain, group);
+                    printf("    %-16s   column groups %3d: %8.1f ms (device %8.1f ms)  mean loglik/row %.5f  [%s]\n",
+                           mode.name, group, w.wall_ms, w.gpu_ms, w.loglik, w.algorithm);
+                }
                 if (!reproducible) continue;
                 const Timing e = time_estep(x_dev, N, m, mode, reps, bb, SumPath::PlainThenExact);
                 const Timing r = time_estep(x_dev, N, m, mode, reps, bb, SumPath::Reproducible);

@@ -8,6 +8,7 @@
 
 #include "gpu/detail/BlockedKernels.cuh"
 #include "gpu/detail/FullFusedKernel.cuh"
+#include "gpu/detail/FullHopperKernel.cuh"
 #include "gpu/detail/FullKernels.cuh"
 #include "gpu/detail/FullModelEncoding.h"
 #include "gpu/detail/ReproducibleKernels.cuh"
@@ -60,9 +61,10 @@ int64_t full_reproducible_group_rows(int64_t K, int64_t block_bytes) {
     return kReproducibleBlockRows * std::clamp<int64_t>(blocks, 1, kFullMaxGroupBlocks);
 }
 
-FullEStep::FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count,
-                     cudaStream_t stream)
-        : device_(device), fast_(fast), fused_(fused), poison_(poison), block_bytes_(block_bytes),
+FullEStep::FullEStep(int device, bool fast, bool fused, bool sm90, int sm90_group, int64_t block_bytes, bool poison,
+                     int sm_count, cudaStream_t stream)
+        : device_(device), fast_(fast), fused_(fused), sm90_(fused && sm90), sm90_group_request_(sm90_group),
+          poison_(poison), block_bytes_(block_bytes),
           sm_count_(sm_count), cublas_(device, stream) {}
 
 double FullEStep::bytes_per_row(const EncodedModel& em) const {
@@ -96,8 +98,19 @@ void FullEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream
     F_.allocate(device_, size_t(chunk_rows) * ldx_ * 4, poison_);
     if (fused_) {
         DP_ = fm.DP;
-        upload(Wh_, device_, fm.wh);
-        if (!fast_) upload(Wl_, device_, fm.wl);
+        // Column groups of the Hopper kernel: 0, 32, 64, or the whole row (any larger request).
+        sm90_group_ = std::min<int>(sm90_group_request_, DP_);
+        if (sm90_ && sm90_group_ != 0 && sm90_group_ != 32 && sm90_group_ != 64 && sm90_group_ != DP_) {
+            throw std::invalid_argument("EStepCudaOptions::hopper_full_group = " +
+                                        std::to_string(sm90_group_request_) + ": must be 0, 32, 64 or at least d");
+        }
+        if (sm90_) {
+            upload(Wh_, device_, pack_full_factors_sm90(fm.wh, K_, DP_, sm90_group_));
+            if (!fast_) upload(Wl_, device_, pack_full_factors_sm90(fm.wl, K_, DP_, sm90_group_));
+        } else {
+            upload(Wh_, device_, fm.wh);
+            if (!fast_) upload(Wl_, device_, fm.wl);
+        }
         upload(kinv_, device_, fm.kinv);
         upload(mpad_, device_, fm.mproj_padded);
         Xh_.allocate(device_, size_t(chunk_rows) * DP_ * 2, poison_);
@@ -240,6 +253,19 @@ void FullEStep::run_chunk_by_group(int64_t nc, cudaStream_t stream) {
 }
 
 namespace {
+/// The Hopper kernel for one (DP, split) instance (FullHopperKernel.cuh), its shared memory opted in.
+template <int DP, bool kSplit, int W>
+void launch_sm90(unsigned row_tiles, unsigned ranges, cudaStream_t stream, const __half* Xh, const __half* Xl,
+                 const float* rinv, int n, const __half* Wh, const __half* Wl, const float* kinv, const float* mp,
+                 const float* logc2, int K, int kc, float* S, int ldS) {
+    using Sh = FullSm90Shape<DP, kSplit, W>;
+    FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(full_sm90_log_density_kernel<DP, kSplit, W>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, Sh::kSmem));
+    full_sm90_log_density_kernel<DP, kSplit, W><<<dim3(row_tiles, ranges), Sh::kThreads, Sh::kSmem, stream>>>(
+            Xh, Xl, rinv, n, Wh, Wl, kinv, mp, logc2, K, kc, S, ldS);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("full_sm90_log_density_kernel");
+}
+
 /// The fused kernel for one (DP, split) instance: its shared memory opted in once per process.
 template <int DP, bool kSplit>
 void launch_fused(dim3 grid, cudaStream_t stream, const __half* Xh, const __half* Xl, const float* rinv, int n,
@@ -272,11 +298,14 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream, float
         FAISS_GMM_CUDA_CHECK_LAUNCH("full_log_density_kernel");
         return;
     }
-    // Row tiles × component ranges (multiples of a staged round): about two CTAs per SM when the
-    // block has few row tiles.
-    const int64_t tiles = (nb + kFusedRows - 1) / kFusedRows;
+    // Row tiles × component ranges (multiples of a staged round): about two CTAs per SM (Hopper
+    // kernel: one, it fills an SM) when the block has few row tiles.
+    const int64_t rows_per_cta = sm90_ ? (fast_ ? FullSm90Shape<32, false, 0>::kRows : FullSm90Shape<32, true, 0>::kRows)
+                                       : kFusedRows;
+    const int64_t ctas_per_sm = sm90_ ? 1 : 2;
+    const int64_t tiles = (nb + rows_per_cta - 1) / rows_per_cta;
     const int64_t rounds = (K_ + kFusedRound - 1) / kFusedRound;
-    const int64_t ksplit = std::clamp<int64_t>((2 * sm_count_ + tiles - 1) / tiles, 1, rounds);
+    const int64_t ksplit = std::clamp<int64_t>((ctas_per_sm * sm_count_ + tiles - 1) / tiles, 1, rounds);
     const int kc = int((rounds + ksplit - 1) / ksplit * kFusedRound);
     const dim3 grid(unsigned(tiles), unsigned((K_ + kc - 1) / kc));
     const __half* Xh = Xh_.as<__half>() + size_t(b0) * DP_;
@@ -285,9 +314,27 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream, float
     const auto* Wh = Wh_.as<__half>();
     const auto* Wl = fast_ ? nullptr : Wl_.as<__half>();
     auto go = [&](auto dp, auto split) {
-        launch_fused<decltype(dp)::value, decltype(split)::value>(grid, stream, Xh, Xl, rinv, int(nb), Wh, Wl,
-                                                                  kinv_.as<float>(), mpad_.as<float>(),
-                                                                  logc2_.as<float>(), int(K_), kc, S, int(Kp_));
+        constexpr int DP = decltype(dp)::value;
+        constexpr bool kSplit = decltype(split)::value;
+        if (sm90_) {
+            auto with_group = [&](auto group) {
+                constexpr int W = decltype(group)::value;
+                if constexpr (W <= DP) {
+                    launch_sm90<DP, kSplit, W>(grid.x, grid.y, stream, Xh, Xl, rinv, int(nb), Wh, Wl,
+                                               kinv_.as<float>(), mpad_.as<float>(), logc2_.as<float>(), int(K_), kc,
+                                               S, int(Kp_));
+                }
+            };
+            switch (sm90_group_) {
+                case 0: return with_group(std::integral_constant<int, 0>());
+                case 32: return with_group(std::integral_constant<int, 32>());
+                case 64: return with_group(std::integral_constant<int, 64>());
+            }
+            return with_group(std::integral_constant<int, DP>()); // (set_model checked the value)
+        } else {
+            launch_fused<DP, kSplit>(grid, stream, Xh, Xl, rinv, int(nb), Wh, Wl, kinv_.as<float>(),
+                                     mpad_.as<float>(), logc2_.as<float>(), int(K_), kc, S, int(Kp_));
+        }
     };
     auto with_dp = [&](auto split) {
         switch (DP_) {

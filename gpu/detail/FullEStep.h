@@ -2,7 +2,8 @@
 // the kernels and the steps). The log-densities of a block of rows come either
 //  * fused (sm_80+, unless EStepCudaAlgorithm::Blocked is asked for): FullFusedKernel.cuh computes
 //    (x − c)ᵀU_k on tensor cores and reduces it to log p in registers, the projections never
-//    written; fast mode fp16 products, accurate mode 3 products of hi/lo fp16 halves; or
+//    written; fast mode fp16 products, accurate mode 3 products of hi/lo fp16 halves; on Hopper
+//    (sm_90a) the same arithmetic with warpgroup products, FullHopperKernel.cuh; or
 //  * blocked: one cuBLAS GEMM against the K·d-wide matrix [U_1 … U_K] of precision factors (fast
 //    mode TF32, accurate fp32), then a squared-norm → log-density kernel;
 // then the responsibility kernel of Blocked, an fp32 GEMM for N_k and Σ r x, and a second-moment
@@ -51,9 +52,12 @@ class FullEStep final : public ChunkAlgorithm {
   public:
     /// On `device` (current when constructed); block_bytes: EStepCudaOptions::block_bytes (here the
     /// bytes of the block × K·d projections).
-    /// fused: the tensor-core log-density kernel (the GPU must be sm_80 or later), else blocked.
-    FullEStep(int device, bool fast, bool fused, int64_t block_bytes, bool poison, int sm_count, cudaStream_t stream);
-    const char* name() const override { return fused_ ? "full-fused" : "full-blocked"; }
+    /// fused: the tensor-core log-density kernel (the GPU must be sm_80 or later), else blocked;
+    /// sm90: its Hopper version (fused only; the GPU must run sm_90a code: hopper_supported()), its
+    /// products in column groups of sm90_group (EStepCudaOptions::hopper_full_group).
+    FullEStep(int device, bool fast, bool fused, bool sm90, int sm90_group, int64_t block_bytes, bool poison,
+              int sm_count, cudaStream_t stream);
+    const char* name() const override { return fused_ ? (sm90_ ? "full-fused-sm90" : "full-fused") : "full-blocked"; }
     double bytes_per_row(const EncodedModel& em) const override;
     void set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) override;
     void begin(cudaStream_t stream) override;
@@ -81,7 +85,9 @@ class FullEStep final : public ChunkAlgorithm {
     int64_t moment_segment_rows(int64_t nb) const;
 
     int device_;
-    bool fast_, fused_, poison_;
+    bool fast_, fused_, sm90_;
+    int sm90_group_request_, sm90_group_ = 0; // FullSm90Layout.h's W: as asked, and for the model's DP
+    bool poison_;
     int64_t block_bytes_;
     int sm_count_;
     CublasHandle cublas_;
@@ -93,7 +99,8 @@ class FullEStep final : public ChunkAlgorithm {
     DeviceBuffer center_, W_, mproj_, logc2_, means_, zeros_;
     // F = [x − c | 1 | ‖x − c‖² | 0…] per chunk row (ldx floats), P (block × K·d), S / R (block × Kp)
     DeviceBuffer F_, P_, S_, tmp_, acc_, acc2_, loglik_;
-    // fused: U_k in fp16 (hi, lo), 1/s_k, μ_kᵀU_k padded; the chunk's rows in fp16 (hi, lo) and 1/s_row
+    // fused: U_k in fp16 (hi, lo; sm90: packed, pack_full_factors_sm90), 1/s_k, μ_kᵀU_k padded; the
+    // chunk's rows in fp16 (hi, lo) and 1/s_row
     DeviceBuffer Wh_, Wl_, kinv_, mpad_, Xh_, Xl_, rinv_;
     // reproducible sums: a group's second-moment partials (fp32, segment × K × nsq), Σ ln Z slots
     DeviceBuffer part_, ll_slots_;

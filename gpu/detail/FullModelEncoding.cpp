@@ -49,4 +49,18 @@ FullModel encode_full(const GmmModel& model) {
     return fm;
 }
 
+std::vector<uint16_t> pack_full_factors_sm90(const std::vector<uint16_t>& w, int64_t K, int64_t DP, int64_t W) {
+    const int64_t H = full_sm90_factor_halves(DP, W);
+    std::vector<uint16_t> out(size_t(K * H));
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t j = 0; j < DP; j++) {
+            for (int64_t i = 0; i < DP; i++) {
+                const int64_t at = full_sm90_factor_index(DP, W, j, i);
+                if (at >= 0) out[size_t(k * H + at)] = w[size_t((k * DP + j) * DP + i)];
+            }
+        }
+    }
+    return out;
+}
+
 } // namespace faiss_gmm::gpu::detail

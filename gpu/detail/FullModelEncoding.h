@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "faiss_gmm/GmmModel.h"
+#include "gpu/detail/FullSm90Layout.h"
 
 namespace faiss_gmm::gpu::detail {
 
@@ -29,6 +30,10 @@ struct FullModel {
     std::vector<float> mproj_padded; ///< K × DP: mproj with zero padding
 };
 FullModel encode_full(const GmmModel& model);
+
+/// wh or wl of a FullModel (K × DP × DP, [k][j][i]) in the Hopper kernel's layout for column
+/// groups of W (FullSm90Layout.h): K × full_sm90_factor_halves(DP, W).
+std::vector<uint16_t> pack_full_factors_sm90(const std::vector<uint16_t>& w, int64_t K, int64_t DP, int64_t W);
 
 /// Largest d the GPU's full-covariance kernels take (the second-moment kernel keeps a d × d
 /// tile in registers); a larger model is refused with an error naming this limit.

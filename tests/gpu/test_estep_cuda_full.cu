@@ -20,6 +20,7 @@
 #include "faiss_gmm/VectorSource.h"
 #include "gpu/EStepCuda.h"
 #include "gpu/detail/FullEStep.h"
+#include "gpu/detail/HopperEStep.h" // hopper_supported
 #include "tests/gpu/reproducible_bits.h"
 #include "tests/relative_error.h"
 #include "tests/test_helpers.h"
@@ -45,6 +46,8 @@ constexpr double kLn2 = 0.69314718055994530942;
 double gamma(double n, double u = kU) { return n * u / (1 - n * u); }
 
 bool have_gpu() { return gpu::cuda_device_count() > 0; }
+/// The fused path runs the wgmma kernel (FullHopperKernel.cuh) here unless full_sm80_kernel is set.
+bool hopper_gpu() { return have_gpu() && gpu::detail::hopper_supported(0); }
 
 /// Rows of a block: FullEStep::set_model takes block_bytes / (4·K·d) (blocked) or block_bytes /
 /// (4·K rounded up to 4) (fused) rows, at least 32; the bound uses this upper limit for the float
@@ -283,7 +286,9 @@ double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const s
     if (retain) es.retain_rows(rows);
     SufficientStats got(c.K, c.d, CovarianceType::Full);
     es.accumulate(rows, got);
-    const char* algorithm = o.algorithm == gpu::EStepCudaAlgorithm::Blocked ? "full-blocked" : "full-fused";
+    const char* algorithm = o.algorithm == gpu::EStepCudaAlgorithm::Blocked ? "full-blocked"
+                            : hopper_gpu() && !o.full_sm80_kernel          ? "full-fused-sm90"
+                                                                           : "full-fused";
     for (const auto& r : es.last_report()) EXPECT_STREQ(r.algorithm, r.rows ? algorithm : "") << label;
     return compare(c, p, o, got, max_block_rows(o, c.n, c.K), Truncation(), label);
 }
@@ -294,14 +299,23 @@ const char* path_name(Path p) {
                                                             : "fused split";
 }
 
+/// The path and, on Hopper, which fused kernel: "fused fp16 (sm80 kernel)", "fused split (groups 0)".
+std::string variant_name(const EStepCudaOptions& o) {
+    std::string v = path_name(path_of(o));
+    if (o.algorithm == gpu::EStepCudaAlgorithm::Blocked || !hopper_gpu()) return v;
+    if (o.full_sm80_kernel) return v + " (sm80 kernel)";
+    return v + " (groups " + std::to_string(o.hopper_full_group) + ")";
+}
+
 std::string name_of(const Case& c, const EStepCudaOptions& o) {
     char b[160];
     std::snprintf(b, sizeof(b), "n=%lld K=%lld d=%lld cond=%g%s %s", (long long)c.n, (long long)c.K, (long long)c.d,
-                  c.cond, c.uint8_rows ? " uint8" : "", path_name(path_of(o)));
+                  c.cond, c.uint8_rows ? " uint8" : "", variant_name(o).c_str());
     return b;
 }
 
-/// The four ways (fused or blocked log-densities, fast or accurate), scratch buffers NaN-poisoned.
+/// The four ways (fused or blocked log-densities, fast or accurate), scratch buffers NaN-poisoned;
+/// on Hopper also the fused path's sm_80 kernel, fast and accurate (six ways).
 std::vector<EStepCudaOptions> all_paths() {
     std::vector<EStepCudaOptions> v;
     for (bool blocked : {false, true}) {
@@ -312,6 +326,10 @@ std::vector<EStepCudaOptions> all_paths() {
             o.algorithm = blocked ? gpu::EStepCudaAlgorithm::Blocked : gpu::EStepCudaAlgorithm::Auto;
             o.poison_buffers = true; // scratch reads of unwritten data show as NaN
             v.push_back(o);
+            if (!blocked && hopper_gpu()) {
+                o.full_sm80_kernel = true;
+                v.push_back(o);
+            }
         }
     }
     return v;
@@ -388,7 +406,7 @@ TEST(EStepCudaFull, SanitizerReproducibleFull) {
     for (int i : {0, 3}) {
         EStepCudaOptions o = all_paths()[i];
         o.block_bytes = block_bytes_for_group(c.K, 2);
-        const std::string what = std::string("sanitizer reproducible ") + path_name(path_of(o));
+        const std::string what = std::string("sanitizer reproducible ") + variant_name(o);
         const SufficientStats one =
                 run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, {"1", {0}, 0, {0, c.n}, false});
         const SufficientStats cut = run_reproducible(p.model, p.center.data(), p.x.data(), o, rows,
@@ -411,6 +429,37 @@ TEST(EStepCudaFull, RaggedShapesWithinTheBound) {
     }
 }
 
+TEST(EStepCudaFull, HopperColumnGroupsWithinTheBound) {
+    // The wgmma kernel's ways of grouping the triangular product's columns (FullSm90Layout.h: one
+    // product per k-step, groups of 32 or 64, the whole row) for every padded width DP = 32 … 128
+    // (d = 20, 64, 70, 128; d = 70 pads to 96: groups of 64 end with one of 32), fast and accurate.
+    if (!hopper_gpu()) GTEST_SKIP() << "no Hopper GPU running sm_90a code";
+    const Case cases[] = {{700, 37, 20, 4, 1.5f}, {513, 40, 64, 1e3, 1.f}, {300, 33, 70, 4, 2.f}, {700, 8, 128, 4, 1.f}};
+    uint64_t seed = 9150;
+    for (const Case& c : cases) {
+        const Problem p = make_problem(c, seed++);
+        for (EStepCudaOptions o : all_paths()) {
+            if (o.algorithm == gpu::EStepCudaAlgorithm::Blocked || o.full_sm80_kernel) continue;
+            for (int group : {0, 32, 64, 128}) {
+                o.hopper_full_group = group;
+                check(c, p, o, name_of(c, o));
+            }
+        }
+    }
+    // Other widths are refused, naming the option.
+    EStepCudaOptions o = all_paths()[0];
+    o.hopper_full_group = 48;
+    const Case c{64, 3, 100, 4, 1.f};
+    const Problem p = make_problem(c, seed);
+    EStepCuda es(c.K, c.d, o);
+    try {
+        es.set_model(p.model, p.center.data());
+        FAIL() << "hopper_full_group = 48 was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("hopper_full_group"), std::string::npos) << e.what();
+    }
+}
+
 TEST(EStepCudaFull, Uint8Rows) {
     if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
     Case c{1500, 10, 24, 10, 1.5f};
@@ -424,7 +473,7 @@ TEST(EStepCudaFull, ChunksWorkersAndRetainedRows) {
     const Case c{3001, 12, 40, 10, 2.f};
     const Problem p = make_problem(c, 9300);
     for (EStepCudaOptions o : all_paths()) {
-        const std::string path = path_name(path_of(o));
+        const std::string path = variant_name(o);
         o.chunk_rows = 700;      // 5 chunks, the last one ragged (double buffers)
         o.block_bytes = 40000;   // blocked: 32 rows per block (the least), ragged; fused: a chunk per block
         check(c, p, o, "5 chunks, " + path);
@@ -459,9 +508,9 @@ TEST(EStepCudaFull, SanitizerFull) {
         o.chunk_rows = 128;
         o.block_bytes = 4000; // 125 (fused) or 32 (blocked) rows per block: ragged blocks
         c.uint8_rows = false;
-        check(c, pf, o, std::string("sanitizer float32 ") + path_name(path_of(o)));
+        check(c, pf, o, "sanitizer float32 " + variant_name(o));
         c.uint8_rows = true;
-        check(c, p8, o, std::string("sanitizer uint8 ") + path_name(path_of(o)));
+        check(c, p8, o, "sanitizer uint8 " + variant_name(o));
     }
 }
 

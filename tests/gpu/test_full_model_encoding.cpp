@@ -1,7 +1,8 @@
 // Host-only encoding of a full-covariance model for the CUDA E-step (gpu/detail/FullModelEncoding.h),
 // without a GPU (runs in CI): the K·d-wide factor matrix and μ_kᵀU_k give GmmModel::log_joint's
 // log-density, and the fused kernel's fp16 operands (power-of-two scales, hi/lo split, transposed
-// and padded layout) reproduce s_k·U_k within the split's bound.
+// and padded layout) reproduce s_k·U_k within the split's bound, and the Hopper kernel's packed layout
+// (FullSm90Layout.h) holds each of them once.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -90,5 +91,53 @@ TEST(FullModelEncoding, HalfOperandsReproduceTheScaledFactor) {
         }
         EXPECT_GE(mx, 8192.0);
         EXPECT_LT(mx, 16384.0);
+    }
+}
+
+TEST(FullModelEncoding, HopperLayoutStoresEveryNonZeroOnce) {
+    // FullSm90Layout.h: for every width DP and column grouping W the Hopper kernel is built for, the
+    // stored entries map one-to-one onto [0, full_sm90_factor_halves), and every entry of the upper
+    // triangle (i <= j: the factor's non-zeros) is stored; so is the whole 8 × 8 block it lies in.
+    for (int64_t DP : {32, 64, 96, 128}) {
+        for (int64_t W : {int64_t(0), int64_t(32), int64_t(64), DP}) {
+            if (W > DP) continue;
+            const int64_t H = full_sm90_factor_halves(DP, W);
+            std::vector<int> hits(size_t(H), 0);
+            for (int64_t j = 0; j < DP; j++) {
+                for (int64_t i = 0; i < DP; i++) {
+                    const int64_t at = full_sm90_factor_index(DP, W, j, i);
+                    if (i <= j) ASSERT_GE(at, 0) << "DP=" << DP << " W=" << W << " j=" << j << " i=" << i;
+                    if (at < 0) continue;
+                    ASSERT_LT(at, H);
+                    hits[size_t(at)]++;
+                }
+            }
+            for (int64_t a = 0; a < H; a++) ASSERT_EQ(hits[size_t(a)], 1) << "DP=" << DP << " W=" << W << " at " << a;
+        }
+    }
+    // The exact triangle (W = 0) at DP = 128: 72 of the 128 core-matrix pairs (18 KiB of 32).
+    EXPECT_EQ(full_sm90_factor_halves(128, 0), 72 * 128);
+    EXPECT_EQ(full_sm90_factor_halves(128, 128), 128 * 128);
+}
+
+TEST(FullModelEncoding, PackedFactorsAreTheEncodedOnes) {
+    // pack_full_factors_sm90 moves each stored entry of wh to its place, and no non-zero is left behind.
+    const int64_t K = 3, d = 70;
+    const FullModel fm = encode_full(full_model(K, d, 1e3, 1900));
+    const int64_t DP = fm.DP;
+    for (int64_t W : {int64_t(0), int64_t(32), int64_t(64), DP}) {
+        const std::vector<uint16_t> packed = pack_full_factors_sm90(fm.wh, K, DP, W);
+        const int64_t H = full_sm90_factor_halves(DP, W);
+        ASSERT_EQ(int64_t(packed.size()), K * H);
+        for (int64_t k = 0; k < K; k++) {
+            for (int64_t j = 0; j < DP; j++) {
+                for (int64_t i = 0; i < DP; i++) {
+                    const uint16_t v = fm.wh[size_t((k * DP + j) * DP + i)];
+                    const int64_t at = full_sm90_factor_index(DP, W, j, i);
+                    if (at < 0) ASSERT_EQ(v, 0) << "a non-zero left out: W=" << W << " j=" << j << " i=" << i;
+                    else ASSERT_EQ(packed[size_t(k * H + at)], v) << "W=" << W << " k=" << k << " j=" << j << " i=" << i;
+                }
+            }
+        }
     }
 }
