@@ -60,9 +60,12 @@ ExactLogDensity exact_log_density(const GmmModel& model, const float* center) {
     e.exact_inv_var.resize(model.variances.size());
     for (int64_t k = 0; k < K; k++) {
         double log_det = 0, max_inv = 0, mu_term = 0, mu_sq = 0, trace = 0;
+        // A spherical component's log-variance once, not d times (set_model runs this every EM
+        // iteration); the sum below adds the same value d times, as before.
+        const double sph_log_var = e.spherical ? std::log(double(model.variances[k])) : 0.0;
         for (int64_t j = 0; j < d; j++) {
             const double var = model.variance(k, j), mu = model.means[k * d + j];
-            log_det += kLog2Pi + std::log(var);
+            log_det += kLog2Pi + (e.spherical ? sph_log_var : std::log(var));
             max_inv = std::max(max_inv, 1.0 / var);
             mu_term += mu * mu / var;
             mu_sq += mu * mu;
