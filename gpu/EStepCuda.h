@@ -58,7 +58,10 @@ struct EStepCudaOptions {
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
     int hopper_full_group = 64;  ///< full covariances, wgmma kernel: columns per product group (0: one product per k-step over its non-zero columns, serialized by ptxas; 32, 64; ≥ d: the whole row, zeros multiplied)
-    bool full_sm80_kernel = false; ///< full covariances on a Hopper GPU: the sm_80 fused kernel (mma.sync) instead of its wgmma version (tests and benchmarks compare them)
+    /// Full covariances on a Hopper GPU: the fused kernel's wgmma version (detail/FullHopperKernel.cuh)
+    /// instead of the sm_80 one (mma.sync). Off by default: built and its layout tested on the host, but
+    /// not yet run on a GPU (bench/results/gpu_full_covariance.md says what its tests and timings need).
+    bool full_sm90_kernel = false;
     /// Exact log-densities where the expanded form cancels (issue 13): a model with narrow components
     /// (faiss_gmm/ExactLogDensity.h: a collapse, a variance ~1e-6 of the data's far from the center)
     /// runs Blocked with fp32 GEMMs and its refinement kernels, whatever `algorithm` and `fast_math`
@@ -154,7 +157,7 @@ class EStepCuda : public EStep {
 /// Full covariances (CovarianceType::Full, d <= 128: full_covariance_supported) run
 /// detail/FullEStep.h: its log-densities come from a fused tensor-core kernel (sm_80+; fp16 products
 /// in fast mode, three hi/lo fp16 products in accurate mode; EStepCudaReport::algorithm "full-fused",
-/// or "full-fused-sm90" for its wgmma version on Hopper) under Auto or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32)
+/// or "full-fused-sm90" for its wgmma version on Hopper when full_sm90_kernel asks for it) under Auto or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32)
 /// and a squared-norm kernel ("full-blocked"); then the responsibilities, an fp32 GEMM for N_k and
 /// Σ r x, and a second-moment kernel. Its log-densities are not refined (exact_log_densities applies
 /// to spherical and diagonal models).

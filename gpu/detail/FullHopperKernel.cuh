@@ -25,6 +25,11 @@
 // The arithmetic is the mma.sync kernel's (fp16 operands with power-of-two scales, fp32 tensor-core
 // sums; split: hi·hi + hi·lo + lo·hi), so tests/gpu/test_estep_cuda_full.cu checks both against the
 // same bound.
+//
+// Status (2026-12-06): built for sm_90a without spills and its layout tested on the host
+// (tests/gpu/test_full_model_encoding.cpp), but not yet run on a GPU: no device could be started in
+// the session that wrote it. So it is opt-in (EStepCudaOptions::full_sm90_kernel) until its GPU
+// tests and timings (bench/results/gpu_full_covariance.md, "wgmma kernel") have run.
 #pragma once
 
 #include <cuda_fp16.h>

@@ -46,7 +46,7 @@ constexpr double kLn2 = 0.69314718055994530942;
 double gamma(double n, double u = kU) { return n * u / (1 - n * u); }
 
 bool have_gpu() { return gpu::cuda_device_count() > 0; }
-/// The fused path runs the wgmma kernel (FullHopperKernel.cuh) here unless full_sm80_kernel is set.
+/// The fused path can run the wgmma kernel (FullHopperKernel.cuh) here (full_sm90_kernel).
 bool hopper_gpu() { return have_gpu() && gpu::detail::hopper_supported(0); }
 
 /// Rows of a block: FullEStep::set_model takes block_bytes / (4·K·d) (blocked) or block_bytes /
@@ -287,7 +287,7 @@ double check(const Case& c, const Problem& p, const EStepCudaOptions& o, const s
     SufficientStats got(c.K, c.d, CovarianceType::Full);
     es.accumulate(rows, got);
     const char* algorithm = o.algorithm == gpu::EStepCudaAlgorithm::Blocked ? "full-blocked"
-                            : hopper_gpu() && !o.full_sm80_kernel          ? "full-fused-sm90"
+                            : hopper_gpu() && o.full_sm90_kernel           ? "full-fused-sm90"
                                                                            : "full-fused";
     for (const auto& r : es.last_report()) EXPECT_STREQ(r.algorithm, r.rows ? algorithm : "") << label;
     return compare(c, p, o, got, max_block_rows(o, c.n, c.K), Truncation(), label);
@@ -303,8 +303,8 @@ const char* path_name(Path p) {
 std::string variant_name(const EStepCudaOptions& o) {
     std::string v = path_name(path_of(o));
     if (o.algorithm == gpu::EStepCudaAlgorithm::Blocked || !hopper_gpu()) return v;
-    if (o.full_sm80_kernel) return v + " (sm80 kernel)";
-    return v + " (groups " + std::to_string(o.hopper_full_group) + ")";
+    if (!o.full_sm90_kernel) return v + " (sm80 kernel)";
+    return v + " (wgmma kernel, groups " + std::to_string(o.hopper_full_group) + ")";
 }
 
 std::string name_of(const Case& c, const EStepCudaOptions& o) {
@@ -315,7 +315,7 @@ std::string name_of(const Case& c, const EStepCudaOptions& o) {
 }
 
 /// The four ways (fused or blocked log-densities, fast or accurate), scratch buffers NaN-poisoned;
-/// on Hopper also the fused path's sm_80 kernel, fast and accurate (six ways).
+/// on Hopper also the fused path's wgmma kernel, fast and accurate (six ways).
 std::vector<EStepCudaOptions> all_paths() {
     std::vector<EStepCudaOptions> v;
     for (bool blocked : {false, true}) {
@@ -327,7 +327,7 @@ std::vector<EStepCudaOptions> all_paths() {
             o.poison_buffers = true; // scratch reads of unwritten data show as NaN
             v.push_back(o);
             if (!blocked && hopper_gpu()) {
-                o.full_sm80_kernel = true;
+                o.full_sm90_kernel = true;
                 v.push_back(o);
             }
         }
@@ -439,7 +439,7 @@ TEST(EStepCudaFull, HopperColumnGroupsWithinTheBound) {
     for (const Case& c : cases) {
         const Problem p = make_problem(c, seed++);
         for (EStepCudaOptions o : all_paths()) {
-            if (o.algorithm == gpu::EStepCudaAlgorithm::Blocked || o.full_sm80_kernel) continue;
+            if (o.algorithm == gpu::EStepCudaAlgorithm::Blocked || !o.full_sm90_kernel) continue;
             for (int group : {0, 32, 64, 128}) {
                 o.hopper_full_group = group;
                 check(c, p, o, name_of(c, o));
@@ -448,6 +448,7 @@ TEST(EStepCudaFull, HopperColumnGroupsWithinTheBound) {
     }
     // Other widths are refused, naming the option.
     EStepCudaOptions o = all_paths()[0];
+    o.full_sm90_kernel = true;
     o.hopper_full_group = 48;
     const Case c{64, 3, 100, 4, 1.f};
     const Problem p = make_problem(c, seed);
