@@ -299,7 +299,8 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream, float
         return;
     }
     // Row tiles × component ranges (multiples of a staged round): about two CTAs per SM (Hopper
-    // kernel: one, it fills an SM) when the block has few row tiles.
+    // kernel: one, it fills an SM) when the block has few row tiles. (The Hopper kernel's rows per
+    // CTA depend on the mode only.)
     const int64_t rows_per_cta = sm90_ ? (fast_ ? FullSm90Shape<32, false, 0>::kRows : FullSm90Shape<32, true, 0>::kRows)
                                        : kFusedRows;
     const int64_t ctas_per_sm = sm90_ ? 1 : 2;
@@ -323,6 +324,8 @@ void FullEStep::log_densities(int64_t b0, int64_t nb, cudaStream_t stream, float
                     launch_sm90<DP, kSplit, W>(grid.x, grid.y, stream, Xh, Xl, rinv, int(nb), Wh, Wl,
                                                kinv_.as<float>(), mpad_.as<float>(), logc2_.as<float>(), int(K_), kc,
                                                S, int(Kp_));
+                } else {
+                    throw std::logic_error("FullEStep: column groups wider than the row"); // (set_model clamps them)
                 }
             };
             switch (sm90_group_) {

@@ -3,7 +3,8 @@
 //  * fused (sm_80+, unless EStepCudaAlgorithm::Blocked is asked for): FullFusedKernel.cuh computes
 //    (x − c)ᵀU_k on tensor cores and reduces it to log p in registers, the projections never
 //    written; fast mode fp16 products, accurate mode 3 products of hi/lo fp16 halves; on Hopper
-//    (sm_90a) the same arithmetic with warpgroup products, FullHopperKernel.cuh; or
+//    (sm_90a), when EStepCudaOptions::full_sm90_kernel asks for it, the same arithmetic with
+//    warpgroup products, FullHopperKernel.cuh; or
 //  * blocked: one cuBLAS GEMM against the K·d-wide matrix [U_1 … U_K] of precision factors (fast
 //    mode TF32, accurate fp32), then a squared-norm → log-density kernel;
 // then the responsibility kernel of Blocked, an fp32 GEMM for N_k and Σ r x, and a second-moment
@@ -54,7 +55,8 @@ class FullEStep final : public ChunkAlgorithm {
     /// bytes of the block × K·d projections).
     /// fused: the tensor-core log-density kernel (the GPU must be sm_80 or later), else blocked;
     /// sm90: its Hopper version (fused only; the GPU must run sm_90a code: hopper_supported()), its
-    /// products in column groups of sm90_group (EStepCudaOptions::hopper_full_group).
+    /// products in column groups of sm90_group (EStepCudaOptions::hopper_full_group; set_model
+    /// refuses widths it has no kernel for).
     FullEStep(int device, bool fast, bool fused, bool sm90, int sm90_group, int64_t block_bytes, bool poison,
               int sm_count, cudaStream_t stream);
     const char* name() const override { return fused_ ? (sm90_ ? "full-fused-sm90" : "full-fused") : "full-blocked"; }

@@ -11,8 +11,8 @@
 //  * a producer warp streams the components' factors through a ring of stages with bulk copies
 //    (mbarriers: full = landed, empty = every consumer warp has read it), in the packed layout of
 //    FullSm90Layout.h: only the column blocks of each k-step that its products read (per
-//    component at DP = 128: 18 KiB for W = 0, 20 for 32, 24 for 64, 32 for DP), so with twice the
-//    rows per CTA the L2 traffic per row falls 2.7× (W = 64) to 3.6× (W = 0);
+//    component at DP = 128: 18 KiB for W = 0, 20 for 32, 24 for 64, 32 for DP), so in fast mode,
+//    with twice the rows per CTA, the L2 traffic per row falls 2.7× (W = 64) to 3.6× (W = 0);
 //  * k-step s of the triangular product multiplies only the columns from 16s on (both operands
 //    K-major from shared memory), in column groups of W (EStepCudaOptions::hopper_full_group,
 //    FullSm90Layout.h): W = 0 is one wgmma of N = DP − 16s per step, the exact triangle of the
