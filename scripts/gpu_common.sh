@@ -1,4 +1,4 @@
-# Sourced by the device scripts scripts/gpu_run_{diag,exact,full,repro,twopass,suite}.sh, never run alone;
+# Sourced by the device scripts scripts/gpu_run_{diag,exact,full,full_sm90,repro,twopass,suite}.sh, never run alone;
 # copy it with them (the whole scripts/ folder) into the carried folder. What they share:
 #   D    the carried folder (this file's folder/..), BIN its prebuilt binaries (D/bin),
 #   OUT  the device tool's output folder (D/out when run elsewhere),
