@@ -33,4 +33,4 @@ fi
 wait "${pids[@]}" 2>/dev/null
 sanitizer_summary
 echo "total $(( $(date +%s) - t0 )) s, rc $rc"
-exit $rc
+exit "$rc"
