@@ -1,9 +1,8 @@
 // The host side of EStepCuda::set_model, which the GPU's EM runs every iteration: the exact
 // log-density terms and the narrow-component test (encode_refinement), then the logits, Blocked's and
 // the Hopper kernels' encodings (encode_model, fast and 2×fp16). Host only: runs without a GPU.
-// Best of 15 calls per line. The encodings' per-component loops run on the thread pool
-// (faiss_gmm/ParallelRanges.h, sized by the CPU affinity mask): `taskset -c 0` gives the one-thread
-// baseline on the same machine.
+// Best of 15 calls per line; bench/results/model_encoding.md has the figures and a base built from an
+// earlier commit's two source files.
 //   bench_model_encoding [K d]   (default 1024 128)
 #include <algorithm>
 #include <chrono>
@@ -13,7 +12,6 @@
 #include <vector>
 
 #include "faiss_gmm/GmmModel.h"
-#include "faiss_gmm/ParallelRanges.h"
 #include "gpu/detail/ModelEncoding.h"
 
 using namespace faiss_gmm;
@@ -47,8 +45,7 @@ double best_ms(F&& f) {
 
 int main(int argc, char** argv) {
     const int64_t K = argc > 2 ? std::atoll(argv[1]) : 1024, d = argc > 2 ? std::atoll(argv[2]) : 128;
-    std::printf("set_model's host side, K=%lld d=%lld, %d pool threads (best of 15, ms)\n", (long long)K,
-                (long long)d, faiss_gmm::detail::pool_threads());
+    std::printf("set_model's host side, K=%lld d=%lld (best of 15, ms)\n", (long long)K, (long long)d);
     const std::vector<float> center(size_t(d), 0.f);
     for (CovarianceType type : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
         const GmmModel m = model_of(K, d, type);
