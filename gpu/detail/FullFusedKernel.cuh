@@ -9,9 +9,9 @@
 // that the 32-bit fragment loads hit 32 distinct banks) and μ_kᵀU_k go through shared memory, two
 // stages deep with cp.async, so the next component loads while this one multiplies. U_k is upper
 // triangular: the k-steps below the diagonal of an n-tile are skipped (72 of 128 MMAs at DP = 128).
-// Epilogue per component: y = acc·(1/(s_row·s_k)) − m (powers of two: exact scaling, one rounding),
-// Σ y² over the thread's columns, then over the 4 lanes of a quad; the 32 components of a round are
-// staged in shared memory and stored as 128-byte rows of S.
+// Epilogue per component (full_quad_norms): y = acc·(1/(s_row·s_k)) − m (powers of two: exact
+// scaling, one rounding), Σ y² over the thread's columns, then over the 4 lanes of a quad; the 32
+// components of a round are staged in shared memory and stored as 128-byte rows of S.
 //
 // Operands: rows and U_k carry power-of-two scales that put their largest entry in [2^13, 2^14)
 // (fp16 keeps 11 bits over its normal range; smaller entries lose at most 2^-25 absolute, scaled).
@@ -60,6 +60,37 @@ __global__ void __launch_bounds__(256) full_half_rows_kernel(const float* __rest
         if (Xl) Xl[size_t(row) * DP + j] = __float2half_rn(v - __half2float(hi));
     }
     if (lane == 0) rinv[row] = ldexpf(1.f, e - 14);
+}
+
+/// The epilogue's arithmetic of a component, shared by this kernel and its Hopper version
+/// (FullHopperKernel.cuh), whose accumulators have the same m16n8 layout per warp (n-tile nt at
+/// acc[4nt .. 4nt + 3]: rows g and g + 8, columns 8nt + 2t and + 1): y = acc·s − m with s = 1/(s_row·s_k)
+/// (powers of two: exact scaling, one rounding), ‖y‖² of the thread's two rows over its columns, then
+/// over the 4 lanes of the quad (qa: row g, qb: row g + 8). m: μ_kᵀU_k (DP floats, 8-byte aligned).
+template <int NT>
+__device__ __forceinline__ void full_quad_norms(const float (&acc)[4 * NT], const float* m, int t, float sa, float sb,
+                                                float& qa, float& qb) {
+    qa = 0.f;
+    qb = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        const float2 mm = *reinterpret_cast<const float2*>(m + 8 * nt + 2 * t);
+        const float ya0 = fmaf(acc[4 * nt + 0], sa, -mm.x), ya1 = fmaf(acc[4 * nt + 1], sa, -mm.y);
+        const float yb0 = fmaf(acc[4 * nt + 2], sb, -mm.x), yb1 = fmaf(acc[4 * nt + 3], sb, -mm.y);
+        qa = fmaf(ya0, ya0, qa);
+        qa = fmaf(ya1, ya1, qa);
+        qb = fmaf(yb0, yb0, qb);
+        qb = fmaf(yb1, yb1, qb);
+    }
+    qa += __shfl_xor_sync(0xffffffffu, qa, 1);
+    qa += __shfl_xor_sync(0xffffffffu, qa, 2);
+    qb += __shfl_xor_sync(0xffffffffu, qb, 1);
+    qb += __shfl_xor_sync(0xffffffffu, qb, 2);
+}
+
+/// log2 p(x, k) from ‖y‖² and logc2_k: c2 − ½·log2(e)·q (both fused kernels).
+__device__ __forceinline__ float full_log2_density(float q, float c2) {
+    return fmaf(-0.72134752044448170368f, q, c2);
 }
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -166,27 +197,14 @@ __global__ void __launch_bounds__(256) full_fused_log_density_kernel(
                 }
             }
         }
-        const float kv = kinv[k], sa = rsa * kv, sb = rsb * kv;
-        float qa = 0.f, qb = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const float mj = m[8 * nt + 2 * t + e];
-                const float ya = fmaf(acc[nt][e], sa, -mj), yb = fmaf(acc[nt][2 + e], sb, -mj);
-                qa = fmaf(ya, ya, qa);
-                qb = fmaf(yb, yb, qb);
-            }
-        }
-        qa += __shfl_xor_sync(0xffffffffu, qa, 1);
-        qa += __shfl_xor_sync(0xffffffffu, qa, 2);
-        qb += __shfl_xor_sync(0xffffffffu, qb, 1);
-        qb += __shfl_xor_sync(0xffffffffu, qb, 2);
+        const float kv = kinv[k];
+        float qa, qb;
+        full_quad_norms<NT>(*reinterpret_cast<const float(*)[4 * NT]>(&acc[0][0]), m, t, rsa * kv, rsb * kv, qa, qb);
         const int col = (k - k0) % kFusedRound;
         if (t == 0) {
             const float c2 = logc2[k];
-            sS[warp * 16 + g][col] = fmaf(-0.72134752044448170368f, qa, c2); // ½·log2(e)
-            sS[warp * 16 + g + 8][col] = fmaf(-0.72134752044448170368f, qb, c2);
+            sS[warp * 16 + g][col] = full_log2_density(qa, c2);
+            sS[warp * 16 + g + 8][col] = full_log2_density(qb, c2);
         }
         if (col == kFusedRound - 1 || k == k1 - 1) {
             __syncthreads();

@@ -71,7 +71,7 @@ struct FullSm90Shape {
 /// The products of k-step s with column group c onward (W > 0): D[:, group] (+)= A[:, 16s..16s+16) ·
 /// B[16s..16s+16, group], one wgmma per group (N = W, or what is left of DP), into the group's
 /// accumulator registers.
-template <int DP, int W, int kALbo, int s, int c>
+template <int DP, int W, int s, int c>
 __device__ __forceinline__ void full_sm90_groups(float (&acc)[DP / 2], uint64_t da, uint32_t sB, int scale_d) {
     if constexpr (c * W < DP) {
         constexpr int N = DP - c * W < W ? DP - c * W : W;
@@ -80,7 +80,7 @@ __device__ __forceinline__ void full_sm90_groups(float (&acc)[DP / 2], uint64_t 
         constexpr uint32_t kBLbo = uint32_t(full_sm90_step_width(DP, W, s)) * 128; // the step's two row blocks
         const uint64_t db = sm90::make_desc(sB + kB, kBLbo, 128);
         sm90::Wgmma<N, 0, 0>::mma(*reinterpret_cast<float(*)[N / 2]>(acc + c * W / 2), da, db, scale_d);
-        full_sm90_groups<DP, W, kALbo, s, c + 1>(acc, da, sB, scale_d);
+        full_sm90_groups<DP, W, s, c + 1>(acc, da, sB, scale_d);
     }
 }
 
@@ -97,7 +97,7 @@ __device__ __forceinline__ void full_sm90_step(float (&acc)[DP / 2], uint32_t sA
         const uint64_t db = sm90::make_desc(sB + kB, kBLbo, 128);
         sm90::Wgmma<N, 0, 0>::mma(*reinterpret_cast<float(*)[N / 2]>(acc + 8 * s), da, db, scale_d);
     } else {
-        full_sm90_groups<DP, W, kALbo, s, (16 * s) / W>(acc, da, sB, scale_d);
+        full_sm90_groups<DP, W, s, (16 * s) / W>(acc, da, sB, scale_d);
     }
 }
 
@@ -191,31 +191,18 @@ __global__ void __launch_bounds__(FullSm90Shape<DP, kSplit, W>::kThreads, 1) ful
         sm90::wgmma_wait<0>();
         sm90::fence_operand(acc);
 
-        // y = acc·(1/(s_row·s_k)) − μ_kᵀU_k, Σ y² over the thread's columns, then over the quad.
+        // ‖y‖², y = acc·(1/(s_row·s_k)) − μ_kᵀU_k, for the thread's two rows (FullFusedKernel.cuh).
         const float* m = reinterpret_cast<const float*>(b + Sh::kOperands * Sh::kFactorBytes);
-        const float kv = kinv[k], sa = rsa * kv, sb = rsb * kv;
-        float qa = 0.f, qb = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            const float2 mm = *reinterpret_cast<const float2*>(m + 8 * nt + 2 * t);
-            const float ya0 = fmaf(acc[4 * nt + 0], sa, -mm.x), ya1 = fmaf(acc[4 * nt + 1], sa, -mm.y);
-            const float yb0 = fmaf(acc[4 * nt + 2], sb, -mm.x), yb1 = fmaf(acc[4 * nt + 3], sb, -mm.y);
-            qa = fmaf(ya0, ya0, qa);
-            qa = fmaf(ya1, ya1, qa);
-            qb = fmaf(yb0, yb0, qb);
-            qb = fmaf(yb1, yb1, qb);
-        }
+        const float kv = kinv[k];
+        float qa, qb;
+        full_quad_norms<NT>(acc, m, t, rsa * kv, rsb * kv, qa, qb); // (the mma.sync kernel's arithmetic)
         __syncwarp();
-        if (lane == 0) sm90::mbar_arrive(empty + st); // this warp is done with the stage
-        qa += __shfl_xor_sync(0xffffffffu, qa, 1);
-        qa += __shfl_xor_sync(0xffffffffu, qa, 2);
-        qb += __shfl_xor_sync(0xffffffffu, qb, 1);
-        qb += __shfl_xor_sync(0xffffffffu, qb, 2);
+        if (lane == 0) sm90::mbar_arrive(empty + st); // this warp is done with the stage (m was read)
         const int col = (k - k0) % kFusedRound;
         if (t == 0) {
             const float c2 = logc2[k];
-            sS[rl][col] = fmaf(-0.72134752044448170368f, qa, c2); // ½·log2(e)
-            sS[rl + 8][col] = fmaf(-0.72134752044448170368f, qb, c2);
+            sS[rl][col] = full_log2_density(qa, c2);
+            sS[rl + 8][col] = full_log2_density(qb, c2);
         }
         if (col == kFusedRound - 1 || k == k1 - 1) { // the warpgroup's 64 rows × this round → S
             sm90::named_sync(1 + wg, 128);
