@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -72,6 +73,10 @@ EStepCudaAlgorithm parse_estep_cuda_algorithm(const std::string& name) {
 }
 
 namespace {
+/// Milliseconds of host wall time since `start`.
+double ms_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
 
 /// The options' errors, before any GPU work (FAISS style: at the API boundary).
 void check_options(const EStepCudaOptions& o) {
@@ -193,7 +198,10 @@ struct EStepCuda::Worker {
                 rows, grid ? block_chunk_rows() : chunk_rows, *stream,
                 [&](const void* x, int64_t n) { active->chunk(x, rows.type, n, *stream, report); }, report);
         FAISS_GMM_CUDA_CHECK(cudaEventRecord(*t_end, *stream));
+        FAISS_GMM_CUDA_CHECK(cudaEventSynchronize(*t_end)); // (so that the download is timed alone)
+        const auto download_start = std::chrono::steady_clock::now();
         active->download(*stream);
+        report.download_ms = ms_since(download_start);
         pipeline->finish();
         float ms = 0;
         FAISS_GMM_CUDA_CHECK(cudaEventElapsedTime(&ms, *t_begin, *t_end));
@@ -475,8 +483,12 @@ void EStepCuda::accumulate(const VectorBlock& rows, SufficientStats& stats) {
         if (wk->has_results) ll += wk->active->loglik();
     stats.n += double(rows.n);
     stats.loglik += ll;
-    for (auto& wk : workers_)
-        if (wk->has_results) wk->active->add_to(stats);
+    for (auto& wk : workers_) {
+        if (!wk->has_results) continue;
+        const auto add_start = std::chrono::steady_clock::now();
+        wk->active->add_to(stats);
+        wk->report.add_ms = ms_since(add_start);
+    }
 }
 
 void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) {

@@ -57,11 +57,11 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
-    int hopper_full_group = 64;  ///< full covariances, wgmma kernel: columns per product group (0: one product per k-step over its non-zero columns, serialized by ptxas; 32, 64; ≥ d: the whole row, zeros multiplied)
+    int hopper_full_group = 0;   ///< full covariances, wgmma kernel: columns per product group (0: one product per k-step over its non-zero columns, serialized by ptxas, measured fastest; 32, 64; ≥ d: the whole row, zeros multiplied)
     /// Full covariances on a Hopper GPU: the fused kernel's wgmma version (detail/FullHopperKernel.cuh)
-    /// instead of the sm_80 one (mma.sync). Off by default: built and its layout tested on the host, but
-    /// not yet run on a GPU (bench/results/gpu_full_covariance.md says what its tests and timings need).
-    bool full_sm90_kernel = false;
+    /// instead of the sm_80 one (mma.sync), same arithmetic; false: the sm_80 kernel (tests, benchmarks).
+    /// At 1M × 1024 × 128 on an H100 it took 113 ms against 154 (bench/results/gpu_full_covariance.md).
+    bool full_sm90_kernel = true;
     /// Exact log-densities where the expanded form cancels (issue 13): a model with narrow components
     /// (faiss_gmm/ExactLogDensity.h: a collapse, a variance ~1e-6 of the data's far from the center)
     /// runs Blocked with fp32 GEMMs and its refinement kernels, whatever `algorithm` and `fast_math`
@@ -79,6 +79,8 @@ struct EStepCudaReport {
     double h2d_bytes = 0;         ///< bytes copied host → device
     const char* algorithm = "";   ///< algorithm that ran: "blocked", "hopper", "full-fused-sm90", "full-fused" or "full-blocked"
     double gpu_ms = 0;            ///< device time from the first chunk's work to the statistics' download (CUDA events)
+    double download_ms = 0;       ///< host wall time of that download, after the device's work (full covariances: 67 MB at K = 1024, d = 128)
+    double add_ms = 0;            ///< host wall time of adding the downloaded sums to the caller's SufficientStats (accumulate)
     int blocks = 0;               ///< Hopper: thread blocks of the main kernel (last chunk)
     int cluster = 0;              ///< Hopper: cluster size of the one-pass kernel; 0 = two passes (K > 1024)
     int64_t refined_components = 0; ///< narrow components of the model (Blocked + refinement ran); 0: the ordinary path

@@ -63,6 +63,7 @@ struct Timing {
     double wall_ms = 0, gpu_ms = 0, loglik = 0;
     size_t device_bytes = 0;
     const char* algorithm = ""; ///< EStepCudaReport::algorithm: which kernel ran
+    double download_ms = 0, add_ms = 0; ///< the host's part after the device's (EStepCudaReport), medians
 };
 
 /// accumulate() (ordinary sums); accumulate() then one exact add of the call's statistics (EStep's
@@ -103,29 +104,36 @@ Timing time_estep(const float* x_dev, int64_t N, const GmmModel& m, const Mode& 
     SufficientStats st(m.K, m.d, CovarianceType::Full);
     StatsAccumulator acc(m.K, m.d, CovarianceType::Full);
     bench::grids_from_means(acc, m);
+    // (the caller's statistics are cleared outside the timing: 67 MB of second moments at
+    // K = 1024, d = 128, ~3 ms that are not accumulate()'s)
+    auto clear = [&] {
+        if (path == SumPath::Plain) st.clear();
+        else acc.clear();
+    };
     auto run = [&] {
         if (path == SumPath::Plain) {
-            st.clear();
             es.accumulate(rows, st);
         } else if (path == SumPath::PlainThenExact) {
-            acc.clear();
             es.EStep::accumulate_reproducible(rows, acc); // the base class's: one partial per call
         } else {
-            acc.clear();
             es.accumulate_reproducible(rows, acc);
         }
     };
+    clear();
     run(); // warm-up: buffers, module load
-    std::vector<double> t, g;
+    std::vector<double> t, g, dl, add;
     for (int r = 0; r < reps; r++) {
+        clear();
         const double t0 = now_s();
         run();
         t.push_back((now_s() - t0) * 1e3);
         g.push_back(es.last_report()[0].gpu_ms);
+        dl.push_back(es.last_report()[0].download_ms);
+        add.push_back(es.last_report()[0].add_ms);
     }
     if (path != SumPath::Plain) acc.result(st);
     return {median(t), median(g), st.loglik / double(N), es.last_report()[0].device_bytes,
-            es.last_report()[0].algorithm};
+            es.last_report()[0].algorithm, median(dl), median(add)};
 }
 
 /// Relative errors (loglik, N_k, Σ r x, second moments) of one mode on n rows at x.
@@ -217,10 +225,10 @@ int main(int argc, char** argv) {
             for (int64_t bb : block_bytes) {
                 const int64_t bytes = bb > 0 ? bb : EStepCudaOptions().block_bytes;
                 const Timing t = time_estep(x_dev, N, m, mode, reps, bb);
-                printf("    %-16s block_bytes %4lld MiB: %8.1f ms (device %8.1f ms)  mean loglik/row %.5f  GPU memory "
-                       "held %.2f GiB  [%s]\n",
-                       mode.name, (long long)(bytes >> 20), t.wall_ms, t.gpu_ms, t.loglik, t.device_bytes / 1073741824.0,
-                       t.algorithm);
+                printf("    %-16s block_bytes %4lld MiB: %8.1f ms (device %8.1f ms; download %.1f, add %.1f)  mean "
+                       "loglik/row %.5f  GPU memory held %.2f GiB  [%s]\n",
+                       mode.name, (long long)(bytes >> 20), t.wall_ms, t.gpu_ms, t.download_ms, t.add_ms, t.loglik,
+                       t.device_bytes / 1073741824.0, t.algorithm);
                 const bool fused = mode.sm90; // (the column groups are the wgmma kernel's)
                 for (int group : groups) {
                     if (!fused) break;

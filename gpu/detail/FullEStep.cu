@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 
 #include "gpu/detail/BlockedKernels.cuh"
@@ -165,6 +166,28 @@ int64_t FullEStep::moment_segment_rows(int64_t nb) const {
     return (tiles + nseg - 1) / nseg * kMomentRows;
 }
 
+void FullEStep::first_moments(const float* Fb, int64_t nb) { // (on the handle's stream)
+    // tmp (ldx × Kp, column-major) = Fᵀ·R: [Σ r x | N_k | …] per component. Accurate mode fp32;
+    // fast mode TF32 (2^-11 of Σ r x and N_k, within the fp16 log-densities' error of the
+    // responsibilities; cuBLAS ran this shape, K = the block's rows, as a SIMT fp32 GEMM at ~17
+    // TFLOP/s: a tenth of the fast mode's device time at 1M × 1024 × 128 on an H100).
+    const float one = 1.f, zero = 0.f;
+    FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(ldx_), int(Kp_), int(nb), &one, Fb,
+                                        CUDA_R_32F, int(ldx_), S_.get(), CUDA_R_32F, int(Kp_), &zero, tmp_.get(),
+                                        CUDA_R_32F, int(ldx_),
+                                        fast_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT));
+}
+
+void FullEStep::second_moments(dim3 grid, const float* Fb, int nb, int seg_rows, double* acc, float* part,
+                               cudaStream_t stream) const {
+    // TF32 products in fast mode; three (hi/lo) in accurate mode, fp32's accuracy (FullKernels.cuh)
+    auto kernel = fast_ ? full_second_moment_kernel<false> : full_second_moment_kernel<true>;
+    kernel<<<grid, 256, 0, stream>>>(Fb, int(ldx_), nb, int(d_), S_.as<float>(), int(Kp_), means_.as<float>(),
+                                     seg_rows, acc, part);
+    FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+}
+
 template <typename Tin>
 void FullEStep::prepare_rows(const Tin* x, int64_t nc, cudaStream_t stream) {
     blocked_features_kernel<Tin><<<unsigned((nc + 7) / 8), 256, 0, stream>>>(x, int(nc), int(d_), center_.as<float>(),
@@ -179,7 +202,6 @@ void FullEStep::prepare_rows(const Tin* x, int64_t nc, cudaStream_t stream) {
 }
 
 void FullEStep::run_chunk(int64_t nc, cudaStream_t stream) {
-    const float one = 1.f, zero = 0.f;
     for (int64_t b0 = 0; b0 < nc; b0 += block_rows_) {
         const int64_t nb = std::min(block_rows_, nc - b0);
         const float* Fb = F_.as<float>() + size_t(b0) * ldx_;
@@ -189,27 +211,18 @@ void FullEStep::run_chunk(int64_t nc, cudaStream_t stream) {
                                                                   zeros_.as<float>(), zeros_.as<float>(), Fb,
                                                                   int(ldx_), -1, loglik_.as<double>());
         FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
-        // tmp (ldx × Kp, column-major) = Fᵀ·R: [Σ r x | N_k | …] per component, fp32 in both modes
-        // (K·d·B products: cheap next to the projections, and TF32 here would cost 2^-11 of Σ r x).
-        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(ldx_), int(Kp_), int(nb), &one, Fb,
-                                            CUDA_R_32F, int(ldx_), S_.get(), CUDA_R_32F, int(Kp_), &zero,
-                                            tmp_.get(), CUDA_R_32F, int(ldx_), CUBLAS_COMPUTE_32F,
-                                            CUBLAS_GEMM_DEFAULT));
+        first_moments(Fb, nb);
         const size_t count = size_t(Kp_) * ldx_;
         add_to_double_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(tmp_.as<float>(), acc_.as<double>(),
                                                                                count);
         FAISS_GMM_CUDA_CHECK_LAUNCH("add_to_double_kernel");
         const int64_t seg_rows = moment_segment_rows(nb);
         const dim3 mgrid(unsigned(K_), unsigned((nb + seg_rows - 1) / seg_rows));
-        full_second_moment_kernel<<<mgrid, 256, 0, stream>>>(Fb, int(ldx_), int(nb), int(d_), S_.as<float>(),
-                                                            int(Kp_), means_.as<float>(), int(seg_rows),
-                                                            acc2_.as<double>(), nullptr);
-        FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+        second_moments(mgrid, Fb, int(nb), int(seg_rows), acc2_.as<double>(), nullptr, stream);
     }
 }
 
 void FullEStep::run_chunk_by_group(int64_t nc, cudaStream_t stream) {
-    const float one = 1.f, zero = 0.f;
     for (int64_t g0 = 0; g0 < nc; g0 += group_rows_) {
         // Everything below is a function of the group's rows (and nb, fixed by the call) alone.
         const int64_t nb = std::min(group_rows_, nc - g0);
@@ -232,19 +245,14 @@ void FullEStep::run_chunk_by_group(int64_t nc, cudaStream_t stream) {
                 nullptr, ll_slots_.as<double>());
         FAISS_GMM_CUDA_CHECK_LAUNCH("blocked_responsibilities_kernel");
         limbs_.add_loglik_blocks(ll_slots_.as<double>(), int(runs), kLoglikSlots, 1.0, stream);
-        FAISS_GMM_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, int(ldx_), int(Kp_), int(nb), &one, Fb,
-                                            CUDA_R_32F, int(ldx_), S_.get(), CUDA_R_32F, int(Kp_), &zero,
-                                            tmp_.get(), CUDA_R_32F, int(ldx_), CUBLAS_COMPUTE_32F,
-                                            CUBLAS_GEMM_DEFAULT));
+        first_moments(Fb, nb);
         const int64_t nfirst = K_ * (d_ + 1);
         full_first_moment_limbs_kernel<<<unsigned((nfirst + 255) / 256), 256, 0, stream>>>(
                 tmp_.as<float>(), int(K_), int(d_), int(ldx_), limbs_.grid(), limbs_.values());
         FAISS_GMM_CUDA_CHECK_LAUNCH("full_first_moment_limbs_kernel");
         const int64_t seg_rows = moment_segment_rows(nb), nseg = (nb + seg_rows - 1) / seg_rows;
-        full_second_moment_kernel<<<dim3(unsigned(K_), unsigned(nseg)), 256, 0, stream>>>(
-                Fb, int(ldx_), int(nb), int(d_), S_.as<float>(), int(Kp_), means_.as<float>(), int(seg_rows), nullptr,
-                part_.as<float>());
-        FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+        second_moments(dim3(unsigned(K_), unsigned(nseg)), Fb, int(nb), int(seg_rows), nullptr, part_.as<float>(),
+                       stream);
         const int64_t count = K_ * nsq_;
         full_second_moment_limbs_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
                 part_.as<float>(), int(nseg), count, limbs_.grid(), limbs_.values());
@@ -357,25 +365,43 @@ void FullEStep::download(cudaStream_t stream) {
         limbs_.download(stream);
         return;
     }
-    h_acc_.resize(size_t(Kp_) * ldx_);
-    h_acc2_.resize(size_t(K_) * nsq_);
-    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc_.data(), acc_.get(), h_acc_.size() * 8, cudaMemcpyDeviceToHost, stream));
-    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc2_.data(), acc2_.get(), h_acc2_.size() * 8, cudaMemcpyDeviceToHost,
-                                         stream));
+    const size_t acc_bytes = size_t(Kp_) * ldx_ * 8, acc2_bytes = size_t(K_) * nsq_ * 8;
+    h_acc_.allocate(acc_bytes);
+    h_acc2_.allocate(acc2_bytes);
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc_.get(), acc_.get(), acc_bytes, cudaMemcpyDeviceToHost, stream));
+    FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(h_acc2_.get(), acc2_.get(), acc2_bytes, cudaMemcpyDeviceToHost, stream));
     FAISS_GMM_CUDA_CHECK(cudaMemcpyAsync(&h_loglik_, loglik_.get(), 8, cudaMemcpyDeviceToHost, stream));
     FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
 void FullEStep::add_to(SufficientStats& stats) const {
     // Σ r (x − c) and N_k from the GEMM's columns; the second moments are about the model's means already.
-    for (int64_t k = 0; k < K_; k++) {
-        const double* a = h_acc_.data() + k * ldx_;
-        stats.nk[k] += a[d_];
-        for (int64_t j = 0; j < d_; j++) stats.sum_x[k * d_ + j] += a[j];
-        const double* s = h_acc2_.data() + k * nsq_;
-        double* out = stats.sum_sq.data() + k * nsq_;
-        for (int64_t i = 0; i < nsq_; i++) out[i] += s[i];
+    const double* acc = static_cast<const double*>(h_acc_.get());
+    const double* acc2 = static_cast<const double*>(h_acc2_.get());
+    auto add_components = [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; k++) {
+            const double* a = acc + k * ldx_;
+            stats.nk[k] += a[d_];
+            for (int64_t j = 0; j < d_; j++) stats.sum_x[k * d_ + j] += a[j];
+            const double* s = acc2 + k * nsq_;
+            double* out = stats.sum_sq.data() + k * nsq_;
+            for (int64_t i = 0; i < nsq_; i++) out[i] += s[i];
+        }
+    };
+    // 8.4M second moments at K = 1024, d = 128: ~6 ms of one core's memory bandwidth, which
+    // accumulate() waits for, so large models are added by several threads (disjoint components).
+    const int64_t values = K_ * nsq_;
+    const int threads = int(std::clamp<int64_t>(std::min<int64_t>(std::thread::hardware_concurrency(), 8),
+                                                1, values / (1 << 20) + 1));
+    if (threads == 1) {
+        add_components(0, K_);
+        return;
     }
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; t++) {
+        pool.emplace_back(add_components, K_ * t / threads, K_ * (t + 1) / threads);
+    }
+    for (auto& t : pool) t.join();
 }
 
 size_t FullEStep::device_bytes() const {

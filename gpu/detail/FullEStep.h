@@ -3,12 +3,13 @@
 //  * fused (sm_80+, unless EStepCudaAlgorithm::Blocked is asked for): FullFusedKernel.cuh computes
 //    (x − c)ᵀU_k on tensor cores and reduces it to log p in registers, the projections never
 //    written; fast mode fp16 products, accurate mode 3 products of hi/lo fp16 halves; on Hopper
-//    (sm_90a), when EStepCudaOptions::full_sm90_kernel asks for it, the same arithmetic with
+//    (sm_90a), unless EStepCudaOptions::full_sm90_kernel is off, the same arithmetic with
 //    warpgroup products, FullHopperKernel.cuh; or
 //  * blocked: one cuBLAS GEMM against the K·d-wide matrix [U_1 … U_K] of precision factors (fast
 //    mode TF32, accurate fp32), then a squared-norm → log-density kernel;
 // then the responsibility kernel of Blocked, an fp32 GEMM for N_k and Σ r x, and a second-moment
-// kernel over the rows where a component has responsibility (gathered). d ≤ kMaxFullDim.
+// kernel over the rows where a component has responsibility (gathered; TF32 tensor-core products,
+// three hi/lo ones in accurate mode). d ≤ kMaxFullDim.
 //
 // Reproducible sums (begin_reproducible, issue 13): the unit is a group of G consecutive
 // kReproducibleBlockRows blocks of the call (full_reproducible_group_rows), summed on its own:
@@ -85,6 +86,12 @@ class FullEStep final : public ChunkAlgorithm {
     /// Rows of a cut of the second-moment kernel over nb rows (about two CTAs per SM in all, whole
     /// shared-memory tiles): a function of nb, K and the SM count only.
     int64_t moment_segment_rows(int64_t nb) const;
+    /// tmp_ = Fᵀ·R over nb rows of F from Fb and their responsibilities in S_: Σ r x and N_k.
+    void first_moments(const float* Fb, int64_t nb);
+    /// The second-moment kernel on nb rows of F from Fb and their responsibilities in S_ (grid:
+    /// components × segments of seg_rows): added to acc, or written to part (reproducible sums).
+    void second_moments(dim3 grid, const float* Fb, int nb, int seg_rows, double* acc, float* part,
+                        cudaStream_t stream) const;
 
     int device_;
     bool fast_, fused_, sm90_;
@@ -106,8 +113,10 @@ class FullEStep final : public ChunkAlgorithm {
     DeviceBuffer Wh_, Wl_, kinv_, mpad_, Xh_, Xl_, rinv_;
     // reproducible sums: a group's second-moment partials (fp32, segment × K × nsq), Σ ln Z slots
     DeviceBuffer part_, ll_slots_;
-    std::vector<double> h_acc_;  // Kp × ldx: [Σ r x | N_k | …] per component
-    std::vector<double> h_acc2_; // K × d(d+1)/2: the second moments
+    // The downloaded sums, pinned: 67 MB of second moments at K = 1024, d = 128, whose copy from
+    // pageable memory (and its staging) was part of accumulate()'s time.
+    PinnedBuffer h_acc_;  // Kp × ldx doubles: [Σ r x | N_k | …] per component
+    PinnedBuffer h_acc2_; // K × d(d+1)/2 doubles: the second moments
     double h_loglik_ = 0;
 };
 

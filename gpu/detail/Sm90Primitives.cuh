@@ -427,12 +427,6 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
                  : "memory");
 #endif
 }
-/// A plain arrival on `bar` (a consumer releasing a buffer to the producer that waits on it).
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-#if FAISS_GMM_SM90A
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-#endif
-}
 /// Named barrier `id` (1 .. 15; 0 is __syncthreads) of `count` threads (whole warps): arrive
 /// without waiting (a consumer releasing a buffer), or arrive and wait for all `count` (its producer).
 __device__ __forceinline__ void named_arrive(int id, int count) {

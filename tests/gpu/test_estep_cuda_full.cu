@@ -86,11 +86,18 @@ Path path_of(const EStepCudaOptions& o) {
 ///    sum (γ_K), log2f and the addition (2u|lz₂| in log2 units); r̂_k = exp2f(fl(S_k − lz₂)): the
 ///    subtraction (u|S_k − lz₂|) and exp2f (2 ulp: 4u); so |Δr| <= r·expm1(E_nk + L_n + ln2·(2u|lz₂|
 ///    + u|S_k − lz₂|) + γ_K + 6u) + 2^-149 (exp2f's underflow);
-///  * N_k, Σ r x: an fp32 GEMM over a block of B rows (γ_B), double sums over blocks (1e-15 spare):
-///    |ΔN_k| <= Σ_n (Δr + γ_B r), |ΔΣ r x| <= Σ_n (Δr + (γ_B + 2u) r)|x'|;
-///  * S_ab = Σ r (x'_a − μ_a)(x'_b − μ_b): z = fl(√r·fl(x' − μ)) (√r correctly rounded), fp32 fma
-///    over the block, double sums: Σ_n (Δr + (γ_B + 8u) r)|x'_a − μ_a||x'_b − μ_b|; pairs with
-///    r < 1e-6 enter through |x' − μ|∞² on every entry of their component (cheaper, still a bound);
+///  * N_k, Σ r x: a GEMM over a block of B rows, double sums over blocks (1e-15 spare); accurate
+///    modes fp32 (γ_B): |ΔN_k| <= Σ_n (Δr + γ_B r), |ΔΣ r x| <= Σ_n (Δr + (γ_B + 2u) r)|x'|; fast
+///    modes TF32 (cuBLAS's operand conversion taken as at most 2^-10, truncation, per operand;
+///    tensor-core sums 2u per addition): e_N = (1 + 2^-10)(1 + γ_B(2u)) − 1 for N_k (the ones are
+///    exact), e_X = (1 + 2^-10)²(1 + γ_B(2u)) − 1 + 2u for Σ r x;
+///  * S_ab = Σ r (x'_a − μ_a)(x'_b − μ_b): z = fl(√r·fl(x' − μ)) (√r correctly rounded: 4u per z,
+///    8u per product), tensor-core products over the block (2u per addition) with TF32 operands
+///    (rounded to nearest, 2^-11): fast modes z_a·z_b within (1 + 2^-11)² − 1, B additions; accurate
+///    modes z = hi + lo within 2^-22, hi·hi + hi·lo + lo·hi, lo·lo dropped: (1 + 2^-22)² − 1 + 2^-22,
+///    3B additions; double sums: Σ_n (Δr + e_S r)|x'_a − μ_a||x'_b − μ_b|, e_S = (1 + 8u)(1 + e_z)
+///    (1 + γ(2u)) − 1; pairs with r < 1e-6 enter through |x' − μ|∞² on every entry of their component
+///    (cheaper, still a bound);
 ///  * loglik: Σ_n (L_n + ln2·2u|lz₂| + γ_K + 2u|ln p(x)|).
 /// Second-order terms are covered by the spare factors (1 + 3u, 2u on constants).
 struct FullBound {
@@ -113,6 +120,12 @@ FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, co
     for (int64_t k = 0; k < K; k++)
         for (int64_t i = 0; i < d * d; i++) umax[k] = std::max(umax[k], std::fabs(double(m.precision_cholesky(k)[i])));
     const double gb = gamma(double(block_rows)), gk = gamma(double(K));
+    const bool fast = path == Path::BlockedTf32 || path == Path::FusedFp16;
+    const double ez = fast ? (1 + h) * (1 + h) - 1 : std::pow(1 + std::ldexp(1.0, -22), 2) - 1 + std::ldexp(1.0, -22);
+    const double es = (1 + 8 * kU) * (1 + ez) * (1 + gamma(double((fast ? 1 : 3) * block_rows), 2 * kU)) - 1;
+    const double t10 = std::ldexp(1.0, -10), gb2 = gamma(double(block_rows), 2 * kU);
+    const double en = fast ? (1 + t10) * (1 + gb2) - 1 : gb;
+    const double ex = fast ? (1 + t10) * (1 + t10) * (1 + gb2) - 1 + 2 * kU : gb + 2 * kU;
     std::vector<double> xp(d), logp(K), err(K), slack(K, 0.0), diff(d);
     std::vector<double> mproj(size_t(K * d));
     for (int64_t k = 0; k < K; k++) {
@@ -170,8 +183,8 @@ FullBound full_stats_bound(const GmmModel& m, const float* center, int64_t n, co
             const double dr = std::min(t < 30 ? rk * rel : std::exp(logp[k] - lse + t), 1 + 1e-6) +
                               std::ldexp(1.0, -149);
             if (rk > 1e-3) fb.worst_rel_r = std::max(fb.worst_rel_r, rel);
-            fb.tol.nk[k] += dr + gb * rk;
-            const double cx = dr + (gb + 2 * kU) * rk, cs = dr + (gb + 8 * kU) * rk;
+            fb.tol.nk[k] += dr + en * rk;
+            const double cx = dr + ex * rk, cs = dr + es * rk;
             double dmax = 0;
             for (int64_t j = 0; j < d; j++) {
                 fb.tol.sum_x[k * d + j] += cx * std::fabs(xp[j]);
@@ -329,6 +342,7 @@ std::vector<EStepCudaOptions> all_paths() {
             o.fast_math = fast;
             o.algorithm = blocked ? gpu::EStepCudaAlgorithm::Blocked : gpu::EStepCudaAlgorithm::Auto;
             o.poison_buffers = true; // scratch reads of unwritten data show as NaN
+            o.full_sm90_kernel = false; // (the Hopper default: the wgmma paths follow)
             v.push_back(o);
         }
     }
