@@ -159,10 +159,11 @@ class EStepCuda : public EStep {
 /// Full covariances (CovarianceType::Full, d <= 128: full_covariance_supported) run
 /// detail/FullEStep.h: its log-densities come from a fused tensor-core kernel (sm_80+; fp16 products
 /// in fast mode, three hi/lo fp16 products in accurate mode; EStepCudaReport::algorithm "full-fused",
-/// or "full-fused-sm90" for its wgmma version on Hopper when full_sm90_kernel asks for it) under Auto
+/// or "full-fused-sm90" for its wgmma version, the default on Hopper: full_sm90_kernel) under Auto
 /// or Hopper, or with `algorithm` = Blocked from a GEMM against [U_1 … U_K] (TF32 / fp32) and a
-/// squared-norm kernel ("full-blocked"); then the responsibilities, an fp32 GEMM for N_k and
-/// Σ r x, and a second-moment kernel. Its log-densities are not refined (exact_log_densities applies
+/// squared-norm kernel ("full-blocked"); then the responsibilities, a GEMM for N_k and
+/// Σ r x (fp32; TF32 in fast mode), and a second-moment kernel (TF32 tensor-core products; three in
+/// accurate mode). Its log-densities are not refined (exact_log_densities applies
 /// to spherical and diagonal models).
 
 /// The backend make_estep() returns for Device::Cuda: every visible GPU,

@@ -23,7 +23,8 @@
 // once per partial, while the moment work of a block is only where responsibilities are non-zero
 // (a few components per row). Measured at 1M × 1024 × 128 on an H100 (bench_estep_cuda_full
 // --reproducible, bench/results/gpu_reproducible_sums.md): groups of one block cost +20.5 %
-// (fp16) / +12.2 % (accurate) device time over accumulate(), groups of 16 blocks +1.4 % / +1.5 %.
+// (fp16) / +12.2 % (accurate) device time over accumulate(), groups of 16 blocks +1.4 % / +1.5 %
+// (+3.0 % / +2.5 % of the faster call of 2026-12-07: wgmma kernel, second moments on tensor cores).
 // G is fixed by K and block_bytes alone (the group's S buffer of G × K log-densities stays within
 // block_bytes, as the ordinary path's block does: 16 blocks up to K = 1024 with the default
 // 256 MiB), never by chunk_rows or the number of workers. What G costs: a call cut into pieces
