@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The wgmma full-covariance kernel (gpu/detail/FullHopperKernel.cuh, issue 17; record:
-# bench/results/gpu_full_covariance.md, "The wgmma kernel"), ~150 s on an H100:
+# bench/results/gpu_full_covariance.md, "Now (2026-12-07)"), ~120 s on an H100:
 #  1. test_estep_cuda_full: on a Hopper GPU all_paths() adds the wgmma kernel (fast and accurate), and
 #     HopperColumnGroupsWithinTheBound runs its column groups 0/32/64/128 at DP = 32…128;
 #  2. the time of accumulate() at 1M x 1024 x 128 and 1M x 256 x 64, the mma.sync kernel (fused-*)

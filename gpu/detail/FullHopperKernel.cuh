@@ -32,7 +32,7 @@
 // Status (2026-12-07): the default on Hopper (EStepCudaOptions::full_sm90_kernel). On an H100 its GPU
 // tests pass (every path and column grouping within the bound), compute-sanitizer memcheck and
 // racecheck are clean, and a fast call at 1M × 1024 × 128 took 82 ms of device time against the
-// mma.sync kernel's 125 in the same run (bench/results/gpu_full_covariance.md, "The wgmma kernel").
+// mma.sync kernel's 125 in the same run (bench/results/gpu_full_covariance.md, "Now (2026-12-07)").
 #pragma once
 
 #include <cuda_fp16.h>
