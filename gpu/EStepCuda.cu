@@ -150,7 +150,7 @@ struct EStepCuda::Worker {
                 int major = 0;
                 FAISS_GMM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
                 const bool fused = options.algorithm != EStepCudaAlgorithm::Blocked && major >= 8;
-                // Its Hopper version (wgmma) where the Hopper kernels run, when asked for (not yet measured).
+                // Its Hopper version (wgmma) where the Hopper kernels run, unless turned off.
                 const bool sm90 = hopper_ok && options.full_sm90_kernel;
                 full = std::make_unique<FullEStep>(device, options.fast_math, fused, sm90, options.hopper_full_group,
                                                    options.block_bytes, options.poison_buffers, sm_count, *stream);

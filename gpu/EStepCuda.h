@@ -60,7 +60,8 @@ struct EStepCudaOptions {
     int hopper_full_group = 0;   ///< full covariances, wgmma kernel: columns per product group (0: one product per k-step over its non-zero columns, serialized by ptxas, measured fastest; 32, 64; ≥ d: the whole row, zeros multiplied)
     /// Full covariances on a Hopper GPU: the fused kernel's wgmma version (detail/FullHopperKernel.cuh)
     /// instead of the sm_80 one (mma.sync), same arithmetic; false: the sm_80 kernel (tests, benchmarks).
-    /// At 1M × 1024 × 128 on an H100 it took 113 ms against 154 (bench/results/gpu_full_covariance.md).
+    /// At 1M × 1024 × 128 on an H100 a fast call took 72 ms of device time against 115 for the sm_80
+    /// kernel in the same run (bench/results/gpu_full_covariance.md).
     bool full_sm90_kernel = true;
     /// Exact log-densities where the expanded form cancels (issue 13): a model with narrow components
     /// (faiss_gmm/ExactLogDensity.h: a collapse, a variance ~1e-6 of the data's far from the center)

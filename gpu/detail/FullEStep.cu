@@ -180,13 +180,15 @@ void FullEStep::first_moments(const float* Fb, int64_t nb) { // (on the handle's
                                         CUBLAS_GEMM_DEFAULT));
 }
 
-void FullEStep::second_moments(dim3 grid, const float* Fb, int nb, int seg_rows, double* acc, float* part,
-                               cudaStream_t stream) const {
+int64_t FullEStep::second_moments(const float* Fb, int64_t nb, double* acc, float* part, cudaStream_t stream) const {
+    const int64_t seg_rows = moment_segment_rows(nb), nseg = (nb + seg_rows - 1) / seg_rows;
     // TF32 products in fast mode; three (hi/lo) in accurate mode, fp32's accuracy (FullKernels.cuh)
     auto kernel = fast_ ? full_second_moment_kernel<false> : full_second_moment_kernel<true>;
-    kernel<<<grid, 256, 0, stream>>>(Fb, int(ldx_), nb, int(d_), S_.as<float>(), int(Kp_), means_.as<float>(),
-                                     seg_rows, acc, part);
+    kernel<<<dim3(unsigned(K_), unsigned(nseg)), 256, 0, stream>>>(Fb, int(ldx_), int(nb), int(d_), S_.as<float>(),
+                                                                  int(Kp_), means_.as<float>(), int(seg_rows), acc,
+                                                                  part);
     FAISS_GMM_CUDA_CHECK_LAUNCH("full_second_moment_kernel");
+    return nseg;
 }
 
 template <typename Tin>
@@ -217,9 +219,7 @@ void FullEStep::run_chunk(int64_t nc, cudaStream_t stream) {
         add_to_double_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(tmp_.as<float>(), acc_.as<double>(),
                                                                                count);
         FAISS_GMM_CUDA_CHECK_LAUNCH("add_to_double_kernel");
-        const int64_t seg_rows = moment_segment_rows(nb);
-        const dim3 mgrid(unsigned(K_), unsigned((nb + seg_rows - 1) / seg_rows));
-        second_moments(mgrid, Fb, int(nb), int(seg_rows), acc2_.as<double>(), nullptr, stream);
+        second_moments(Fb, nb, acc2_.as<double>(), nullptr, stream);
     }
 }
 
@@ -251,9 +251,7 @@ void FullEStep::run_chunk_by_group(int64_t nc, cudaStream_t stream) {
         full_first_moment_limbs_kernel<<<unsigned((nfirst + 255) / 256), 256, 0, stream>>>(
                 tmp_.as<float>(), int(K_), int(d_), int(ldx_), limbs_.grid(), limbs_.values());
         FAISS_GMM_CUDA_CHECK_LAUNCH("full_first_moment_limbs_kernel");
-        const int64_t seg_rows = moment_segment_rows(nb), nseg = (nb + seg_rows - 1) / seg_rows;
-        second_moments(dim3(unsigned(K_), unsigned(nseg)), Fb, int(nb), int(seg_rows), nullptr, part_.as<float>(),
-                       stream);
+        const int64_t nseg = second_moments(Fb, nb, nullptr, part_.as<float>(), stream);
         const int64_t count = K_ * nsq_;
         full_second_moment_limbs_kernel<<<unsigned((count + 255) / 256), 256, 0, stream>>>(
                 part_.as<float>(), int(nseg), count, limbs_.grid(), limbs_.values());

@@ -35,8 +35,8 @@ FullModel encode_full(const GmmModel& model);
 /// groups of W (FullSm90Layout.h): K × full_sm90_factor_halves(DP, W).
 std::vector<uint16_t> pack_full_factors_sm90(const std::vector<uint16_t>& w, int64_t K, int64_t DP, int64_t W);
 
-/// Largest d the GPU's full-covariance kernels take (the second-moment kernel keeps a d × d
-/// tile in registers); a larger model is refused with an error naming this limit.
+/// Largest d the GPU's full-covariance kernels take (the second-moment kernel's shared tile and its
+/// warps' 16 × 16 blocks cover 128 columns); a larger model is refused with an error naming this limit.
 constexpr int64_t kMaxFullDim = 128;
 
 } // namespace faiss_gmm::gpu::detail
