@@ -166,21 +166,13 @@ int main(int argc, char** argv) {
         }
         if (a == "--block-bytes" && i + 1 < argc) { // MiB, comma-separated (sets the reproducible group too)
             block_bytes.clear();
-            std::string v = argv[++i];
-            for (size_t p = 0; p < v.size();) {
-                size_t q = v.find(',', p);
-                if (q == std::string::npos) q = v.size();
-                block_bytes.push_back(int64_t(std::atof(v.substr(p, q - p).c_str()) * 1048576.0));
-                p = q + 1;
+            for (const std::string& v : bench::split_list(argv[++i])) {
+                block_bytes.push_back(int64_t(std::atof(v.c_str()) * 1048576.0));
             }
             continue;
         }
         if (a == "--groups" && i + 1 < argc) { // the wgmma kernel's column groups, comma-separated (fused modes)
-            for (std::string v = argv[++i]; !v.empty();) {
-                const size_t q = v.find(',');
-                groups.push_back(std::atoi(v.substr(0, q).c_str()));
-                v = q == std::string::npos ? "" : v.substr(q + 1);
-            }
+            for (const std::string& v : bench::split_list(argv[++i])) groups.push_back(std::atoi(v.c_str()));
             continue;
         }
         if (a == "--shapes" && i + 1 < argc) shapes = argv[++i]; // NxKxd, comma-separated
@@ -198,15 +190,12 @@ int main(int argc, char** argv) {
     if (!bench::announce_device(gpu::cuda_device_count())) return 0;
     printf("full covariances, rows resident on the GPU; median of %d accumulate() calls (wall; device time in "
            "brackets)\n", reps);
-    for (size_t a = 0; a < shapes.size();) {
-        size_t b = shapes.find(',', a);
-        if (b == std::string::npos) b = shapes.size();
+    for (const std::string& shape : bench::split_list(shapes)) {
         long long N = 0, K = 0, d = 0;
-        if (sscanf(shapes.substr(a, b - a).c_str(), "%lldx%lldx%lld", &N, &K, &d) != 3) {
-            fprintf(stderr, "bad shape '%s' (NxKxd)\n", shapes.substr(a, b - a).c_str());
+        if (sscanf(shape.c_str(), "%lldx%lldx%lld", &N, &K, &d) != 3) {
+            fprintf(stderr, "bad shape '%s' (NxKxd)\n", shape.c_str());
             return 2;
         }
-        a = b + 1;
         const std::vector<float> x = make_rows(N, d, std::max<int64_t>(64, K / 4));
         GmmModel m(K, d, CovarianceType::Full);
         std::vector<double> cov(size_t(d * d), 0.0);

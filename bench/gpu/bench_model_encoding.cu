@@ -5,12 +5,12 @@
 // earlier commit's two source files.
 //   bench_model_encoding [K d]   (default 1024 128)
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <vector>
 
+#include "bench/gpu/bench_util.cuh"
 #include "faiss_gmm/GmmModel.h"
 #include "gpu/detail/ModelEncoding.h"
 
@@ -18,7 +18,6 @@ using namespace faiss_gmm;
 using namespace faiss_gmm::gpu::detail;
 
 namespace {
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 /// Means ~N(0, 1), variances in [0.5, 1.5], uniform weights.
 GmmModel model_of(int64_t K, int64_t d, CovarianceType type) {
@@ -35,9 +34,9 @@ template <class F>
 double best_ms(F&& f) {
     double best = 1e30;
     for (int r = 0; r < 15; r++) {
-        const double t0 = now_s();
+        const double t0 = bench::now_s();
         f();
-        best = std::min(best, now_s() - t0);
+        best = std::min(best, bench::now_s() - t0);
     }
     return best * 1e3;
 }

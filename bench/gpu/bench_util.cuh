@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "faiss_gmm/GmmModel.h"
@@ -61,6 +62,18 @@ inline void grids_from_means(StatsAccumulator& acc, const GmmModel& m) {
     float xb;
     std::memcpy(&xb, &bits, sizeof xb);
     acc.set_row_bounds(2.0 * xb, 4.0 * double(m.d) * 4.0 * xb * xb);
+}
+
+/// The comma-separated items of a command-line value: "a,b" → {"a", "b"} ("" → none, "a," → {"a"}).
+inline std::vector<std::string> split_list(const std::string& v) {
+    std::vector<std::string> items;
+    for (size_t p = 0; p < v.size();) {
+        size_t q = v.find(',', p);
+        if (q == std::string::npos) q = v.size();
+        items.push_back(v.substr(p, q - p));
+        p = q + 1;
+    }
+    return items;
 }
 
 inline double median(std::vector<double> v) {
