@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -338,56 +337,6 @@ TEST(ReproducibleSum, GpuLimbFormatAddsUpExactly) {
     int32_t limbs[gpu::detail::kHostLimbs];
     EXPECT_FALSE(cut_limbs(hi, lo, limbs));
     EXPECT_FALSE(cut_limbs(-hi, 0, limbs));
-}
-
-TEST(ReproducibleSum, FloatGridLimbsAreGridLimbsOfTheScaledFloat) {
-    // float_grid_limbs (the limb kernels' integer route for the fast kernels' float partials) must
-    // give the integers and the verdict of grid_limbs(v·2^e) in every case: random bit patterns
-    // (every exponent, subnormals, both signs, Inf and NaN) under scales 2^e that put them below,
-    // across and above the grid's 2^-64 .. 2^22 range, then the edges of that range.
-    using gpu::detail::float_grid_limbs;
-    using gpu::detail::grid_limbs;
-    auto same = [](float v, int e) {
-        long long want[gpu::detail::kDeviceLimbs], got[gpu::detail::kDeviceLimbs];
-        const bool ok_want = grid_limbs(std::ldexp(double(v), e), want);
-        const bool ok_got = float_grid_limbs(v, e, got);
-        EXPECT_EQ(ok_got, ok_want) << v << " · 2^" << e;
-        EXPECT_EQ(got[0], want[0]) << v << " · 2^" << e;
-        EXPECT_EQ(got[1], want[1]) << v << " · 2^" << e;
-        return ok_got == ok_want && got[0] == want[0] && got[1] == want[1];
-    };
-    std::mt19937_64 rng(23);
-    std::uniform_int_distribution<int> e(-120, 120);
-    int failures = 0;
-    for (int i = 0; i < 200000 && failures < 5; i++) {
-        const uint32_t bits = uint32_t(rng());
-        float v;
-        std::memcpy(&v, &bits, sizeof v);
-        failures += !same(v, e(rng));
-    }
-    // Magnitudes near the grid: |v·2^e| from 2^-70 to 2^23.
-    std::uniform_real_distribution<float> u(1.f, 2.f);
-    std::uniform_int_distribution<int> p(-70, 23);
-    for (int i = 0; i < 200000 && failures < 5; i++) {
-        const int ev = p(rng), es = int(rng() % 41) - 20;
-        failures += !same((rng() % 2 ? 1 : -1) * std::ldexp(u(rng), ev - es), es);
-    }
-    for (int es : {-30, 0, 7, 22}) {
-        for (float v : {0.f, -0.f, 1.f, -1.f, std::nextafter(1.f, 2.f), std::numeric_limits<float>::denorm_min(),
-                        std::numeric_limits<float>::min(), std::numeric_limits<float>::max(), INFINITY, -INFINITY,
-                        std::nanf("")}) {
-            same(v, es);
-            same(std::ldexp(v, -es), es);
-        }
-        // The range's upper edge: 2^22 is refused, the float below it is not.
-        same(std::ldexp(1.f, 22 - es), es);
-        same(std::ldexp(std::nextafter(1.f, 0.f), 22 - es), es);
-        same(-std::ldexp(std::nextafter(1.f, 0.f), 22 - es), es);
-        // The grid's lower edge: 2^-64 is one unit, below it nothing.
-        same(std::ldexp(1.f, -64 - es), es);
-        same(std::ldexp(1.f, -65 - es), es);
-        same(std::ldexp(1.5f, -64 - es), es);
-    }
 }
 
 TEST(ReproducibleSum, ValuesInOnePassAreTheBitsOfValue) {

@@ -3,12 +3,10 @@
 #include "gpu/detail/HopperEStep.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
 #include "gpu/detail/ReproducibleKernels.cuh"
 #include "gpu/detail/Sm90Primitives.cuh"
@@ -66,86 +64,59 @@ __global__ void finalize_sums_kernel(const double* __restrict__ acc, int K, int 
 /// limbs on `grid` and added to `values`. One warp per component and group of blocks_per_warp
 /// blocks: the limbs of its blocks add up in registers (integers: any order), then atomically.
 /// d ≤ 128 (diagonal: DP = 2·padded d ≤ 256): at most 4 features per lane.
-/// Throughput matters: the kernel runs beside the E-step on the SMs its clusters leave free, and
-/// what does not fit there delays the E-step (the chunk after next waits for these slices). So
-/// the next block's values are loaded while this block's are cut (a warp has 16 blocks in turn),
-/// and float partials go on the grid in integers (float_grid_limbs: x_exp, n_exp are log2 of
-/// x_scale·inv_x and n_scale·inv_nk, powers of two), the same integers as the double route.
-template <typename T, bool kDiag>
-__global__ void __launch_bounds__(256) block_limbs_kernel(const T* __restrict__ part, int nblocks, int blocks_per_warp,
-                                                          int Kp, int K, int d, int DP, int FW,
-                                                          const float* __restrict__ mu,
-                                                          const double* __restrict__ mu_sq, double x_scale,
-                                                          double n_scale, double q_scale, int x_exp, int n_exp,
-                                                          LimbGrid grid, unsigned long long* __restrict__ values) {
+template <typename T>
+__global__ void block_limbs_kernel(const T* __restrict__ part, int nblocks, int blocks_per_warp, int Kp, int K,
+                                   int d, int DP, int FW, int diag, const float* __restrict__ mu,
+                                   const double* __restrict__ mu_sq, double x_scale, double n_scale, double q_scale,
+                                   LimbGrid grid, unsigned long long* __restrict__ values) {
     const int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     const int k = int(w % K), group = int(w / K);
     const int b0 = group * blocks_per_warp, b1 = min(nblocks, b0 + blocks_per_warp);
     if (b0 >= b1) return; // whole warps leave together
-    constexpr int kQ = kDiag ? 4 : 1;          // second-moment columns a lane reads
     const int nk_col = DP;                      // N_k: after the features in both layouts
-    const int x2_col = kDiag ? DP / 2 : DP + 1; // Σ r x² (diagonal, per feature) or Σ r ‖x‖² (spherical)
-    double mu_j[4];
-#pragma unroll
-    for (int m = 0; m < 4; m++) mu_j[m] = lane + 32 * m < d ? double(mu[size_t(k) * d + lane + 32 * m]) : 0.0;
-    long long lx[4][kDeviceLimbs] = {}, lq2[kQ][kDeviceLimbs] = {}, ln[kDeviceLimbs] = {}, l[kDeviceLimbs];
-    // One block's values of this lane: features lane + 32m, their x² columns (diagonal) or lane 0's
-    // Σ r ‖x‖² (spherical), and N_k.
-    struct Values {
-        T x[4], q[kQ], n;
-    };
-    auto load = [&](int b, Values& v) {
+    const int x2_col = diag ? DP / 2 : DP + 1;  // Σ r x² (diagonal, per feature) or Σ r ‖x‖² (spherical)
+    long long lx[4][kDeviceLimbs] = {}, lq2[4][kDeviceLimbs] = {}, ln[kDeviceLimbs] = {}, lq[kDeviceLimbs] = {},
+              l[kDeviceLimbs];
+    for (int b = b0; b < b1; b++) {
         const T* a = part + (size_t(b) * Kp + k) * FW;
-#pragma unroll
-        for (int m = 0; m < 4; m++) v.x[m] = lane + 32 * m < d ? a[lane + 32 * m] : T(0);
-#pragma unroll
-        for (int m = 0; m < kQ; m++) {
-            v.q[m] = (kDiag ? lane + 32 * m < d : lane == 0) ? a[x2_col + (kDiag ? lane + 32 * m : 0)] : T(0);
-        }
-        v.n = a[nk_col];
-    };
-    // value·scale on the grid of 1/inv_scale into acc (floats: in integers, 2^exp = scale·inv_scale).
-    auto put = [&](T value, double scale, double inv_scale, int exp, long long (&acc)[kDeviceLimbs]) {
-        if constexpr (std::is_same_v<T, float>) {
-            if (!float_grid_limbs(value, exp, l)) atomicOr(grid.overflow, 1ull);
-        } else {
-            fixed_limbs(grid, double(value) * scale, inv_scale, l);
-        }
-#pragma unroll
-        for (int i = 0; i < kDeviceLimbs; i++) acc[i] += l[i];
-    };
-    Values cur, next{};
-    load(b0, cur);
-    for (int b = b0; b < b1; b++, cur = next) {
-        if (b + 1 < b1) load(b + 1, next);
-        const double nk = double(cur.n) * n_scale;
-        double cross = 0;
+        const double nk = double(a[nk_col]) * n_scale;
+        double f[4], cross = 0;
 #pragma unroll
         for (int m = 0; m < 4; m++) {
-            const double f = double(cur.x[m]) * x_scale;
-            if constexpr (kDiag) {
-                if (lane + 32 * m < d) {
-                    fixed_limbs(grid, double(cur.q[m]) * q_scale - 2.0 * mu_j[m] * f + nk * mu_j[m] * mu_j[m],
-                                grid.inv_sq, l);
-#pragma unroll
-                    for (int i = 0; i < kDeviceLimbs; i++) lq2[m][i] += l[i];
-                }
-            } else {
-                cross += mu_j[m] * f;
-            }
-            put(cur.x[m], x_scale, grid.inv_x, x_exp, lx[m]);
+            const int j = lane + 32 * m;
+            f[m] = j < d ? double(a[j]) * x_scale : 0.0;
+            if (j < d) cross += double(mu[size_t(k) * d + j]) * f[m];
         }
-        if constexpr (!kDiag) {
+        if (diag) {
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                const int j = lane + 32 * m;
+                if (j >= d) continue;
+                const double mu_j = double(mu[size_t(k) * d + j]);
+                fixed_limbs(grid, double(a[x2_col + j]) * q_scale - 2.0 * mu_j * f[m] + nk * mu_j * mu_j, grid.inv_sq,
+                            l);
+#pragma unroll
+                for (int i = 0; i < kDeviceLimbs; i++) lq2[m][i] += l[i];
+            }
+        } else {
 #pragma unroll
             for (int off = 16; off > 0; off >>= 1) cross += __shfl_xor_sync(0xffffffffu, cross, off);
         }
-        if (lane == 0) {
-            put(cur.n, n_scale, grid.inv_nk, n_exp, ln);
-            if constexpr (!kDiag) {
-                fixed_limbs(grid, double(cur.q[0]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
 #pragma unroll
-                for (int i = 0; i < kDeviceLimbs; i++) lq2[0][i] += l[i];
+        for (int m = 0; m < 4; m++) {
+            fixed_limbs(grid, f[m], grid.inv_x, l);
+#pragma unroll
+            for (int i = 0; i < kDeviceLimbs; i++) lx[m][i] += l[i];
+        }
+        if (lane == 0) {
+            fixed_limbs(grid, nk, grid.inv_nk, l);
+#pragma unroll
+            for (int i = 0; i < kDeviceLimbs; i++) ln[i] += l[i];
+            if (!diag) {
+                fixed_limbs(grid, double(a[x2_col]) * q_scale - 2.0 * cross + nk * mu_sq[k], grid.inv_sq, l);
+#pragma unroll
+                for (int i = 0; i < kDeviceLimbs; i++) lq[i] += l[i];
             }
         }
     }
@@ -154,19 +125,12 @@ __global__ void __launch_bounds__(256) block_limbs_kernel(const T* __restrict__ 
         const int j = lane + 32 * m;
         if (j >= d) continue;
         add_value_limbs(grid, values, grid.x_begin + int64_t(k) * d + j, lx[m]);
-        if constexpr (kDiag) add_value_limbs(grid, values, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
+        if (diag) add_value_limbs(grid, values, grid.sq_begin + int64_t(k) * d + j, lq2[m]);
     }
     if (lane == 0) {
         add_value_limbs(grid, values, k, ln);
-        if constexpr (!kDiag) add_value_limbs(grid, values, grid.sq_begin + k, lq2[0]);
+        if (!diag) add_value_limbs(grid, values, grid.sq_begin + k, lq);
     }
-}
-
-/// log2 of a scale that must be a power of two (the exponents float_grid_limbs takes).
-int exact_log2(double s, const char* what) {
-    int e = 0;
-    if (!(std::frexp(s, &e) == 0.5)) throw std::logic_error(std::string("HopperEStep: ") + what + " is not a power of two");
-    return e - 1;
 }
 
 /// The stream priority `levels` above the lowest (as far as the device has levels; a smaller number
@@ -363,22 +327,18 @@ void HopperEStep::enqueue_limbs(int b0, int b1) {
     // Each warp sums ~16 blocks (fewer atomics) while the K·groups warps keep the GPU busy.
     const int groups = (nblocks + 15) / 16, per_warp = (nblocks + groups - 1) / groups;
     const double ir = m.tile64() ? 1.0 / double(sm90::split::kRScale) : 1.0;
-    const double x_scale = ir / double(m.sx), n_scale = ir, q_scale = ir / double(m.sq);
     const unsigned grid = unsigned((int64_t(args_.K) * groups * 32 + 255) / 256);
     const int Kp = m.Kt * sm90::kKc;
-    const LimbGrid& g = limbs_.grid();
-    auto launch = [&](auto kernel, const auto* part, int x_exp, int n_exp) {
-        kernel<<<grid, 256, 0, limb_stream_>>>(part + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d,
-                                               m.DP, m.FW, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), x_scale,
-                                               n_scale, q_scale, x_exp, n_exp, g, limbs_.values());
-    };
     if (m.tile64()) {
-        const double* part = buf_.block_part.as<double>();
-        launch(m.diag ? block_limbs_kernel<double, true> : block_limbs_kernel<double, false>, part, 0, 0);
+        block_limbs_kernel<double><<<grid, 256, 0, limb_stream_>>>(
+                buf_.block_part.as<double>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
+                m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
+                ir / double(m.sq), limbs_.grid(), limbs_.values());
     } else {
-        const float* part = buf_.block_part.as<float>();
-        const int x_exp = exact_log2(x_scale * g.inv_x, "the Σ r x scale"), n_exp = exact_log2(n_scale * g.inv_nk, "the N_k scale");
-        launch(m.diag ? block_limbs_kernel<float, true> : block_limbs_kernel<float, false>, part, x_exp, n_exp);
+        block_limbs_kernel<float><<<grid, 256, 0, limb_stream_>>>(
+                buf_.block_part.as<float>() + size_t(b0) * slice, nblocks, per_warp, Kp, args_.K, args_.d, m.DP,
+                m.FW, m.diag ? 1 : 0, buf_.mu.as<float>(), buf_.mu_sq.as<double>(), ir / double(m.sx), ir,
+                ir / double(m.sq), limbs_.grid(), limbs_.values());
     }
     FAISS_GMM_CUDA_CHECK_LAUNCH("block_limbs_kernel");
     limbs_.add_loglik_blocks(buf_.llslots.as<double>() + size_t(b0) * kLoglikSlots, nblocks, kLoglikSlots, kLn2,

@@ -7,7 +7,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #ifdef __CUDACC__
 #define FAISS_GMM_HOST_DEVICE __host__ __device__
@@ -43,41 +42,6 @@ FAISS_GMM_HOST_DEVICE inline bool grid_limbs(double q, long long l[kDeviceLimbs]
     const double h = trunc(x);
     l[0] = (long long)h;
     l[1] = (long long)trunc((x - h) * 1099511627776.0); // 2^40
-    return true;
-}
-
-/// grid_limbs(v·2^e) for a float v, with the same integers and the same result, in integer
-/// arithmetic only: v·2^e·2^64 = m·2^s with v's 24-bit significand m, so |q|·2^64 truncated is
-/// m shifted, cut at 2^40 (l[1]) and above it (l[0]). The limb kernel takes the fast kernel's
-/// float partials through this: on scales that are powers of two (the features' s_x, the grids)
-/// the double route is exact too, but it costs two float-to-integer conversions and two
-/// truncations in FP64 per value, where this is a few integer instructions.
-FAISS_GMM_HOST_DEVICE inline bool float_grid_limbs(float v, int e, long long l[kDeviceLimbs]) {
-    uint32_t bits = 0;
-    memcpy(&bits, &v, sizeof bits);
-    l[0] = l[1] = 0;
-    const int be = int((bits >> 23) & 0xFF);
-    if (be == 0xFF) return false; // Inf, NaN
-    uint64_t m = bits & 0x7FFFFFu;
-    if (be != 0) m |= 0x800000u;  // (a subnormal has exponent 1 − 127 and no implicit bit)
-    if (m == 0) return true;
-    const int s = (be != 0 ? be : 1) - 150 + e + 64; // |v|·2^e·2^64 = m·2^s
-    uint64_t hi = 0, lo = 0;                          // ⌊m·2^s⌋ = hi·2^40 + lo
-    if (s >= 40) {
-        const int sh = s - 40;
-        // |q| < 2^22 ⇔ m·2^s < 2^86 ⇔ hi < 2^46 (as grid_limbs: kMaxPartialOverScale)
-        if (sh >= 46 || m >= (uint64_t(1) << (46 - sh))) return false;
-        hi = m << sh;
-    } else if (s >= 0) {
-        const uint64_t t = m << s; // < 2^64: m < 2^24, s < 40
-        hi = t >> 40;
-        lo = t & ((uint64_t(1) << 40) - 1);
-    } else if (s > -64) {
-        lo = m >> -s;
-    }
-    const bool negative = bits >> 31;
-    l[0] = negative ? -(long long)hi : (long long)hi;
-    l[1] = negative ? -(long long)lo : (long long)lo;
     return true;
 }
 
