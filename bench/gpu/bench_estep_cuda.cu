@@ -298,10 +298,8 @@ int main(int argc, char** argv) {
         if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..16
         if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
         if (a == "--sub-tiles-scan" && i + 1 < argc) {
-            for (std::string v = argv[++i]; !v.empty();) {
-                const size_t c = v.find(',');
-                sub_tiles_scan.push_back(std::max(1, std::atoi(v.substr(0, c).c_str())));
-                v = c == std::string::npos ? "" : v.substr(c + 1);
+            for (const std::string& v : bench::split_list(argv[++i])) {
+                sub_tiles_scan.push_back(std::max(1, std::atoi(v.c_str())));
             }
         }
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
