@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <mutex>
+
 namespace faiss_gmm::detail {
 
 namespace {
@@ -16,17 +18,36 @@ SetThreads openblas_set() {
     static SetThreads f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     return f;
 }
+
+// OpenBLAS's thread count is one setting for the whole process. Guards on several threads
+// at once (the ranks of an in-process distributed run, two trainers) share it: the first
+// sets 1, the last restores it. With a guard per caller instead, one caller's restore made
+// another's products multi-threaded mid-E-step, and threaded OpenBLAS may round a product
+// differently: the in-process ranks of test_distributed_trainer ended with models a few ulps
+// from one process's, from run to run, on a 2-core AMD EPYC VM with Debian's pthread OpenBLAS
+// (never with OPENBLAS_NUM_THREADS=1).
+std::mutex& guard_mutex() {
+    static std::mutex m;
+    return m;
+}
+int guards_alive = 0;   // under guard_mutex()
+int threads_before = 1; // the setting the first guard found
+
 } // namespace
 
 SingleThreadedBlas::SingleThreadedBlas() {
-    if (openblas_get() && openblas_set()) {
-        previous_ = openblas_get()();
-        if (previous_ != 1) openblas_set()(1);
+    if (!openblas_get() || !openblas_set()) return;
+    std::lock_guard<std::mutex> lock(guard_mutex());
+    if (guards_alive++ == 0) {
+        threads_before = openblas_get()();
+        if (threads_before != 1) openblas_set()(1);
     }
 }
 
 SingleThreadedBlas::~SingleThreadedBlas() {
-    if (previous_ > 1) openblas_set()(previous_);
+    if (!openblas_get() || !openblas_set()) return;
+    std::lock_guard<std::mutex> lock(guard_mutex());
+    if (--guards_alive == 0 && threads_before > 1) openblas_set()(threads_before);
 }
 
 void gemm_abt(int m, int n, int k, const float* A, const float* B, float* C) {

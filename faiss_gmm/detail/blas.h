@@ -14,8 +14,9 @@ int ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, cons
 namespace faiss_gmm::detail {
 
 /// While alive, OpenBLAS (when it is the BLAS in use: looked up at run time, so
-/// any other BLAS works too) runs each call on the calling thread only; the
-/// previous thread count is restored on destruction. Without this, every one of
+/// any other BLAS works too) runs each call on the calling thread only. The
+/// setting is the process's: guards alive on several threads at once share it,
+/// and the last one destroyed restores the thread count the first one found. Without this, every one of
 /// our OpenMP threads would start OpenBLAS's own thread pool on its block.
 class SingleThreadedBlas {
   public:
@@ -24,8 +25,6 @@ class SingleThreadedBlas {
     SingleThreadedBlas(const SingleThreadedBlas&) = delete;
     SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
-  private:
-    int previous_ = -1;
 };
 
 /// C (m×n, row-major) = A (m×k, row-major) · B (n×k, row-major)ᵀ
