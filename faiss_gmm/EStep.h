@@ -4,6 +4,8 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 #include "GmmModel.h"
 #include "GmmParams.h"
@@ -35,6 +37,44 @@ class EStep {
         accumulate(rows, partial);
         acc.add(partial);
     }
+
+    // ---- Full covariances in two walks over the rows (GmmTrainer) ----
+    //
+    // The one-walk path sums every component's second moment while the E-step runs: an
+    // exact accumulator of K·d(d+1)/2 values (65.5 MiB at K = 256, d = 128), then their
+    // doubles for the M-step (16.4 MiB). A backend that can keep the rows' non-zero
+    // responsibilities instead (a few per row) lets the trainer sum the second moments
+    // one group of components at a time, each group's M-step right after its sums:
+    //   begin_listing(max_pairs);
+    //   walk 1, every call c:  accumulate_reproducible(rows of c, acc)    acc without second moments
+    //   listing_overflowed()?  then end_listing() and the one-walk path for this iteration
+    //   walk 2, every group, every call c:  accumulate_listed_second_moments(c, rows of c, k0, group_acc)
+    //   end_listing();
+    // A backend deposits exactly what its accumulate_reproducible would have deposited
+    // (per block and component, the same products): the sums are the same bits either way.
+
+    /// Whether begin_listing() is available (the CPU backend, full covariances).
+    virtual bool can_list_responsibilities() const { return false; }
+    /// The next accumulate_reproducible() calls (walk 1) add first moments only and keep
+    /// their rows' non-zero responsibilities, at most max_pairs of them: past that they stop
+    /// (listing_overflowed()) and what they added is to be thrown away.
+    virtual void begin_listing(int64_t max_pairs) {
+        (void)max_pairs;
+        throw std::logic_error(std::string("EStep::begin_listing: the ") + name() + " backend cannot list responsibilities");
+    }
+    virtual bool listing_overflowed() const { return false; }
+    /// Walk 2: adds the second moments of components [k0, k0 + acc.K()) over the rows of
+    /// walk 1's call number `call` (the same rows, passed again) to acc, at index k − k0.
+    virtual void accumulate_listed_second_moments(int64_t call, const VectorBlock& rows, int64_t k0,
+                                                  StatsAccumulator& acc) {
+        (void)call, (void)rows, (void)k0, (void)acc;
+        throw std::logic_error("EStep::accumulate_listed_second_moments without begin_listing");
+    }
+    /// Frees the lists and returns to the one-walk path.
+    virtual void end_listing() {}
+    /// Non-zero responsibilities of the rows of the calls since set_model() (both paths):
+    /// what a listing of those calls would hold. -1 when the backend does not count them.
+    virtual int64_t responsibilities_seen() const { return -1; }
 
     /// A short name for logs ("cpu", "cuda:0", ...).
     virtual const char* name() const = 0;

@@ -59,8 +59,10 @@ struct EStepCpu::Workspace {
     std::vector<int32_t> pair_row;      // row in the reproducible block,
     std::vector<int32_t> pair_k;        // component,
     std::vector<float> pair_r;          // responsibility (> 0), in row order
-    std::vector<int64_t> pair_start;    // K + 1: component k's pairs are pair_order[pair_start[k] ..)
-    std::vector<int32_t> pair_order;    // the pairs by component, each in row order
+    int64_t pairs_at_cut = 0;           // listing: the list's length at the block's last cut
+    std::vector<int32_t> cuts;          // listing: the block's cuts (ListedPairs::cuts)
+    std::vector<int64_t> pair_start;    // K + 1: counting sort by component (sort_pairs)
+    ListedPairs sorted;                 // one flush's pairs by component (one-walk path)
     std::vector<double> moment;         // d(d+1)/2: one component's second moment
 };
 
@@ -90,6 +92,8 @@ EStepCpu::EStepCpu(int block_size, int nthreads, int64_t full_scratch_floats)
 
 void EStepCpu::set_model(const GmmModel& model, const float* center) {
     model.validate();
+    end_listing(); // the lists belong to the previous model
+    pairs_seen_ = 0;
     const int64_t K = model.K, d = model.d;
     if (model.covariance_type == CovarianceType::Full) {
         // Everything but the factors: the U_k are held once, in the product's banded
@@ -738,49 +742,69 @@ void EStepCpu::add_second_moment_of_rows(int64_t m, Workspace& ws, double* sq) c
     }
 }
 
-void EStepCpu::flush_full_pairs(const VectorBlock& rows, Workspace& ws, StatsAccumulator& acc,
-                                std::mutex& deposit) const {
-    const int64_t K = model_.K, d = model_.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
-    const int64_t npairs = int64_t(ws.pair_r.size());
+void EStepCpu::sort_pairs(Workspace& ws, ListedPairs& out) const {
+    const int64_t K = model_.K, npairs = int64_t(ws.pair_r.size());
+    pairs_seen_ += npairs;
     // Counting sort by component; stable, so each component's rows stay in row order.
     ws.pair_start.assign(size_t(K) + 1, 0);
     for (int64_t t = 0; t < npairs; t++) ws.pair_start[size_t(ws.pair_k[t]) + 1]++;
     for (int64_t k = 0; k < K; k++) ws.pair_start[k + 1] += ws.pair_start[k];
-    ws.pair_order.resize(size_t(npairs));
-    {
-        std::vector<int64_t>& next = ws.pair_start; // advanced to each component's end, then restored
-        for (int64_t t = 0; t < npairs; t++) ws.pair_order[size_t(next[ws.pair_k[t]]++)] = int32_t(t);
-        for (int64_t k = K; k > 0; k--) next[k] = next[k - 1];
-        next[0] = 0;
+    out.k.resize(size_t(npairs));
+    out.row.resize(size_t(npairs));
+    out.r.resize(size_t(npairs));
+    for (int64_t t = 0; t < npairs; t++) {
+        const size_t to = size_t(ws.pair_start[ws.pair_k[t]]++);
+        out.k[to] = ws.pair_k[t];
+        out.row[to] = uint16_t(ws.pair_row[t]);
+        out.r[to] = ws.pair_r[t];
     }
-    ws.zbuf.resize(size_t(block_size_) * d);
-    ws.row_buf.resize(d);
-    ws.moment.resize(size_t(nsq));
-    for (int64_t k = 0; k < K; k++) {
-        const int64_t t0 = ws.pair_start[k], t1 = ws.pair_start[k + 1];
-        if (t0 == t1) continue;
-        const float* mu = model_.means.data() + k * d;
-        std::fill(ws.moment.begin(), ws.moment.end(), 0.0);
-        // One syrk per sub-block of block_size_ rows, in order, as accumulate_full_block
-        // does: the same products and the same double sums as the non-deferred path.
-        for (int64_t t = t0; t < t1;) {
-            const int64_t sub = ws.pair_row[ws.pair_order[t]] / block_size_;
-            int64_t m = 0;
-            for (; t < t1 && ws.pair_row[ws.pair_order[t]] / block_size_ == sub; t++, m++) {
-                const int32_t p = ws.pair_order[t];
-                float* x = ws.row_buf.data();
-                rows.row_to_float(ws.pair_row[p], x);
-                for (int64_t j = 0; j < d; j++) x[j] -= center_[j]; // as process_block's features
-                scaled_difference(x, mu, ws.pair_r[p], d, ws.zbuf.data() + m * d);
-            }
-            add_second_moment_of_rows(m, ws, ws.moment.data());
-        }
-        std::lock_guard<std::mutex> lock(deposit);
-        acc.add_second_moment(k, ws.moment.data());
-    }
+    out.cuts.clear();
     ws.pair_row.clear();
     ws.pair_k.clear();
     ws.pair_r.clear();
+}
+
+void EStepCpu::deposit_listed(const VectorBlock& block, const ListedPairs& pairs, int64_t k0, StatsAccumulator& acc,
+                              std::mutex& deposit, Workspace& ws) const {
+    const int64_t d = model_.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    const auto first = std::lower_bound(pairs.k.begin(), pairs.k.end(), int32_t(k0));
+    const auto last = std::lower_bound(first, pairs.k.end(), int32_t(k0 + acc.K()));
+    const int64_t t_end = last - pairs.k.begin();
+    ws.zbuf.resize(size_t(block_size_) * d);
+    ws.row_buf.resize(d);
+    ws.moment.resize(size_t(nsq));
+    for (int64_t t = first - pairs.k.begin(); t < t_end;) {
+        const int32_t k = pairs.k[t];
+        const float* mu = model_.means.data() + k * d;
+        // The component's pairs, one segment between cuts at a time, each one deposit.
+        while (t < t_end && pairs.k[t] == k) {
+            const auto segment = std::upper_bound(pairs.cuts.begin(), pairs.cuts.end(), int32_t(pairs.row[t]));
+            const int64_t segment_end = segment == pairs.cuts.end() ? INT64_MAX : *segment;
+            std::fill(ws.moment.begin(), ws.moment.end(), 0.0);
+            // One syrk per sub-block of block_size_ rows, in order, as accumulate_full_block
+            // does: the same products and the same double sums as the non-deferred path.
+            while (t < t_end && pairs.k[t] == k && pairs.row[t] < segment_end) {
+                const int64_t sub = pairs.row[t] / block_size_;
+                int64_t m = 0;
+                for (; t < t_end && pairs.k[t] == k && pairs.row[t] / block_size_ == sub && pairs.row[t] < segment_end;
+                     t++, m++) {
+                    float* x = ws.row_buf.data();
+                    block.row_to_float(pairs.row[t], x);
+                    for (int64_t j = 0; j < d; j++) x[j] -= center_[j]; // as process_block's features
+                    scaled_difference(x, mu, pairs.r[t], d, ws.zbuf.data() + m * d);
+                }
+                add_second_moment_of_rows(m, ws, ws.moment.data());
+            }
+            std::lock_guard<std::mutex> lock(deposit);
+            acc.add_second_moment(k - k0, ws.moment.data());
+        }
+    }
+}
+
+void EStepCpu::flush_full_pairs(const VectorBlock& rows, Workspace& ws, StatsAccumulator& acc,
+                                std::mutex& deposit) const {
+    sort_pairs(ws, ws.sorted);
+    deposit_listed(rows, ws.sorted, 0, acc, deposit, ws);
 }
 
 void EStepCpu::check_call(const VectorBlock& rows, int64_t K, int64_t d, CovarianceType type) const {
@@ -838,6 +862,17 @@ void EStepCpu::accumulate(const VectorBlock& rows, SufficientStats& stats) {
 
 void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) {
     check_call(rows, acc.K(), acc.d(), acc.covariance_type());
+    const bool full = model_.covariance_type == CovarianceType::Full;
+    if (listing_) {
+        if (acc.with_second_moments()) {
+            throw std::invalid_argument("EStepCpu: while listing (walk 1 of two), the accumulator must hold no "
+                                        "second moments");
+        }
+        listed_.emplace_back();
+        listed_rows_.push_back(rows.n);
+    } else if (full && !acc.with_second_moments()) {
+        throw std::invalid_argument("EStepCpu: an accumulator without second moments needs begin_listing()");
+    }
     if (rows.n == 0) return;
     // A block's partial is computed by one thread, in the same sub-blocks,
     // whatever the thread count, and added exactly: any thread may take it, and
@@ -852,34 +887,112 @@ void EStepCpu::accumulate_reproducible(const VectorBlock& rows, StatsAccumulator
     // over the listed rows (one syrk per sub-block, as accumulate() does) and deposited
     // on its own. A dense block lists up to R·K pairs: past kFullDeferredPairs the list
     // is flushed after the sub-block that crossed it. Where the flushes fall depends on
-    // the block's rows alone, so the deposits are still a function of the block.
+    // the block's rows alone, so the deposits are still a function of the block. While
+    // listing, the lists are kept for walk 2 instead, with the flushes' places as cuts.
     const int64_t R = kReproducibleBlockRows;
     const int64_t nblocks = (rows.n + R - 1) / R;
-    const bool full = model_.covariance_type == CovarianceType::Full;
+    static_assert(kReproducibleBlockRows <= 65536, "ListedPairs::row is 16-bit");
+    std::vector<ListedPairs>* listed = listing_ ? &listed_.back() : nullptr;
+    if (listed) listed->resize(size_t(nblocks));
     std::mutex deposit;
     for_each_block(
             nblocks, [&](Workspace& ws) { ws.defer_full_pairs = full; },
             [&](Workspace& ws, int64_t b) {
+                if (listed && listing_overflowed_.load()) return; // walk 1 is to be redone: no more work
                 const int64_t r0 = b * R, rn = std::min<int64_t>(R, rows.n - r0);
                 const VectorBlock block = rows.slice(r0, rn);
                 ws.stats.reset(model_.K, model_.d, model_.covariance_type, !full);
                 ws.pair_row.clear();
                 ws.pair_k.clear();
                 ws.pair_r.clear();
+                ws.pairs_at_cut = 0;
+                ws.cuts.clear();
                 for (int64_t i0 = 0; i0 < rn; i0 += block_size_) {
                     ws.pair_row0 = i0;
-                    process_block(block.slice(i0, std::min<int64_t>(block_size_, rn - i0)), ws, nullptr, nullptr);
-                    if (full && int64_t(ws.pair_r.size()) >= kFullDeferredPairs) {
-                        flush_full_pairs(block, ws, acc, deposit);
+                    const int64_t sub = std::min<int64_t>(block_size_, rn - i0);
+                    process_block(block.slice(i0, sub), ws, nullptr, nullptr);
+                    if (full && int64_t(ws.pair_r.size()) - ws.pairs_at_cut >= kFullDeferredPairs) {
+                        if (!listed) {
+                            flush_full_pairs(block, ws, acc, deposit);
+                        } else if (i0 + sub < rn) {
+                            ws.cuts.push_back(int32_t(i0 + sub));
+                            ws.pairs_at_cut = int64_t(ws.pair_r.size());
+                        }
                     }
                 }
-                if (full) flush_full_pairs(block, ws, acc, deposit);
+                if (listed) {
+                    ListedPairs& out = (*listed)[size_t(b)];
+                    sort_pairs(ws, out);
+                    out.cuts = ws.cuts;
+                    const int64_t n = int64_t(out.k.size());
+                    if (listed_pairs_.fetch_add(n) + n > max_listed_pairs_) listing_overflowed_ = true;
+                } else if (full) {
+                    flush_full_pairs(block, ws, acc, deposit);
+                }
                 std::lock_guard<std::mutex> lock(deposit);
                 if (full) {
                     acc.add_first_moments(ws.stats);
                 } else {
                     acc.add(ws.stats);
                 }
+            });
+}
+
+bool EStepCpu::can_list_responsibilities() const {
+    return model_.covariance_type == CovarianceType::Full && model_.K > 0;
+}
+
+void EStepCpu::begin_listing(int64_t max_pairs) {
+    if (!can_list_responsibilities()) {
+        throw std::logic_error("EStepCpu::begin_listing: needs a model with full covariances (set_model first)");
+    }
+    end_listing();
+    listing_ = true;
+    max_listed_pairs_ = std::max<int64_t>(max_pairs, 0);
+}
+
+void EStepCpu::end_listing() {
+    listing_ = false;
+    listing_overflowed_ = false;
+    listed_pairs_ = 0;
+    std::vector<std::vector<ListedPairs>>().swap(listed_);
+    std::vector<int64_t>().swap(listed_rows_);
+}
+
+int64_t EStepCpu::responsibilities_seen() const {
+    return model_.covariance_type == CovarianceType::Full ? pairs_seen_.load() : -1;
+}
+
+void EStepCpu::accumulate_listed_second_moments(int64_t call, const VectorBlock& rows, int64_t k0,
+                                                StatsAccumulator& acc) {
+    if (!listing_ || listing_overflowed_.load()) {
+        throw std::logic_error("EStepCpu::accumulate_listed_second_moments: no complete listing (begin_listing, "
+                               "then walk 1 without overflow)");
+    }
+    if (call < 0 || call >= int64_t(listed_.size())) {
+        throw std::out_of_range("EStepCpu::accumulate_listed_second_moments: call " + std::to_string(call) +
+                                " of walk 1's " + std::to_string(listed_.size()));
+    }
+    if (rows.n != listed_rows_[size_t(call)] || rows.d != model_.d) {
+        throw std::invalid_argument("EStepCpu::accumulate_listed_second_moments: call " + std::to_string(call) +
+                                    " had " + std::to_string(listed_rows_[size_t(call)]) + " rows in walk 1, got " +
+                                    std::to_string(rows.n) + " (of dimension " + std::to_string(rows.d) + ")");
+    }
+    if (acc.covariance_type() != CovarianceType::Full || acc.d() != model_.d || !acc.with_second_moments() ||
+        k0 < 0 || k0 + acc.K() > model_.K) {
+        throw std::invalid_argument("EStepCpu::accumulate_listed_second_moments: the accumulator's components [" +
+                                    std::to_string(k0) + ", " + std::to_string(k0 + acc.K()) +
+                                    ") are not full covariances of the model's");
+    }
+    const std::vector<ListedPairs>& listed = listed_[size_t(call)];
+    const int64_t R = kReproducibleBlockRows;
+    std::mutex deposit;
+    for_each_block(
+            int64_t(listed.size()), [](Workspace&) {},
+            [&](Workspace& ws, int64_t b) {
+                const int64_t r0 = b * R;
+                deposit_listed(rows.slice(r0, std::min<int64_t>(R, rows.n - r0)), listed[size_t(b)], k0, acc,
+                               deposit, ws);
             });
 }
 

@@ -17,11 +17,13 @@
 // block_size·K + d²) and, for accumulate(), its K·d(d+1)/2 double sums; the
 // reproducible path holds no per-thread second moments (accumulate_reproducible:
 // they are deposited component by component, from at most kFullDeferredPairs
-// listed responsibilities per thread).
+// listed responsibilities per thread), and between begin_listing and end_listing
+// it keeps those lists for the trainer's second walk (EStep.h) instead.
 // Blocks run in parallel (OpenMP) with per-thread accumulators that are summed
 // in thread order, so results are deterministic for a fixed thread count.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -57,6 +59,18 @@ class EStepCpu : public EStep {
     void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override;
     const char* name() const override { return "cpu"; }
 
+    // Full covariances in two walks (EStep.h). The lists hold 10 bytes per non-zero
+    // responsibility, per reproducible block sorted by component, with the points where
+    // the one-walk path would have deposited (kFullDeferredPairs): walk 2 deposits the
+    // same per-block, per-component sums, so the model is the same bits either way.
+    bool can_list_responsibilities() const override;
+    void begin_listing(int64_t max_pairs) override;
+    bool listing_overflowed() const override { return listing_overflowed_.load(); }
+    void accumulate_listed_second_moments(int64_t call, const VectorBlock& rows, int64_t k0,
+                                          StatsAccumulator& acc) override;
+    void end_listing() override;
+    int64_t responsibilities_seen() const override;
+
     /// Per-row log-posteriors log r_nk (n × K, row-major) and log p(x_n) (n), for
     /// predict / predict_proba / multi-assignment. Either output may be nullptr.
     void log_responsibilities(const VectorBlock& rows, float* log_resp, float* loglik);
@@ -67,6 +81,16 @@ class EStepCpu : public EStep {
 
 
   private:
+    /// Full covariances: one reproducible block's non-zero responsibilities (or those of one
+    /// flush of it), by component, rows ascending within a component.
+    struct ListedPairs {
+        std::vector<int32_t> k;     // ascending
+        std::vector<uint16_t> row;  // in the block (kReproducibleBlockRows <= 65536)
+        std::vector<float> r;       // > 0
+        /// Rows where the one-walk path flushed its list mid-block: a component's pairs on
+        /// either side of a cut are summed and deposited separately, as that path does.
+        std::vector<int32_t> cuts;
+    };
     struct Workspace; // per-thread block buffers and accumulators, kept across calls
     Workspace& workspace(int thread);
     void reserve_workspaces(int nthreads);
@@ -85,6 +109,13 @@ class EStepCpu : public EStep {
     /// Full, accumulate_reproducible: deposits the second moments of the pairs listed in ws
     /// (rows of `rows`, one reproducible block) into acc, component by component, and clears the list.
     void flush_full_pairs(const VectorBlock& rows, Workspace& ws, StatsAccumulator& acc, std::mutex& deposit) const;
+    /// Full: moves ws's pairs (row order) into `out` by component (a stable counting sort).
+    void sort_pairs(Workspace& ws, ListedPairs& out) const;
+    /// Full: deposits the second moments of the listed components in [k0, k0 + acc.K()) over their
+    /// rows in `block` (its reproducible block) into acc at k − k0: per component and segment
+    /// between cuts, one syrk per sub-block of block_size_ rows, summed in double.
+    void deposit_listed(const VectorBlock& block, const ListedPairs& pairs, int64_t k0, StatsAccumulator& acc,
+                        std::mutex& deposit, Workspace& ws) const;
     void set_full_model(const GmmModel& model);
     /// Full covariances: the per-thread product of one component group, band by
     /// band, into ws.proj (layout: see full_group_log_densities in the .cpp).
@@ -106,6 +137,15 @@ class EStepCpu : public EStep {
     std::vector<float> mean_sqnorm_;    // ‖μ_k‖² (spherical)
     std::vector<float> inv_two_var_;    // 1/(2σ²_k) (spherical)
     ExactLogDensity exact_; // exact log-densities where the expanded form may have cancelled (issue 13)
+    // Full covariances: the non-zero responsibilities counted since set_model (both paths) and,
+    // between begin_listing and end_listing, those listed by walk 1, per call and block.
+    mutable std::atomic<int64_t> pairs_seen_{0};
+    bool listing_ = false;
+    int64_t max_listed_pairs_ = 0;
+    std::atomic<int64_t> listed_pairs_{0};
+    std::atomic<bool> listing_overflowed_{false};
+    std::vector<std::vector<ListedPairs>> listed_; // [call][block]
+    std::vector<int64_t> listed_rows_;             // [call]: its rows, checked by walk 2
 };
 
 } // namespace faiss_gmm

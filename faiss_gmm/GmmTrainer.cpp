@@ -20,6 +20,19 @@ namespace faiss_gmm {
 
 namespace {
 
+/// Whether src's read() hands out views into memory (leaves the scratch buffer
+/// untouched): then reading rows again costs nothing.
+bool source_hands_out_views(const VectorSource& src) {
+    if (src.ntotal() == 0) return true;
+    try {
+        std::vector<uint8_t> probe;
+        src.read(0, 1, probe);
+        return probe.empty();
+    } catch (const std::exception&) {
+        return false; // the E-step's own reads report the error, on every rank
+    }
+}
+
 /// Rows per accumulate() call. chunk_size bounds the scratch memory of sources
 /// that copy rows out (files with per-row headers, conversions); a source that
 /// hands out views into memory (its read() leaves the scratch buffer untouched)
@@ -28,13 +41,7 @@ int64_t rows_per_call(const VectorSource& src, int64_t chunk_size, const EStep& 
     chunk_size = std::max<int64_t>(chunk_size, 1); // validate() ensures it; this keeps the division below visibly safe
     const int64_t wanted = estep.preferred_rows_per_call();
     if (wanted <= chunk_size || src.ntotal() == 0) return chunk_size;
-    try {
-        std::vector<uint8_t> probe;
-        src.read(0, 1, probe);
-        return probe.empty() ? wanted : chunk_size;
-    } catch (const std::exception&) {
-        return chunk_size; // the E-step's own reads report the error, on every rank
-    }
+    return source_hands_out_views(src) ? wanted : chunk_size;
 }
 
 /// Offers the training rows to the E-step backend for every EM iteration (a GPU
@@ -51,9 +58,68 @@ class RetainedRows {
     EStep& estep_;
 };
 
+/// Sums acc over the ranks (integer limbs: exact in any order). A copy of every limb (4 per
+/// statistic), so only when there is another rank to sum with.
+void allreduce_exact(Communicator& comm, StatsAccumulator& acc) {
+    if (comm.size() == 1) return;
+    std::vector<double> flat = acc.flat();
+    comm.allreduce_sum(flat.data(), flat.size());
+    acc.from_flat(flat);
+}
+
+/// True on every rank when `flag` holds on some rank.
+bool on_any_rank(Communicator& comm, bool flag) {
+    double v = flag ? 1.0 : 0.0;
+    comm.allreduce(&v, 1, ReduceOp::Max);
+    return v > 0;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+/// Full covariances in two walks (EStep.h): when, and how many components per group of walk 2.
+struct TwoWalkPlan {
+    int64_t max_pairs = 0; ///< listed responsibilities allowed per rank; 0 = always one walk
+    int64_t group = 1;     ///< components whose second moments walk 2 sums at a time
+};
+
+/// The one-walk path holds 4 limbs of 8 bytes per statistic, and the M-step's double: 40 bytes
+/// per statistic, K·(1 + d + d(d+1)/2) of them. The lists cost 10 bytes per non-zero
+/// responsibility: two walks are taken while they at least halve that (max_pairs), or as
+/// `max_listed` says (>= 0; 0 = never). Walk 2's groups are of 2 MiB of statistics when the
+/// rows are views into memory (walking them again costs no reads), else of an eighth of the
+/// one-walk memory (a file is read at most 8 more times per iteration).
+TwoWalkPlan plan_two_walks(CovarianceType cov, int64_t K, int64_t d, int64_t max_listed, bool rows_in_memory) {
+    TwoWalkPlan plan;
+    if (cov != CovarianceType::Full) return plan;
+    const int64_t per_component = 40 * (1 + d + SufficientStats::nsq_of(cov, d));
+    plan.max_pairs = max_listed >= 0 ? max_listed : K * per_component / 10 / 2;
+    const int64_t group_bytes = rows_in_memory ? (int64_t(2) << 20) : K * per_component / 8;
+    plan.group = std::clamp<int64_t>(group_bytes / per_component, 1, K);
+    return plan;
+}
+
+/// EStep::begin_listing .. end_listing, ended on scope exit too (an exception in walk 2).
+class ListingScope {
+  public:
+    explicit ListingScope(EStep& estep) : estep_(estep) {}
+    ~ListingScope() { end(); }
+    ListingScope(const ListingScope&) = delete;
+    ListingScope& operator=(const ListingScope&) = delete;
+    void begin(int64_t max_pairs) {
+        estep_.begin_listing(max_pairs);
+        active_ = true;
+    }
+    void end() {
+        if (active_) estep_.end_listing();
+        active_ = false;
+    }
+
+  private:
+    EStep& estep_;
+    bool active_ = false;
+};
 
 /// A 64-bit FNV-1a hash of the model's values, in three parts that a double holds exactly.
 std::vector<int64_t> fingerprint(const GmmModel& m) {
@@ -188,8 +254,15 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     }
 
     // ---- EM ----
-    SufficientStats stats; // sized by exact_stats.result(), released after each M-step
-    StatsAccumulator exact_stats(K, d, cov);
+    SufficientStats stats; // sized by result(), released after each M-step
+    // The one-walk path's accumulator of every statistic, made when first needed: full
+    // covariances in two walks (EStep.h) hold the first moments and one group of second moments.
+    std::optional<StatsAccumulator> exact_stats;
+    std::optional<StatsAccumulator> first_moments;
+    // The group size must be the same on every rank (their group sums are added up).
+    const bool rows_in_memory = !on_any_rank(comm, !source_hands_out_views(*train.rows));
+    const TwoWalkPlan two_walk_plan = plan_two_walks(cov, K, d, max_listed_responsibilities, rows_in_memory);
+    int64_t responsibilities_last_iteration = -1; // this rank's, -1 before the first E-step
     std::mt19937_64 split_rng{uint64_t(p.seed) + 7};
     double prev_loglik = -INFINITY;
     const int64_t nchunks = blocks->ncalls();
@@ -215,33 +288,65 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
     const auto t_em = std::chrono::steady_clock::now();
     for (int it = first_iteration; it < p.niter; it++) {
         const auto t_iter = std::chrono::steady_clock::now();
-        // E-step: reproducible sums over every rank's blocks.
         comm.set_step("E-step of iteration " + std::to_string(it + 1));
         const em::RowBounds bounds = em::row_bounds(moments, center, model);
-        exact_stats.set_row_bounds(bounds.x_bound, bounds.sq_bound);
-        exact_stats.clear();
-        check_all_ranks(comm, [&] {
-            estep_->set_model(model, center.data());
-            for (int64_t c = 0; c < nchunks; c++) {
-                estep_->accumulate_reproducible(blocks->call(c, scratch), exact_stats);
-                if (verbose && nchunks > 1 && seconds_since(t_iter) > 2.0) {
-                    std::printf("\r  E-step %d: %5.1f%%", it, 100.0 * double(c + 1) / double(nchunks));
-                    std::fflush(stdout);
+        // Every call's rows through `step` (c, rows), with a progress line on long walks.
+        auto walk = [&](const char* what, auto step) {
+            check_all_ranks(comm, [&] {
+                for (int64_t c = 0; c < nchunks; c++) {
+                    if (!step(c, blocks->call(c, scratch))) break;
+                    if (verbose && nchunks > 1 && seconds_since(t_iter) > 2.0) {
+                        std::printf("\r  %s %d: %5.1f%%", what, it, 100.0 * double(c + 1) / double(nchunks));
+                        std::fflush(stdout);
+                    }
+                }
+            });
+        };
+        check_all_ranks(comm, [&] { estep_->set_model(model, center.data()); });
+        // Two walks while the last iteration's responsibilities fit the lists, on every rank.
+        bool two_walks = two_walk_plan.max_pairs > 0 && estep_->can_list_responsibilities() &&
+                         responsibilities_last_iteration <= two_walk_plan.max_pairs;
+        if (two_walk_plan.max_pairs > 0) two_walks = !on_any_rank(comm, !two_walks);
+        ListingScope listing(*estep_);
+        if (two_walks) {
+            // Walk 1: N_k, Σ r x and the log-likelihood; the responsibilities listed.
+            if (!first_moments) first_moments.emplace(K, d, cov, /*with_second_moments=*/false);
+            first_moments->set_row_bounds(bounds.x_bound, bounds.sq_bound);
+            first_moments->clear();
+            listing.begin(two_walk_plan.max_pairs);
+            walk("E-step (walk 1 of 2)", [&](int64_t, const VectorBlock& rows) {
+                estep_->accumulate_reproducible(rows, *first_moments);
+                return !estep_->listing_overflowed();
+            });
+            if (on_any_rank(comm, estep_->listing_overflowed())) {
+                listing.end(); // the one-walk path below, from the start
+                two_walks = false;
+                if (verbose) {
+                    std::printf("\n  iteration %d: more than %lld non-zero responsibilities on a rank: one walk\n",
+                                it + 1, (long long)two_walk_plan.max_pairs);
                 }
             }
-        });
-        if (comm.size() > 1) {
-            // A copy of every limb (4 per statistic: K·d(d+1)/2·4 doubles for full covariances),
-            // so only when there is another rank to sum with.
-            std::vector<double> flat = exact_stats.flat();
-            comm.allreduce_sum(flat.data(), flat.size()); // integer limbs: exact in any order
-            exact_stats.from_flat(flat);
         }
-        exact_stats.result(stats);
+        StatsAccumulator* e_sums = nullptr;
+        if (two_walks) {
+            e_sums = &*first_moments;
+        } else {
+            // E-step: reproducible sums over every rank's blocks.
+            if (!exact_stats) exact_stats.emplace(K, d, cov);
+            exact_stats->set_row_bounds(bounds.x_bound, bounds.sq_bound);
+            exact_stats->clear();
+            walk("E-step", [&](int64_t, const VectorBlock& rows) {
+                estep_->accumulate_reproducible(rows, *exact_stats);
+                return true;
+            });
+            e_sums = &*exact_stats;
+        }
+        responsibilities_last_iteration = estep_->responsibilities_seen();
+        allreduce_exact(comm, *e_sums);
+        e_sums->result(stats);
         GmmIterationStats st;
         st.iteration = it;
         st.estep_time_s = seconds_since(t_iter);
-        comm.allreduce(&st.estep_time_s, 1, ReduceOp::Max);
         st.loglik = stats.loglik / stats.n;
         check_all_ranks(comm, [&] {
             if (!std::isfinite(st.loglik)) {
@@ -251,7 +356,31 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         });
 
         // M-step and re-seeding: the same on every rank, from the same sums.
-        const em::MStepResult m = em::m_step(stats, p, variance_floor, model);
+        em::MStepResult m;
+        if (two_walks) {
+            // Walk 2, a group of components at a time: their second moments, then their M-step
+            // (which needs only these, and the first moments of all).
+            m = em::m_step_begin(stats, p);
+            SufficientStats group_sums;
+            for (int64_t k0 = 0; k0 < K; k0 += two_walk_plan.group) {
+                const int64_t ng = std::min(two_walk_plan.group, K - k0);
+                const auto t_walk = std::chrono::steady_clock::now();
+                StatsAccumulator group(ng, d, cov);
+                group.set_row_bounds(bounds.x_bound, bounds.sq_bound); // the grids of the one-walk path
+                walk("E-step (walk 2 of 2)", [&](int64_t c, const VectorBlock& rows) {
+                    estep_->accumulate_listed_second_moments(c, rows, k0, group);
+                    return true;
+                });
+                st.estep_time_s += seconds_since(t_walk);
+                allreduce_exact(comm, group);
+                group.result(group_sums);
+                em::m_step_components(stats, group_sums.sum_sq.data(), k0, k0 + ng, p, variance_floor, model, m);
+            }
+        } else {
+            m = em::m_step(stats, p, variance_floor, model);
+        }
+        listing.end();
+        comm.allreduce(&st.estep_time_s, 1, ReduceOp::Max);
         st.nfloored = m.nfloored;
         st.imbalance_factor = m.imbalance_factor;
         st.nsplit = em::reseed_empty(m, stats, split_rng, model);

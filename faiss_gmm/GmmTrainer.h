@@ -66,6 +66,13 @@ class GmmTrainer {
     /// from the checkpoint at path instead of the initial model and ends with the
     /// model an uninterrupted run would have, bit for bit.
     CheckpointOptions checkpoint;
+    /// Full covariances on a backend that can list responsibilities (the CPU): the E-step's
+    /// second moments are summed in a second walk over the rows, a group of components at a
+    /// time, while the non-zero responsibilities listed by the first walk number at most this
+    /// many per rank (10 bytes each); past it, one walk with every statistic held at once.
+    /// The model is the same bits either way; only memory and time differ. -1: automatic (while
+    /// the lists at least halve the one-walk path's 40·K·(1 + d + d(d+1)/2) bytes); 0: never.
+    int64_t max_listed_responsibilities = -1;
 
     // ---- results of the last fit() ----
     std::vector<GmmIterationStats> iteration_stats;

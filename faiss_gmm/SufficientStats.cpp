@@ -128,8 +128,9 @@ void reference_estep(
 
 // ---- StatsAccumulator ----
 
-StatsAccumulator::StatsAccumulator(int64_t K, int64_t d, CovarianceType type) : K_(K), d_(d), type_(type) {
-    const size_t nsq = size_t(K * SufficientStats::nsq_of(type, d));
+StatsAccumulator::StatsAccumulator(int64_t K, int64_t d, CovarianceType type, bool with_second_moments)
+    : K_(K), d_(d), type_(type), with_sq_(with_second_moments) {
+    const size_t nsq = with_second_moments ? size_t(K * SufficientStats::nsq_of(type, d)) : 0;
     values_.resize(size_t(K) + size_t(K) * d + nsq);
 }
 
@@ -139,7 +140,7 @@ void StatsAccumulator::set_row_bounds(double x_bound, double sq_bound) {
     sq_exp_ = scale_exponent_for(sq_bound);
     values_.set_scale(0, K, 0); // r <= 1
     values_.set_scale(K, K + Kd, x_exp_);
-    values_.set_scale(K + Kd, values_.size(), sq_exp_);
+    if (with_sq_) values_.set_scale(K + Kd, values_.size(), sq_exp_);
 }
 
 void StatsAccumulator::clear() {
@@ -164,6 +165,7 @@ void StatsAccumulator::add_first_moment_segments(const SufficientStats& p) {
 
 void StatsAccumulator::add(const SufficientStats& p) {
     check_shape(p, "add");
+    if (!with_sq_) throw std::logic_error("StatsAccumulator::add: this accumulator holds no second moments");
     add_first_moment_segments(p);
     values_.add_segment(p.nk.size() + p.sum_x.size(), p.sum_sq.data(), p.sum_sq.size());
     values_.done();
@@ -180,13 +182,16 @@ void StatsAccumulator::add_second_moment(int64_t k, const double* values) {
         throw std::out_of_range("StatsAccumulator::add_second_moment: component " + std::to_string(k) +
                                 " outside [0, " + std::to_string(K_) + ")");
     }
+    if (!with_sq_) {
+        throw std::logic_error("StatsAccumulator::add_second_moment: this accumulator holds no second moments");
+    }
     const size_t nsq = size_t(SufficientStats::nsq_of(type_, d_));
     values_.add_segment(size_t(K_) + size_t(K_) * size_t(d_) + size_t(k) * nsq, values, nsq);
     values_.done(); // one addition to these values: counts toward the carries like a partial
 }
 
 void StatsAccumulator::merge(const StatsAccumulator& o) {
-    if (o.K_ != K_ || o.d_ != d_ || o.type_ != type_) {
+    if (o.K_ != K_ || o.d_ != d_ || o.type_ != type_ || o.with_sq_ != with_sq_) {
         throw std::invalid_argument("StatsAccumulator::merge: shapes differ");
     }
     n_ += o.n_;
@@ -196,6 +201,7 @@ void StatsAccumulator::merge(const StatsAccumulator& o) {
 
 void StatsAccumulator::add_limbs(int64_t rows, const int64_t* loglik_limbs, const int32_t* value_limbs,
                                  int value_nlimbs) {
+    if (!with_sq_) throw std::logic_error("StatsAccumulator::add_limbs: this accumulator holds no second moments");
     n_ += double(rows);
     loglik_.add_limbs(loglik_limbs);
     values_.add_limbs(value_limbs, value_nlimbs);
@@ -228,7 +234,7 @@ void StatsAccumulator::from_flat(const std::vector<double>& v) {
 void StatsAccumulator::result(SufficientStats& out) const {
     // Every value is written below: resized, not zeroed first as reset() would (1 MiB at K = 1024,
     // d = 128, ~10 % of result() once values() went to vector lanes), unless it grows.
-    out.resize(K_, d_, type_);
+    out.resize(K_, d_, type_, with_sq_);
     out.n = n_;
     out.loglik = loglik_.value(0);
     size_t t = 0;

@@ -68,10 +68,15 @@ struct SufficientStats {
 class StatsAccumulator {
   public:
     StatsAccumulator() = default;
-    StatsAccumulator(int64_t K, int64_t d, CovarianceType type);
+    /// with_second_moments = false holds N_k and Σ r x only (add_second_moment and add_limbs
+    /// are refused; result() leaves sum_sq empty): walk 1 of the trainer's two walks for full
+    /// covariances (EStep::begin_listing), whose second moments are summed a group of
+    /// components at a time, each group in an accumulator of its own.
+    StatsAccumulator(int64_t K, int64_t d, CovarianceType type, bool with_second_moments = true);
     int64_t K() const { return K_; }
     int64_t d() const { return d_; }
     CovarianceType covariance_type() const { return type_; }
+    bool with_second_moments() const { return with_sq_; }
     /// Bounds of one row's contribution: |x_j| <= x_bound for the rows as the
     /// E-step sees them, and r·(second-moment term) <= sq_bound. They only place
     /// the grids (2^-96 of the bound per value added is what truncation drops);
@@ -111,6 +116,7 @@ class StatsAccumulator {
     void add_first_moment_segments(const SufficientStats& partial);
     int64_t K_ = 0, d_ = 0;
     CovarianceType type_ = CovarianceType::Spherical;
+    bool with_sq_ = true;
     double n_ = 0;          // a row count: integers add exactly in double
     ExactSums loglik_{1};   // the log-likelihood's magnitude has no useful bound
     FixedPointSums values_; // nk (K), sum_x (K·d), sum_sq (K or K·d)

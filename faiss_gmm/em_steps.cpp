@@ -261,11 +261,11 @@ namespace {
 /// Component k's covariance from its second moment about the E-step's mean,
 ///   Σ = S/N_k − shift·shiftᵀ + reg_covar·I   (shift = new mean − old mean),
 /// with the variance floor applied to its eigenvalues (GmmModel::set_covariance).
-void full_covariance_m_step(const SufficientStats& stats, int64_t k, const std::vector<double>& shift,
-                            double reg_covar, double variance_floor, GmmModel& model, MStepResult& r) {
+void full_covariance_m_step(const SufficientStats& stats, const double* sq, int64_t k,
+                            const std::vector<double>& shift, double reg_covar, double variance_floor,
+                            GmmModel& model, MStepResult& r) {
     const int64_t d = model.d;
     const double nk = stats.nk[k];
-    const double* sq = stats.sum_sq.data() + k * SufficientStats::nsq_of(CovarianceType::Full, d);
     std::vector<double> cov(size_t(d * d));
     for (int64_t a = 0; a < d; a++) {
         for (int64_t b = a; b < d; b++) {
@@ -285,17 +285,24 @@ void full_covariance_m_step(const SufficientStats& stats, int64_t k, const std::
 
 } // namespace
 
-MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double variance_floor, GmmModel& model) {
-    const int64_t K = model.K, d = model.d, nvar = model.nvar();
-    const CovarianceType cov = model.covariance_type;
+MStepResult m_step_begin(const SufficientStats& stats, const GmmParams& p) {
     MStepResult r;
-    const double total = stats.n;
+    r.min_mass = std::max(1e-3, p.min_component_weight * stats.n);
     double sq_counts = 0;
-    r.min_mass = std::max(1e-3, p.min_component_weight * total);
+    for (const double nk : stats.nk) sq_counts += nk * nk;
+    r.imbalance_factor = sq_counts * double(stats.K) / (stats.n * stats.n);
+    return r;
+}
+
+void m_step_components(const SufficientStats& stats, const double* sum_sq, int64_t k0, int64_t k1,
+                       const GmmParams& p, double variance_floor, GmmModel& model, MStepResult& r) {
+    const int64_t d = model.d, nvar = model.nvar();
+    const int64_t nsq = SufficientStats::nsq_of(model.covariance_type, d);
+    const CovarianceType cov = model.covariance_type;
+    const double total = stats.n;
     std::vector<double> shift(d);
-    for (int64_t k = 0; k < K; k++) {
+    for (int64_t k = k0; k < k1; k++) {
         const double nk = stats.nk[k];
-        sq_counts += nk * nk;
         if (nk < r.min_mass) {
             // Keeps its mean and variances; re-seeded by reseed_empty() if a component can be split.
             model.log_weights[k] = float(std::log(std::max(nk, 1e-30) / total));
@@ -309,15 +316,16 @@ MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double vari
             shift_sq += shift[j] * shift[j];
             model.means[k * d + j] = float(mu_new);
         }
+        const double* sq = sum_sq + (k - k0) * nsq;
         if (cov == CovarianceType::Full) {
-            full_covariance_m_step(stats, k, shift, p.reg_covar, variance_floor, model, r);
+            full_covariance_m_step(stats, sq, k, shift, p.reg_covar, variance_floor, model, r);
             model.log_weights[k] = float(std::log(nk / total));
             continue;
         }
         for (int64_t j = 0; j < nvar; j++) {
             // Second moment about the new mean = about the old one − N_k·shift².
-            double v = cov == CovarianceType::Spherical ? (stats.sum_sq[k] / nk - shift_sq) / double(d)
-                                                        : stats.sum_sq[k * d + j] / nk - shift[j] * shift[j];
+            double v = cov == CovarianceType::Spherical ? (sq[0] / nk - shift_sq) / double(d)
+                                                        : sq[j] / nk - shift[j] * shift[j];
             v += p.reg_covar;
             if (v < variance_floor) {
                 v = variance_floor;
@@ -327,7 +335,11 @@ MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double vari
         }
         model.log_weights[k] = float(std::log(nk / total));
     }
-    r.imbalance_factor = sq_counts * double(K) / (total * total);
+}
+
+MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double variance_floor, GmmModel& model) {
+    MStepResult r = m_step_begin(stats, p);
+    m_step_components(stats, stats.sum_sq.data(), 0, model.K, p, variance_floor, model, r);
     return r;
 }
 

@@ -80,6 +80,14 @@ struct MStepResult {
 /// component when a matrix is not positive definite after that). Empty components
 /// keep their means and variances and get their (tiny) weight.
 MStepResult m_step(const SufficientStats& stats, const GmmParams& p, double variance_floor, GmmModel& model);
+/// m_step in parts, for second moments that arrive a group of components at a time (full
+/// covariances in two walks): m_step_begin reads N_k only (stats.sum_sq may be empty), then
+/// m_step_components updates components [k0, k1) from stats' N_k and Σ r x and their second
+/// moments at sum_sq (component k's at (k − k0)·nsq). Called for ascending ranges that cover
+/// [0, K), they do what m_step does, bit for bit.
+MStepResult m_step_begin(const SufficientStats& stats, const GmmParams& p);
+void m_step_components(const SufficientStats& stats, const double* sum_sq, int64_t k0, int64_t k1,
+                       const GmmParams& p, double variance_floor, GmmModel& model, MStepResult& r);
 
 /// Each empty component takes half of the heaviest non-empty one, the two means
 /// moved apart by 1/10 of a standard deviation per dimension in random

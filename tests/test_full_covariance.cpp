@@ -10,11 +10,13 @@
 #include <faiss/utils/distances.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -604,4 +606,118 @@ TEST(FullCovariance, ReproducibleSecondMomentsOfDenseBlocksAreFlushedByComponent
     EXPECT_EQ(got.nk, want.nk);
     EXPECT_EQ(got.sum_x, want.sum_x);
     EXPECT_EQ(got.sum_sq, want.sum_sq);
+}
+
+namespace {
+
+/// The statistics of x in two walks (EStep.h): walk 1 with listing, in calls of call_rows rows,
+/// then walk 2 a group of `group` components at a time, each group's second moments copied into
+/// the result at their place.
+SufficientStats two_walk_stats(EStepCpu& estep, const GmmModel& m, const std::vector<float>& x, int64_t n,
+                               int64_t call_rows, int64_t group, std::pair<double, double> bounds) {
+    const int64_t K = m.K, d = m.d, nsq = SufficientStats::nsq_of(CovarianceType::Full, d);
+    estep.set_model(m, nullptr);
+    EXPECT_TRUE(estep.can_list_responsibilities());
+    estep.begin_listing(INT64_MAX);
+    StatsAccumulator first(K, d, CovarianceType::Full, false);
+    first.set_row_bounds(bounds.first, bounds.second);
+    auto call = [&](int64_t i0) {
+        return VectorBlock{x.data() + i0 * d, DataType::Float32, std::min(call_rows, n - i0), d};
+    };
+    for (int64_t i0 = 0; i0 < n; i0 += call_rows) estep.accumulate_reproducible(call(i0), first);
+    EXPECT_FALSE(estep.listing_overflowed());
+    SufficientStats out;
+    first.result(out);
+    EXPECT_TRUE(out.sum_sq.empty());
+    out.sum_sq.assign(size_t(K * nsq), 0.0);
+    for (int64_t k0 = 0; k0 < K; k0 += group) {
+        const int64_t ng = std::min(group, K - k0);
+        StatsAccumulator acc(ng, d, CovarianceType::Full);
+        acc.set_row_bounds(bounds.first, bounds.second);
+        int64_t c = 0;
+        for (int64_t i0 = 0; i0 < n; i0 += call_rows, c++) estep.accumulate_listed_second_moments(c, call(i0), k0, acc);
+        SufficientStats s;
+        acc.result(s);
+        std::copy(s.sum_sq.begin(), s.sum_sq.end(), out.sum_sq.begin() + k0 * nsq);
+    }
+    estep.end_listing();
+    return out;
+}
+
+} // namespace
+
+TEST(FullCovariance, TwoWalksGiveTheBitsOfOne) {
+    // Walk 1 lists the responsibilities, walk 2 sums the second moments a group of
+    // components at a time from the lists: the deposits are those of the one-walk path
+    // (per block, component and flush), so every statistic is the same bits, for any group
+    // size, thread count and cut into calls. Sparse responsibilities (separated clusters),
+    // and dense ones whose 4096-row blocks pass kFullDeferredPairs (the one-walk path flushes
+    // mid-block: walk 2 must cut the components' sums at the same rows).
+    struct Case {
+        int64_t n, d, K;
+        double spread; // covariance scale: 1 = clusters apart, 400 = every row on every component
+    };
+    for (const Case cs : {Case{2 * kReproducibleBlockRows + 300, 20, 11, 1.0},
+                          Case{2 * kReproducibleBlockRows + 300, 6, 48, 400.0}}) {
+        std::vector<float> centers;
+        const std::vector<float> x = clustered_data(cs.n, cs.d, cs.K, 1.0f, 2200 + uint64_t(cs.K), &centers);
+        GmmModel m = random_model(cs.K, cs.d, CovarianceType::Full, 1.0f, 2201, &centers);
+        std::mt19937_64 rng{2202};
+        for (int64_t k = 0; k < cs.K; k++) m.set_covariance(k, random_spd(cs.d, cs.spread, 4.0, rng).data());
+        const auto bounds = row_bounds(m, std::vector<float>(cs.d, 0.0f), x);
+        EStepCpu one_walk_estep(256, 2);
+        one_walk_estep.set_model(m, nullptr);
+        StatsAccumulator acc(cs.K, cs.d, CovarianceType::Full);
+        acc.set_row_bounds(bounds.first, bounds.second);
+        one_walk_estep.accumulate_reproducible(VectorBlock{x.data(), DataType::Float32, cs.n, cs.d}, acc);
+        SufficientStats want;
+        acc.result(want);
+        const int64_t seen = one_walk_estep.responsibilities_seen();
+        EXPECT_GE(seen, cs.n);
+        if (cs.spread > 1) EXPECT_GT(seen, 2 * EStepCpu::kFullDeferredPairs); // the premise: mid-block flushes
+        for (const auto& [threads, call_rows, group] :
+             {std::tuple<int, int64_t, int64_t>{1, cs.n, cs.K}, {2, kReproducibleBlockRows, 1}, {2, cs.n, 5}}) {
+            const std::string what = "K=" + std::to_string(cs.K) + " threads=" + std::to_string(threads) +
+                                     " call_rows=" + std::to_string(call_rows) + " group=" + std::to_string(group);
+            EStepCpu estep(256, threads);
+            const SufficientStats got = two_walk_stats(estep, m, x, cs.n, call_rows, group, bounds);
+            EXPECT_EQ(estep.responsibilities_seen(), seen) << what;
+            EXPECT_EQ(got.n, want.n) << what;
+            EXPECT_EQ(got.loglik, want.loglik) << what;
+            EXPECT_EQ(got.nk, want.nk) << what;
+            EXPECT_EQ(got.sum_x, want.sum_x) << what;
+            EXPECT_EQ(got.sum_sq, want.sum_sq) << what;
+        }
+    }
+}
+
+TEST(FullCovariance, TrainerInTwoWalksTrainsTheModelOfOne) {
+    // GmmTrainer takes two walks while the listed responsibilities fit
+    // max_listed_responsibilities, else one (from the start of the iteration when walk 1's
+    // lists overflow): the model and every iteration's log-likelihood are the same bits for
+    // any choice, with several calls per walk (chunk_size) and the rows in memory or read
+    // from a source that copies them (fewer, larger groups).
+    const int64_t n = 6000, d = 12, K = 16;
+    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 21);
+    GmmParams p;
+    p.covariance_type = CovarianceType::Full;
+    p.seed = 99;
+    p.niter = 8;
+    p.tol = 0;
+    p.max_points_per_centroid = 300;
+    p.chunk_size = 1000;
+    auto train = [&](int64_t max_listed) {
+        GmmTrainer t(p);
+        t.max_listed_responsibilities = max_listed;
+        GmmModel m = t.fit(n, d, x.data(), K);
+        std::vector<double> ll;
+        for (const auto& s : t.iteration_stats) ll.push_back(s.loglik);
+        return std::make_pair(m, ll);
+    };
+    const auto [want, want_ll] = train(0);
+    for (int64_t max_listed : {int64_t(-1), int64_t(INT64_MAX), int64_t(n / 2)}) {
+        const auto [got, got_ll] = train(max_listed);
+        faiss_gmm::testing::expect_models_identical(got, want, "max_listed_responsibilities = " + std::to_string(max_listed));
+        EXPECT_EQ(got_ll, want_ll) << max_listed;
+    }
 }
