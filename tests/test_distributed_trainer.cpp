@@ -128,7 +128,7 @@ struct RankResult {
 /// Trains on `ranks` threads, rank r on source_of_rank(r), and returns every rank's result.
 std::vector<RankResult> train_on_ranks(int ranks, const GmmParams& params, int64_t K,
                                        const std::function<const VectorSource&(int)>& source_of_rank,
-                                       const GmmModel* initial = nullptr) {
+                                       const GmmModel* initial = nullptr, int64_t max_listed_responsibilities = -1) {
     ThreadGroup group(ranks);
     std::vector<RankResult> results(static_cast<size_t>(ranks));
     std::vector<std::thread> threads;
@@ -137,6 +137,7 @@ std::vector<RankResult> train_on_ranks(int ranks, const GmmParams& params, int64
             ThreadCommunicator comm(group, r);
             GmmTrainer trainer(params);
             trainer.set_communicator(&comm);
+            trainer.max_listed_responsibilities = max_listed_responsibilities;
             RankResult& out = results[size_t(r)];
             try {
                 out.model = trainer.fit(source_of_rank(r), K, initial);
@@ -406,5 +407,42 @@ TEST(DistributedTrainer, InconsistentRanksAreRefused) {
     for (const RankResult& r : got) {
         EXPECT_NE(r.error.find("ranks 0, 1, 2: GMM training: K = 13 components but only N = 12"), std::string::npos)
                 << r.error;
+    }
+}
+
+TEST(DistributedTrainer, FullCovariancesInTwoWalksOnRanksMatchOneWalkInOneProcess) {
+    // Full covariances on the CPU in two walks (EStep.h): each rank lists its rows'
+    // responsibilities, and every group of walk 2 is summed over the ranks before its
+    // M-step. d = 64: 2 MiB of statistics hold 24 components, so K = 30 takes two groups.
+    // The same bits as one process in one walk, and as one process in two.
+    const int64_t n = 5000, d = 64, K = 30;
+    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 23);
+    GmmParams p;
+    p.covariance_type = CovarianceType::Full;
+    p.seed = 5;
+    p.niter = 3;
+    p.tol = 0;
+    p.max_points_per_centroid = 0;
+    p.chunk_size = 3000; // several calls per rank: walk 2 must find each call's lists
+    GmmTrainer one_walk(p);
+    one_walk.max_listed_responsibilities = 0;
+    const GmmModel want = one_walk.fit(n, d, x.data(), K);
+    GmmTrainer two_walks(p);
+    two_walks.max_listed_responsibilities = INT64_MAX;
+    expect_models_identical(two_walks.fit(n, d, x.data(), K), want, "one process, two walks");
+    for (int ranks : {2, 3}) {
+        const std::string what = std::to_string(ranks) + " ranks, two walks";
+        const std::vector<RankRows> parts = split(x, n, d, ranks);
+        const std::vector<RankResult> got = train_on_ranks(
+                ranks, p, K, [&](int r) -> const VectorSource& { return parts[size_t(r)].source; }, nullptr,
+                INT64_MAX);
+        for (int r = 0; r < ranks; r++) {
+            ASSERT_TRUE(got[size_t(r)].error.empty()) << what << ": " << got[size_t(r)].error;
+            ASSERT_FALSE(got[size_t(r)].other_exception) << what;
+            expect_models_identical(got[size_t(r)].model, want, what + ": rank " + std::to_string(r));
+        }
+        for (size_t i = 0; i < one_walk.iteration_stats.size(); i++) {
+            EXPECT_EQ(got[0].stats[i].loglik, one_walk.iteration_stats[i].loglik) << what << ", iteration " << i;
+        }
     }
 }

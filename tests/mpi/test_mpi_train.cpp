@@ -200,6 +200,31 @@ TEST(MpiTrain, FaissGmmTrainUnderMpirunIsTheDistributedTrainer) {
     }
 }
 
+TEST(MpiTrain, FullCovariancesInTwoWalksMatchOneWalkInOneProcess) {
+    // d = 64, K = 30: the automatic choice takes two walks on every rank (at most
+    // 2500 rows · 30 listed responsibilities against a budget of 128,700), and walk 2
+    // sums its groups over the ranks with MPI before each group's M-step. The same bits
+    // as one process in one walk.
+    SKIP_WITHOUT_MPIEXEC();
+    TempDir dir;
+    const std::string data = generated_file(dir, "x.fbin", 5000, 64, 4);
+    GmmParams p;
+    p.covariance_type = CovarianceType::Full;
+    p.niter = 3;
+    p.tol = 0;
+    std::unique_ptr<VectorSource> src = datasets::open_vectors(data);
+    GmmTrainer one_walk(p);
+    one_walk.max_listed_responsibilities = 0;
+    const GmmModel want = one_walk.fit(*src, 30);
+    for (int ranks : {2, 3}) {
+        const std::string out = dir.file("two_walks" + std::to_string(ranks) + ".faiss");
+        const RunResult r = train(ranks, "--data " + data + " --k 30 --covariance full --niter 3 --tol 0 --out " + out);
+        ASSERT_EQ(r.status, 0) << r.output;
+        EXPECT_EQ(r.output.find("one walk"), std::string::npos) << r.output; // no rank's lists overflowed
+        faiss_gmm::testing::expect_models_identical(read_model(out), want, std::to_string(ranks) + " ranks");
+    }
+}
+
 TEST(MpiTrain, GeneratedUint8Bvecs) {
     SKIP_WITHOUT_MPIEXEC();
     TempDir dir;
