@@ -32,24 +32,11 @@
 
 using namespace faiss_gmm;
 using faiss_gmm::testing::clustered_data;
+using faiss_gmm::testing::expect_error;
 
 namespace {
 
 using Bytes = std::vector<uint8_t>;
-
-/// Runs fn and checks it throws Ex with `needle` in its message.
-template <class Ex>
-void expect_error(const std::function<void()>& fn, const std::string& needle, const std::string& what) {
-    try {
-        fn();
-        ADD_FAILURE() << what << ": no exception";
-    } catch (const Ex& e) {
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-                << what << ": message does not name the problem (\"" << needle << "\"): " << e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << what << ": wrong exception type: " << e.what();
-    }
-}
 
 class TempDir {
   public:

@@ -33,6 +33,7 @@
 
 using namespace faiss_gmm;
 using faiss_gmm::testing::clustered_data;
+using faiss_gmm::testing::expect_error;
 using faiss_gmm::testing::random_model;
 using faiss_gmm::testing::random_spd;
 
@@ -720,4 +721,48 @@ TEST(FullCovariance, TrainerInTwoWalksTrainsTheModelOfOne) {
         faiss_gmm::testing::expect_models_identical(got, want, "max_listed_responsibilities = " + std::to_string(max_listed));
         EXPECT_EQ(got_ll, want_ll) << max_listed;
     }
+}
+
+TEST(FullCovariance, ListingMisuseIsRefusedWithAMessage) {
+    // The two-walk protocol of EStep.h, called out of order or with other rows: each
+    // refusal names what is wrong (the trainer never does these).
+    const int64_t n = 600, d = 5, K = 4;
+    std::vector<float> centers;
+    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 2300, &centers);
+    const GmmModel m = random_model(K, d, CovarianceType::Full, 1.0f, 2301, &centers);
+    const auto bounds = row_bounds(m, std::vector<float>(d, 0.0f), x);
+    const VectorBlock rows{x.data(), DataType::Float32, n, d};
+    EStepCpu estep(64, 1);
+    EXPECT_FALSE(estep.can_list_responsibilities()); // no model yet
+    EXPECT_THROW(estep.begin_listing(100), std::logic_error);
+    estep.set_model(random_model(K, d, CovarianceType::Diagonal, 1.0f, 2302, &centers), nullptr);
+    EXPECT_FALSE(estep.can_list_responsibilities());
+    EXPECT_EQ(estep.responsibilities_seen(), -1);
+    estep.set_model(m, nullptr);
+    StatsAccumulator first(K, d, CovarianceType::Full, false), all(K, d, CovarianceType::Full), group(2, d,
+                                                                                                     CovarianceType::Full);
+    for (StatsAccumulator* a : {&first, &all, &group}) a->set_row_bounds(bounds.first, bounds.second);
+    // Walk 2 before walk 1, and first moments only without a listing.
+    expect_error<std::logic_error>([&] { estep.accumulate_listed_second_moments(0, rows, 0, group); },
+                                              "no complete listing");
+    expect_error<std::invalid_argument>([&] { estep.accumulate_reproducible(rows, first); },
+                                                   "needs begin_listing");
+    estep.begin_listing(INT64_MAX);
+    expect_error<std::invalid_argument>([&] { estep.accumulate_reproducible(rows, all); },
+                                                   "must hold no second moments");
+    estep.accumulate_reproducible(rows, first);
+    expect_error<std::out_of_range>([&] { estep.accumulate_listed_second_moments(1, rows, 0, group); },
+                                               "call 1 of walk 1's 1");
+    expect_error<std::invalid_argument>(
+            [&] { estep.accumulate_listed_second_moments(0, rows.slice(0, n - 1), 0, group); }, "had 600 rows");
+    expect_error<std::invalid_argument>([&] { estep.accumulate_listed_second_moments(0, rows, 3, group); },
+                                                   "components [3, 5)");
+    estep.accumulate_listed_second_moments(0, rows, 2, group); // components 2 and 3: fine
+    // A listing past its limit says so, and walk 2 is then refused.
+    estep.begin_listing(10);
+    estep.accumulate_reproducible(rows, first);
+    EXPECT_TRUE(estep.listing_overflowed());
+    EXPECT_THROW(estep.accumulate_listed_second_moments(0, rows, 0, group), std::logic_error);
+    estep.end_listing();
+    EXPECT_FALSE(estep.listing_overflowed());
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -110,6 +111,20 @@ inline void expect_models_identical(const GmmModel& a, const GmmModel& b, const 
     EXPECT_EQ(a.means, b.means) << where;
     EXPECT_EQ(a.variances, b.variances) << where;
     EXPECT_EQ(a.log_weights, b.log_weights) << where;
+}
+
+/// Runs fn and checks it throws Ex with `needle` in its message.
+template <class Ex>
+void expect_error(const std::function<void()>& fn, const std::string& needle, const std::string& what = "") {
+    try {
+        fn();
+        ADD_FAILURE() << what << ": no exception";
+    } catch (const Ex& e) {
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
+                << what << ": message does not name the problem (\"" << needle << "\"): " << e.what();
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << what << ": wrong exception type: " << e.what();
+    }
 }
 
 } // namespace faiss_gmm::testing
