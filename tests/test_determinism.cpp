@@ -7,11 +7,15 @@
 
 #include <omp.h>
 
+#include <dlfcn.h>
+
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "datasets/VecsFile.h"
 #include "faiss_gmm/GmmTrainer.h"
+#include "faiss_gmm/detail/blas.h"
 #include "faiss_gmm/gmm_index_factory.h"
 #include "faiss_gmm/gmm_io.h"
 #include "test_helpers.h"
@@ -173,4 +177,36 @@ TEST(Determinism, DifferentSeedsDiffer) {
         return t.fit(3000, 8, x.data(), 8);
     };
     EXPECT_NE(run(1).means, run(2).means);
+}
+
+TEST(Determinism, SingleThreadedBlasGuardsShareOneSetting) {
+    // OpenBLAS's thread count is one setting per process. E-steps on two threads at once
+    // (the in-process ranks of test_distributed_trainer) each hold a guard: the first one
+    // destroyed must not make the other's products multi-threaded (threaded OpenBLAS may
+    // round them differently: DistributedTrainer.RanksMatchOneProcess failed from run to run
+    // on a 2-core EPYC VM that way). The last guard restores what the first one found.
+    using GetThreads = int (*)();
+    using SetThreads = void (*)(int);
+    const auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (!get || !set) GTEST_SKIP() << "the BLAS in use is not OpenBLAS: no thread setting to share";
+    const int before = get();
+    set(2);
+    if (get() != 2) {
+        set(before);
+        GTEST_SKIP() << "this OpenBLAS build runs one thread only (openblas_set_num_threads(2) left " << get() << ")";
+    }
+    {
+        auto first = std::make_unique<detail::SingleThreadedBlas>();
+        EXPECT_EQ(get(), 1);
+        std::thread other([&] {
+            detail::SingleThreadedBlas second;
+            EXPECT_EQ(get(), 1);
+            first.reset(); // the first guard ends while the second is alive
+            EXPECT_EQ(get(), 1);
+        });
+        other.join();
+        EXPECT_EQ(get(), 2); // the last one restored it
+    }
+    set(before);
 }
