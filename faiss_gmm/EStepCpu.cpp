@@ -774,30 +774,29 @@ void EStepCpu::deposit_listed(const VectorBlock& block, const ListedPairs& pairs
     ws.row_buf.resize(d);
     ws.moment.resize(size_t(nsq));
     for (int64_t t = first - pairs.k.begin(); t < t_end;) {
+        // [t, u): component k's pairs up to the block's next cut, one deposit.
         const int32_t k = pairs.k[t];
+        const auto cut = std::upper_bound(pairs.cuts.begin(), pairs.cuts.end(), int32_t(pairs.row[t]));
+        const int64_t row_end = cut == pairs.cuts.end() ? INT64_MAX : *cut;
+        int64_t u = t;
+        while (u < t_end && pairs.k[u] == k && pairs.row[u] < row_end) u++;
         const float* mu = model_.means.data() + k * d;
-        // The component's pairs, one segment between cuts at a time, each one deposit.
-        while (t < t_end && pairs.k[t] == k) {
-            const auto segment = std::upper_bound(pairs.cuts.begin(), pairs.cuts.end(), int32_t(pairs.row[t]));
-            const int64_t segment_end = segment == pairs.cuts.end() ? INT64_MAX : *segment;
-            std::fill(ws.moment.begin(), ws.moment.end(), 0.0);
-            // One syrk per sub-block of block_size_ rows, in order, as accumulate_full_block
-            // does: the same products and the same double sums as the non-deferred path.
-            while (t < t_end && pairs.k[t] == k && pairs.row[t] < segment_end) {
-                const int64_t sub = pairs.row[t] / block_size_;
-                int64_t m = 0;
-                for (; t < t_end && pairs.k[t] == k && pairs.row[t] / block_size_ == sub && pairs.row[t] < segment_end;
-                     t++, m++) {
-                    float* x = ws.row_buf.data();
-                    block.row_to_float(pairs.row[t], x);
-                    for (int64_t j = 0; j < d; j++) x[j] -= center_[j]; // as process_block's features
-                    scaled_difference(x, mu, pairs.r[t], d, ws.zbuf.data() + m * d);
-                }
-                add_second_moment_of_rows(m, ws, ws.moment.data());
+        std::fill(ws.moment.begin(), ws.moment.end(), 0.0);
+        // One syrk per sub-block of block_size_ rows, in order, as accumulate_full_block
+        // does: the same products and the same double sums as the non-deferred path.
+        while (t < u) {
+            const int64_t sub = pairs.row[t] / block_size_;
+            int64_t m = 0;
+            for (; t < u && pairs.row[t] / block_size_ == sub; t++, m++) {
+                float* x = ws.row_buf.data();
+                block.row_to_float(pairs.row[t], x);
+                for (int64_t j = 0; j < d; j++) x[j] -= center_[j]; // as process_block's features
+                scaled_difference(x, mu, pairs.r[t], d, ws.zbuf.data() + m * d);
             }
-            std::lock_guard<std::mutex> lock(deposit);
-            acc.add_second_moment(k - k0, ws.moment.data());
+            add_second_moment_of_rows(m, ws, ws.moment.data());
         }
+        std::lock_guard<std::mutex> lock(deposit);
+        acc.add_second_moment(k - k0, ws.moment.data());
     }
 }
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -410,11 +411,12 @@ TEST(DistributedTrainer, InconsistentRanksAreRefused) {
     }
 }
 
-TEST(DistributedTrainer, FullCovariancesInTwoWalksOnRanksMatchOneWalkInOneProcess) {
+TEST(DistributedTrainer, FullCovariancesInTwoWalksMatchOneWalkInOneProcess) {
     // Full covariances on the CPU in two walks (EStep.h): each rank lists its rows'
     // responsibilities, and every group of walk 2 is summed over the ranks before its
     // M-step. d = 64: 2 MiB of statistics hold 24 components, so K = 30 takes two groups.
-    // The same bits as one process in one walk, and as one process in two.
+    // The model and every iteration's log-likelihood are the same bits as one process in one
+    // walk, for every way of choosing between one and two walks.
     const int64_t n = 5000, d = 64, K = 30;
     const std::vector<float> x = clustered_data(n, d, K, 1.0f, 23);
     GmmParams p;
@@ -427,9 +429,31 @@ TEST(DistributedTrainer, FullCovariancesInTwoWalksOnRanksMatchOneWalkInOneProces
     GmmTrainer one_walk(p);
     one_walk.max_listed_responsibilities = 0;
     const GmmModel want = one_walk.fit(n, d, x.data(), K);
-    GmmTrainer two_walks(p);
-    two_walks.max_listed_responsibilities = INT64_MAX;
-    expect_models_identical(two_walks.fit(n, d, x.data(), K), want, "one process, two walks");
+    auto expect_same_iterations = [&](const std::vector<GmmIterationStats>& got, const std::string& what) {
+        ASSERT_EQ(got.size(), one_walk.iteration_stats.size()) << what;
+        for (size_t i = 0; i < got.size(); i++) {
+            EXPECT_EQ(got[i].loglik, one_walk.iteration_stats[i].loglik) << what << ", iteration " << i;
+        }
+    };
+    // One process: two walks whatever the lists hold, the automatic choice (two walks here),
+    // and a limit walk 1 passes (n / 2: the lists overflow, the iteration restarts in one walk).
+    for (int64_t max_listed : {int64_t(INT64_MAX), int64_t(-1), n / 2}) {
+        const std::string what = "one process, max_listed_responsibilities = " + std::to_string(max_listed);
+        GmmTrainer t(p);
+        t.max_listed_responsibilities = max_listed;
+        expect_models_identical(t.fit(n, d, x.data(), K), want, what);
+        expect_same_iterations(t.iteration_stats, what);
+    }
+    {
+        // Rows from a source that copies them out: walk 2's groups are an eighth of the one-walk
+        // memory (3 components here: 10 groups), each reading the rows again.
+        const std::vector<double> x64(x.begin(), x.end());
+        const Float64VectorSource copying(n, d, x64.data());
+        GmmTrainer t(p);
+        t.max_listed_responsibilities = INT64_MAX;
+        expect_models_identical(t.fit(copying, K), want, "one process, rows copied out");
+        expect_same_iterations(t.iteration_stats, "one process, rows copied out");
+    }
     for (int ranks : {2, 3}) {
         const std::string what = std::to_string(ranks) + " ranks, two walks";
         const std::vector<RankRows> parts = split(x, n, d, ranks);
@@ -441,8 +465,6 @@ TEST(DistributedTrainer, FullCovariancesInTwoWalksOnRanksMatchOneWalkInOneProces
             ASSERT_FALSE(got[size_t(r)].other_exception) << what;
             expect_models_identical(got[size_t(r)].model, want, what + ": rank " + std::to_string(r));
         }
-        for (size_t i = 0; i < one_walk.iteration_stats.size(); i++) {
-            EXPECT_EQ(got[0].stats[i].loglik, one_walk.iteration_stats[i].loglik) << what << ", iteration " << i;
-        }
+        expect_same_iterations(got[0].stats, what);
     }
 }

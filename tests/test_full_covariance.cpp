@@ -692,37 +692,6 @@ TEST(FullCovariance, TwoWalksGiveTheBitsOfOne) {
     }
 }
 
-TEST(FullCovariance, TrainerInTwoWalksTrainsTheModelOfOne) {
-    // GmmTrainer takes two walks while the listed responsibilities fit
-    // max_listed_responsibilities, else one (from the start of the iteration when walk 1's
-    // lists overflow): the model and every iteration's log-likelihood are the same bits for
-    // any choice, with several calls per walk (chunk_size) and the rows in memory or read
-    // from a source that copies them (fewer, larger groups).
-    const int64_t n = 6000, d = 12, K = 16;
-    const std::vector<float> x = clustered_data(n, d, K, 1.0f, 21);
-    GmmParams p;
-    p.covariance_type = CovarianceType::Full;
-    p.seed = 99;
-    p.niter = 8;
-    p.tol = 0;
-    p.max_points_per_centroid = 300;
-    p.chunk_size = 1000;
-    auto train = [&](int64_t max_listed) {
-        GmmTrainer t(p);
-        t.max_listed_responsibilities = max_listed;
-        GmmModel m = t.fit(n, d, x.data(), K);
-        std::vector<double> ll;
-        for (const auto& s : t.iteration_stats) ll.push_back(s.loglik);
-        return std::make_pair(m, ll);
-    };
-    const auto [want, want_ll] = train(0);
-    for (int64_t max_listed : {int64_t(-1), int64_t(INT64_MAX), int64_t(n / 2)}) {
-        const auto [got, got_ll] = train(max_listed);
-        faiss_gmm::testing::expect_models_identical(got, want, "max_listed_responsibilities = " + std::to_string(max_listed));
-        EXPECT_EQ(got_ll, want_ll) << max_listed;
-    }
-}
-
 TEST(FullCovariance, ListingMisuseIsRefusedWithAMessage) {
     // The two-walk protocol of EStep.h, called out of order or with other rows: each
     // refusal names what is wrong (the trainer never does these).

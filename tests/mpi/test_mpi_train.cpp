@@ -180,48 +180,40 @@ TEST(MpiTrain, GeneratedFbinDiagonalKMeansPlusPlus) {
 TEST(MpiTrain, FaissGmmTrainUnderMpirunIsTheDistributedTrainer) {
     // `faiss-gmm train` started by mpirun with several ranks runs the same
     // distributed trainer as the old tool name: the same model, bit for bit, as
-    // one process (full covariances here, the type the other tests do not run).
+    // one process in one walk (full covariances here, the type the other tests do not
+    // run). d = 6, K = 8: the two-walk path's lists would not halve the memory, so one walk
+    // on every rank; d = 64, K = 30: two walks on every rank (at most 4096 rows, a rank sums
+    // whole blocks, · 30 listed responsibilities against a budget of 128,700), and walk 2
+    // sums its groups over the ranks with MPI before each group's M-step.
     SKIP_WITHOUT_MPIEXEC();
     TempDir dir;
-    const std::string data = generated_file(dir, "x.fbin", 6000, 6, 3);
-    GmmParams p;
-    p.covariance_type = CovarianceType::Full;
-    p.niter = 5;
-    p.tol = 0;
-    const GmmModel want = train_in_process(data, 8, p);
-    for (int ranks : {2, 3}) {
-        const std::string out = dir.file("cli" + std::to_string(ranks) + ".faiss");
-        const RunResult r = run_shell(mpiexec(ranks) + std::string(FAISS_GMM_CLI) + " train " + data +
-                                      " --k 8 --covariance full --niter 5 --tol 0 --out " + out);
-        ASSERT_EQ(r.status, 0) << r.output;
-        EXPECT_NE(r.output.find(std::to_string(ranks) + " rank(s)"), std::string::npos) << r.output;
-        faiss_gmm::testing::expect_models_identical(read_model(out), want,
-                                                    "faiss-gmm train, " + std::to_string(ranks) + " ranks");
-    }
-}
-
-TEST(MpiTrain, FullCovariancesInTwoWalksMatchOneWalkInOneProcess) {
-    // d = 64, K = 30: the automatic choice takes two walks on every rank (at most
-    // 2500 rows · 30 listed responsibilities against a budget of 128,700), and walk 2
-    // sums its groups over the ranks with MPI before each group's M-step. The same bits
-    // as one process in one walk.
-    SKIP_WITHOUT_MPIEXEC();
-    TempDir dir;
-    const std::string data = generated_file(dir, "x.fbin", 5000, 64, 4);
-    GmmParams p;
-    p.covariance_type = CovarianceType::Full;
-    p.niter = 3;
-    p.tol = 0;
-    std::unique_ptr<VectorSource> src = datasets::open_vectors(data);
-    GmmTrainer one_walk(p);
-    one_walk.max_listed_responsibilities = 0;
-    const GmmModel want = one_walk.fit(*src, 30);
-    for (int ranks : {2, 3}) {
-        const std::string out = dir.file("two_walks" + std::to_string(ranks) + ".faiss");
-        const RunResult r = train(ranks, "--data " + data + " --k 30 --covariance full --niter 3 --tol 0 --out " + out);
-        ASSERT_EQ(r.status, 0) << r.output;
-        EXPECT_EQ(r.output.find("one walk"), std::string::npos) << r.output; // no rank's lists overflowed
-        faiss_gmm::testing::expect_models_identical(read_model(out), want, std::to_string(ranks) + " ranks");
+    struct Case {
+        int64_t n, d, K;
+        bool two_walks;
+    };
+    for (const Case cs : {Case{6000, 6, 8, false}, Case{5000, 64, 30, true}}) {
+        const std::string shape = "d = " + std::to_string(cs.d) + ", K = " + std::to_string(cs.K);
+        const std::string data = generated_file(dir, "x" + std::to_string(cs.d) + ".fbin", cs.n, cs.d, 3);
+        GmmParams p;
+        p.covariance_type = CovarianceType::Full;
+        p.niter = cs.two_walks ? 3 : 5;
+        p.tol = 0;
+        std::unique_ptr<VectorSource> src = datasets::open_vectors(data);
+        GmmTrainer one_walk(p);
+        one_walk.max_listed_responsibilities = 0;
+        const GmmModel want = one_walk.fit(*src, cs.K);
+        for (int ranks : {2, 3}) {
+            const std::string what = "faiss-gmm train, " + shape + ", " + std::to_string(ranks) + " ranks";
+            const std::string out = dir.file("cli" + std::to_string(cs.d) + "_" + std::to_string(ranks) + ".faiss");
+            const RunResult r = run_shell(mpiexec(ranks) + std::string(FAISS_GMM_CLI) + " train " + data + " --k " +
+                                          std::to_string(cs.K) + " --covariance full --niter " +
+                                          std::to_string(p.niter) + " --tol 0 --out " + out);
+            ASSERT_EQ(r.status, 0) << what << "\n" << r.output;
+            EXPECT_NE(r.output.find(std::to_string(ranks) + " rank(s)"), std::string::npos) << what << "\n" << r.output;
+            // Printed when some rank's lists overflowed and the iteration went back to one walk.
+            if (cs.two_walks) EXPECT_EQ(r.output.find("one walk"), std::string::npos) << what << "\n" << r.output;
+            faiss_gmm::testing::expect_models_identical(read_model(out), want, what);
+        }
     }
 }
 
