@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "ReproducibleSum.h"
 
 namespace faiss_gmm {
 
@@ -15,14 +14,15 @@ int64_t round_up(int64_t v, int64_t m) {
 
 } // namespace
 
-int64_t BlockAlignedRows::head_rows(const GlobalRows& rows) {
-    return std::min(round_up(rows.range.begin, kReproducibleBlockRows), rows.range.end) - rows.range.begin;
+int64_t BlockAlignedRows::head_rows(const GlobalRows& rows, int64_t block_rows) {
+    return std::min(round_up(rows.range.begin, block_rows), rows.range.end) - rows.range.begin;
 }
 
 BlockAlignedRows::BlockAlignedRows(Communicator& comm, const VectorSource& local, const GlobalRows& rows,
-                                   int64_t rows_per_call)
-        : local_(local) {
-    const int64_t R = kReproducibleBlockRows;
+                                   int64_t block_rows, int64_t rows_per_call)
+        : local_(local), block_rows_(block_rows) {
+    if (block_rows <= 0) throw std::invalid_argument("BlockAlignedRows: block_rows must be > 0");
+    const int64_t R = block_rows;
     rows_per_call_ = std::max<int64_t>(R, rows_per_call / R * R);
     const int64_t b = rows.range.begin, e = rows.range.end;
     const int64_t first_boundary = std::min(round_up(b, R), e);

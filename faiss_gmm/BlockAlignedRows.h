@@ -1,5 +1,6 @@
 // The training rows one rank sums, cut into calls that start on the global
-// multiples of kReproducibleBlockRows (ReproducibleSum.h).
+// multiples of the E-step's block (EStep::reproducible_block_rows: kReproducibleBlockRows
+// of ReproducibleSum.h, or a multiple).
 //
 // Reproducible sums need every block's partial to be computed from the same
 // rows whatever the number of ranks, so blocks are fixed by the global row
@@ -21,13 +22,17 @@ namespace faiss_gmm {
 class BlockAlignedRows {
   public:
     /// local: this rank's rows, at `rows.range` of `rows.total` global rows.
+    /// block_rows: the rows of a block (> 0, the same on every rank).
     /// rows_per_call: the wished call size, rounded to a multiple of the block
     /// (at least one block). Collective: every rank constructs it together.
-    BlockAlignedRows(Communicator& comm, const VectorSource& local, const GlobalRows& rows, int64_t rows_per_call);
+    BlockAlignedRows(Communicator& comm, const VectorSource& local, const GlobalRows& rows, int64_t block_rows,
+                     int64_t rows_per_call);
 
     /// Rows at the start of this rank's range that belong to a block started on
     /// an earlier rank (sent there by the constructor): fewer than one block.
-    static int64_t head_rows(const GlobalRows& rows);
+    static int64_t head_rows(const GlobalRows& rows, int64_t block_rows);
+
+    int64_t block_rows() const { return block_rows_; }
 
     int64_t ncalls() const;
     /// Call c's rows: views into the source (or into scratch, as its read()),
@@ -43,6 +48,7 @@ class BlockAlignedRows {
 
   private:
     const VectorSource& local_;
+    int64_t block_rows_ = 0;
     int64_t first_ = 0;          // local index of the first row on a block boundary
     int64_t first_global_ = 0;   // its global index
     int64_t full_rows_ = 0;      // rows read from local_ (whole blocks, but for the data's last one)

@@ -9,6 +9,7 @@
 
 #include "GmmModel.h"
 #include "GmmParams.h"
+#include "ReproducibleSum.h"
 #include "SufficientStats.h"
 #include "VectorSource.h"
 
@@ -28,7 +29,7 @@ class EStep {
     virtual void accumulate(const VectorBlock& rows, SufficientStats& stats) = 0;
     /// Adds the statistics of the rows to acc so that the sums do not depend on
     /// how rows are cut into calls, threads or ranks: one partial per block of
-    /// kReproducibleBlockRows rows counted from rows' first row (the trainer
+    /// reproducible_block_rows() rows counted from rows' first row (the trainer
     /// starts every call on a block boundary), each computed on its own and
     /// added exactly (StatsAccumulator). This default adds the whole call as
     /// one partial: reproducible for a given cut of the rows into calls only.
@@ -37,6 +38,19 @@ class EStep {
         accumulate(rows, partial);
         acc.add(partial);
     }
+    /// The rows of the blocks accumulate_reproducible() sums on their own, for models of
+    /// covariance type `cov`: a multiple of kReproducibleBlockRows (ReproducibleSum.h), fixed for
+    /// the backend's lifetime. Calls that start on multiples of it (counted from the first
+    /// training row) give the same bits however the rows are cut into calls, threads or ranks.
+    /// A backend whose per-block work is costly may sum larger blocks (the CUDA backend's Hopper
+    /// kernels: fewer block partials to write and convert to integers); the bits then depend on
+    /// that size, as they depend on the backend.
+    virtual int64_t reproducible_block_rows(CovarianceType /*cov*/) const { return kReproducibleBlockRows; }
+    /// A hint before set_model(): the rows the following calls will cover in all (a fit's training
+    /// rows, over every rank). A backend may size its reproducible blocks by it (the CUDA backend's
+    /// Hopper kernels take larger blocks for many rows); the default ignores it. set_model() must
+    /// follow it before the next call.
+    virtual void expect_rows(int64_t /*total_rows*/) {}
 
     // ---- Full covariances in two walks over the rows (GmmTrainer) ----
     //

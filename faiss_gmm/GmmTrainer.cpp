@@ -44,6 +44,32 @@ int64_t rows_per_call(const VectorSource& src, int64_t chunk_size, const EStep& 
     return source_hands_out_views(src) ? wanted : chunk_size;
 }
 
+/// The E-step's reproducible block (EStep::reproducible_block_rows), the same on every rank:
+/// the ranks' calls must start on the same global blocks, or the bits would depend on the ranks.
+int64_t common_block_rows(Communicator& comm, const EStep& estep, CovarianceType cov) {
+    int64_t mine = 0;
+    check_all_ranks(comm, [&] {
+        mine = estep.reproducible_block_rows(cov);
+        if (mine <= 0 || mine % kReproducibleBlockRows != 0) {
+            throw std::logic_error(std::string("GmmTrainer: the E-step backend ") + estep.name() +
+                                   " sums blocks of " + std::to_string(mine) + " rows, not a positive multiple of " +
+                                   std::to_string(kReproducibleBlockRows));
+        }
+    });
+    double lo = double(mine), hi = double(mine); // (exact: block sizes are far below 2^53)
+    comm.allreduce(&lo, 1, ReduceOp::Min);
+    comm.allreduce(&hi, 1, ReduceOp::Max);
+    check_all_ranks(comm, [&] {
+        if (lo != hi) {
+            throw std::invalid_argument("GmmTrainer: the ranks' E-step backends sum blocks of different sizes (" +
+                                        std::to_string(int64_t(lo)) + " to " + std::to_string(int64_t(hi)) +
+                                        " rows), so no cut of the rows gives every rank whole blocks; use one "
+                                        "backend kind (device) on every rank");
+        }
+    });
+    return mine;
+}
+
 /// Offers the training rows to the E-step backend for every EM iteration (a GPU
 /// backend keeps them in device memory when they fit) and withdraws them when
 /// fit() ends, normally or by an exception.
@@ -214,18 +240,20 @@ GmmModel GmmTrainer::fit(const VectorSource& data, int64_t K, const GmmModel* in
         if (!estep_) estep_ = make_estep(p, K, d);
     });
 
-    // ---- the rows each rank sums: whole blocks of kReproducibleBlockRows, so
+    // ---- the rows each rank sums: whole blocks of the E-step's block size, so
     // that every sum below is the same bits for any ranks, threads and chunks ----
+    estep_->expect_rows(n_train); // (before set_model, as EStep.h asks)
+    const int64_t block_rows = common_block_rows(comm, *estep_, cov);
     std::optional<BlockAlignedRows> blocks;
     std::vector<uint8_t> scratch;
     const int64_t chunk_wanted = rows_per_call(*train.rows, p.chunk_size, *estep_);
     check_all_ranks(comm, [&] {
         // The rows sent to an earlier rank are checked here, so that a bad value is
         // reported by the rank that holds it (the others are checked with the moments).
-        const int64_t head = BlockAlignedRows::head_rows(train.global);
+        const int64_t head = BlockAlignedRows::head_rows(train.global, block_rows);
         if (head > 0) check_finite(train.rows->read(0, head, scratch), train.global.range.begin);
     });
-    check_all_ranks(comm, [&] { blocks.emplace(comm, *train.rows, train.global, chunk_wanted); });
+    check_all_ranks(comm, [&] { blocks.emplace(comm, *train.rows, train.global, block_rows, chunk_wanted); });
 
     // ---- data moments: center, variance floor, NaN/Inf check ----
     comm.set_step("data moments");

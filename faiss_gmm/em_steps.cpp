@@ -39,6 +39,9 @@ struct LocalMoments {
 
 LocalMoments local_moments(const BlockAlignedRows& rows, int64_t d) {
     const int64_t R = kReproducibleBlockRows;
+    if (rows.block_rows() % R != 0) { // (calls must start on these blocks too)
+        throw std::logic_error("data_moments: the rows' blocks are not a multiple of kReproducibleBlockRows");
+    }
     const int nt = omp_get_max_threads();
     std::vector<LocalMoments> per_thread(static_cast<size_t>(nt));
     for (LocalMoments& m : per_thread) {

@@ -95,6 +95,13 @@ void check_options(const EStepCudaOptions& o) {
     }
     if (o.hopper_flush_tiles < 1) throw std::invalid_argument("EStepCuda: hopper_flush_tiles must be >= 1");
     if (o.hopper_sub_tiles < 1) throw std::invalid_argument("EStepCuda: hopper_sub_tiles must be >= 1");
+    if (o.hopper_reproducible_block_rows < 0 || o.hopper_reproducible_block_rows > kMaxReproducibleBlockRows ||
+        o.hopper_reproducible_block_rows % kReproducibleBlockRows != 0) {
+        throw std::invalid_argument("EStepCuda: hopper_reproducible_block_rows must be 0 (auto) or a multiple of " +
+                                    std::to_string(kReproducibleBlockRows) + " up to " +
+                                    std::to_string(kMaxReproducibleBlockRows) + " (got " +
+                                    std::to_string(o.hopper_reproducible_block_rows) + ")");
+    }
 }
 
 bool wants_hopper(EStepCudaAlgorithm a) { return a == EStepCudaAlgorithm::Hopper || a == EStepCudaAlgorithm::Auto; }
@@ -140,7 +147,8 @@ struct EStepCuda::Worker {
         if (stream) cudaStreamSynchronize(*stream);
     }
 
-    void set_model(const EncodedModel& em) {
+    /// hopper_block_rows: the Hopper kernels' reproducible block (EStepCuda::hopper_block_rows).
+    void set_model(const EncodedModel& em, int64_t hopper_block_rows) {
         DeviceScope scope(device);
         FAISS_GMM_CUDA_CHECK(cudaStreamSynchronize(*stream));
         refined_components = em.refine ? int64_t(em.refine->narrow.size()) : 0;
@@ -158,6 +166,7 @@ struct EStepCuda::Worker {
             active = full.get();
         } else if (em.hopper && hopper_ok) {
             if (!hopper) hopper = std::make_unique<HopperEStep>(device, options, sm_count);
+            hopper->set_block_rows(hopper_block_rows);
             active = hopper.get();
         } else {
             active = blocked.get();
@@ -167,7 +176,8 @@ struct EStepCuda::Worker {
             FAISS_GMM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
             chunk_rows = auto_chunk_rows(active->bytes_per_row(em), free_b);
         }
-        // Buffers for at least one reproducible block (block_chunk_rows()).
+        // Buffers for at least one reproducible block (block_chunk_rows(); FullEStep's groups and
+        // HopperEStep's blocks: those algorithms see to it).
         active->set_model(em, std::max<int64_t>(chunk_rows, kReproducibleBlockRows), *stream);
     }
 
@@ -295,10 +305,11 @@ bool EStepCuda::copy_rows_to_gpus(const VectorBlock& rows) {
     // Devices may repeat (several workers on one GPU): check each device's total.
     // Each copy runs one unit past its share (clipped to the rows), so that a reproducible call
     // gives worker i the whole units that start in its share (shares_of) wherever they start: a
-    // block, or for shapes a full-covariance model may have, FullEStep's largest group (at most
-    // 65536 rows of d <= 128: 32 MiB).
-    const int64_t reach = full_covariance_supported(K_, d_) ? kFullMaxGroupBlocks * kReproducibleBlockRows
-                                                             : kReproducibleBlockRows;
+    // block: the largest any algorithm sums (FullEStep's groups, the Hopper kernels' blocks: at most
+    // kMaxReproducibleBlockRows = 65536 rows; 32 MiB of d = 128 floats), whatever expect_rows() says
+    // later.
+    const int64_t reach = kMaxReproducibleBlockRows;
+    static_assert(kFullMaxGroupBlocks * kReproducibleBlockRows <= kMaxReproducibleBlockRows, "a copy holds a group");
     auto copy_end = [&](int i) { return std::min(rows.n, r->end[i] + reach); };
     std::vector<std::pair<int, size_t>> need;
     for (int i = 0; i < nw; i++) {
@@ -361,7 +372,7 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
                                         "); use the CPU E-step (Device::Cpu, or Device::Auto, which picks it)");
         }
         const EncodedModel em = encode_full_model(model, center);
-        for (auto& wk : workers_) wk->set_model(em);
+        for (auto& wk : workers_) wk->set_model(em, hopper_block_rows());
         covariance_type_ = model.covariance_type;
         have_model_ = true;
         return;
@@ -391,7 +402,7 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     }
     const bool hopper = hopper_covered && !refine; // (before the move below)
     const EncodedModel em = encode_model(model, center, hopper, hopper_fast, std::move(refine));
-    for (auto& wk : workers_) wk->set_model(em);
+    for (auto& wk : workers_) wk->set_model(em, hopper_block_rows());
     covariance_type_ = model.covariance_type;
     have_model_ = true;
 }
@@ -505,10 +516,11 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
     grid.nvalues = int64_t(acc.nvalues());
     grid.x_begin = K_;
     grid.sq_begin = K_ + K_ * d_;
-    // The unit summed on its own (the same model on every worker: the same unit). Pieces of at
+    // The unit summed on its own: every worker's algorithm's unit divides it (Blocked's 4096
+    // rows, where a model with narrow components moves from the Hopper kernels). Pieces of at
     // most kMaxPieceRows rows, on unit boundaries, keep the device's integers from wrapping
     // (ReproducibleLimbs.h); pieces of a call give the same bits.
-    const int64_t unit = workers_[0]->active->reproducible_block_rows();
+    const int64_t unit = reproducible_block_rows(covariance_type_);
     const int64_t piece = std::max(unit, kMaxPieceRows / unit * unit);
     for (int64_t first = 0; first < rows.n; first += piece) {
         const VectorBlock part = rows.slice(first, std::min(piece, rows.n - first));
@@ -529,6 +541,26 @@ void EStepCuda::accumulate_reproducible(const VectorBlock& rows, StatsAccumulato
             acc.add_limbs(shares[i].n, a.loglik_limbs(), a.value_limbs(), kHostLimbs);
         }
     }
+}
+
+int64_t EStepCuda::reproducible_block_rows(CovarianceType cov) const {
+    if (cov == CovarianceType::Full) return full_reproducible_group_rows(K_, options_.block_bytes);
+    const bool hopper = wants_hopper(options_.algorithm) && hopper_covers(d_) &&
+                        std::any_of(workers_.begin(), workers_.end(), [](auto& wk) { return wk->hopper_ok; });
+    const bool diag = cov == CovarianceType::Diagonal;
+    return hopper && hopper_float_partials(diag, K_, d_, options_.fast_math) ? hopper_block_rows()
+                                                                             : kReproducibleBlockRows;
+}
+
+int64_t EStepCuda::hopper_block_rows() const {
+    const int64_t o = options_.hopper_reproducible_block_rows;
+    return o > 0 ? o : hopper_auto_block_rows(expected_rows_);
+}
+
+void EStepCuda::expect_rows(int64_t total_rows) {
+    if (total_rows < 0) throw std::invalid_argument("EStepCuda::expect_rows: total_rows must be >= 0");
+    expected_rows_ = total_rows;
+    have_model_ = false; // the Hopper blocks (and their buffers) follow at set_model()
 }
 
 std::vector<EStepCudaReport> EStepCuda::last_report() const {

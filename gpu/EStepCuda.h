@@ -44,6 +44,10 @@ enum class EStepCudaRetain : int {
 };
 
 /// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
+/// Largest reproducible block: the limbs' headroom (detail/LimbFormat.h: kMaxPartialOverScale is 64
+/// times what a block of this many rows within the accumulator's row bounds gives).
+constexpr int64_t kMaxReproducibleBlockRows = 16 * kReproducibleBlockRows;
+
 struct EStepCudaOptions {
     std::vector<int> devices;    ///< GPUs that share the rows; empty = every visible GPU. A device may repeat (tests).
     bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked; else fp32-accurate (≲ 1e-4): 2×fp16 split products (Hopper) or fp32 GEMMs (Blocked)
@@ -57,6 +61,15 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
+    /// Reproducible sums on the Hopper kernels with fp32 partials (fast mode; accumulate_reproducible):
+    /// rows of a block summed on its own, a multiple of kReproducibleBlockRows up to
+    /// kMaxReproducibleBlockRows, or 0: chosen by the rows expect_rows() announced (4 × 4096 from 8M
+    /// rows on, else 4096: detail/heuristics.h hopper_auto_block_rows). Each block's partial
+    /// (K × (d + 2) sums) is written by the kernel and cut into integers by another, so larger
+    /// blocks cost less of both, but a call's last wave of clusters may be less full
+    /// (bench/results/gpu_reproducible_sums.md, run 10). The bits depend on it. (The 2×fp16 kernels
+    /// keep 4096-row blocks: heuristics.h hopper_float_partials.)
+    int64_t hopper_reproducible_block_rows = 0;
     int hopper_full_group = 0;   ///< full covariances, wgmma kernel: columns per product group (0: one product per k-step over its non-zero columns, serialized by ptxas, measured fastest; 32, 64; ≥ d: the whole row, zeros multiplied)
     /// Full covariances on a Hopper GPU: the fused kernel's wgmma version (detail/FullHopperKernel.cuh)
     /// instead of the sm_80 one (mma.sync), same arithmetic; false: the sm_80 kernel (tests, benchmarks).
@@ -100,24 +113,30 @@ class EStepCuda : public EStep {
     /// rows may live in pageable host memory, pinned host memory or (one GPU
     /// only) device memory of that GPU; the cheapest path is taken for each.
     void accumulate(const VectorBlock& rows, SufficientStats& stats) override;
-    /// Reproducible sums (issue 13): every kReproducibleBlockRows block of rows, counted from
+    /// Reproducible sums (issue 13): every block of reproducible_block_rows() rows, counted from
     /// rows' first row, is summed on one GPU in an order fixed by its rows alone, and its
     /// statistics become integer limbs on acc's grids (gpu/detail/ReproducibleLimbs.h), which add
     /// exactly: the same bits for any number of workers (GPUs of one kind), chunk size or
     /// scheduling. Workers get whole blocks; chunks are whole blocks (chunk_rows rounded down to a
-    /// multiple, at least one block). Full covariances: the unit is a group of 1 to 16 blocks
-    /// fixed by K and block_bytes (detail/FullEStep.h), so a call cut into pieces gives the same
-    /// bits when the pieces are whole groups. Throws std::runtime_error when acc's row bounds do
+    /// multiple, at least one block). A call cut into pieces gives the same bits when the pieces
+    /// are whole blocks (the trainer cuts on them). Throws std::runtime_error when acc's row bounds do
     /// not hold for the rows (a block's statistic 2^22 times its grid's scale or more or not
     /// finite, or a sum over a call 2^31 times); acc then holds the pieces (of at most
     /// detail::kMaxPieceRows rows) before the one that failed.
     void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override;
+    /// Full covariances: FullEStep's group; otherwise options.hopper_reproducible_block_rows where
+    /// the Hopper kernels with fp32 partials may run (fast mode, d ≤ 128 on an sm_90a GPU; diagonal
+    /// d ≤ 64: detail/heuristics.h hopper_float_partials), else kReproducibleBlockRows.
+    int64_t reproducible_block_rows(CovarianceType cov) const override;
+    /// Sets the rows that options.hopper_reproducible_block_rows = 0 sizes the Hopper blocks by;
+    /// set_model() must follow (accumulate calls before it throw std::logic_error).
+    void expect_rows(int64_t total_rows) override;
     const char* name() const override;
     /// Large: each call ends with a device synchronization and a download of the
     /// statistics, and rows stream through the backend's own chunks anyway.
     int64_t preferred_rows_per_call() const override { return int64_t(1) << 30; }
-    /// Copies the rows to the GPUs, each worker its contiguous share (plus the next
-    /// kReproducibleBlockRows rows, so that a block starting in a share is whole there), when they fit
+    /// Copies the rows to the GPUs, each worker its contiguous share (plus the next block's
+    /// rows, so that a reproducible block starting in a share is whole there), when they fit
     /// with room to spare (at least max(4 GiB, 10 %) of each GPU stays free);
     /// accumulate() on these rows or slices of them then reads the copies instead
     /// of host memory. Otherwise the rows stay where they are but their pages are
@@ -153,6 +172,9 @@ class EStepCuda : public EStep {
     std::vector<std::unique_ptr<Worker>> workers_;
     CovarianceType covariance_type_ = CovarianceType::Spherical; // of the model set last
     bool have_model_ = false;
+    int64_t expected_rows_ = 0; // expect_rows()
+    /// The Hopper kernels' reproducible block where their partials are fp32 (the option, or auto).
+    int64_t hopper_block_rows() const;
     bool said_refine_ = false; // the stderr line of exact_log_densities was written
     char name_[32];
 };

@@ -148,7 +148,7 @@ TEST(EmSteps, DataMomentsMatchADirectComputation) {
     std::vector<float> x = clustered_data(n, d, 3, 2.0f, 65);
     MemoryVectorSource src(n, d, x.data());
     SingleProcessCommunicator comm;
-    BlockAlignedRows blocks(comm, src, all_rows(n), 1 << 16);
+    BlockAlignedRows blocks(comm, src, all_rows(n), kReproducibleBlockRows, 1 << 16);
     const em::DataMoments m = em::data_moments(comm, blocks, d, n);
     // Against a plain double loop, whose sum of n terms is within n·2^-53·Σ|x|
     // of exact (the moments are the exact sums, rounded): so are the means, and
@@ -174,7 +174,7 @@ TEST(EmSteps, DataMomentsMatchADirectComputation) {
     EXPECT_NEAR(m.variance, var / d, var_tol / d);
     x[size_t(2 * kReproducibleBlockRows + 3) * d + 4] = NAN;
     try {
-        em::data_moments(comm, BlockAlignedRows(comm, src, all_rows(n), 1 << 16), d, n);
+        em::data_moments(comm, BlockAlignedRows(comm, src, all_rows(n), kReproducibleBlockRows, 1 << 16), d, n);
         FAIL() << "NaN accepted";
     } catch (const std::exception& e) {
         EXPECT_NE(std::string(e.what()).find("input row " + std::to_string(2 * kReproducibleBlockRows + 3) +

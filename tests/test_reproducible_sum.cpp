@@ -732,7 +732,7 @@ TEST(ReproducibleSum, BlockAlignedRowsOnOneRankCoverEveryRowOnce) {
     GlobalRows rows;
     rows.range = {0, n};
     rows.total = n;
-    BlockAlignedRows blocks(comm, src, rows, 1500); // rounded down to one block per call
+    BlockAlignedRows blocks(comm, src, rows, kReproducibleBlockRows, 1500); // rounded down to one block per call
     EXPECT_EQ(blocks.ncalls(), 4);
     EXPECT_EQ(blocks.rows(), n);
     std::vector<uint8_t> scratch;

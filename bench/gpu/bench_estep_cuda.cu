@@ -286,6 +286,10 @@ int main(int argc, char** argv) {
     bool reproducible = false; // --reproducible: the reproducible sums' cost per mode
     bool em_reproducible = false;
     bool em_no_refine = false; // --em-no-refine
+    // --em-block-rows 0,4096,16384: the reproducible EM runs once per Hopper block size
+    // (EStepCudaOptions::hopper_reproducible_block_rows; 0, the default: auto from the expected rows)
+    std::vector<int64_t> em_block_rows;
+    int em_rounds = 1; // --em-rounds R: the plain and reproducible runs R times, interleaved
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--quick") quick = true;
@@ -308,6 +312,10 @@ int main(int argc, char** argv) {
         // (clear, call, result: what an iteration of the trainer adds for reproducible sums)
         if (a == "--em-reproducible") em_reproducible = true;
         if (a == "--em-no-refine") em_no_refine = true;
+        if (a == "--em-block-rows" && i + 1 < argc) {
+            for (const std::string& v : bench::split_list(argv[++i])) em_block_rows.push_back(std::atoll(v.c_str()));
+        }
+        if (a == "--em-rounds" && i + 1 < argc) em_rounds = std::max(1, std::atoi(argv[++i]));
         if (a == "--host-sums") {
             bench_host_sums();
             return 0;
@@ -610,16 +618,22 @@ int main(int argc, char** argv) {
         std::vector<float> xh(size_t(N) * d);
         CK(cudaMemcpy(xh.data(), xd, xh.size() * 4, cudaMemcpyDeviceToHost));
         // sums 0: accumulate() into SufficientStats; 1 (--em-reproducible): accumulate_reproducible()
-        // into a StatsAccumulator on grids from the means, then result().
+        // into a StatsAccumulator on grids from the means, then result(), once per block size.
+        if (em_block_rows.empty()) em_block_rows.push_back(0);
+        const int nruns = em_reproducible ? 1 + int(em_block_rows.size()) : 1;
         for (int where = 0; where < (em_reproducible ? 1 : 2); where++) {
             for (int fast = 1; fast >= 0; fast--) {
-                for (int sums = 0; sums < (em_reproducible ? 2 : 1); sums++) {
+                for (int run = 0; run < nruns * em_rounds; run++) {
+                    const int sums = run % nruns == 0 ? 0 : 1;
+                    const int64_t block_rows = sums ? em_block_rows[size_t(run % nruns - 1)] : 0;
                     GmmModel m = model_from_rows(xh, K, d, CovarianceType::Spherical);
                     EStepCudaOptions o;
                     o.devices = {0};
                     o.fast_math = fast;
                     o.exact_log_densities = !em_no_refine;
+                    o.hopper_reproducible_block_rows = block_rows;
                     EStepCuda es(K, d, o);
+                    es.expect_rows(N); // as the trainer does
                     VectorBlock rows{where == 0 ? static_cast<const void*>(xd) : xh.data(), DataType::Float32, N, d};
                     SufficientStats st(K, d, CovarianceType::Spherical);
                     StatsAccumulator acc(K, d, CovarianceType::Spherical);
@@ -674,11 +688,16 @@ int main(int argc, char** argv) {
                         for (auto& lw : m.log_weights) lw = float(lw - std::log(ws));
                         t_mstep += now_s() - ts;
                     }
+                    const std::string repro =
+                            sums ? ", reproducible (blocks of " +
+                                           std::to_string(es.reproducible_block_rows(CovarianceType::Spherical)) +
+                                           (block_rows == 0 ? " rows, auto)" : " rows)")
+                                 : "";
                     printf("EM 20 iterations N=%lldM K=1024 d=128 sph, rows on %s, %-8s%s%s: %.2f s total "
                            "(%.1f ms/iter), final mean loglik %.4f\n",
                            (long long)(N / 1000000), where == 0 ? "GPU " : "host", fast ? "fast" : "accurate",
-                           sums ? ", reproducible" : "", em_no_refine ? ", no refinement" : "", now_s() - t0,
-                           (now_s() - t0) * 50.0, ll);
+                           repro.c_str(), em_no_refine ? ", no refinement" : "", now_s() - t0, (now_s() - t0) * 50.0,
+                           ll);
                     printf("   ms per iteration: set_model %.3f, grids+clear %.3f, E-step call %.3f (device %.3f, "
                            "host after it %.3f), result %.3f, M-step %.3f\n",
                            t_model * 50, t_grids * 50, t_call * 50, t_gpu * 50, (t_call - t_gpu) * 50, t_result * 50,

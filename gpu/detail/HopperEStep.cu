@@ -223,6 +223,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     // Rows of G, ‖x‖² and log2 Z: whole tiles; 128 rows for two passes (the accurate LSE kernel
     // reads 64-row tiles in pairs).
     const int64_t BM = hm.tile64() && a.C > 0 ? sm90::split::kBM : sm90::kBM;
+    chunk_rows = std::max(chunk_rows, block_rows_); // reproducible calls run one block per chunk at least
     const size_t rows = size_t((chunk_rows + BM - 1) / BM * BM), FW = size_t(hm.FW);
     // Partial sums: what one launch writes, at most ~max(sm_count·128, Kp) components.
     const size_t nparts = size_t(hopper_partial_slices(a.C > 0, a.max_clusters, a.sm_count, hm.Kt));
@@ -269,7 +270,9 @@ void HopperEStep::begin(cudaStream_t stream) {
 void HopperEStep::begin_reproducible(const LimbGrid& grid, cudaStream_t stream) {
     by_block_ = true;
     first_chunk_ = true;
-    args_.block_tiles = kReproRows / (args_.model.tile64() ? sm90::split::kBM : sm90::kBM);
+    const int64_t R = reproducible_block_rows();
+    args_.block_tiles = int(R / (args_.model.tile64() ? sm90::split::kBM : sm90::kBM));
+    args_.llslot_stride = int(R / kReproRows) * kLoglikSlots;
     limbs_.begin(device_, grid, stream);
 }
 
@@ -279,7 +282,8 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
     args_.n = n;
     args_.stream = stream;
     const HopperShape& m = args_.model;
-    const int nblocks = int((n + kReproRows - 1) / kReproRows);
+    const int64_t R = reproducible_block_rows();
+    const int nblocks = int((n + R - 1) / R);
     const size_t slice = size_t(m.Kt) * sm90::kKc * m.FW, part_bytes = m.tile64() ? 8 : 4;
     if (by_block_) {
         const size_t part_total = size_t(nblocks) * slice * part_bytes;
@@ -295,9 +299,10 @@ void HopperEStep::chunk(const void* x, DataType type, int64_t n, cudaStream_t st
         FAISS_GMM_CUDA_CHECK(cudaStreamWaitEvent(stream, limbs_done_[pair_], 0));
         // (Grown on first use: a cudaFree of a smaller buffer synchronizes the device first.)
         buf_.block_part.allocate(device_, part_total, poison_);
-        buf_.llslots.allocate(device_, size_t(nblocks) * kLoglikSlots * 8, poison_);
+        const size_t slot_bytes = size_t(nblocks) * args_.llslot_stride * 8;
+        buf_.llslots.allocate(device_, slot_bytes, poison_);
         // Slots no thread writes (the split kernel's second warpgroup, LSE tiles past a block) add 0.
-        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.llslots.get(), 0, size_t(nblocks) * kLoglikSlots * 8, stream));
+        FAISS_GMM_CUDA_CHECK(cudaMemsetAsync(buf_.llslots.get(), 0, slot_bytes, stream));
     }
     limbs_from_ = 0;
     args_.blocks_enqueued = nullptr;
@@ -341,7 +346,7 @@ void HopperEStep::enqueue_limbs(int b0, int b1) {
                 ir / double(m.sq), limbs_.grid(), limbs_.values());
     }
     FAISS_GMM_CUDA_CHECK_LAUNCH("block_limbs_kernel");
-    limbs_.add_loglik_blocks(buf_.llslots.as<double>() + size_t(b0) * kLoglikSlots, nblocks, kLoglikSlots, kLn2,
+    limbs_.add_loglik_blocks(buf_.llslots.as<double>() + size_t(b0) * args_.llslot_stride, nblocks, args_.llslot_stride, kLn2,
                              limb_stream_);
 }
 

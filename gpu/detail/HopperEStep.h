@@ -28,6 +28,12 @@ class HopperEStep final : public ChunkAlgorithm {
     void begin(cudaStream_t stream) override;
     void begin_reproducible(const LimbGrid& grid, cudaStream_t stream) override;
     void download(cudaStream_t stream) override;
+    /// Rows of the reproducible blocks where the partials are fp32 (before set_model).
+    void set_block_rows(int64_t rows) { block_rows_ = rows; }
+    /// set_block_rows()'s blocks where the partials are fp32 (heuristics.h: hopper_float_partials).
+    int64_t reproducible_block_rows() const override {
+        return args_.model.tile64() ? kReproducibleBlockRows : block_rows_;
+    }
     int64_t reproducible_chunk_units() const override;
     const char* name() const override { return "hopper"; }
     void add_to(SufficientStats& stats) const override;
@@ -37,6 +43,7 @@ class HopperEStep final : public ChunkAlgorithm {
   private:
     int device_;
     bool poison_;
+    int64_t block_rows_ = kReproducibleBlockRows; // reproducible sums, fp32 partials (set_block_rows)
     // Sub-chunks' features run on this stream, below the kernels' priority, on the SMs the
     // clusters leave idle (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).
     CudaStream feat_stream_;

@@ -168,7 +168,8 @@ struct OnePassLaunch {
         k.Kt = a.model.Kt;
         k.kinv = a.model.kinv;
         k.block_tiles = a.block_tiles;
-        k.llslots = a.block_tiles > 0 ? a.buf->llslots.as<double>() + size_t(t0 / a.block_tiles) * kLoglikSlots : nullptr;
+        k.llslots = a.block_tiles > 0 ? a.buf->llslots.as<double>() + size_t(t0 / a.block_tiles) * a.llslot_stride : nullptr;
+        k.llslot_stride = a.llslot_stride;
         k.lse = a.buf->lse.as<float>(); // (two passes only)
         if constexpr (Tile64) {
             k.flush_tiles = a.flush_tiles;
@@ -282,6 +283,7 @@ HopperLaunchShape two_pass_diag_split(const HopperChunkArgs& a, const Tin* x, in
     k.flush_tiles = a.flush_tiles;
     k.block_tiles64 = a.block_tiles; // HopperEStep counts blocks in 64-row tiles (tile64())
     k.block_tiles = a.block_tiles * (split::kBM / BM);
+    k.llslot_stride = a.llslot_stride;
     const int Sn = hopper_row_splits(tiles, a.sm_count, Kt);
     dsplit::lse_parts_kernel<DP><<<unsigned(Sn * Kt), kThreads, S::kSmem1, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_parts_kernel");

@@ -26,8 +26,8 @@ struct HopperBuffers {
     DeviceBuffer out;      ///< K × (d+2) doubles: the statistics' increments
     DeviceBuffer loglik;   ///< 1 double
     // Reproducible sums (HopperChunkArgs::block_tiles > 0), allocated on first use:
-    DeviceBuffer block_part; ///< one slice per kReproducibleBlockRows block of the chunk (float fast, double split)
-    DeviceBuffer llslots;    ///< kLoglikSlots doubles per block: Σ log2 Z in pieces (ReproducibleKernels.cuh)
+    DeviceBuffer block_part; ///< one slice per reproducible block of the chunk (float fast, double split)
+    DeviceBuffer llslots;    ///< llslot_stride doubles per block: Σ log2 Z in pieces (ReproducibleKernels.cuh)
 };
 
 /// One chunk of the Hopper path: the rows, the model's shape, the knobs, the buffers and streams.
@@ -43,9 +43,12 @@ struct HopperChunkArgs {
     int sub_tiles = 128;  ///< EStepCudaOptions::hopper_sub_tiles
     int exchange = 0;     ///< EStepCudaOptions::hopper_exchange
     int flush_tiles = 64; ///< EStepCudaOptions::hopper_flush_tiles
-    /// Reproducible sums: tiles per kReproducibleBlockRows block (the chunk starts on a block);
+    /// Reproducible sums: tiles per block (HopperEStep's block_rows; the chunk starts on a block);
     /// every block's sums go to its own slice of buf->block_part, nothing is reduced. 0: as usual.
     int block_tiles = 0;
+    /// Reproducible sums: Σ log2 Z slots per block in buf->llslots (kLoglikSlots per
+    /// kReproducibleBlockRows rows: one per 64-row tile, or per thread of a one-pass CTA).
+    int llslot_stride = 0;
     const HopperBuffers* buf = nullptr;
     cudaStream_t stream = nullptr;      ///< the kernels' stream (high priority)
     cudaStream_t feat_stream = nullptr; ///< sub-chunks' features (low priority)

@@ -273,6 +273,7 @@ struct Args {
     int flush_tiles;   // accumulator → part every this many tiles
     int block_tiles;   // reproducible sums: kBM-row tiles per block (0: not)
     int block_tiles64; // the same in 64-row tiles (the slots' unit)
+    int llslot_stride; // slots per block (≥ block_tiles64)
 };
 
 /// acc = the split logits' products Wh·Xh + Wl·Xh + Wh·Xl of the warpgroup's 64 components (A:
@@ -472,7 +473,7 @@ __global__ void lse_merge_kernel(const Args a) {
     for (int off = 16; off > 0; off >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, off);
     if (lane != 0) return;
     if (a.block_tiles64 > 0) {
-        a.llslots[size_t(w / a.block_tiles64) * kLoglikSlots + w % a.block_tiles64] = ll;
+        a.llslots[size_t(w / a.block_tiles64) * a.llslot_stride + w % a.block_tiles64] = ll;
     } else {
         atomicAdd(a.loglik, ll * 0.69314718055994530942);
     }

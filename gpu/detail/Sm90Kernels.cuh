@@ -119,9 +119,10 @@ struct Args {
     int exchange;      // one pass: 0 = st.async + mbarrier per tile; 1 = barrier.cluster per tile (see epilogue)
     // Reproducible sums (ReproducibleKernels.cuh), block_tiles > 0: a part is whole blocks of
     // block_tiles tiles, and each block's sums go to part slice `block` (not the part's), its
-    // Σ log2 Z to llslots[block][kLoglikSlots] (not loglik): no order-dependent accumulation.
+    // Σ log2 Z to llslots[block][llslot_stride] (not loglik): no order-dependent accumulation.
     int block_tiles;
     double* llslots;
+    int llslot_stride; // slots per block (HopperChunkArgs::llslot_stride)
 };
 
 // ---------------------------------------------------------------- features
@@ -489,7 +490,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 #pragma unroll
         for (int j = 0; j < FW / 2; j++) acc2[j] = 0.f;
         if constexpr (!kLse) {
-            if (rank == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
+            if (rank == 0 && t == 0) a.llslots[size_t(block) * a.llslot_stride + (tid >> 2)] = ll;
             ll = 0;
         }
     };
@@ -619,7 +620,7 @@ __device__ __forceinline__ void finish_lse(const A& a, float (&m)[2], float (&s)
             const int w0 = tid / 32;
             double tot = 0;
             for (int w = w0; w < w0 + tile_warps; w++) tot += red[w];
-            a.llslots[size_t(tile / a.block_tiles) * kLoglikSlots + tile % a.block_tiles] = tot;
+            a.llslots[size_t(tile / a.block_tiles) * a.llslot_stride + tile % a.block_tiles] = tot;
         }
     } else if (tid == 0) {
         double tot = 0;

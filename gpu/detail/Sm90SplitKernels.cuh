@@ -117,6 +117,7 @@ struct Args {
     // block's sums written to part slice `block` and its Σ log2 Z to llslots (flush_tiles unused).
     int block_tiles;
     double* llslots;
+    int llslot_stride; // slots per block
 };
 
 /// acc2 (+)= Rᵀ·X' for FW features (64-row tiles: 8 features of X' are 1024 bytes apart). wgmma
@@ -403,7 +404,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
             *reinterpret_cast<double2*>(Pp + 8 * FW + 8 * j + 2 * t) = make_double2(acc2[4 * j + 2], acc2[4 * j + 3]);
             acc2[4 * j + 0] = acc2[4 * j + 1] = acc2[4 * j + 2] = acc2[4 * j + 3] = 0.f;
         }
-        if (!kLse && rank == 0 && wg == 0 && t == 0) a.llslots[size_t(block) * kLoglikSlots + (tid >> 2)] = ll;
+        if (!kLse && rank == 0 && wg == 0 && t == 0) a.llslots[size_t(block) * a.llslot_stride + (tid >> 2)] = ll;
         ll = 0; // (two passes: lse_split_kernel writes the blocks' Σ log2 Z)
     };
     const bool by_block = a.block_tiles > 0;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "faiss_gmm/ReproducibleSum.h"
 #include "gpu/detail/TileShapes.h"
 
 namespace faiss_gmm::gpu::detail {
@@ -27,6 +28,28 @@ inline bool hopper_covers(int64_t d) { return d <= 128; }
 inline bool hopper_split(bool diag, int64_t K, int64_t d, bool fast) {
     const bool one_pass = K <= int64_t(sm90::kKc) * sm90::kMaxCluster;
     return !fast || (diag && d > 64 && !one_pass);
+}
+
+/// Whether the Hopper kernels of this shape and mode keep fp32 partial sums (the fp16 kernels with
+/// DP ≤ 128: one pass, or two above K = 1024). Their reproducible blocks are
+/// EStepCudaOptions::hopper_reproducible_block_rows; the other Hopper kernels (2×fp16, and the wide
+/// kernel of diagonal models with d > 64) sum fp32 runs of at most flush_tiles tiles into double
+/// partials, and keep blocks of kReproducibleBlockRows, so that their fp32 runs stay that short.
+inline bool hopper_float_partials(bool diag, int64_t K, int64_t d, bool fast) {
+    return !hopper_split(diag, K, d, fast) && !(diag && d > 64);
+}
+
+/// Rows of the fp32-partial Hopper kernels' reproducible blocks when
+/// EStepCudaOptions::hopper_reproducible_block_rows is 0 (auto), from the rows a fit will sum
+/// (EStep::expect_rows). A cluster sums whole blocks, so a call's last wave of blocks leaves
+/// clusters idle for up to one block time. On an H100 at K = 1024, d = 128 (bench/results/
+/// gpu_reproducible_sums.md, run 10), blocks of 4 × 4096 rows wrote and cut fewer partials, ~0.2 ms
+/// less device time per 10M-row EM iteration net of their last wave, but a single 1M-row call took
+/// 0.2 ms more (62 blocks on 15 clusters: 5 waves for 4.1 blocks of work each). The larger blocks
+/// are taken from 8M rows on, where a call holds ~30 waves and more.
+constexpr int64_t kHopperLargeBlocksFromRows = int64_t(8) << 20;
+inline int64_t hopper_auto_block_rows(int64_t expected_rows) {
+    return expected_rows >= kHopperLargeBlocksFromRows ? 4 * kReproducibleBlockRows : kReproducibleBlockRows;
 }
 
 /// Device bytes per chunk row: the raw rows (double-buffered, float32 worst case) plus the

@@ -1094,14 +1094,25 @@ SufficientStats run_reproducible(const Problem& p, const EStepCudaOptions& o, co
     return faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, layout, refined);
 }
 
+/// The Hopper kernels' reproducible block by default (EStepCudaOptions), and problem sizes in it.
+const int64_t kHopperBlockRows = EStepCudaOptions().hopper_reproducible_block_rows;
+
 /// One model and mode: the reference layout (1 worker, default chunks, one call) against the
-/// float64 reference, then every other layout against it bit for bit.
+/// float64 reference, then every other layout against it bit for bit, the layouts' pieces and
+/// chunks cut on the backend's block (EStep::reproducible_block_rows; hopper_block_rows > 0 sets
+/// the Hopper kernels' one).
 void check_reproducible(const Problem& p, bool fast, EStepCudaAlgorithm algo, const std::string& what,
-                        bool expect_refined = false) {
+                        bool expect_refined = false, int64_t hopper_block_rows = 0) {
     g_algo = algo;
     const VectorBlock rows = float_rows(p);
-    const int64_t R = kReproducibleBlockRows, n = p.n;
     EStepCudaOptions o = opts(fast);
+    if (hopper_block_rows > 0) o.hopper_reproducible_block_rows = hopper_block_rows;
+    const int64_t R = EStepCuda(p.K, p.d, o).reproducible_block_rows(p.cov), n = p.n;
+    // Larger blocks where the Hopper kernels' partials are fp32: fp16 products, d ≤ 64 if diagonal.
+    const bool float_partials = algo != EStepCudaAlgorithm::Blocked && p.d <= 128 && hopper_available() && fast &&
+                                !(p.cov == CovarianceType::Diagonal && p.d > 64);
+    EXPECT_EQ(R, float_partials ? o.hopper_reproducible_block_rows : kReproducibleBlockRows) << what;
+    ASSERT_GT(n, 2 * R) << what << ": the layouts cut the rows on blocks of " << R;
     o.devices = {0};
     int64_t refined = 0;
     const SufficientStats base = run_reproducible(p, o, rows, {0, n}, false, &refined);
@@ -1117,7 +1128,7 @@ void check_reproducible(const Problem& p, bool fast, EStepCudaAlgorithm algo, co
     // term, 2^-24 (fp32 accumulation): no term is added for the cut.
     expect_close(base, reference(p), fast, what + " reproducible");
     for (const ReproLayout& l : reproducible_layouts(R, n)) {
-        expect_same_bits(faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), opts(fast), rows, l),
+        expect_same_bits(faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, l),
                          base, what + ", " + l.name);
     }
 }
@@ -1142,14 +1153,16 @@ TEST_F(EStepCudaTest, ReproducibleBitsBlockedRefined) {
         Problem p = make_problem(2 * kReproducibleBlockRows + 777, 20, 24, cov, 904, false);
         for (int64_t j = 0; j < p.d; j++) p.model.means[j] = p.x[5 * p.d + j] - p.center[j];
         for (int64_t j = 0; j < (cov == CovarianceType::Diagonal ? p.d : 1); j++) p.model.variances[j] = 1e-8f;
-        check_reproducible(p, false, EStepCudaAlgorithm::Auto, std::string("refined ") + to_string(cov), true);
+        check_reproducible(p, false, EStepCudaAlgorithm::Auto, std::string("refined ") + to_string(cov), true,
+                           kReproducibleBlockRows);
     }
 }
 
 TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
     // One pass with clusters of 1 and 3 CTAs (fast and 2×fp16 accurate), and two passes (K > 1024,
-    // fast; accurate: ReproducibleBitsHopperAccurateTwoPass).
-    const int64_t n = 3 * kReproducibleBlockRows + 1234;
+    // fast; accurate: ReproducibleBitsHopperAccurateTwoPass); blocks of the default size, and of
+    // kReproducibleBlockRows (the smallest: a block's Σ log2 Z slots fill the stride exactly).
+    const int64_t n = 3 * kHopperBlockRows + 1234;
     int seed = 910;
     for (int64_t K : {100, 300}) {
         Problem p = make_problem(n, K, 96, CovarianceType::Spherical, seed++, false);
@@ -1157,11 +1170,18 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
         check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=" + std::to_string(K));
     }
     {
+        Problem p = make_problem(3 * kReproducibleBlockRows + 1234, 300, 96, CovarianceType::Spherical, seed++, false);
+        check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 K=300, 4096-row blocks", false,
+                           kReproducibleBlockRows);
+        check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=300, 4096-row blocks", false,
+                           kReproducibleBlockRows);
+    }
+    {
         // Sub-chunks (whole waves of blocks, HopperLaunch.cuh) need more blocks than clusters: 33
         // blocks on clusters of 8 CTAs (K = 1024, 15 clusters on an H100). One worker in one
         // launch against 2 workers cut into sub-chunks of one wave (hopper_sub_tiles = 1).
         g_algo = EStepCudaAlgorithm::Hopper;
-        const int64_t big = 33 * kReproducibleBlockRows - 100;
+        const int64_t big = 33 * kHopperBlockRows - 100;
         Problem q = make_problem(big, 1024, 32, CovarianceType::Spherical, seed++, false);
         EStepCudaOptions o = opts(true);
         o.hopper_sub_tiles = 1;
@@ -1175,21 +1195,21 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
                                      " K=1024, 33 blocks: sub-chunks of one wave on 2 workers vs one launch");
         }
     }
-    Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, seed++, false);
+    Problem p = make_problem(2 * kHopperBlockRows + 100, 1100, 64, CovarianceType::Spherical, seed++, false);
     check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 two passes K=1100");
 }
 
 TEST_F(EStepCudaTest, ReproducibleBitsHopperAccurateTwoPass) {
     // Accurate mode above K = 1024: lse_split_kernel writes each 64-row tile's Σ log2 Z to its
     // block's slot, the second pass each block's sums to its own slice (whole blocks per row split).
-    Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, 920, false);
+    Problem p = make_problem(2 * kHopperBlockRows + 100, 1100, 64, CovarianceType::Spherical, 920, false);
     check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 two passes K=1100");
 }
 
 TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     // Diagonal models on Hopper write the [Σ r x | Σ r x² | N_k] layout per block: the spherical
     // kernels at 2d ≤ 128 (fast and accurate) and the wide kernel (d > 64, fast, 64-row tiles).
-    const int64_t n = 3 * kReproducibleBlockRows + 1234;
+    const int64_t n = 3 * kHopperBlockRows + 1234;
     Problem p = make_problem(n, 100, 48, CovarianceType::Diagonal, 930, false);
     check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper diagonal fp16 d=48");
     check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=48");
@@ -1200,11 +1220,39 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     check_reproducible(w, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=128 (32-row two passes)");
 }
 
+TEST_F(EStepCudaTest, ReproducibleBlocksFollowTheExpectedRows) {
+    // hopper_reproducible_block_rows = 0 (the default): the fp32-partial Hopper kernels sum 4 × 4096
+    // rows per block from 8M expected rows on (heuristics.h), everything else 4096; set_model()
+    // must follow expect_rows(), whose blocks it sets up.
+    if (!hopper_available()) GTEST_SKIP() << "needs the Hopper kernels (sm_90a)";
+    Problem p = make_problem(3 * kReproducibleBlockRows + 10, 64, 32, CovarianceType::Spherical, 970, false);
+    for (bool fast : {true, false}) {
+        g_algo = EStepCudaAlgorithm::Auto;
+        EStepCuda es(p.K, p.d, opts(fast));
+        EXPECT_EQ(es.reproducible_block_rows(p.cov), kReproducibleBlockRows); // nothing expected yet
+        es.expect_rows(int64_t(10) << 20);
+        EXPECT_EQ(es.reproducible_block_rows(p.cov), fast ? 4 * kReproducibleBlockRows : kReproducibleBlockRows);
+        EXPECT_EQ(es.reproducible_block_rows(CovarianceType::Diagonal), fast ? 4 * kReproducibleBlockRows
+                                                                             : kReproducibleBlockRows); // d = 32
+        StatsAccumulator acc(p.K, p.d, p.cov);
+        faiss_gmm::testing::set_row_bounds_of(p.x.data(), p.n, p.center.data(), p.model, acc);
+        EXPECT_THROW(es.accumulate_reproducible(float_rows(p), acc), std::logic_error) << "no set_model() after it";
+        es.set_model(p.model, p.center.data());
+        es.accumulate_reproducible(float_rows(p), acc); // one block of 16384 rows holds all 12298
+        SufficientStats got;
+        acc.result(got);
+        expect_close(got, reference(p), fast, std::string("expected 10M rows, ") + (fast ? "fast" : "accurate"));
+        es.expect_rows(int64_t(1) << 20);
+        EXPECT_EQ(es.reproducible_block_rows(p.cov), kReproducibleBlockRows);
+    }
+}
+
 TEST_F(EStepCudaTest, SanitizerReproducible) {
     // The reproducible path's kernels under compute-sanitizer (memcheck, racecheck): one block and
     // a short one, 2 workers, chunks of one block, on every algorithm: Blocked (spherical,
-    // diagonal, refined), Hopper fast (clusters of 2; two passes) and accurate (clusters of 2; two passes).
-    const int64_t n = kReproducibleBlockRows + 300;
+    // diagonal, refined), Hopper fast (clusters of 2; two passes) and accurate (clusters of 2; two
+    // passes), the Hopper kernels with blocks of 2 × 4096 rows (slots past one 4096-row block's).
+    constexpr int64_t kHopperRows = 2 * kReproducibleBlockRows;
     struct Case {
         CovarianceType cov;
         int64_t K;
@@ -1224,23 +1272,28 @@ TEST_F(EStepCudaTest, SanitizerReproducible) {
     int seed = 950;
     for (const Case& c : cases) {
         g_algo = c.algo;
-        Problem p = make_problem(n, c.K, 40, c.cov, seed++, false);
+        const int64_t R = c.algo == EStepCudaAlgorithm::Hopper ? kHopperRows : kReproducibleBlockRows;
+        Problem p = make_problem(R + 300, c.K, 40, c.cov, seed++, false);
         if (c.narrow) {
             for (int64_t j = 0; j < p.d; j++) p.model.means[j] = p.x[3 * p.d + j] - p.center[j];
             p.model.variances[0] = 1e-8f;
         }
         EStepCudaOptions o = opts(c.fast);
         o.devices = {0, 0};
-        o.chunk_rows = kReproducibleBlockRows;
+        o.chunk_rows = kReproducibleBlockRows; // (rounded up to one block)
+        o.hopper_reproducible_block_rows = kHopperRows;
+        const int64_t n = p.n;
         const SufficientStats got = run_reproducible(p, o, float_rows(p), {0, n}, false);
         expect_close(got, reference(p), c.fast, "sanitizer reproducible K=" + std::to_string(c.K));
     }
     // Accurate diagonal, d > 64 (Sm90DiagSplitKernels.cuh).
     g_algo = EStepCudaAlgorithm::Hopper;
-    Problem p = make_problem(n, 130, 100, CovarianceType::Diagonal, seed++, false);
+    Problem p = make_problem(kHopperRows + 300, 130, 100, CovarianceType::Diagonal, seed++, false);
+    const int64_t n = p.n;
     EStepCudaOptions o = opts(false);
     o.devices = {0, 0};
     o.chunk_rows = kReproducibleBlockRows;
+    o.hopper_reproducible_block_rows = kHopperRows;
     expect_close(run_reproducible(p, o, float_rows(p), {0, n}, false), reference(p), false,
                  "sanitizer reproducible accurate diagonal d=100");
 }

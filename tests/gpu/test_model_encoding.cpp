@@ -334,6 +334,16 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_EQ(host_copy_threads(0, 64, 2), 8);
     EXPECT_EQ(host_copy_threads(3, 64, 1), 3);
     EXPECT_EQ(host_copy_threads(0, 0, 4), 1);
+    // Reproducible blocks: larger ones for the fp32-partial kernels (fp16, d ≤ 128; diagonal d ≤ 64)
+    // from 8M rows on.
+    EXPECT_EQ(hopper_auto_block_rows(0), 4096);
+    EXPECT_EQ(hopper_auto_block_rows((int64_t(8) << 20) - 1), 4096);
+    EXPECT_EQ(hopper_auto_block_rows(int64_t(8) << 20), 4 * 4096);
+    EXPECT_TRUE(hopper_float_partials(false, 1024, 128, true));
+    EXPECT_TRUE(hopper_float_partials(false, 16384, 128, true)); // two passes, fp16
+    EXPECT_TRUE(hopper_float_partials(true, 1024, 64, true));    // diagonal at 2d = 128
+    EXPECT_FALSE(hopper_float_partials(true, 1024, 65, true));   // the wide kernel (double partials)
+    EXPECT_FALSE(hopper_float_partials(false, 1024, 128, false)); // 2×fp16
 }
 
 TEST(EStepCudaOptions, RemovedAndInvalidOptionsAreClearErrors) {
@@ -359,5 +369,19 @@ TEST(EStepCudaOptions, RemovedAndInvalidOptionsAreClearErrors) {
         ADD_FAILURE() << "algorithm 1 (Fused) was accepted";
     } catch (const std::invalid_argument& e) {
         EXPECT_NE(std::string(e.what()).find("removed"), std::string::npos) << e.what();
+    }
+    // Reproducible blocks of the Hopper kernels: 0 (auto) or whole 4096-row blocks, up to the limbs' headroom.
+    for (int64_t rows : {int64_t(-4096), int64_t(5000), 17 * faiss_gmm::kReproducibleBlockRows}) {
+        faiss_gmm::gpu::EStepCudaOptions b;
+        b.hopper_reproducible_block_rows = rows;
+        try {
+            faiss_gmm::gpu::EStepCuda es(4, 8, b);
+            ADD_FAILURE() << "hopper_reproducible_block_rows = " << rows << " was accepted";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find("hopper_reproducible_block_rows must be 0 (auto) or a multiple of "
+                                                 "4096 up to 65536 (got " + std::to_string(rows) + ")"),
+                      std::string::npos)
+                    << e.what();
+        }
     }
 }
