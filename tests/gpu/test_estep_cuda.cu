@@ -225,11 +225,16 @@ void expect_close(const SufficientStats& got, const SufficientStats& ref, bool f
     EXPECT_LE(e.sum_sq, tol.sum_sq) << label;
 }
 
+/// The Hopper kernels' reproducible block in these tests (opts()): what hopper_reproducible_block_rows
+/// = 0 takes for many rows (heuristics.h hopper_auto_block_rows), and problem sizes in it.
+constexpr int64_t kHopperBlockRows = 4 * kReproducibleBlockRows;
+
 EStepCudaOptions opts(bool fast) {
     EStepCudaOptions o;
     o.fast_math = fast;
     o.algorithm = g_algo;
     o.poison_buffers = true; // any read of an unwritten scratch element turns the statistics into NaN
+    o.hopper_reproducible_block_rows = kHopperBlockRows; // (the auto choice: ReproducibleBlocksFollowTheExpectedRows)
     return o;
 }
 
@@ -1094,9 +1099,6 @@ SufficientStats run_reproducible(const Problem& p, const EStepCudaOptions& o, co
     return faiss_gmm::testing::run_reproducible(p.model, p.center.data(), p.x.data(), o, rows, layout, refined);
 }
 
-/// The Hopper kernels' reproducible block by default (EStepCudaOptions), and problem sizes in it.
-const int64_t kHopperBlockRows = EStepCudaOptions().hopper_reproducible_block_rows;
-
 /// One model and mode: the reference layout (1 worker, default chunks, one call) against the
 /// float64 reference, then every other layout against it bit for bit, the layouts' pieces and
 /// chunks cut on the backend's block (EStep::reproducible_block_rows; hopper_block_rows > 0 sets
@@ -1161,20 +1163,18 @@ TEST_F(EStepCudaTest, ReproducibleBitsBlockedRefined) {
 TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
     // One pass with clusters of 1 and 3 CTAs (fast and 2×fp16 accurate), and two passes (K > 1024,
     // fast; accurate: ReproducibleBitsHopperAccurateTwoPass); blocks of the default size, and of
-    // kReproducibleBlockRows (the smallest: a block's Σ log2 Z slots fill the stride exactly).
-    const int64_t n = 3 * kHopperBlockRows + 1234;
+    // kReproducibleBlockRows (the smallest: a block's Σ log2 Z slots fill the stride exactly). Rows:
+    // 3 blocks and a short one of the mode's block (2×fp16: 4096 rows, heuristics.h).
     int seed = 910;
     for (int64_t K : {100, 300}) {
-        Problem p = make_problem(n, K, 96, CovarianceType::Spherical, seed++, false);
+        Problem p = make_problem(3 * kHopperBlockRows + 1234, K, 96, CovarianceType::Spherical, seed++, false);
         check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 K=" + std::to_string(K));
-        check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=" + std::to_string(K));
-    }
-    {
-        Problem p = make_problem(3 * kReproducibleBlockRows + 1234, 300, 96, CovarianceType::Spherical, seed++, false);
-        check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper fp16 K=300, 4096-row blocks", false,
-                           kReproducibleBlockRows);
-        check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=300, 4096-row blocks", false,
-                           kReproducibleBlockRows);
+        Problem q = make_problem(3 * kReproducibleBlockRows + 1234, K, 96, CovarianceType::Spherical, seed++, false);
+        check_reproducible(q, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 K=" + std::to_string(K));
+        if (K == 300) {
+            check_reproducible(q, true, EStepCudaAlgorithm::Hopper, "hopper fp16 K=300, 4096-row blocks", false,
+                               kReproducibleBlockRows);
+        }
     }
     {
         // Sub-chunks (whole waves of blocks, HopperLaunch.cuh) need more blocks than clusters: 33
@@ -1202,16 +1202,19 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopper) {
 TEST_F(EStepCudaTest, ReproducibleBitsHopperAccurateTwoPass) {
     // Accurate mode above K = 1024: lse_split_kernel writes each 64-row tile's Σ log2 Z to its
     // block's slot, the second pass each block's sums to its own slice (whole blocks per row split).
-    Problem p = make_problem(2 * kHopperBlockRows + 100, 1100, 64, CovarianceType::Spherical, 920, false);
+    Problem p = make_problem(2 * kReproducibleBlockRows + 100, 1100, 64, CovarianceType::Spherical, 920, false);
     check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper 2xfp16 two passes K=1100");
 }
 
 TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     // Diagonal models on Hopper write the [Σ r x | Σ r x² | N_k] layout per block: the spherical
     // kernels at 2d ≤ 128 (fast and accurate) and the wide kernel (d > 64, fast, 64-row tiles).
-    const int64_t n = 3 * kHopperBlockRows + 1234;
+    // Rows: 3 blocks and a short one of the kernel's block (fp32 partials at d = 48, fp16: the
+    // larger blocks; heuristics.h).
+    const int64_t n = 3 * kReproducibleBlockRows + 1234;
+    Problem f = make_problem(3 * kHopperBlockRows + 1234, 100, 48, CovarianceType::Diagonal, 932, false);
+    check_reproducible(f, true, EStepCudaAlgorithm::Hopper, "hopper diagonal fp16 d=48");
     Problem p = make_problem(n, 100, 48, CovarianceType::Diagonal, 930, false);
-    check_reproducible(p, true, EStepCudaAlgorithm::Hopper, "hopper diagonal fp16 d=48");
     check_reproducible(p, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=48");
     Problem w = make_problem(n, 100, 128, CovarianceType::Diagonal, 931, false);
     check_reproducible(w, true, EStepCudaAlgorithm::Hopper, "hopper diagonal wide fp16 d=128");
@@ -1228,7 +1231,9 @@ TEST_F(EStepCudaTest, ReproducibleBlocksFollowTheExpectedRows) {
     Problem p = make_problem(3 * kReproducibleBlockRows + 10, 64, 32, CovarianceType::Spherical, 970, false);
     for (bool fast : {true, false}) {
         g_algo = EStepCudaAlgorithm::Auto;
-        EStepCuda es(p.K, p.d, opts(fast));
+        EStepCudaOptions o = opts(fast);
+        o.hopper_reproducible_block_rows = 0; // auto
+        EStepCuda es(p.K, p.d, o);
         EXPECT_EQ(es.reproducible_block_rows(p.cov), kReproducibleBlockRows); // nothing expected yet
         es.expect_rows(int64_t(10) << 20);
         EXPECT_EQ(es.reproducible_block_rows(p.cov), fast ? 4 * kReproducibleBlockRows : kReproducibleBlockRows);
