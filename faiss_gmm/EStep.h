@@ -39,8 +39,8 @@ class EStep {
         acc.add(partial);
     }
     /// The rows of the blocks accumulate_reproducible() sums on their own, for models of
-    /// covariance type `cov`: a multiple of kReproducibleBlockRows (ReproducibleSum.h), fixed for
-    /// the backend's lifetime. Calls that start on multiples of it (counted from the first
+    /// covariance type `cov`: a multiple of kReproducibleBlockRows (ReproducibleSum.h), fixed
+    /// until the next expect_rows(). Calls that start on multiples of it (counted from the first
     /// training row) give the same bits however the rows are cut into calls, threads or ranks.
     /// A backend whose per-block work is costly may sum larger blocks (the CUDA backend's Hopper
     /// kernels: fewer block partials to write and convert to integers); the bits then depend on

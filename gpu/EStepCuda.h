@@ -43,11 +43,11 @@ enum class EStepCudaRetain : int {
     Ignore = 2, ///< keep nothing: every pass copies pageable rows through pinned staging buffers
 };
 
-/// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
 /// Largest reproducible block: the limbs' headroom (detail/LimbFormat.h: kMaxPartialOverScale is 64
 /// times what a block of this many rows within the accumulator's row bounds gives).
 constexpr int64_t kMaxReproducibleBlockRows = 16 * kReproducibleBlockRows;
 
+/// Options of the CUDA E-step (GmmParams carries the ones the trainer sets).
 struct EStepCudaOptions {
     std::vector<int> devices;    ///< GPUs that share the rows; empty = every visible GPU. A device may repeat (tests).
     bool fast_math = false;      ///< tensor-core products (rel. error ≲ 1e-3): fp16 in the Hopper kernel, 1×TF32 in Blocked; else fp32-accurate (≲ 1e-4): 2×fp16 split products (Hopper) or fp32 GEMMs (Blocked)

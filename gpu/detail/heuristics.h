@@ -45,7 +45,7 @@ inline bool hopper_float_partials(bool diag, int64_t K, int64_t d, bool fast) {
 /// clusters idle for up to one block time. On an H100 at K = 1024, d = 128 (bench/results/
 /// gpu_reproducible_sums.md, run 10), blocks of 4 × 4096 rows wrote and cut fewer partials, ~0.2 ms
 /// less device time per 10M-row EM iteration net of their last wave, but a single 1M-row call took
-/// 0.2 ms more (62 blocks on 15 clusters: 5 waves for 4.1 blocks of work each). The larger blocks
+/// 0.34 ms more (62 blocks on 15 clusters: 5 waves for 4.1 blocks of work each). The larger blocks
 /// are taken from 8M rows on, where a call holds ~30 waves and more.
 constexpr int64_t kHopperLargeBlocksFromRows = int64_t(8) << 20;
 inline int64_t hopper_auto_block_rows(int64_t expected_rows) {
