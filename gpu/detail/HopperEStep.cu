@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "faiss_gmm/ParallelRanges.h"
 #include "gpu/detail/ReproducibleKernels.cuh"
 #include "gpu/detail/Sm90Primitives.cuh"
 
@@ -377,14 +378,23 @@ void HopperEStep::download(cudaStream_t stream) {
 
 void HopperEStep::add_to(SufficientStats& stats) const {
     const int64_t d = args_.d, nsq = args_.model.diag ? d : 1; // [Σ r x (d) | N_k | second moments (nsq)]
-    const double* o = static_cast<const double*>(h_out_.get());
-    for (int64_t k = 0; k < args_.K; k++, o += out_width()) {
-        double* sx = stats.sum_x.data() + k * d;
-        for (int64_t j = 0; j < d; j++) sx[j] += o[j];
-        stats.nk[k] += o[d];
-        double* sq = stats.sum_sq.data() + k * nsq;
-        for (int64_t j = 0; j < nsq; j++) sq[j] += o[d + 1 + j];
-    }
+    const int64_t width = int64_t(out_width());
+    const double* out = static_cast<const double*>(h_out_.get());
+    auto add_components = [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; k++) {
+            const double* o = out + k * width;
+            double* sx = stats.sum_x.data() + k * d;
+            for (int64_t j = 0; j < d; j++) sx[j] += o[j];
+            stats.nk[k] += o[d];
+            double* sq = stats.sum_sq.data() + k * nsq;
+            for (int64_t j = 0; j < nsq; j++) sq[j] += o[d + 1 + j];
+        }
+    };
+    // Large K: 8.5M values at K = 65536, d = 128, which accumulate() waits for (its wall time was
+    // 16 ms above its device time on the H100 host: bench/results/gpu_k_sweep_NVIDIA-H100.md), so
+    // they are added on the core's thread pool, disjoint components in pieces of ≥ 2^20 values, as
+    // FullEStep::add_to does.
+    parallel_ranges(args_.K, std::max<int64_t>(1, (int64_t(1) << 20) / width), add_components);
 }
 
 size_t HopperEStep::device_bytes() const {

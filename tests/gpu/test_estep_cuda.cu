@@ -716,6 +716,35 @@ SufficientStats run_hopper(const Problem& p, EStepCudaOptions o, const VectorBlo
     return got;
 }
 
+TEST_F(EStepCudaTest, HopperLargeKStatisticsAddedOnThreads) {
+    // Above 2^21 values of statistics (K = 20000, d = 128: 2.6M) HopperEStep::add_to adds the
+    // downloaded sums on the core's thread pool, disjoint components per piece; the statistics
+    // stay within the mode's bound of the float64 reference, fast (two passes) and accurate, and a
+    // second call adds onto the first (each value twice its one-call sum, exactly: the same doubles added).
+    g_algo = EStepCudaAlgorithm::Hopper;
+    Problem p = make_problem(1200, 20000, 128, CovarianceType::Spherical, 540, false);
+    const SufficientStats ref = reference(p);
+    for (bool fast : {true, false}) {
+        const std::string what = std::string("K=20000 ") + (fast ? "fast" : "accurate");
+        EStepCudaOptions o = opts(fast);
+        o.devices = {0};
+        o.algorithm = EStepCudaAlgorithm::Hopper;
+        EStepCuda es(p.K, p.d, o);
+        es.set_model(p.model, p.center.data());
+        SufficientStats once(p.K, p.d, p.cov), twice(p.K, p.d, p.cov);
+        es.accumulate(float_rows(p), once);
+        if (hopper_available()) EXPECT_STREQ(es.last_report()[0].algorithm, "hopper") << what;
+        expect_close(once, ref, fast, what);
+        es.accumulate(float_rows(p), twice);
+        es.accumulate(float_rows(p), twice);
+        for (int64_t k = 0; k < p.K; k++) {
+            ASSERT_EQ(twice.nk[size_t(k)], 2 * once.nk[size_t(k)]) << what << ", component " << k;
+            ASSERT_EQ(twice.sum_sq[size_t(k)], 2 * once.sum_sq[size_t(k)]) << what << ", component " << k;
+        }
+        for (size_t i = 0; i < once.sum_x.size(); i++) ASSERT_EQ(twice.sum_x[i], 2 * once.sum_x[i]) << what;
+    }
+}
+
 TEST_F(EStepCudaTest, HopperRandomShapes) {
     // Ragged N, K (clusters of 1..8 CTAs, and K > 1024: two passes) and d (padded to 32/64/96/128).
     const Shape shapes[] = {
