@@ -73,7 +73,7 @@ tests() {
   fi
   TESTS_EXTRA=${TESTS_EXTRA-*HopperChunks*:*HopperDiagonalChunks*:*HopperAccurateChunks*:*HopperSubChunks*:*SanitizerSmall}
   for i in $(seq 0 $((SHARDS - 1))); do
-    GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-90} "$BIN/test_estep_cuda" \
+    GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-180} "$BIN/test_estep_cuda" \
         --gtest_filter="*Reproducible*${TESTS_EXTRA:+:$TESTS_EXTRA}-*SanitizerReproducible*" >"$OUT/repro_shard$i.log" 2>&1 &
     pids+=($!)
   done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The merged tree's GPU checks in one device call: every GPU test binary (test_estep_cuda in
 # $SHARDS gtest shards run side by side, 8 by default: its float64 references and bounds are CPU work;
-# 4 shards of 150 s did not finish it on a 16-core H100 machine), compute-sanitizer
+# 4 shards of 150 s did not finish it on a 16-core H100 machine; with 8, its slowest shard took 222 s on
+# 2026-12-07, hence 300 s per binary), compute-sanitizer
 # memcheck and racecheck on the Sanitizer* cases of each binary, then the main benchmark shape
 # (1M x 1024: spherical d = 128 and diagonal d = 64, 128, Hopper fast / accurate with ordinary and reproducible
 # sums; 20 EM iterations at 10M rows with both; 4M x 256 and 1M x 16384 spherical; diagonal d = 128, 96 at
@@ -22,12 +23,12 @@ SHARDS=${SHARDS:-8}
 echo "== test_estep_cuda ($SHARDS shards), test_estep_cuda_exact, test_estep_cuda_full, side by side"
 pids=()
 for i in $(seq 0 $((SHARDS - 1))); do
-  GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-240} "$BIN/test_estep_cuda" \
+  GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-300} "$BIN/test_estep_cuda" \
       --gtest_filter='-*ZZSummary' >"$OUT/shard$i.log" 2>&1 &
   pids+=($!)
 done
-timeout ${TEST_TIMEOUT:-240} "$BIN/test_estep_cuda_exact" >"$OUT/exact.log" 2>&1 & pids+=($!)
-timeout ${TEST_TIMEOUT:-240} "$BIN/test_estep_cuda_full" >"$OUT/full.log" 2>&1 & pids+=($!)
+timeout ${TEST_TIMEOUT:-300} "$BIN/test_estep_cuda_exact" >"$OUT/exact.log" 2>&1 & pids+=($!)
+timeout ${TEST_TIMEOUT:-300} "$BIN/test_estep_cuda_full" >"$OUT/full.log" 2>&1 & pids+=($!)
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 cat "$OUT"/shard*.log >"$OUT/test_estep_cuda.log"
 summary "$OUT/test_estep_cuda.log" "$OUT/exact.log" "$OUT/full.log"
