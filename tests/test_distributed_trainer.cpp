@@ -128,9 +128,11 @@ struct RankResult {
 };
 
 /// Trains on `ranks` threads, rank r on source_of_rank(r), and returns every rank's result.
+/// setup(r, trainer), when given, runs on rank r's trainer before fit() (e.g. set_estep).
 std::vector<RankResult> train_on_ranks(int ranks, const GmmParams& params, int64_t K,
                                        const std::function<const VectorSource&(int)>& source_of_rank,
-                                       const GmmModel* initial = nullptr, int64_t max_listed_responsibilities = -1) {
+                                       const GmmModel* initial = nullptr, int64_t max_listed_responsibilities = -1,
+                                       const std::function<void(int, GmmTrainer&)>& setup = {}) {
     ThreadGroup group(ranks);
     std::vector<RankResult> results(static_cast<size_t>(ranks));
     std::vector<std::thread> threads;
@@ -140,6 +142,7 @@ std::vector<RankResult> train_on_ranks(int ranks, const GmmParams& params, int64
             GmmTrainer trainer(params);
             trainer.set_communicator(&comm);
             trainer.max_listed_responsibilities = max_listed_responsibilities;
+            if (setup) setup(r, trainer);
             RankResult& out = results[size_t(r)];
             try {
                 out.model = trainer.fit(source_of_rank(r), K, initial);
@@ -412,40 +415,44 @@ TEST(DistributedTrainer, InconsistentRanksAreRefused) {
     }
 }
 
+/// The calls one rank's WideBlockEStep saw.
+struct CallRecord {
+    std::vector<int64_t> first_rows; ///< global first row of each call that reads x in place
+    int64_t other_calls = 0;         ///< calls on the trainer's own buffer (a rank's completed last block)
+    int64_t expected_rows = -1;      ///< what the trainer announced (expect_rows)
+};
+
 /// The CPU E-step declaring a larger reproducible block (as the CUDA backend's Hopper kernels
 /// do): it still sums 4096-row blocks, so any calls starting on its blocks give the bits of the
-/// plain backend. Records where each call starts in x (calls into the trainer's own buffer, the
-/// block a rank completes with the next ranks' rows, are counted apart).
+/// plain backend. Records where each call starts in x (n rows of d).
 class WideBlockEStep : public EStepCpu {
   public:
-    WideBlockEStep(int64_t block_rows, const float* x, int64_t d) : block_rows_(block_rows), x_(x), d_(d) {}
+    WideBlockEStep(int64_t block_rows, const std::vector<float>& x, int64_t d, CallRecord& record)
+            : block_rows_(block_rows), x_(x), d_(d), record_(record) {}
     int64_t reproducible_block_rows(CovarianceType) const override { return block_rows_; }
-    void expect_rows(int64_t total_rows) override { expected_rows = total_rows; }
+    void expect_rows(int64_t total_rows) override { record_.expected_rows = total_rows; }
     void accumulate_reproducible(const VectorBlock& rows, StatsAccumulator& acc) override {
         const auto* p = reinterpret_cast<const float*>(rows.data);
-        if (p >= x_ && p < x_ + kRowsInX * d_) {
-            first_rows.push_back((p - x_) / d_);
+        if (p >= x_.data() && p < x_.data() + x_.size()) {
+            record_.first_rows.push_back((p - x_.data()) / d_);
         } else {
-            other_calls++;
+            record_.other_calls++;
         }
         EStepCpu::accumulate_reproducible(rows, acc);
     }
-    static constexpr int64_t kRowsInX = 40000;
-    std::vector<int64_t> first_rows; ///< global first row of each call that reads x in place
-    int64_t other_calls = 0;
-    int64_t expected_rows = -1; ///< what the trainer announced (expect_rows)
 
   private:
     int64_t block_rows_;
-    const float* x_;
+    const std::vector<float>& x_;
     int64_t d_;
+    CallRecord& record_;
 };
 
 TEST(DistributedTrainer, CallsStartOnTheBackendsBlocks) {
     // A backend's reproducible block (EStep::reproducible_block_rows) may be a multiple of
     // kReproducibleBlockRows: every rank's calls then start on the global multiples of it, and
     // the model is the same bits for any ranks (here also those of the plain backend).
-    const int64_t n = WideBlockEStep::kRowsInX, d = 8, K = 8, unit = 3 * kReproducibleBlockRows;
+    const int64_t n = 40000, d = 8, K = 8, unit = 3 * kReproducibleBlockRows;
     const std::vector<float> x = clustered_data(n, d, K, 1.0f, 31);
     GmmParams p;
     p.seed = 3;
@@ -456,70 +463,44 @@ TEST(DistributedTrainer, CallsStartOnTheBackendsBlocks) {
     p.covariance_type = CovarianceType::Diagonal;
     GmmTrainer plain(p);
     const GmmModel want = plain.fit(n, d, x.data(), K);
+    // Rank r's backend sums blocks of block_rows(r) rows and records its calls in records[r].
+    auto train = [&](int ranks, const std::function<int64_t(int)>& block_rows, std::vector<CallRecord>& records) {
+        const std::vector<RankRows> parts = split(x, n, d, ranks);
+        records.assign(size_t(ranks), CallRecord());
+        return train_on_ranks(
+                ranks, p, K, [&](int r) -> const VectorSource& { return parts[size_t(r)].source; }, nullptr, -1,
+                [&](int r, GmmTrainer& t) {
+                    t.set_estep(std::make_unique<WideBlockEStep>(block_rows(r), x, d, records[size_t(r)]));
+                });
+    };
     for (int ranks : {1, 2, 3}) {
         const std::string what = std::to_string(ranks) + " ranks, blocks of " + std::to_string(unit) + " rows";
-        const std::vector<RankRows> parts = split(x, n, d, ranks);
-        std::vector<size_t> calls_in_place(static_cast<size_t>(ranks), 0);
-        ThreadGroup group(ranks);
-        std::vector<GmmModel> models(static_cast<size_t>(ranks));
-        std::vector<std::string> errors(static_cast<size_t>(ranks));
-        std::vector<std::thread> threads;
-        for (int r = 0; r < ranks; r++) {
-            threads.emplace_back([&, r] {
-                ThreadCommunicator comm(group, r);
-                GmmTrainer t(p);
-                t.set_communicator(&comm);
-                auto backend = std::make_unique<WideBlockEStep>(unit, x.data(), d);
-                const WideBlockEStep& b = *backend; // (t keeps it until the thread ends)
-                try {
-                    t.set_estep(std::move(backend));
-                    models[size_t(r)] = t.fit(parts[size_t(r)].source, K);
-                    calls_in_place[size_t(r)] = b.first_rows.size();
-                    if (b.expected_rows != n) errors[size_t(r)] += " expected rows " + std::to_string(b.expected_rows);
-                    for (int64_t first : b.first_rows) {
-                        if (first % unit != 0) errors[size_t(r)] += " call at row " + std::to_string(first);
-                    }
-                    // At most the block this rank completes with the next ranks' rows, per walk.
-                    if (b.other_calls > p.niter + 1) errors[size_t(r)] += " other calls " + std::to_string(b.other_calls);
-                } catch (const std::exception& e) {
-                    errors[size_t(r)] = e.what();
-                }
-            });
-        }
-        for (auto& th : threads) th.join();
+        std::vector<CallRecord> records;
+        const std::vector<RankResult> got = train(ranks, [&](int) { return unit; }, records);
         // (A rank may have no call of its own rows: 3 ranks of 13333 rows, rank 1's only block
         // starts at 24576 and ends in rank 2's rows.)
-        EXPECT_GT(calls_in_place[0], 0u) << what;
+        EXPECT_GT(records[0].first_rows.size(), 0u) << what;
         for (int r = 0; r < ranks; r++) {
-            EXPECT_TRUE(errors[size_t(r)].empty()) << what << ", rank " << r << ":" << errors[size_t(r)];
-            expect_models_identical(models[size_t(r)], want, what + ": rank " + std::to_string(r));
+            const std::string rank = what + ", rank " + std::to_string(r);
+            ASSERT_TRUE(got[size_t(r)].error.empty()) << rank << ": " << got[size_t(r)].error;
+            ASSERT_FALSE(got[size_t(r)].other_exception) << rank;
+            expect_models_identical(got[size_t(r)].model, want, rank);
+            const CallRecord& c = records[size_t(r)];
+            EXPECT_EQ(c.expected_rows, n) << rank;
+            for (int64_t first : c.first_rows) EXPECT_EQ(first % unit, 0) << rank << ": call at row " << first;
+            // At most the block this rank completes with the next ranks' rows, per walk.
+            EXPECT_LE(c.other_calls, p.niter + 1) << rank;
         }
     }
     // Backends that disagree on the block, or a block that is not whole 4096-row blocks.
     for (int64_t other : {int64_t(kReproducibleBlockRows), int64_t(5000)}) {
-        const std::vector<RankRows> parts = split(x, n, d, 2);
-        ThreadGroup group(2);
-        std::vector<std::string> errors(2);
-        std::vector<std::thread> threads;
-        for (int r = 0; r < 2; r++) {
-            threads.emplace_back([&, r] {
-                ThreadCommunicator comm(group, r);
-                GmmTrainer t(p);
-                t.set_communicator(&comm);
-                t.set_estep(std::make_unique<WideBlockEStep>(r == 0 ? unit : other, x.data(), d));
-                try {
-                    t.fit(parts[size_t(r)].source, K);
-                } catch (const std::exception& e) {
-                    errors[size_t(r)] = e.what();
-                }
-            });
-        }
-        for (auto& th : threads) th.join();
+        std::vector<CallRecord> records;
+        const std::vector<RankResult> got = train(2, [&](int r) { return r == 0 ? unit : other; }, records);
         const std::string want_error = other == 5000 ? "sums blocks of 5000 rows, not a positive multiple of 4096"
                                                      : "the ranks' E-step backends sum blocks of different sizes "
                                                        "(4096 to 12288 rows)";
         for (int r = 0; r < 2; r++) {
-            EXPECT_NE(errors[size_t(r)].find(want_error), std::string::npos) << "rank " << r << ": " << errors[size_t(r)];
+            EXPECT_NE(got[size_t(r)].error.find(want_error), std::string::npos) << "rank " << r << ": " << got[size_t(r)].error;
         }
     }
 }
