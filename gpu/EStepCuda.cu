@@ -95,6 +95,9 @@ void check_options(const EStepCudaOptions& o) {
     }
     if (o.hopper_flush_tiles < 1) throw std::invalid_argument("EStepCuda: hopper_flush_tiles must be >= 1");
     if (o.hopper_sub_tiles < 1) throw std::invalid_argument("EStepCuda: hopper_sub_tiles must be >= 1");
+    if (o.hopper_diag_wide < 0 || o.hopper_diag_wide > 2) {
+        throw std::invalid_argument("EStepCuda: hopper_diag_wide must be 0 (auto), 1 (wide kernel) or 2 (two passes)");
+    }
     if (o.hopper_reproducible_block_rows < 0 || o.hopper_reproducible_block_rows > kMaxReproducibleBlockRows ||
         o.hopper_reproducible_block_rows % kReproducibleBlockRows != 0) {
         throw std::invalid_argument("EStepCuda: hopper_reproducible_block_rows must be 0 (auto) or a multiple of " +

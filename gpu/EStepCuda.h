@@ -61,6 +61,10 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
+    /// Fast mode, diagonal models with 64 < d ≤ 128 and K ≤ 1024: 0 = auto (detail/heuristics.h:
+    /// hopper_diag_two_pass), 1 = the one-pass wide kernel, 2 = the two passes of one fp16 plane
+    /// (which K > 1024 always runs).
+    int hopper_diag_wide = 0;
     /// Reproducible sums on the Hopper kernels with fp32 partials (fast mode; accumulate_reproducible):
     /// rows of a block summed on its own, a multiple of kReproducibleBlockRows up to
     /// kMaxReproducibleBlockRows, or 0: chosen by the rows expect_rows() announced (4 × 4096 from 8M

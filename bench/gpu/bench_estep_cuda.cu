@@ -173,14 +173,16 @@ struct Timing {
 enum class SumPath { Plain, PlainThenExact, Reproducible };
 
 /// Median seconds per accumulate() over device-resident rows (and the median device time).
-/// hopper_sub_tiles: EStepCudaOptions::hopper_sub_tiles (0: its default).
+/// hopper_sub_tiles: EStepCudaOptions::hopper_sub_tiles (0: its default); hopper_diag_wide: that option.
 Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps,
-                  int hopper_exchange = 0, SumPath path = SumPath::Plain, int hopper_sub_tiles = 0) {
+                  int hopper_exchange = 0, SumPath path = SumPath::Plain, int hopper_sub_tiles = 0,
+                  int hopper_diag_wide = 0) {
     EStepCudaOptions o;
     o.devices = {0};
     o.fast_math = mode.fast;
     o.algorithm = mode.algo;
     o.hopper_exchange = hopper_exchange;
+    o.hopper_diag_wide = hopper_diag_wide;
     if (hopper_sub_tiles > 0) o.hopper_sub_tiles = hopper_sub_tiles;
     EStepCuda es(m.K, d, o);
     es.set_model(m, nullptr);
@@ -443,9 +445,19 @@ int main(int argc, char** argv) {
         if (on[kHopperFast] && std::string(hf.ran) == "hopper")
             printf("; hopper grid %d blocks, %s", hf.blocks,
                    hf.cluster > 0 ? ("clusters of " + std::to_string(hf.cluster)).c_str() : "two passes");
-        if (on[kHopperFast] && hopper_variants && hf.cluster > 0) { // EStepCudaOptions::hopper_exchange = 1
+        const bool wide_diag = s.cov == CovarianceType::Diagonal && s.d > 64;
+        if (on[kHopperFast] && hopper_variants && hf.cluster > 0 && !wide_diag) { // hopper_exchange = 1
             const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, 1);
             printf("; EXCHANGE=1: %.2f ms wall, %.2f ms device", o.wall_s * 1e3, o.gpu_ms);
+        }
+        if (on[kHopperFast] && hopper_variants && wide_diag && std::string(hf.ran) == "hopper") {
+            // the other kernel of fast diagonal d > 64 models (EStepCudaOptions::hopper_diag_wide: 1 wide, 2 two passes)
+            const int other = hf.cluster > 0 ? 2 : 1;
+            if (other == 2 || s.K <= 1024) {
+                const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, 0, SumPath::Plain, 0, other);
+                printf("; hopper_diag_wide=%d (%s): %.2f ms wall, %.2f ms device, loglik/row %.5f", other,
+                       other == 2 ? "two passes, one plane" : "wide kernel", o.wall_s * 1e3, o.gpu_ms, o.loglik);
+            }
         }
         for (int st : sub_tiles_scan) { // sub-chunks of a chunk (HopperLaunch.cuh: one_pass), one-pass kernels only
             for (int i : {int(kHopperFast), int(kHopperAccurate)}) {

@@ -182,7 +182,8 @@ bool hopper_supported(int device) {
 }
 
 HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_count)
-        : device_(device), poison_(options.poison_buffers), feat_stream_(priority_above_least(1)),
+        : device_(device), poison_(options.poison_buffers), diag_wide_(options.hopper_diag_wide),
+          feat_stream_(priority_above_least(1)),
           limb_stream_(priority_above_least(0)) {
     for (int i = 0; i < kMaxSubChunks; i++) feat_done_handles_[i] = feat_done_[i];
     args_.sm_count = sm_count;
@@ -196,9 +197,9 @@ HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_cou
 }
 
 double HopperEStep::bytes_per_row(const EncodedModel& em) const {
-    // (Accurate diagonal, d > 64: + each row's (max, sum) per component tile between the passes.)
+    // (Two-pass diagonal, d > 64: + each row's (max, sum) per component tile between the passes.)
     return hopper_bytes_per_row(em.logits.d, em.hopper->FW, em.hopper->split) +
-           (em.hopper->split_wide() ? 8.0 * em.hopper->Kt : 0.0);
+           (two_pass_diag(*em.hopper) ? 8.0 * em.hopper->Kt : 0.0);
 }
 
 void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStream_t stream) {
@@ -208,12 +209,8 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.K = int(lm.K);
     a.d = int(lm.d);
     a.model = hm;
-    // 0: two passes (never for the wide kernel: K ≤ 1024; always for the accurate diagonal d > 64)
-    a.C = hm.Kt <= sm90::kMaxCluster && !hm.split_wide() ? hm.Kt : 0;
-    if (a.C == 0 && hm.wide()) {
-        throw std::logic_error("HopperEStep: the wide kernel has one pass only (K <= 1024), K = " +
-                               std::to_string(lm.K) + " (heuristics.h: hopper_covers)");
-    }
+    // 0: two passes (K > 1024; diagonal d > 64: heuristics.h hopper_diag_two_pass)
+    a.C = hm.Kt <= sm90::kMaxCluster && !two_pass_diag(hm) ? hm.Kt : 0;
     kernels_ = &hopper_kernels(hm.DP);
     kernels_->set_attributes();
     a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0; // (wide: its own)
@@ -237,7 +234,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     b.G.allocate(device_, rows * FW * 2 * (hm.split ? 2 : 1), poison_);
     b.xx.allocate(device_, rows * 4, poison_);
     if (a.C == 0) b.lse.allocate(device_, rows * 4, poison_);
-    if (hm.split_wide()) b.lse_parts.allocate(device_, rows * hm.Kt * 8, poison_);
+    if (two_pass_diag(hm)) b.lse_parts.allocate(device_, rows * hm.Kt * 8, poison_);
     b.part.allocate(device_, nparts * hm.Kt * sm90::kKc * FW * (hm.tile64() ? 8 : 4), poison_);
     b.acc.allocate(device_, size_t(lm.K) * FW * 8, poison_);
     b.out.allocate(device_, size_t(lm.K) * out_width() * 8, poison_);

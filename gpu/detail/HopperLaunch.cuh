@@ -41,7 +41,7 @@ struct ClusterLaunch {
 
 /// The kernels of a tile width: DP ≤ 128, the fast (128-row), two-pass and accurate (split) kernels;
 /// DP = 192, 256 (diagonal models' [x | x²] with d > 64), the wide kernel (fast, Sm90SplitKernels.cuh)
-/// and the two passes of the accurate diagonal kernels (Sm90DiagSplitKernels.cuh).
+/// and the two passes of the diagonal kernels (Sm90DiagSplitKernels.cuh: 2×fp16, or one fp16 plane).
 template <int DP>
 constexpr bool kWideOnly = DP > 128;
 
@@ -50,8 +50,10 @@ void set_attributes() {
     constexpr auto smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
     if constexpr (kWideOnly<DP>) {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 1>, smem, split::Shape<DP, 1>::kSmem));
-        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP>, smem, dsplit::Shape<DP>::kSmem1));
-        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP>, smem, dsplit::Shape<DP>::kSmem2));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP, 1>, smem, dsplit::Shape<DP, 1>::kSmem1));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP, 1>, smem, dsplit::Shape<DP, 1>::kSmem2));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP, 2>, smem, dsplit::Shape<DP, 2>::kSmem1));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP, 2>, smem, dsplit::Shape<DP, 2>::kSmem2));
     } else {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, false>, smem, Shape<DP>::kSmem));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, smem, Shape<DP>::kSmem));
@@ -254,16 +256,17 @@ HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, in
     return shape;
 }
 
-/// Accurate mode, diagonal models with d > 64 (DP = 192, 256), any K: the features in 32-row
-/// tiles, lse_parts_kernel (Sn row splits × Kt component tiles), lse_merge_kernel, estep_kernel
-/// on the same blocks, then the double reduction of the Sn slices (Sm90DiagSplitKernels.cuh).
-template <typename Tin, int DP>
-HopperLaunchShape two_pass_diag_split(const HopperChunkArgs& a, const Tin* x, int vec) {
-    using S = dsplit::Shape<DP>;
+/// Diagonal models with d > 64 (DP = 192, 256) in two passes (accurate mode at any K: Planes = 2;
+/// fast mode where the wide kernel does not run: Planes = 1): the features in 32-row tiles,
+/// lse_parts_kernel (Sn row splits × Kt component tiles), lse_merge_kernel, estep_kernel on the
+/// same blocks, then the double reduction of the Sn slices (Sm90DiagSplitKernels.cuh).
+template <typename Tin, int DP, int Planes>
+HopperLaunchShape two_pass_diag(const HopperChunkArgs& a, const Tin* x, int vec) {
+    using S = dsplit::Shape<DP, Planes>;
     constexpr int BM = dsplit::kBM;
     const bool by_block = a.block_tiles > 0;
     const int tiles = int((a.n + BM - 1) / BM), Kt = a.model.Kt;
-    features_kernel<Tin, DP, BM, 2><<<unsigned(tiles * BM / 16), 256, 0, a.stream>>>(
+    features_kernel<Tin, DP, BM, Planes><<<unsigned(tiles * BM / 16), 256, 0, a.stream>>>(
             x, int(a.n), a.d, a.buf->center.as<float>(), a.model.sx, a.model.sq, 1, a.buf->G.as<__half>(),
             a.buf->xx.as<float>(), tiles * BM, vec);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel (diagonal, 32-row tiles)");
@@ -285,22 +288,23 @@ HopperLaunchShape two_pass_diag_split(const HopperChunkArgs& a, const Tin* x, in
     k.block_tiles = a.block_tiles * (split::kBM / BM);
     k.llslot_stride = a.llslot_stride;
     const int Sn = hopper_row_splits(tiles, a.sm_count, Kt);
-    dsplit::lse_parts_kernel<DP><<<unsigned(Sn * Kt), kThreads, S::kSmem1, a.stream>>>(k);
+    dsplit::lse_parts_kernel<DP, Planes><<<unsigned(Sn * Kt), kThreads, S::kSmem1, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_parts_kernel");
     dsplit::lse_merge_kernel<DP><<<unsigned(((tiles + 1) / 2 * 32 + 255) / 256), 256, 0, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_merge_kernel");
-    dsplit::estep_kernel<DP><<<unsigned(Sn * Kt), kThreads, S::kSmem2, a.stream>>>(k);
+    dsplit::estep_kernel<DP, Planes><<<unsigned(Sn * Kt), kThreads, S::kSmem2, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::estep_kernel");
     if (!by_block) reduce_parts<double>(a, Sn);
     return HopperLaunchShape{Sn * Kt, 0};
 }
 
-/// DP ≤ 128: chunk_fast_or_split; DP > 128: the wide kernel (fast, K ≤ 1024), then the double
-/// reduction, or two_pass_diag_split (accurate).
+/// DP ≤ 128: chunk_fast_or_split; DP > 128: the wide kernel (fast, one pass: a.C > 0), then the
+/// double reduction, or two_pass_diag (accurate: 2×fp16; fast: one plane).
 template <typename Tin, int DP>
 HopperLaunchShape chunk_of(const HopperChunkArgs& a, const Tin* x, int vec) {
     if constexpr (kWideOnly<DP>) {
-        if (a.model.split) return two_pass_diag_split<Tin, DP>(a, x, vec);
+        if (a.model.split) return two_pass_diag<Tin, DP, 2>(a, x, vec);
+        if (a.C == 0) return two_pass_diag<Tin, DP, 1>(a, x, vec);
         HopperLaunchShape shape;
         const int nparts = one_pass(a, OnePassLaunch<Tin, DP, OnePass::Wide>{a, x, vec}, shape);
         if (a.block_tiles == 0) reduce_parts<double>(a, nparts); // else the blocks' slices stay for the limbs

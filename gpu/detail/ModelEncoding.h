@@ -58,12 +58,11 @@ struct HopperShape {
     int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128; diagonal 64/128/192/256); FW = DP + 8; Kt tiles of 128 components
     float sx = 1, sq = 1;       ///< scales of x and of the squares (‖x‖² spherical, x_j² diagonal)
     float kinv = 1;             ///< 1 / (s_x · s_w)
-    /// Fast mode with DP > 128 (diagonal, d > 64): the wide kernel (64-row tiles, one plane).
+    /// Fast mode with DP > 128 (diagonal, d > 64): the wide kernel (64-row tiles, one plane) or
+    /// the two passes of one plane in 32-row tiles (heuristics.h: hopper_diag_two_pass).
     bool wide() const { return !split && DP > 128; }
-    /// Accurate mode with DP > 128 (diagonal, d > 64): two passes in 32-row tiles at any K
-    /// (Sm90DiagSplitKernels.cuh); reproducible blocks and log-likelihood slots count 64-row tiles.
-    bool split_wide() const { return split && DP > 128; }
-    /// Rows per tile: 64 for the accurate and wide kernels (double partial sums), else 128.
+    /// Double partial sums, counted in 64-row tiles (reproducible blocks, log-likelihood slots):
+    /// the accurate and wide kernels; else fp32 partials of 128-row tiles.
     bool tile64() const { return split || wide(); }
 };
 struct HopperModel : HopperShape {

@@ -1,5 +1,6 @@
-// Accurate mode (2×fp16 split products) for diagonal models with 64 < d ≤ 128: features
-// [x | x²] padded to DP = 192 or 256, any K, in two passes. The accurate kernel of
+// Two passes for diagonal models with 64 < d ≤ 128 (features [x | x²] padded to DP = 192 or
+// 256), any K: accurate mode (Planes = 2: 2×fp16 split products) and fast mode above one
+// cluster's reach (Planes = 1: fp16 products, one plane; see "One plane" below). The accurate kernel of
 // Sm90SplitKernels.cuh does not fit there: its hi/lo weights (2 × 128 comps × 256 halves = 128 KB)
 // and three 64-row hi/lo stages (3 × 68 KB) exceed the 227 KB of shared memory, and its GEMM2
 // accumulator (132 floats) with the split exponentials (32) and GEMM1's (32) exceeds the registers.
@@ -30,6 +31,12 @@
 //  * Operand traffic: m64n32 with both operands in shared memory reads 3 KB per 32 K MACs
 //    (192 B/clock at the tensor rate, over the SM's 128): GEMM1 is bound by shared memory, GEMM2
 //    (B only, 64 B/clock) is not; per tile the two together are about at the shared-memory rate.
+//
+// One plane (fast mode, K > 1024, where the one-pass wide kernel of Sm90SplitKernels.cuh has no
+// cluster to exchange the rows' normalizers in): the same kernels with only the hi·hi products,
+// no lo blocks or lo weights, and fp16 responsibilities r × 2^12 in one register set: GEMM1 is
+// one product per 16 features and GEMM2 one per 16 rows, a third of the accurate kernels' tensor
+// work; the stages shrink to the hi block (and log2 Z).
 //
 // Layouts (halves): G tile T (kBM = 32 rows) as features_kernel<.., 32, 2> writes it: [hi block |
 // lo block], each 32 rows × FW, chunk (r, fb) at (fb·32 + r)·8; in shared memory core matrices
@@ -227,39 +234,43 @@ namespace dsplit {
 
 constexpr int kBM = 32; // rows per tile
 
-template <int DP>
+template <int DP, int Planes>
 struct Shape {
     static_assert(DP == 192 || DP == 256, "DP: 192 or 256 (diagonal models, 64 < d <= 128)");
+    static_assert(Planes == 1 || Planes == 2, "Planes: 1 (fp16, fast) or 2 (2×fp16, accurate)");
     static constexpr int FW = DP + 8;
     static constexpr int kHiBytes = kBM * FW * 2; // the hi block of a tile (pass 2)
     static constexpr int kLoBytes = kBM * DP * 2; // the first DP features of a block
     static constexpr int kRowBytes = kBM * 4;     // log2 Z of the tile's rows
     static constexpr int kWBytes = kKc * DP * 2;  // hi (or lo) of a component tile
-    static constexpr int oStage = 2 * kWBytes;    // after the hi and lo weights
+    static constexpr int oStage = Planes * kWBytes; // after the hi (and lo) weights
     static constexpr int kBarBytes = 64;          // ≤ 4 stage barriers + the weights'
     static constexpr int kMaxStages = 4;
-    // Pass 1: stage = hi | lo, DP features each; then the per-warp row partials (8 warps × kBM rows).
-    static constexpr int kStage1 = 2 * kLoBytes;
+    // Pass 1: stage = hi (| lo), DP features each; then the per-warp row partials (8 warps × kBM rows).
+    static constexpr int kStage1 = Planes * kLoBytes;
     static constexpr int kRedBytes = (kThreads / 32) * kBM * 8;
     static constexpr int kFit1 = (kSmemLimit - oStage - kRedBytes - kBarBytes) / kStage1;
     static constexpr int kStages1 = kFit1 < kMaxStages ? kFit1 : kMaxStages;
     static constexpr int oRed1 = oStage + kStages1 * kStage1;
     static constexpr int oBar1 = oRed1 + kRedBytes;
     static constexpr int kSmem1 = oBar1 + kBarBytes;
-    // Pass 2: stage = hi (FW) | lo (DP) | log2 Z.
-    static constexpr int kStage2 = kHiBytes + kLoBytes + kRowBytes;
+    // Pass 2: stage = hi (FW) | lo (DP; Planes = 2) | log2 Z.
+    static constexpr int kStage2 = kHiBytes + (Planes - 1) * kLoBytes + kRowBytes;
+    static constexpr int oRow2 = kHiBytes + (Planes - 1) * kLoBytes; // log2 Z within a stage
     static constexpr int kFit2 = (kSmemLimit - oStage - kBarBytes) / kStage2;
     static constexpr int kStages2 = kFit2 < kMaxStages ? kFit2 : kMaxStages;
     static constexpr int oBar2 = oStage + kStages2 * kStage2;
     static constexpr int kSmem2 = oBar2 + kBarBytes;
     static_assert(kStages1 >= 3 && kStages2 >= 3, "three stages: a tile's load overlaps a whole tile's work");
     static_assert(kSmem1 <= kSmemLimit && kSmem2 <= kSmemLimit, "shared memory");
-    static_assert(kHiBytes % 128 == 0 && kLoBytes % 128 == 0 && kStage2 % 128 == 0 && oStage % 128 == 0, "alignment");
+    static_assert(kHiBytes % 128 == 0 && kLoBytes % 128 == 0 && kStage2 % 128 == 0 && oStage % 128 == 0 &&
+                          kStage1 % 128 == 0,
+                  "alignment");
 };
 
 struct Args {
-    const __half* G;   // tiles × [hi | lo] × kBM × FW
-    const __half* W;   // [hi | lo] × Kt × 128 × DP
+    const __half* G;   // tiles × [hi | lo] × kBM × FW (one plane: hi only)
+    const __half* W;   // [hi | lo] × Kt × 128 × DP (one plane: hi only)
     const float* ab;   // Kp × 2: (a_k = 0 for diagonal models, b_k); padding (0, kNegBig)
     float2* lse_parts; // rows × Kt: (max, Σ 2^(l − max)) of the row over component tile c (pass 1)
     float* lse;        // rows: log2 Z (merge), +big for padding rows
@@ -276,35 +287,32 @@ struct Args {
     int llslot_stride; // slots per block (≥ block_tiles64)
 };
 
-/// acc = the split logits' products Wh·Xh + Wl·Xh + Wh·Xl of the warpgroup's 64 components (A:
-/// W, M = components) and a stage's 32 rows (B: X, N = rows); dWh, dWl: the weights' descriptors,
-/// sXh, sXl: the stage's hi and lo blocks (8-feature columns 512 B apart, 8-row core matrices
-/// 128 B apart). Steps of 16 features: W 4096 B, X 1024 B. Both passes call this, so their
-/// logits are the same numbers.
 /// 16 features (step KK) of logit_products: W steps 4096 B (256 units), X 1024 B (64 units).
-template <int KK>
+template <int Planes, int KK>
 __device__ __forceinline__ void logit_step(float (&acc)[16], uint64_t wh, uint64_t wl, uint64_t xh, uint64_t xl) {
     wgmma_m64n32<KK * 256, KK * 64, (KK > 0)>(acc, wh, xh);
-    wgmma_m64n32<KK * 256, KK * 64, 1>(acc, wl, xh);
-    wgmma_m64n32<KK * 256, KK * 64, 1>(acc, wh, xl);
+    if constexpr (Planes == 2) {
+        wgmma_m64n32<KK * 256, KK * 64, 1>(acc, wl, xh);
+        wgmma_m64n32<KK * 256, KK * 64, 1>(acc, wh, xl);
+    }
 }
-template <int... KK>
+template <int Planes, int... KK>
 __device__ __forceinline__ void logit_steps(float (&acc)[16], uint64_t wh, uint64_t wl, uint64_t xh, uint64_t xl,
                                             std::integer_sequence<int, KK...>) {
-    (logit_step<KK>(acc, wh, wl, xh, xl), ...);
+    (logit_step<Planes, KK>(acc, wh, wl, xh, xl), ...);
 }
 
-/// acc = the split logits' products Wh·Xh + Wl·Xh + Wh·Xl of the warpgroup's 64 components (A:
-/// W, M = components) and a stage's 32 rows (B: X, N = rows); dWh, dWl: the weights' descriptors,
-/// sXh, sXl: the stage's hi and lo blocks (8-feature columns 512 B apart, 8-row core matrices
-/// 128 B apart). Both passes call this, so their logits are the same numbers.
-template <int DP>
+/// acc = the split logits' products Wh·Xh + Wl·Xh + Wh·Xl (one plane: Wh·Xh) of the warpgroup's
+/// 64 components (A: W, M = components) and a stage's 32 rows (B: X, N = rows); dWh, dWl: the
+/// weights' descriptors, sXh, sXl: the stage's hi and lo blocks (8-feature columns 512 B apart,
+/// 8-row core matrices 128 B apart). Both passes call this, so their logits are the same numbers.
+template <int DP, int Planes>
 __device__ __forceinline__ void logit_products(float (&acc)[16], uint64_t dWh, uint64_t dWl, uint32_t sXh,
                                                uint32_t sXl) {
     fence_operand(acc);
     wgmma_fence();
-    logit_steps(acc, dWh, dWl, make_desc(sXh, 512, 128), make_desc(sXl, 512, 128),
-                std::make_integer_sequence<int, DP / 16>{});
+    logit_steps<Planes>(acc, dWh, dWl, make_desc(sXh, 512, 128), make_desc(sXl, 512, 128),
+                        std::make_integer_sequence<int, DP / 16>{});
     wgmma_commit();
 }
 
@@ -329,13 +337,14 @@ struct Block {
         }
         __syncthreads();
     }
-    /// Thread 0: the hi and lo weights of component tile ct → smem[0 .. 2·wbytes), on bar.
-    template <int DP>
+    /// Thread 0: the hi (and lo) weights of component tile ct → smem[0 .. Planes·wbytes), on bar.
+    template <int DP, int Planes>
     __device__ __forceinline__ void load_weights(const Args& a, uint8_t* smem, uint64_t* bar) const {
-        constexpr int kWBytes = Shape<DP>::kWBytes;
-        mbar_expect_tx(bar, 2 * kWBytes);
+        constexpr int kWBytes = Shape<DP, Planes>::kWBytes;
+        mbar_expect_tx(bar, Planes * kWBytes);
         bulk_g2s(smem, a.W + size_t(ct) * kKc * DP, kWBytes, bar);
-        bulk_g2s(smem + kWBytes, a.W + size_t(a.Kt) * kKc * DP + size_t(ct) * kKc * DP, kWBytes, bar);
+        if constexpr (Planes == 2)
+            bulk_g2s(smem + kWBytes, a.W + size_t(a.Kt) * kKc * DP + size_t(ct) * kKc * DP, kWBytes, bar);
     }
     /// The weights' descriptors for this warpgroup's 64 components (A, K-major: 8-feature
     /// columns 2048 B apart, 8 components 128 B apart).
@@ -373,10 +382,10 @@ __device__ __forceinline__ void run_pairs(int ntile, float (&accA)[16], float (&
 /// 2^(l − max)) over the block's 128 components → lse_parts[row][ct]. A thread holds rows
 /// 8j + 2t (+1) × components g, g + 8 of its warp: the warp's 16 components merge by shuffles
 /// (lanes differing in g), the 8 warps through shared memory (warp 0).
-template <int DP>
+template <int DP, int Planes>
 __global__ void __launch_bounds__(kThreads, 1) lse_parts_kernel(const Args a) {
 #if FAISS_GMM_SM90A
-    using S = Shape<DP>;
+    using S = Shape<DP, Planes>;
     constexpr int NS = S::kStages1;
     extern __shared__ __align__(128) uint8_t smem[];
     const Block B(a);
@@ -386,15 +395,15 @@ __global__ void __launch_bounds__(kThreads, 1) lse_parts_kernel(const Args a) {
     uint64_t* full = reinterpret_cast<uint64_t*>(smem + S::oBar1);
     uint64_t* wbar = full + NS;
     B.init_bars(full, NS);
-    auto load_tile = [&](int stage, int i) { // hi and lo blocks' first DP features
+    auto load_tile = [&](int stage, int i) { // hi (and lo) blocks' first DP features
         uint8_t* st = smem + S::oStage + stage * S::kStage1;
-        const __half* gt = a.G + size_t(tile0 + i) * 2 * kBM * S::FW;
+        const __half* gt = a.G + size_t(tile0 + i) * Planes * kBM * S::FW;
         mbar_expect_tx(full + stage, S::kStage1);
         bulk_g2s(st, gt, S::kLoBytes, full + stage);
-        bulk_g2s(st + S::kLoBytes, gt + kBM * S::FW, S::kLoBytes, full + stage);
+        if constexpr (Planes == 2) bulk_g2s(st + S::kLoBytes, gt + kBM * S::FW, S::kLoBytes, full + stage);
     };
     if (B.tid == 0) {
-        B.load_weights<DP>(a, smem, wbar);
+        B.load_weights<DP, Planes>(a, smem, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
@@ -404,7 +413,7 @@ __global__ void __launch_bounds__(kThreads, 1) lse_parts_kernel(const Args a) {
         const int stage = i % NS;
         mbar_wait(full + stage, uint32_t(i / NS) & 1u);
         const uint32_t sX = smem_u32(smem + S::oStage + stage * S::kStage1);
-        logit_products<DP>(acc, dWh, dWl, sX, sX + S::kLoBytes);
+        logit_products<DP, Planes>(acc, dWh, dWl, sX, sX + S::kLoBytes);
     };
     auto step = [&](auto issue_next, float (&cur)[16], float (&nxt)[16], int i) {
         wgmma_wait<0>(); // GEMM1(i)
@@ -503,38 +512,45 @@ __device__ __forceinline__ void flush_acc(const float (&acc2)[FW / 2], double* P
 }
 
 /// Pins the responsibilities' registers around the asynchronous GEMM2 (as fence_operand).
-__device__ __forceinline__ void fence_regs(uint32_t (&x)[8]) {
+template <int N>
+__device__ __forceinline__ void fence_regs(uint32_t (&x)[N]) {
 #pragma unroll
-    for (int i = 0; i < 8; i++) asm volatile("" : "+r"(x[i])::"memory");
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(x[i])::"memory");
 }
 
 /// acc2 += Rᵀ·X over a stage's 32 rows: A = R from registers (rh/rl: 4 per 16 rows), B = X
 /// MN-major (8 rows 128 B apart, 8 features 512 B apart; 16 rows: +256 B), three products
-/// Rh·Xh + Rh·Xl + Rl·Xh. FW = 264 (DP = 256) is two instructions per product, features 0..135
-/// (acc2[0..67]) and 136..263 (acc2[68..]); the lo block has DP features (its column of ones
-/// is 0), so its second instruction is N = 120.
-template <int DP>
+/// Rh·Xh + Rh·Xl + Rl·Xh (one plane: Rh·Xh). FW = 264 (DP = 256) is two instructions per
+/// product, features 0..135 (acc2[0..67]) and 136..263 (acc2[68..]); the lo block has DP
+/// features (its column of ones is 0), so its second instruction is N = 120.
+template <int DP, int Planes>
 __device__ __forceinline__ void stats_products(float (&acc2)[(DP + 8) / 2], const uint32_t (&rh)[8],
-                                               const uint32_t (&rl)[8], uint32_t sXh, uint32_t sXl, int keep) {
+                                               const uint32_t (&rl)[Planes == 2 ? 8 : 1], uint32_t sXh, uint32_t sXl,
+                                               int keep) {
     const uint64_t dXh = make_desc(sXh, 128, 512), dXl = make_desc(sXl, 128, 512);
     constexpr uint64_t kSecond = 17 * 512 / 16; // features 136.. (DP = 256)
 #pragma unroll
     for (int kk = 0; kk < kBM / 16; kk++) {
         const uint32_t(&ah)[4] = *reinterpret_cast<const uint32_t(*)[4]>(&rh[4 * kk]);
-        const uint32_t(&al)[4] = *reinterpret_cast<const uint32_t(*)[4]>(&rl[4 * kk]);
         const uint64_t o = uint64_t(kk * 16);
         const int sd = kk > 0 ? 1 : keep; // the first product of the tile restarts acc2 unless keep
         if constexpr (DP == 256) {
             WgmmaRs<136>::mma(acc2, ah, dXh + o, sd);
             WgmmaRs<128>::mma(acc2 + 68, ah, dXh + o + kSecond, sd);
-            WgmmaRs<136>::mma(acc2, ah, dXl + o, 1);
-            WgmmaRs<120>::mma(acc2 + 68, ah, dXl + o + kSecond, 1);
-            WgmmaRs<136>::mma(acc2, al, dXh + o, 1);
-            WgmmaRs<128>::mma(acc2 + 68, al, dXh + o + kSecond, 1);
+            if constexpr (Planes == 2) {
+                const uint32_t(&al)[4] = *reinterpret_cast<const uint32_t(*)[4]>(&rl[4 * kk]);
+                WgmmaRs<136>::mma(acc2, ah, dXl + o, 1);
+                WgmmaRs<120>::mma(acc2 + 68, ah, dXl + o + kSecond, 1);
+                WgmmaRs<136>::mma(acc2, al, dXh + o, 1);
+                WgmmaRs<128>::mma(acc2 + 68, al, dXh + o + kSecond, 1);
+            }
         } else {
             WgmmaRs<200>::mma(acc2, ah, dXh + o, sd);
-            WgmmaRs<192>::mma(acc2, ah, dXl + o, 1);
-            WgmmaRs<200>::mma(acc2, al, dXh + o, 1);
+            if constexpr (Planes == 2) {
+                const uint32_t(&al)[4] = *reinterpret_cast<const uint32_t(*)[4]>(&rl[4 * kk]);
+                WgmmaRs<192>::mma(acc2, ah, dXl + o, 1);
+                WgmmaRs<200>::mma(acc2, al, dXh + o, 1);
+            }
         }
     }
 }
@@ -542,11 +558,12 @@ __device__ __forceinline__ void stats_products(float (&acc2)[(DP + 8) / 2], cons
 /// Pass 2: block (ct, q) takes the tiles of row split q (whole reproducible blocks when
 /// block_tiles > 0). Per tile i: GEMM1(i + 1) is issued, the responsibilities of tile i
 /// (r × 2^12 = 2^(logit − log2 Z + 12), split hi/lo in registers) and GEMM2(i) follow; the
-/// stage of tile i − 1 is refilled once every warpgroup's GEMM2(i − 1) is done.
-template <int DP>
+/// stage of tile i − 1 is refilled once every warpgroup's GEMM2(i − 1) is done. One plane:
+/// r × 2^12 in fp16 (rh only), one product per GEMM step.
+template <int DP, int Planes>
 __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 #if FAISS_GMM_SM90A
-    using S = Shape<DP>;
+    using S = Shape<DP, Planes>;
     constexpr int NS = S::kStages2, FW = S::FW;
     extern __shared__ __align__(128) uint8_t smem[];
     const Block B(a);
@@ -557,17 +574,17 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     uint64_t* wbar = full + NS;
     B.init_bars(full, NS);
     auto stage_at = [&](int stage) { return smem + S::oStage + stage * S::kStage2; };
-    auto load_tile = [&](int stage, int i) { // hi block (FW), lo block (DP), log2 Z
+    auto load_tile = [&](int stage, int i) { // hi block (FW), lo block (DP; Planes = 2), log2 Z
         uint8_t* st = stage_at(stage);
         const int tile = tile0 + i;
-        const __half* gt = a.G + size_t(tile) * 2 * kBM * FW;
+        const __half* gt = a.G + size_t(tile) * Planes * kBM * FW;
         mbar_expect_tx(full + stage, S::kStage2);
         bulk_g2s(st, gt, S::kHiBytes, full + stage);
-        bulk_g2s(st + S::kHiBytes, gt + kBM * FW, S::kLoBytes, full + stage);
-        bulk_g2s(st + S::kHiBytes + S::kLoBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, full + stage);
+        if constexpr (Planes == 2) bulk_g2s(st + S::kHiBytes, gt + kBM * FW, S::kLoBytes, full + stage);
+        bulk_g2s(st + S::oRow2, a.lse + size_t(tile) * kBM, S::kRowBytes, full + stage);
     };
     if (B.tid == 0) {
-        B.load_weights<DP>(a, smem, wbar);
+        B.load_weights<DP, Planes>(a, smem, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
@@ -579,12 +596,12 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 #pragma unroll
     for (int i = 0; i < FW / 2; i++) acc2[i] = 0.f; // (overwritten by the first GEMM2; written out if no tile)
     fence_operand(acc2); // defined before any wgmma is in flight (else ptxas serializes them)
-    uint32_t rh[8], rl[8]; // responsibilities × 2^12 of a tile: the A fragments of GEMM2
+    uint32_t rh[8], rl[Planes == 2 ? 8 : 1]; // responsibilities × 2^12 of a tile: the A fragments of GEMM2
     auto gemm1 = [&](float (&acc)[16], int i) {
         const int stage = i % NS;
         mbar_wait(full + stage, uint32_t(i / NS) & 1u);
         const uint32_t sX = smem_u32(stage_at(stage));
-        logit_products<DP>(acc, dWh, dWl, sX, sX + S::kHiBytes);
+        logit_products<DP, Planes>(acc, dWh, dWl, sX, sX + S::kHiBytes);
     };
     bool first_flush = true;
     int since_flush = 0;
@@ -615,7 +632,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         if (B.tid == 0 && i > 0 && i - 1 + NS < ntile) load_tile((i - 1) % NS, i - 1 + NS);
         if constexpr (decltype(issue_next)::value) gemm1(nxt, i + 1); // under this tile's exponentials
         const uint8_t* st = stage_at(i % NS);
-        const float* L = reinterpret_cast<const float*>(st + S::kHiBytes + S::kLoBytes);
+        const float* L = reinterpret_cast<const float*>(st + S::oRow2);
 #pragma unroll
         for (int m = 0; m < 8; m++) {
             // rh/rl[m]: cur[2m], cur[2m + 1] = component g (m even) or g + 8 (m odd), rows 8j + 2t,
@@ -626,16 +643,18 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
             const float u = ex2(fmaf(cur[2 * m], a.kinv, bk) - L[row]) * split::kRScale;
             const float v = ex2(fmaf(cur[2 * m + 1], a.kinv, bk) - L[row + 1]) * split::kRScale;
             const __half2 hi = __floats2half2_rn(u, v);
-            const float2 back = __half22float2(hi);
-            const __half2 lo = __floats2half2_rn(u - back.x, v - back.y);
             rh[m] = *reinterpret_cast<const uint32_t*>(&hi);
-            rl[m] = *reinterpret_cast<const uint32_t*>(&lo);
+            if constexpr (Planes == 2) {
+                const float2 back = __half22float2(hi);
+                const __half2 lo = __floats2half2_rn(u - back.x, v - back.y);
+                rl[m] = *reinterpret_cast<const uint32_t*>(&lo);
+            }
         }
         fence_regs(rh);
         fence_regs(rl);
         wgmma_fence();
         const uint32_t sX = smem_u32(st);
-        stats_products<DP>(acc2, rh, rl, sX, sX + S::kHiBytes, keep);
+        stats_products<DP, Planes>(acc2, rh, rl, sX, sX + S::kHiBytes, keep);
         wgmma_commit();
     };
     float accA[16], accB[16];

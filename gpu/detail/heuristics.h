@@ -17,17 +17,24 @@ namespace faiss_gmm::gpu::detail {
 /// any K, in both modes (hopper_split says which arithmetic). Spherical: one pass with clusters for
 /// K ≤ 1024, two passes above. Diagonal (features [x | x²], 2d wide): d ≤ 64 runs the spherical
 /// kernels at 2d ≤ 128; 64 < d ≤ 128 runs the wide fp16 kernel (fast mode, K ≤ 1024: one pass
-/// only) or the two passes of Sm90DiagSplitKernels.cuh (2×fp16). Everything else runs Blocked.
+/// only) or the two passes of Sm90DiagSplitKernels.cuh (2×fp16, or one fp16 plane: hopper_diag_two_pass).
+/// Everything else runs Blocked.
 inline bool hopper_covers(int64_t d) { return d <= 128; }
 
-/// True when a Hopper model runs the 2×fp16 (split, accurate) kernels: accurate mode always, and
-/// fast mode for the one shape without a fast kernel, diagonal with 64 < d ≤ 128 and K above one
-/// cluster's reach. There the split kernels beat the Blocked TF32 fallback fast mode took before
-/// (1M × 4096 × 128 on an H100: 38.6 ms against 51.3 ms, bench/results/gpu_diag_accurate.md), so
-/// a fast_math request gets more accuracy at less cost, never less accuracy.
+/// True when a Hopper model runs the 2×fp16 (split, accurate) kernels: accurate mode. (Fast mode
+/// has fp16 kernels for every Hopper shape; diagonal models with 64 < d ≤ 128 and K > 1024 ran the
+/// split kernels until the one-plane two passes of Sm90DiagSplitKernels.cuh.)
 inline bool hopper_split(bool diag, int64_t K, int64_t d, bool fast) {
-    const bool one_pass = K <= int64_t(sm90::kKc) * sm90::kMaxCluster;
-    return !fast || (diag && d > 64 && !one_pass);
+    (void)diag, (void)K, (void)d;
+    return !fast;
+}
+
+/// Diagonal models with 64 < d ≤ 128 (features DP > 128): true when they run the two passes of
+/// Sm90DiagSplitKernels.cuh (32-row tiles, any K): accurate mode, and fast mode above one
+/// cluster's reach (K > 1024) or when `choice` (EStepCudaOptions::hopper_diag_wide) is 2; else
+/// fast mode runs the one-pass wide kernel of Sm90SplitKernels.cuh.
+inline bool hopper_diag_two_pass(bool split, int Kt, int choice) {
+    return split || Kt > sm90::kMaxCluster || choice == 2;
 }
 
 /// Whether the Hopper kernels of this shape and mode keep fp32 partial sums (the fp16 kernels with

@@ -72,6 +72,11 @@
 // halves in registers as in one pass (resp 2^-22 + 2^-24, abs 2^-36), and sums r̃·f̃ in fp32 over at
 // most flush_tiles·32 ≤ B rows, 3 products per operand pair, then in double. So the 2×fp16 bound
 // below holds for these kernels unchanged.
+// Fast mode runs the same two passes with one fp16 plane (K > 1024, or when asked): the logits are
+// fp16 products (one per operand pair, fp32 accumulation over Dfeat terms), log2 Z̃ is formed in
+// the same three levels (within η as above), and r̃·2^12 is rounded once to fp16 (2^-11 relative,
+// within the fp16 resp of 3·2^-11; below fp16's normal range 2^-24·2^-12 absolute, within abs_r)
+// before the fp32 sums over at most flush_tiles·32 ≤ B rows: the fp16 bound holds unchanged.
 #pragma once
 
 #include <algorithm>

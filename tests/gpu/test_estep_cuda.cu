@@ -202,9 +202,8 @@ EStepCudaAlgorithm g_algo = EStepCudaAlgorithm::Blocked; // algorithm under test
 
 void expect_close(const SufficientStats& got, const SufficientStats& ref, bool fast, const std::string& label) {
     const Errors e = compare(got, ref);
-    // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128) run Blocked, and
-    // fast diagonal requests with d > 64 and K > 1024 run the 2×fp16 kernels: labelled, bounded
-    // and counted as what ran.
+    // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128) run Blocked:
+    // labelled, bounded and counted as what ran (hopper_split says which arithmetic a Hopper shape gets).
     const bool diag = ref.covariance_type == CovarianceType::Diagonal;
     const bool hopper = g_algo == EStepCudaAlgorithm::Hopper && gpu::detail::hopper_covers(ref.d);
     if (hopper) fast = !gpu::detail::hopper_split(diag, ref.K, ref.d, fast);
@@ -542,7 +541,7 @@ TEST_F(EStepCudaTest, SanitizerSmall) {
     // Small enough to run under compute-sanitizer (memcheck, racecheck). Hopper: clusters of 2
     // (K = 130) and the two-pass path (K = 1100), spherical and diagonal (d = 40: the kernels at
     // 2d = 80 → 96; d = 100: the wide kernel in fast mode, the 32-row two-pass kernels of
-    // Sm90DiagSplitKernels.cuh in accurate mode, K = 130 and 1100).
+    // Sm90DiagSplitKernels.cuh in accurate mode, K = 130 and 1100, and with one plane in fast mode).
     // combo 3: the accurate Hopper kernels (clusters of 2, two warpgroups' partials each; two
     // passes at K = 1100).
     for (int combo = 0; combo < 4; combo++) {
@@ -571,6 +570,15 @@ TEST_F(EStepCudaTest, SanitizerSmall) {
             EStepCudaOptions od = opts(true);
             od.chunk_rows = 200;
             expect_close(run_gpu(pd, od, float_rows(pd)), reference(pd), true, "small diagonal two-pass K=1100");
+            // d = 100: the one-plane two passes of Sm90DiagSplitKernels.cuh (K = 1100, and K = 130 when asked)
+            for (int64_t K : {int64_t(1100), int64_t(130)}) {
+                Problem pw = make_problem(300, K, 100, CovarianceType::Diagonal, 50 + K, false);
+                EStepCudaOptions ow = opts(true);
+                ow.chunk_rows = 150;
+                ow.hopper_diag_wide = 2;
+                expect_close(run_gpu(pw, ow, float_rows(pw)), reference(pw), true,
+                             "small fast diagonal d=100 two passes K=" + std::to_string(K));
+            }
             Problem q = make_problem(300, 130, 40, CovarianceType::Spherical, 44, false);
             EStepCudaOptions oq = opts(true);
             oq.chunk_rows = 200;
@@ -905,7 +913,7 @@ TEST_F(EStepCudaTest, HopperDiagonalRandomShapes) {
             {777, 130, 128},  {3001, 257, 64},  {2000, 129, 33},  {4100, 300, 128}, {64, 2, 1},
             {1000, 640, 127}, {1500, 1000, 32}, {5000, 1024, 128}, {300, 1025, 60}, {2000, 1500, 64},
             {129, 2100, 20},  {20000, 384, 128}, {3000, 200, 65},  {65, 70, 96},     {999, 1024, 97},
-            {1500, 1100, 100}, {700, 2100, 128}, // fast: no fast kernel above K = 1024, the 2×fp16 passes
+            {1500, 1100, 100}, {700, 2100, 128}, // fast: K > 1024, d > 64: the one-plane two passes
     };
     g_algo = EStepCudaAlgorithm::Hopper;
     uint64_t seed = 1500;
@@ -1021,6 +1029,68 @@ TEST_F(EStepCudaTest, HopperDiagonalAccurateWide) {
                                  "accurate diagonal d=128 ");
 }
 
+TEST_F(EStepCudaTest, HopperDiagonalFastTwoPass) {
+    // Fast mode, diagonal, 64 < d ≤ 128: the two passes of Sm90DiagSplitKernels.cuh with one fp16
+    // plane (K > 1024 always; K ≤ 1024 when hopper_diag_wide = 2, else the one-pass wide kernel).
+    // Ragged N, K and d as in HopperDiagonalAccurateWide, each run by the two passes (the report's
+    // cluster 0 says so) and, where K ≤ 1024, by the wide kernel too; then 5000 × 1200 × 128
+    // through the memory paths (2 workers), the flush interval and uint8 rows. Tolerances:
+    // gpu_error_bounds.h (the fp16 bound, derived there for these kernels).
+    g_algo = EStepCudaAlgorithm::Hopper;
+    auto two_pass = [](int64_t K) {
+        EStepCudaOptions o = opts(true);
+        if (K <= 1024) o.hopper_diag_wide = 2;
+        return o;
+    };
+    auto run_checked = [&](const Problem& p, const EStepCudaOptions& o, const VectorBlock& rows, int expect_cluster) {
+        EStepCudaOptions oh = o;
+        oh.algorithm = EStepCudaAlgorithm::Hopper;
+        EStepCuda es(p.K, p.d, oh);
+        es.set_model(p.model, p.center.data());
+        SufficientStats got(p.K, p.d, p.cov);
+        es.accumulate(rows, got);
+        if (hopper_available()) {
+            EXPECT_STREQ(es.last_report()[0].algorithm, "hopper");
+            EXPECT_EQ(es.last_report()[0].cluster, expect_cluster) << "n=" << p.n << " K=" << p.K << " d=" << p.d;
+        }
+        return got;
+    };
+    uint64_t seed = 2800;
+    const std::vector<Shape> shapes = {
+            {1, 1, 65},      {2, 3, 70},        {31, 5, 96},       {33, 130, 97},  {65, 1100, 128},
+            {777, 300, 100}, {4100, 1024, 128}, {3001, 2049, 127}, {1000, 129, 80}, {64, 3000, 66},
+    };
+    for (const Shape& s : shapes) {
+        Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, false);
+        const SufficientStats ref = reference(p);
+        char label[96];
+        snprintf(label, sizeof(label), "fast diagonal two passes n=%lld K=%lld d=%lld", (long long)s.n,
+                 (long long)s.K, (long long)s.d);
+        expect_close(run_checked(p, two_pass(s.K), float_rows(p), 0), ref, true, label);
+        if (s.K <= 1024) {
+            const int Kt = int((s.K + 127) / 128);
+            expect_close(run_checked(p, opts(true), float_rows(p), Kt), ref, true,
+                         std::string(label) + ", wide kernel");
+        }
+    }
+    Problem p = make_problem(5000, 1200, 128, CovarianceType::Diagonal, seed++, false);
+    const SufficientStats ref = reference(p);
+    check_hopper_memory_paths(p, ref, true, 2, "fast diagonal two passes ");
+    for (int flush : {1, 1000000}) {
+        EStepCudaOptions of = opts(true);
+        of.hopper_flush_tiles = flush;
+        expect_close(run_checked(p, of, float_rows(p), 0), ref, true,
+                     "fast diagonal two passes, flush every " + std::to_string(flush) + " tiles");
+    }
+    for (Shape s : {Shape{700, 1100, 96}, Shape{1001, 300, 128}, Shape{5, 2, 80}}) {
+        Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, true);
+        expect_close(run_checked(q, two_pass(s.K), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, 0),
+                     reference(q), true,
+                     "fast diagonal two passes uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
+                             " d=" + std::to_string(s.d));
+    }
+}
+
 TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
     // Large chunks are cut into up to 4 sub-chunks whose features run on a second stream under
     // the cluster kernel of the previous one; hopper_sub_tiles = 1 makes small problems take that
@@ -1100,12 +1170,14 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
     VectorBlock wrong_d{p.x.data(), DataType::Float32, 10, 7};
     EXPECT_THROW(es.accumulate(wrong_d, st), std::invalid_argument);
     // Removed or out-of-range options are refused before any work.
-    for (int knob = 0; knob < 4; knob++) {
+    for (int knob = 0; knob < 6; knob++) {
         EStepCudaOptions o;
         if (knob == 0) o.algorithm = EStepCudaAlgorithm(1); // Fused, removed
         if (knob == 1) o.hopper_exchange = 2;
         if (knob == 2) o.hopper_flush_tiles = 0;
         if (knob == 3) o.hopper_sub_tiles = 0;
+        if (knob == 4) o.hopper_diag_wide = 3;
+        if (knob == 5) o.hopper_diag_wide = -1;
         EXPECT_THROW(EStepCuda(4, 8, o), std::invalid_argument) << "knob " << knob;
     }
     // An impossible allocation is an exception, not an abort.
@@ -1248,8 +1320,10 @@ TEST_F(EStepCudaTest, ReproducibleBitsHopperDiagonal) {
     Problem w = make_problem(n, 100, 128, CovarianceType::Diagonal, 931, false);
     check_reproducible(w, true, EStepCudaAlgorithm::Hopper, "hopper diagonal wide fp16 d=128");
     // Accurate, d > 64 (Sm90DiagSplitKernels.cuh): 32-row tiles, whole blocks per row split, Σ log2 Z
-    // per 64-row tile from the merge kernel.
+    // per 64-row tile from the merge kernel; fast above K = 1024: the same passes with one fp16 plane.
     check_reproducible(w, false, EStepCudaAlgorithm::Hopper, "hopper diagonal 2xfp16 d=128 (32-row two passes)");
+    Problem w2 = make_problem(n, 1100, 100, CovarianceType::Diagonal, 933, false);
+    check_reproducible(w2, true, EStepCudaAlgorithm::Hopper, "hopper diagonal fp16 d=100 K=1100 (one-plane two passes)");
 }
 
 TEST_F(EStepCudaTest, ReproducibleBlocksFollowTheExpectedRows) {
