@@ -315,7 +315,14 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_FALSE(hopper_split(false, 65536, 128, true)); // spherical fast: fp16 at any K (two passes above 1024)
     EXPECT_FALSE(hopper_split(true, 65536, 64, true));   // diagonal, 2d ≤ 128: the spherical kernels
     EXPECT_FALSE(hopper_split(true, 1024, 128, true));   // diagonal fast, d ≤ 128, K ≤ 1024: the wide kernel
-    EXPECT_TRUE(hopper_split(true, 1025, 65, true));     // ... one pass only: above, the 2×fp16 passes
+    EXPECT_FALSE(hopper_split(true, 1025, 65, true));    // ... above: the two passes of one fp16 plane
+    // Diagonal d > 64: the two passes in accurate mode, above one cluster (Kt > 8), or when asked (2).
+    EXPECT_TRUE(hopper_diag_two_pass(true, 1, 0));
+    EXPECT_TRUE(hopper_diag_two_pass(false, 9, 0));
+    EXPECT_TRUE(hopper_diag_two_pass(false, 9, 1)); // the wide kernel cannot run K > 1024
+    EXPECT_TRUE(hopper_diag_two_pass(false, 8, 2));
+    EXPECT_FALSE(hopper_diag_two_pass(false, 8, 0));
+    EXPECT_FALSE(hopper_diag_two_pass(false, 8, 1));
     for (size_t free_b : {size_t(1) << 20, size_t(8) << 30, size_t(140) << 30}) {
         const int64_t rows = auto_chunk_rows(hopper_bytes_per_row(128, 136, false), free_b);
         EXPECT_EQ(rows % 128, 0);
