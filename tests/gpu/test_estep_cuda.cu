@@ -1042,6 +1042,8 @@ TEST_F(EStepCudaTest, HopperDiagonalFastTwoPass) {
         if (K <= 1024) o.hopper_diag_wide = 2;
         return o;
     };
+    EStepCudaOptions wide = opts(true);
+    wide.hopper_diag_wide = 1;
     auto run_checked = [&](const Problem& p, const EStepCudaOptions& o, const VectorBlock& rows, int expect_cluster) {
         EStepCudaOptions oh = o;
         oh.algorithm = EStepCudaAlgorithm::Hopper;
@@ -1069,8 +1071,7 @@ TEST_F(EStepCudaTest, HopperDiagonalFastTwoPass) {
         expect_close(run_checked(p, two_pass(s.K), float_rows(p), 0), ref, true, label);
         if (s.K <= 1024) {
             const int Kt = int((s.K + 127) / 128);
-            expect_close(run_checked(p, opts(true), float_rows(p), Kt), ref, true,
-                         std::string(label) + ", wide kernel");
+            expect_close(run_checked(p, wide, float_rows(p), Kt), ref, true, std::string(label) + ", wide kernel");
         }
     }
     Problem p = make_problem(5000, 1200, 128, CovarianceType::Diagonal, seed++, false);
