@@ -32,7 +32,9 @@ inline bool hopper_split(bool diag, int64_t K, int64_t d, bool fast) {
 /// Diagonal models with 64 < d ≤ 128 (features DP > 128): true when they run the two passes of
 /// Sm90DiagSplitKernels.cuh (32-row tiles, any K): accurate mode, and fast mode above one
 /// cluster's reach (K > 1024) or when `choice` (EStepCudaOptions::hopper_diag_wide) is 2; else
-/// fast mode runs the one-pass wide kernel of Sm90SplitKernels.cuh.
+/// fast mode runs the one-pass wide kernel of Sm90SplitKernels.cuh, which was faster at K = 1024
+/// on an H100 (1M rows, d = 128: 3.90 against 4.45 ms of device time; d = 96: 3.41 against 3.70;
+/// bench/results/gpu_diag_fast_two_pass.md).
 inline bool hopper_diag_two_pass(bool split, int Kt, int choice) {
     return split || Kt > sm90::kMaxCluster || choice == 2;
 }
