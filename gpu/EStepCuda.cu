@@ -380,7 +380,6 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
         have_model_ = true;
         return;
     }
-    const bool diag = model.covariance_type == CovarianceType::Diagonal;
     const bool fast = options_.fast_math;
     // Exact log-densities (issue 13): a model with narrow components runs Blocked + refinement.
     // Blocked materializes each block's logits, so a kernel can recompute the (row, component)
@@ -392,8 +391,6 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
     std::unique_ptr<RefineModel> refine =
             options_.exact_log_densities ? encode_refinement(model, center) : nullptr;
     const bool hopper_covered = wants_hopper(options_.algorithm) && hopper_covers(d_);
-    // The Hopper encoding's arithmetic: fp16, or 2×fp16 where fast mode has no kernel (heuristics.h).
-    const bool hopper_fast = !hopper_split(diag, K_, d_, fast);
     if (refine && !said_refine_ && (options_.algorithm == EStepCudaAlgorithm::Hopper || fast)) {
         fprintf(stderr,
                 "EStepCuda: %lld of %lld components are narrow (exact log-densities, issue 13): running Blocked "
@@ -404,7 +401,7 @@ void EStepCuda::set_model(const GmmModel& model, const float* center) {
         said_refine_ = true;
     }
     const bool hopper = hopper_covered && !refine; // (before the move below)
-    const EncodedModel em = encode_model(model, center, hopper, hopper_fast, std::move(refine));
+    const EncodedModel em = encode_model(model, center, hopper, fast, std::move(refine));
     for (auto& wk : workers_) wk->set_model(em, hopper_block_rows());
     covariance_type_ = model.covariance_type;
     have_model_ = true;
@@ -551,7 +548,7 @@ int64_t EStepCuda::reproducible_block_rows(CovarianceType cov) const {
     const bool hopper = wants_hopper(options_.algorithm) && hopper_covers(d_) &&
                         std::any_of(workers_.begin(), workers_.end(), [](auto& wk) { return wk->hopper_ok; });
     const bool diag = cov == CovarianceType::Diagonal;
-    return hopper && hopper_float_partials(diag, K_, d_, options_.fast_math) ? hopper_block_rows()
+    return hopper && hopper_float_partials(diag, d_, options_.fast_math) ? hopper_block_rows()
                                                                              : kReproducibleBlockRows;
 }
 

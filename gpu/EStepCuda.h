@@ -24,8 +24,8 @@ enum class EStepCudaAlgorithm : int {
     /// halves (three products per GEMM: fp32-level products), one pass or two likewise.
     /// Used for spherical and diagonal models (the same products over the features [x | x²]) with
     /// d ≤ 128, any K (diagonal d > 64: the wide fp16 kernel for K ≤ 1024 in fast mode, else the
-    /// two 2×fp16 passes of gpu/detail/Sm90DiagSplitKernels.cuh, which fast mode then runs too:
-    /// faster than Blocked TF32 there) (gpu/detail/heuristics.h: hopper_covers, hopper_split); any
+    /// two passes of gpu/detail/Sm90DiagSplitKernels.cuh, 2×fp16 or, in fast mode, one fp16 plane)
+    /// (gpu/detail/heuristics.h: hopper_covers, hopper_diag_two_pass); any
     /// other case (d > 128, a non-Hopper GPU) runs Blocked instead, and so does a model with narrow
     /// components (EStepCudaOptions::exact_log_densities).
     Hopper = 2,

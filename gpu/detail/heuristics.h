@@ -14,20 +14,12 @@
 namespace faiss_gmm::gpu::detail {
 
 /// True when the Hopper kernels compute this model: spherical and diagonal models with d ≤ 128,
-/// any K, in both modes (hopper_split says which arithmetic). Spherical: one pass with clusters for
+/// any K, in both modes (fast: fp16 products, accurate: 2×fp16, at every shape). Spherical: one pass with clusters for
 /// K ≤ 1024, two passes above. Diagonal (features [x | x²], 2d wide): d ≤ 64 runs the spherical
 /// kernels at 2d ≤ 128; 64 < d ≤ 128 runs the wide fp16 kernel (fast mode, K ≤ 1024: one pass
 /// only) or the two passes of Sm90DiagSplitKernels.cuh (2×fp16, or one fp16 plane: hopper_diag_two_pass).
 /// Everything else runs Blocked.
 inline bool hopper_covers(int64_t d) { return d <= 128; }
-
-/// True when a Hopper model runs the 2×fp16 (split, accurate) kernels: accurate mode. (Fast mode
-/// has fp16 kernels for every Hopper shape; diagonal models with 64 < d ≤ 128 and K > 1024 ran the
-/// split kernels until the one-plane two passes of Sm90DiagSplitKernels.cuh.)
-inline bool hopper_split(bool diag, int64_t K, int64_t d, bool fast) {
-    (void)diag, (void)K, (void)d;
-    return !fast;
-}
 
 /// Diagonal models with 64 < d ≤ 128 (features DP > 128): true when they run the two passes of
 /// Sm90DiagSplitKernels.cuh (32-row tiles, any K): accurate mode, and fast mode above one
@@ -41,11 +33,12 @@ inline bool hopper_diag_two_pass(bool split, int Kt, int choice) {
 
 /// Whether the Hopper kernels of this shape and mode keep fp32 partial sums (the fp16 kernels with
 /// DP ≤ 128: one pass, or two above K = 1024). Their reproducible blocks are
-/// EStepCudaOptions::hopper_reproducible_block_rows; the other Hopper kernels (2×fp16, and the wide
-/// kernel of diagonal models with d > 64) sum fp32 runs of at most flush_tiles tiles into double
-/// partials, and keep blocks of kReproducibleBlockRows, so that their fp32 runs stay that short.
-inline bool hopper_float_partials(bool diag, int64_t K, int64_t d, bool fast) {
-    return !hopper_split(diag, K, d, fast) && !(diag && d > 64);
+/// EStepCudaOptions::hopper_reproducible_block_rows; the other Hopper kernels (2×fp16, and the fp16
+/// kernels of diagonal models with d > 64: the wide kernel, the one-plane two passes) sum fp32 runs
+/// of at most flush_tiles tiles into double partials, and keep blocks of kReproducibleBlockRows, so
+/// that their fp32 runs stay that short.
+inline bool hopper_float_partials(bool diag, int64_t d, bool fast) {
+    return fast && !(diag && d > 64);
 }
 
 /// Rows of the fp32-partial Hopper kernels' reproducible blocks when

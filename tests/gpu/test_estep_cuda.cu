@@ -203,10 +203,8 @@ EStepCudaAlgorithm g_algo = EStepCudaAlgorithm::Blocked; // algorithm under test
 void expect_close(const SufficientStats& got, const SufficientStats& ref, bool fast, const std::string& label) {
     const Errors e = compare(got, ref);
     // Hopper requests for shapes the kernels do not cover (heuristics.h: d > 128) run Blocked:
-    // labelled, bounded and counted as what ran (hopper_split says which arithmetic a Hopper shape gets).
-    const bool diag = ref.covariance_type == CovarianceType::Diagonal;
+    // labelled, bounded and counted as what ran (a Hopper shape's arithmetic is its mode's).
     const bool hopper = g_algo == EStepCudaAlgorithm::Hopper && gpu::detail::hopper_covers(ref.d);
-    if (hopper) fast = !gpu::detail::hopper_split(diag, ref.K, ref.d, fast);
     const Errors tol = derived_bounds(ref, hopper, fast);
     printf("  [%s %s] %-44s n=%.0f loglik=%.2e nk=%.2e sum_x=%.2e (plain %.2e) sum_sq=%.2e | bounds %.1e %.1e %.1e %.1e\n",
            hopper ? "hopper " : "blocked", hopper ? (fast ? "fp16" : "2f16") : fast ? "tf32" : "accu", label.c_str(),
@@ -713,14 +711,21 @@ TEST_F(EStepCudaTest, Sm90WgmmaLayouts) {
     run_probe(true);
 }
 
-/// Runs the Hopper algorithm and checks it really ran (on a Hopper GPU with the sm_90a build).
-SufficientStats run_hopper(const Problem& p, EStepCudaOptions o, const VectorBlock& rows, const char* expect) {
+/// Runs the Hopper algorithm and checks it really ran (on a Hopper GPU with the sm_90a build),
+/// and, when expect_cluster ≥ 0, with that cluster size (0: two passes).
+SufficientStats run_hopper(const Problem& p, EStepCudaOptions o, const VectorBlock& rows, const char* expect,
+                           int expect_cluster = -1) {
     o.algorithm = EStepCudaAlgorithm::Hopper;
     EStepCuda es(p.K, p.d, o);
     es.set_model(p.model, p.center.data());
     SufficientStats got(p.K, p.d, p.cov);
     es.accumulate(rows, got);
-    if (hopper_available()) EXPECT_STREQ(es.last_report()[0].algorithm, expect);
+    if (hopper_available()) {
+        EXPECT_STREQ(es.last_report()[0].algorithm, expect);
+        if (expect_cluster >= 0) {
+            EXPECT_EQ(es.last_report()[0].cluster, expect_cluster) << "n=" << p.n << " K=" << p.K << " d=" << p.d;
+        }
+    }
     return got;
 }
 
@@ -1044,19 +1049,6 @@ TEST_F(EStepCudaTest, HopperDiagonalFastTwoPass) {
     };
     EStepCudaOptions wide = opts(true);
     wide.hopper_diag_wide = 1;
-    auto run_checked = [&](const Problem& p, const EStepCudaOptions& o, const VectorBlock& rows, int expect_cluster) {
-        EStepCudaOptions oh = o;
-        oh.algorithm = EStepCudaAlgorithm::Hopper;
-        EStepCuda es(p.K, p.d, oh);
-        es.set_model(p.model, p.center.data());
-        SufficientStats got(p.K, p.d, p.cov);
-        es.accumulate(rows, got);
-        if (hopper_available()) {
-            EXPECT_STREQ(es.last_report()[0].algorithm, "hopper");
-            EXPECT_EQ(es.last_report()[0].cluster, expect_cluster) << "n=" << p.n << " K=" << p.K << " d=" << p.d;
-        }
-        return got;
-    };
     uint64_t seed = 2800;
     const std::vector<Shape> shapes = {
             {1, 1, 65},      {2, 3, 70},        {31, 5, 96},       {33, 130, 97},  {65, 1100, 128},
@@ -1068,10 +1060,11 @@ TEST_F(EStepCudaTest, HopperDiagonalFastTwoPass) {
         char label[96];
         snprintf(label, sizeof(label), "fast diagonal two passes n=%lld K=%lld d=%lld", (long long)s.n,
                  (long long)s.K, (long long)s.d);
-        expect_close(run_checked(p, two_pass(s.K), float_rows(p), 0), ref, true, label);
+        expect_close(run_hopper(p, two_pass(s.K), float_rows(p), "hopper", 0), ref, true, label);
         if (s.K <= 1024) {
             const int Kt = int((s.K + 127) / 128);
-            expect_close(run_checked(p, wide, float_rows(p), Kt), ref, true, std::string(label) + ", wide kernel");
+            expect_close(run_hopper(p, wide, float_rows(p), "hopper", Kt), ref, true,
+                         std::string(label) + ", wide kernel");
         }
     }
     Problem p = make_problem(5000, 1200, 128, CovarianceType::Diagonal, seed++, false);
@@ -1080,12 +1073,12 @@ TEST_F(EStepCudaTest, HopperDiagonalFastTwoPass) {
     for (int flush : {1, 1000000}) {
         EStepCudaOptions of = opts(true);
         of.hopper_flush_tiles = flush;
-        expect_close(run_checked(p, of, float_rows(p), 0), ref, true,
+        expect_close(run_hopper(p, of, float_rows(p), "hopper", 0), ref, true,
                      "fast diagonal two passes, flush every " + std::to_string(flush) + " tiles");
     }
     for (Shape s : {Shape{700, 1100, 96}, Shape{1001, 300, 128}, Shape{5, 2, 80}}) {
         Problem q = make_problem(s.n, s.K, s.d, CovarianceType::Diagonal, seed++, true);
-        expect_close(run_checked(q, two_pass(s.K), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, 0),
+        expect_close(run_hopper(q, two_pass(s.K), VectorBlock{q.x8.data(), DataType::UInt8, q.n, q.d}, "hopper", 0),
                      reference(q), true,
                      "fast diagonal two passes uint8 n=" + std::to_string(s.n) + " K=" + std::to_string(s.K) +
                              " d=" + std::to_string(s.d));

@@ -278,6 +278,10 @@ TEST(ModelEncoding, EncodeModelCentersAndChoosesParts) {
     EXPECT_FALSE(b.hopper);
     EXPECT_EQ(b.center, std::vector<float>(6, 0.f));
     EXPECT_TRUE(encode_model(m, nullptr, true, false).hopper->split);
+    // Fast mode is one fp16 plane at every Hopper shape: diagonal, d > 64, K > 1024 too.
+    const GmmModel wide = random_model(1100, 100, CovarianceType::Diagonal, 10);
+    EXPECT_FALSE(encode_model(wide, nullptr, true, true).hopper->split);
+    EXPECT_TRUE(encode_model(wide, nullptr, true, false).hopper->split);
 }
 
 TEST(ModelEncoding, RefinementOnlyForNarrowComponents) {
@@ -310,12 +314,6 @@ TEST(ModelEncoding, RefinementOnlyForNarrowComponents) {
 TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_TRUE(hopper_covers(128)); // spherical and diagonal, any K, both modes
     EXPECT_FALSE(hopper_covers(129));
-    EXPECT_TRUE(hopper_split(false, 1024, 128, false));  // accurate: always 2×fp16
-    EXPECT_TRUE(hopper_split(true, 65536, 128, false));
-    EXPECT_FALSE(hopper_split(false, 65536, 128, true)); // spherical fast: fp16 at any K (two passes above 1024)
-    EXPECT_FALSE(hopper_split(true, 65536, 64, true));   // diagonal, 2d ≤ 128: the spherical kernels
-    EXPECT_FALSE(hopper_split(true, 1024, 128, true));   // diagonal fast, d ≤ 128, K ≤ 1024: the wide kernel
-    EXPECT_FALSE(hopper_split(true, 1025, 65, true));    // ... above: the two passes of one fp16 plane
     // Diagonal d > 64: the two passes in accurate mode, above one cluster (Kt > 8), or when asked (2).
     EXPECT_TRUE(hopper_diag_two_pass(true, 1, 0));
     EXPECT_TRUE(hopper_diag_two_pass(false, 9, 0));
@@ -346,11 +344,10 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_EQ(hopper_auto_block_rows(0), 4096);
     EXPECT_EQ(hopper_auto_block_rows((int64_t(8) << 20) - 1), 4096);
     EXPECT_EQ(hopper_auto_block_rows(int64_t(8) << 20), 4 * 4096);
-    EXPECT_TRUE(hopper_float_partials(false, 1024, 128, true));
-    EXPECT_TRUE(hopper_float_partials(false, 16384, 128, true)); // two passes, fp16
-    EXPECT_TRUE(hopper_float_partials(true, 1024, 64, true));    // diagonal at 2d = 128
-    EXPECT_FALSE(hopper_float_partials(true, 1024, 65, true));   // the wide kernel (double partials)
-    EXPECT_FALSE(hopper_float_partials(false, 1024, 128, false)); // 2×fp16
+    EXPECT_TRUE(hopper_float_partials(false, 128, true));  // spherical fp16, one pass or two
+    EXPECT_TRUE(hopper_float_partials(true, 64, true));    // diagonal at 2d = 128
+    EXPECT_FALSE(hopper_float_partials(true, 65, true));   // the wide kernel, the one-plane passes (double partials)
+    EXPECT_FALSE(hopper_float_partials(false, 128, false)); // 2×fp16
 }
 
 TEST(EStepCudaOptions, RemovedAndInvalidOptionsAreClearErrors) {
