@@ -51,6 +51,8 @@ void set_attributes() {
     if constexpr (kWideOnly<DP>) {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 1>, smem, split::Shape<DP, 1>::kSmem));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP, 1>, smem, dsplit::Shape<DP, 1>::kSmem1));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP, 1>,
+                                                  cudaFuncAttributePreferredSharedMemoryCarveout, 100)); // 2 CTAs/SM
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP, 1>, smem, dsplit::Shape<DP, 1>::kSmem2));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::lse_parts_kernel<DP, 2>, smem, dsplit::Shape<DP, 2>::kSmem1));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP, 2>, smem, dsplit::Shape<DP, 2>::kSmem2));
@@ -288,7 +290,9 @@ HopperLaunchShape two_pass_diag(const HopperChunkArgs& a, const Tin* x, int vec)
     k.block_tiles = a.block_tiles * (split::kBM / BM);
     k.llslot_stride = a.llslot_stride;
     const int Sn = hopper_row_splits(tiles, a.sm_count, Kt);
-    dsplit::lse_parts_kernel<DP, Planes><<<unsigned(Sn * Kt), kThreads, S::kSmem1, a.stream>>>(k);
+    // Pass 1 writes each row's partials whatever block computes them: its own row splits, S::kCtas1 CTAs per SM.
+    const int Sn1 = hopper_row_splits(tiles, S::kCtas1 * a.sm_count, Kt);
+    dsplit::lse_parts_kernel<DP, Planes><<<unsigned(Sn1 * Kt), kThreads, S::kSmem1, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_parts_kernel");
     dsplit::lse_merge_kernel<DP><<<unsigned(((tiles + 1) / 2 * 32 + 255) / 256), 256, 0, a.stream>>>(k);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::dsplit::lse_merge_kernel");

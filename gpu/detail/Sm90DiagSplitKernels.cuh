@@ -247,9 +247,14 @@ struct Shape {
     static constexpr int kBarBytes = 64;          // ≤ 4 stage barriers + the weights'
     static constexpr int kMaxStages = 4;
     // Pass 1: stage = hi (| lo), DP features each; then the per-warp row partials (8 warps × kBM rows).
+    // One plane: two CTAs per SM (each ≤ kSmemTwoCtas), so that one CTA's GEMM1 runs under the
+    // other's row reductions (shuffles, two barriers per tile), which kept the tensor cores idle
+    // half of the time with one CTA (ncu, bench/results/gpu_diag_fast_two_pass.md).
+    static constexpr int kCtas1 = Planes == 1 ? 2 : 1;
+    static constexpr int kSmemTwoCtas = 115712; // (228 KB per SM − 1 KB reserved per CTA) / 2
     static constexpr int kStage1 = Planes * kLoBytes;
     static constexpr int kRedBytes = (kThreads / 32) * kBM * 8;
-    static constexpr int kFit1 = (kSmemLimit - oStage - kRedBytes - kBarBytes) / kStage1;
+    static constexpr int kFit1 = ((kCtas1 == 2 ? kSmemTwoCtas : kSmemLimit) - oStage - kRedBytes - kBarBytes) / kStage1;
     static constexpr int kStages1 = kFit1 < kMaxStages ? kFit1 : kMaxStages;
     static constexpr int oRed1 = oStage + kStages1 * kStage1;
     static constexpr int oBar1 = oRed1 + kRedBytes;
@@ -261,8 +266,9 @@ struct Shape {
     static constexpr int kStages2 = kFit2 < kMaxStages ? kFit2 : kMaxStages;
     static constexpr int oBar2 = oStage + kStages2 * kStage2;
     static constexpr int kSmem2 = oBar2 + kBarBytes;
-    static_assert(kStages1 >= 3 && kStages2 >= 3, "three stages: a tile's load overlaps a whole tile's work");
-    static_assert(kSmem1 <= kSmemLimit && kSmem2 <= kSmemLimit, "shared memory");
+    // Three stages: a tile's load overlaps a whole tile's work; two CTAs of two stages: the other CTA's.
+    static_assert(kStages1 >= 4 - kCtas1 && kStages2 >= 3, "stages");
+    static_assert(kSmem1 <= (kCtas1 == 2 ? kSmemTwoCtas : kSmemLimit) && kSmem2 <= kSmemLimit, "shared memory");
     static_assert(kHiBytes % 128 == 0 && kLoBytes % 128 == 0 && kStage2 % 128 == 0 && oStage % 128 == 0 &&
                           kStage1 % 128 == 0,
                   "alignment");
@@ -383,7 +389,7 @@ __device__ __forceinline__ void run_pairs(int ntile, float (&accA)[16], float (&
 /// 8j + 2t (+1) × components g, g + 8 of its warp: the warp's 16 components merge by shuffles
 /// (lanes differing in g), the 8 warps through shared memory (warp 0).
 template <int DP, int Planes>
-__global__ void __launch_bounds__(kThreads, 1) lse_parts_kernel(const Args a) {
+__global__ void __launch_bounds__(kThreads, Shape<DP, Planes>::kCtas1) lse_parts_kernel(const Args a) {
 #if FAISS_GMM_SM90A
     using S = Shape<DP, Planes>;
     constexpr int NS = S::kStages1;
