@@ -26,7 +26,8 @@ inline bool hopper_covers(int64_t d) { return d <= 128; }
 /// cluster's reach (K > 1024) or when `choice` (EStepCudaOptions::hopper_diag_wide) is 2; else
 /// fast mode runs the one-pass wide kernel of Sm90SplitKernels.cuh, which was faster at K = 1024
 /// on an H100 (1M rows, d = 128: 3.90 against 4.45 ms of device time; d = 96: 3.41 against 3.70;
-/// bench/results/gpu_diag_fast_two_pass.md).
+/// bench/results/gpu_diag_fast_two_pass.md). Since pass 1 runs two CTAs per SM the two are even
+/// (3.90 against 3.96 ms at d = 128, 3.37 against 3.28 at d = 96, one run each), so the choice stayed.
 inline bool hopper_diag_two_pass(bool split, int Kt, int choice) {
     return split || Kt > sm90::kMaxCluster || choice == 2;
 }
