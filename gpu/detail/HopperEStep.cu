@@ -209,8 +209,10 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.K = int(lm.K);
     a.d = int(lm.d);
     a.model = hm;
-    // 0: two passes (K > 1024; diagonal d > 64: heuristics.h hopper_diag_two_pass)
-    a.C = hm.Kt <= sm90::kMaxCluster && !two_pass_diag(hm) ? hm.Kt : 0;
+    // 0: two passes (K > 1024; diagonal d > 64: heuristics.h hopper_diag_two_pass; fast models whose
+    // bias terms do not fit the one-pass kernel's fp16 weights: HopperShape::folded)
+    const bool fast_unfolded = !hm.split && hm.DP <= 128 && !hm.folded;
+    a.C = hm.Kt <= sm90::kMaxCluster && !two_pass_diag(hm) && !fast_unfolded ? hm.Kt : 0;
     kernels_ = &hopper_kernels(hm.DP);
     kernels_->set_attributes();
     a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0; // (wide: its own)
@@ -229,6 +231,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     b.center.allocate(device_, size_t(lm.d) * 4, false);
     b.W.allocate(device_, hm.W.size() * 2, poison_);
     b.ab.allocate(device_, hm.ab.size() * 4, poison_);
+    b.Wb.allocate(device_, hm.Wb.size() * 2, poison_);
     b.mu.allocate(device_, lm.means.size() * 4, poison_);
     b.mu_sq.allocate(device_, lm.mean_sq.size() * 8, poison_);
     b.G.allocate(device_, rows * FW * 2 * (hm.split ? 2 : 1), poison_);
@@ -245,6 +248,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     upload(b.center, em.center);
     upload(b.W, hm.W);
     upload(b.ab, hm.ab);
+    if (!hm.Wb.empty()) upload(b.Wb, hm.Wb);
     upload(b.mu, lm.means);
     upload(b.mu_sq, lm.mean_sq);
 }
@@ -396,7 +400,7 @@ void HopperEStep::add_to(SufficientStats& stats) const {
 
 size_t HopperEStep::device_bytes() const {
     size_t total = 0;
-    for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
+    for (const DeviceBuffer* b : {&buf_.center, &buf_.W, &buf_.ab, &buf_.Wb, &buf_.mu, &buf_.mu_sq, &buf_.G, &buf_.xx,
                                   &buf_.lse, &buf_.lse_parts, &buf_.part, &buf_.acc, &buf_.out, &buf_.loglik, &buf_.block_part,
                                   &buf_.llslots, &spare_block_part_, &spare_llslots_}) {
         total += b->bytes();

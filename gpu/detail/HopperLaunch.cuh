@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstdint>
 #include <type_traits>
 
@@ -155,7 +156,7 @@ struct OnePassLaunch {
     void features(int t0, int nt, int rows, cudaStream_t st) const {
         features_kernel<Tin, DP, kBM, kPlanes><<<unsigned(nt * kBM / 16), 256, 0, st>>>(
                 x + size_t(t0) * kBM * a.d, rows, a.d, a.buf->center.as<float>(), a.model.sx, a.model.sq,
-                a.model.diag ? 1 : 0, G(t0), xx(t0), nt * kBM, vec);
+                a.model.diag ? 1 : 0, a.model.cq, a.model.cb, G(t0), xx(t0), nt * kBM, vec);
         FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel");
     }
     /// The kernel's arguments for tiles [t0, t0 + nt) holding `rows` valid rows, partial slices from `part`.
@@ -165,6 +166,12 @@ struct OnePassLaunch {
         k.xx = xx(t0);
         k.W = a.buf->W.as<const __half>();
         k.ab = a.buf->ab.as<const float>();
+        if constexpr (Kind == OnePass::Fast) {
+            k.Wb = a.buf->Wb.as<const __half>();
+            k.K = a.K;
+            // Diagonal models (a_k = 0) need no ‖x‖² term.
+            k.xsat = a.model.diag ? FLT_MAX : 65504.f / (a.model.sq * a.model.cq);
+        }
         k.part = part;
         k.loglik = a.buf->loglik.as<double>();
         k.n = rows;
@@ -269,8 +276,8 @@ HopperLaunchShape two_pass_diag(const HopperChunkArgs& a, const Tin* x, int vec)
     const bool by_block = a.block_tiles > 0;
     const int tiles = int((a.n + BM - 1) / BM), Kt = a.model.Kt;
     features_kernel<Tin, DP, BM, Planes><<<unsigned(tiles * BM / 16), 256, 0, a.stream>>>(
-            x, int(a.n), a.d, a.buf->center.as<float>(), a.model.sx, a.model.sq, 1, a.buf->G.as<__half>(),
-            a.buf->xx.as<float>(), tiles * BM, vec);
+            x, int(a.n), a.d, a.buf->center.as<float>(), a.model.sx, a.model.sq, 1, 1.f, 1.f,
+            a.buf->G.as<__half>(), a.buf->xx.as<float>(), tiles * BM, vec);
     FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::features_kernel (diagonal, 32-row tiles)");
     dsplit::Args k{};
     k.G = a.buf->G.as<const __half>();

@@ -17,6 +17,7 @@ namespace faiss_gmm::gpu::detail {
 struct HopperBuffers {
     DeviceBuffer center;   ///< d floats: the rows' center
     DeviceBuffer W, ab;    ///< HopperModel::W (halves), HopperModel::ab
+    DeviceBuffer Wb;       ///< HopperModel::Wb (halves; fast one-pass kernel)
     DeviceBuffer mu, mu_sq; ///< the model's means (K × d floats) and ‖μ_k‖² (K doubles): finalize_sums_kernel
     DeviceBuffer G, xx;    ///< a chunk's features (halves, tiled) and ‖x − c‖² per row
     DeviceBuffer lse;      ///< two passes: log2 Z per row

@@ -114,6 +114,43 @@ int hopper_padded_dim(int64_t d, bool diag) {
     return diag ? 2 * p : p;
 }
 
+namespace {
+/// HopperModel::Wb, cq and cb (TileShapes.h: BiasColumn). In units of the accumulator
+/// (logit2 = kinv · acc): A_k = a_k / (kinv · s_q · c_q) multiplies u ≈ c_q · s_q‖x‖², and
+/// B_k = b_k / (kinv · c_b) multiplies c_b. c_q and c_b are the powers of two that bring the largest
+/// |A_k| and |B_k| to [2^13, 2^14]; c_b must be an fp16 normal number (2^-14 … 2^15), and c_q at
+/// most 2^6: u = c_q·s_q‖x‖² saturates at 65504 (the kernel then adds the rest of a_k‖x‖² in fp32,
+/// Args::xsat), which at c_q ≤ 2^6 happens beyond 64× the typical ‖x‖² (s_q puts it near 16).
+/// Otherwise the model is not folded (hm.Wb stays empty: two passes).
+/// Each weight is an fp16 pair hi + lo (lo = fp16(v − hi)), the ‖x‖² value too (u + u_lo); the
+/// product's missing A_lo · u_lo is below 2^-22 of |A_k · u|.
+void encode_bias_weights(const LogitModel& lm, HopperModel& hm) {
+    namespace s9 = sm90;
+    const double S = 1.0 / double(hm.kinv); // s_x · s_w
+    double maxa = 0, maxb = 0;
+    for (int64_t k = 0; k < lm.K; k++) {
+        maxa = std::max(maxa, std::fabs(double(lm.acoef[k])) * S / double(hm.sq));
+        maxb = std::max(maxb, std::fabs(double(lm.bias[k])) * S);
+    }
+    auto scale = [](double m) { return m > 0 ? pow2i(int(std::ceil(std::log2(m / 16384.0)))) : 1.f; };
+    hm.cq = scale(maxa);
+    hm.cb = std::clamp(scale(maxb), pow2i(-14), pow2i(15));
+    if (hm.cq > pow2i(6) || maxb / hm.cb > 16384.0) return;
+    hm.folded = true;
+    hm.Wb.assign(size_t(hm.Kt) * s9::kKc * 8, 0);
+    auto split_half = [](double v, uint16_t& hi, uint16_t& lo) {
+        hi = host_f16(float(v));
+        lo = host_f16(float(v - host_f16_value(hi)));
+    };
+    for (int64_t k = 0; k < lm.K; k++) {
+        uint16_t* w = hm.Wb.data() + size_t(k) * 8; // component tile k / 128, row k % 128: contiguous
+        split_half(double(lm.acoef[k]) * S / (double(hm.sq) * double(hm.cq)), w[s9::kColU], w[s9::kColU2]);
+        w[s9::kColULo] = w[s9::kColU];
+        split_half(double(lm.bias[k]) * S / double(hm.cb), w[s9::kColB], w[s9::kColB2]);
+    }
+}
+} // namespace
+
 HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool split) {
     namespace s9 = sm90;
     const int64_t K = lm.K, d = lm.d, D = lm.Dfeat;
@@ -149,7 +186,13 @@ HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool spli
     double maxw = 0;
     for (int64_t k = 0; k < K; k++)
         for (int64_t e = 0; e < D; e++) maxw = std::max(maxw, std::fabs(lm.w[k * D + e]) * (e < d ? 1.0 : wq));
-    const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(16384.0 / maxw)))) : 1.f;
+    // max|w̃| near 2^14 (accurate) or 2^6 (fast). Fast mode's one-pass kernel adds the bias and
+    // ‖x‖² terms as fp16 products in the same accumulator (encode_bias_weights): at 2^6 the logit's
+    // terms are ~2^8 smaller in its units, which leaves those products (≤ 2^32) headroom for ‖x‖² up to
+    // ~2^13× the typical value at d = 128. fp16's relative precision does not depend on the scale;
+    // weights below 2^-20·max|w̃| become subnormal (absolute error 2^-25 in w̃ units).
+    const double wmax = split ? 16384.0 : 64.0;
+    const float sw = maxw > 0 ? pow2i(int(std::floor(std::log2(wmax / maxw)))) : 1.f;
     hm.kinv = float(1.0 / (double(hm.sx) * double(sw)));
     const int DP = hm.DP;
     const size_t wlo = size_t(hm.Kt) * s9::kKc * DP; // split: where the lo halves start
@@ -167,6 +210,7 @@ HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool spli
         hm.ab[2 * k] = k < K ? lm.acoef[k] : 0.f;
         hm.ab[2 * k + 1] = k < K ? lm.bias[k] : kNegBig;
     }
+    if (!split && hm.DP <= 128) encode_bias_weights(lm, hm);
     return hm;
 }
 

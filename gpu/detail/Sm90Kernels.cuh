@@ -39,9 +39,19 @@
 //    ones and a column of ‖x‖²·s_q), so the element-wise work per logit is ~7
 //    instructions and one exponential.
 //  * Precision (fast mode): fp16 operands with power-of-two scales chosen from
-//    the model (typical |x|·s_x ≈ 16, max|w|·s_w ≈ 2^14; 11-bit mantissa against
-//    bf16's 8), fp32 accumulation; the large terms of the logit (bias, a·‖x‖²)
-//    stay fp32. Responsibilities enter Rᵀ·X as fp16 (relative rounding 2^-12).
+//    the model (typical |x|·s_x ≈ 16, max|w|·s_w ≈ 2^6; 11-bit mantissa against
+//    bf16's 8), fp32 accumulation. The large terms of the logit (bias, a·‖x‖²)
+//    enter GEMM1 as fp16 hi + lo pairs (below), ~22 bits each. Responsibilities
+//    enter Rᵀ·X as fp16 (relative rounding 2^-12).
+//  * The bias columns (one pass): the 8 feature columns after x hold, besides 1 and
+//    s_q‖x‖² for GEMM2, u = c_q·s_q‖x‖² in fp16 hi + lo, and c_b twice
+//    (TileShapes.h: BiasColumn); W's block of 8 after DP (Args::Wb) holds a_k and
+//    b_k as fp16 hi + lo pairs. One more k-step of GEMM1 (its other 8 columns are
+//    zeros at Shape::oZero) then gives the whole logit, and the epilogue is one
+//    FMA and one exponential per logit (it was 3 FMAs and a shared-memory load of
+//    (a_k, b_k) per 2 logits). Rows whose u saturates (c_q·s_q‖x‖² > 65504) get
+//    the rest of a_k‖x‖² in fp32 (a warp-uniform branch, rare); models whose
+//    weights do not fit fp16 run the two passes (HopperShape::folded).
 //  * K > 1024: two passes with the same tiles: lse_kernel (online log-sum-exp
 //    over all components, one CTA per 128 rows) then estep_kernel<.., true>
 //    (one CTA per 128 components × a range of rows, responsibilities from the
@@ -82,19 +92,23 @@ struct Shape {
     static constexpr int kTileBytes = kBM * FW * 2;
     static constexpr int kRowBytes = kBM * 4; // one float per row
     static constexpr int kWBytes = kKc * DP * 2;
+    static constexpr int kWbBytes = kKc * 8 * 2; // one pass: the weights of the bias columns (Args::Wb)
+    static constexpr int kZeroBytes = kBM * 8 * 2; // one pass: zeros, the second half of GEMM1's last k-step
     static constexpr int kABBytes = kKc * 8;  // (a_k, b_k) per component
     static constexpr int kRBytes = kBM * kKc * 2;
     static constexpr int kSlotBytes = 2 * kMaxCluster * kBM * 8;
     static constexpr int kStageBytes = kTileBytes + 2 * kRowBytes; // tile | ‖x‖² | log2 Z
     // estep_kernel
     static constexpr int oW = 0;
-    static constexpr int oAB = oW + kWBytes;
+    static constexpr int oWb = oW + kWBytes; // W's block of 8 features after DP
+    static constexpr int oAB = oWb + kWbBytes;
     static constexpr int oR = oAB + kABBytes;
     static constexpr int oSlot = oR + kRBytes;
     static constexpr int oStage = oSlot + kSlotBytes;
-    static constexpr int kFixed = oStage + 128; // + mbarriers
+    static constexpr int kFixed = oStage + kZeroBytes + 128; // + zeros + mbarriers
     static constexpr int kStages = (kSmemLimit - kFixed) / kStageBytes >= 4 ? 4 : 3;
-    static constexpr int oBar = oStage + kStages * kStageBytes;
+    static constexpr int oZero = oStage + kStages * kStageBytes; // above every stage: descriptors reach it
+    static constexpr int oBar = oZero + kZeroBytes;
     static constexpr int kSmem = oBar + 128;
     static_assert(kSmem <= kSmemLimit, "estep_kernel shared memory");
     // lse_kernel: X tile + ‖x‖², two stages of (W tile + ab)
@@ -110,6 +124,9 @@ struct Args {
     float* lse;        // tiles × 128: log2 Z (lse_kernel out, estep_kernel<.., true> in); +big for padding
     const __half* W;   // Kt × 128 × DP, tiled
     const float* ab;   // Kp × 2: (a_k, b_k): logit2 = kinv·(x̃·w̃) + a_k‖x‖² + b_k; padding (0, -1e30)
+    const __half* Wb;  // one pass: Kt × 128 × 8, the weights of the bias columns (TileShapes.h: BiasColumn)
+    int K;             // one pass: components (those of the last tile past K are masked)
+    float xsat;        // one pass: ‖x‖² beyond which the bias columns' u saturates (65504 / (s_q·c_q))
     float* part;       // parts × Kp × FW: per-CTA partial Σ r·[x̃ | 1 | ‖x‖²·s_q]
     double* loglik;    // Σ_n ln Z_n, added atomically
     int n;             // valid rows of the chunk
@@ -194,11 +211,13 @@ __device__ __forceinline__ void to_planes(float a, float b, uint32_t& hi, uint32
 /// Half a warp per row (lane l converts x features 8l .. 8l+7, one 16-byte chunk, and for
 /// diag their squares), 16 rows per block, rows up to tiles·BM (padding rows written as
 /// zeros). vec: rows can be read with 16-byte (float) / 8-byte (uint8) loads.
+/// The fast kernels' 128-row tiles also get the one-pass kernel's bias columns (TileShapes.h:
+/// BiasColumn), from cq and cb (HopperShape).
 template <typename Tin, int DP, int BM, int Planes>
 __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x, int n, int d,
                                                        const float* __restrict__ center, float sx, float sq, int diag,
-                                                       __half* __restrict__ G, float* __restrict__ xxg,
-                                                       int rows_padded, int vec) {
+                                                       float cq, float cb, __half* __restrict__ G,
+                                                       float* __restrict__ xxg, int rows_padded, int vec) {
     constexpr int FW = DP + 8, XC = DP / 8; // XC ≤ 32 chunks of features; chunk XC = [1 | s_q‖x‖² | 0…]
     const int XH = diag ? XC / 2 : XC;      // chunks of x (≤ 16: one per lane)
     const int row = blockIdx.x * 16 + (threadIdx.x >> 4);
@@ -231,7 +250,18 @@ __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x
         }
     }
     if (l == (XC < 16 ? XC : 0)) { // N_k (and Σ r‖x‖², spherical) come out of GEMM2 through this chunk
-        const float v[8] = {valid ? 1.f : 0.f, valid && !diag ? sq * ss : 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        const float q = sq * ss;
+        float v[8] = {valid ? 1.f : 0.f, valid && !diag ? q : 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if constexpr (BM == kBM && Planes == 1) {
+            if (valid) {
+                const float u = diag ? 0.f : fminf(cq * q, 65504.f); // put rounds it to fp16, and u − fp16(u) too
+                v[kColU] = u;
+                v[kColULo] = u - __half2float(__float2half_rn(u));
+                v[kColU2] = u;
+                v[kColB] = cb;
+                v[kColB2] = cb;
+            }
+        }
         put(XC, v);
         xxg[row] = valid ? ss : 0.f;
     }
@@ -292,6 +322,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     uint8_t* stage_base = smem + S::oStage;
     float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxCluster][kBM]
 
+    if constexpr (!kLse) { // the zeros GEMM1's last k-step reads (before init's barrier)
+        reinterpret_cast<uint2*>(smem + S::oZero)[tid] = make_uint2(0u, 0u); // 256 × 8 bytes
+        fence_proxy_async();
+    }
     bars.init(tid, !kLse);
     auto load_tile = [&](int stage, int i) { // local tile i
         uint8_t* st = stage_base + stage * S::kStageBytes;
@@ -303,9 +337,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         if constexpr (kLse) bulk_g2s(st + S::kTileBytes + S::kRowBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, bar);
     };
     if (tid == 0) {
-        mbar_expect_tx(wbar, S::kWBytes + S::kABBytes);
+        mbar_expect_tx(wbar, S::kWBytes + S::kABBytes + (kLse ? 0 : S::kWbBytes));
         bulk_g2s(smem + S::oW, a.W + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oAB, a.ab + size_t(ctile) * kKc * 2, S::kABBytes, wbar);
+        if constexpr (!kLse) bulk_g2s(smem + S::oWb, a.Wb + size_t(ctile) * kKc * 8, S::kWbBytes, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
@@ -327,15 +362,35 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     // features (2048 B).
     const uint64_t dW = make_desc(sW, 2048, 128);
     const uint64_t dR = make_desc(sR + wg * 8 * 2048, 128, 2048);
+    // One pass: GEMM1's last k-step multiplies the tile's 8 columns after x (TileShapes.h:
+    // BiasColumn) by Wb, so that it gives the whole logit; its second 8 columns are the zeros at
+    // oZero on both sides (the leading byte offset of a descriptor reaches them).
+    const uint32_t sZ = smem_u32(smem + S::oZero), sWb = smem_u32(smem + S::oWb);
+    const uint64_t dWb = make_desc(sWb, sZ - sWb, 128);
     auto gemm1 = [&](int stage) {
-        const uint64_t dX = make_desc(smem_u32(stage_base + stage * S::kStageBytes) + wg * 8 * 128, 2048, 128);
+        const uint32_t sX = smem_u32(stage_base + stage * S::kStageBytes) + wg * 8 * 128;
+        const uint64_t dX = make_desc(sX, 2048, 128);
         fence_operand(acc1);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < DP / 16; kk++)
             Wgmma<128, 0, 0>::mma(acc1, dX + uint64_t(kk * 256), dW + uint64_t(kk * 256), kk > 0 ? 1 : 0);
+        if constexpr (!kLse) {
+            const uint32_t sXb = sX + (DP / 8) * 2048; // the bias columns; zeros at sZ + wg · 1024
+            Wgmma<128, 0, 0>::mma(acc1, make_desc(sXb, sZ - (sXb - wg * 8 * 128), 128), dWb, 1);
+        }
         wgmma_commit();
     };
+    // One pass: this thread's components 8j + 2t (+1) of the tile that are < K (bit 2j, 2j + 1).
+    uint32_t comp_bits = ~0u;
+    if constexpr (!kLse) {
+        const int valid = a.K - ctile * kKc;
+        if (valid < kKc) {
+            comp_bits = 0;
+            for (int j = 0; j < 16; j++)
+                comp_bits |= (8 * j + 2 * t < valid ? 1u : 0u) << (2 * j) | (8 * j + 2 * t + 1 < valid ? 1u : 0u) << (2 * j + 1);
+        }
+    }
     auto gemm2 = [&](int stage) {
         const uint64_t dX = make_desc(smem_u32(stage_base + stage * S::kStageBytes), 128, 2048);
         fence_operand(acc2);
@@ -390,34 +445,60 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         fence_proxy_async(); // R is read by wgmma next
     };
     // Logits of tile i (in acc1) → e16, own max, partial sums to every CTA of the cluster.
+    // One pass: acc1 holds the whole logit in units of kinv (GEMM1's last k-step added the bias and
+    // ‖x‖² terms), so the max is taken on it and e = 2^(kinv·acc − m) is one FMA and one exponential.
+    // Second pass (kLse): logit = kinv·acc + a_k‖x‖² + b_k in fp32, m = log2 Z of the row.
     auto epilogue = [&](int i, int stage) {
         const uint8_t* st = stage_base + stage * S::kStageBytes;
-        const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
-        const float x0 = xs[r0], x1 = xs[r0 + 8];
         float m0, m1;
         if constexpr (kLse) {
+            const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
             const float* ls = reinterpret_cast<const float*>(st + S::kTileBytes + S::kRowBytes);
+            const float x0 = xs[r0], x1 = xs[r0 + 8];
             m0 = ls[r0];
             m1 = ls[r0 + 8];
-        } else {
-            m0 = kNegBig;
-            m1 = kNegBig;
-        }
-        // Max and sum in 4 independent chains per row (the serial chains were latency-bound).
-        float mx[2][4] = {{m0, m0, m0, m0}, {m1, m1, m1, m1}};
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const float4 ab = ab4[4 * j + t]; // (a, b) of comps 8j+2t, 8j+2t+1
-            acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
-            acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
-            acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
-            acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
-            if constexpr (!kLse) {
+            for (int j = 0; j < 16; j++) {
+                const float4 ab = ab4[4 * j + t]; // (a, b) of comps 8j+2t, 8j+2t+1
+                acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
+                acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
+                acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
+                acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
+            }
+        } else {
+            // Rows whose ‖x‖² is beyond the bias columns' range (u = c_q·s_q‖x‖² clamped at 65504,
+            // rare: ≥ 4096× the typical value when c_q = 1) get the rest of a_k‖x‖² in fp32.
+            const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
+            const float x0 = xs[r0], x1 = xs[r0 + 8];
+            if (__any_sync(0xffffffffu, x0 > a.xsat || x1 > a.xsat)) {
+                const float c0 = x0 > a.xsat ? (x0 - a.xsat) / a.kinv : 0.f;
+                const float c1 = x1 > a.xsat ? (x1 - a.xsat) / a.kinv : 0.f;
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    const float4 ab = ab4[4 * j + t];
+                    acc1[4 * j + 0] = fmaf(ab.x, c0, acc1[4 * j + 0]);
+                    acc1[4 * j + 1] = fmaf(ab.z, c0, acc1[4 * j + 1]);
+                    acc1[4 * j + 2] = fmaf(ab.x, c1, acc1[4 * j + 2]);
+                    acc1[4 * j + 3] = fmaf(ab.z, c1, acc1[4 * j + 3]);
+                }
+            }
+            if (comp_bits != ~0u) { // components past K in the last tile (uniform per CTA)
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    const bool v0 = (comp_bits >> (2 * j)) & 1u, v1 = (comp_bits >> (2 * j + 1)) & 1u;
+                    acc1[4 * j + 0] = v0 ? acc1[4 * j + 0] : kNegBig;
+                    acc1[4 * j + 1] = v1 ? acc1[4 * j + 1] : kNegBig;
+                    acc1[4 * j + 2] = v0 ? acc1[4 * j + 2] : kNegBig;
+                    acc1[4 * j + 3] = v1 ? acc1[4 * j + 3] : kNegBig;
+                }
+            }
+            // Max in 4 independent chains per row (the serial chains were latency-bound).
+            float mx[2][4] = {{kNegBig, kNegBig, kNegBig, kNegBig}, {kNegBig, kNegBig, kNegBig, kNegBig}};
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
                 mx[0][j & 3] = fmaxf(mx[0][j & 3], fmaxf(acc1[4 * j + 0], acc1[4 * j + 1]));
                 mx[1][j & 3] = fmaxf(mx[1][j & 3], fmaxf(acc1[4 * j + 2], acc1[4 * j + 3]));
             }
-        }
-        if constexpr (!kLse) {
             m0 = fmaxf(fmaxf(mx[0][0], mx[0][1]), fmaxf(mx[0][2], mx[0][3]));
             m1 = fmaxf(fmaxf(mx[1][0], mx[1][1]), fmaxf(mx[1][2], mx[1][3]));
 #pragma unroll
@@ -425,12 +506,16 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
                 m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, off));
                 m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, off));
             }
+            m0 *= a.kinv; // log2 units from here on
+            m1 *= a.kinv;
         }
+        // 2^(logit − m): kLse has the logit in acc1, the one pass kinv · acc1.
+        auto exp2_shifted = [&](float v, float m) { return kLse ? ex2(v - m) : ex2(fmaf(v, a.kinv, -m)); };
         float sm[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int j = 0; j < 16; j++) {
-            const float e0 = ex2(acc1[4 * j + 0] - m0), e1 = ex2(acc1[4 * j + 1] - m0);
-            const float e2 = ex2(acc1[4 * j + 2] - m1), e3 = ex2(acc1[4 * j + 3] - m1);
+            const float e0 = exp2_shifted(acc1[4 * j + 0], m0), e1 = exp2_shifted(acc1[4 * j + 1], m0);
+            const float e2 = exp2_shifted(acc1[4 * j + 2], m1), e3 = exp2_shifted(acc1[4 * j + 3], m1);
             if constexpr (!kLse) {
                 sm[0][j & 3] += e0 + e1;
                 sm[1][j & 3] += e2 + e3;

@@ -77,6 +77,19 @@
 // the same three levels (within η as above), and r̃·2^12 is rounded once to fp16 (2^-11 relative,
 // within the fp16 resp of 3·2^-11; below fp16's normal range 2^-24·2^-12 absolute, within abs_r)
 // before the fp32 sums over at most flush_tiles·32 ≤ B rows: the fp16 bound holds unchanged.
+//
+// The fast one-pass kernel (fp16, DP ≤ 128, K ≤ 1024) takes bias_k and acoef_k‖x'‖² as products of
+// GEMM1's last k-step (TileShapes.h: BiasColumn), not as float terms: with U = c_q·s_q‖x'‖² and the
+// exact weights A = acoef_k/(kinv·s_q·c_q), B = bias_k/(kinv·c_b), each an fp16 hi + lo pair (lo·lo
+// dropped), the products miss ≤ 3u²|A·U| + u²|B| + 2^-24(|A| + U + c_b) (u = 2^-11; the last term
+// covers lo halves below fp16's normal range), in log2 units (× kinv)
+//   3u²|acoef_k|‖x'‖² + u²|bias_k| + 2^-24·kinv·(|A| + U + c_b),
+// and 5 more products enter the accumulation (γ_{Dfeat+9}). Rows whose U would pass 65504 get the
+// rest of acoef_k‖x'‖² as one float difference and one fma: ≤ 2^-23·|acoef_k|‖x'‖² more. Both are
+// added to every fast Hopper bound that has the one-pass kernel (spherical d ≤ 128, diagonal d ≤ 64),
+// which then also covers the kernels that keep the float terms. Fast mode's weights have max|w̃|
+// near 2^6, so weights below 2^-20 of the largest are fp16 subnormals: ≤ 2^-25 absolute in w̃
+// units, 2^-25·kinv·Σ_e |f̃_e| in log2 units (f̃: the scaled features) for every fast Hopper kernel.
 #pragma once
 
 #include <algorithm>
@@ -96,6 +109,7 @@ namespace faiss_gmm::testing {
 struct GpuArithmetic {
     double prod, acc, exp, resp, feat, abs_r, abs_f;
     int products = 1; ///< products accumulated per operand pair (2×fp16: 3)
+    bool fast_hopper = false; ///< fp16 weights near 2^6 (subnormals) and the bias columns (above)
 };
 
 constexpr double kU32 = 0x1p-24;
@@ -104,7 +118,7 @@ constexpr double kGpuExp = 0x1p-21; ///< exp2f / ex2.approx relative error; log2
 inline GpuArithmetic gpu_arithmetic(bool hopper, bool fast) {
     if (!hopper && !fast) return {2 * kU32, kU32, kGpuExp, kU32, kU32, 0, 0};                      // Blocked fp32
     if (!hopper) return {2 * 0x1p-10 + 2 * kU32, 0x1p-23, kGpuExp, 0x1p-10, 0x1p-10, 0, 0};       // Blocked TF32
-    if (fast) return {2 * 0x1p-11 + 2 * kU32, 0x1p-23, kGpuExp, 3 * 0x1p-11, 0x1p-11, 0x1p-24, 0x1p-24}; // fp16
+    if (fast) return {2 * 0x1p-11 + 2 * kU32, 0x1p-23, kGpuExp, 3 * 0x1p-11, 0x1p-11, 0x1p-24, 0x1p-24, 1, true}; // fp16
     return {3 * 0x1p-22 + 2 * kU32, 0x1p-23, kGpuExp, 0x1p-22 + kU32, 0x1p-22 + kU32, 0x1p-36, 0x1p-36, 3}; // 2×fp16
 }
 
@@ -114,11 +128,12 @@ namespace detail_bounds {
 /// final log-likelihood sum term); returns Σ |log p(x)| of those rows.
 inline double add_gpu_rows_bound(const GmmModel& m, const float* center, const VectorBlock& rows, int64_t begin,
                                  int64_t end, const GpuArithmetic& g, const gpu::detail::LogitModel& lm,
-                                 SufficientStats& bound) {
+                                 const gpu::detail::HopperShape& hs, bool bias_columns, SufficientStats& bound) {
     const int64_t n = rows.n, K = m.K, d = m.d;
     const bool diag = m.covariance_type == CovarianceType::Diagonal;
     const double ln2 = std::log(2.0);
-    const double g_prod = gamma(double(g.products * lm.Dfeat + 4), g.acc), g_float = gamma(double(d + 4));
+    const double g_prod = gamma(double(g.products * lm.Dfeat + 9), g.acc), g_float = gamma(double(d + 4));
+    const double u2 = 0x1p-22, kinv = hs.kinv, fold_scale = double(hs.sq) * hs.cq; // (fast Hopper)
     const double g_rows = gamma(double(g.products * std::max<int64_t>(n, 1)), g.acc);
     const double g_outer = gamma_double(double(n) + 8);
     const double eta = gamma(double(2 * K + 4), kU32 + g.exp);
@@ -136,6 +151,12 @@ inline double add_gpu_rows_bound(const GmmModel& m, const float* center, const V
             xx += v * v;
             xmax = std::max(xmax, std::fabs(v));
         }
+        double wsub = 0; // fast Hopper: subnormal weights, the same for every component
+        if (g.fast_hopper) {
+            for (int64_t j = 0; j < d; j++)
+                wsub += hs.sx * std::fabs(xp[size_t(j)]) + (diag ? hs.sq * xp[size_t(j)] * xp[size_t(j)] : 0.0);
+            wsub *= 0x1p-25 * kinv;
+        }
         double dmax = 0;
         for (int64_t k = 0; k < K; k++) {
             const double* w = lm.w.data() + k * lm.Dfeat;
@@ -144,8 +165,12 @@ inline double add_gpu_rows_bound(const GmmModel& m, const float* center, const V
                 T += std::fabs(w[j] * xp[size_t(j)]);
                 if (diag) T += std::fabs(w[d + j]) * xp[size_t(j)] * xp[size_t(j)];
             }
-            const double A = std::fabs(double(lm.bias[size_t(k)])) + std::fabs(double(lm.acoef[size_t(k)])) * xx;
-            delta[size_t(k)] = ln2 * (g.prod * T + g_prod * (T + A) + g_float * A + 8 * kUnitRoundoffDouble * (T + A));
+            const double ab = std::fabs(double(lm.bias[size_t(k)])), aa = std::fabs(double(lm.acoef[size_t(k)]));
+            const double A = ab + aa * xx;
+            const double fold = bias_columns ? 3 * u2 * aa * xx + u2 * ab + 0x1p-23 * aa * xx +
+                                                       kU32 * kinv * (aa / (kinv * fold_scale) + fold_scale * xx + hs.cb)
+                                             : 0.0;
+            delta[size_t(k)] = ln2 * (g.prod * T + g_prod * (T + A) + g_float * A + fold + wsub + 8 * kUnitRoundoffDouble * (T + A));
             dmax = std::max(dmax, delta[size_t(k)]);
         }
         // log Z̃: the sum's 2η, log2's error, the float addition (in nats).
@@ -190,6 +215,13 @@ inline SufficientStats gpu_estep_error_bound(const GmmModel& m, const float* cen
                                              const GpuArithmetic& g) {
     const int64_t n = rows.n;
     const gpu::detail::LogitModel lm = gpu::detail::encode_logits(m);
+    // The fast kernels' scales (kinv, s_q, c_q, c_b), for the bias columns' absolute terms.
+    // (d > 128 runs Blocked; diagonal d > 64 has no one-pass fp16 kernel: no bias columns.)
+    gpu::detail::HopperShape hs;
+    GpuArithmetic ga = g;
+    ga.fast_hopper = g.fast_hopper && m.d <= 128;
+    const bool bias_columns = ga.fast_hopper && m.d <= (lm.diag ? 64 : 128);
+    if (ga.fast_hopper) hs = gpu::detail::encode_hopper(m, lm, false);
     const int nt = int(std::clamp<int64_t>(std::min<int64_t>(std::thread::hardware_concurrency(), 16), 1,
                                            std::max<int64_t>(1, n / 64)));
     std::vector<SufficientStats> parts(static_cast<size_t>(nt), SufficientStats(m.K, m.d, m.covariance_type));
@@ -197,7 +229,7 @@ inline SufficientStats gpu_estep_error_bound(const GmmModel& m, const float* cen
     std::vector<std::thread> threads;
     for (int t = 0; t < nt; t++) {
         threads.emplace_back([&, t] {
-            abs_ll[size_t(t)] = detail_bounds::add_gpu_rows_bound(m, center, rows, n * t / nt, n * (t + 1) / nt, g, lm,
+            abs_ll[size_t(t)] = detail_bounds::add_gpu_rows_bound(m, center, rows, n * t / nt, n * (t + 1) / nt, ga, lm, hs, bias_columns,
                                                                   parts[size_t(t)]);
         });
     }

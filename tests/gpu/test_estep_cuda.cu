@@ -874,6 +874,43 @@ TEST_F(EStepCudaTest, HopperChunksUint8Workers) {
     }
 }
 
+TEST_F(EStepCudaTest, HopperFastBiasBeyondHalfRangeRunsTwoPasses) {
+    // The one-pass fast kernel takes the bias and ‖x‖² terms of the logits as fp16 weights of its
+    // last GEMM1 step (ModelEncoding.cpp: encode_bias_weights). A component with a log-weight of
+    // -1e12 has a bias no fp16 column can hold, so the model runs the two passes (cluster 0), which
+    // add those terms in fp32, and keeps fast mode's accuracy; the component gets no responsibility.
+    g_algo = EStepCudaAlgorithm::Hopper;
+    Problem p = make_problem(3000, 300, 100, CovarianceType::Spherical, 640, false);
+    const double w3 = std::exp(double(p.model.log_weights[3]));
+    for (auto& lw : p.model.log_weights) lw = float(double(lw) - std::log1p(-w3));
+    p.model.log_weights[3] = -1e12f;
+    const SufficientStats ref = reference(p);
+    expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", 0), ref, true, "log-weight -1e12, two passes");
+    EXPECT_EQ(ref.nk[3], 0.0);
+}
+
+TEST_F(EStepCudaTest, HopperFastFarRowsBeyondTheBiasColumns) {
+    // The one-pass fast kernel's bias columns hold u = c_q·s_q‖x'‖² in fp16 (TileShapes.h:
+    // BiasColumn); where it would pass 65504 the kernel clamps u and adds the rest of a_k‖x'‖² in
+    // fp32. A scale mixture (means near the center, variances apart) has c_q ≥ 4, so rows with
+    // ‖x'‖² twice the clamp, whose s_q‖x'‖² (GEMM2's column) is still in fp16's range, take that
+    // path; with them the statistics stay within fast mode's bound.
+    g_algo = EStepCudaAlgorithm::Hopper;
+    Problem p = make_problem(3000, 50, 16, CovarianceType::Spherical, 650, false);
+    for (auto& v : p.model.means) v = float(v / 1000.0);
+    const gpu::detail::EncodedModel em = gpu::detail::encode_model(p.model, p.center.data(), true, true);
+    ASSERT_TRUE(em.hopper && em.hopper->folded);
+    ASSERT_GE(em.hopper->cq, 4.f);
+    const double xsat = 65504.0 / (double(em.hopper->sq) * em.hopper->cq);
+    const double v = std::sqrt(2 * xsat / double(p.d)); // ‖x'‖² = 2·xsat
+    int far = 0;
+    for (int64_t i = 0; i < p.n; i += 75, far++)
+        for (int64_t j = 0; j < p.d; j++) p.x[size_t(i * p.d + j)] = float(p.center[size_t(j)] + (j % 2 ? v : -v));
+    ASSERT_EQ(far, 40);
+    expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", 1), reference(p), true,
+                 "40 rows with ‖x'‖² = 2 × the bias columns' range");
+}
+
 TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
     // d > 128 is no Hopper case: Blocked runs, with its accuracy. Diagonal fast mode with K > 1024
     // and d > 64 (no fast kernel) runs the 2×fp16 kernels, with theirs.

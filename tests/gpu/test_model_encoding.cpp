@@ -142,7 +142,7 @@ TEST(ModelEncoding, HopperScalesTilingAndSplit) {
                 EXPECT_TRUE(is_pow2(hm.sx) && is_pow2(hm.sq)) << hm.sx << " " << hm.sq;
                 const size_t wlo = size_t(hm.Kt) * s9::kKc * hm.DP;
                 ASSERT_EQ(hm.W.size(), wlo * (split ? 2 : 1));
-                // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14.
+                // The weights, untiled and unscaled: w̃ = w · s_w with s_w = 1 / (kinv · s_x), max |w̃| near 2^14 (accurate) or 2^6 (fast).
                 const double sw = 1.0 / (double(hm.kinv) * hm.sx);
                 EXPECT_TRUE(is_pow2(float(sw)));
                 double maxw = 0;
@@ -165,8 +165,17 @@ TEST(ModelEncoding, HopperScalesTilingAndSplit) {
                     EXPECT_EQ(hm.ab[2 * k], k < K ? lm.acoef[k] : 0.f);
                     EXPECT_EQ(hm.ab[2 * k + 1], k < K ? lm.bias[k] : kNegBig);
                 }
-                EXPECT_GT(maxw, 8192.0);
-                EXPECT_LE(maxw, 16384.0);
+                EXPECT_GT(maxw, split ? 8192.0 : 32.0);
+                EXPECT_LE(maxw, split ? 16384.0 : 64.0);
+                // Fast mode, DP ≤ 128: the bias columns' weights (checked against the logits in
+                // HopperLogitsOfEncodedFeaturesWithinTheirBound), zero for padding components.
+                const bool fold = !split && hm.DP <= 128;
+                EXPECT_EQ(hm.folded, fold);
+                ASSERT_EQ(hm.Wb.size(), fold ? size_t(hm.Kt) * s9::kKc * 8 : 0u);
+                if (fold) {
+                    EXPECT_TRUE(is_pow2(hm.cq) && is_pow2(hm.cb) && hm.cq <= 64.f) << hm.cq << " " << hm.cb;
+                    for (size_t i = size_t(K) * 8; i < hm.Wb.size(); i++) ASSERT_EQ(hm.Wb[i], 0) << i;
+                }
             }
         }
     }
@@ -185,7 +194,8 @@ TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
     // 1e-12 of the terms' magnitude covers double rounding. kinv is a power of two (exact).
     namespace s9 = sm90;
     const double u = std::ldexp(1.0, -11), tiny = std::ldexp(1.0, -25);
-    double worst = 0; // largest error / bound
+    double worst = 0, worst_folded = 0; // largest error / bound (fp32 terms; bias columns)
+    int saturated_rows = 0; // rows whose ‖y‖² is beyond the bias columns' range (the fp32 correction)
     for (auto cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
         for (bool split : {false, true}) {
             for (int64_t d : {5, 64, 100, 128}) {
@@ -209,6 +219,14 @@ TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
                     // Every 8th row has one outlier coordinate, 150× the typical value (~3.5 here): its
                     // square must stay in fp16's range (diagonal: s_q puts x² near 1, so up to 256×).
                     if (row % 8 == 7) y[size_t(row % d)] = float(150.0 * 3.5 * (row % 16 == 7 ? 1 : -1));
+                    // Spherical, fast: every 8th row (from the 4th) far out, ‖y‖² = 1.5× where the bias
+                    // columns' u saturates (the kernel's fp32 correction), its coordinates equal and
+                    // within fp16's range after s_x (else the row is left as it is).
+                    if (hm.folded && !diag && row % 8 == 3) {
+                        const double xsat = 65504.0 / (double(hm.sq) * hm.cq), v = std::sqrt(1.5 * xsat / double(d));
+                        if (hm.sx * v < 60000.0)
+                            for (int64_t j = 0; j < d; j++) y[size_t(j)] = float(j % 2 ? v : -v);
+                    }
                     // Features as the kernel computes them (float), their fp16 planes, and the error model.
                     const size_t DPs = static_cast<size_t>(hm.DP);
                     std::vector<double> f(DPs, 0.0), fh(DPs, 0.0), fl(DPs, 0.0);
@@ -259,12 +277,65 @@ TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
                         worst = std::max(worst, err / tol);
                         ASSERT_LE(err, tol) << to_string(cov) << " split=" << split << " d=" << d << " row=" << row
                                             << " k=" << k << " got " << got << " want " << want;
+                        if (!hm.folded) continue;
+                        // The one-pass kernel's logit: kinv × (dot + the bias columns × Wb), the columns
+                        // as features_kernel writes them (TileShapes.h: BiasColumn). With U = c_q·s_q‖y‖²
+                        // and A, B the exact weights: A_hi(u + u_lo) + A_lo·u misses |A||U − u − u_lo| +
+                        // |A_lo u_lo| + |A − A_hi − A_lo||U| ≤ 3u²|A||U| + 2^-24(|A| + |U|) (lo halves may be
+                        // subnormal: their rounding ≤ 2^-25 absolute), B_hi + B_lo misses u²|B| + 2^-25;
+                        // the kernel's ‖y‖² is a float sum of d squares (≤ (d + 1)·2^-24 relative). Where
+                        // U would pass 65504 the kernel clamps it and adds a_k(‖y‖² − 65504/(s_q·c_q)) in
+                        // fp32 (the outlier rows here): ≤ 2^-23·|a_k|‖y‖² more.
+                        const uint16_t* wb = hm.Wb.data() + size_t(k) * 8;
+                        const double Ufull = double(hm.cq) * hm.sq * yy, U = std::min(Ufull, 65504.0);
+                        const double corr = Ufull > 65504.0 ? double(a_k) * (yy - 65504.0 / (double(hm.sq) * hm.cq)) : 0.0;
+                        const double uh = host_f16_value(host_f16(float(U)));
+                        const double ul = host_f16_value(host_f16(float(U - uh)));
+                        const double Ah = host_f16_value(wb[s9::kColU]), Al = host_f16_value(wb[s9::kColU2]);
+                        const double Bh = host_f16_value(wb[s9::kColB]), Bl = host_f16_value(wb[s9::kColB2]);
+                        EXPECT_EQ(wb[s9::kColULo], wb[s9::kColU]);
+                        EXPECT_EQ(wb[s9::kColOne], 0);
+                        EXPECT_EQ(wb[s9::kColQ], 0);
+                        const double fold = Ah * (uh + ul) + Al * uh + double(hm.cb) * (Bh + Bl);
+                        const double got1 = double(hm.kinv) * (dot + fold) + corr;
+                        const double A = double(a_k) / (double(hm.kinv) * hm.sq * hm.cq), B = double(b_k) / hm.kinv;
+                        EXPECT_NEAR(Ah + Al, A, u * u * std::fabs(A) + 2 * tiny) << "k=" << k;
+                        EXPECT_NEAR(double(hm.cb) * (Bh + Bl), B, double(hm.cb) * (u * u * std::fabs(B / hm.cb) + 2 * tiny));
+                        EXPECT_LE(std::fabs(Ah), 32768.0);
+                        EXPECT_LE(std::fabs(Bh), 32768.0);
+                        const double fold_bound = 3 * u * u * std::fabs(A * U) + 2 * tiny * (std::fabs(A) + std::fabs(U)) +
+                                                  double(hm.cb) * (u * u * std::fabs(B / hm.cb) + 2 * tiny);
+                        const double tol1 = double(hm.kinv) * (bound + fold_bound) + std::ldexp(1.0, -24) * small +
+                                            double(d + 3) * std::ldexp(1.0, -24) * std::fabs(a_k) * yy +
+                                            1e-12 * (double(hm.kinv) * mag + small);
+                        const double err1 = std::fabs(got1 - want);
+                        worst_folded = std::max(worst_folded, err1 / tol1);
+                        ASSERT_LE(err1, tol1) << "folded: " << to_string(cov) << " d=" << d << " row=" << row
+                                              << " k=" << k << " got " << got1 << " want " << want << " U " << U;
+                        if (k == 0 && Ufull > 65504.0) saturated_rows++;
                     }
                 }
             }
         }
     }
-    printf("  largest logit error / its bound: %.3f\n", worst);
+    printf("  largest logit error / its bound: %.3f (bias and ‖x‖² terms in fp32), %.3f (in the bias columns); "
+           "rows beyond the bias columns' range: %d\n",
+           worst, worst_folded, saturated_rows);
+    EXPECT_GT(saturated_rows, 0); // the outlier rows exercise the correction
+}
+
+TEST(ModelEncoding, BiasBeyondHalfRangeIsNotFolded) {
+    // A component whose log-weight term is ~2^40 times the others' logit scale: its bias weight
+    // cannot be an fp16 number even with the column value c_b at fp16's largest power of two, so
+    // the model is not folded (EStepCuda runs it in two passes, which add the bias in fp32).
+    GmmModel m = random_model(200, 16, CovarianceType::Spherical, 12);
+    m.log_weights[3] = -1e12f;
+    const LogitModel lm = encode_logits(m);
+    const HopperModel hm = encode_hopper(m, lm, false);
+    EXPECT_FALSE(hm.folded);
+    EXPECT_TRUE(hm.Wb.empty());
+    const GmmModel plain = random_model(200, 16, CovarianceType::Spherical, 12);
+    EXPECT_TRUE(encode_hopper(plain, encode_logits(plain), false).folded);
 }
 
 TEST(ModelEncoding, EncodeModelCentersAndChoosesParts) {
