@@ -46,9 +46,10 @@ class HopperEStep final : public ChunkAlgorithm {
     int64_t block_rows_ = kReproducibleBlockRows; // reproducible sums, fp32 partials (set_block_rows)
     int diag_wide_; // EStepCudaOptions::hopper_diag_wide
     /// Diagonal models with d > 64 in the two passes of 32-row tiles (heuristics.h:
-    /// hopper_diag_two_pass); their blocks and log-likelihood slots still count 64-row tiles.
+    /// hopper_diag_two_pass, and fast models the wide kernel cannot fold: HopperShape::folded);
+    /// their blocks and log-likelihood slots still count 64-row tiles.
     bool two_pass_diag(const HopperShape& hm) const {
-        return hm.DP > 128 && hopper_diag_two_pass(hm.split, hm.Kt, diag_wide_);
+        return hm.DP > 128 && (hopper_diag_two_pass(hm.split, hm.Kt, diag_wide_) || (!hm.split && !hm.folded));
     }
     // Sub-chunks' features run on this stream, below the kernels' priority, on the SMs the
     // clusters leave idle (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).

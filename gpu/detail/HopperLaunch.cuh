@@ -166,10 +166,11 @@ struct OnePassLaunch {
         k.xx = xx(t0);
         k.W = a.buf->W.as<const __half>();
         k.ab = a.buf->ab.as<const float>();
-        if constexpr (Kind == OnePass::Fast) {
+        if constexpr (Kind != OnePass::Split) { // the bias columns
             k.Wb = a.buf->Wb.as<const __half>();
             k.K = a.K;
-            // Diagonal models (a_k = 0) need no ‖x‖² term.
+        }
+        if constexpr (Kind == OnePass::Fast) { // diagonal models (a_k = 0) need no ‖x‖² term
             k.xsat = a.model.diag ? FLT_MAX : 65504.f / (a.model.sq * a.model.cq);
         }
         k.part = part;

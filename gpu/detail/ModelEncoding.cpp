@@ -210,7 +210,7 @@ HopperModel encode_hopper(const GmmModel& model, const LogitModel& lm, bool spli
         hm.ab[2 * k] = k < K ? lm.acoef[k] : 0.f;
         hm.ab[2 * k + 1] = k < K ? lm.bias[k] : kNegBig;
     }
-    if (!split && hm.DP <= 128) encode_bias_weights(lm, hm);
+    if (!split) encode_bias_weights(lm, hm);
     return hm;
 }
 

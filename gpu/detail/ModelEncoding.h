@@ -59,13 +59,13 @@ struct HopperShape {
     int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128; diagonal 64/128/192/256); FW = DP + 8; Kt tiles of 128 components
     float sx = 1, sq = 1;       ///< scales of x and of the squares (‖x‖² spherical, x_j² diagonal)
     float kinv = 1;             ///< 1 / (s_x · s_w)
-    /// Fast mode, DP ≤ 128 (the one-pass kernel's last GEMM1 step, Sm90Kernels.cuh): the values
-    /// of its ‖x‖² columns (c_q · s_q‖x‖²) and of its bias columns (c_b), powers of two that keep
-    /// HopperModel::Wb's entries at most 2^14.
+    /// Fast mode (the last GEMM1 step of the one-pass kernel, Sm90Kernels.cuh, and of the wide
+    /// kernel, Sm90SplitKernels.cuh): the values of its ‖x‖² columns (c_q · s_q‖x‖²) and of its
+    /// bias columns (c_b), powers of two that keep HopperModel::Wb's entries at most 2^14.
     float cq = 1, cb = 1;
-    /// Fast mode, DP ≤ 128: HopperModel::Wb holds the model's bias and ‖x‖² weights. When false
-    /// (terms beyond fp16, see encode_bias_weights) the one-pass kernel cannot run the model, and
-    /// it runs the two passes at any K.
+    /// Fast mode: HopperModel::Wb holds the model's bias and ‖x‖² weights. When false (terms
+    /// beyond fp16, see encode_bias_weights) the one-pass and wide kernels cannot run the model,
+    /// and it runs the two passes at any K.
     bool folded = false;
     /// Fast mode with DP > 128 (diagonal, d > 64): the wide kernel (64-row tiles, one plane) or
     /// the two passes of one plane in 32-row tiles (heuristics.h: hopper_diag_two_pass).
@@ -77,7 +77,7 @@ struct HopperShape {
 struct HopperModel : HopperShape {
     std::vector<uint16_t> W; ///< Kt × 128 × DP halves, tiled; split: the hi block, then the lo block
     std::vector<float> ab;   ///< Kt·128 × 2: (acoef, bias); padding (0, kNegBig)
-    /// Fast mode, DP ≤ 128: Kt × 128 × 8 halves, component k's weights of the 8 features after x
+    /// Fast mode: Kt × 128 × 8 halves, component k's weights of the 8 features after x
     /// (TileShapes.h: BiasColumn): the bias and ‖x‖² terms of its logit, each as an fp16 hi/lo pair, so that
     /// GEMM1 gives the whole logit (in units of kinv); zeros for padding components. Empty
     /// otherwise, and for models whose terms do not fit fp16 (ModelEncoding.cpp:

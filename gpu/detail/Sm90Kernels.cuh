@@ -211,8 +211,8 @@ __device__ __forceinline__ void to_planes(float a, float b, uint32_t& hi, uint32
 /// Half a warp per row (lane l converts x features 8l .. 8l+7, one 16-byte chunk, and for
 /// diag their squares), 16 rows per block, rows up to tiles·BM (padding rows written as
 /// zeros). vec: rows can be read with 16-byte (float) / 8-byte (uint8) loads.
-/// The fast kernels' 128-row tiles also get the one-pass kernel's bias columns (TileShapes.h:
-/// BiasColumn), from cq and cb (HopperShape).
+/// The fast kernels' 128-row tiles and the wide kernel's 64-row tiles also get the bias columns
+/// (TileShapes.h: BiasColumn), from cq and cb (HopperShape).
 template <typename Tin, int DP, int BM, int Planes>
 __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x, int n, int d,
                                                        const float* __restrict__ center, float sx, float sq, int diag,
@@ -252,7 +252,7 @@ __global__ void __launch_bounds__(256) features_kernel(const Tin* __restrict__ x
     if (l == (XC < 16 ? XC : 0)) { // N_k (and Σ r‖x‖², spherical) come out of GEMM2 through this chunk
         const float q = sq * ss;
         float v[8] = {valid ? 1.f : 0.f, valid && !diag ? q : 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if constexpr (BM == kBM && Planes == 1) {
+        if constexpr (BM >= split::kBM && Planes == 1) {
             if (valid) {
                 const float u = diag ? 0.f : fminf(cq * q, 65504.f); // put rounds it to fp16, and u − fp16(u) too
                 v[kColU] = u;

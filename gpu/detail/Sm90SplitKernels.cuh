@@ -83,18 +83,25 @@ struct Shape {
     static constexpr int kTileBytes = Planes * kHalfTileBytes;
     static constexpr int kRowBytes = kBM * 4;
     static constexpr int kWBytes = kKc * DP * 2;        // hi (or lo) of a component tile
+    // The wide kernel takes the bias b_k through the bias columns, as the fast kernel does
+    // (Sm90Kernels.cuh): W's block of 8 after DP, and zeros for the second half of that k-step.
+    static constexpr bool kFold = Planes == 1;
+    static constexpr int kWbBytes = kFold ? kKc * 8 * 2 : 0;
+    static constexpr int kZeroBytes = kFold ? kKc * 8 * 2 : 0; // ≥ 64 rows × 8 (X), 128 comps × 8 (W)
     static constexpr int kABBytes = kKc * 8;
     static constexpr int kRBytes = kBM * kKc * 2;       // hi (or lo) of R
     static constexpr int kSlotBytes = 2 * kMaxParts * kBM * 8;
     static constexpr int kStageBytes = kTileBytes + 2 * kRowBytes; // tile | ‖x‖² | log2 Z (two passes)
     static constexpr int oW = 0;                         // hi, lo at + kWBytes
-    static constexpr int oAB = oW + Planes * kWBytes;
+    static constexpr int oWb = oW + Planes * kWBytes;     // (wide kernel)
+    static constexpr int oAB = oWb + kWbBytes;
     static constexpr int oR = oAB + kABBytes;            // hi, lo at + kRBytes
     static constexpr int oSlot = oR + Planes * kRBytes;
     static constexpr int oStage = oSlot + kSlotBytes;
-    static constexpr int kFixed = oStage + 128;          // + mbarriers
+    static constexpr int kFixed = oStage + kZeroBytes + 128; // + zeros (wide) + mbarriers
     static constexpr int kStages = (kSmemLimit - kFixed) / kStageBytes >= 3 ? 3 : 2;
-    static constexpr int oBar = oStage + kStages * kStageBytes;
+    static constexpr int oZero = oStage + kStages * kStageBytes; // above every stage: descriptors reach it
+    static constexpr int oBar = oZero + kZeroBytes;
     static constexpr int kSmem = oBar + 128;
     static_assert(kSmem <= kSmemLimit, "estep_split_kernel shared memory");
     static_assert(oStage % 128 == 0 && kStageBytes % 128 == 0 && kHalfTileBytes % 128 == 0, "alignment");
@@ -105,6 +112,8 @@ struct Args {
     const float* xx;  // tiles × 64: ‖x − c‖² (unscaled); 0 for padding rows
     const __half* W;  // [hi | lo] × Kt × 128 × DP
     const float* ab;  // Kp × 2, as in Sm90Kernels.cuh
+    const __half* Wb; // wide kernel: Kt × 128 × 8, the weights of the bias columns (TileShapes.h: BiasColumn)
+    int K;            // wide kernel: components (those of the last tile past K are masked)
     double* part;     // clusters × Kp × FW: Σ 2^12·r·[x̃ | 1 | ‖x‖²·s_q], one slice per cluster
     double* loglik;   // Σ_n ln Z_n, added atomically
     float* lse;       // two passes: tiles × 64 log2 Z (lse_split_kernel out, estep_split_kernel<.., true> in)
@@ -160,6 +169,8 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     using S = Shape<DP, Planes>;
     constexpr bool kSplit = Planes == 2;
     static_assert(kSplit || !kLse, "two passes: the accurate kernel only");
+    // The wide kernel runs diagonal models (a_k = 0): its bias columns carry b_k alone, no ‖x‖² term.
+    static_assert(!S::kFold || DP > 128, "the wide kernel: diagonal models with d > 64");
     constexpr int FW = S::FW;
     constexpr int NS = S::kStages;
     extern __shared__ __align__(128) uint8_t smem[];
@@ -192,6 +203,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     uint8_t* stage_base = smem + S::oStage;
     float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxParts][kBM]
 
+    if constexpr (S::kFold) { // the zeros GEMM1's last k-step reads (before init's barrier)
+        reinterpret_cast<uint2*>(smem + S::oZero)[tid] = make_uint2(0u, 0u); // 256 × 8 bytes
+        fence_proxy_async();
+    }
     bars.init(tid, !kLse);
     auto load_tile = [&](int stage, int i) { // local tile i
         uint8_t* st = stage_base + stage * S::kStageBytes;
@@ -204,10 +219,11 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     };
     if (tid == 0) {
         const size_t wlo = size_t(a.Kt) * kKc * DP;
-        mbar_expect_tx(wbar, Planes * S::kWBytes + S::kABBytes);
+        mbar_expect_tx(wbar, Planes * S::kWBytes + S::kABBytes + S::kWbBytes);
         bulk_g2s(smem + S::oW, a.W + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
         if (kSplit) bulk_g2s(smem + S::oW + S::kWBytes, a.W + wlo + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oAB, a.ab + size_t(ctile) * kKc * 2, S::kABBytes, wbar);
+        if constexpr (S::kFold) bulk_g2s(smem + S::oWb, a.Wb + size_t(ctile) * kKc * 8, S::kWbBytes, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
@@ -231,14 +247,35 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     const uint64_t dWl = make_desc(sW + S::kWBytes + wg * 8 * 128, 2048, 128); // (kSplit only)
     const uint64_t dRh = make_desc(sR + wg * 8 * 1024, 128, 1024);
     const uint64_t dRl = make_desc(sR + S::kRBytes + wg * 8 * 1024, 128, 1024);
+    // Wide kernel: GEMM1's last k-step multiplies the tile's 8 columns after x by this warpgroup's
+    // 64 components of Wb (the bias b_k as an fp16 hi + lo pair, TileShapes.h: BiasColumn); its
+    // second 8 columns are the zeros at oZero on both sides.
+    const uint32_t sZ = smem_u32(smem + S::oZero), sWb = smem_u32(smem + S::oWb);
+    const uint64_t dWb = make_desc(sWb + wg * 8 * 128, sZ - sWb, 128);
     auto gemm1 = [&](int stage) {
         const uint32_t sX = smem_u32(stage_base + stage * S::kStageBytes);
         const uint64_t dXh = make_desc(sX, 1024, 128), dXl = make_desc(sX + S::kHalfTileBytes, 1024, 128);
         fence_operand(acc1);
         wgmma_fence();
         split_products<DP, 64, Planes>(acc1, dXh, dXl, dWh, dWl);
+        if constexpr (S::kFold) {
+            const uint32_t sXb = sX + (DP / 8) * 1024; // the bias columns of the tile's 64 rows
+            Wgmma<64, 0, 0>::mma(acc1, make_desc(sXb, sZ - sXb, 128), dWb, 1);
+        }
         wgmma_commit();
     };
+    // Wide kernel: this thread's components c0 + 8j + 2t (+1) of the tile that are < K (bit 2j, 2j + 1).
+    uint32_t comp_bits = ~0u;
+    if constexpr (S::kFold) {
+        const int valid = a.K - ctile * kKc - c0;
+        if (valid < 64) {
+            comp_bits = 0;
+            for (int j = 0; j < 8; j++) {
+                comp_bits |= (8 * j + 2 * t < valid ? 1u : 0u) << (2 * j);
+                comp_bits |= (8 * j + 2 * t + 1 < valid ? 1u : 0u) << (2 * j + 1);
+            }
+        }
+    }
     auto gemm2 = [&](int stage) {
         const uint32_t sX = smem_u32(stage_base + stage * S::kStageBytes);
         const uint64_t dXh = make_desc(sX, 128, 1024), dXl = make_desc(sX + S::kHalfTileBytes, 128, 1024);
@@ -319,14 +356,35 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
             }
             return;
         }
+        // Accurate kernel: logit = kinv·acc + a_k‖x‖² + b_k in fp32. Wide kernel: acc1 holds the whole
+        // logit in units of kinv (the bias columns), so the max is taken on it, components past K
+        // are masked first, and e = 2^(kinv·acc − m) is one FMA and one exponential.
+        if constexpr (S::kFold) {
+            (void)x0;
+            (void)x1;
+            if (comp_bits != ~0u) { // (uniform per warpgroup)
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const bool v0 = (comp_bits >> (2 * j)) & 1u, v1 = (comp_bits >> (2 * j + 1)) & 1u;
+                    acc1[4 * j + 0] = v0 ? acc1[4 * j + 0] : kNegBig;
+                    acc1[4 * j + 1] = v1 ? acc1[4 * j + 1] : kNegBig;
+                    acc1[4 * j + 2] = v0 ? acc1[4 * j + 2] : kNegBig;
+                    acc1[4 * j + 3] = v1 ? acc1[4 * j + 3] : kNegBig;
+                }
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float4 ab = ab4[32 * wg + 4 * j + t]; // (a, b) of comps c0 + 8j + 2t, +1
+                acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
+                acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
+                acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
+                acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
+            }
+        }
         float mx[2][4] = {{kNegBig, kNegBig, kNegBig, kNegBig}, {kNegBig, kNegBig, kNegBig, kNegBig}};
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            const float4 ab = ab4[32 * wg + 4 * j + t]; // (a, b) of comps c0 + 8j + 2t, +1
-            acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
-            acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
-            acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
-            acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
             mx[0][j & 3] = fmaxf(mx[0][j & 3], fmaxf(acc1[4 * j + 0], acc1[4 * j + 1]));
             mx[1][j & 3] = fmaxf(mx[1][j & 3], fmaxf(acc1[4 * j + 2], acc1[4 * j + 3]));
         }
@@ -337,11 +395,16 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
             m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, off));
             m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, off));
         }
+        if constexpr (S::kFold) {
+            m0 *= a.kinv; // log2 units from here on
+            m1 *= a.kinv;
+        }
+        auto exp2_shifted = [&](float v, float m) { return S::kFold ? ex2(fmaf(v, a.kinv, -m)) : ex2(v - m); };
         float sm[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            const float e0 = ex2(acc1[4 * j + 0] - m0), e1 = ex2(acc1[4 * j + 1] - m0);
-            const float e2 = ex2(acc1[4 * j + 2] - m1), e3 = ex2(acc1[4 * j + 3] - m1);
+            const float e0 = exp2_shifted(acc1[4 * j + 0], m0), e1 = exp2_shifted(acc1[4 * j + 1], m0);
+            const float e2 = exp2_shifted(acc1[4 * j + 2], m1), e3 = exp2_shifted(acc1[4 * j + 3], m1);
             if constexpr (kSplit) {
                 e[4 * j + 0] = e0, e[4 * j + 1] = e1, e[4 * j + 2] = e2, e[4 * j + 3] = e3;
             } else {

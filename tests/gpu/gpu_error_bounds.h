@@ -86,8 +86,9 @@
 //   3u²|acoef_k|‖x'‖² + u²|bias_k| + 2^-24·kinv·(|A| + U + c_b),
 // and 5 more products enter the accumulation (γ_{Dfeat+9}). Rows whose U would pass 65504 get the
 // rest of acoef_k‖x'‖² as one float difference and one fma: ≤ 2^-23·|acoef_k|‖x'‖² more. Both are
-// added to every fast Hopper bound that has the one-pass kernel (spherical d ≤ 128, diagonal d ≤ 64),
-// which then also covers the kernels that keep the float terms. Fast mode's weights have max|w̃|
+// added to every fast Hopper bound (the one-pass kernel, and the wide kernel of diagonal models
+// with d > 64, which has the bias columns with a_k = 0), which then also covers the kernels that
+// keep the float terms. Fast mode's weights have max|w̃|
 // near 2^6, so weights below 2^-20 of the largest are fp16 subnormals: ≤ 2^-25 absolute in w̃
 // units, 2^-25·kinv·Σ_e |f̃_e| in log2 units (f̃: the scaled features) for every fast Hopper kernel.
 #pragma once
@@ -216,11 +217,11 @@ inline SufficientStats gpu_estep_error_bound(const GmmModel& m, const float* cen
     const int64_t n = rows.n;
     const gpu::detail::LogitModel lm = gpu::detail::encode_logits(m);
     // The fast kernels' scales (kinv, s_q, c_q, c_b), for the bias columns' absolute terms.
-    // (d > 128 runs Blocked; diagonal d > 64 has no one-pass fp16 kernel: no bias columns.)
+    // (d > 128 runs Blocked.)
     gpu::detail::HopperShape hs;
     GpuArithmetic ga = g;
     ga.fast_hopper = g.fast_hopper && m.d <= 128;
-    const bool bias_columns = ga.fast_hopper && m.d <= (lm.diag ? 64 : 128);
+    const bool bias_columns = ga.fast_hopper;
     if (ga.fast_hopper) hs = gpu::detail::encode_hopper(m, lm, false);
     const int nt = int(std::clamp<int64_t>(std::min<int64_t>(std::thread::hardware_concurrency(), 16), 1,
                                            std::max<int64_t>(1, n / 64)));

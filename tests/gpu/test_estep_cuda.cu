@@ -879,14 +879,19 @@ TEST_F(EStepCudaTest, HopperFastBiasBeyondHalfRangeRunsTwoPasses) {
     // last GEMM1 step (ModelEncoding.cpp: encode_bias_weights). A component with a log-weight of
     // -1e12 has a bias no fp16 column can hold, so the model runs the two passes (cluster 0), which
     // add those terms in fp32, and keeps fast mode's accuracy; the component gets no responsibility.
+    // The same for the wide kernel of diagonal models with d > 64 (its bias columns hold b_k).
     g_algo = EStepCudaAlgorithm::Hopper;
-    Problem p = make_problem(3000, 300, 100, CovarianceType::Spherical, 640, false);
-    const double w3 = std::exp(double(p.model.log_weights[3]));
-    for (auto& lw : p.model.log_weights) lw = float(double(lw) - std::log1p(-w3));
-    p.model.log_weights[3] = -1e12f;
-    const SufficientStats ref = reference(p);
-    expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", 0), ref, true, "log-weight -1e12, two passes");
-    EXPECT_EQ(ref.nk[3], 0.0);
+    uint64_t seed = 640;
+    for (CovarianceType cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        Problem p = make_problem(3000, 300, 100, cov, seed++, false);
+        const double w3 = std::exp(double(p.model.log_weights[3]));
+        for (auto& lw : p.model.log_weights) lw = float(double(lw) - std::log1p(-w3));
+        p.model.log_weights[3] = -1e12f;
+        const SufficientStats ref = reference(p);
+        expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", 0), ref, true,
+                     std::string(to_string(cov)) + ", log-weight -1e12, two passes");
+        EXPECT_EQ(ref.nk[3], 0.0);
+    }
 }
 
 TEST_F(EStepCudaTest, HopperFastFarRowsBeyondTheBiasColumns) {

@@ -167,9 +167,9 @@ TEST(ModelEncoding, HopperScalesTilingAndSplit) {
                 }
                 EXPECT_GT(maxw, split ? 8192.0 : 32.0);
                 EXPECT_LE(maxw, split ? 16384.0 : 64.0);
-                // Fast mode, DP ≤ 128: the bias columns' weights (checked against the logits in
+                // Fast mode: the bias columns' weights (checked against the logits in
                 // HopperLogitsOfEncodedFeaturesWithinTheirBound), zero for padding components.
-                const bool fold = !split && hm.DP <= 128;
+                const bool fold = !split;
                 EXPECT_EQ(hm.folded, fold);
                 ASSERT_EQ(hm.Wb.size(), fold ? size_t(hm.Kt) * s9::kKc * 8 : 0u);
                 if (fold) {
@@ -278,7 +278,7 @@ TEST(ModelEncoding, HopperLogitsOfEncodedFeaturesWithinTheirBound) {
                         ASSERT_LE(err, tol) << to_string(cov) << " split=" << split << " d=" << d << " row=" << row
                                             << " k=" << k << " got " << got << " want " << want;
                         if (!hm.folded) continue;
-                        // The one-pass kernel's logit: kinv × (dot + the bias columns × Wb), the columns
+                        // The one-pass and wide kernels' logit: kinv × (dot + the bias columns × Wb), the columns
                         // as features_kernel writes them (TileShapes.h: BiasColumn). With U = c_q·s_q‖y‖²
                         // and A, B the exact weights: A_hi(u + u_lo) + A_lo·u misses |A||U − u − u_lo| +
                         // |A_lo u_lo| + |A − A_hi − A_lo||U| ≤ 3u²|A||U| + 2^-24(|A| + |U|) (lo halves may be
