@@ -211,8 +211,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     a.model = hm;
     // 0: two passes (K > 1024; diagonal d > 64: heuristics.h hopper_diag_two_pass; fast models whose
     // bias terms do not fit the one-pass kernel's fp16 weights: HopperShape::folded)
-    const bool fast_unfolded = !hm.split && !hm.folded;
-    a.C = hm.Kt <= sm90::kMaxCluster && !two_pass_diag(hm) && !fast_unfolded ? hm.Kt : 0;
+    a.C = hm.Kt <= sm90::kMaxCluster && !two_pass_diag(hm) && !hm.fast_unfolded() ? hm.Kt : 0;
     kernels_ = &hopper_kernels(hm.DP);
     kernels_->set_attributes();
     a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0; // (wide: its own)

@@ -49,7 +49,7 @@ class HopperEStep final : public ChunkAlgorithm {
     /// hopper_diag_two_pass, and fast models the wide kernel cannot fold: HopperShape::folded);
     /// their blocks and log-likelihood slots still count 64-row tiles.
     bool two_pass_diag(const HopperShape& hm) const {
-        return hm.DP > 128 && (hopper_diag_two_pass(hm.split, hm.Kt, diag_wide_) || (!hm.split && !hm.folded));
+        return hm.DP > 128 && (hopper_diag_two_pass(hm.split, hm.Kt, diag_wide_) || hm.fast_unfolded());
     }
     // Sub-chunks' features run on this stream, below the kernels' priority, on the SMs the
     // clusters leave idle (15 clusters of 8 CTAs use 120 of an H100/H200's 132 SMs).

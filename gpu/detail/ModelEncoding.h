@@ -67,6 +67,8 @@ struct HopperShape {
     /// beyond fp16, see encode_bias_weights) the one-pass and wide kernels cannot run the model,
     /// and it runs the two passes at any K.
     bool folded = false;
+    /// Fast mode without the bias columns: neither the one-pass nor the wide kernel runs it.
+    bool fast_unfolded() const { return !split && !folded; }
     /// Fast mode with DP > 128 (diagonal, d > 64): the wide kernel (64-row tiles, one plane) or
     /// the two passes of one plane in 32-row tiles (heuristics.h: hopper_diag_two_pass).
     bool wide() const { return !split && DP > 128; }

@@ -142,6 +142,38 @@ struct Args {
     int llslot_stride; // slots per block (HopperChunkArgs::llslot_stride)
 };
 
+// ---------------------------------------------------------------- components past K
+
+/// Which of this thread's wgmma accumulator columns 8j + 2t and 8j + 2t + 1 (j < J, t = lane % 4)
+/// are below `valid`, as bits 2j and 2j + 1: all set when the J·8 columns are (the kernels with bias
+/// columns, whose padding components have no kNegBig bias, mask the others: mask_columns).
+template <int J>
+__device__ __forceinline__ uint32_t valid_column_bits(int valid, int t) {
+    static_assert(J <= 16, "32 bits");
+    if (valid >= 8 * J) return ~0u;
+    uint32_t bits = 0;
+    for (int j = 0; j < J; j++) {
+        bits |= (8 * j + 2 * t < valid ? 1u : 0u) << (2 * j);
+        bits |= (8 * j + 2 * t + 1 < valid ? 1u : 0u) << (2 * j + 1);
+    }
+    return bits;
+}
+
+/// The accumulator's columns whose bit (valid_column_bits) is clear, in both rows of the
+/// fragment, set to kNegBig: 2^(kinv·acc − m) is then exactly 0. (bits is uniform per warpgroup.)
+template <int J>
+__device__ __forceinline__ void mask_columns(float (&acc)[4 * J], uint32_t bits) {
+    if (bits == ~0u) return;
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const bool v0 = (bits >> (2 * j)) & 1u, v1 = (bits >> (2 * j + 1)) & 1u;
+        acc[4 * j + 0] = v0 ? acc[4 * j + 0] : kNegBig;
+        acc[4 * j + 1] = v1 ? acc[4 * j + 1] : kNegBig;
+        acc[4 * j + 2] = v0 ? acc[4 * j + 2] : kNegBig;
+        acc[4 * j + 3] = v1 ? acc[4 * j + 3] : kNegBig;
+    }
+}
+
 // ---------------------------------------------------------------- features
 
 /// The features kernels' read of one row chunk: y = x[row][8l .. 8l+7] − c (zeros past d, for
@@ -381,18 +413,8 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         }
         wgmma_commit();
     };
-    // One pass: this thread's components 8j + 2t (+1) of the tile that are < K (bit 2j, 2j + 1).
-    uint32_t comp_bits = ~0u;
-    if constexpr (!kLse) {
-        const int valid = a.K - ctile * kKc;
-        if (valid < kKc) {
-            comp_bits = 0;
-            for (int j = 0; j < 16; j++) {
-                comp_bits |= (8 * j + 2 * t < valid ? 1u : 0u) << (2 * j);
-                comp_bits |= (8 * j + 2 * t + 1 < valid ? 1u : 0u) << (2 * j + 1);
-            }
-        }
-    }
+    // One pass: this thread's components 8j + 2t (+1) of the tile that are < K.
+    const uint32_t comp_bits = kLse ? ~0u : valid_column_bits<16>(a.K - ctile * kKc, t);
     auto gemm2 = [&](int stage) {
         const uint64_t dX = make_desc(smem_u32(stage_base + stage * S::kStageBytes), 128, 2048);
         fence_operand(acc2);
@@ -484,16 +506,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
                     acc1[4 * j + 3] = fmaf(ab.z, c1, acc1[4 * j + 3]);
                 }
             }
-            if (comp_bits != ~0u) { // components past K in the last tile (uniform per CTA)
-#pragma unroll
-                for (int j = 0; j < 16; j++) {
-                    const bool v0 = (comp_bits >> (2 * j)) & 1u, v1 = (comp_bits >> (2 * j + 1)) & 1u;
-                    acc1[4 * j + 0] = v0 ? acc1[4 * j + 0] : kNegBig;
-                    acc1[4 * j + 1] = v1 ? acc1[4 * j + 1] : kNegBig;
-                    acc1[4 * j + 2] = v0 ? acc1[4 * j + 2] : kNegBig;
-                    acc1[4 * j + 3] = v1 ? acc1[4 * j + 3] : kNegBig;
-                }
-            }
+            mask_columns<16>(acc1, comp_bits); // components past K in the last tile
             // Max in 4 independent chains per row (the serial chains were latency-bound).
             float mx[2][4] = {{kNegBig, kNegBig, kNegBig, kNegBig}, {kNegBig, kNegBig, kNegBig, kNegBig}};
 #pragma unroll

@@ -264,18 +264,8 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         }
         wgmma_commit();
     };
-    // Wide kernel: this thread's components c0 + 8j + 2t (+1) of the tile that are < K (bit 2j, 2j + 1).
-    uint32_t comp_bits = ~0u;
-    if constexpr (S::kFold) {
-        const int valid = a.K - ctile * kKc - c0;
-        if (valid < 64) {
-            comp_bits = 0;
-            for (int j = 0; j < 8; j++) {
-                comp_bits |= (8 * j + 2 * t < valid ? 1u : 0u) << (2 * j);
-                comp_bits |= (8 * j + 2 * t + 1 < valid ? 1u : 0u) << (2 * j + 1);
-            }
-        }
-    }
+    // Wide kernel: this thread's components c0 + 8j + 2t (+1) of the tile that are < K.
+    const uint32_t comp_bits = S::kFold ? valid_column_bits<8>(a.K - ctile * kKc - c0, t) : ~0u;
     auto gemm2 = [&](int stage) {
         const uint32_t sX = smem_u32(stage_base + stage * S::kStageBytes);
         const uint64_t dXh = make_desc(sX, 128, 1024), dXl = make_desc(sX + S::kHalfTileBytes, 128, 1024);
@@ -362,16 +352,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
         if constexpr (S::kFold) {
             (void)x0;
             (void)x1;
-            if (comp_bits != ~0u) { // (uniform per warpgroup)
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const bool v0 = (comp_bits >> (2 * j)) & 1u, v1 = (comp_bits >> (2 * j + 1)) & 1u;
-                    acc1[4 * j + 0] = v0 ? acc1[4 * j + 0] : kNegBig;
-                    acc1[4 * j + 1] = v1 ? acc1[4 * j + 1] : kNegBig;
-                    acc1[4 * j + 2] = v0 ? acc1[4 * j + 2] : kNegBig;
-                    acc1[4 * j + 3] = v1 ? acc1[4 * j + 3] : kNegBig;
-                }
-            }
+            mask_columns<8>(acc1, comp_bits);
         } else {
 #pragma unroll
             for (int j = 0; j < 8; j++) {
