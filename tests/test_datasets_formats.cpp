@@ -16,6 +16,7 @@
 #include "datasets/Hdf5File.h"
 #include "datasets/IdxFile.h"
 #include "datasets/VecsFile.h"
+#include "process_helpers.h"
 
 using namespace faiss_gmm;
 using namespace faiss_gmm::datasets;
@@ -34,13 +35,10 @@ long peak_rss_kib() {
 /// the files here hold a few bytes, the lies claim gigabytes; 64 MiB separates them.
 constexpr long kMaxHeaderTrustKib = 64 * 1024;
 
+/// A file in the suite's scratch directory (removed with its files when the program ends).
 std::string tmp_path(const std::string& name) {
-    static const std::string dir = [] {
-        char tmpl[] = "/tmp/faiss_gmm_test_datasets_XXXXXX";
-        const char* d = mkdtemp(tmpl);
-        return std::string(d ? d : "/tmp");
-    }();
-    return dir + "/" + name;
+    static const faiss_gmm::testing::TempDir dir;
+    return dir.file(name);
 }
 
 void write_raw(const std::string& path, const std::vector<uint8_t>& bytes) {

@@ -16,6 +16,7 @@
 #include "eval/Evaluation.h"
 #include "eval/Report.h"
 #include "eval_test_helpers.h"
+#include "process_helpers.h"
 
 #include <faiss/index_factory.h>
 
@@ -93,8 +94,8 @@ TEST(EvalHarness, KmeansAndGmmSweep) {
     }
 
     // Reports.
-    char tmpl[] = "/tmp/faiss_gmm_test_eval_XXXXXX";
-    std::string dir = mkdtemp(tmpl);
+    const faiss_gmm::testing::TempDir tmp; // removed with its files
+    const std::string& dir = tmp.path;
     write_csv({r}, dir + "/r.csv");
     write_json({r}, dir + "/r.json");
     std::string csv = slurp(dir + "/r.csv");
@@ -208,8 +209,8 @@ TEST(EvalHarness, QuantizerCacheReusesOnlyTheSameTraining) {
     // timing): the second run must read every coarse quantizer back and measure exactly what the
     // first did, and anything that changes the training (seed, base rows) must train again.
     datasets::Dataset ds = small_dataset();
-    char tmpl[] = "/tmp/faiss_gmm_test_qcache_XXXXXX";
-    const std::string dir = mkdtemp(tmpl);
+    const faiss_gmm::testing::TempDir tmp; // removed with its files
+    const std::string& dir = tmp.path;
     EvalParams p;
     p.verbose = false;
     p.index_description = "IVF16,Flat";
