@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A change against its base in one device call: the benchmark of both builds interleaved
+# ($ROUNDS rounds of base then new, in the same process order every round, so the two see the same
+# machine state), then every test_estep_cuda case of the new build ($SHARDS gtest shards side by
+# side; the slowest of 8 took 222 s on an H100 machine, hence 300 s each), then compute-sanitizer
+# memcheck and racecheck on its SanitizerSmall case. The carried folder comes from
+# scripts/gpu_carry_compare.sh (bin/base, bin/new, scripts/, shared/ for the Siftsmall case):
+#   run(command="bash .device-carry/compare/scripts/gpu_run_compare.sh", carry=[".device-carry/compare"])
+# Knobs (environment): BENCH_SHAPES (bench_estep_cuda --shapes, default 0,11,13), BENCH_MODES
+# (default hopper-fast), BENCH_TIMEOUT (per run, 90 s), ROUNDS (2), TEST_FILTER (gtest filter,
+# default every case), SHARDS (8), TEST_TIMEOUT (300 s), TEST_BASE=1 (also test the base build),
+# SAN_TIMEOUT (150 s). Logs go to $OUT; the exit status is 1 when anything failed.
+. "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
+tar_bin=$D/bin.tgz
+[ -f "$tar_bin" ] && [ ! -d "$D/bin/new" ] && tar xzf "$tar_bin" -C "$D"
+for v in base new; do
+  [ -x "$D/bin/$v/bench_estep_cuda" ] || { echo "missing $D/bin/$v/bench_estep_cuda"; exit 1; }
+done
+
+echo "== bench: shapes ${BENCH_SHAPES:-0,11,13}, modes ${BENCH_MODES:-hopper-fast}, ${ROUNDS:-2} rounds"
+for _ in $(seq 1 "${ROUNDS:-2}"); do
+  for v in base new; do
+    timeout "${BENCH_TIMEOUT:-90}" "$D/bin/$v/bench_estep_cuda" --no-stream --no-em --shapes "${BENCH_SHAPES:-0,11,13}" \
+        --modes "${BENCH_MODES:-hopper-fast}" >>"$OUT/bench_$v.log" 2>&1 || rc=1
+  done
+done
+for v in base new; do
+  echo "-- $v"
+  grep -E "^N=|device time" "$OUT/bench_$v.log" | cut -c1-160
+done
+echo "bench: $(( $(date +%s) - t0 )) s"
+
+# run_tests BUILD: every selected case in $SHARDS shards; the summary line and any failure.
+run_tests() {
+  local v=$1 log=$OUT/test_estep_cuda_$1.log i p
+  local -a shard_pids=()
+  for i in $(seq 0 $(( ${SHARDS:-8} - 1 ))); do
+    GTEST_TOTAL_SHARDS=${SHARDS:-8} GTEST_SHARD_INDEX=$i timeout "${TEST_TIMEOUT:-300}" "$D/bin/$v/test_estep_cuda" \
+        --gtest_filter="${TEST_FILTER:-*}" >"$OUT/shard$i.log" 2>&1 &
+    shard_pids+=($!)
+  done
+  for p in "${shard_pids[@]}"; do wait "$p" || rc=1; done
+  cat "$OUT"/shard*.log >"$log"
+  rm -f "$OUT"/shard*.log
+  # (gtest prints a failed or skipped case twice: when it ends, with its time, and in the summary.)
+  local ended=' \([0-9]+ ms\)$'
+  echo "== tests ($v): passed $(grep -cE "^\[       OK \].*$ended" "$log"), failed $(grep -cE "^\[  FAILED  \].*$ended" "$log"), skipped $(grep -cE "^\[  SKIPPED \].*$ended" "$log")"
+  grep -hE "Failure|Expected|Which is|^  Actual|^\[  (FAILED  |SKIPPED )\].*$ended" "$log" | head -30
+}
+run_tests new
+[ "${TEST_BASE:-0}" = 1 ] && run_tests base
+echo "tests: $(( $(date +%s) - t0 )) s"
+
+BIN=$D/bin/new # sanitize() runs $BIN/test_estep_cuda
+pids=()
+SAN_TIMEOUT=${SAN_TIMEOUT:-150}
+sanitize memcheck test_estep_cuda '*SanitizerSmall'
+sanitize racecheck test_estep_cuda '*SanitizerSmall'
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+sanitizer_summary
+echo "total: $(( $(date +%s) - t0 )) s, rc $rc"
+exit "$rc"
