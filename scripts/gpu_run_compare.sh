@@ -11,8 +11,8 @@
 # default every case), SHARDS (8), TEST_TIMEOUT (300 s), TEST_BASE=1 (also test the base build),
 # SAN_TIMEOUT (150 s). Logs go to $OUT; the exit status is 1 when anything failed.
 . "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
-tar_bin=$D/bin.tgz
-[ -f "$tar_bin" ] && [ ! -d "$D/bin/new" ] && tar xzf "$tar_bin" -C "$D"
+# Unpacked every call: a warm machine keeps the last call's bin/, which may be older builds.
+[ -f "$D/bin.tgz" ] && tar xzf "$D/bin.tgz" -C "$D"
 for v in base new; do
   [ -x "$D/bin/$v/bench_estep_cuda" ] || { echo "missing $D/bin/$v/bench_estep_cuda"; exit 1; }
 done
