@@ -3,8 +3,9 @@
 #   D    the carried folder (this file's folder/..), BIN its prebuilt binaries (D/bin),
 #   OUT  the device tool's output folder (D/out when run elsewhere),
 #   FAISS_GMM_SHARED_DIR  the data sets under D/shared when they were carried,
-# then the machine line (OUT/machine.txt), rc=0 and the start time t0 for the caller's totals; and the
-# side-by-side compute-sanitizer runs (sanitize, sanitizer_summary) of gpu_run_suite.sh and gpu_run_repro.sh.
+# then the machine line (OUT/machine.txt), rc=0 and the start time t0 for the caller's totals; the
+# sharded gtest runs (shard_tests) and the side-by-side compute-sanitizer runs (sanitize,
+# sanitizer_summary) of gpu_run_suite.sh, gpu_run_repro.sh and gpu_run_compare.sh.
 set -u
 D=${D:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BIN=${BIN:-$D/bin}
@@ -15,6 +16,17 @@ export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
 rc=0
 t0=$(date +%s)
+
+# shard_tests BINARY FILTER LOG TIMEOUT: $SHARDS gtest shards of $BIN/BINARY (the cases FILTER) side
+# by side in the background (their pids appended to the caller's pids array; each cut at TIMEOUT
+# seconds), logged to $OUT/LOG0.log, LOG1.log, …; the caller waits for them.
+shard_tests() {
+  local i
+  for i in $(seq 0 $((SHARDS - 1))); do
+    GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout "$4" "$BIN/$1" --gtest_filter="$2" >"$OUT/$3$i.log" 2>&1 &
+    pids+=($!)
+  done
+}
 
 # sanitize TOOL BINARY FILTER: compute-sanitizer TOOL on the gtest cases FILTER of $BIN/BINARY, in
 # the background (its pid appended to the caller's pids array; cut at $SAN_TIMEOUT seconds), logged

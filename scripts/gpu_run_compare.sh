@@ -11,17 +11,19 @@
 # default every case), SHARDS (8), TEST_TIMEOUT (300 s), TEST_BASE=1 (also test the base build),
 # SAN_TIMEOUT (150 s). Logs go to $OUT; the exit status is 1 when anything failed.
 . "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
+: "${BENCH_SHAPES:=0,11,13}" "${BENCH_MODES:=hopper-fast}" "${BENCH_TIMEOUT:=90}" "${ROUNDS:=2}"
+: "${TEST_FILTER:=*}" "${SHARDS:=8}" "${TEST_TIMEOUT:=300}" "${SAN_TIMEOUT:=150}"
 # Unpacked every call: a warm machine keeps the last call's bin/, which may be older builds.
 [ -f "$D/bin.tgz" ] && tar xzf "$D/bin.tgz" -C "$D"
 for v in base new; do
   [ -x "$D/bin/$v/bench_estep_cuda" ] || { echo "missing $D/bin/$v/bench_estep_cuda"; exit 1; }
 done
 
-echo "== bench: shapes ${BENCH_SHAPES:-0,11,13}, modes ${BENCH_MODES:-hopper-fast}, ${ROUNDS:-2} rounds"
-for _ in $(seq 1 "${ROUNDS:-2}"); do
+echo "== bench: shapes $BENCH_SHAPES, modes $BENCH_MODES, $ROUNDS rounds"
+for _ in $(seq 1 "$ROUNDS"); do
   for v in base new; do
-    timeout "${BENCH_TIMEOUT:-90}" "$D/bin/$v/bench_estep_cuda" --no-stream --no-em --shapes "${BENCH_SHAPES:-0,11,13}" \
-        --modes "${BENCH_MODES:-hopper-fast}" >>"$OUT/bench_$v.log" 2>&1 || rc=1
+    timeout "$BENCH_TIMEOUT" "$D/bin/$v/bench_estep_cuda" --no-stream --no-em --shapes "$BENCH_SHAPES" \
+        --modes "$BENCH_MODES" >>"$OUT/bench_$v.log" 2>&1 || rc=1
   done
 done
 for v in base new; do
@@ -32,14 +34,10 @@ echo "bench: $(( $(date +%s) - t0 )) s"
 
 # run_tests BUILD: every selected case in $SHARDS shards; the summary line and any failure.
 run_tests() {
-  local v=$1 log=$OUT/test_estep_cuda_$1.log i p
-  local -a shard_pids=()
-  for i in $(seq 0 $(( ${SHARDS:-8} - 1 ))); do
-    GTEST_TOTAL_SHARDS=${SHARDS:-8} GTEST_SHARD_INDEX=$i timeout "${TEST_TIMEOUT:-300}" "$D/bin/$v/test_estep_cuda" \
-        --gtest_filter="${TEST_FILTER:-*}" >"$OUT/shard$i.log" 2>&1 &
-    shard_pids+=($!)
-  done
-  for p in "${shard_pids[@]}"; do wait "$p" || rc=1; done
+  local v=$1 log=$OUT/test_estep_cuda_$1.log p
+  pids=()
+  shard_tests "$v/test_estep_cuda" "$TEST_FILTER" shard "$TEST_TIMEOUT" # $BIN/$v/test_estep_cuda
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
   cat "$OUT"/shard*.log >"$log"
   rm -f "$OUT"/shard*.log
   # (gtest prints a failed or skipped case twice: when it ends, with its time, and in the summary.)
@@ -53,7 +51,6 @@ echo "tests: $(( $(date +%s) - t0 )) s"
 
 BIN=$D/bin/new # sanitize() runs $BIN/test_estep_cuda
 pids=()
-SAN_TIMEOUT=${SAN_TIMEOUT:-150}
 sanitize memcheck test_estep_cuda '*SanitizerSmall'
 sanitize racecheck test_estep_cuda '*SanitizerSmall'
 for p in "${pids[@]}"; do wait "$p" || rc=1; done

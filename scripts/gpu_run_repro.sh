@@ -72,11 +72,8 @@ tests() {
     timeout ${TEST_TIMEOUT:-90} "$BIN/test_estep_cuda_full" >"$OUT/full.log" 2>&1 & pids+=($!)
   fi
   TESTS_EXTRA=${TESTS_EXTRA-*HopperChunks*:*HopperDiagonalChunks*:*HopperAccurateChunks*:*HopperSubChunks*:*SanitizerSmall}
-  for i in $(seq 0 $((SHARDS - 1))); do
-    GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-180} "$BIN/test_estep_cuda" \
-        --gtest_filter="*Reproducible*${TESTS_EXTRA:+:$TESTS_EXTRA}-*SanitizerReproducible*" >"$OUT/repro_shard$i.log" 2>&1 &
-    pids+=($!)
-  done
+  shard_tests test_estep_cuda "*Reproducible*${TESTS_EXTRA:+:$TESTS_EXTRA}-*SanitizerReproducible*" repro_shard \
+      "${TEST_TIMEOUT:-180}"
   if [ -x "$BIN/test_model_encoding" ]; then
     "$BIN/test_model_encoding" --gtest_brief=1 >"$OUT/test_model_encoding.log" 2>&1 & pids+=($!)
   fi

@@ -22,11 +22,7 @@ done
 SHARDS=${SHARDS:-8}
 echo "== test_estep_cuda ($SHARDS shards), test_estep_cuda_exact, test_estep_cuda_full, side by side"
 pids=()
-for i in $(seq 0 $((SHARDS - 1))); do
-  GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$i timeout ${TEST_TIMEOUT:-300} "$BIN/test_estep_cuda" \
-      --gtest_filter='-*ZZSummary' >"$OUT/shard$i.log" 2>&1 &
-  pids+=($!)
-done
+shard_tests test_estep_cuda '-*ZZSummary' shard "${TEST_TIMEOUT:-300}"
 timeout ${TEST_TIMEOUT:-300} "$BIN/test_estep_cuda_exact" >"$OUT/exact.log" 2>&1 & pids+=($!)
 timeout ${TEST_TIMEOUT:-300} "$BIN/test_estep_cuda_full" >"$OUT/full.log" 2>&1 & pids+=($!)
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
