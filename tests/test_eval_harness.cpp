@@ -3,8 +3,6 @@
 // reports written; bad requests refused before work starts.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <fstream>
