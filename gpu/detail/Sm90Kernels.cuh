@@ -454,17 +454,21 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
             }
         }
         const uint32_t f0 = pack_half2(f[0], f[0]), f1 = pack_half2(f[1], f[1]);
-        uint8_t* R = smem + S::oR;
+        // Core columns j and j + 1 (comps 8j .. 8j + 15) of the warp's 16 rows in one stmatrix: matrix
+        // m = 2·(column − j) + (rows + 8); lane 8m + i addresses row i of matrix m. Each lane's
+        // registers hold (row r0 or r0 + 8, comps 8j + 2t, + 1): the accumulator layout.
+        const int lm = lane >> 3, li = lane & 7;
+        const uint32_t rrow = sR + (lm >> 1) * 2048 + (wg * 64 + wq * 16 + (lm & 1) * 8 + li) * 16;
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            // comps 8j+2t, 8j+2t+1 → core column j, bytes 4t..4t+3 of the row's 16
-            uint32_t v0 = e16[2 * j], v1 = e16[2 * j + 1];
+        for (int j = 0; j < 16; j += 2) {
+            uint32_t v[4] = {e16[2 * j], e16[2 * j + 1], e16[2 * j + 2], e16[2 * j + 3]};
             if constexpr (!kLse) {
-                v0 = hmul2_u32(v0, f0);
-                v1 = hmul2_u32(v1, f1);
+                v[0] = hmul2_u32(v[0], f0);
+                v[1] = hmul2_u32(v[1], f1);
+                v[2] = hmul2_u32(v[2], f0);
+                v[3] = hmul2_u32(v[3], f1);
             }
-            *reinterpret_cast<uint32_t*>(R + j * 2048 + r0 * 16 + t * 4) = v0;
-            *reinterpret_cast<uint32_t*>(R + j * 2048 + (r0 + 8) * 16 + t * 4) = v1;
+            stmatrix_x4(rrow + j * 2048, v[0], v[1], v[2], v[3]);
         }
         fence_proxy_async(); // R is read by wgmma next
     };
@@ -556,16 +560,25 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
             // exchange 1: plain remote stores ordered by barrier.cluster (arrive.release here,
             // wait.acquire in finish), which costs a GPU-scope fence per tile.
             float2* sl = slots + ((i & 1) * kMaxCluster + rank) * kBM;
+            // (C ≤ 8: lane t sends to CTAs t and t + 4, two predicated sends instead of a loop.)
             if (async_x) {
                 if (tid == 0) mbar_expect_tx(xbar + (i & 1), uint32_t(C * kBM * 8));
-                for (int c = t; c < C; c += 4) {
-                    st_async_f2(sl + r0, xbar + (i & 1), uint32_t(c), m0, s0);
-                    st_async_f2(sl + r0 + 8, xbar + (i & 1), uint32_t(c), m1, s1);
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int c = t + 4 * h;
+                    if (c < C) {
+                        st_async_f2(sl + r0, xbar + (i & 1), uint32_t(c), m0, s0);
+                        st_async_f2(sl + r0 + 8, xbar + (i & 1), uint32_t(c), m1, s1);
+                    }
                 }
             } else {
-                for (int c = t; c < C; c += 4) {
-                    st_cluster_f2(sl + r0, uint32_t(c), m0, s0);
-                    st_cluster_f2(sl + r0 + 8, uint32_t(c), m1, s1);
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int c = t + 4 * h;
+                    if (c < C) {
+                        st_cluster_f2(sl + r0, uint32_t(c), m0, s0);
+                        st_cluster_f2(sl + r0 + 8, uint32_t(c), m1, s1);
+                    }
                 }
                 cluster_arrive();
             }

@@ -515,6 +515,19 @@ __device__ __forceinline__ void st_async_f2(const void* local, const uint64_t* l
 #endif
 }
 
+/// Four 8 × 8 matrices of halves from the warp's registers to shared memory: lane 8m + i gives
+/// the address of row i of matrix m (16 contiguous bytes), and every lane's r_m holds its
+/// fragment of matrix m, the accumulator layout's (row lane / 4, columns 2·(lane % 4), + 1).
+__device__ __forceinline__ void stmatrix_x4(uint32_t row_addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+#if FAISS_GMM_SM90A
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(row_addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3)
+                 : "memory");
+#else
+    (void)row_addr, (void)r0, (void)r1, (void)r2, (void)r3;
+#endif
+}
+
 // ---------------------------------------------------------------- math
 
 __device__ __forceinline__ float ex2(float x) { // 2^x, MUFU (rel. error ~2^-22); -inf/very negative → 0
