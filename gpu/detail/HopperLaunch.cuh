@@ -59,8 +59,10 @@ void set_attributes() {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(dsplit::estep_kernel<DP, 2>, smem, dsplit::Shape<DP, 2>::kSmem2));
     } else {
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, false>, smem, Shape<DP>::kSmem));
-        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true>, smem, Shape<DP>::kSmem));
-        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(lse_kernel<DP>, smem, Shape<DP>::kLseSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true, false>, smem, Shape<DP>::kSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(estep_kernel<DP, true, true>, smem, Shape<DP>::kSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(lse_kernel<DP, false>, smem, Shape<DP>::kLseSmem));
+        FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(lse_kernel<DP, true>, smem, Shape<DP>::kLseSmem));
         FAISS_GMM_CUDA_CHECK(cudaFuncSetAttribute(split::estep_split_kernel<DP, 2>, smem, split::Shape<DP, 2>::kSmem));
         FAISS_GMM_CUDA_CHECK(
                 cudaFuncSetAttribute(split::estep_split_kernel<DP, 2, true>, smem, split::Shape<DP, 2>::kSmem));
@@ -233,7 +235,8 @@ HopperLaunchShape two_pass_split(const HopperChunkArgs& a, const Tin* x, int vec
 }
 
 /// Fast mode: the one-pass cluster kernel (K ≤ 1024) or the LSE kernel and the second pass
-/// (K > 1024), then the float reduction; accurate mode: the one-pass split kernel (K ≤ 1024) or
+/// (K > 1024, or models that are not folded: HopperShape::fast_unfolded; folded models take the
+/// bias columns there too), then the float reduction; accurate mode: the one-pass split kernel (K ≤ 1024) or
 /// two_pass_split, then the double reduction. (DP ≤ 128.)
 template <typename Tin, int DP>
 HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, int vec) {
@@ -255,11 +258,19 @@ HopperLaunchShape chunk_fast_or_split(const HopperChunkArgs& a, const Tin* x, in
     const int tiles = int((a.n + kBM - 1) / kBM);
     const Args k = launch.args(0, tiles, int(a.n), (by_block ? a.buf->block_part : a.buf->part).as<float>());
     launch.features(0, tiles, int(a.n), a.stream);
-    lse_kernel<DP><<<unsigned(tiles), kThreads, Shape<DP>::kLseSmem, a.stream>>>(k);
-    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
     const int Sn = hopper_row_splits(tiles, a.sm_count, a.model.Kt);
-    estep_kernel<DP, true><<<unsigned(Sn * a.model.Kt), kThreads, Shape<DP>::kSmem, a.stream>>>(k);
-    FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::estep_kernel");
+    auto passes = [&](auto bias) {
+        constexpr bool kBias = decltype(bias)::value;
+        lse_kernel<DP, kBias><<<unsigned(tiles), kThreads, Shape<DP>::kLseSmem, a.stream>>>(k);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::lse_kernel");
+        estep_kernel<DP, true, kBias><<<unsigned(Sn * a.model.Kt), kThreads, Shape<DP>::kSmem, a.stream>>>(k);
+        FAISS_GMM_CUDA_CHECK_LAUNCH("sm90::estep_kernel (second pass)");
+    };
+    if (a.model.folded) {
+        passes(std::true_type{});
+    } else {
+        passes(std::false_type{});
+    }
     shape.blocks = Sn * a.model.Kt;
     shape.cluster = 0;
     if (!by_block) reduce_parts<float>(a, Sn);

@@ -59,13 +59,13 @@ struct HopperShape {
     int DP = 0, FW = 0, Kt = 0; ///< features padded to DP (32/64/96/128; diagonal 64/128/192/256); FW = DP + 8; Kt tiles of 128 components
     float sx = 1, sq = 1;       ///< scales of x and of the squares (‖x‖² spherical, x_j² diagonal)
     float kinv = 1;             ///< 1 / (s_x · s_w)
-    /// Fast mode (the last GEMM1 step of the one-pass kernel, Sm90Kernels.cuh, and of the wide
-    /// kernel, Sm90SplitKernels.cuh): the values of its ‖x‖² columns (c_q · s_q‖x‖²) and of its
+    /// Fast mode (the last GEMM1 step of the one-pass kernel and of the two passes, Sm90Kernels.cuh,
+    /// and of the wide kernel, Sm90SplitKernels.cuh): the values of its ‖x‖² columns (c_q · s_q‖x‖²) and of its
     /// bias columns (c_b), powers of two that keep HopperModel::Wb's entries at most 2^14.
     float cq = 1, cb = 1;
     /// Fast mode: HopperModel::Wb holds the model's bias and ‖x‖² weights. When false (terms
     /// beyond fp16, see encode_bias_weights) the one-pass and wide kernels cannot run the model,
-    /// and it runs the two passes at any K.
+    /// and it runs the two passes at any K, which then add those terms in fp32.
     bool folded = false;
     /// Fast mode without the bias columns: neither the one-pass nor the wide kernel runs it.
     bool fast_unfolded() const { return !split && !folded; }

@@ -43,7 +43,7 @@
 //    bf16's 8), fp32 accumulation. The large terms of the logit (bias, a·‖x‖²)
 //    enter GEMM1 as fp16 hi + lo pairs (below), ~22 bits each. Responsibilities
 //    enter Rᵀ·X as fp16 (relative rounding 2^-12).
-//  * The bias columns (one pass): the 8 feature columns after x hold, besides 1 and
+//  * The bias columns (kBias): the 8 feature columns after x hold, besides 1 and
 //    s_q‖x‖² for GEMM2, u = c_q·s_q‖x‖² in fp16 hi + lo, and c_b twice
 //    (TileShapes.h: BiasColumn); W's block of 8 after DP (Args::Wb) holds a_k and
 //    b_k as fp16 hi + lo pairs. One more k-step of GEMM1 (its other 8 columns are
@@ -55,7 +55,9 @@
 //  * K > 1024: two passes with the same tiles: lse_kernel (online log-sum-exp
 //    over all components, one CTA per 128 rows) then estep_kernel<.., true>
 //    (one CTA per 128 components × a range of rows, responsibilities from the
-//    stored log Z, no exchange).
+//    stored log Z, no exchange). Folded models take the bias columns in both
+//    passes (kBias), so a logit is again one FMA before its exponential; the
+//    others (HopperShape::folded false) add a_k‖x‖² + b_k in fp32.
 //
 // Layouts (halves; "chunk" = 8 consecutive features of one row = 16 bytes):
 //  * G, tile T (128 rows × FW features, FW = DP + 8): chunk (r, fb) at half
@@ -92,8 +94,8 @@ struct Shape {
     static constexpr int kTileBytes = kBM * FW * 2;
     static constexpr int kRowBytes = kBM * 4; // one float per row
     static constexpr int kWBytes = kKc * DP * 2;
-    static constexpr int kWbBytes = kKc * 8 * 2; // one pass: the weights of the bias columns (Args::Wb)
-    static constexpr int kZeroBytes = kBM * 8 * 2; // one pass: zeros, the second half of GEMM1's last k-step
+    static constexpr int kWbBytes = kKc * 8 * 2; // kBias: the weights of the bias columns (Args::Wb)
+    static constexpr int kZeroBytes = kBM * 8 * 2; // kBias: zeros, the second half of GEMM1's last k-step
     static constexpr int kABBytes = kKc * 8;  // (a_k, b_k) per component
     static constexpr int kRBytes = kBM * kKc * 2;
     static constexpr int kSlotBytes = 2 * kMaxCluster * kBM * 8;
@@ -111,11 +113,14 @@ struct Shape {
     static constexpr int oBar = oZero + kZeroBytes;
     static constexpr int kSmem = oBar + 128;
     static_assert(kSmem <= kSmemLimit, "estep_kernel shared memory");
-    // lse_kernel: X tile + ‖x‖², two stages of (W tile + ab)
-    static constexpr int kLseStage = kWBytes + kABBytes;
+    // lse_kernel: X tile + ‖x‖², two stages of (W tile + ab + Wb), the zeros (kBias; above the
+    // stages: the descriptors' leading byte offsets reach them), mbarriers. Two CTAs per SM.
+    static constexpr int kLseStage = kWBytes + kABBytes + kWbBytes;
     static constexpr int oLseW = kTileBytes + kRowBytes;
-    static constexpr int oLseBar = oLseW + 2 * kLseStage;
+    static constexpr int oLseZero = oLseW + 2 * kLseStage;
+    static constexpr int oLseBar = oLseZero + kZeroBytes;
     static constexpr int kLseSmem = oLseBar + 64;
+    static_assert(2 * (kLseSmem + 1024) <= 228 * 1024, "lse_kernel: two CTAs per SM");
 };
 
 struct Args {
@@ -124,9 +129,9 @@ struct Args {
     float* lse;        // tiles × 128: log2 Z (lse_kernel out, estep_kernel<.., true> in); +big for padding
     const __half* W;   // Kt × 128 × DP, tiled
     const float* ab;   // Kp × 2: (a_k, b_k): logit2 = kinv·(x̃·w̃) + a_k‖x‖² + b_k; padding (0, -1e30)
-    const __half* Wb;  // one pass: Kt × 128 × 8, the weights of the bias columns (TileShapes.h: BiasColumn)
-    int K;             // one pass: components (those of the last tile past K are masked)
-    float xsat;        // one pass: ‖x‖² beyond which the bias columns' u saturates (65504 / (s_q·c_q))
+    const __half* Wb;  // kBias: Kt × 128 × 8, the weights of the bias columns (TileShapes.h: BiasColumn)
+    int K;             // kBias: components (those of the last tile past K are masked)
+    float xsat;        // kBias: ‖x‖² beyond which the bias columns' u saturates (65504 / (s_q·c_q))
     float* part;       // parts × Kp × FW: per-CTA partial Σ r·[x̃ | 1 | ‖x‖²·s_q]
     double* loglik;    // Σ_n ln Z_n, added atomically
     int n;             // valid rows of the chunk
@@ -142,7 +147,7 @@ struct Args {
     int llslot_stride; // slots per block (HopperChunkArgs::llslot_stride)
 };
 
-// ---------------------------------------------------------------- components past K
+// ---------------------------------------------------------------- the bias columns' edges
 
 /// Which of this thread's wgmma accumulator columns 8j + 2t and 8j + 2t + 1 (j < J, t = lane % 4)
 /// are below `valid`, as bits 2j and 2j + 1: all set when the J·8 columns are (the kernels with bias
@@ -171,6 +176,24 @@ __device__ __forceinline__ void mask_columns(float (&acc)[4 * J], uint32_t bits)
         acc[4 * j + 1] = v1 ? acc[4 * j + 1] : kNegBig;
         acc[4 * j + 2] = v0 ? acc[4 * j + 2] : kNegBig;
         acc[4 * j + 3] = v1 ? acc[4 * j + 3] : kNegBig;
+    }
+}
+
+/// Rows whose ‖x‖² (x0, x1: this thread's two rows) is beyond the bias columns' range (u = c_q·s_q‖x‖²
+/// clamped at 65504: ≥ 4096/c_q × the typical ‖x‖², rare) get the rest of a_k‖x‖² in fp32, in units of
+/// the accumulator (kinv); a_k from ab4 as in the fp32 path. A warp-uniform branch.
+__device__ __forceinline__ void add_far_rows(float (&acc)[64], const float4* ab4, int t, float x0, float x1,
+                                             float xsat, float kinv) {
+    if (!__any_sync(0xffffffffu, x0 > xsat || x1 > xsat)) return;
+    const float c0 = x0 > xsat ? (x0 - xsat) / kinv : 0.f;
+    const float c1 = x1 > xsat ? (x1 - xsat) / kinv : 0.f;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const float4 ab = ab4[4 * j + t];
+        acc[4 * j + 0] = fmaf(ab.x, c0, acc[4 * j + 0]);
+        acc[4 * j + 1] = fmaf(ab.z, c0, acc[4 * j + 1]);
+        acc[4 * j + 2] = fmaf(ab.x, c1, acc[4 * j + 2]);
+        acc[4 * j + 3] = fmaf(ab.z, c1, acc[4 * j + 3]);
     }
 }
 
@@ -320,7 +343,8 @@ __global__ void reduce_parts_kernel(const T* __restrict__ part, int nparts, int 
 /// owning component tile `rank`; the clusters split the row tiles.
 /// kLse = true: second pass for K > 1024; block b owns component tile b % Kt and
 /// row split b / Kt; log2 Z per row comes from lse_kernel.
-template <int DP, bool kLse>
+/// kBias: the bias columns give the whole logit (folded models; always in the one pass).
+template <int DP, bool kLse, bool kBias = !kLse>
 __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 #if FAISS_GMM_SM90A
     using S = Shape<DP>;
@@ -354,7 +378,8 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     uint8_t* stage_base = smem + S::oStage;
     float2* slots = reinterpret_cast<float2*>(smem + S::oSlot); // [2][kMaxCluster][kBM]
 
-    if constexpr (!kLse) { // the zeros GEMM1's last k-step reads (before init's barrier)
+    static_assert(kBias || kLse, "the one pass needs the bias columns");
+    if constexpr (kBias) { // the zeros GEMM1's last k-step reads (before init's barrier)
         reinterpret_cast<uint2*>(smem + S::oZero)[tid] = make_uint2(0u, 0u); // 256 × 8 bytes
         fence_proxy_async();
     }
@@ -369,10 +394,10 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         if constexpr (kLse) bulk_g2s(st + S::kTileBytes + S::kRowBytes, a.lse + size_t(tile) * kBM, S::kRowBytes, bar);
     };
     if (tid == 0) {
-        mbar_expect_tx(wbar, S::kWBytes + S::kABBytes + (kLse ? 0 : S::kWbBytes));
+        mbar_expect_tx(wbar, S::kWBytes + S::kABBytes + (kBias ? S::kWbBytes : 0));
         bulk_g2s(smem + S::oW, a.W + size_t(ctile) * kKc * DP, S::kWBytes, wbar);
         bulk_g2s(smem + S::oAB, a.ab + size_t(ctile) * kKc * 2, S::kABBytes, wbar);
-        if constexpr (!kLse) bulk_g2s(smem + S::oWb, a.Wb + size_t(ctile) * kKc * 8, S::kWbBytes, wbar);
+        if constexpr (kBias) bulk_g2s(smem + S::oWb, a.Wb + size_t(ctile) * kKc * 8, S::kWbBytes, wbar);
         for (int s = 0; s < NS && s < ntile; s++) load_tile(s, s);
     }
     mbar_wait(wbar, 0);
@@ -394,7 +419,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     // features (2048 B).
     const uint64_t dW = make_desc(sW, 2048, 128);
     const uint64_t dR = make_desc(sR + wg * 8 * 2048, 128, 2048);
-    // One pass: GEMM1's last k-step multiplies the tile's 8 columns after x (TileShapes.h:
+    // kBias: GEMM1's last k-step multiplies the tile's 8 columns after x (TileShapes.h:
     // BiasColumn) by Wb, so that it gives the whole logit; its second 8 columns are the zeros at
     // oZero on both sides (the leading byte offset of a descriptor reaches them).
     const uint32_t sZ = smem_u32(smem + S::oZero), sWb = smem_u32(smem + S::oWb);
@@ -407,14 +432,15 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
 #pragma unroll
         for (int kk = 0; kk < DP / 16; kk++)
             Wgmma<128, 0, 0>::mma(acc1, dX + uint64_t(kk * 256), dW + uint64_t(kk * 256), kk > 0 ? 1 : 0);
-        if constexpr (!kLse) {
+        if constexpr (kBias) {
             const uint32_t sXb = sX + (DP / 8) * 2048; // the bias columns; zeros at sZ + wg · 1024
             Wgmma<128, 0, 0>::mma(acc1, make_desc(sXb, sZ - (sXb - wg * 8 * 128), 128), dWb, 1);
         }
         wgmma_commit();
     };
-    // One pass: this thread's components 8j + 2t (+1) of the tile that are < K.
-    const uint32_t comp_bits = kLse ? ~0u : valid_column_bits<16>(a.K - ctile * kKc, t);
+    // kBias: this thread's components 8j + 2t (+1) of the tile that are < K (the others' bias
+    // columns are zeros, not kNegBig: mask_columns).
+    const uint32_t comp_bits = kBias ? valid_column_bits<16>(a.K - ctile * kKc, t) : ~0u;
     auto gemm2 = [&](int stage) {
         const uint64_t dX = make_desc(smem_u32(stage_base + stage * S::kStageBytes), 128, 2048);
         fence_operand(acc2);
@@ -473,44 +499,34 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
         fence_proxy_async(); // R is read by wgmma next
     };
     // Logits of tile i (in acc1) → e16, own max, partial sums to every CTA of the cluster.
-    // One pass: acc1 holds the whole logit in units of kinv (GEMM1's last k-step added the bias and
-    // ‖x‖² terms), so the max is taken on it and e = 2^(kinv·acc − m) is one FMA and one exponential.
-    // Second pass (kLse): logit = kinv·acc + a_k‖x‖² + b_k in fp32, m = log2 Z of the row.
+    // kBias: acc1 holds the whole logit in units of kinv (GEMM1's last k-step added the bias and
+    // ‖x‖² terms), so e = 2^(kinv·acc − m) is one FMA and one exponential; the one pass takes the
+    // max on acc1. Otherwise (second pass, models not folded): logit = kinv·acc + a_k‖x‖² + b_k in
+    // fp32. Second pass: m = log2 Z of the row.
     auto epilogue = [&](int i, int stage) {
         const uint8_t* st = stage_base + stage * S::kStageBytes;
+        const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
+        const float x0 = xs[r0], x1 = xs[r0 + 8];
+        if constexpr (kBias) {
+            add_far_rows(acc1, ab4, t, x0, x1, a.xsat, a.kinv);
+            mask_columns<16>(acc1, comp_bits); // components past K in the last tile
+        }
         float m0, m1;
         if constexpr (kLse) {
-            const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
             const float* ls = reinterpret_cast<const float*>(st + S::kTileBytes + S::kRowBytes);
-            const float x0 = xs[r0], x1 = xs[r0 + 8];
             m0 = ls[r0];
             m1 = ls[r0 + 8];
-#pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const float4 ab = ab4[4 * j + t]; // (a, b) of comps 8j+2t, 8j+2t+1
-                acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
-                acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
-                acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
-                acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
-            }
-        } else {
-            // Rows whose ‖x‖² is beyond the bias columns' range (u = c_q·s_q‖x‖² clamped at 65504:
-            // ≥ 4096/c_q × the typical ‖x‖², rare) get the rest of a_k‖x‖² in fp32.
-            const float* xs = reinterpret_cast<const float*>(st + S::kTileBytes);
-            const float x0 = xs[r0], x1 = xs[r0 + 8];
-            if (__any_sync(0xffffffffu, x0 > a.xsat || x1 > a.xsat)) {
-                const float c0 = x0 > a.xsat ? (x0 - a.xsat) / a.kinv : 0.f;
-                const float c1 = x1 > a.xsat ? (x1 - a.xsat) / a.kinv : 0.f;
+            if constexpr (!kBias) {
 #pragma unroll
                 for (int j = 0; j < 16; j++) {
-                    const float4 ab = ab4[4 * j + t];
-                    acc1[4 * j + 0] = fmaf(ab.x, c0, acc1[4 * j + 0]);
-                    acc1[4 * j + 1] = fmaf(ab.z, c0, acc1[4 * j + 1]);
-                    acc1[4 * j + 2] = fmaf(ab.x, c1, acc1[4 * j + 2]);
-                    acc1[4 * j + 3] = fmaf(ab.z, c1, acc1[4 * j + 3]);
+                    const float4 ab = ab4[4 * j + t]; // (a, b) of comps 8j+2t, 8j+2t+1
+                    acc1[4 * j + 0] = fmaf(acc1[4 * j + 0], a.kinv, fmaf(ab.x, x0, ab.y));
+                    acc1[4 * j + 1] = fmaf(acc1[4 * j + 1], a.kinv, fmaf(ab.z, x0, ab.w));
+                    acc1[4 * j + 2] = fmaf(acc1[4 * j + 2], a.kinv, fmaf(ab.x, x1, ab.y));
+                    acc1[4 * j + 3] = fmaf(acc1[4 * j + 3], a.kinv, fmaf(ab.z, x1, ab.w));
                 }
             }
-            mask_columns<16>(acc1, comp_bits); // components past K in the last tile
+        } else {
             // Max in 4 independent chains per row (the serial chains were latency-bound).
             float mx[2][4] = {{kNegBig, kNegBig, kNegBig, kNegBig}, {kNegBig, kNegBig, kNegBig, kNegBig}};
 #pragma unroll
@@ -528,8 +544,8 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
             m0 *= a.kinv; // log2 units from here on
             m1 *= a.kinv;
         }
-        // 2^(logit − m): kLse has the logit in acc1, the one pass kinv · acc1.
-        auto exp2_shifted = [&](float v, float m) { return kLse ? ex2(v - m) : ex2(fmaf(v, a.kinv, -m)); };
+        // 2^(logit − m): kBias has the logit as kinv · acc1, the others in acc1.
+        auto exp2_shifted = [&](float v, float m) { return kBias ? ex2(fmaf(v, a.kinv, -m)) : ex2(v - m); };
         float sm[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int j = 0; j < 16; j++) {
@@ -660,18 +676,39 @@ __device__ __forceinline__ void tile_logits(float (&acc)[64], const float4* ab4,
     }
 }
 
-/// The running (max m, Σ 2^(l − m)) s of the two rows, updated with the tile's logits (tmax: their
-/// max); the sum in two chains per row (one chain was latency-bound with one CTA per SM).
+/// The bias columns' logits (acc in units of kinv: GEMM1 gave the whole logit) of one component
+/// tile: far rows' fp32 rest (add_far_rows), components past K masked (bits: valid_column_bits), and
+/// tmax, the max per row in log2 units (this thread's 32 columns). acc stays in units of kinv
+/// (online_lse_update<true> scales it inside its exponentials).
+__device__ __forceinline__ void tile_logits_folded(float (&acc)[64], const float4* ab4, int t, float kinv, float x0,
+                                                   float x1, float xsat, uint32_t bits, float (&tmax)[2]) {
+    add_far_rows(acc, ab4, t, x0, x1, xsat, kinv);
+    mask_columns<16>(acc, bits);
+    float mx[2][2] = {{kNegBig, kNegBig}, {kNegBig, kNegBig}};
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        mx[0][j & 1] = fmaxf(mx[0][j & 1], fmaxf(acc[4 * j + 0], acc[4 * j + 1]));
+        mx[1][j & 1] = fmaxf(mx[1][j & 1], fmaxf(acc[4 * j + 2], acc[4 * j + 3]));
+    }
+    tmax[0] = kinv * fmaxf(mx[0][0], mx[0][1]);
+    tmax[1] = kinv * fmaxf(mx[1][0], mx[1][1]);
+}
+
+/// The running (max m, Σ 2^(l − m)) s of the two rows, updated with the tile's logits l (tmax: their
+/// max): l = acc (log2 units), or kinv·acc when kScaled (tile_logits_folded); the sum in two chains
+/// per row (one chain was latency-bound with one CTA per SM).
+template <bool kScaled = false>
 __device__ __forceinline__ void online_lse_update(const float (&acc)[64], const float (&tmax)[2], float (&m)[2],
-                                                  float (&s)[2]) {
+                                                  float (&s)[2], float kinv = 1.f) {
     const float n0 = fmaxf(m[0], tmax[0]), n1 = fmaxf(m[1], tmax[1]);
+    auto e = [&](float v, float n) { return kScaled ? ex2(fmaf(v, kinv, -n)) : ex2(v - n); };
     float a0 = s[0] * ex2(m[0] - n0), a1 = s[1] * ex2(m[1] - n1), b0 = 0.f, b1 = 0.f;
 #pragma unroll
     for (int j = 0; j < 16; j += 2) {
-        a0 += ex2(acc[4 * j + 0] - n0) + ex2(acc[4 * j + 1] - n0);
-        a1 += ex2(acc[4 * j + 2] - n1) + ex2(acc[4 * j + 3] - n1);
-        b0 += ex2(acc[4 * j + 4] - n0) + ex2(acc[4 * j + 5] - n0);
-        b1 += ex2(acc[4 * j + 6] - n1) + ex2(acc[4 * j + 7] - n1);
+        a0 += e(acc[4 * j + 0], n0) + e(acc[4 * j + 1], n0);
+        a1 += e(acc[4 * j + 2], n1) + e(acc[4 * j + 3], n1);
+        b0 += e(acc[4 * j + 4], n0) + e(acc[4 * j + 5], n0);
+        b1 += e(acc[4 * j + 6], n1) + e(acc[4 * j + 7], n1);
     }
     m[0] = n0;
     m[1] = n1;
@@ -745,7 +782,8 @@ __device__ __forceinline__ void finish_lse(const A& a, float (&m)[2], float (&s)
 /// One CTA per tile of 128 rows: streams every component tile through two
 /// shared-memory stages and keeps an online (max, sum) per row and thread;
 /// writes log2 Z (+big for padding rows) and adds Σ ln Z to loglik.
-template <int DP>
+/// kBias: the bias columns give the whole logit (folded models), as in estep_kernel.
+template <int DP, bool kBias>
 __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
 #if FAISS_GMM_SM90A
     using S = Shape<DP>;
@@ -754,16 +792,22 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
     const int tile = blockIdx.x;
     const int r0 = wg * 64 + wq * 16 + g;
     uint64_t* bars = reinterpret_cast<uint64_t*>(smem + S::oLseBar); // [0]: X, [1], [2]: W stages
+    if constexpr (kBias) { // the zeros GEMM1's last k-step reads (S::kZeroBytes = 256 × 8)
+        reinterpret_cast<uint2*>(smem + S::oLseZero)[tid] = make_uint2(0u, 0u);
+        fence_proxy_async();
+    }
     if (tid == 0) {
         for (int s = 0; s < 3; s++) mbar_init(bars + s, 1);
         fence_mbar_init();
     }
     __syncthreads();
-    auto load_w = [&](int stage, int ct) {
+    auto load_w = [&](int stage, int ct) { // W | ab | Wb (kBias)
         uint8_t* st = smem + S::oLseW + stage * S::kLseStage;
-        mbar_expect_tx(bars + 1 + stage, S::kLseStage);
+        mbar_expect_tx(bars + 1 + stage, S::kWBytes + S::kABBytes + (kBias ? S::kWbBytes : 0));
         bulk_g2s(st, a.W + size_t(ct) * kKc * DP, S::kWBytes, bars + 1 + stage);
         bulk_g2s(st + S::kWBytes, a.ab + size_t(ct) * kKc * 2, S::kABBytes, bars + 1 + stage);
+        if constexpr (kBias)
+            bulk_g2s(st + S::kWBytes + S::kABBytes, a.Wb + size_t(ct) * kKc * 8, S::kWbBytes, bars + 1 + stage);
     };
     if (tid == 0) {
         mbar_expect_tx(bars, S::kTileBytes + S::kRowBytes);
@@ -775,6 +819,11 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
     const float* xs = reinterpret_cast<const float*>(smem + S::kTileBytes);
     const float x0 = xs[r0], x1 = xs[r0 + 8];
     const uint32_t sX = smem_u32(smem);
+    // kBias: the tile's bias columns (feature chunk DP/8) against the stage's Wb; the k-step's other
+    // 8 columns are the zeros at oLseZero on both sides (estep_kernel's gemm1 says more).
+    const uint32_t sZ = smem_u32(smem + S::oLseZero);
+    const uint32_t sXb = sX + (DP / 8) * 2048 + wg * 8 * 128;
+    const uint64_t dXb = make_desc(sXb, sZ - (sXb - wg * 8 * 128), 128);
     float m[2] = {kNegBig, kNegBig}, s[2] = {0.f, 0.f};
     float acc[64];
     for (int ct = 0; ct < a.Kt; ct++) {
@@ -790,12 +839,22 @@ __global__ void __launch_bounds__(kThreads, 2) lse_kernel(const Args a) {
             const uint64_t db = make_desc(sW + kk * 2 * 2048, 2048, 128);
             Wgmma<128, 0, 0>::mma(acc, da, db, kk > 0 ? 1 : 0);
         }
+        if constexpr (kBias) {
+            const uint32_t sWb = sW + S::kWBytes + S::kABBytes;
+            Wgmma<128, 0, 0>::mma(acc, dXb, make_desc(sWb, sZ - sWb, 128), 1);
+        }
         wgmma_commit();
         wgmma_wait<0>();
         fence_operand(acc);
         float tmax[2];
-        tile_logits(acc, reinterpret_cast<const float4*>(st + S::kWBytes), t, a.kinv, x0, x1, tmax);
-        online_lse_update(acc, tmax, m, s);
+        const float4* ab4 = reinterpret_cast<const float4*>(st + S::kWBytes);
+        if constexpr (kBias) {
+            tile_logits_folded(acc, ab4, t, a.kinv, x0, x1, a.xsat, valid_column_bits<16>(a.K - ct * kKc, t), tmax);
+            online_lse_update<true>(acc, tmax, m, s, a.kinv);
+        } else {
+            tile_logits(acc, ab4, t, a.kinv, x0, x1, tmax);
+            online_lse_update(acc, tmax, m, s);
+        }
         __syncthreads(); // both warpgroups are done with this W stage
         if (tid == 0 && ct + 2 < a.Kt) load_w(stage, ct + 2);
     }

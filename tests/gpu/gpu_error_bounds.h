@@ -78,17 +78,18 @@
 // within the fp16 resp of 3·2^-11; below fp16's normal range 2^-24·2^-12 absolute, within abs_r)
 // before the fp32 sums over at most flush_tiles·32 ≤ B rows: the fp16 bound holds unchanged.
 //
-// The fast one-pass kernel (fp16, DP ≤ 128, K ≤ 1024) takes bias_k and acoef_k‖x'‖² as products of
-// GEMM1's last k-step (TileShapes.h: BiasColumn), not as float terms: with U = c_q·s_q‖x'‖² and the
+// The fast kernels with DP ≤ 128 (the one pass, K ≤ 1024, and the two passes of folded models) take
+// bias_k and acoef_k‖x'‖² as products of GEMM1's last k-step (TileShapes.h: BiasColumn), not as
+// float terms: with U = c_q·s_q‖x'‖² and the
 // exact weights A = acoef_k/(kinv·s_q·c_q), B = bias_k/(kinv·c_b), each an fp16 hi + lo pair (lo·lo
 // dropped), the products miss ≤ 3u²|A·U| + u²|B| + 2^-24(|A| + U + c_b) (u = 2^-11; the last term
 // covers lo halves below fp16's normal range), in log2 units (× kinv)
 //   3u²|acoef_k|‖x'‖² + u²|bias_k| + 2^-24·kinv·(|A| + U + c_b),
 // and 5 more products enter the accumulation (γ_{Dfeat+9}). Rows whose U would pass 65504 get the
 // rest of acoef_k‖x'‖² as one float difference and one fma: ≤ 2^-23·|acoef_k|‖x'‖² more. Both are
-// added to every fast Hopper bound (the one-pass kernel, and the wide kernel of diagonal models
-// with d > 64, which has the bias columns with a_k = 0), which then also covers the kernels that
-// keep the float terms. Fast mode's weights have max|w̃|
+// added to every fast Hopper bound (those kernels, and the wide kernel of diagonal models with
+// d > 64, which has the bias columns with a_k = 0), which then also covers the kernels that keep
+// the float terms (the two passes of models that are not folded). Fast mode's weights have max|w̃|
 // near 2^6, so weights below 2^-20 of the largest are fp16 subnormals: ≤ 2^-25 absolute in w̃
 // units, 2^-25·kinv·Σ_e |f̃_e| in log2 units (f̃: the scaled features) for every fast Hopper kernel.
 #pragma once

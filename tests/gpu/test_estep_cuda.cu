@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "faiss_gmm/GmmModel.h"
@@ -879,17 +880,23 @@ TEST_F(EStepCudaTest, HopperFastBiasBeyondHalfRangeRunsTwoPasses) {
     // last GEMM1 step (ModelEncoding.cpp: encode_bias_weights). A component with a log-weight of
     // -1e12 has a bias no fp16 column can hold, so the model runs the two passes (cluster 0), which
     // add those terms in fp32, and keeps fast mode's accuracy; the component gets no responsibility.
-    // The same for the wide kernel of diagonal models with d > 64 (its bias columns hold b_k).
+    // The same for the wide kernel of diagonal models with d > 64 (its bias columns hold b_k), and
+    // above K = 1024, where the two passes of folded models take the bias columns and these do not.
     g_algo = EStepCudaAlgorithm::Hopper;
     uint64_t seed = 640;
-    for (CovarianceType cov : {CovarianceType::Spherical, CovarianceType::Diagonal}) {
-        Problem p = make_problem(3000, 300, 100, cov, seed++, false);
+    const auto sph = CovarianceType::Spherical, diag = CovarianceType::Diagonal;
+    const std::pair<CovarianceType, Shape> cases[] = {
+            {sph, {3000, 300, 100}}, {diag, {3000, 300, 100}}, {sph, {1000, 1100, 100}}, {diag, {1000, 1100, 60}}};
+    for (const auto& [cov, s] : cases) {
+        Problem p = make_problem(s.n, s.K, s.d, cov, seed++, false);
         const double w3 = std::exp(double(p.model.log_weights[3]));
         for (auto& lw : p.model.log_weights) lw = float(double(lw) - std::log1p(-w3));
         p.model.log_weights[3] = -1e12f;
         const SufficientStats ref = reference(p);
+        const gpu::detail::EncodedModel em = gpu::detail::encode_model(p.model, p.center.data(), true, true);
+        ASSERT_TRUE(em.hopper && !em.hopper->folded);
         expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", 0), ref, true,
-                     std::string(to_string(cov)) + ", log-weight -1e12, two passes");
+                     std::string(to_string(cov)) + " K=" + std::to_string(s.K) + ", log-weight -1e12, two passes");
         EXPECT_EQ(ref.nk[3], 0.0);
     }
 }
@@ -899,21 +906,24 @@ TEST_F(EStepCudaTest, HopperFastFarRowsBeyondTheBiasColumns) {
     // BiasColumn); where it would pass 65504 the kernel clamps u and adds the rest of a_k‖x'‖² in
     // fp32. A scale mixture (means near the center, variances apart) has c_q ≥ 4, so rows with
     // ‖x'‖² twice the clamp, whose s_q‖x'‖² (GEMM2's column) is still in fp16's range, take that
-    // path; with them the statistics stay within fast mode's bound.
+    // path; with them the statistics stay within fast mode's bound. K = 1100: the same in both of
+    // the two passes (lse_kernel, estep_kernel), which take the bias columns for folded models.
     g_algo = EStepCudaAlgorithm::Hopper;
-    Problem p = make_problem(3000, 50, 16, CovarianceType::Spherical, 650, false);
-    for (auto& v : p.model.means) v = float(v / 1000.0);
-    const gpu::detail::EncodedModel em = gpu::detail::encode_model(p.model, p.center.data(), true, true);
-    ASSERT_TRUE(em.hopper && em.hopper->folded);
-    ASSERT_GE(em.hopper->cq, 4.f);
-    const double xsat = 65504.0 / (double(em.hopper->sq) * em.hopper->cq);
-    const double v = std::sqrt(2 * xsat / double(p.d)); // ‖x'‖² = 2·xsat
-    int far = 0;
-    for (int64_t i = 0; i < p.n; i += 75, far++)
-        for (int64_t j = 0; j < p.d; j++) p.x[size_t(i * p.d + j)] = float(p.center[size_t(j)] + (j % 2 ? v : -v));
-    ASSERT_EQ(far, 40);
-    expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", 1), reference(p), true,
-                 "40 rows with ‖x'‖² = 2 × the bias columns' range");
+    for (int64_t K : {int64_t(50), int64_t(1100)}) {
+        Problem p = make_problem(3000, K, 16, CovarianceType::Spherical, K > 1024 ? 651 : 650, false);
+        for (auto& v : p.model.means) v = float(v / 1000.0);
+        const gpu::detail::EncodedModel em = gpu::detail::encode_model(p.model, p.center.data(), true, true);
+        ASSERT_TRUE(em.hopper && em.hopper->folded);
+        ASSERT_GE(em.hopper->cq, 4.f);
+        const double xsat = 65504.0 / (double(em.hopper->sq) * em.hopper->cq);
+        const double v = std::sqrt(2 * xsat / double(p.d)); // ‖x'‖² = 2·xsat
+        int far = 0;
+        for (int64_t i = 0; i < p.n; i += 75, far++)
+            for (int64_t j = 0; j < p.d; j++) p.x[size_t(i * p.d + j)] = float(p.center[size_t(j)] + (j % 2 ? v : -v));
+        ASSERT_EQ(far, 40);
+        expect_close(run_hopper(p, opts(true), float_rows(p), "hopper", K > 1024 ? 0 : 1), reference(p), true,
+                     "K=" + std::to_string(K) + ", 40 rows with ‖x'‖² = 2 × the bias columns' range");
+    }
 }
 
 TEST_F(EStepCudaTest, HopperFallsBackToBlocked) {
