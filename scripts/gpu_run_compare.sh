@@ -7,11 +7,12 @@
 # scripts/gpu_carry_compare.sh (bin/base, bin/new, scripts/, shared/ for the Siftsmall case):
 #   run(command="bash .device-carry/compare/scripts/gpu_run_compare.sh", carry=[".device-carry/compare"])
 # Knobs (environment): BENCH_SHAPES (bench_estep_cuda --shapes, default 0,11,13), BENCH_MODES
-# (default hopper-fast), BENCH_TIMEOUT (per run, 90 s), ROUNDS (2), TEST_FILTER (gtest filter,
+# (default hopper-fast), BENCH_ARGS (more bench_estep_cuda flags, e.g. a build's launch scans; a build
+# that does not know a flag ignores it), BENCH_TIMEOUT (per run, 90 s), ROUNDS (2), TEST_FILTER (gtest filter,
 # default every case), SHARDS (8), TEST_TIMEOUT (300 s), TEST_BASE=1 (also test the base build),
 # SAN_TIMEOUT (150 s). Logs go to $OUT; the exit status is 1 when anything failed.
 . "$(dirname "$0")/gpu_common.sh" # D, BIN, OUT, the data sets, the machine line, rc, t0
-: "${BENCH_SHAPES:=0,11,13}" "${BENCH_MODES:=hopper-fast}" "${BENCH_TIMEOUT:=90}" "${ROUNDS:=2}"
+: "${BENCH_SHAPES:=0,11,13}" "${BENCH_MODES:=hopper-fast}" "${BENCH_ARGS:=}" "${BENCH_TIMEOUT:=90}" "${ROUNDS:=2}"
 : "${TEST_FILTER:=*}" "${SHARDS:=8}" "${TEST_TIMEOUT:=300}" "${SAN_TIMEOUT:=150}"
 # Unpacked every call: a warm machine keeps the last call's bin/, which may be older builds.
 [ -f "$D/bin.tgz" ] && tar xzf "$D/bin.tgz" -C "$D"
@@ -19,16 +20,17 @@ for v in base new; do
   [ -x "$D/bin/$v/bench_estep_cuda" ] || { echo "missing $D/bin/$v/bench_estep_cuda"; exit 1; }
 done
 
-echo "== bench: shapes $BENCH_SHAPES, modes $BENCH_MODES, $ROUNDS rounds"
+read -ra bench_args <<<"$BENCH_ARGS"
+echo "== bench: shapes $BENCH_SHAPES, modes $BENCH_MODES, flags '$BENCH_ARGS', $ROUNDS rounds"
 for _ in $(seq 1 "$ROUNDS"); do
   for v in base new; do
     timeout "$BENCH_TIMEOUT" "$D/bin/$v/bench_estep_cuda" --no-stream --no-em --shapes "$BENCH_SHAPES" \
-        --modes "$BENCH_MODES" >>"$OUT/bench_$v.log" 2>&1 || rc=1
+        --modes "$BENCH_MODES" "${bench_args[@]}" >>"$OUT/bench_$v.log" 2>&1 || rc=1
   done
 done
 for v in base new; do
   echo "-- $v"
-  grep -E "^N=|device time" "$OUT/bench_$v.log" | cut -c1-160
+  grep -E "^N=|device time|^    hopper" "$OUT/bench_$v.log" | cut -c1-160
 done
 echo "bench: $(( $(date +%s) - t0 )) s"
 
