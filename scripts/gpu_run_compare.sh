@@ -30,7 +30,7 @@ for _ in $(seq 1 "$ROUNDS"); do
 done
 for v in base new; do
   echo "-- $v"
-  grep -E "^N=|device time|^    hopper" "$OUT/bench_$v.log" | cut -c1-160
+  grep -E "^N=|device time|^    (hopper|h-accu) " "$OUT/bench_$v.log" | cut -c1-160 # (the scans: one line per value and mode)
 done
 echo "bench: $(( $(date +%s) - t0 )) s"
 
