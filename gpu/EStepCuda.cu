@@ -95,6 +95,12 @@ void check_options(const EStepCudaOptions& o) {
     }
     if (o.hopper_flush_tiles < 1) throw std::invalid_argument("EStepCuda: hopper_flush_tiles must be >= 1");
     if (o.hopper_sub_tiles < 1) throw std::invalid_argument("EStepCuda: hopper_sub_tiles must be >= 1");
+    if (o.hopper_max_clusters < 0) {
+        throw std::invalid_argument("EStepCuda: hopper_max_clusters must be >= 0 (0: as many as fit)");
+    }
+    if (o.hopper_sub_chunk_growth < 1 || o.hopper_sub_chunk_growth > 4) {
+        throw std::invalid_argument("EStepCuda: hopper_sub_chunk_growth must be 1 to 4");
+    }
     if (o.hopper_diag_wide < 0 || o.hopper_diag_wide > 2) {
         throw std::invalid_argument("EStepCuda: hopper_diag_wide must be 0 (auto), 1 (wide kernel) or 2 (two passes)");
     }

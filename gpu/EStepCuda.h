@@ -61,6 +61,14 @@ struct EStepCudaOptions {
     int hopper_exchange = 0;     ///< one-pass fast kernel, per-row partials between CTAs: 0 = st.async + mbarrier, 1 = barrier.cluster per tile (measured ~10 % slower)
     int hopper_flush_tiles = 64; ///< accurate kernel: row tiles per fp32 accumulation run before a flush into double sums (≥ 1; 64 tiles = 4096 rows)
     int hopper_sub_tiles = 128;  ///< one-pass kernels: tiles per cluster below which a chunk is not cut into sub-chunks (≥ 1; tests use 1)
+    /// One-pass kernels: clusters launched at most (0: as many as fit the GPU at once). Fewer leave
+    /// SMs to the features pass of the next sub-chunk, which otherwise shares the SMs with the kernel
+    /// (at K = 256, clusters of 2 fill all 132 SMs of an H100; at K = 1024, 15 clusters of 8 leave 12).
+    int hopper_max_clusters = 0;
+    /// One-pass kernels: each sub-chunk of a chunk holds this many times the tiles of the one before
+    /// (1..4; 1: equal sub-chunks). The first sub-chunk's features run before any kernel, the later
+    /// ones' under the previous kernel, so a smaller first sub-chunk leaves fewer of them unhidden.
+    int hopper_sub_chunk_growth = 1;
     /// Fast mode, diagonal models with 64 < d ≤ 128 and K ≤ 1024: 0 = auto (detail/heuristics.h:
     /// hopper_diag_two_pass), 1 = the one-pass wide kernel, 2 = the two passes of one fp16 plane
     /// (which K > 1024 always runs).

@@ -172,18 +172,29 @@ struct Timing {
 /// the whole call); EStepCuda::accumulate_reproducible (every 4096-row block on its own, limbs).
 enum class SumPath { Plain, PlainThenExact, Reproducible };
 
+/// The Hopper knobs a timing sets (EStepCudaOptions' fields of the same names; sub_tiles 0: its default).
+struct HopperKnobs {
+    int exchange = 0, sub_tiles = 0, diag_wide = 0, max_clusters = 0, sub_growth = 1;
+    /// A copy with one knob set: HopperKnobs::with(&HopperKnobs::exchange, 1).
+    static HopperKnobs with(int HopperKnobs::*knob, int value) {
+        HopperKnobs k;
+        k.*knob = value;
+        return k;
+    }
+};
+
 /// Median seconds per accumulate() over device-resident rows (and the median device time).
-/// hopper_sub_tiles: EStepCudaOptions::hopper_sub_tiles (0: its default); hopper_diag_wide: that option.
 Timing time_estep(const float* x_dev, int64_t N, int64_t d, const GmmModel& m, const Mode& mode, int reps,
-                  int hopper_exchange = 0, SumPath path = SumPath::Plain, int hopper_sub_tiles = 0,
-                  int hopper_diag_wide = 0) {
+                  HopperKnobs knobs = {}, SumPath path = SumPath::Plain) {
     EStepCudaOptions o;
     o.devices = {0};
     o.fast_math = mode.fast;
     o.algorithm = mode.algo;
-    o.hopper_exchange = hopper_exchange;
-    o.hopper_diag_wide = hopper_diag_wide;
-    if (hopper_sub_tiles > 0) o.hopper_sub_tiles = hopper_sub_tiles;
+    o.hopper_exchange = knobs.exchange;
+    o.hopper_diag_wide = knobs.diag_wide;
+    o.hopper_max_clusters = knobs.max_clusters;
+    o.hopper_sub_chunk_growth = knobs.sub_growth;
+    if (knobs.sub_tiles > 0) o.hopper_sub_tiles = knobs.sub_tiles;
     EStepCuda es(m.K, d, o);
     es.set_model(m, nullptr);
     VectorBlock rows{x_dev, DataType::Float32, N, d};
@@ -284,6 +295,8 @@ int main(int argc, char** argv) {
     std::string modes_arg, shapes_arg;
     bool hopper_variants = false;
     std::vector<int> sub_tiles_scan; // --sub-tiles-scan 128,32,16: the one-pass Hopper modes at these hopper_sub_tiles
+    std::vector<int> clusters_scan;  // --clusters-scan 64,60,56: the one-pass Hopper modes at these hopper_max_clusters
+    std::vector<int> growth_scan;    // --growth-scan 2,4: the one-pass Hopper modes at these hopper_sub_chunk_growth
     bool narrow = false; // --narrow: component 0 collapsed onto its row (issue 13): Blocked + refinement
     bool reproducible = false; // --reproducible: the reproducible sums' cost per mode
     bool em_reproducible = false;
@@ -306,6 +319,16 @@ int main(int argc, char** argv) {
         if (a == "--sub-tiles-scan" && i + 1 < argc) {
             for (const std::string& v : bench::split_list(argv[++i])) {
                 sub_tiles_scan.push_back(std::max(1, std::atoi(v.c_str())));
+            }
+        }
+        if (a == "--clusters-scan" && i + 1 < argc) {
+            for (const std::string& v : bench::split_list(argv[++i])) {
+                clusters_scan.push_back(std::max(1, std::atoi(v.c_str())));
+            }
+        }
+        if (a == "--growth-scan" && i + 1 < argc) {
+            for (const std::string& v : bench::split_list(argv[++i])) {
+                growth_scan.push_back(std::clamp(std::atoi(v.c_str()), 1, 4));
             }
         }
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
@@ -447,28 +470,46 @@ int main(int argc, char** argv) {
                    hf.cluster > 0 ? ("clusters of " + std::to_string(hf.cluster)).c_str() : "two passes");
         const bool wide_diag = s.cov == CovarianceType::Diagonal && s.d > 64;
         if (on[kHopperFast] && hopper_variants && hf.cluster > 0 && !wide_diag) { // hopper_exchange = 1
-            const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, 1);
+            const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, HopperKnobs::with(&HopperKnobs::exchange, 1));
             printf("; EXCHANGE=1: %.2f ms wall, %.2f ms device", o.wall_s * 1e3, o.gpu_ms);
         }
         if (on[kHopperFast] && hopper_variants && wide_diag && hf.cluster > 0) {
             // fast diagonal d > 64 ran the wide kernel: also time the one-plane two passes (hopper_diag_wide = 2)
-            const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, 0, SumPath::Plain, 0, 2);
+            const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, HopperKnobs::with(&HopperKnobs::diag_wide, 2));
             printf("; hopper_diag_wide=2 (two passes, one plane): %.2f ms wall, %.2f ms device, loglik/row %.5f",
                    o.wall_s * 1e3, o.gpu_ms, o.loglik);
         }
         for (int st : sub_tiles_scan) { // sub-chunks of a chunk (HopperLaunch.cuh: one_pass), one-pass kernels only
             for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
                 if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
-                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, 0, SumPath::Plain, st);
+                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, HopperKnobs::with(&HopperKnobs::sub_tiles, st));
                 printf("\n    %s hopper_sub_tiles=%d: %.3f ms (device %.3f)", kModes[i].column, st, v.wall_s * 1e3,
                        v.gpu_ms);
+            }
+        }
+        for (int q : clusters_scan) { // clusters at once (fewer leave SMs to the features pass), one-pass kernels only
+            for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
+                if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
+                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, HopperKnobs::with(&HopperKnobs::max_clusters, q));
+                printf("\n    %s hopper_max_clusters=%d (%d blocks): %.3f ms (device %.3f), loglik/row %.6f",
+                       kModes[i].column, q, v.blocks, v.wall_s * 1e3, v.gpu_ms, v.loglik);
+            }
+        }
+        for (int g : growth_scan) { // sub-chunk sizes (geometric), one-pass kernels only; with --sub-tiles-scan's first value if any
+            for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
+                if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
+                HopperKnobs k = HopperKnobs::with(&HopperKnobs::sub_growth, g);
+                if (!sub_tiles_scan.empty()) k.sub_tiles = sub_tiles_scan[0];
+                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, k);
+                printf("\n    %s hopper_sub_chunk_growth=%d (sub_tiles %d): %.3f ms (device %.3f), loglik/row %.6f",
+                       kModes[i].column, g, k.sub_tiles > 0 ? k.sub_tiles : 128, v.wall_s * 1e3, v.gpu_ms, v.loglik);
             }
         }
         if (reproducible) { // the same modes, the two ways the trainer can sum (same machine, same call)
             for (int i = 0; i < kNumModes; i++) {
                 if (!on[i]) continue;
-                const Timing pe = time_estep(x, s.N, s.d, m, kModes[i], reps, 0, SumPath::PlainThenExact);
-                const Timing rp = time_estep(x, s.N, s.d, m, kModes[i], reps, 0, SumPath::Reproducible);
+                const Timing pe = time_estep(x, s.N, s.d, m, kModes[i], reps, {}, SumPath::PlainThenExact);
+                const Timing rp = time_estep(x, s.N, s.d, m, kModes[i], reps, {}, SumPath::Reproducible);
                 printf("\n    reproducible %s (ran %s): accumulate %.3f ms (device %.3f) | + one exact add %.3f ms | "
                        "accumulate_reproducible %.3f ms (device %.3f): %+.1f %% vs accumulate, %+.1f %% vs "
                        "accumulate + exact add; loglik/row %.6f vs %.6f",

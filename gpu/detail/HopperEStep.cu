@@ -183,11 +183,13 @@ bool hopper_supported(int device) {
 
 HopperEStep::HopperEStep(int device, const EStepCudaOptions& options, int sm_count)
         : device_(device), poison_(options.poison_buffers), diag_wide_(options.hopper_diag_wide),
+          max_clusters_(options.hopper_max_clusters),
           feat_stream_(priority_above_least(1)),
           limb_stream_(priority_above_least(0)) {
     for (int i = 0; i < kMaxSubChunks; i++) feat_done_handles_[i] = feat_done_[i];
     args_.sm_count = sm_count;
     args_.sub_tiles = options.hopper_sub_tiles;
+    args_.sub_growth = options.hopper_sub_chunk_growth;
     args_.exchange = options.hopper_exchange;
     args_.flush_tiles = options.hopper_flush_tiles;
     args_.buf = &buf_;
@@ -215,6 +217,7 @@ void HopperEStep::set_model(const EncodedModel& em, int64_t chunk_rows, cudaStre
     kernels_ = &hopper_kernels(hm.DP);
     kernels_->set_attributes();
     a.max_clusters = a.C > 0 ? kernels_->max_active_clusters(hm.split, a.C, a.sm_count, stream) : 0; // (wide: its own)
+    if (a.C > 0 && max_clusters_ > 0) a.max_clusters = std::min(a.max_clusters, max_clusters_);
     if (a.C > 0 && a.max_clusters < 1) {
         throw std::runtime_error("EStepCuda: the Hopper kernel cannot be launched with clusters of " +
                                  std::to_string(a.C) + " blocks on device " + std::to_string(device_));

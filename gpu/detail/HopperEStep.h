@@ -45,6 +45,7 @@ class HopperEStep final : public ChunkAlgorithm {
     bool poison_;
     int64_t block_rows_ = kReproducibleBlockRows; // reproducible sums, fp32 partials (set_block_rows)
     int diag_wide_; // EStepCudaOptions::hopper_diag_wide
+    int max_clusters_; // EStepCudaOptions::hopper_max_clusters (0: as many as fit)
     /// Diagonal models with d > 64 in the two passes of 32-row tiles (heuristics.h:
     /// hopper_diag_two_pass, and fast models the wide kernel cannot fold: HopperShape::folded);
     /// their blocks and log-likelihood slots still count 64-row tiles.

@@ -105,9 +105,12 @@ int one_pass(const HopperChunkArgs& a, const L& launch, HopperLaunchShape& shape
     const int nsub = bt > 0 ? std::min(hopper_sub_chunks(tiles, a.sub_tiles, Q), waves)
                             : hopper_sub_chunks(tiles, a.sub_tiles, Q);
     int t0[kMaxSubChunks + 1];
-    for (int sub = 0; sub <= nsub; sub++) {
-        t0[sub] = bt > 0 ? std::min(tiles, int(std::min<int64_t>(blocks, int64_t(waves) * sub / nsub * Q)) * bt)
-                         : int(int64_t(tiles) * sub / nsub);
+    if (bt > 0) {
+        for (int sub = 0; sub <= nsub; sub++) {
+            t0[sub] = std::min(tiles, int(std::min<int64_t>(blocks, int64_t(waves) * sub / nsub * Q)) * bt);
+        }
+    } else {
+        hopper_sub_chunk_starts(tiles, nsub, a.sub_growth, t0);
     }
     auto rows = [&](int sub) { return int(std::min<int64_t>(a.n - int64_t(t0[sub]) * BM, int64_t(t0[sub + 1] - t0[sub]) * BM)); };
     // The features may overwrite G only after the kernels of the previous chunk read it.

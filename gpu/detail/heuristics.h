@@ -90,6 +90,22 @@ inline int hopper_sub_chunks(int tiles, int sub_tiles, int Q) {
     return std::clamp(tiles / std::max(1, sub_tiles * Q), 1, kMaxSubChunks);
 }
 
+/// First tiles t0[0..nsub] of `nsub` ≤ `tiles` sub-chunks (t0[nsub] = tiles) when each holds `growth`
+/// times the tiles of the one before (1: equal sub-chunks; 2 with 4 sub-chunks: 1/15, 2/15, 4/15,
+/// 8/15 of the tiles), every sub-chunk at least one tile.
+inline void hopper_sub_chunk_starts(int tiles, int nsub, int growth, int* t0) {
+    int64_t total = 0, w = 1;
+    for (int s = 0; s < nsub; s++, w *= growth) total += w;
+    int64_t before = 0;
+    w = 1;
+    for (int s = 0; s <= nsub; s++, w *= growth) {
+        t0[s] = int(int64_t(tiles) * before / total);
+        before += w;
+    }
+    for (int s = 1; s < nsub; s++) t0[s] = std::max(t0[s], t0[s - 1] + 1);         // no empty sub-chunk…
+    for (int s = nsub - 1; s > 0; s--) t0[s] = std::min(t0[s], t0[s + 1] - 1);      // …at either end
+}
+
 /// Hopper two-pass kernel (K > 1024): row splits of the second pass, one CTA per component tile
 /// and split, about one CTA per SM.
 inline int hopper_row_splits(int tiles, int sm_count, int Kt) { return std::max(1, std::min(tiles, sm_count / Kt)); }

@@ -1155,10 +1155,50 @@ TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
             const std::string label = std::string(fast ? "fast" : "accurate") + " sub-chunks n=" +
                                       std::to_string(s.n) + " K=" + std::to_string(s.K) + " d=" + std::to_string(s.d);
             expect_close(run_hopper(p, sub_opts(fast), float_rows(p), "hopper"), ref, fast, label);
+            EStepCudaOptions og = sub_opts(fast);
+            og.hopper_sub_chunk_growth = 3; // each sub-chunk 3× the one before
+            expect_close(run_hopper(p, og, float_rows(p), "hopper"), ref, fast, label + ", growth 3");
             EStepCudaOptions o = sub_opts(fast);
             o.chunk_rows = 1100; // several chunks, each cut again
             expect_close(run_hopper(p, o, VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d}, "hopper"), ref, fast,
                          label + ", uint8, chunks of 1100");
+        }
+    }
+}
+
+TEST_F(EStepCudaTest, HopperMaxClustersCapsTheLaunch) {
+    // hopper_max_clusters launches at most that many clusters; the chunk's tiles are shared among
+    // them (more tiles per cluster), with the same statistics within the mode's bound: K = 256
+    // (clusters of 2) and K = 1000 (clusters of 8), sub-chunks on, uint8 rows in several chunks.
+    g_algo = EStepCudaAlgorithm::Hopper;
+    int seed = 990;
+    for (bool fast : {true, false}) {
+        for (Shape s : {Shape{9000, 256, 128}, Shape{5000, 1000, 64}}) {
+            Problem p = make_problem(s.n, s.K, s.d, CovarianceType::Spherical, seed++, true);
+            const SufficientStats ref = reference(p);
+            for (int cap : {1, 3}) {
+                EStepCudaOptions o = opts(fast);
+                o.hopper_max_clusters = cap;
+                o.hopper_sub_tiles = 1;
+                const std::string label = std::string(fast ? "fast" : "accurate") + " hopper_max_clusters=" +
+                                          std::to_string(cap) + " n=" + std::to_string(s.n) +
+                                          " K=" + std::to_string(s.K);
+                o.algorithm = EStepCudaAlgorithm::Hopper;
+                EStepCuda es(p.K, p.d, o);
+                es.set_model(p.model, p.center.data());
+                SufficientStats got(p.K, p.d, p.cov);
+                es.accumulate(float_rows(p), got);
+                expect_close(got, ref, fast, label);
+                if (hopper_available()) {
+                    const gpu::EStepCudaReport& r = es.last_report()[0];
+                    EXPECT_STREQ(r.algorithm, "hopper") << label;
+                    EXPECT_EQ(r.cluster, (s.K + 127) / 128) << label;
+                    EXPECT_EQ(r.blocks, cap * r.cluster) << label;
+                }
+                o.chunk_rows = 2200;
+                expect_close(run_hopper(p, o, VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d}, "hopper"), ref,
+                             fast, label + ", uint8, chunks of 2200");
+            }
         }
     }
 }
@@ -1216,7 +1256,7 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
     VectorBlock wrong_d{p.x.data(), DataType::Float32, 10, 7};
     EXPECT_THROW(es.accumulate(wrong_d, st), std::invalid_argument);
     // Removed or out-of-range options are refused before any work.
-    for (int knob = 0; knob < 6; knob++) {
+    for (int knob = 0; knob < 9; knob++) {
         EStepCudaOptions o;
         if (knob == 0) o.algorithm = EStepCudaAlgorithm(1); // Fused, removed
         if (knob == 1) o.hopper_exchange = 2;
@@ -1224,6 +1264,9 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
         if (knob == 3) o.hopper_sub_tiles = 0;
         if (knob == 4) o.hopper_diag_wide = 3;
         if (knob == 5) o.hopper_diag_wide = -1;
+        if (knob == 6) o.hopper_max_clusters = -1;
+        if (knob == 7) o.hopper_sub_chunk_growth = 0;
+        if (knob == 8) o.hopper_sub_chunk_growth = 5;
         EXPECT_THROW(EStepCuda(4, 8, o), std::invalid_argument) << "knob " << knob;
     }
     // An impossible allocation is an exception, not an abort.

@@ -404,6 +404,26 @@ TEST(Heuristics, AlgorithmAndSizes) {
     EXPECT_EQ(hopper_sub_chunks(10, 128, 15), 1);
     EXPECT_EQ(hopper_sub_chunks(7813, 128, 15), 4); // 1M rows, 15 clusters
     EXPECT_EQ(hopper_sub_chunks(30, 1, 15), 2);
+    // Sub-chunk starts: equal (growth 1) as before, geometric, never an empty sub-chunk.
+    int t0[kMaxSubChunks + 1];
+    hopper_sub_chunk_starts(7813, 4, 1, t0);
+    EXPECT_EQ(std::vector<int>(t0, t0 + 5), (std::vector<int>{0, 1953, 3906, 5859, 7813}));
+    hopper_sub_chunk_starts(1500, 4, 2, t0);
+    EXPECT_EQ(std::vector<int>(t0, t0 + 5), (std::vector<int>{0, 100, 300, 700, 1500}));
+    hopper_sub_chunk_starts(1000, 3, 3, t0);
+    EXPECT_EQ(std::vector<int>(t0, t0 + 4), (std::vector<int>{0, 76, 307, 1000}));
+    for (int tiles = 1; tiles <= 40; tiles++) {
+        for (int nsub = 1; nsub <= std::min(tiles, kMaxSubChunks); nsub++) {
+            for (int growth = 1; growth <= 4; growth++) {
+                hopper_sub_chunk_starts(tiles, nsub, growth, t0);
+                EXPECT_EQ(t0[0], 0);
+                EXPECT_EQ(t0[nsub], tiles);
+                for (int s = 0; s < nsub; s++) {
+                    EXPECT_LT(t0[s], t0[s + 1]) << tiles << " tiles, " << nsub << " sub-chunks, growth " << growth;
+                }
+            }
+        }
+    }
     EXPECT_EQ(hopper_row_splits(1000, 132, 8), 16);
     EXPECT_EQ(hopper_row_splits(3, 132, 8), 3);
     EXPECT_EQ(hopper_row_splits(1000, 132, 512), 1);
