@@ -470,40 +470,37 @@ int main(int argc, char** argv) {
                    hf.cluster > 0 ? ("clusters of " + std::to_string(hf.cluster)).c_str() : "two passes");
         const bool wide_diag = s.cov == CovarianceType::Diagonal && s.d > 64;
         if (on[kHopperFast] && hopper_variants && hf.cluster > 0 && !wide_diag) { // hopper_exchange = 1
-            const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, HopperKnobs::with(&HopperKnobs::exchange, 1));
+            const Timing o =
+                time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, HopperKnobs::with(&HopperKnobs::exchange, 1));
             printf("; EXCHANGE=1: %.2f ms wall, %.2f ms device", o.wall_s * 1e3, o.gpu_ms);
         }
         if (on[kHopperFast] && hopper_variants && wide_diag && hf.cluster > 0) {
             // fast diagonal d > 64 ran the wide kernel: also time the one-plane two passes (hopper_diag_wide = 2)
-            const Timing o = time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, HopperKnobs::with(&HopperKnobs::diag_wide, 2));
+            const Timing o =
+                time_estep(x, s.N, s.d, m, kModes[kHopperFast], reps, HopperKnobs::with(&HopperKnobs::diag_wide, 2));
             printf("; hopper_diag_wide=2 (two passes, one plane): %.2f ms wall, %.2f ms device, loglik/row %.5f",
                    o.wall_s * 1e3, o.gpu_ms, o.loglik);
         }
-        for (int st : sub_tiles_scan) { // sub-chunks of a chunk (HopperLaunch.cuh: one_pass), one-pass kernels only
+        // The one-pass Hopper modes again with other launch knobs (HopperLaunch.cuh: one_pass).
+        auto time_one_pass = [&](const HopperKnobs& k, const std::string& what) {
             for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
                 if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
-                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, HopperKnobs::with(&HopperKnobs::sub_tiles, st));
-                printf("\n    %s hopper_sub_tiles=%d: %.3f ms (device %.3f)", kModes[i].column, st, v.wall_s * 1e3,
-                       v.gpu_ms);
-            }
-        }
-        for (int q : clusters_scan) { // clusters at once (fewer leave SMs to the features pass), one-pass kernels only
-            for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
-                if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
-                const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, HopperKnobs::with(&HopperKnobs::max_clusters, q));
-                printf("\n    %s hopper_max_clusters=%d (%d blocks): %.3f ms (device %.3f), loglik/row %.6f",
-                       kModes[i].column, q, v.blocks, v.wall_s * 1e3, v.gpu_ms, v.loglik);
-            }
-        }
-        for (int g : growth_scan) { // sub-chunk sizes (geometric), one-pass kernels only; with --sub-tiles-scan's first value if any
-            for (int i : {int(kHopperFast), int(kHopperAccurate)}) {
-                if (!on[i] || std::string(tm[i].ran) != "hopper" || tm[i].cluster == 0) continue;
-                HopperKnobs k = HopperKnobs::with(&HopperKnobs::sub_growth, g);
-                if (!sub_tiles_scan.empty()) k.sub_tiles = sub_tiles_scan[0];
                 const Timing v = time_estep(x, s.N, s.d, m, kModes[i], reps, k);
-                printf("\n    %s hopper_sub_chunk_growth=%d (sub_tiles %d): %.3f ms (device %.3f), loglik/row %.6f",
-                       kModes[i].column, g, k.sub_tiles > 0 ? k.sub_tiles : 128, v.wall_s * 1e3, v.gpu_ms, v.loglik);
+                printf("\n    %s %s (%d blocks): %.3f ms (device %.3f), loglik/row %.6f", kModes[i].column,
+                       what.c_str(), v.blocks, v.wall_s * 1e3, v.gpu_ms, v.loglik);
             }
+        };
+        for (int st : sub_tiles_scan) { // sub-chunks of a chunk
+            time_one_pass(HopperKnobs::with(&HopperKnobs::sub_tiles, st), "hopper_sub_tiles=" + std::to_string(st));
+        }
+        for (int q : clusters_scan) { // clusters at once (fewer leave SMs to the features pass)
+            time_one_pass(HopperKnobs::with(&HopperKnobs::max_clusters, q), "hopper_max_clusters=" + std::to_string(q));
+        }
+        for (int g : growth_scan) { // geometric sub-chunks, with --sub-tiles-scan's first value if any
+            HopperKnobs k = HopperKnobs::with(&HopperKnobs::sub_growth, g);
+            if (!sub_tiles_scan.empty()) k.sub_tiles = sub_tiles_scan[0];
+            time_one_pass(k, "hopper_sub_chunk_growth=" + std::to_string(g) +
+                                     (k.sub_tiles > 0 ? ", hopper_sub_tiles=" + std::to_string(k.sub_tiles) : ""));
         }
         if (reproducible) { // the same modes, the two ways the trainer can sum (same machine, same call)
             for (int i = 0; i < kNumModes; i++) {
