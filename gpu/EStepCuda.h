@@ -68,6 +68,7 @@ struct EStepCudaOptions {
     /// One-pass kernels: each sub-chunk of a chunk holds this many times the tiles of the one before
     /// (1..4; 1: equal sub-chunks). The first sub-chunk's features run before any kernel, the later
     /// ones' under the previous kernel, so a smaller first sub-chunk leaves fewer of them unhidden.
+    /// (accumulate_reproducible keeps its sub-chunks of whole waves of blocks.)
     int hopper_sub_chunk_growth = 1;
     /// Fast mode, diagonal models with 64 < d ≤ 128 and K ≤ 1024: 0 = auto (detail/heuristics.h:
     /// hopper_diag_two_pass), 1 = the one-pass wide kernel, 2 = the two passes of one fp16 plane
