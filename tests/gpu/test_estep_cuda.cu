@@ -714,8 +714,9 @@ TEST_F(EStepCudaTest, Sm90WgmmaLayouts) {
 
 /// Runs the Hopper algorithm and checks it really ran (on a Hopper GPU with the sm_90a build),
 /// and, when expect_cluster ≥ 0, with that cluster size (0: two passes).
+/// `report`, if given, receives GPU 0's report of the call.
 SufficientStats run_hopper(const Problem& p, EStepCudaOptions o, const VectorBlock& rows, const char* expect,
-                           int expect_cluster = -1) {
+                           int expect_cluster = -1, gpu::EStepCudaReport* report = nullptr) {
     o.algorithm = EStepCudaAlgorithm::Hopper;
     EStepCuda es(p.K, p.d, o);
     es.set_model(p.model, p.center.data());
@@ -727,6 +728,7 @@ SufficientStats run_hopper(const Problem& p, EStepCudaOptions o, const VectorBlo
             EXPECT_EQ(es.last_report()[0].cluster, expect_cluster) << "n=" << p.n << " K=" << p.K << " d=" << p.d;
         }
     }
+    if (report && !es.last_report().empty()) *report = es.last_report()[0];
     return got;
 }
 
@@ -1183,18 +1185,10 @@ TEST_F(EStepCudaTest, HopperMaxClustersCapsTheLaunch) {
                 const std::string label = std::string(fast ? "fast" : "accurate") + " hopper_max_clusters=" +
                                           std::to_string(cap) + " n=" + std::to_string(s.n) +
                                           " K=" + std::to_string(s.K);
-                o.algorithm = EStepCudaAlgorithm::Hopper;
-                EStepCuda es(p.K, p.d, o);
-                es.set_model(p.model, p.center.data());
-                SufficientStats got(p.K, p.d, p.cov);
-                es.accumulate(float_rows(p), got);
-                expect_close(got, ref, fast, label);
-                if (hopper_available()) {
-                    const gpu::EStepCudaReport& r = es.last_report()[0];
-                    EXPECT_STREQ(r.algorithm, "hopper") << label;
-                    EXPECT_EQ(r.cluster, (s.K + 127) / 128) << label;
-                    EXPECT_EQ(r.blocks, cap * r.cluster) << label;
-                }
+                const int cluster = (s.K + 127) / 128;
+                gpu::EStepCudaReport r;
+                expect_close(run_hopper(p, o, float_rows(p), "hopper", cluster, &r), ref, fast, label);
+                if (hopper_available()) EXPECT_EQ(r.blocks, cap * cluster) << label;
                 o.chunk_rows = 2200;
                 expect_close(run_hopper(p, o, VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d}, "hopper"), ref,
                              fast, label + ", uint8, chunks of 2200");
