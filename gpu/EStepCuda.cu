@@ -98,8 +98,8 @@ void check_options(const EStepCudaOptions& o) {
     if (o.hopper_max_clusters < 0) {
         throw std::invalid_argument("EStepCuda: hopper_max_clusters must be >= 0 (0: as many as fit)");
     }
-    if (o.hopper_sub_chunk_growth < 1 || o.hopper_sub_chunk_growth > 4) {
-        throw std::invalid_argument("EStepCuda: hopper_sub_chunk_growth must be 1 to 4");
+    if (o.hopper_sub_chunk_growth < 0 || o.hopper_sub_chunk_growth > 4) {
+        throw std::invalid_argument("EStepCuda: hopper_sub_chunk_growth must be 0 (auto) or 1 to 4");
     }
     if (o.hopper_diag_wide < 0 || o.hopper_diag_wide > 2) {
         throw std::invalid_argument("EStepCuda: hopper_diag_wide must be 0 (auto), 1 (wide kernel) or 2 (two passes)");

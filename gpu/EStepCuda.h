@@ -66,10 +66,11 @@ struct EStepCudaOptions {
     /// (at K = 256, clusters of 2 fill all 132 SMs of an H100; at K = 1024, 15 clusters of 8 leave 12).
     int hopper_max_clusters = 0;
     /// One-pass kernels: each sub-chunk of a chunk holds this many times the tiles of the one before
-    /// (1..4; 1: equal sub-chunks). The first sub-chunk's features run before any kernel, the later
-    /// ones' under the previous kernel, so a smaller first sub-chunk leaves fewer of them unhidden.
+    /// (1..4; 1: equal sub-chunks; 0: auto, detail/heuristics.h: hopper_auto_sub_chunk_growth). The
+    /// first sub-chunk's features run before any kernel, the later ones' under the previous kernel,
+    /// so a smaller first sub-chunk leaves fewer of them unhidden.
     /// (accumulate_reproducible keeps its sub-chunks of whole waves of blocks.)
-    int hopper_sub_chunk_growth = 1;
+    int hopper_sub_chunk_growth = 0;
     /// Fast mode, diagonal models with 64 < d ≤ 128 and K ≤ 1024: 0 = auto (detail/heuristics.h:
     /// hopper_diag_two_pass), 1 = the one-pass wide kernel, 2 = the two passes of one fp16 plane
     /// (which K > 1024 always runs).

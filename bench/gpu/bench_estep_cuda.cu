@@ -174,7 +174,7 @@ enum class SumPath { Plain, PlainThenExact, Reproducible };
 
 /// The Hopper knobs a timing sets (EStepCudaOptions' fields of the same names; sub_tiles 0: its default).
 struct HopperKnobs {
-    int exchange = 0, sub_tiles = 0, diag_wide = 0, max_clusters = 0, sub_growth = 1;
+    int exchange = 0, sub_tiles = 0, diag_wide = 0, max_clusters = 0, sub_growth = 0;
     /// A copy with one knob set: HopperKnobs::with(&HopperKnobs::exchange, 1).
     static HopperKnobs with(int HopperKnobs::*knob, int value) {
         HopperKnobs k;

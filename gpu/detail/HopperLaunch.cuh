@@ -110,7 +110,8 @@ int one_pass(const HopperChunkArgs& a, const L& launch, HopperLaunchShape& shape
             t0[sub] = std::min(tiles, int(std::min<int64_t>(blocks, int64_t(waves) * sub / nsub * Q)) * bt);
         }
     } else {
-        hopper_sub_chunk_starts(tiles, nsub, a.sub_growth, t0);
+        const int growth = a.sub_growth > 0 ? a.sub_growth : hopper_auto_sub_chunk_growth(Q * a.C, a.sm_count);
+        hopper_sub_chunk_starts(tiles, nsub, growth, t0);
     }
     auto rows = [&](int sub) { return int(std::min<int64_t>(a.n - int64_t(t0[sub]) * BM, int64_t(t0[sub + 1] - t0[sub]) * BM)); };
     // The features may overwrite G only after the kernels of the previous chunk read it.

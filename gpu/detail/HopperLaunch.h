@@ -42,7 +42,7 @@ struct HopperChunkArgs {
     int max_clusters = 0; ///< clusters of C CTAs that fit the GPU at once
     int sm_count = 0;
     int sub_tiles = 128;  ///< EStepCudaOptions::hopper_sub_tiles
-    int sub_growth = 1;   ///< EStepCudaOptions::hopper_sub_chunk_growth
+    int sub_growth = 0;   ///< EStepCudaOptions::hopper_sub_chunk_growth (0: auto)
     int exchange = 0;     ///< EStepCudaOptions::hopper_exchange
     int flush_tiles = 64; ///< EStepCudaOptions::hopper_flush_tiles
     /// Reproducible sums: tiles per block (HopperEStep's block_rows; the chunk starts on a block);

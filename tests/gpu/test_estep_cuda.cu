@@ -1259,7 +1259,7 @@ TEST_F(EStepCudaTest, ErrorsAreExceptions) {
         if (knob == 4) o.hopper_diag_wide = 3;
         if (knob == 5) o.hopper_diag_wide = -1;
         if (knob == 6) o.hopper_max_clusters = -1;
-        if (knob == 7) o.hopper_sub_chunk_growth = 0;
+        if (knob == 7) o.hopper_sub_chunk_growth = -1;
         if (knob == 8) o.hopper_sub_chunk_growth = 5;
         EXPECT_THROW(EStepCuda(4, 8, o), std::invalid_argument) << "knob " << knob;
     }

@@ -424,6 +424,9 @@ TEST(Heuristics, AlgorithmAndSizes) {
             }
         }
     }
+    // Auto growth: geometric sub-chunks only where the kernel leaves SMs to the features.
+    EXPECT_EQ(hopper_auto_sub_chunk_growth(120, 132), 2); // K = 1024: 15 clusters of 8
+    EXPECT_EQ(hopper_auto_sub_chunk_growth(132, 132), 1); // K = 256: 66 clusters of 2
     EXPECT_EQ(hopper_row_splits(1000, 132, 8), 16);
     EXPECT_EQ(hopper_row_splits(3, 132, 8), 3);
     EXPECT_EQ(hopper_row_splits(1000, 132, 512), 1);
