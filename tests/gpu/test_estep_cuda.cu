@@ -1157,9 +1157,12 @@ TEST_F(EStepCudaTest, HopperSubChunksPipelined) {
             const std::string label = std::string(fast ? "fast" : "accurate") + " sub-chunks n=" +
                                       std::to_string(s.n) + " K=" + std::to_string(s.K) + " d=" + std::to_string(s.d);
             expect_close(run_hopper(p, sub_opts(fast), float_rows(p), "hopper"), ref, fast, label);
-            EStepCudaOptions og = sub_opts(fast);
-            og.hopper_sub_chunk_growth = 3; // each sub-chunk 3× the one before
-            expect_close(run_hopper(p, og, float_rows(p), "hopper"), ref, fast, label + ", growth 3");
+            for (int growth : {1, 3}) { // equal sub-chunks; each 3× the one before (the default is auto)
+                EStepCudaOptions og = sub_opts(fast);
+                og.hopper_sub_chunk_growth = growth;
+                expect_close(run_hopper(p, og, float_rows(p), "hopper"), ref, fast,
+                             label + ", growth " + std::to_string(growth));
+            }
             EStepCudaOptions o = sub_opts(fast);
             o.chunk_rows = 1100; // several chunks, each cut again
             expect_close(run_hopper(p, o, VectorBlock{p.x8.data(), DataType::UInt8, p.n, p.d}, "hopper"), ref, fast,
