@@ -626,7 +626,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_kernel(const Args a) {
     const bool by_block = a.block_tiles > 0;
     // (Running finish(i−1) after GEMM1(i) completes instead, which gives the exchange all of
     // GEMM1 to land, measured no faster on an H200: bench/results.)
-    run_tile_pipeline<NS, kLse>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
+    run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
         if (by_block && i > 0 && (tile0 + i) % a.block_tiles == 0) flush_block(i);
     });
     if constexpr (!kLse) {

@@ -5,12 +5,7 @@
 //     GEMM1(i) issued | finish(i−1) | wait GEMM1; barrier | GEMM2(i−1) issued |
 //     epilogue(i) | wait GEMM2 | after_gemm2(i) | barrier | refill the freed stage,
 // so that the exponentials of tile i run under GEMM2(i−1) and the normalization of
-// tile i−1 under GEMM1(i) (Sm90Kernels.cuh has the why). kQueueGemm2 (the second
-// passes above K = 1024): barrier right after finish, GEMM2(i−1) issued while GEMM1(i)
-// still runs, then wait for GEMM1(i) alone, so the tensor pipe runs GEMM2 right after
-// GEMM1 instead of idling while the warpgroups meet at the barrier. Measured on an H100
-// (bench/results/gpu_pipeline_queue.md): 1M × 4096 × 128 fast −2.9 % device time, but the
-// one-pass kernels +2 to +4.5 %, so they keep the first order. The kernels give the steps as
+// tile i−1 under GEMM1(i) (Sm90Kernels.cuh has the why). The kernels give the steps as
 // lambdas; everything is inlined, so the code is what the kernels had written out.
 #pragma once
 
@@ -70,10 +65,9 @@ __device__ __forceinline__ void part_tiles(int tiles, int q, int Q, int block_ti
 /// The pipeline over ntile row tiles (local indices), stages full[0 .. NS): load(stage, i) fills
 /// a stage with local tile i (thread 0 only; the first NS are loaded by the caller's prologue),
 /// gemm1(stage), finish(i), gemm2(stage), epilogue(i, stage), after_gemm2(i) as described above.
-/// acc1 / acc2: the two GEMMs' accumulators (fenced around the waits). kQueueGemm2: the order
-/// described above for the second passes.
-template <int NS, bool kQueueGemm2, class Acc1, class Acc2, class Load, class Gemm1, class Finish, class Gemm2,
-          class Epilogue, class AfterGemm2>
+/// acc1 / acc2: the two GEMMs' accumulators (fenced around the waits).
+template <int NS, class Acc1, class Acc2, class Load, class Gemm1, class Finish, class Gemm2, class Epilogue,
+          class AfterGemm2>
 __device__ __forceinline__ void run_tile_pipeline(int ntile, int tid, uint64_t* full, Acc1& acc1, Acc2& acc2,
                                                   Load&& load, Gemm1&& gemm1, Finish&& finish, Gemm2&& gemm2,
                                                   Epilogue&& epilogue, AfterGemm2&& after_gemm2) {
@@ -81,23 +75,11 @@ __device__ __forceinline__ void run_tile_pipeline(int ntile, int tid, uint64_t* 
         const int stage = i % NS;
         mbar_wait(full + stage, uint32_t(i / NS) & 1u);
         gemm1(stage);
-        if constexpr (kQueueGemm2) {
-            if (i > 0) {
-                finish(i - 1);
-                __syncthreads();     // R(i−1) complete (both warpgroups' rows)
-                gemm2((i - 1) % NS); // queued behind GEMM1(i)
-                wgmma_wait<1>();     // GEMM1(i) (groups complete in order)
-            } else {
-                wgmma_wait<0>();
-            }
-            fence_operand(acc1);
-        } else {
-            if (i > 0) finish(i - 1);
-            wgmma_wait<0>();
-            fence_operand(acc1);
-            __syncthreads(); // R(i−1) complete (both warpgroups' rows)
-            if (i > 0) gemm2((i - 1) % NS);
-        }
+        if (i > 0) finish(i - 1);
+        wgmma_wait<0>();
+        fence_operand(acc1);
+        __syncthreads(); // R(i−1) complete (both warpgroups' rows)
+        if (i > 0) gemm2((i - 1) % NS);
         epilogue(i, stage);
         wgmma_wait<0>();
         fence_operand(acc2);

@@ -453,7 +453,7 @@ __global__ void __launch_bounds__(kThreads, 1) estep_split_kernel(const Args a) 
     };
     const bool by_block = a.block_tiles > 0;
     int since_flush = 0;
-    run_tile_pipeline<NS, kLse>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
+    run_tile_pipeline<NS>(ntile, tid, bars.full, acc1, acc2, load_tile, gemm1, finish, gemm2, epilogue, [&](int i) {
         if (by_block) {
             if (i > 0 && (tile0 + i) % a.block_tiles == 0) flush_block(i);
         } else if (i > 0 && ++since_flush == a.flush_tiles) {
