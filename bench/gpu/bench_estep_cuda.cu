@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -316,21 +317,9 @@ int main(int argc, char** argv) {
         if (a == "--modes" && i + 1 < argc) modes_arg = "," + std::string(argv[++i]) + ","; // names, comma-separated
         if (a == "--shapes" && i + 1 < argc) shapes_arg = "," + std::string(argv[++i]) + ","; // indices 0..16
         if (a == "--hopper-variants") hopper_variants = true; // also time the Hopper kernel's other settings
-        if (a == "--sub-tiles-scan" && i + 1 < argc) {
-            for (const std::string& v : bench::split_list(argv[++i])) {
-                sub_tiles_scan.push_back(std::max(1, std::atoi(v.c_str())));
-            }
-        }
-        if (a == "--clusters-scan" && i + 1 < argc) {
-            for (const std::string& v : bench::split_list(argv[++i])) {
-                clusters_scan.push_back(std::max(1, std::atoi(v.c_str())));
-            }
-        }
-        if (a == "--growth-scan" && i + 1 < argc) {
-            for (const std::string& v : bench::split_list(argv[++i])) {
-                growth_scan.push_back(std::clamp(std::atoi(v.c_str()), 1, 4));
-            }
-        }
+        if (a == "--sub-tiles-scan" && i + 1 < argc) sub_tiles_scan = bench::clamped_int_list(argv[++i], 1, INT_MAX);
+        if (a == "--clusters-scan" && i + 1 < argc) clusters_scan = bench::clamped_int_list(argv[++i], 1, INT_MAX);
+        if (a == "--growth-scan" && i + 1 < argc) growth_scan = bench::clamped_int_list(argv[++i], 1, 4);
         if (a == "--narrow") narrow = true; // a model with a collapsed component: the refinement's cost
         if (a == "--reproducible") reproducible = true; // also time accumulate_reproducible (issue 13)
         // EM with rows on the GPU only, each mode with accumulate() and accumulate_reproducible()

@@ -76,6 +76,13 @@ inline std::vector<std::string> split_list(const std::string& v) {
     return items;
 }
 
+/// The integers of a comma-separated command-line value, each clamped to [lo, hi].
+inline std::vector<int> clamped_int_list(const std::string& v, int lo, int hi) {
+    std::vector<int> values;
+    for (const std::string& item : split_list(v)) values.push_back(std::clamp(std::atoi(item.c_str()), lo, hi));
+    return values;
+}
+
 inline double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
